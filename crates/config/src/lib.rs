@@ -1,0 +1,234 @@
+//! Configuration for mssql-pg-migrate: load, expand, validate, redact, hash.
+//!
+//! A configuration has three sections, `source`, `target` and `migration`,
+//! with the keys and defaults of the data engineer's guide. This crate reads
+//! them from a YAML, JSON or TOML file, expands `${VAR}` / `${VAR:-default}`
+//! in the file's strings, applies environment overrides
+//! (`MSSQL_PG_MIGRATE__<SECTION>__<KEY>`), reads `password_file`s, and
+//! validates everything in one pass: a [`ConfigError::Invalid`] lists
+//! *every* problem, each with its key path, so a user fixes a file in one go.
+//!
+//! Passwords are held in [`Secret`], which prints as `********` in `Debug`,
+//! `Display` and any serialisation. [`Config::fingerprint`] hashes the
+//! settings that decide *what* is migrated (not secrets, not tuning knobs), so
+//! a resumed run can tell whether its configuration changed.
+//!
+//! ```
+//! use mssql_pg_migrate_config::{Loader, TargetMode};
+//!
+//! let yaml = r#"
+//! source: { type: mssql, host: sql1, database: Shop, user: sa, password: "${SA_PASSWORD}" }
+//! target: { type: postgres, host: pg1, database: shop, user: etl, password: x }
+//! migration: { target_mode: truncate, workers: 2 }
+//! "#;
+//! let config = Loader::new()
+//!     .with_env([("SA_PASSWORD", "s3cret!")])
+//!     .load_str(yaml, "yaml")?;
+//! assert_eq!(config.source.port, 1433);
+//! assert_eq!(config.source.password.expose(), "s3cret!");
+//! assert_eq!(format!("{:?}", config.source.password), "Secret(********)");
+//! assert_eq!(config.migration.target_mode, TargetMode::Truncate);
+//! # Ok::<(), mssql_pg_migrate_config::ConfigError>(())
+//! ```
+
+mod error;
+mod expand;
+mod fingerprint;
+mod glob;
+mod load;
+mod secret;
+mod validate;
+
+use std::path::PathBuf;
+
+use serde::{Serialize, Serializer};
+
+pub use error::{ConfigError, Problem, Problems};
+pub use fingerprint::Fingerprint;
+pub use glob::TablePattern;
+pub use load::{ENV_PREFIX, ENV_SEPARATOR, Loader};
+pub use mssql_pg_migrate_typemap::{Override as TypeOverride, OverrideScope, PgType};
+pub use secret::{REDACTED, Secret};
+
+/// A complete, validated configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    pub source: SourceConfig,
+    pub target: TargetConfig,
+    pub migration: MigrationConfig,
+}
+
+/// Which kind of server the data comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// Microsoft SQL Server or Azure SQL (`mssql`, `sqlserver`).
+    Mssql,
+    /// PostgreSQL (`postgres`, `postgresql`): used for PostgreSQL-to-PostgreSQL
+    /// copies and to run the whole pipeline in CI without SQL Server.
+    Postgres,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceConfig {
+    #[serde(rename = "type")]
+    pub kind: SourceKind,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: Secret,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    pub schema: String,
+    pub encrypt: bool,
+    pub trust_server_cert: bool,
+}
+
+/// The only target kind: PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    Postgres,
+}
+
+/// libpq-style `sslmode` for the target connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SslMode {
+    Disable,
+    Allow,
+    Prefer,
+    Require,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetConfig {
+    #[serde(rename = "type")]
+    pub kind: TargetKind,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: Secret,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    pub schema: String,
+    pub ssl_mode: SslMode,
+}
+
+/// How the target tables are prepared before data moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetMode {
+    DropRecreate,
+    Truncate,
+    Upsert,
+}
+
+/// How source identifiers are spelled in the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentifierCase {
+    /// Exactly as in the source, quoted.
+    Preserve,
+    /// Lower-cased.
+    Lower,
+    /// `OrderLines` → `order_lines`.
+    Snake,
+}
+
+/// The `migration` section. `None` in a tunable means "auto-tune", shown as
+/// `auto` when the configuration is printed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MigrationConfig {
+    pub target_mode: TargetMode,
+    #[serde(serialize_with = "auto")]
+    pub workers: Option<u32>,
+    #[serde(serialize_with = "auto")]
+    pub chunk_size: Option<u32>,
+    #[serde(serialize_with = "auto")]
+    pub parallel_readers: Option<u32>,
+    #[serde(serialize_with = "auto")]
+    pub write_ahead_writers: Option<u32>,
+    pub memory_budget_percent: u8,
+    #[serde(serialize_with = "auto")]
+    pub read_ahead_buffers: Option<u32>,
+    pub large_table_threshold: u64,
+    pub max_partitions: u32,
+    pub min_rows_per_partition: u64,
+    #[serde(serialize_with = "auto")]
+    pub max_mssql_connections: Option<u32>,
+    #[serde(serialize_with = "auto")]
+    pub max_pg_connections: Option<u32>,
+    pub use_binary_copy: bool,
+    pub use_unlogged_tables: bool,
+    pub copy_buffer_rows: u32,
+    pub upsert_batch_size: u32,
+    pub upsert_parallel_tasks: u32,
+    pub include_tables: Vec<TablePattern>,
+    pub exclude_tables: Vec<TablePattern>,
+    pub create_indexes: bool,
+    pub create_foreign_keys: bool,
+    pub create_check_constraints: bool,
+    pub identifier_case: IdentifierCase,
+    #[serde(serialize_with = "overrides")]
+    pub type_overrides: Vec<TypeOverride>,
+    pub continue_on_error: bool,
+    pub max_retries: u32,
+}
+
+impl MigrationConfig {
+    /// Whether the include/exclude patterns select `schema.table`.
+    pub fn selects_table(&self, schema: &str, table: &str) -> bool {
+        (self.include_tables.is_empty() || self.include_tables.iter().any(|p| p.matches(schema, table)))
+            && !self.exclude_tables.iter().any(|p| p.matches(schema, table))
+    }
+}
+
+fn auto<S: Serializer>(value: &Option<u32>, serializer: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => serializer.serialize_u32(*v),
+        None => serializer.serialize_str("auto"),
+    }
+}
+
+fn overrides<S: Serializer>(list: &[TypeOverride], serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::{SerializeMap, SerializeSeq};
+    struct Entry<'a>(&'a TypeOverride);
+    impl Serialize for Entry<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut map = serializer.serialize_map(None)?;
+            match &self.0.scope {
+                OverrideScope::SourceType(t) => map.serialize_entry("source_type", t)?,
+                OverrideScope::Column { schema, table, column } => {
+                    if let Some(schema) = schema {
+                        map.serialize_entry("schema", schema)?;
+                    }
+                    map.serialize_entry("table", table)?;
+                    map.serialize_entry("column", column)?;
+                }
+            }
+            map.serialize_entry("target_type", &self.0.target.to_string())?;
+            map.end()
+        }
+    }
+    let mut seq = serializer.serialize_seq(Some(list.len()))?;
+    for o in list {
+        seq.serialize_element(&Entry(o))?;
+    }
+    seq.end()
+}
+
+impl Config {
+    /// The hash a resumed run compares against; see [`Fingerprint`].
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of(self)
+    }
+
+    /// The configuration as JSON, secrets redacted.
+    pub fn to_redacted_json(&self) -> serde_json::Value {
+        // Serialising plain data into a Value cannot fail.
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}

@@ -1,0 +1,728 @@
+//! Builds a [`Config`] from the merged value tree, collecting every problem.
+
+use std::ops::RangeInclusive;
+use std::path::Path;
+
+use figment::value::{Dict, Value};
+use mssql_pg_migrate_typemap::{MssqlType, Override, OverrideScope, PgType, conversion};
+
+use crate::error::{Problem, Problems};
+use crate::glob::TablePattern;
+use crate::load::Origins;
+use crate::{
+    Config, IdentifierCase, MigrationConfig, Secret, SourceConfig, SourceKind, SslMode, TargetConfig, TargetKind,
+    TargetMode,
+};
+
+const TOP_KEYS: &[&str] = &["source", "target", "migration"];
+const SOURCE_KEYS: &[&str] = &[
+    "type",
+    "host",
+    "port",
+    "database",
+    "user",
+    "password",
+    "password_file",
+    "schema",
+    "encrypt",
+    "trust_server_cert",
+];
+const TARGET_KEYS: &[&str] = &[
+    "type",
+    "host",
+    "port",
+    "database",
+    "user",
+    "password",
+    "password_file",
+    "schema",
+    "ssl_mode",
+];
+const MIGRATION_KEYS: &[&str] = &[
+    "target_mode",
+    "workers",
+    "chunk_size",
+    "parallel_readers",
+    "write_ahead_writers",
+    "memory_budget_percent",
+    "read_ahead_buffers",
+    "large_table_threshold",
+    "max_partitions",
+    "min_rows_per_partition",
+    "max_mssql_connections",
+    "max_pg_connections",
+    "use_binary_copy",
+    "use_unlogged_tables",
+    "copy_buffer_rows",
+    "upsert_batch_size",
+    "upsert_parallel_tasks",
+    "include_tables",
+    "exclude_tables",
+    "create_indexes",
+    "create_foreign_keys",
+    "create_check_constraints",
+    "identifier_case",
+    "type_overrides",
+    "continue_on_error",
+    "max_retries",
+];
+const OVERRIDE_KEYS: &[&str] = &["source_type", "schema", "table", "column", "target_type"];
+
+const PARALLELISM: RangeInclusive<u64> = 1..=256;
+const POOL_SIZE: RangeInclusive<u64> = 1..=1000;
+
+pub(crate) fn build(root: &Dict, origins: &Origins, base: &Path) -> Result<Config, Problems> {
+    let mut v = Walker {
+        problems: Vec::new(),
+        origins,
+    };
+    v.unknown_keys(root, "", TOP_KEYS);
+    let empty = Dict::new();
+    let source = v.section(root, "source", SOURCE_KEYS, true).unwrap_or(&empty);
+    let target = v.section(root, "target", TARGET_KEYS, true).unwrap_or(&empty);
+    let migration = v.section(root, "migration", MIGRATION_KEYS, false).unwrap_or(&empty);
+
+    let source = v.source(source, base);
+    let target = v.target(target, base);
+    let migration = v.migration(migration);
+    let config = Config {
+        source,
+        target,
+        migration,
+    };
+    v.cross_checks(&config);
+
+    if v.problems.is_empty() {
+        Ok(config)
+    } else {
+        v.problems.sort_by(|a, b| a.key.cmp(&b.key));
+        Err(Problems(v.problems))
+    }
+}
+
+struct Walker<'a> {
+    problems: Vec<Problem>,
+    origins: &'a Origins,
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+}
+
+fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::String(..) | Value::Char(..) => "a string",
+        Value::Bool(..) => "a boolean",
+        Value::Num(..) => "a number",
+        Value::Empty(..) => "empty",
+        Value::Dict(..) => "a mapping",
+        Value::Array(..) => "a list",
+    }
+}
+
+impl Walker<'_> {
+    fn report(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        let key = key.into();
+        let origin = self.origins.of(&key);
+        self.problems.push(Problem {
+            key,
+            message: message.into(),
+            origin,
+        });
+    }
+
+    fn unknown_keys(&mut self, dict: &Dict, path: &str, known: &[&str]) {
+        for key in dict.keys() {
+            if known.contains(&key.as_str()) {
+                continue;
+            }
+            let hint = suggestion(key, path, known).map(|s| format!("; did you mean {s}?")).unwrap_or_default();
+            self.report(join(path, key), format!("unknown key{hint}"));
+        }
+    }
+
+    fn section<'d>(&mut self, root: &'d Dict, name: &str, known: &[&str], required: bool) -> Option<&'d Dict> {
+        match root.get(name) {
+            Some(Value::Dict(_, d)) => {
+                self.unknown_keys(d, name, known);
+                Some(d)
+            }
+            Some(other) => {
+                self.report(name, format!("must be a mapping of keys, not {}", describe(other)));
+                None
+            }
+            None if required => {
+                self.report(name, "required section is missing");
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn string(&mut self, d: &Dict, path: &str, key: &str) -> Option<String> {
+        let full = join(path, key);
+        match d.get(key)? {
+            Value::String(_, s) => Some(s.clone()),
+            Value::Char(_, c) => Some(c.to_string()),
+            // Unquoted YAML scalars such as `database: 2024` are meant as text.
+            Value::Num(_, n) => n.to_f64().map(|f| {
+                if f.fract() == 0.0 && f.abs() < 1e15 { format!("{}", f as i64) } else { f.to_string() }
+            }),
+            Value::Bool(_, b) => Some(b.to_string()),
+            other => {
+                self.report(full, format!("must be a string, not {}", describe(other)));
+                None
+            }
+        }
+    }
+
+    fn required_string(&mut self, d: &Dict, path: &str, key: &str) -> String {
+        match self.string(d, path, key) {
+            Some(s) if !s.trim().is_empty() => s,
+            Some(_) => {
+                self.report(join(path, key), "must not be empty");
+                String::new()
+            }
+            None => {
+                if !d.contains_key(key) {
+                    self.report(join(path, key), "required key is missing");
+                }
+                String::new()
+            }
+        }
+    }
+
+    fn uint(&mut self, d: &Dict, path: &str, key: &str, range: RangeInclusive<u64>) -> Option<u64> {
+        let full = join(path, key);
+        let value = d.get(key)?;
+        let parsed: Option<i128> = match value {
+            Value::Num(_, n) => match n.to_i128().or_else(|| n.to_u128().and_then(|u| i128::try_from(u).ok())) {
+                Some(i) => Some(i),
+                None => {
+                    self.report(full, format!("must be a whole number, not {}", n.to_f64().unwrap_or(f64::NAN)));
+                    return None;
+                }
+            },
+            Value::String(_, s) => match s.trim().parse::<i128>() {
+                Ok(i) => Some(i),
+                Err(_) => {
+                    self.report(full, format!("must be a whole number, not {s:?}"));
+                    return None;
+                }
+            },
+            other => {
+                self.report(full, format!("must be a whole number, not {}", describe(other)));
+                return None;
+            }
+        };
+        let n = parsed?;
+        if n < i128::from(*range.start()) || n > i128::from(*range.end()) {
+            self.report(
+                full,
+                format!("{n} is out of range: allowed {}..={}", range.start(), range.end()),
+            );
+            return None;
+        }
+        u64::try_from(n).ok()
+    }
+
+    /// A tunable: a number in `range`, or `auto` (the default) to let the
+    /// engine choose.
+    fn tunable(&mut self, d: &Dict, path: &str, key: &str, range: RangeInclusive<u64>) -> Option<u32> {
+        if let Some(Value::String(_, s)) = d.get(key) {
+            if s.trim().eq_ignore_ascii_case("auto") {
+                return None;
+            }
+        }
+        self.uint(d, path, key, range).and_then(|n| u32::try_from(n).ok())
+    }
+
+    fn boolean(&mut self, d: &Dict, path: &str, key: &str, default: bool) -> bool {
+        let full = join(path, key);
+        match d.get(key) {
+            None => default,
+            Some(Value::Bool(_, b)) => *b,
+            Some(Value::String(_, s)) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => true,
+                "false" | "no" | "off" | "0" => false,
+                _ => {
+                    self.report(full, format!("must be true or false, not {s:?}"));
+                    default
+                }
+            },
+            Some(other) => {
+                self.report(full, format!("must be true or false, not {}", describe(other)));
+                default
+            }
+        }
+    }
+
+    fn choice<T: Copy>(&mut self, d: &Dict, path: &str, key: &str, choices: &[(&str, T)], default: T) -> T {
+        let Some(text) = self.string(d, path, key) else {
+            return default;
+        };
+        let wanted = text.trim().to_ascii_lowercase();
+        if let Some((_, t)) = choices.iter().find(|(name, _)| *name == wanted) {
+            return *t;
+        }
+        let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+        let hint = closest(&wanted, &names).map(|s| format!(" (did you mean {s}?)")).unwrap_or_default();
+        self.report(
+            join(path, key),
+            format!("{text:?} is not one of: {}{hint}", names.join(", ")),
+        );
+        default
+    }
+
+    fn list<'d>(&mut self, d: &'d Dict, path: &str, key: &str) -> Vec<std::borrow::Cow<'d, Value>> {
+        use std::borrow::Cow;
+        let full = join(path, key);
+        match d.get(key) {
+            None | Some(Value::Empty(..)) => Vec::new(),
+            Some(Value::Array(_, items)) => items.iter().map(Cow::Borrowed).collect(),
+            // From the environment: a JSON list, or comma-separated strings.
+            Some(Value::String(tag, s)) => {
+                let s = s.trim();
+                if s.starts_with('[') {
+                    match serde_json::from_str::<serde_json::Value>(s)
+                        .map_err(|e| e.to_string())
+                        .and_then(|json| Value::serialize(json).map_err(|e| e.to_string()))
+                    {
+                        Ok(Value::Array(_, items)) => items.into_iter().map(Cow::Owned).collect(),
+                        Ok(_) | Err(_) => {
+                            self.report(full, "must be a list; this looks like JSON but does not parse as a list");
+                            Vec::new()
+                        }
+                    }
+                } else if s.is_empty() {
+                    Vec::new()
+                } else {
+                    s.split(',').map(|part| Cow::Owned(Value::String(*tag, part.trim().to_owned()))).collect()
+                }
+            }
+            Some(other) => {
+                self.report(full, format!("must be a list, not {}", describe(other)));
+                Vec::new()
+            }
+        }
+    }
+
+    fn patterns(&mut self, d: &Dict, path: &str, key: &str) -> Vec<TablePattern> {
+        let items = self.list(d, path, key);
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let full = format!("{}[{i}]", join(path, key));
+            match item.as_ref() {
+                Value::String(_, s) => match TablePattern::new(s) {
+                    Ok(p) => out.push(p),
+                    Err(e) => self.report(full, e),
+                },
+                other => self.report(full, format!("must be a table pattern string, not {}", describe(other))),
+            }
+        }
+        out
+    }
+
+    fn password(&mut self, d: &Dict, path: &str, base: &Path) -> (Secret, Option<std::path::PathBuf>) {
+        let inline = match d.get("password") {
+            None => None,
+            Some(Value::String(_, s)) => Some(s.clone()),
+            Some(other) => {
+                // YAML turns `password: 0123` into the number 123: refuse to guess.
+                self.report(
+                    join(path, "password"),
+                    format!("must be a quoted string, not {} (quote it so YAML keeps it exactly)", describe(other)),
+                );
+                Some(String::new())
+            }
+        };
+        let file = self.string(d, path, "password_file").map(std::path::PathBuf::from);
+        match (inline, file) {
+            (Some(_), Some(_)) => {
+                self.report(join(path, "password_file"), "set either password or password_file, not both");
+                (Secret::default(), None)
+            }
+            (Some(p), None) => (Secret::new(p), None),
+            (None, Some(file)) => {
+                let resolved = if file.is_absolute() { file.clone() } else { base.join(&file) };
+                match std::fs::read_to_string(&resolved) {
+                    Ok(text) => {
+                        // Secret files usually end with a newline that is not part of the password.
+                        let secret = text.trim_end_matches(['\n', '\r']);
+                        if secret.is_empty() {
+                            self.report(join(path, "password_file"), format!("{} is empty", resolved.display()));
+                        }
+                        (Secret::new(secret), Some(file))
+                    }
+                    Err(e) => {
+                        self.report(join(path, "password_file"), format!("cannot read {}: {e}", resolved.display()));
+                        (Secret::default(), Some(file))
+                    }
+                }
+            }
+            (None, None) => {
+                self.report(join(path, "password"), format!("required key is missing (or set {path}.password_file)"));
+                (Secret::default(), None)
+            }
+        }
+    }
+
+    fn port(&mut self, d: &Dict, path: &str, default: u16) -> u16 {
+        self.uint(d, path, "port", 1..=65535).and_then(|p| u16::try_from(p).ok()).unwrap_or(default)
+    }
+
+    fn source(&mut self, d: &Dict, base: &Path) -> SourceConfig {
+        let p = "source";
+        let kind = if d.contains_key("type") {
+            self.choice(
+                d,
+                p,
+                "type",
+                &[
+                    ("mssql", SourceKind::Mssql),
+                    ("sqlserver", SourceKind::Mssql),
+                    ("postgres", SourceKind::Postgres),
+                    ("postgresql", SourceKind::Postgres),
+                ],
+                SourceKind::Mssql,
+            )
+        } else {
+            self.report("source.type", "required key is missing (mssql, sqlserver, postgres or postgresql)");
+            SourceKind::Mssql
+        };
+        let (default_port, default_schema) = match kind {
+            SourceKind::Mssql => (1433, "dbo"),
+            SourceKind::Postgres => (5432, "public"),
+        };
+        let host = self.required_string(d, p, "host");
+        let port = self.port(d, p, default_port);
+        let database = self.required_string(d, p, "database");
+        let user = self.required_string(d, p, "user");
+        let (password, password_file) = self.password(d, p, base);
+        let schema = self.string(d, p, "schema").unwrap_or_else(|| default_schema.to_owned());
+        if schema.trim().is_empty() {
+            self.report("source.schema", "must not be empty");
+        }
+        SourceConfig {
+            kind,
+            host,
+            port,
+            database,
+            user,
+            password,
+            password_file,
+            schema,
+            encrypt: self.boolean(d, p, "encrypt", true),
+            trust_server_cert: self.boolean(d, p, "trust_server_cert", false),
+        }
+    }
+
+    fn target(&mut self, d: &Dict, base: &Path) -> TargetConfig {
+        let p = "target";
+        let kind = if d.contains_key("type") {
+            self.choice(
+                d,
+                p,
+                "type",
+                &[("postgres", TargetKind::Postgres), ("postgresql", TargetKind::Postgres)],
+                TargetKind::Postgres,
+            )
+        } else {
+            self.report("target.type", "required key is missing (postgres or postgresql)");
+            TargetKind::Postgres
+        };
+        let host = self.required_string(d, p, "host");
+        let port = self.port(d, p, 5432);
+        let database = self.required_string(d, p, "database");
+        let user = self.required_string(d, p, "user");
+        let (password, password_file) = self.password(d, p, base);
+        let schema = self.string(d, p, "schema").unwrap_or_else(|| "public".to_owned());
+        if schema.trim().is_empty() {
+            self.report("target.schema", "must not be empty");
+        }
+        let ssl_mode = self.choice(
+            d,
+            p,
+            "ssl_mode",
+            &[
+                ("disable", SslMode::Disable),
+                ("allow", SslMode::Allow),
+                ("prefer", SslMode::Prefer),
+                ("require", SslMode::Require),
+            ],
+            SslMode::Prefer,
+        );
+        TargetConfig {
+            kind,
+            host,
+            port,
+            database,
+            user,
+            password,
+            password_file,
+            schema,
+            ssl_mode,
+        }
+    }
+
+    fn migration(&mut self, d: &Dict) -> MigrationConfig {
+        let p = "migration";
+        let u32_of = |n: Option<u64>, default: u32| n.and_then(|n| u32::try_from(n).ok()).unwrap_or(default);
+        let target_mode = self.choice(
+            d,
+            p,
+            "target_mode",
+            &[
+                ("drop_recreate", TargetMode::DropRecreate),
+                ("truncate", TargetMode::Truncate),
+                ("upsert", TargetMode::Upsert),
+            ],
+            TargetMode::DropRecreate,
+        );
+        let workers = self.tunable(d, p, "workers", PARALLELISM);
+        let chunk_size = self.tunable(d, p, "chunk_size", 100..=10_000_000);
+        let parallel_readers = self.tunable(d, p, "parallel_readers", PARALLELISM);
+        let write_ahead_writers = self.tunable(d, p, "write_ahead_writers", PARALLELISM);
+        let memory_budget_percent = self.uint(d, p, "memory_budget_percent", 1..=95).map_or(70, |n| n as u8);
+        let read_ahead_buffers = self.tunable(d, p, "read_ahead_buffers", 1..=1024);
+        let large_table_threshold = self.uint(d, p, "large_table_threshold", 1..=u64::MAX >> 1).unwrap_or(5_000_000);
+        let max_partitions = u32_of(self.uint(d, p, "max_partitions", 1..=1024), 12);
+        let min_rows_per_partition = self.uint(d, p, "min_rows_per_partition", 1..=u64::MAX >> 1).unwrap_or(200_000);
+        let max_mssql_connections = self.tunable(d, p, "max_mssql_connections", POOL_SIZE);
+        let max_pg_connections = self.tunable(d, p, "max_pg_connections", POOL_SIZE);
+        let use_binary_copy = self.boolean(d, p, "use_binary_copy", true);
+        let use_unlogged_tables = self.boolean(d, p, "use_unlogged_tables", false);
+        let copy_buffer_rows = u32_of(self.uint(d, p, "copy_buffer_rows", 1..=10_000_000), 10_000);
+        let upsert_batch_size = u32_of(self.uint(d, p, "upsert_batch_size", 1..=1_000_000), 2_000);
+        let upsert_parallel_tasks = u32_of(self.uint(d, p, "upsert_parallel_tasks", PARALLELISM), 4);
+        let include_tables = self.patterns(d, p, "include_tables");
+        let exclude_tables = self.patterns(d, p, "exclude_tables");
+        let identifier_case = self.choice(
+            d,
+            p,
+            "identifier_case",
+            &[
+                ("preserve", IdentifierCase::Preserve),
+                ("lower", IdentifierCase::Lower),
+                ("snake", IdentifierCase::Snake),
+            ],
+            IdentifierCase::Preserve,
+        );
+        let type_overrides = self.type_overrides(d);
+        MigrationConfig {
+            target_mode,
+            workers,
+            chunk_size,
+            parallel_readers,
+            write_ahead_writers,
+            memory_budget_percent,
+            read_ahead_buffers,
+            large_table_threshold,
+            max_partitions,
+            min_rows_per_partition,
+            max_mssql_connections,
+            max_pg_connections,
+            use_binary_copy,
+            use_unlogged_tables,
+            copy_buffer_rows,
+            upsert_batch_size,
+            upsert_parallel_tasks,
+            include_tables,
+            exclude_tables,
+            create_indexes: self.boolean(d, p, "create_indexes", true),
+            create_foreign_keys: self.boolean(d, p, "create_foreign_keys", true),
+            create_check_constraints: self.boolean(d, p, "create_check_constraints", true),
+            identifier_case,
+            type_overrides,
+            continue_on_error: self.boolean(d, p, "continue_on_error", false),
+            max_retries: u32_of(self.uint(d, p, "max_retries", 0..=100), 3),
+        }
+    }
+
+    fn type_overrides(&mut self, d: &Dict) -> Vec<Override> {
+        let items = self.list(d, "migration", "type_overrides");
+        let mut out: Vec<Override> = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("migration.type_overrides[{i}]");
+            let Value::Dict(_, entry) = item.as_ref() else {
+                self.report(path, format!("must be a mapping with target_type and source_type or table+column, not {}", describe(item)));
+                continue;
+            };
+            self.unknown_keys(entry, &path, OVERRIDE_KEYS);
+            let target = match self.string(entry, &path, "target_type") {
+                None => {
+                    if !entry.contains_key("target_type") {
+                        self.report(format!("{path}.target_type"), "required key is missing");
+                    }
+                    None
+                }
+                Some(text) => match text.parse::<PgType>() {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        self.report(format!("{path}.target_type"), e.to_string());
+                        None
+                    }
+                },
+            };
+            let source_type = self.string(entry, &path, "source_type");
+            let schema = self.string(entry, &path, "schema");
+            let table = self.string(entry, &path, "table");
+            let column = self.string(entry, &path, "column");
+            let scope = match (source_type, table, column) {
+                (Some(t), None, None) if schema.is_none() => {
+                    let t = t.trim().to_owned();
+                    if !MssqlType::BASE_NAMES.iter().any(|n| n.eq_ignore_ascii_case(&t)) {
+                        if let Some(near) = closest(&t.to_ascii_lowercase(), MssqlType::BASE_NAMES) {
+                            self.report(
+                                format!("{path}.source_type"),
+                                format!("'{t}' is not a SQL Server type; did you mean {near}?"),
+                            );
+                            continue;
+                        }
+                        // Otherwise it names an alias (user-defined) type, checked against the schema later.
+                    }
+                    if let (Some(target), Some(representative)) = (target, representative(&t)) {
+                        if let Err(e) = conversion(&representative, target) {
+                            self.report(format!("{path}.target_type"), e.to_string());
+                            continue;
+                        }
+                    }
+                    OverrideScope::SourceType(t)
+                }
+                (None, Some(table), Some(column)) => OverrideScope::Column {
+                    schema,
+                    table,
+                    column,
+                },
+                _ => {
+                    self.report(
+                        path,
+                        "give either source_type (every column of that type) or table and column (one column), not both and not neither",
+                    );
+                    continue;
+                }
+            };
+            let Some(target) = target else { continue };
+            if let Some(j) = out.iter().position(|o| o.scope == scope) {
+                self.report(path, format!("repeats the scope of migration.type_overrides[{j}]"));
+                continue;
+            }
+            out.push(Override { scope, target });
+        }
+        out
+    }
+
+    fn cross_checks(&mut self, c: &Config) {
+        let m = &c.migration;
+        if c.source.kind == SourceKind::Postgres
+            && c.source.host.eq_ignore_ascii_case(&c.target.host)
+            && c.source.port == c.target.port
+            && c.source.database == c.target.database
+            && c.source.schema == c.target.schema
+        {
+            self.report(
+                "target.schema",
+                format!(
+                    "source and target are the same schema ({}.{} on {}:{}); the load would overwrite its own source",
+                    c.target.database, c.target.schema, c.target.host, c.target.port
+                ),
+            );
+        }
+        if m.use_unlogged_tables && m.target_mode == TargetMode::Upsert {
+            self.report(
+                "migration.use_unlogged_tables",
+                "cannot be combined with target_mode: upsert, which keeps existing rows that a crash would lose in an UNLOGGED table",
+            );
+        }
+        if !m.use_binary_copy {
+            self.report(
+                "migration.use_binary_copy",
+                "false is not supported: the tool always writes binary COPY, which is exact and about twice as fast as text",
+            );
+        }
+        if let (Some(readers), Some(pool)) = (m.parallel_readers, m.max_mssql_connections) {
+            if readers > pool {
+                self.report(
+                    "migration.max_mssql_connections",
+                    format!("{pool} source connections cannot serve parallel_readers: {readers}; raise it or lower parallel_readers"),
+                );
+            }
+        }
+        if let (Some(writers), Some(pool)) = (m.write_ahead_writers, m.max_pg_connections) {
+            if writers > pool {
+                self.report(
+                    "migration.max_pg_connections",
+                    format!("{pool} target connections cannot serve write_ahead_writers: {writers}; raise it or lower write_ahead_writers"),
+                );
+            }
+        }
+        for (i, ex) in m.exclude_tables.iter().enumerate() {
+            if m.include_tables.iter().any(|inc| inc.as_str() == ex.as_str()) {
+                self.report(
+                    format!("migration.exclude_tables[{i}]"),
+                    format!("'{}' is also in include_tables, so it would select nothing", ex.as_str()),
+                );
+            }
+        }
+    }
+}
+
+/// A stand-in source type for checking a type override before the schema is
+/// known; `None` for types whose parameters decide the answer.
+fn representative(name: &str) -> Option<MssqlType> {
+    let t = match name.to_ascii_lowercase().as_str() {
+        "bit" => MssqlType::Bit,
+        "tinyint" => MssqlType::TinyInt,
+        "smallint" => MssqlType::SmallInt,
+        "int" => MssqlType::Int,
+        "bigint" => MssqlType::BigInt,
+        "money" => MssqlType::Money,
+        "smallmoney" => MssqlType::SmallMoney,
+        "float" => MssqlType::Float,
+        "real" => MssqlType::Real,
+        "date" => MssqlType::Date,
+        "datetime" => MssqlType::DateTime,
+        "smalldatetime" => MssqlType::SmallDateTime,
+        "text" => MssqlType::Text,
+        "ntext" => MssqlType::NText,
+        "image" => MssqlType::Image,
+        "uniqueidentifier" => MssqlType::UniqueIdentifier,
+        "xml" => MssqlType::Xml,
+        "sql_variant" => MssqlType::SqlVariant,
+        "hierarchyid" => MssqlType::HierarchyId,
+        "geography" => MssqlType::Geography,
+        "geometry" => MssqlType::Geometry,
+        "rowversion" | "timestamp" => MssqlType::RowVersion,
+        _ => return None,
+    };
+    Some(t)
+}
+
+/// The candidates closest to a mistyped word, if close enough to be a typo;
+/// ties are all named ("datetime or datetime2").
+fn closest(word: &str, candidates: &[&str]) -> Option<String> {
+    let scored: Vec<(&str, usize)> = candidates
+        .iter()
+        .map(|c| (*c, strsim::damerau_levenshtein(word, c), strsim::jaro_winkler(word, c)))
+        .filter(|(c, distance, similarity)| *distance <= 2.max(c.len() / 4) || *similarity >= 0.88)
+        .map(|(c, distance, _)| (c, distance))
+        .collect();
+    let best = scored.iter().map(|(_, d)| *d).min()?;
+    let names: Vec<&str> = scored.iter().filter(|(_, d)| *d == best).map(|(c, _)| *c).collect();
+    Some(names.join(" or "))
+}
+
+/// "did you mean" for an unknown key: a close key in the same section, or the
+/// same key in the section where it belongs.
+fn suggestion(key: &str, path: &str, known: &[&str]) -> Option<String> {
+    let key_lower = key.to_ascii_lowercase();
+    if let Some(near) = closest(&key_lower, known) {
+        return Some(near.split(" or ").map(|k| join(path, k)).collect::<Vec<_>>().join(" or "));
+    }
+    let sections: [(&str, &[&str]); 3] = [("source", SOURCE_KEYS), ("target", TARGET_KEYS), ("migration", MIGRATION_KEYS)];
+    sections
+        .iter()
+        .filter(|(name, _)| *name != path)
+        .find(|(_, keys)| keys.contains(&key_lower.as_str()))
+        .map(|(name, _)| format!("{name}.{key_lower} (it belongs in the {name} section)"))
+}
