@@ -65,11 +65,7 @@ pub enum ConfigError {
     )]
     UnknownFormat { path: PathBuf },
     #[error("config file {} is not valid {format}: {message}", path.display())]
-    Syntax {
-        path: PathBuf,
-        format: &'static str,
-        message: String,
-    },
+    Syntax { path: PathBuf, format: &'static str, message: String },
     #[error("{0}")]
     Invalid(Problems),
 }

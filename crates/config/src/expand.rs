@@ -29,19 +29,15 @@ pub(crate) fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Res
             };
             if !is_variable_name(name) {
                 // The text is not echoed: it may be part of a password.
-                return Err(
-                    "invalid variable reference: write ${NAME} or ${NAME:-default} with NAME made of \
+                return Err("invalid variable reference: write ${NAME} or ${NAME:-default} with NAME made of \
                      letters, digits and _ (or $$ for a literal $)"
-                        .to_owned(),
-                );
+                    .to_owned());
             }
             match (lookup(name), default) {
                 (Some(v), _) => out.push_str(&v),
                 (None, Some(d)) => out.push_str(d),
                 (None, None) => {
-                    return Err(format!(
-                        "environment variable {name} is not set (or write ${{{name}:-default}})"
-                    ));
+                    return Err(format!("environment variable {name} is not set (or write ${{{name}:-default}})"));
                 }
             }
             rest = &body[end + 1..];

@@ -55,9 +55,7 @@ impl Loader {
 
     /// A loader that sees the process environment.
     pub fn from_process_env() -> Self {
-        Loader {
-            env: std::env::vars().collect(),
-        }
+        Loader { env: std::env::vars().collect() }
     }
 
     /// Adds variables to what `${VAR}` references and overrides see.
@@ -86,10 +84,7 @@ impl Loader {
         };
         let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => ConfigError::NotFound { path: path.to_owned() },
-            _ => ConfigError::Read {
-                path: path.to_owned(),
-                source,
-            },
+            _ => ConfigError::Read { path: path.to_owned(), source },
         })?;
         let base = path.parent().map(Path::to_owned).unwrap_or_default();
         self.load_text(&text, format, Some(path), &base)
@@ -112,11 +107,7 @@ impl Loader {
             "toml" => (Figment::from(Toml::string(text)), "TOML"),
             _ => return Err(ConfigError::UnknownFormat { path: shown_path }),
         };
-        let syntax = |message: String| ConfigError::Syntax {
-            path: shown_path.clone(),
-            format: format_name,
-            message,
-        };
+        let syntax = |message: String| ConfigError::Syntax { path: shown_path.clone(), format: format_name, message };
         let mut root = match figment.find_value("") {
             Ok(Value::Dict(_, dict)) => dict,
             Ok(_) => return Err(syntax("the top level must be a mapping with source, target and migration".into())),
@@ -129,11 +120,7 @@ impl Loader {
         let origins_file = file.map(Path::to_owned);
         let lookup = |name: &str| self.lookup(name);
         expand_strings(&mut root, "", &lookup, &mut |key, message| {
-            problems.push(Problem {
-                key,
-                message,
-                origin: origins_file.as_ref().map(|f| f.display().to_string()),
-            });
+            problems.push(Problem { key, message, origin: origins_file.as_ref().map(|f| f.display().to_string()) });
         });
 
         let mut env_keys = BTreeSet::new();
@@ -152,10 +139,7 @@ impl Loader {
             env_keys.insert(path.join("."));
         }
 
-        let origins = Origins {
-            file: file.map(Path::to_owned),
-            env_keys,
-        };
+        let origins = Origins { file: file.map(Path::to_owned), env_keys };
         let result = validate::build(&root, &origins, base);
         match result {
             Ok(config) if problems.is_empty() => Ok(config),
@@ -206,9 +190,7 @@ fn insert_path(dict: &mut Dict, path: &[String], value: Value) {
     let Some((last, parents)) = path.split_last() else { return };
     let mut current = dict;
     for segment in parents {
-        let entry = current
-            .entry(segment.clone())
-            .or_insert_with(|| Value::Dict(Tag::Default, Dict::new()));
+        let entry = current.entry(segment.clone()).or_insert_with(|| Value::Dict(Tag::Default, Dict::new()));
         if !matches!(entry, Value::Dict(..)) {
             // An override of a nested key replaces a scalar written in the file.
             *entry = Value::Dict(Tag::Default, Dict::new());

@@ -27,17 +27,8 @@ const SOURCE_KEYS: &[&str] = &[
     "encrypt",
     "trust_server_cert",
 ];
-const TARGET_KEYS: &[&str] = &[
-    "type",
-    "host",
-    "port",
-    "database",
-    "user",
-    "password",
-    "password_file",
-    "schema",
-    "ssl_mode",
-];
+const TARGET_KEYS: &[&str] =
+    &["type", "host", "port", "database", "user", "password", "password_file", "schema", "ssl_mode"];
 const MIGRATION_KEYS: &[&str] = &[
     "target_mode",
     "workers",
@@ -72,10 +63,7 @@ const PARALLELISM: RangeInclusive<u64> = 1..=256;
 const POOL_SIZE: RangeInclusive<u64> = 1..=1000;
 
 pub(crate) fn build(root: &Dict, origins: &Origins, base: &Path) -> Result<Config, Problems> {
-    let mut v = Walker {
-        problems: Vec::new(),
-        origins,
-    };
+    let mut v = Walker { problems: Vec::new(), origins };
     v.unknown_keys(root, "", TOP_KEYS);
     let empty = Dict::new();
     let source = v.section(root, "source", SOURCE_KEYS, true).unwrap_or(&empty);
@@ -85,11 +73,7 @@ pub(crate) fn build(root: &Dict, origins: &Origins, base: &Path) -> Result<Confi
     let source = v.source(source, base);
     let target = v.target(target, base);
     let migration = v.migration(migration);
-    let config = Config {
-        source,
-        target,
-        migration,
-    };
+    let config = Config { source, target, migration };
     v.cross_checks(&config);
 
     if v.problems.is_empty() {
@@ -124,11 +108,7 @@ impl Walker<'_> {
     fn report(&mut self, key: impl Into<String>, message: impl Into<String>) {
         let key = key.into();
         let origin = self.origins.of(&key);
-        self.problems.push(Problem {
-            key,
-            message: message.into(),
-            origin,
-        });
+        self.problems.push(Problem { key, message: message.into(), origin });
     }
 
     fn unknown_keys(&mut self, dict: &Dict, path: &str, known: &[&str]) {
@@ -165,9 +145,9 @@ impl Walker<'_> {
             Value::String(_, s) => Some(s.clone()),
             Value::Char(_, c) => Some(c.to_string()),
             // Unquoted YAML scalars such as `database: 2024` are meant as text.
-            Value::Num(_, n) => n.to_f64().map(|f| {
-                if f.fract() == 0.0 && f.abs() < 1e15 { format!("{}", f as i64) } else { f.to_string() }
-            }),
+            Value::Num(_, n) => n
+                .to_f64()
+                .map(|f| if f.fract() == 0.0 && f.abs() < 1e15 { format!("{}", f as i64) } else { f.to_string() }),
             Value::Bool(_, b) => Some(b.to_string()),
             other => {
                 self.report(full, format!("must be a string, not {}", describe(other)));
@@ -217,10 +197,7 @@ impl Walker<'_> {
         };
         let n = parsed?;
         if n < i128::from(*range.start()) || n > i128::from(*range.end()) {
-            self.report(
-                full,
-                format!("{n} is out of range: allowed {}..={}", range.start(), range.end()),
-            );
+            self.report(full, format!("{n} is out of range: allowed {}..={}", range.start(), range.end()));
             return None;
         }
         u64::try_from(n).ok()
@@ -229,10 +206,10 @@ impl Walker<'_> {
     /// A tunable: a number in `range`, or `auto` (the default) to let the
     /// engine choose.
     fn tunable(&mut self, d: &Dict, path: &str, key: &str, range: RangeInclusive<u64>) -> Option<u32> {
-        if let Some(Value::String(_, s)) = d.get(key) {
-            if s.trim().eq_ignore_ascii_case("auto") {
-                return None;
-            }
+        if let Some(Value::String(_, s)) = d.get(key)
+            && s.trim().eq_ignore_ascii_case("auto")
+        {
+            return None;
         }
         self.uint(d, path, key, range).and_then(|n| u32::try_from(n).ok())
     }
@@ -267,10 +244,7 @@ impl Walker<'_> {
         }
         let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
         let hint = closest(&wanted, &names).map(|s| format!(" (did you mean {s}?)")).unwrap_or_default();
-        self.report(
-            join(path, key),
-            format!("{text:?} is not one of: {}{hint}", names.join(", ")),
-        );
+        self.report(join(path, key), format!("{text:?} is not one of: {}{hint}", names.join(", ")));
         default
     }
 
@@ -452,17 +426,7 @@ impl Walker<'_> {
             ],
             SslMode::Prefer,
         );
-        TargetConfig {
-            kind,
-            host,
-            port,
-            database,
-            user,
-            password,
-            password_file,
-            schema,
-            ssl_mode,
-        }
+        TargetConfig { kind, host, port, database, user, password, password_file, schema, ssl_mode }
     }
 
     fn migration(&mut self, d: &Dict) -> MigrationConfig {
@@ -545,7 +509,13 @@ impl Walker<'_> {
         for (i, item) in items.iter().enumerate() {
             let path = format!("migration.type_overrides[{i}]");
             let Value::Dict(_, entry) = item.as_ref() else {
-                self.report(path, format!("must be a mapping with target_type and source_type or table+column, not {}", describe(item)));
+                self.report(
+                    path,
+                    format!(
+                        "must be a mapping with target_type and source_type or table+column, not {}",
+                        describe(item)
+                    ),
+                );
                 continue;
             };
             self.unknown_keys(entry, &path, OVERRIDE_KEYS);
@@ -571,29 +541,25 @@ impl Walker<'_> {
             let scope = match (source_type, table, column) {
                 (Some(t), None, None) if schema.is_none() => {
                     let t = t.trim().to_owned();
-                    if !MssqlType::BASE_NAMES.iter().any(|n| n.eq_ignore_ascii_case(&t)) {
-                        if let Some(near) = closest(&t.to_ascii_lowercase(), MssqlType::BASE_NAMES) {
-                            self.report(
-                                format!("{path}.source_type"),
-                                format!("'{t}' is not a SQL Server type; did you mean {near}?"),
-                            );
-                            continue;
-                        }
-                        // Otherwise it names an alias (user-defined) type, checked against the schema later.
+                    if !MssqlType::BASE_NAMES.iter().any(|n| n.eq_ignore_ascii_case(&t))
+                        && let Some(near) = closest(&t.to_ascii_lowercase(), MssqlType::BASE_NAMES)
+                    {
+                        self.report(
+                            format!("{path}.source_type"),
+                            format!("'{t}' is not a SQL Server type; did you mean {near}?"),
+                        );
+                        continue;
                     }
-                    if let (Some(target), Some(representative)) = (target, representative(&t)) {
-                        if let Err(e) = conversion(&representative, target) {
-                            self.report(format!("{path}.target_type"), e.to_string());
-                            continue;
-                        }
+                    // Otherwise it names an alias (user-defined) type, checked against the schema later.
+                    if let (Some(target), Some(representative)) = (target, representative(&t))
+                        && let Err(e) = conversion(&representative, target)
+                    {
+                        self.report(format!("{path}.target_type"), e.to_string());
+                        continue;
                     }
                     OverrideScope::SourceType(t)
                 }
-                (None, Some(table), Some(column)) => OverrideScope::Column {
-                    schema,
-                    table,
-                    column,
-                },
+                (None, Some(table), Some(column)) => OverrideScope::Column { schema, table, column },
                 _ => {
                     self.report(
                         path,
@@ -640,21 +606,21 @@ impl Walker<'_> {
                 "false is not supported: the tool always writes binary COPY, which is exact and about twice as fast as text",
             );
         }
-        if let (Some(readers), Some(pool)) = (m.parallel_readers, m.max_mssql_connections) {
-            if readers > pool {
-                self.report(
+        if let (Some(readers), Some(pool)) = (m.parallel_readers, m.max_mssql_connections)
+            && readers > pool
+        {
+            self.report(
                     "migration.max_mssql_connections",
                     format!("{pool} source connections cannot serve parallel_readers: {readers}; raise it or lower parallel_readers"),
                 );
-            }
         }
-        if let (Some(writers), Some(pool)) = (m.write_ahead_writers, m.max_pg_connections) {
-            if writers > pool {
-                self.report(
+        if let (Some(writers), Some(pool)) = (m.write_ahead_writers, m.max_pg_connections)
+            && writers > pool
+        {
+            self.report(
                     "migration.max_pg_connections",
                     format!("{pool} target connections cannot serve write_ahead_writers: {writers}; raise it or lower write_ahead_writers"),
                 );
-            }
         }
         for (i, ex) in m.exclude_tables.iter().enumerate() {
             if m.include_tables.iter().any(|inc| inc.as_str() == ex.as_str()) {
@@ -719,7 +685,8 @@ fn suggestion(key: &str, path: &str, known: &[&str]) -> Option<String> {
     if let Some(near) = closest(&key_lower, known) {
         return Some(near.split(" or ").map(|k| join(path, k)).collect::<Vec<_>>().join(" or "));
     }
-    let sections: [(&str, &[&str]); 3] = [("source", SOURCE_KEYS), ("target", TARGET_KEYS), ("migration", MIGRATION_KEYS)];
+    let sections: [(&str, &[&str]); 3] =
+        [("source", SOURCE_KEYS), ("target", TARGET_KEYS), ("migration", MIGRATION_KEYS)];
     sections
         .iter()
         .filter(|(name, _)| *name != path)

@@ -1,6 +1,8 @@
 //! Loading from every format, environment handling, validation reports and
 //! redaction, through the public API only.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is the failure report.
+
 use std::io::Write;
 
 use mssql_pg_migrate_config::{
@@ -290,9 +292,21 @@ fn each_kind_of_validation_error_names_its_key_and_reason() {
         ),
         // contradictions
         ("migration: {use_unlogged_tables: true, target_mode: upsert}", "migration.use_unlogged_tables", "upsert"),
-        ("migration: {parallel_readers: 8, max_mssql_connections: 4}", "migration.max_mssql_connections", "parallel_readers: 8"),
-        ("migration: {write_ahead_writers: 9, max_pg_connections: 2}", "migration.max_pg_connections", "write_ahead_writers: 9"),
-        ("migration: {include_tables: [a*], exclude_tables: [a*]}", "migration.exclude_tables[0]", "also in include_tables"),
+        (
+            "migration: {parallel_readers: 8, max_mssql_connections: 4}",
+            "migration.max_mssql_connections",
+            "parallel_readers: 8",
+        ),
+        (
+            "migration: {write_ahead_writers: 9, max_pg_connections: 2}",
+            "migration.max_pg_connections",
+            "write_ahead_writers: 9",
+        ),
+        (
+            "migration: {include_tables: [a*], exclude_tables: [a*]}",
+            "migration.exclude_tables[0]",
+            "also in include_tables",
+        ),
         ("migration: {use_binary_copy: false}", "migration.use_binary_copy", "not supported"),
     ];
     for (extra, key, fragment) in cases {
@@ -339,7 +353,14 @@ fn secrets_never_appear_in_debug_display_or_json() {
     let yaml = serde_yaml::to_string(&config).unwrap();
     let fingerprint = serde_json::to_string(&config.fingerprint()).unwrap();
     let display = format!("{} {}", config.source.password, config.target.password);
-    for (what, text) in [("debug", &debug), ("pretty", &pretty), ("json", &json), ("yaml", &yaml), ("fingerprint", &fingerprint), ("display", &display)] {
+    for (what, text) in [
+        ("debug", &debug),
+        ("pretty", &pretty),
+        ("json", &json),
+        ("yaml", &yaml),
+        ("fingerprint", &fingerprint),
+        ("display", &display),
+    ] {
         assert!(!text.contains(PASSWORD), "{what} leaks the password: {text}");
         assert!(!text.contains("unmistakable"), "{what} leaks part of the password");
     }
@@ -372,10 +393,7 @@ fn the_fingerprint_ignores_secrets_and_tuning_but_names_what_changed() {
     changed.migration.target_mode = TargetMode::DropRecreate;
     changed.target.schema = "staging".into();
     assert_ne!(base.fingerprint().hash, changed.fingerprint().hash);
-    assert_eq!(
-        base.fingerprint().changed_keys(&changed.fingerprint()),
-        ["migration.target_mode", "target.schema"]
-    );
+    assert_eq!(base.fingerprint().changed_keys(&changed.fingerprint()), ["migration.target_mode", "target.schema"]);
     // Stable across processes: rebuilding from the canonical document gives the same hash.
     let again = mssql_pg_migrate_config::Fingerprint::from_canonical(base.fingerprint().canonical);
     assert_eq!(again.hash, base.fingerprint().hash);

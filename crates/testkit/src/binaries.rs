@@ -35,12 +35,12 @@ pub fn find_server_binaries() -> Result<PathBuf, HarnessError> {
         }
         searched.push("PATH".into());
     }
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-        if out.status.success() {
-            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-            if has_server(&dir) {
-                return Ok(dir);
-            }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if has_server(&dir) {
+            return Ok(dir);
         }
     }
     searched.push("pg_config --bindir".into());
@@ -59,7 +59,5 @@ pub fn find_server_binaries() -> Result<PathBuf, HarnessError> {
         return Ok(dir);
     }
     searched.push("/usr/lib/postgresql/*/bin".into());
-    Err(HarnessError::NotInstalled {
-        searched: searched.join(", "),
-    })
+    Err(HarnessError::NotInstalled { searched: searched.join(", ") })
 }

@@ -165,22 +165,13 @@ impl PgCluster {
             let port = free_port()?;
             match start_server(&bindir, &data, dir.path(), port, run_as.as_ref()) {
                 Ok(server) => {
-                    return Ok(PgCluster {
-                        server,
-                        port,
-                        password,
-                        bindir,
-                        dir,
-                    });
+                    return Ok(PgCluster { server, port, password, bindir, dir });
                 }
                 Err(e @ HarnessError::Start { .. }) if is_port_clash(&e) => last_error = Some(e),
                 Err(e) => return Err(e),
             }
         }
-        Err(last_error.unwrap_or_else(|| HarnessError::Start {
-            reason: "no free port".into(),
-            log: String::new(),
-        }))
+        Err(last_error.unwrap_or_else(|| HarnessError::Start { reason: "no free port".into(), log: String::new() }))
     }
 
     pub fn host(&self) -> &'static str {
@@ -297,20 +288,14 @@ fn start_server(
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(Some(status)) = server.child.try_wait() {
-            return Err(HarnessError::Start {
-                reason: format!("postgres exited with {status}"),
-                log: read_log(dir),
-            });
+            return Err(HarnessError::Start { reason: format!("postgres exited with {status}"), log: read_log(dir) });
         }
         if is_ready(data) && TcpStream::connect(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)).is_ok() {
             return Ok(server);
         }
         if Instant::now() > deadline {
             // Dropping `server` stops the half-started process.
-            return Err(HarnessError::Start {
-                reason: "not ready after 60 s".into(),
-                log: read_log(dir),
-            });
+            return Err(HarnessError::Start { reason: "not ready after 60 s".into(), log: read_log(dir) });
         }
         std::thread::sleep(Duration::from_millis(25));
     }

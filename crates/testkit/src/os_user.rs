@@ -44,19 +44,18 @@ impl OsUser {
         let line = String::from_utf8_lossy(&out.stdout);
         let fields: Vec<&str> = line.trim().split(':').collect();
         match (fields.get(2).and_then(|u| u.parse().ok()), fields.get(3).and_then(|g| g.parse().ok())) {
-            (Some(uid), Some(gid)) if uid != 0 => Ok(Some(OsUser {
-                name: name.to_owned(),
-                uid,
-                gid,
-            })),
+            (Some(uid), Some(gid)) if uid != 0 => Ok(Some(OsUser { name: name.to_owned(), uid, gid })),
             _ => Ok(None),
         }
     }
 
     /// Makes `path` owned by this account.
     pub(crate) fn give(&self, path: &Path) -> Result<(), HarnessError> {
-        std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid))
-            .map_err(io_error(format!("handing {} to OS user {}", path.display(), self.name)))
+        std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid)).map_err(io_error(format!(
+            "handing {} to OS user {}",
+            path.display(),
+            self.name
+        )))
     }
 
     /// Makes `cmd` run as this account (std drops supplementary groups too).

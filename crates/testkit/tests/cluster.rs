@@ -1,5 +1,7 @@
 //! The harness against a real server: create, fill, query, and clean up.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is the failure report.
+
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 
 use mssql_pg_migrate_testkit::PgCluster;
@@ -17,10 +19,7 @@ async fn a_throwaway_cluster_creates_fills_and_queries_a_table() {
         )
         .await
         .unwrap();
-    let rows = client
-        .query("SELECT id, customer, total::text FROM \"Orders\" ORDER BY id", &[])
-        .await
-        .unwrap();
+    let rows = client.query("SELECT id, customer, total::text FROM \"Orders\" ORDER BY id", &[]).await.unwrap();
     let got: Vec<(i32, String, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
     assert_eq!(
         got,
@@ -39,9 +38,7 @@ async fn the_cluster_requires_its_password_and_vanishes_when_dropped() {
     let cluster = PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
     let mut wrong = cluster.config("postgres");
     wrong.password("not-the-password");
-    let Err(err) = wrong.connect(tokio_postgres::NoTls).await else {
-        panic!("a wrong password was accepted")
-    };
+    let Err(err) = wrong.connect(tokio_postgres::NoTls).await else { panic!("a wrong password was accepted") };
     assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD), "{err:?}");
 
     let (port, dir) = (cluster.port(), cluster.dir().to_owned());
@@ -60,10 +57,7 @@ async fn two_clusters_run_side_by_side() {
     assert_ne!(a.port(), b.port());
     let (ca, cb) = (a.connect("postgres").await.unwrap(), b.connect("postgres").await.unwrap());
     ca.batch_execute("CREATE TABLE only_in_a (x int)").await.unwrap();
-    let in_b: i64 = cb
-        .query_one("SELECT count(*) FROM pg_tables WHERE tablename = 'only_in_a'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let in_b: i64 =
+        cb.query_one("SELECT count(*) FROM pg_tables WHERE tablename = 'only_in_a'", &[]).await.unwrap().get(0);
     assert_eq!(in_b, 0);
 }

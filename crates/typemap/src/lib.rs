@@ -46,11 +46,7 @@ pub enum TypeError {
     #[error("'{type_name}' is not a supported PostgreSQL target type: {reason}")]
     UnsupportedTarget { type_name: String, reason: String },
     #[error("{source_type} cannot be mapped to {target_type}: {reason}")]
-    IncompatibleTarget {
-        source_type: String,
-        target_type: String,
-        reason: String,
-    },
+    IncompatibleTarget { source_type: String, target_type: String, reason: String },
 }
 
 /// How faithfully source values land in the target column.
@@ -94,11 +90,7 @@ impl Fidelity {
     /// the reasons of both are kept, worst first.
     pub fn and(self, other: Fidelity) -> Fidelity {
         let verdict = self.verdict().max(other.verdict());
-        let (first, second) = if self.verdict() >= other.verdict() {
-            (self, other)
-        } else {
-            (other, self)
-        };
+        let (first, second) = if self.verdict() >= other.verdict() { (self, other) } else { (other, self) };
         let reason = match (first.reason(), second.reason()) {
             (Some(a), Some(b)) => format!("{a}; {b}"),
             (Some(a), None) | (None, Some(a)) => a.to_owned(),
@@ -171,11 +163,7 @@ pub enum OverrideScope {
     /// Every column whose base type has this name (`numeric` matches `decimal`).
     SourceType(String),
     /// One column. `schema: None` matches the table in any schema.
-    Column {
-        schema: Option<String>,
-        table: String,
-        column: String,
-    },
+    Column { schema: Option<String>, table: String, column: String },
 }
 
 /// A user's choice of target type, from `migration.type_overrides`.
@@ -189,17 +177,10 @@ impl Override {
     fn applies_to(&self, column: &SourceColumn<'_>) -> bool {
         match &self.scope {
             OverrideScope::SourceType(name) => {
-                column.data_type.matches_base_name(name)
-                    || column.alias.is_some_and(|a| a.eq_ignore_ascii_case(name))
+                column.data_type.matches_base_name(name) || column.alias.is_some_and(|a| a.eq_ignore_ascii_case(name))
             }
-            OverrideScope::Column {
-                schema,
-                table,
-                column: name,
-            } => {
-                schema.as_deref().is_none_or(|s| s == column.schema)
-                    && table == column.table
-                    && name == column.name
+            OverrideScope::Column { schema, table, column: name } => {
+                schema.as_deref().is_none_or(|s| s == column.schema) && table == column.table && name == column.name
             }
         }
     }
@@ -231,12 +212,10 @@ pub struct ColumnMapping {
 /// [`TypeError::IncompatibleTarget`] when the chosen override cannot hold the
 /// column's values.
 pub fn map_column(column: &SourceColumn<'_>, overrides: &[Override]) -> Result<ColumnMapping, TypeError> {
-    let column_override = overrides
-        .iter()
-        .find(|o| matches!(o.scope, OverrideScope::Column { .. }) && o.applies_to(column));
-    let type_override = overrides
-        .iter()
-        .find(|o| matches!(o.scope, OverrideScope::SourceType(_)) && o.applies_to(column));
+    let column_override =
+        overrides.iter().find(|o| matches!(o.scope, OverrideScope::Column { .. }) && o.applies_to(column));
+    let type_override =
+        overrides.iter().find(|o| matches!(o.scope, OverrideScope::SourceType(_)) && o.applies_to(column));
     let (mut pg_type, origin) = match (column_override, type_override) {
         (Some(o), _) => (o.target, MappingOrigin::ColumnOverride),
         (None, Some(o)) => (o.target, MappingOrigin::TypeOverride),
@@ -244,21 +223,22 @@ pub fn map_column(column: &SourceColumn<'_>, overrides: &[Override]) -> Result<C
     };
     // PostgreSQL identity columns must be integers; SQL Server also allows
     // IDENTITY on decimal(p,0), which fits bigint up to p = 18.
-    if column.identity && origin == MappingOrigin::Default {
-        if let MssqlType::Decimal { precision, scale: 0 } = column.data_type {
-            if *precision <= 18 {
-                pg_type = PgType::BigInt;
-            }
-        }
+    if column.identity
+        && origin == MappingOrigin::Default
+        && let MssqlType::Decimal { precision, scale: 0 } = column.data_type
+        && *precision <= 18
+    {
+        pg_type = PgType::BigInt;
     }
     let mut fidelity = conversion(column.data_type, pg_type)?;
-    if let Some(collation) = column.collation {
-        if pg_type.is_textual() && is_insensitive(collation) {
-            fidelity = fidelity.and(Fidelity::Widened(format!(
-                "values are kept exactly, but comparisons become case- and accent-sensitive \
-                 (source collation {collation} is not)"
-            )));
-        }
+    if let Some(collation) = column.collation
+        && pg_type.is_textual()
+        && is_insensitive(collation)
+    {
+        fidelity = fidelity.and(Fidelity::Widened(format!(
+            "values are kept exactly, but comparisons become case- and accent-sensitive \
+             (source collation {collation} is not)"
+        )));
     }
     let identity = column.identity && pg_type.supports_identity();
     if column.identity && !identity {
@@ -267,12 +247,7 @@ pub fn map_column(column: &SourceColumn<'_>, overrides: &[Override]) -> Result<C
              and {pg_type} is not; values are copied as they are"
         )));
     }
-    Ok(ColumnMapping {
-        pg_type,
-        fidelity,
-        origin,
-        identity,
-    })
+    Ok(ColumnMapping { pg_type, fidelity, origin, identity })
 }
 
 /// SQL Server collation names spell their sensitivity: `_CI_` / `_AI`.

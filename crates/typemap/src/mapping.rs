@@ -15,22 +15,16 @@ pub fn default_target(source: &MssqlType) -> PgType {
         MssqlType::TinyInt | MssqlType::SmallInt => PgType::SmallInt,
         MssqlType::Int => PgType::Integer,
         MssqlType::BigInt => PgType::BigInt,
-        MssqlType::Decimal { precision, scale } => {
-            PgType::Numeric(Some(((*precision).into(), (*scale).into())))
-        }
+        MssqlType::Decimal { precision, scale } => PgType::Numeric(Some(((*precision).into(), (*scale).into()))),
         MssqlType::Money => PgType::Numeric(Some((19, 4))),
         MssqlType::SmallMoney => PgType::Numeric(Some((10, 4))),
         MssqlType::Float => PgType::DoublePrecision,
         MssqlType::Real => PgType::Real,
         MssqlType::Date => PgType::Date,
         MssqlType::Time { .. } => PgType::Time(None),
-        MssqlType::DateTime | MssqlType::DateTime2 { .. } | MssqlType::SmallDateTime => {
-            PgType::Timestamp(None)
-        }
+        MssqlType::DateTime | MssqlType::DateTime2 { .. } | MssqlType::SmallDateTime => PgType::Timestamp(None),
         MssqlType::DateTimeOffset { .. } => PgType::TimestampTz(None),
-        MssqlType::Char(Length::Bounded(n)) | MssqlType::NChar(Length::Bounded(n)) => {
-            PgType::Char((*n).into())
-        }
+        MssqlType::Char(Length::Bounded(n)) | MssqlType::NChar(Length::Bounded(n)) => PgType::Char((*n).into()),
         MssqlType::VarChar(Length::Bounded(n)) | MssqlType::NVarChar(Length::Bounded(n)) => {
             PgType::Varchar(Some((*n).into()))
         }
@@ -81,9 +75,7 @@ pub fn conversion(source: &MssqlType, target: PgType) -> Result<Fidelity, TypeEr
                 }
                 (None, None) => {
                     if *s == MssqlType::RowVersion && t == PgType::BigInt {
-                        return Ok(Widened(
-                            "the 8 rowversion bytes are read as one big-endian signed integer".into(),
-                        ));
+                        return Ok(Widened("the 8 rowversion bytes are read as one big-endian signed integer".into()));
                     }
                     return Err(refuse("the source is not an integer type".into()));
                 }
@@ -104,15 +96,11 @@ pub fn conversion(source: &MssqlType, target: PgType) -> Result<Fidelity, TypeEr
             match shape {
                 None => Widened("numeric without a declared precision accepts any value".into()),
                 Some((tp, ts)) if tp - ts < p - sc => {
-                    return Err(refuse(format!(
-                        "{target} keeps {} integer digits, {s} needs {}",
-                        tp - ts,
-                        p - sc
-                    )));
+                    return Err(refuse(format!("{target} keeps {} integer digits, {s} needs {}", tp - ts, p - sc)));
                 }
-                Some((tp, ts)) if ts < sc => Lossy(format!(
-                    "values are rounded from {sc} to {ts} decimal places (numeric({tp},{ts}))"
-                )),
+                Some((tp, ts)) if ts < sc => {
+                    Lossy(format!("values are rounded from {sc} to {ts} decimal places (numeric({tp},{ts}))"))
+                }
                 Some(shape) if shape == (p, sc) => Exact,
                 Some(_) => Widened(format!("{target} accepts more digits than {s}")),
             }
@@ -121,24 +109,18 @@ pub fn conversion(source: &MssqlType, target: PgType) -> Result<Fidelity, TypeEr
         (MssqlType::Real, PgType::DoublePrecision) => {
             Widened("every real value is exactly representable as double precision".into())
         }
-        (MssqlType::Float, PgType::Real) => {
-            Lossy("double precision values are rounded to single precision".into())
+        (MssqlType::Float, PgType::Real) => Lossy("double precision values are rounded to single precision".into()),
+        (s, PgType::Real | PgType::DoublePrecision) if s.decimal_shape().is_some() => {
+            Lossy("binary floating point cannot represent every decimal value; values are rounded".into())
         }
-        (s, PgType::Real | PgType::DoublePrecision) if s.decimal_shape().is_some() => Lossy(
-            "binary floating point cannot represent every decimal value; values are rounded".into(),
-        ),
         (MssqlType::Float | MssqlType::Real, PgType::Numeric(None)) => {
             Lossy("each value is stored as its shortest decimal form; -0 becomes 0".into())
         }
         // --- dates and times ---------------------------------------------------------
         (MssqlType::Date, PgType::Date) => Exact,
         (MssqlType::Date, PgType::Timestamp(_)) => Widened("dates are stored at midnight".into()),
-        (MssqlType::Time { scale }, PgType::Time(_)) => {
-            fractional(*scale, target, "time")
-        }
-        (MssqlType::DateTime2 { scale }, PgType::Timestamp(_)) => {
-            fractional(*scale, target, "datetime2")
-        }
+        (MssqlType::Time { scale }, PgType::Time(_)) => fractional(*scale, target, "time"),
+        (MssqlType::DateTime2 { scale }, PgType::Timestamp(_)) => fractional(*scale, target, "datetime2"),
         (MssqlType::DateTime, PgType::Timestamp(_)) => {
             if target.fractional_digits().unwrap_or(6) >= 3 {
                 Widened(
@@ -157,27 +139,24 @@ pub fn conversion(source: &MssqlType, target: PgType) -> Result<Fidelity, TypeEr
             Widened("smalldatetime has minute precision; timestamp accepts more".into())
         }
         (MssqlType::DateTimeOffset { scale }, PgType::TimestampTz(_)) => {
-            let offset = Lossy(
-                "the UTC offset of each value is not kept: the instant is exact, stored in UTC"
-                    .into(),
-            );
+            let offset = Lossy("the UTC offset of each value is not kept: the instant is exact, stored in UTC".into());
             offset.and(fractional(*scale, target, "datetimeoffset"))
         }
         (MssqlType::DateTimeOffset { scale }, PgType::Timestamp(_)) => Lossy(
             "values are stored as their UTC wall-clock time; the offset is not kept".into(),
         )
         .and(fractional(*scale, target, "datetimeoffset")),
-        (
-            MssqlType::DateTime | MssqlType::DateTime2 { .. } | MssqlType::SmallDateTime,
-            PgType::TimestampTz(_),
-        ) => {
+        (MssqlType::DateTime | MssqlType::DateTime2 { .. } | MssqlType::SmallDateTime, PgType::TimestampTz(_)) => {
             let scale = match source {
                 MssqlType::DateTime2 { scale } => *scale,
                 MssqlType::DateTime => 3,
                 _ => 0,
             };
-            Lossy("the source has no time zone; values are taken to be UTC".into())
-                .and(fractional(scale, target, source.base_name()))
+            Lossy("the source has no time zone; values are taken to be UTC".into()).and(fractional(
+                scale,
+                target,
+                source.base_name(),
+            ))
         }
         // --- strings -----------------------------------------------------------------
         (s, t) if is_string(s) && t.is_textual() => string_conversion(s, t).map_err(refuse)?,
@@ -190,32 +169,30 @@ pub fn conversion(source: &MssqlType, target: PgType) -> Result<Fidelity, TypeEr
         (MssqlType::Binary(_) | MssqlType::VarBinary(_), PgType::Bytea) => {
             Widened("bytea does not enforce the declared length".into())
         }
-        (MssqlType::RowVersion, PgType::Bytea) => {
-            Widened("the 8-byte value; bytea does not enforce the length".into())
+        (MssqlType::RowVersion, PgType::Bytea) => Widened("the 8-byte value; bytea does not enforce the length".into()),
+        (MssqlType::Clr { .. }, PgType::Bytea) => {
+            Widened("the type's raw CLR serialisation; its methods are not available in PostgreSQL".into())
         }
-        (MssqlType::Clr { .. }, PgType::Bytea) => Widened(
-            "the type's raw CLR serialisation; its methods are not available in PostgreSQL".into(),
-        ),
         // --- special types -----------------------------------------------------------
         (MssqlType::UniqueIdentifier, PgType::Uuid) => Exact,
         (MssqlType::UniqueIdentifier, PgType::Text) => {
             Widened("stored in the canonical lowercase 8-4-4-4-12 form".into())
         }
-        (MssqlType::SqlVariant, PgType::Text) => Lossy(
-            "each value is stored as its string form; its base type is not kept".into(),
-        ),
-        (MssqlType::HierarchyId, PgType::Text) => Widened(
-            "stored as its path string (/1/3/); ordering is by text, not by hierarchy".into(),
-        ),
+        (MssqlType::SqlVariant, PgType::Text) => {
+            Lossy("each value is stored as its string form; its base type is not kept".into())
+        }
+        (MssqlType::HierarchyId, PgType::Text) => {
+            Widened("stored as its path string (/1/3/); ordering is by text, not by hierarchy".into())
+        }
         (MssqlType::HierarchyId, PgType::Bytea) => {
             Widened("SQL Server's binary form, whose byte order is hierarchy order".into())
         }
-        (MssqlType::Geography | MssqlType::Geometry, PgType::Text) => Lossy(
-            "stored as WKT (with Z and M); the SRID of each value is not kept".into(),
-        ),
-        (MssqlType::Geography | MssqlType::Geometry, PgType::Bytea) => Widened(
-            "SQL Server's native serialisation, SRID included; not usable by PostGIS as is".into(),
-        ),
+        (MssqlType::Geography | MssqlType::Geometry, PgType::Text) => {
+            Lossy("stored as WKT (with Z and M); the SRID of each value is not kept".into())
+        }
+        (MssqlType::Geography | MssqlType::Geometry, PgType::Bytea) => {
+            Widened("SQL Server's native serialisation, SRID included; not usable by PostGIS as is".into())
+        }
         // --- anything readable as text --------------------------------------------------
         (s, PgType::Text | PgType::Varchar(None)) if has_text_form(s) => {
             Widened(format!("stored as the text form of {s}"))
@@ -233,9 +210,7 @@ fn fractional(scale: u8, target: PgType, source_name: &str) -> Fidelity {
             7 if kept == 6 => "the 100-nanosecond digit is".to_owned(),
             _ => format!("{} fractional-second digits are", scale - kept),
         };
-        Fidelity::Lossy(format!(
-            "{lost} truncated: {source_name}({scale}) keeps {scale} digits, {target} keeps {kept}"
-        ))
+        Fidelity::Lossy(format!("{lost} truncated: {source_name}({scale}) keeps {scale} digits, {target} keeps {kept}"))
     } else if scale < kept {
         Fidelity::Widened(format!("{target} keeps more fractional digits than {source_name}({scale})"))
     } else {
@@ -280,16 +255,14 @@ fn string_conversion(source: &MssqlType, target: PgType) -> Result<Fidelity, Str
     };
     let fits = |n: u32| match source_bound {
         Length::Bounded(b) => Ok(u32::from(b) <= n),
-        Length::Max => Err(format!(
-            "{source} values can be longer than {n} characters and would fail to load"
-        )),
+        Length::Max => Err(format!("{source} values can be longer than {n} characters and would fail to load")),
     };
     match target {
         PgType::Text | PgType::Varchar(None) => Ok(match source_bound {
             Length::Max => Fidelity::Exact,
-            Length::Bounded(_) => Fidelity::Widened(format!(
-                "{target} does not enforce the declared length of {source}"
-            )),
+            Length::Bounded(_) => {
+                Fidelity::Widened(format!("{target} does not enforce the declared length of {source}"))
+            }
         }),
         PgType::Varchar(Some(n)) => {
             if !fits(n)? {
@@ -306,10 +279,7 @@ fn string_conversion(source: &MssqlType, target: PgType) -> Result<Fidelity, Str
                 return Err(format!("{source} values can be longer than char({n})"));
             }
             if !padded {
-                Ok(Fidelity::Lossy(
-                    "char(n) pads values with spaces and ignores trailing spaces in comparisons"
-                        .into(),
-                ))
+                Ok(Fidelity::Lossy("char(n) pads values with spaces and ignores trailing spaces in comparisons".into()))
             } else if source_bound == Length::Bounded(n as u16) {
                 Ok(Fidelity::Exact)
             } else {

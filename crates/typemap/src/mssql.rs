@@ -103,10 +103,7 @@ impl MssqlType {
     /// (which means the catalog row was misread).
     pub fn from_catalog(t: CatalogType<'_>) -> Result<Self, TypeError> {
         let name = t.name.to_ascii_lowercase();
-        let invalid = |why: &str| TypeError::InvalidParameters {
-            type_name: name.clone(),
-            reason: why.to_owned(),
-        };
+        let invalid = |why: &str| TypeError::InvalidParameters { type_name: name.clone(), reason: why.to_owned() };
         let bytes = || -> Result<Length, TypeError> {
             match t.max_length {
                 -1 => Ok(Length::Max),
@@ -118,26 +115,18 @@ impl MssqlType {
             match t.max_length {
                 -1 => Ok(Length::Max),
                 n if n > 0 && n <= 8000 && n % 2 == 0 => Ok(Length::Bounded((n / 2) as u16)),
-                n => Err(invalid(&format!(
-                    "max_length {n} is not -1 or an even number in 2..=8000"
-                ))),
+                n => Err(invalid(&format!("max_length {n} is not -1 or an even number in 2..=8000"))),
             }
         };
         let time_scale = || -> Result<u8, TypeError> {
-            if t.scale <= 7 {
-                Ok(t.scale)
-            } else {
-                Err(invalid(&format!("scale {} is not in 0..=7", t.scale)))
-            }
+            if t.scale <= 7 { Ok(t.scale) } else { Err(invalid(&format!("scale {} is not in 0..=7", t.scale))) }
         };
         if t.is_assembly_type {
             return Ok(match name.as_str() {
                 "hierarchyid" => MssqlType::HierarchyId,
                 "geography" => MssqlType::Geography,
                 "geometry" => MssqlType::Geometry,
-                _ => MssqlType::Clr {
-                    type_name: t.name.to_owned(),
-                },
+                _ => MssqlType::Clr { type_name: t.name.to_owned() },
             });
         }
         Ok(match name.as_str() {
@@ -153,10 +142,7 @@ impl MssqlType {
                         t.precision, t.scale
                     )));
                 }
-                MssqlType::Decimal {
-                    precision: t.precision,
-                    scale: t.scale,
-                }
+                MssqlType::Decimal { precision: t.precision, scale: t.scale }
             }
             "money" => MssqlType::Money,
             "smallmoney" => MssqlType::SmallMoney,
@@ -166,17 +152,11 @@ impl MssqlType {
             "float" => MssqlType::Float,
             "real" => MssqlType::Real,
             "date" => MssqlType::Date,
-            "time" => MssqlType::Time {
-                scale: time_scale()?,
-            },
+            "time" => MssqlType::Time { scale: time_scale()? },
             "datetime" => MssqlType::DateTime,
-            "datetime2" => MssqlType::DateTime2 {
-                scale: time_scale()?,
-            },
+            "datetime2" => MssqlType::DateTime2 { scale: time_scale()? },
             "smalldatetime" => MssqlType::SmallDateTime,
-            "datetimeoffset" => MssqlType::DateTimeOffset {
-                scale: time_scale()?,
-            },
+            "datetimeoffset" => MssqlType::DateTimeOffset { scale: time_scale()? },
             "char" => MssqlType::Char(bytes()?),
             "varchar" => MssqlType::VarChar(bytes()?),
             "nchar" => MssqlType::NChar(utf16_units()?),
@@ -244,12 +224,8 @@ impl MssqlType {
     pub fn matches_base_name(&self, name: &str) -> bool {
         let name = name.trim();
         match self {
-            MssqlType::Decimal { .. } => {
-                name.eq_ignore_ascii_case("decimal") || name.eq_ignore_ascii_case("numeric")
-            }
-            MssqlType::RowVersion => {
-                name.eq_ignore_ascii_case("rowversion") || name.eq_ignore_ascii_case("timestamp")
-            }
+            MssqlType::Decimal { .. } => name.eq_ignore_ascii_case("decimal") || name.eq_ignore_ascii_case("numeric"),
+            MssqlType::RowVersion => name.eq_ignore_ascii_case("rowversion") || name.eq_ignore_ascii_case("timestamp"),
             other => other.base_name().eq_ignore_ascii_case(name),
         }
     }

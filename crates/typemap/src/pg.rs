@@ -103,10 +103,7 @@ impl FromStr for PgType {
     /// Parses a type name as a user writes it in `type_overrides`: any
     /// spelling PostgreSQL accepts for the supported types, in any case.
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let unsupported = |reason: String| TypeError::UnsupportedTarget {
-            type_name: input.to_owned(),
-            reason,
-        };
+        let unsupported = |reason: String| TypeError::UnsupportedTarget { type_name: input.to_owned(), reason };
         let normalized = input.split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_lowercase();
         let (head, params) = split_params(&normalized).map_err(&unsupported)?;
         // "timestamp(3) with time zone" puts the suffix after the parameters.
@@ -118,11 +115,7 @@ impl FromStr for PgType {
             },
         };
         let no_params = |t: PgType| -> Result<PgType, TypeError> {
-            if params.is_empty() {
-                Ok(t)
-            } else {
-                Err(unsupported(format!("{t} takes no parameters")))
-            }
+            if params.is_empty() { Ok(t) } else { Err(unsupported(format!("{t} takes no parameters"))) }
         };
         let one = |name: &str| -> Result<Option<u64>, TypeError> {
             match params.as_slice() {
@@ -135,18 +128,14 @@ impl FromStr for PgType {
             match one(name)? {
                 None => Ok(None),
                 Some(p) if p <= 6 => Ok(Some(p as u8)),
-                Some(p) => Err(unsupported(format!(
-                    "{name} precision {p} is above PostgreSQL's maximum of 6"
-                ))),
+                Some(p) => Err(unsupported(format!("{name} precision {p} is above PostgreSQL's maximum of 6"))),
             }
         };
         let length = |name: &str| -> Result<Option<u32>, TypeError> {
             match one(name)? {
                 None => Ok(None),
                 Some(n) if (1..=u64::from(MAX_CHAR_LENGTH)).contains(&n) => Ok(Some(n as u32)),
-                Some(n) => Err(unsupported(format!(
-                    "{name} length {n} is not in 1..={MAX_CHAR_LENGTH}"
-                ))),
+                Some(n) => Err(unsupported(format!("{name} length {n} is not in 1..={MAX_CHAR_LENGTH}"))),
             }
         };
         let tz_ok = |t: PgType| -> Result<PgType, TypeError> {
@@ -219,16 +208,11 @@ fn split_params(s: &str) -> Result<(String, Vec<u64>), String> {
     let Some(open) = s.find('(') else {
         return Ok((s.to_owned(), Vec::new()));
     };
-    let close = s[open..]
-        .find(')')
-        .map(|i| open + i)
-        .ok_or_else(|| "unbalanced parenthesis".to_owned())?;
+    let close = s[open..].find(')').map(|i| open + i).ok_or_else(|| "unbalanced parenthesis".to_owned())?;
     let params = s[open + 1..close]
         .split(',')
         .map(|p| {
-            p.trim()
-                .parse::<u64>()
-                .map_err(|_| format!("parameter '{}' is not a non-negative whole number", p.trim()))
+            p.trim().parse::<u64>().map_err(|_| format!("parameter '{}' is not a non-negative whole number", p.trim()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let head = format!("{}{}", s[..open].trim_end(), &s[close + 1..]);

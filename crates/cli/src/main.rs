@@ -1,0 +1,154 @@
+//! The `mssql-pg-migrate` binary: parses arguments, runs one command, and
+//! turns the outcome into the documented exit code. All real work lives in
+//! the library crates.
+
+mod exit;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use mssql_pg_migrate::config::{Config, ConfigError, Loader};
+
+use crate::exit::{CliError, Exit};
+
+/// Move a SQL Server database into PostgreSQL: schema, data, and the changes since the last run.
+#[derive(Debug, Parser)]
+#[command(name = "mssql-pg-migrate", version, max_term_width = 100)]
+struct Cli {
+    /// Config file path (.yaml, .yml, .json or .toml)
+    #[arg(short = 'c', long = "config", value_name = "PATH", default_value = "config.yaml", global = true)]
+    config: PathBuf,
+    /// State file for resume capability
+    #[arg(long, value_name = "PATH", global = true)]
+    state_file: Option<PathBuf>,
+    /// Print one JSON document with the result on stdout (logs stay on stderr)
+    #[arg(long, global = true)]
+    output_json: bool,
+    /// Log format on stderr
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    /// Log level
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = Verbosity::Info, global = true)]
+    verbosity: Verbosity,
+    /// Graceful shutdown timeout in seconds after SIGINT/SIGTERM
+    #[arg(long, value_name = "SEC", default_value_t = 60, global = true)]
+    shutdown_timeout: u64,
+    /// Print progress as JSON lines on stderr
+    #[arg(long, global = true)]
+    progress: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Verbosity {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the resolved configuration (defaults applied, variables expanded,
+    /// secrets redacted), or every problem in it
+    Config,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version are successes; a usage mistake is a config error
+            // (exit 1, "fix, don't retry"), never clap's default 2, which the
+            // guide reserves for connection errors that orchestrators retry.
+            let _ = e.print();
+            return if e.use_stderr() { Exit::Config.into() } else { Exit::Success.into() };
+        }
+    };
+    init_logging(cli.log_format, cli.verbosity);
+    let outcome = match cli.command {
+        Command::Config => show_config(&cli),
+    };
+    match outcome {
+        Ok(()) => Exit::Success.into(),
+        Err(error) => {
+            match cli.log_format {
+                LogFormat::Json => tracing::error!(exit_code = error.exit.code(), "{}", error.message),
+                LogFormat::Text => eprintln!("error: {}", error.message),
+            }
+            if cli.output_json {
+                output::print_json(&output::error_document(command_name(&cli.command), &error));
+            }
+            error.exit.into()
+        }
+    }
+}
+
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Config => "config",
+    }
+}
+
+fn init_logging(format: LogFormat, verbosity: Verbosity) {
+    let level = match verbosity {
+        Verbosity::Debug => tracing::Level::DEBUG,
+        Verbosity::Info => tracing::Level::INFO,
+        Verbosity::Warn => tracing::Level::WARN,
+        Verbosity::Error => tracing::Level::ERROR,
+    };
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config, CliError> {
+    let config = Loader::from_process_env().load_file(&cli.config).map_err(CliError::from)?;
+    tracing::debug!(path = %cli.config.display(), hash = %config.fingerprint().hash, "configuration loaded");
+    Ok(config)
+}
+
+fn show_config(cli: &Cli) -> Result<(), CliError> {
+    let config = load_config(cli)?;
+    let hash = config.fingerprint().hash;
+    if cli.output_json {
+        output::print_json(&serde_json::json!({
+            "schema_version": output::SCHEMA_VERSION,
+            "command": "config",
+            "status": "ok",
+            "config_path": cli.config.display().to_string(),
+            "config_hash": hash,
+            "config": config.to_redacted_json(),
+        }));
+    } else {
+        let yaml = serde_yaml::to_string(&config).map_err(|e| CliError::new(Exit::Io, e.to_string()))?;
+        println!("# {} resolved; secrets redacted; config_hash {hash}", cli.config.display());
+        print!("{yaml}");
+    }
+    Ok(())
+}
+
+impl From<ConfigError> for CliError {
+    fn from(error: ConfigError) -> Self {
+        let exit = match &error {
+            ConfigError::Read { .. } => Exit::Io,
+            _ => Exit::Config,
+        };
+        let problems = match &error {
+            ConfigError::Invalid(p) => serde_json::to_value(p).ok(),
+            _ => None,
+        };
+        CliError { exit, message: error.to_string(), problems }
+    }
+}

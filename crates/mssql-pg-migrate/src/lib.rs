@@ -1,0 +1,25 @@
+//! mssql-pg-migrate as a library: one dependency for programs that embed it.
+//!
+//! This facade re-exports the workspace's library crates under short names,
+//! so an embedding program depends on `mssql-pg-migrate` alone and sees the
+//! same types the command-line tool uses:
+//!
+//! - [`config`]: load, validate and redact a configuration;
+//! - [`typemap`]: SQL Server → PostgreSQL type mapping with fidelity verdicts;
+//! - [`schema`]: the schema model and identifier quoting;
+//! - [`state`]: the resumable run state.
+//!
+//! ```
+//! use mssql_pg_migrate::config::Loader;
+//!
+//! let yaml = "source: {type: mssql, host: sql1, database: Shop, user: sa, password: pw}\n\
+//!             target: {type: postgres, host: pg1, database: shop, user: etl, password: pw}\n";
+//! let config = Loader::new().load_str(yaml, "yaml")?;
+//! assert_eq!(config.target.schema, "public");
+//! # Ok::<(), mssql_pg_migrate::config::ConfigError>(())
+//! ```
+
+pub use mssql_pg_migrate_config as config;
+pub use mssql_pg_migrate_schema as schema;
+pub use mssql_pg_migrate_state as state;
+pub use mssql_pg_migrate_typemap as typemap;

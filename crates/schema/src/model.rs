@@ -1,0 +1,120 @@
+//! What a catalog reader extracts, independent of the source server.
+
+use mssql_pg_migrate_typemap::{MssqlType, PgType};
+use serde::Serialize;
+
+/// A column's type in the source's own terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "dialect", content = "type", rename_all = "snake_case")]
+pub enum ColumnType {
+    #[serde(serialize_with = "display")]
+    Mssql(MssqlType),
+    #[serde(serialize_with = "display")]
+    Postgres(PgType),
+}
+
+fn display<T: std::fmt::Display, S: serde::Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+/// `IDENTITY(seed, increment)` and the source's current value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    pub seed: i128,
+    pub increment: i128,
+    /// `IDENT_CURRENT`, or `None` when no row was ever inserted.
+    pub current: Option<i128>,
+}
+
+/// A computed column's definition, in the source dialect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Computed {
+    pub expression: String,
+    pub persisted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Column {
+    pub name: String,
+    pub data_type: ColumnType,
+    /// The alias (user-defined) type the column was declared with, if any.
+    pub alias_type: Option<String>,
+    pub nullable: bool,
+    pub collation: Option<String>,
+    /// The default expression, in the source dialect.
+    pub default: Option<String>,
+    pub identity: Option<Identity>,
+    pub computed: Option<Computed>,
+}
+
+/// A primary key or unique constraint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Key {
+    pub name: String,
+    pub columns: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IndexColumn {
+    pub name: String,
+    pub descending: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Index {
+    pub name: String,
+    pub columns: Vec<IndexColumn>,
+    /// `INCLUDE (...)` columns.
+    pub included: Vec<String>,
+    pub unique: bool,
+    /// The filter predicate of a filtered index, in the source dialect.
+    pub filter: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferentialAction {
+    NoAction,
+    Cascade,
+    SetNull,
+    SetDefault,
+    Restrict,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ForeignKey {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub referenced_schema: String,
+    pub referenced_table: String,
+    pub referenced_columns: Vec<String>,
+    pub on_delete: ReferentialAction,
+    pub on_update: ReferentialAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckConstraint {
+    pub name: String,
+    /// The predicate, in the source dialect.
+    pub expression: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Table {
+    pub schema: String,
+    pub name: String,
+    pub columns: Vec<Column>,
+    pub primary_key: Option<Key>,
+    pub unique_constraints: Vec<Key>,
+    pub indexes: Vec<Index>,
+    pub foreign_keys: Vec<ForeignKey>,
+    pub checks: Vec<CheckConstraint>,
+    /// The catalog's row-count estimate (not an exact count).
+    pub estimated_rows: u64,
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}

@@ -1,0 +1,41 @@
+//! The configuration examples we ship must load, and mean what they say.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is the failure report.
+
+use mssql_pg_migrate::config::{Loader, SourceKind, TargetMode};
+use mssql_pg_migrate_tests::repo_root;
+
+#[test]
+fn the_documented_example_config_loads_with_its_stated_values() {
+    let path = repo_root().join("docs/examples/config.yaml");
+    let config = Loader::new()
+        .with_env([("MSSQL_PASSWORD", "from-env-1"), ("POSTGRES_PASSWORD", "from-env-2")])
+        .load_file(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(config.source.kind, SourceKind::Mssql);
+    assert_eq!(config.source.password.expose(), "from-env-1");
+    assert_eq!(config.target.password.expose(), "from-env-2");
+    assert_eq!(config.migration.target_mode, TargetMode::DropRecreate);
+    assert_eq!(config.migration.include_tables.len(), 2);
+    assert!(config.migration.selects_table("dbo", "sales_2024"));
+    assert!(!config.migration.selects_table("dbo", "sales_archive"));
+}
+
+#[test]
+fn the_example_without_its_variables_says_which_are_missing() {
+    let path = repo_root().join("docs/examples/config.yaml");
+    let err = Loader::new().load_file(&path).unwrap_err().to_string();
+    assert!(err.contains("MSSQL_PASSWORD is not set") && err.contains("POSTGRES_PASSWORD is not set"), "{err}");
+}
+
+#[test]
+fn the_fixture_configs_load_identically_in_all_three_formats() {
+    let dir = repo_root().join("tests/fixtures");
+    let load = |name: &str| Loader::new().load_file(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let yaml = load("pg_to_pg.yaml");
+    assert_eq!(yaml, load("pg_to_pg.json"));
+    assert_eq!(yaml, load("pg_to_pg.toml"));
+    assert_eq!(yaml.source.kind, SourceKind::Postgres);
+    assert_eq!(yaml.source.schema, "public");
+    assert_eq!(yaml.target.schema, "copy");
+}

@@ -1,0 +1,135 @@
+//! Project automation, run as `cargo xtask <task>`.
+//!
+//! Tasks:
+//! - `mssql-it [--image IMAGE] [-- CARGO_TEST_ARGS...]`: starts SQL Server in
+//!   Docker (SQL Server 2022 on amd64, Azure SQL Edge on arm64), waits until it
+//!   accepts logins, runs the test suite with `MSSQL_TEST_URL` pointing at it,
+//!   and removes the container. PostgreSQL comes from the tests' own
+//!   throwaway clusters.
+
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+const CONTAINER: &str = "mpm-xtask-mssql";
+const HOST_PORT: u16 = 14330;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("mssql-it") => mssql_it(&args[1..]),
+        Some("help") | Some("--help") | Some("-h") | None => {
+            println!("usage: cargo xtask mssql-it [--image IMAGE] [-- CARGO_TEST_ARGS...]");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown task '{other}'; try `cargo xtask help`")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The image that runs on this machine's architecture: SQL Server 2022 has
+/// no arm64 build, Azure SQL Edge does.
+fn default_image() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "mcr.microsoft.com/azure-sql-edge:latest",
+        _ => "mcr.microsoft.com/mssql/server:2022-latest",
+    }
+}
+
+fn mssql_it(args: &[String]) -> Result<(), String> {
+    let mut image = default_image().to_owned();
+    let mut test_args: Vec<String> = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--image" => image = rest.next().ok_or("--image needs a value")?.clone(),
+            "--" => {
+                test_args.extend(rest.by_ref().cloned());
+            }
+            other => return Err(format!("unexpected argument '{other}'")),
+        }
+    }
+    let engine = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run docker ({e}); the SQL Server suite needs a Docker engine"))?;
+    if !engine.status.success() {
+        return Err(format!(
+            "no Docker engine is reachable, so the SQL Server suite cannot run here: {}\n\
+             (run it against any server instead with MSSQL_TEST_URL=... cargo test --workspace)",
+            String::from_utf8_lossy(&engine.stderr).trim()
+        ));
+    }
+    let password = sa_password();
+    let _ = docker(&["rm", "-f", CONTAINER]);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        CONTAINER,
+        "-e",
+        "ACCEPT_EULA=Y",
+        "-e",
+        &format!("MSSQL_SA_PASSWORD={password}"),
+        "-p",
+        &format!("127.0.0.1:{HOST_PORT}:1433"),
+        &image,
+    ])?;
+    let outcome = wait_ready().and_then(|()| {
+        let url = format!("mssql://sa:{password}@127.0.0.1:{HOST_PORT}/master?trust_server_cert=true");
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["test", "--workspace"])
+            .args(&test_args)
+            .env("MSSQL_TEST_URL", url)
+            .status()
+            .map_err(|e| format!("cannot run cargo test: {e}"))?;
+        if status.success() { Ok(()) } else { Err(format!("the test suite failed ({status})")) }
+    });
+    let _ = docker(&["rm", "-f", CONTAINER]);
+    outcome
+}
+
+fn docker(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("docker").args(args).output().map_err(|e| format!("docker {}: {e}", args[0]))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!("docker {} failed: {}", args[0], String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// Both images log this line once logins are accepted; Azure SQL Edge ships
+/// no sqlcmd to probe with.
+fn wait_ready() -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < deadline {
+        let logs = docker(&["logs", CONTAINER]).unwrap_or_default();
+        if logs.contains("SQL Server is now ready for client connections") {
+            // Recovery of the system databases continues briefly after the line.
+            std::thread::sleep(Duration::from_secs(3));
+            return Ok(());
+        }
+        let state = docker(&["inspect", "-f", "{{.State.Running}}", CONTAINER]).unwrap_or_default();
+        if state.trim() == "false" {
+            return Err(format!("the SQL Server container stopped:\n{logs}"));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    Err("SQL Server was not ready within 180 s".into())
+}
+
+/// A password meeting SQL Server's complexity rules, different each run.
+fn sa_password() -> String {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    format!("Mpm-{:016x}-Aa9", h.finish())
+}
