@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub use binaries::find_server_binaries;
+pub use binaries::{Search, find_server_binaries};
 pub use os_user::OsUser;
 
 /// Why a cluster could not be created or used.
