@@ -1,8 +1,22 @@
 //! The transfer engine of mssql-pg-migrate.
 //!
-//! It will plan chunks by key range, read them in parallel with keyset
-//! paging, encode PostgreSQL binary COPY straight into buffers, and stream
-//! them through parallel writers within a memory budget. The pure parts
-//! (chunk planning, COPY encoding) are kept free of I/O so they are tested
-//! without servers. Until the engine lands this crate exports nothing, and
-//! the CLI offers no `run` command rather than one that does not work.
+//! The engine plans chunks by key range, reads them in parallel with keyset
+//! paging, encodes PostgreSQL binary COPY straight into buffers, and streams
+//! them through parallel writers within a memory budget. The parts without
+//! I/O are kept apart so they are tested without servers; so far that is
+//! [`copy`], the binary COPY encoder.
+//!
+//! ```
+//! use mssql_pg_migrate_transfer::copy::CopyEncoder;
+//!
+//! let mut rows = CopyEncoder::new();
+//! rows.begin_row(2);
+//! rows.int4(42);
+//! rows.text("forty-two")?;
+//! rows.finish();
+//! let bytes = rows.take();
+//! assert!(bytes.starts_with(b"PGCOPY\n\xff\r\n\0"));
+//! # Ok::<(), mssql_pg_migrate_transfer::copy::EncodeError>(())
+//! ```
+
+pub mod copy;
