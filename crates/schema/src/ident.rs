@@ -2,20 +2,26 @@
 
 use mssql_pg_migrate_config::IdentifierCase;
 
+/// Wraps `value` in `open` … `close`, doubling every `close` inside: the one
+/// escaping rule both dialects use for identifiers and string literals.
+fn wrap_doubling(open: &str, close: char, value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + open.len() + 1);
+    out.push_str(open);
+    for c in value.chars() {
+        if c == close {
+            out.push(close);
+        }
+        out.push(c);
+    }
+    out.push(close);
+    out
+}
+
 /// Quotes a PostgreSQL identifier: wrapped in `"`, inner `"` doubled. The
 /// result is always quoted, so case, spaces, reserved words and non-ASCII
 /// letters all survive exactly.
 pub fn quote_pg(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 2);
-    out.push('"');
-    for c in name.chars() {
-        if c == '"' {
-            out.push('"');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
+    wrap_doubling("\"", '"', name)
 }
 
 /// `"schema"."name"` for PostgreSQL.
@@ -25,16 +31,7 @@ pub fn qualified_pg(schema: &str, name: &str) -> String {
 
 /// Quotes a SQL Server identifier: wrapped in `[` `]`, inner `]` doubled.
 pub fn quote_mssql(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 2);
-    out.push('[');
-    for c in name.chars() {
-        if c == ']' {
-            out.push(']');
-        }
-        out.push(c);
-    }
-    out.push(']');
-    out
+    wrap_doubling("[", ']', name)
 }
 
 /// `[schema].[name]` for SQL Server.
@@ -46,30 +43,12 @@ pub fn qualified_mssql(schema: &str, name: &str) -> String {
 /// (the default since PostgreSQL 9.1, and set by the engine on its own
 /// sessions), where only `'` needs escaping.
 pub fn literal_pg(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('\'');
-    for c in value.chars() {
-        if c == '\'' {
-            out.push('\'');
-        }
-        out.push(c);
-    }
-    out.push('\'');
-    out
+    wrap_doubling("'", '\'', value)
 }
 
 /// A SQL Server Unicode string literal (`N'...'`).
 pub fn literal_mssql(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 3);
-    out.push_str("N'");
-    for c in value.chars() {
-        if c == '\'' {
-            out.push('\'');
-        }
-        out.push(c);
-    }
-    out.push('\'');
-    out
+    wrap_doubling("N'", '\'', value)
 }
 
 /// How a source name is spelled in the target under `identifier_case`.
