@@ -167,30 +167,41 @@ fn help_lists_the_guides_global_options() {
 }
 
 #[test]
-fn global_options_are_accepted_before_and_after_the_command() {
+fn global_options_are_accepted_before_and_after_the_command_and_take_effect() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), "c.yaml", &good_yaml());
-    bin()
+    let out = bin()
         .arg("-c")
         .arg(&path)
-        .args([
-            "--state-file",
-            "/tmp/x.state",
-            "--log-format",
-            "json",
-            "--verbosity",
-            "debug",
-            "--shutdown-timeout",
-            "5",
-            "--progress",
-        ])
+        .args(["--state-file", "/tmp/x.state", "--log-format", "json", "--verbosity", "debug"])
+        .args(["--shutdown-timeout", "5", "--progress"])
         .arg("config")
         .env("SA_PW", "x")
         .assert()
         .success();
-    let out = bin().arg("config").arg("-c").arg(&path).arg("--output-json").env("SA_PW", "x").assert().success();
+    // --log-format json and --verbosity debug: the debug record is JSON, with the config's hash.
+    let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    let loaded = stderr
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .find(|r| r["fields"]["message"] == "configuration loaded")
+        .unwrap_or_else(|| panic!("no debug record in: {stderr}"));
+    assert_eq!(loaded["level"], "DEBUG");
+    assert!(loaded["fields"]["hash"].as_str().unwrap().starts_with("sha256:"));
+
+    // --verbosity error silences it; options after the command work the same.
+    let out = bin()
+        .arg("config")
+        .arg("-c")
+        .arg(&path)
+        .args(["--output-json", "--verbosity", "error"])
+        .env("SA_PW", "x")
+        .assert()
+        .success();
+    assert!(out.get_output().stderr.is_empty(), "{}", String::from_utf8_lossy(&out.get_output().stderr));
     let doc: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(doc["status"], "ok");
+    assert_eq!(doc["config"]["source"]["host"], "sql1");
 }
 
 #[test]

@@ -30,13 +30,6 @@ impl fmt::Display for Problem {
 #[serde(transparent)]
 pub struct Problems(pub Vec<Problem>);
 
-impl Problems {
-    /// Whether any problem concerns `key` (exactly).
-    pub fn mentions(&self, key: &str) -> bool {
-        self.0.iter().any(|p| p.key == key)
-    }
-}
-
 impl fmt::Display for Problems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();

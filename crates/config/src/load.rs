@@ -117,13 +117,14 @@ impl Loader {
         };
 
         let mut problems = Vec::new();
-        let origins_file = file.map(Path::to_owned);
+        let mut origins = Origins { file: file.map(Path::to_owned), env_keys: BTreeSet::new() };
         let lookup = |name: &str| self.lookup(name);
+        // Expansion runs before overrides are merged, so every value it sees came from the file.
         expand_strings(&mut root, "", &lookup, &mut |key, message| {
-            problems.push(Problem { key, message, origin: origins_file.as_ref().map(|f| f.display().to_string()) });
+            let origin = origins.of(&key);
+            problems.push(Problem { key, message, origin });
         });
 
-        let mut env_keys = BTreeSet::new();
         for (name, value) in &self.env {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
             let path: Vec<String> = rest.split(ENV_SEPARATOR).map(str::to_ascii_lowercase).collect();
@@ -136,10 +137,9 @@ impl Loader {
                 continue;
             }
             insert_path(&mut root, &path, Value::String(Tag::Default, value.clone()));
-            env_keys.insert(path.join("."));
+            origins.env_keys.insert(path.join("."));
         }
 
-        let origins = Origins { file: file.map(Path::to_owned), env_keys };
         let result = validate::build(&root, &origins, base);
         match result {
             Ok(config) if problems.is_empty() => Ok(config),

@@ -92,12 +92,6 @@ impl CopyEncoder {
         std::mem::replace(&mut self.buf, Vec::with_capacity(capacity))
     }
 
-    /// Moves the buffered bytes into `out`, keeping this encoder's capacity.
-    pub fn drain_into(&mut self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.buf);
-        self.buf.clear();
-    }
-
     #[inline]
     fn fixed(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
