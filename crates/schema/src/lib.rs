@@ -17,8 +17,15 @@
 //! assert_eq!(target_name("OrderLines", IdentifierCase::Snake), "order_lines");
 //! ```
 
+pub mod catalog;
+pub mod ddl;
+mod error;
+pub mod expr;
 pub mod ident;
 mod model;
+pub mod target;
+
+pub use error::SchemaError;
 
 pub use model::{
     CheckConstraint, Column, ColumnType, Computed, ForeignKey, Identity, Index, IndexColumn, Key, ReferentialAction,

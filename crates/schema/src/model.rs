@@ -11,6 +11,8 @@ pub enum ColumnType {
     Mssql(MssqlType),
     #[serde(serialize_with = "display")]
     Postgres(PgType),
+    /// A type this tool cannot read; planning the table fails and names it.
+    Unsupported { type_name: String, reason: String },
 }
 
 fn display<T: std::fmt::Display, S: serde::Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
@@ -111,6 +113,9 @@ pub struct Table {
     pub checks: Vec<CheckConstraint>,
     /// The catalog's row-count estimate (not an exact count).
     pub estimated_rows: u64,
+    /// Objects the catalog holds that are not carried over (expression
+    /// indexes, XML and spatial indexes...), described for the report.
+    pub unsupported: Vec<String>,
 }
 
 impl Table {

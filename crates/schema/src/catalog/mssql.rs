@@ -1,0 +1,386 @@
+//! The SQL Server catalog reader (`sys.*` views), over tiberius.
+//!
+//! The SQL and the decoding of each value are kept apart from the
+//! connection: [`column_from_parts`] and friends are plain functions with
+//! unit tests, and the integration suite (run when `MSSQL_TEST_URL` is
+//! set) runs the queries against a real server.
+
+use mssql_pg_migrate_typemap::{CatalogType, MssqlType};
+use tiberius::{Client, Row};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::compat::Compat;
+
+use super::{
+    CatalogRows, CheckRow, ColumnRow, ForeignKeyColumnRow, IndexColumnRow, KeyColumnRow, KeyKind, TableRow,
+    UnsupportedRow,
+};
+use crate::SchemaError;
+use crate::model::{Column, ColumnType, Computed, Identity, ReferentialAction, Table};
+
+/// Tables of one schema, with the row count of the heap or clustered index.
+pub const TABLES: &str = "\
+SELECT CAST(t.object_id AS bigint), s.name, t.name,
+       CAST(COALESCE((SELECT SUM(p.rows) FROM sys.partitions p
+                      WHERE p.object_id = t.object_id AND p.index_id IN (0, 1)), 0) AS bigint)
+FROM sys.tables t JOIN sys.schemas s ON s.schema_id = t.schema_id
+WHERE s.name = @P1 AND t.is_ms_shipped = 0
+ORDER BY t.name";
+
+/// Columns with their base type (alias types resolved through
+/// `system_type_id`), default, identity and computed definition. Identity
+/// values are `sql_variant`s, cast to text so every integer type reads alike.
+pub const COLUMNS: &str = "\
+SELECT CAST(c.object_id AS bigint), c.name, COALESCE(bt.name, ut.name),
+       CASE WHEN ut.is_user_defined = 1 AND ut.is_assembly_type = 0 THEN ut.name END,
+       CAST(ut.is_assembly_type AS bit), c.max_length, c.precision, c.scale, c.is_nullable, c.collation_name,
+       dc.definition,
+       CAST(ic.seed_value AS nvarchar(40)), CAST(ic.increment_value AS nvarchar(40)),
+       CAST(ic.last_value AS nvarchar(40)),
+       cc.definition, CAST(COALESCE(cc.is_persisted, 0) AS bit)
+FROM sys.columns c
+JOIN sys.tables t ON t.object_id = c.object_id
+JOIN sys.schemas s ON s.schema_id = t.schema_id
+JOIN sys.types ut ON ut.user_type_id = c.user_type_id
+LEFT JOIN sys.types bt ON bt.user_type_id = c.system_type_id AND ut.is_assembly_type = 0
+LEFT JOIN sys.default_constraints dc ON dc.object_id = c.default_object_id
+LEFT JOIN sys.identity_columns ic ON ic.object_id = c.object_id AND ic.column_id = c.column_id
+LEFT JOIN sys.computed_columns cc ON cc.object_id = c.object_id AND cc.column_id = c.column_id
+WHERE s.name = @P1 AND t.is_ms_shipped = 0
+ORDER BY c.object_id, c.column_id";
+
+pub const KEYS: &str = "\
+SELECT CAST(kc.parent_object_id AS bigint), kc.name, kc.type, c.name
+FROM sys.key_constraints kc
+JOIN sys.tables t ON t.object_id = kc.parent_object_id
+JOIN sys.schemas s ON s.schema_id = t.schema_id
+JOIN sys.index_columns ic ON ic.object_id = kc.parent_object_id AND ic.index_id = kc.unique_index_id
+JOIN sys.columns c ON c.object_id = ic.object_id AND c.column_id = ic.column_id
+WHERE s.name = @P1 AND ic.key_ordinal > 0
+ORDER BY kc.parent_object_id, kc.name, ic.key_ordinal";
+
+/// Row-store indexes that do not back a key constraint; key columns first
+/// in key order, then included columns.
+pub const INDEXES: &str = "\
+SELECT CAST(i.object_id AS bigint), i.name, i.is_unique, i.filter_definition, c.name,
+       ic.is_descending_key, ic.is_included_column
+FROM sys.indexes i
+JOIN sys.tables t ON t.object_id = i.object_id
+JOIN sys.schemas s ON s.schema_id = t.schema_id
+JOIN sys.index_columns ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id
+JOIN sys.columns c ON c.object_id = ic.object_id AND c.column_id = ic.column_id
+WHERE s.name = @P1 AND i.type IN (1, 2) AND i.is_primary_key = 0 AND i.is_unique_constraint = 0
+  AND i.is_hypothetical = 0 AND i.is_disabled = 0
+ORDER BY i.object_id, i.name, ic.is_included_column, ic.key_ordinal, ic.index_column_id";
+
+/// Indexes of kinds PostgreSQL has no equivalent for (XML, spatial,
+/// columnstore, hash), reported rather than silently dropped.
+pub const UNSUPPORTED_INDEXES: &str = "\
+SELECT CAST(i.object_id AS bigint), i.name, i.type_desc
+FROM sys.indexes i
+JOIN sys.tables t ON t.object_id = i.object_id
+JOIN sys.schemas s ON s.schema_id = t.schema_id
+WHERE s.name = @P1 AND i.type NOT IN (0, 1, 2) AND i.is_hypothetical = 0
+ORDER BY i.object_id, i.name";
+
+pub const FOREIGN_KEYS: &str = "\
+SELECT CAST(fk.parent_object_id AS bigint), fk.name, pc.name, rs.name, rt.name, rc.name,
+       CAST(fk.delete_referential_action AS int), CAST(fk.update_referential_action AS int)
+FROM sys.foreign_keys fk
+JOIN sys.tables t ON t.object_id = fk.parent_object_id
+JOIN sys.schemas s ON s.schema_id = t.schema_id
+JOIN sys.foreign_key_columns fkc ON fkc.constraint_object_id = fk.object_id
+JOIN sys.columns pc ON pc.object_id = fkc.parent_object_id AND pc.column_id = fkc.parent_column_id
+JOIN sys.tables rt ON rt.object_id = fk.referenced_object_id
+JOIN sys.schemas rs ON rs.schema_id = rt.schema_id
+JOIN sys.columns rc ON rc.object_id = fkc.referenced_object_id AND rc.column_id = fkc.referenced_column_id
+WHERE s.name = @P1 AND fk.is_disabled = 0
+ORDER BY fk.parent_object_id, fk.name, fkc.constraint_column_id";
+
+pub const CHECKS: &str = "\
+SELECT CAST(cc.parent_object_id AS bigint), cc.name, cc.definition
+FROM sys.check_constraints cc
+JOIN sys.tables t ON t.object_id = cc.parent_object_id
+JOIN sys.schemas s ON s.schema_id = t.schema_id
+WHERE s.name = @P1 AND cc.is_disabled = 0
+ORDER BY cc.parent_object_id, cc.name";
+
+const SERVER: &str = "SQL Server";
+
+/// The facts of one `sys.columns` row, as the query returns them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ColumnParts<'a> {
+    pub name: &'a str,
+    pub base_type: &'a str,
+    pub alias_type: Option<&'a str>,
+    pub is_assembly_type: bool,
+    pub max_length: i16,
+    pub precision: u8,
+    pub scale: u8,
+    pub nullable: bool,
+    pub collation: Option<&'a str>,
+    pub default: Option<&'a str>,
+    pub identity_seed: Option<&'a str>,
+    pub identity_increment: Option<&'a str>,
+    pub identity_current: Option<&'a str>,
+    pub computed: Option<&'a str>,
+    pub persisted: bool,
+}
+
+/// Builds the model's column from one catalog row. A type the tool cannot
+/// read becomes [`ColumnType::Unsupported`] (planning that table then fails
+/// and names the column), so one odd table does not stop the catalog read.
+///
+/// # Errors
+/// An identity value that is not an integer.
+pub fn column_from_parts(p: &ColumnParts<'_>) -> Result<Column, SchemaError> {
+    let catalog = CatalogType {
+        name: p.base_type,
+        max_length: p.max_length,
+        precision: p.precision,
+        scale: p.scale,
+        is_assembly_type: p.is_assembly_type,
+    };
+    let data_type = match MssqlType::from_catalog(catalog) {
+        Ok(t) => ColumnType::Mssql(t),
+        Err(e) => ColumnType::Unsupported { type_name: p.base_type.to_owned(), reason: e.to_string() },
+    };
+    let w = "identity columns";
+    let identity = match super::parse_i128(p.identity_seed, w, SERVER)? {
+        None => None,
+        Some(seed) => Some(Identity {
+            seed,
+            increment: super::parse_i128(p.identity_increment, w, SERVER)?.unwrap_or(1),
+            current: super::parse_i128(p.identity_current, w, SERVER)?,
+        }),
+    };
+    Ok(Column {
+        name: p.name.to_owned(),
+        data_type,
+        alias_type: p.alias_type.map(str::to_owned),
+        nullable: p.nullable,
+        collation: p.collation.map(str::to_owned),
+        default: p.default.map(str::to_owned),
+        identity,
+        computed: p.computed.map(|e| Computed { expression: e.to_owned(), persisted: p.persisted }),
+    })
+}
+
+/// `sys.foreign_keys.*_referential_action`.
+pub fn referential_action(code: i32) -> ReferentialAction {
+    match code {
+        1 => ReferentialAction::Cascade,
+        2 => ReferentialAction::SetNull,
+        3 => ReferentialAction::SetDefault,
+        _ => ReferentialAction::NoAction,
+    }
+}
+
+/// `sys.key_constraints.type`: `PK` or `UQ` (char(2), possibly padded).
+pub fn key_kind(code: &str) -> KeyKind {
+    if code.trim() == "PK" { KeyKind::Primary } else { KeyKind::Unique }
+}
+
+fn bad(what: &'static str, message: String) -> SchemaError {
+    SchemaError::Catalog { server: SERVER, what, message }
+}
+
+fn opt<'a, T: tiberius::FromSql<'a>>(row: &'a Row, idx: usize, what: &'static str) -> Result<Option<T>, SchemaError> {
+    row.try_get::<T, usize>(idx).map_err(|e| bad(what, format!("column {idx}: {e}")))
+}
+
+fn req<'a, T: tiberius::FromSql<'a>>(row: &'a Row, idx: usize, what: &'static str) -> Result<T, SchemaError> {
+    opt(row, idx, what)?.ok_or_else(|| bad(what, format!("column {idx} is NULL")))
+}
+
+async fn query<S>(client: &mut Client<Compat<S>>, sql: &str, schema: &str, what: &'static str) -> Result<Vec<Row>, SchemaError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let stream = client.query(sql, &[&schema]).await.map_err(|e| bad(what, e.to_string()))?;
+    stream.into_first_result().await.map_err(|e| bad(what, e.to_string()))
+}
+
+/// Reads every table of `schema` that `select` accepts.
+///
+/// # Errors
+/// [`SchemaError::Catalog`] when a query fails, naming which.
+pub async fn read_schema<S>(
+    client: &mut Client<Compat<S>>,
+    schema: &str,
+    select: &dyn Fn(&str, &str) -> bool,
+) -> Result<Vec<Table>, SchemaError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let mut rows = CatalogRows::default();
+    for r in query(client, TABLES, schema, "tables").await? {
+        let w = "tables";
+        rows.tables.push(TableRow {
+            object_id: req(&r, 0, w)?,
+            schema: req::<&str>(&r, 1, w)?.to_owned(),
+            name: req::<&str>(&r, 2, w)?.to_owned(),
+            estimated_rows: req(&r, 3, w)?,
+        });
+    }
+    for r in query(client, COLUMNS, schema, "columns").await? {
+        let w = "columns";
+        let parts = ColumnParts {
+            name: req(&r, 1, w)?,
+            base_type: req(&r, 2, w)?,
+            alias_type: opt(&r, 3, w)?,
+            is_assembly_type: req(&r, 4, w)?,
+            max_length: req(&r, 5, w)?,
+            precision: req(&r, 6, w)?,
+            scale: req(&r, 7, w)?,
+            nullable: req(&r, 8, w)?,
+            collation: opt(&r, 9, w)?,
+            default: opt(&r, 10, w)?,
+            identity_seed: opt(&r, 11, w)?,
+            identity_increment: opt(&r, 12, w)?,
+            identity_current: opt(&r, 13, w)?,
+            computed: opt(&r, 14, w)?,
+            persisted: req(&r, 15, w)?,
+        };
+        rows.columns.push(ColumnRow { object_id: req(&r, 0, w)?, column: column_from_parts(&parts)? });
+    }
+    for r in query(client, KEYS, schema, "keys").await? {
+        let w = "keys";
+        rows.keys.push(KeyColumnRow {
+            object_id: req(&r, 0, w)?,
+            name: req::<&str>(&r, 1, w)?.to_owned(),
+            kind: key_kind(req(&r, 2, w)?),
+            column: req::<&str>(&r, 3, w)?.to_owned(),
+        });
+    }
+    for r in query(client, INDEXES, schema, "indexes").await? {
+        let w = "indexes";
+        rows.indexes.push(IndexColumnRow {
+            object_id: req(&r, 0, w)?,
+            name: req::<&str>(&r, 1, w)?.to_owned(),
+            unique: req(&r, 2, w)?,
+            filter: opt::<&str>(&r, 3, w)?.map(str::to_owned),
+            column: Some(req::<&str>(&r, 4, w)?.to_owned()),
+            descending: req(&r, 5, w)?,
+            included: req(&r, 6, w)?,
+        });
+    }
+    for r in query(client, UNSUPPORTED_INDEXES, schema, "indexes").await? {
+        let w = "indexes";
+        let name = opt::<&str>(&r, 1, w)?.unwrap_or("(unnamed)");
+        let kind = opt::<&str>(&r, 2, w)?.unwrap_or("unknown");
+        rows.unsupported.push(UnsupportedRow {
+            object_id: req(&r, 0, w)?,
+            description: format!("index {name} of type {kind} has no PostgreSQL equivalent and is not carried over"),
+        });
+    }
+    for r in query(client, FOREIGN_KEYS, schema, "foreign keys").await? {
+        let w = "foreign keys";
+        rows.foreign_keys.push(ForeignKeyColumnRow {
+            object_id: req(&r, 0, w)?,
+            name: req::<&str>(&r, 1, w)?.to_owned(),
+            column: req::<&str>(&r, 2, w)?.to_owned(),
+            referenced_schema: req::<&str>(&r, 3, w)?.to_owned(),
+            referenced_table: req::<&str>(&r, 4, w)?.to_owned(),
+            referenced_column: req::<&str>(&r, 5, w)?.to_owned(),
+            on_delete: referential_action(req(&r, 6, w)?),
+            on_update: referential_action(req(&r, 7, w)?),
+        });
+    }
+    for r in query(client, CHECKS, schema, "check constraints").await? {
+        let w = "check constraints";
+        rows.checks.push(CheckRow {
+            object_id: req(&r, 0, w)?,
+            name: req::<&str>(&r, 1, w)?.to_owned(),
+            expression: req::<&str>(&r, 2, w)?.to_owned(),
+        });
+    }
+    Ok(super::assemble(rows, select))
+}
+
+#[cfg(test)]
+mod tests {
+    use mssql_pg_migrate_typemap::Length;
+
+    use super::*;
+
+    #[test]
+    fn catalog_rows_decode_into_columns() {
+        let parts = ColumnParts {
+            name: "Id",
+            base_type: "int",
+            max_length: 4,
+            precision: 10,
+            identity_seed: Some("1000"),
+            identity_increment: Some("-5"),
+            identity_current: Some("990"),
+            ..ColumnParts::default()
+        };
+        let c = column_from_parts(&parts).unwrap();
+        assert_eq!(c.data_type, ColumnType::Mssql(MssqlType::Int));
+        assert_eq!(c.identity, Some(Identity { seed: 1000, increment: -5, current: Some(990) }));
+
+        let alias = ColumnParts {
+            name: "Phone",
+            base_type: "nvarchar",
+            alias_type: Some("PhoneNumber"),
+            max_length: 40,
+            nullable: true,
+            collation: Some("Latin1_General_CI_AS"),
+            default: Some("(N'')"),
+            ..ColumnParts::default()
+        };
+        let c = column_from_parts(&alias).unwrap();
+        assert_eq!(c.data_type, ColumnType::Mssql(MssqlType::NVarChar(Length::Bounded(20))));
+        assert_eq!(c.alias_type.as_deref(), Some("PhoneNumber"));
+        assert_eq!(c.default.as_deref(), Some("(N'')"));
+
+        let lob = ColumnParts { name: "Body", base_type: "varbinary", max_length: -1, ..ColumnParts::default() };
+        assert_eq!(
+            column_from_parts(&lob).unwrap().data_type,
+            ColumnType::Mssql(MssqlType::VarBinary(Length::Max))
+        );
+
+        let computed = ColumnParts {
+            name: "Total",
+            base_type: "decimal",
+            max_length: 9,
+            precision: 18,
+            scale: 2,
+            computed: Some("([Qty]*[Price])"),
+            persisted: true,
+            ..ColumnParts::default()
+        };
+        let c = column_from_parts(&computed).unwrap();
+        assert_eq!(c.computed, Some(Computed { expression: "([Qty]*[Price])".into(), persisted: true }));
+
+        let clr = ColumnParts { name: "Node", base_type: "hierarchyid", is_assembly_type: true, max_length: 892, ..ColumnParts::default() };
+        assert!(matches!(column_from_parts(&clr).unwrap().data_type, ColumnType::Mssql(MssqlType::HierarchyId)));
+
+        let odd = ColumnParts { name: "X", base_type: "vector", max_length: 10, ..ColumnParts::default() };
+        let ColumnType::Unsupported { type_name, .. } = column_from_parts(&odd).unwrap().data_type else {
+            panic!("an unknown type must be kept as unsupported");
+        };
+        assert_eq!(type_name, "vector");
+
+        let broken = ColumnParts { name: "Id", base_type: "int", max_length: 4, identity_seed: Some("x"), ..ColumnParts::default() };
+        assert!(column_from_parts(&broken).unwrap_err().to_string().contains("'x' is not an integer"));
+    }
+
+    #[test]
+    fn codes_decode() {
+        assert_eq!(key_kind("PK"), KeyKind::Primary);
+        assert_eq!(key_kind("UQ"), KeyKind::Unique);
+        assert_eq!(referential_action(0), ReferentialAction::NoAction);
+        assert_eq!(referential_action(1), ReferentialAction::Cascade);
+        assert_eq!(referential_action(2), ReferentialAction::SetNull);
+        assert_eq!(referential_action(3), ReferentialAction::SetDefault);
+    }
+
+    #[test]
+    fn every_query_is_parameterised_by_schema_and_ordered() {
+        for sql in [TABLES, COLUMNS, KEYS, INDEXES, UNSUPPORTED_INDEXES, FOREIGN_KEYS, CHECKS] {
+            assert!(sql.contains("s.name = @P1"), "{sql}");
+            assert!(sql.contains("ORDER BY"), "{sql}");
+        }
+    }
+}
