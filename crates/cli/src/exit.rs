@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 /// Exit codes of the data engineer's guide; orchestrators branch on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // Codes 2-6 are returned by the commands that move data.
+#[allow(dead_code)] // Codes 4 and 6 arrive with validate and resume.
 pub enum Exit {
     Success = 0,
     /// Fix the configuration; do not retry.
@@ -56,10 +56,17 @@ pub struct CliError {
     pub message: String,
     /// Structured problems (for configuration errors), for JSON output.
     pub problems: Option<serde_json::Value>,
+    /// Whether the JSON document describing this failure was printed already.
+    pub reported: bool,
 }
 
 impl CliError {
     pub fn new(exit: Exit, message: impl Into<String>) -> Self {
-        CliError { exit, message: message.into(), problems: None }
+        CliError { exit, message: message.into(), problems: None, reported: false }
+    }
+
+    pub fn already_reported(mut self, reported: bool) -> Self {
+        self.reported = reported;
+        self
     }
 }

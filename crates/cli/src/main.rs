@@ -4,6 +4,7 @@
 
 mod exit;
 mod output;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +62,22 @@ enum Command {
     /// Print the resolved configuration (defaults applied, variables expanded,
     /// secrets redacted), or every problem in it
     Config,
+    /// Run the migration: create the target tables, copy every row, then
+    /// build keys, indexes and constraints
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Source schema (overrides source.schema)
+    #[arg(long, value_name = "SCHEMA")]
+    source_schema: Option<String>,
+    /// Target schema (overrides target.schema)
+    #[arg(long, value_name = "SCHEMA")]
+    target_schema: Option<String>,
+    /// Tables in flight at once (overrides migration.workers)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    workers: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -77,6 +94,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format, cli.verbosity);
     let outcome = match cli.command {
         Command::Config => show_config(&cli),
+        Command::Run(ref args) => run::run(&cli, args),
     };
     match outcome {
         Ok(()) => Exit::Success.into(),
@@ -85,7 +103,7 @@ fn main() -> ExitCode {
                 LogFormat::Json => tracing::error!(exit_code = error.exit.code(), "{}", error.message),
                 LogFormat::Text => eprintln!("error: {}", error.message),
             }
-            if cli.output_json {
+            if cli.output_json && !error.reported {
                 output::print_json(&output::error_document(command_name(&cli.command), &error));
             }
             error.exit.into()
@@ -96,6 +114,7 @@ fn main() -> ExitCode {
 fn command_name(command: &Command) -> &'static str {
     match command {
         Command::Config => "config",
+        Command::Run(_) => "run",
     }
 }
 
@@ -149,6 +168,6 @@ impl From<ConfigError> for CliError {
             ConfigError::Invalid(p) => serde_json::to_value(p).ok(),
             _ => None,
         };
-        CliError { exit, message: error.to_string(), problems }
+        CliError { exit, message: error.to_string(), problems, reported: false }
     }
 }

@@ -25,3 +25,13 @@ pub fn error_document(command: &str, error: &CliError) -> serde_json::Value {
         "error": detail,
     })
 }
+
+/// The result document of `run`.
+pub fn run_document(report: &mssql_pg_migrate::transfer::RunReport) -> serde_json::Value {
+    serde_json::json!({
+        "schema_version": SCHEMA_VERSION,
+        "command": "run",
+        "status": if report.is_success() { "success" } else { "failed" },
+        "report": report,
+    })
+}

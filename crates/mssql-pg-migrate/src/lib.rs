@@ -22,4 +22,5 @@
 pub use mssql_pg_migrate_config as config;
 pub use mssql_pg_migrate_schema as schema;
 pub use mssql_pg_migrate_state as state;
+pub use mssql_pg_migrate_transfer as transfer;
 pub use mssql_pg_migrate_typemap as typemap;

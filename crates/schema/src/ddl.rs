@@ -93,7 +93,12 @@ pub fn add_primary_key(table: &TargetTable, key: &TargetKey) -> String {
 }
 
 pub fn add_unique(table: &TargetTable, key: &TargetKey) -> String {
-    format!("ALTER TABLE {} ADD CONSTRAINT {} UNIQUE ({})", table_name(table), quote_pg(&key.name), column_list(&key.columns))
+    format!(
+        "ALTER TABLE {} ADD CONSTRAINT {} UNIQUE ({})",
+        table_name(table),
+        quote_pg(&key.name),
+        column_list(&key.columns)
+    )
 }
 
 pub fn create_index(table: &TargetTable, index: &TargetIndex) -> String {
@@ -185,9 +190,10 @@ pub fn restart_identity(table: &TargetTable, column: &TargetColumn, next: i128) 
     format!("ALTER TABLE {} ALTER COLUMN {} RESTART WITH {next}", table_name(table), quote_pg(&column.name))
 }
 
-/// The value an identity continues from: one step past the loaded extreme
-/// or the source's current value, whichever is further along; the seed when
-/// there is neither. `None` when the next value would leave the type.
+/// The value an identity continues from: whichever is further along of
+/// the source's own next value (one step past its current value, or the
+/// seed if it never generated one) and one step past the loaded extreme.
+/// `None` when the next value would leave the type.
 pub fn identity_next(
     seed: i128,
     increment: i128,
@@ -195,13 +201,17 @@ pub fn identity_next(
     loaded_extreme: Option<i128>,
     ty: PgType,
 ) -> Option<i128> {
-    let furthest = match (source_current, loaded_extreme) {
-        (None, None) => return Some(seed),
-        (Some(a), None) | (None, Some(a)) => a,
-        (Some(a), Some(b)) if increment < 0 => a.min(b),
-        (Some(a), Some(b)) => a.max(b),
+    let source_next = match source_current {
+        Some(current) => current.checked_add(increment)?,
+        None => seed,
     };
-    let next = furthest.checked_add(increment)?;
+    let next = match loaded_extreme {
+        None => source_next,
+        Some(loaded) => {
+            let loaded_next = loaded.checked_add(increment)?;
+            if increment < 0 { source_next.min(loaded_next) } else { source_next.max(loaded_next) }
+        }
+    };
     let (min, max) = integer_bounds(ty)?;
     (min..=max).contains(&next).then_some(next)
 }
@@ -307,6 +317,8 @@ mod tests {
     #[test]
     fn identity_continues_past_both_the_data_and_the_source_counter() {
         assert_eq!(identity_next(1, 1, None, None, PgType::Integer), Some(1));
+        assert_eq!(identity_next(100, 1, None, Some(8), PgType::Integer), Some(100), "seed not reached yet");
+        assert_eq!(identity_next(100, 1, None, Some(800), PgType::Integer), Some(801));
         assert_eq!(identity_next(1, 1, Some(10), Some(7), PgType::Integer), Some(11));
         assert_eq!(identity_next(1, 1, Some(10), Some(70), PgType::Integer), Some(71));
         assert_eq!(identity_next(-1, -5, Some(-20), Some(-11), PgType::Integer), Some(-25));

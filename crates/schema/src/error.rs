@@ -12,8 +12,10 @@ pub enum SchemaError {
         #[source]
         source: TypeError,
     },
-    #[error("in {scope}, '{first}' and '{second}' would both be named '{target}' in the target; \
-             choose another identifier_case or rename one of them")]
+    #[error(
+        "in {scope}, '{first}' and '{second}' would both be named '{target}' in the target; \
+             choose another identifier_case or rename one of them"
+    )]
     NameCollision { scope: String, first: String, second: String, target: String },
     /// A catalog query failed on the source or target server.
     #[error("reading the {server} catalog ({what}) failed: {message}")]

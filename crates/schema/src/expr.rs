@@ -380,7 +380,10 @@ mod tests {
         assert_eq!(check("([Qty]>(0))").as_deref(), Ok("\"Qty\" > (0)"));
         assert_eq!(check("([Active]=(1))").as_deref(), Ok("\"Active\" = (true)"));
         assert_eq!(check("((0)=[Active])").as_deref(), Ok("(false) = \"Active\""));
-        assert_eq!(check("([Price]>=(0) AND [Price]<(1000))").as_deref(), Ok("\"Price\" >= (0) AND \"Price\" < (1000)"));
+        assert_eq!(
+            check("([Price]>=(0) AND [Price]<(1000))").as_deref(),
+            Ok("\"Price\" >= (0) AND \"Price\" < (1000)")
+        );
         assert_eq!(check("([Qty]!=(3))").as_deref(), Ok("\"Qty\" <> (3)"));
         assert_eq!(check("(len([Name])>(0))").as_deref(), Ok("length(\"Name\") > (0)"));
         assert_eq!(check("([Order Date] IS NOT NULL)").as_deref(), Ok("\"Order Date\" IS NOT NULL"));

@@ -586,7 +586,8 @@ mod tests {
     fn identifier_case_collisions_name_both_columns() {
         let mut table = orders();
         table.columns.push(column("orderid", MssqlType::Int));
-        let opts = TargetOptions { schema: "public", case: IdentifierCase::Lower, overrides: &[], dialect: Dialect::Mssql };
+        let opts =
+            TargetOptions { schema: "public", case: IdentifierCase::Lower, overrides: &[], dialect: Dialect::Mssql };
         let err = plan_table(&table, &|_, _| true, &opts).unwrap_err().to_string();
         assert!(err.contains("OrderID") && err.contains("orderid"), "{err}");
     }

@@ -160,6 +160,16 @@ impl CopyEncoder {
         self.int8(micros_since_2000);
     }
 
+    /// A field already in PostgreSQL's binary send format (from a
+    /// PostgreSQL source, whose binary results have exactly this format).
+    ///
+    /// # Errors
+    /// [`EncodeError::FieldTooLarge`] above 1 GB.
+    #[inline]
+    pub fn raw(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+        self.bytea(bytes)
+    }
+
     /// `bytea`.
     ///
     /// # Errors

@@ -20,3 +20,14 @@
 //! ```
 
 pub mod copy;
+pub mod engine;
+pub mod error;
+pub mod plan;
+pub mod pool;
+pub mod report;
+pub mod source;
+pub mod tuning;
+
+pub use engine::{RunOptions, run};
+pub use error::{ErrorKind, Side, TransferError};
+pub use report::{RunReport, TableReport, TableStatus};

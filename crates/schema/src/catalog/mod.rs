@@ -7,9 +7,7 @@ pub mod pg;
 
 use std::collections::BTreeMap;
 
-use crate::model::{
-    CheckConstraint, Column, ForeignKey, Index, IndexColumn, Key, ReferentialAction, Table,
-};
+use crate::model::{CheckConstraint, Column, ForeignKey, Index, IndexColumn, Key, ReferentialAction, Table};
 
 /// Source-catalog identifier of a table (`object_id` or `oid`).
 pub type ObjectId = i64;
@@ -125,7 +123,9 @@ pub fn assemble(rows: CatalogRows, select: &dyn Fn(&str, &str) -> bool) -> Vec<T
     for row in rows.keys {
         let Some(t) = tables.get_mut(&row.object_id) else { continue };
         let slot = match row.kind {
-            KeyKind::Primary => t.primary_key.get_or_insert_with(|| Key { name: row.name.clone(), columns: Vec::new() }),
+            KeyKind::Primary => {
+                t.primary_key.get_or_insert_with(|| Key { name: row.name.clone(), columns: Vec::new() })
+            }
             KeyKind::Unique => {
                 if t.unique_constraints.last().is_none_or(|k| k.name != row.name) {
                     t.unique_constraints.push(Key { name: row.name.clone(), columns: Vec::new() });
@@ -197,7 +197,11 @@ pub fn assemble(rows: CatalogRows, select: &dyn Fn(&str, &str) -> bool) -> Vec<T
 
 /// Parses an integer the catalog returns as text (SQL Server's identity
 /// values are `sql_variant`s, cast to text so every integer type reads alike).
-pub(crate) fn parse_i128(text: Option<&str>, what: &'static str, server: &'static str) -> Result<Option<i128>, crate::SchemaError> {
+pub(crate) fn parse_i128(
+    text: Option<&str>,
+    what: &'static str,
+    server: &'static str,
+) -> Result<Option<i128>, crate::SchemaError> {
     match text {
         None => Ok(None),
         Some(t) => t.trim().parse::<i128>().map(Some).map_err(|_| crate::SchemaError::Catalog {

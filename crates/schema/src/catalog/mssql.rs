@@ -192,7 +192,12 @@ fn req<'a, T: tiberius::FromSql<'a>>(row: &'a Row, idx: usize, what: &'static st
     opt(row, idx, what)?.ok_or_else(|| bad(what, format!("column {idx} is NULL")))
 }
 
-async fn query<S>(client: &mut Client<Compat<S>>, sql: &str, schema: &str, what: &'static str) -> Result<Vec<Row>, SchemaError>
+async fn query<S>(
+    client: &mut Client<Compat<S>>,
+    sql: &str,
+    schema: &str,
+    what: &'static str,
+) -> Result<Vec<Row>, SchemaError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -207,7 +212,7 @@ where
 pub async fn read_schema<S>(
     client: &mut Client<Compat<S>>,
     schema: &str,
-    select: &dyn Fn(&str, &str) -> bool,
+    select: &(dyn Fn(&str, &str) -> bool + Sync),
 ) -> Result<Vec<Table>, SchemaError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -335,10 +340,7 @@ mod tests {
         assert_eq!(c.default.as_deref(), Some("(N'')"));
 
         let lob = ColumnParts { name: "Body", base_type: "varbinary", max_length: -1, ..ColumnParts::default() };
-        assert_eq!(
-            column_from_parts(&lob).unwrap().data_type,
-            ColumnType::Mssql(MssqlType::VarBinary(Length::Max))
-        );
+        assert_eq!(column_from_parts(&lob).unwrap().data_type, ColumnType::Mssql(MssqlType::VarBinary(Length::Max)));
 
         let computed = ColumnParts {
             name: "Total",
@@ -353,7 +355,13 @@ mod tests {
         let c = column_from_parts(&computed).unwrap();
         assert_eq!(c.computed, Some(Computed { expression: "([Qty]*[Price])".into(), persisted: true }));
 
-        let clr = ColumnParts { name: "Node", base_type: "hierarchyid", is_assembly_type: true, max_length: 892, ..ColumnParts::default() };
+        let clr = ColumnParts {
+            name: "Node",
+            base_type: "hierarchyid",
+            is_assembly_type: true,
+            max_length: 892,
+            ..ColumnParts::default()
+        };
         assert!(matches!(column_from_parts(&clr).unwrap().data_type, ColumnType::Mssql(MssqlType::HierarchyId)));
 
         let odd = ColumnParts { name: "X", base_type: "vector", max_length: 10, ..ColumnParts::default() };
@@ -362,7 +370,13 @@ mod tests {
         };
         assert_eq!(type_name, "vector");
 
-        let broken = ColumnParts { name: "Id", base_type: "int", max_length: 4, identity_seed: Some("x"), ..ColumnParts::default() };
+        let broken = ColumnParts {
+            name: "Id",
+            base_type: "int",
+            max_length: 4,
+            identity_seed: Some("x"),
+            ..ColumnParts::default()
+        };
         assert!(column_from_parts(&broken).unwrap_err().to_string().contains("'x' is not an integer"));
     }
 

@@ -7,9 +7,7 @@ use mssql_pg_migrate_typemap::PgType;
 use tokio_postgres::Row;
 use tokio_postgres::types::FromSql;
 
-use super::{
-    CatalogRows, CheckRow, ColumnRow, ForeignKeyColumnRow, IndexColumnRow, KeyColumnRow, KeyKind, TableRow,
-};
+use super::{CatalogRows, CheckRow, ColumnRow, ForeignKeyColumnRow, IndexColumnRow, KeyColumnRow, KeyKind, TableRow};
 use crate::SchemaError;
 use crate::model::{Column, ColumnType, Computed, Identity, ReferentialAction, Table};
 
@@ -47,7 +45,7 @@ ORDER BY con.conrelid, con.conname, k.ord";
 
 pub const INDEXES: &str = "\
 SELECT i.indrelid::int8, ic.relname::text, i.indisunique, pg_get_expr(i.indpred, i.indrelid),
-       a.attname::text, (i.indoption[k.ord - 1] & 1) = 1, k.ord > i.indnkeyatts
+       a.attname::text, COALESCE((i.indoption[k.ord - 1] & 1) = 1, false), k.ord > i.indnkeyatts
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_class c ON c.oid = i.indrelid
@@ -81,7 +79,10 @@ ORDER BY con.conrelid, con.conname";
 const SERVER: &str = "PostgreSQL";
 
 fn get<'a, T: FromSql<'a>>(row: &'a Row, idx: usize, what: &'static str) -> Result<T, SchemaError> {
-    row.try_get(idx).map_err(|e| SchemaError::Catalog { server: SERVER, what, message: e.to_string() })
+    row.try_get(idx).map_err(|e| {
+        let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+        SchemaError::Catalog { server: SERVER, what, message: format!("{e}{cause}") }
+    })
 }
 
 async fn query(
@@ -126,7 +127,7 @@ fn action(code: &str) -> ReferentialAction {
 pub async fn read_schema(
     client: &tokio_postgres::Client,
     schema: &str,
-    select: &dyn Fn(&str, &str) -> bool,
+    select: &(dyn Fn(&str, &str) -> bool + Sync),
 ) -> Result<Vec<Table>, SchemaError> {
     let mut rows = CatalogRows::default();
     for r in query(client, TABLES, schema, "tables").await? {

@@ -1,0 +1,104 @@
+//! `run`: the full load, with a human summary or one JSON document.
+
+use mssql_pg_migrate::transfer::{self, ErrorKind, RunOptions, RunReport, TableStatus, TransferError};
+use tokio_util::sync::CancellationToken;
+
+use crate::exit::{CliError, Exit};
+use crate::{Cli, RunArgs, load_config, output};
+
+impl From<TransferError> for CliError {
+    fn from(error: TransferError) -> Self {
+        let exit = match error.kind() {
+            ErrorKind::Config => Exit::Config,
+            ErrorKind::Connection => Exit::Connection,
+            ErrorKind::Transfer => Exit::Transfer,
+            ErrorKind::Cancelled => Exit::Cancelled,
+        };
+        CliError::new(exit, error.to_string())
+    }
+}
+
+pub fn run(cli: &Cli, args: &RunArgs) -> Result<(), CliError> {
+    let config = load_config(cli)?;
+    let options = RunOptions {
+        source_schema: args.source_schema.clone(),
+        target_schema: args.target_schema.clone(),
+        workers: args.workers,
+        cancel: CancellationToken::new(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(Exit::Io, format!("cannot start the async runtime: {e}")))?;
+    let cancel = options.cancel.clone();
+    let report = runtime.block_on(async {
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::warn!("interrupted: finishing the chunks in flight, then stopping");
+                cancel.cancel();
+            }
+        });
+        transfer::run(&config, &options).await
+    })?;
+    if cli.output_json {
+        output::print_json(&output::run_document(&report));
+    } else {
+        print_summary(&report);
+    }
+    if report.is_success() {
+        Ok(())
+    } else {
+        let failed: Vec<&str> =
+            report.tables.iter().filter(|t| t.status != TableStatus::Completed).map(|t| t.source.as_str()).collect();
+        let mut message = String::new();
+        if !failed.is_empty() {
+            message.push_str(&format!("{} table(s) did not complete: {}", failed.len(), failed.join(", ")));
+        }
+        if !report.finalization_errors.is_empty() {
+            if !message.is_empty() {
+                message.push_str("; ");
+            }
+            message.push_str(&format!("{} finalization step(s) failed", report.finalization_errors.len()));
+        }
+        // The JSON document was printed already; do not print a second one.
+        Err(CliError::new(Exit::Transfer, message).already_reported(cli.output_json))
+    }
+}
+
+fn print_summary(report: &RunReport) {
+    eprintln!();
+    eprintln!("{:<40} {:>12} {:>12} {:>10} {:>9}", "table", "rows", "rows/s", "MB/s", "status");
+    for t in &report.tables {
+        let status = match t.status {
+            TableStatus::Completed => "ok",
+            TableStatus::Failed => "FAILED",
+            TableStatus::Skipped => "SKIPPED",
+        };
+        eprintln!(
+            "{:<40} {:>12} {:>12.0} {:>10.1} {:>9}",
+            t.source, t.rows, t.rows_per_second, t.mb_per_second, status
+        );
+        if let Some(e) = &t.error {
+            eprintln!("    error: {e}");
+        }
+    }
+    eprintln!(
+        "total: {} rows, {:.1} MB in {:.1} s ({:.0} rows/s, {:.1} MB/s)",
+        report.rows,
+        report.bytes as f64 / 1e6,
+        report.seconds,
+        report.rows_per_second,
+        report.mb_per_second
+    );
+    let notes: Vec<_> = report.notes().collect();
+    if !notes.is_empty() {
+        eprintln!("\n{} note(s) on fidelity and objects not carried over:", notes.len());
+        for n in notes {
+            let column = n.column.as_deref().map(|c| format!(".{c}")).unwrap_or_default();
+            eprintln!("  [{:?}] {}{column}: {}", n.verdict, n.table, n.message);
+        }
+    }
+    for e in &report.finalization_errors {
+        eprintln!("finalization error: {e}");
+    }
+}

@@ -1,0 +1,115 @@
+//! Connection pools: deadpool-postgres for PostgreSQL (source or target).
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use mssql_pg_migrate_config::SslMode;
+use tokio_postgres::NoTls;
+
+use crate::error::{Side, TransferError};
+
+/// Where and how to connect to a PostgreSQL server.
+#[derive(Clone)]
+pub struct PgEndpoint {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: String,
+    pub ssl_mode: SslMode,
+}
+
+impl std::fmt::Debug for PgEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgEndpoint")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &"********")
+            .finish()
+    }
+}
+
+impl PgEndpoint {
+    /// `host:port/database`, for messages (never the password).
+    pub fn address(&self) -> String {
+        format!("{}:{}/{}", self.host, self.port, self.database)
+    }
+}
+
+/// A pool of PostgreSQL connections that reports failures with the server's address.
+#[derive(Clone)]
+pub struct PgPool {
+    pool: Pool,
+    address: String,
+}
+
+impl std::fmt::Debug for PgPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgPool").field("address", &self.address).finish()
+    }
+}
+
+impl PgPool {
+    /// Builds a pool of at most `max_size` connections. Nothing connects yet.
+    ///
+    /// # Errors
+    /// [`TransferError::Config`] for an SSL mode this build cannot honour.
+    pub fn new(endpoint: &PgEndpoint, side: Side, max_size: usize) -> Result<PgPool, TransferError> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&endpoint.host)
+            .port(endpoint.port)
+            .dbname(&endpoint.database)
+            .user(&endpoint.user)
+            .password(&endpoint.password)
+            .application_name("mssql-pg-migrate")
+            .connect_timeout(Duration::from_secs(15))
+            .keepalives_idle(Duration::from_secs(60));
+        config.ssl_mode(match endpoint.ssl_mode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Allow | SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            SslMode::Require => {
+                return Err(TransferError::Config(format!(
+                    "{side}.ssl_mode: require is not supported by this build yet (it connects without TLS); \
+                     use prefer or disable, or reach {} through a TLS tunnel",
+                    endpoint.address()
+                )));
+            }
+        });
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(max_size.max(1))
+            .build()
+            .map_err(|e| TransferError::Config(format!("{side} connection pool: {e}")))?;
+        Ok(PgPool { pool, address: endpoint.address() })
+    }
+
+    /// A connection from the pool.
+    ///
+    /// # Errors
+    /// [`TransferError::Connect`] naming the server when it cannot be reached.
+    pub async fn get(&self, side: Side) -> Result<Object, TransferError> {
+        self.pool.get().await.map_err(|e| {
+            let message = match &e {
+                deadpool_postgres::PoolError::Backend(pg) => match pg.as_db_error() {
+                    Some(db) => db.message().to_owned(),
+                    None => {
+                        let mut m = pg.to_string();
+                        if let Some(source) = std::error::Error::source(pg) {
+                            m = format!("{m}: {source}");
+                        }
+                        m
+                    }
+                },
+                other => other.to_string(),
+            };
+            TransferError::Connect { side, address: self.address.clone(), message }
+        })
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+}

@@ -1,0 +1,72 @@
+//! The run report: what moved, how fast, and everything that was not exact.
+
+use mssql_pg_migrate_schema::target::Note;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableStatus {
+    Completed,
+    Failed,
+    Skipped,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TableReport {
+    /// `schema.table` in the source.
+    pub source: String,
+    /// `schema.table` in the target.
+    pub target: String,
+    pub status: TableStatus,
+    pub rows: u64,
+    /// Bytes of binary COPY data written.
+    pub bytes: u64,
+    pub partitions: usize,
+    pub seconds: f64,
+    pub rows_per_second: f64,
+    pub mb_per_second: f64,
+    pub error: Option<String>,
+    pub notes: Vec<Note>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunReport {
+    pub tables: Vec<TableReport>,
+    pub rows: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub rows_per_second: f64,
+    pub mb_per_second: f64,
+    /// Finalization steps that failed (the data is in place; the object is not).
+    pub finalization_errors: Vec<String>,
+}
+
+pub(crate) fn rate(amount: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 { amount as f64 / seconds } else { 0.0 }
+}
+
+impl RunReport {
+    pub(crate) fn new(tables: Vec<TableReport>, seconds: f64, finalization_errors: Vec<String>) -> RunReport {
+        let rows = tables.iter().map(|t| t.rows).sum();
+        let bytes = tables.iter().map(|t| t.bytes).sum();
+        RunReport {
+            tables,
+            rows,
+            bytes,
+            seconds,
+            rows_per_second: rate(rows, seconds),
+            mb_per_second: rate(bytes, seconds) / 1e6,
+            finalization_errors,
+        }
+    }
+
+    /// Whether every table completed and every finalization step succeeded.
+    pub fn is_success(&self) -> bool {
+        self.finalization_errors.is_empty() && self.tables.iter().all(|t| t.status == TableStatus::Completed)
+    }
+
+    /// All notes of all tables.
+    pub fn notes(&self) -> impl Iterator<Item = &Note> {
+        self.tables.iter().flat_map(|t| t.notes.iter())
+    }
+}

@@ -1,0 +1,190 @@
+//! Sources: what the engine needs from the server it copies from. One
+//! implementation per dialect; the engine is generic over [`Source`], so
+//! the per-row path has no dynamic dispatch.
+
+pub mod mssql;
+pub mod pg;
+
+use std::fmt;
+use std::future::Future;
+
+use bytes::Bytes;
+use mssql_pg_migrate_schema::target::{Dialect, TargetTable};
+use mssql_pg_migrate_schema::{ColumnType, Table};
+use mssql_pg_migrate_typemap::{MssqlType, PgType};
+use tokio::sync::mpsc;
+
+use crate::copy::CopyEncoder;
+use crate::error::TransferError;
+
+/// One column as the reader selects it.
+#[derive(Debug, Clone)]
+pub struct ReadColumn {
+    pub source_name: String,
+    pub source_type: ColumnType,
+    pub target: PgType,
+}
+
+/// What a reader needs to know about one table.
+#[derive(Debug, Clone)]
+pub struct ReadSpec {
+    pub schema: String,
+    pub table: String,
+    /// The copied columns, in the target COPY's order.
+    pub columns: Vec<ReadColumn>,
+    /// Positions in `columns` of the primary key, in key order; empty when
+    /// the table has no usable key and is read as one stream.
+    pub key: Vec<usize>,
+    /// `schema.table` for messages.
+    pub label: String,
+}
+
+impl ReadSpec {
+    /// Builds the spec from the source table and its target plan. The key is
+    /// the primary key when all its columns are copied; otherwise the table
+    /// is read as one stream.
+    pub fn new(source: &Table, target: &TargetTable) -> ReadSpec {
+        let columns: Vec<ReadColumn> = target
+            .copied_columns()
+            .map(|c| ReadColumn {
+                source_name: c.source_name.clone(),
+                source_type: c.source_type.clone(),
+                target: c.pg_type,
+            })
+            .collect();
+        let key = source
+            .primary_key
+            .as_ref()
+            .and_then(|pk| {
+                pk.columns.iter().map(|k| columns.iter().position(|c| &c.source_name == k)).collect::<Option<Vec<_>>>()
+            })
+            .unwrap_or_default();
+        ReadSpec {
+            schema: source.schema.clone(),
+            table: source.name.clone(),
+            columns,
+            key,
+            label: target.source_label(),
+        }
+    }
+
+    /// Whether the key is one integer column, which the planner splits by value.
+    pub fn integer_key(&self) -> Option<&ReadColumn> {
+        let [k] = self.key.as_slice() else { return None };
+        let column = self.columns.get(*k)?;
+        let integer = match &column.source_type {
+            ColumnType::Mssql(t) => {
+                matches!(t, MssqlType::TinyInt | MssqlType::SmallInt | MssqlType::Int | MssqlType::BigInt)
+            }
+            ColumnType::Postgres(t) => matches!(t, PgType::SmallInt | PgType::Integer | PgType::BigInt),
+            ColumnType::Unsupported { .. } => false,
+        };
+        integer.then_some(column)
+    }
+}
+
+/// The outcome of reading one page.
+#[derive(Debug)]
+pub struct Page<K> {
+    pub rows: u64,
+    /// The key of the page's last row (`None` for an empty page or a keyless table).
+    pub last_key: Option<K>,
+}
+
+/// Where a reader puts encoded rows: a COPY encoder whose full buffers go
+/// to the writer through a bounded channel, so memory stays bounded however
+/// large the chunk is.
+#[derive(Debug)]
+pub struct PieceSink {
+    encoder: CopyEncoder,
+    pieces: mpsc::Sender<Bytes>,
+    piece_bytes: usize,
+    sent_bytes: u64,
+}
+
+/// The writer went away (it failed, and reports why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterGone;
+
+impl PieceSink {
+    pub fn new(pieces: mpsc::Sender<Bytes>, piece_bytes: usize) -> Self {
+        PieceSink {
+            encoder: CopyEncoder::with_capacity(piece_bytes + piece_bytes / 4),
+            pieces,
+            piece_bytes,
+            sent_bytes: 0,
+        }
+    }
+
+    #[inline]
+    pub fn encoder(&mut self) -> &mut CopyEncoder {
+        &mut self.encoder
+    }
+
+    /// Call after each row: sends the buffer on once it is full.
+    #[inline]
+    pub async fn row_done(&mut self) -> Result<(), WriterGone> {
+        if self.encoder.len() >= self.piece_bytes { self.flush().await } else { Ok(()) }
+    }
+
+    async fn flush(&mut self) -> Result<(), WriterGone> {
+        if self.encoder.is_empty() {
+            return Ok(());
+        }
+        let piece = self.encoder.take();
+        self.sent_bytes += piece.len() as u64;
+        self.pieces.send(Bytes::from(piece)).await.map_err(|_| WriterGone)
+    }
+
+    /// Ends the COPY stream and sends what is left. Returns the bytes sent in all.
+    pub async fn finish(mut self) -> Result<u64, WriterGone> {
+        self.encoder.finish();
+        self.flush().await?;
+        Ok(self.sent_bytes)
+    }
+}
+
+/// A server the engine copies from.
+pub trait Source: Send + Sync + 'static {
+    /// A key value (one part per key column), held only between pages.
+    type Key: Clone + Send + Sync + fmt::Debug + 'static;
+
+    fn dialect(&self) -> Dialect;
+
+    /// Reads the catalog of `schema`, keeping the tables `select` accepts.
+    fn read_schema(
+        &self,
+        schema: &str,
+        select: &(dyn Fn(&str, &str) -> bool + Sync),
+    ) -> impl Future<Output = Result<Vec<Table>, TransferError>> + Send;
+
+    /// The smallest and largest value of a one-column integer key; `None` for an empty table.
+    fn integer_range(&self, spec: &ReadSpec) -> impl Future<Output = Result<Option<(i64, i64)>, TransferError>> + Send;
+
+    /// A key value for an integer bound, in the key column's own type.
+    fn integer_key(&self, spec: &ReadSpec, value: i64) -> Self::Key;
+
+    /// The key of every `every`-th row in key order, computed by the server.
+    fn boundaries(
+        &self,
+        spec: &ReadSpec,
+        every: u64,
+    ) -> impl Future<Output = Result<Vec<Self::Key>, TransferError>> + Send;
+
+    /// Reads up to `limit` rows (all when `None`) with keys in `(after, upto]`,
+    /// in key order, encoding each into `sink`.
+    fn read_page(
+        &self,
+        spec: &ReadSpec,
+        after: Option<&Self::Key>,
+        upto: Option<&Self::Key>,
+        limit: Option<u64>,
+        sink: &mut PieceSink,
+    ) -> impl Future<Output = Result<Page<Self::Key>, TransferError>> + Send;
+
+    /// An exact row count, for validation and reports.
+    fn count_rows(&self, spec: &ReadSpec) -> impl Future<Output = Result<u64, TransferError>> + Send;
+
+    /// Renders a key for messages.
+    fn describe_key(key: &Self::Key) -> String;
+}

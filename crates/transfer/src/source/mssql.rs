@@ -1,0 +1,833 @@
+//! A SQL Server source over tiberius 0.13, pooled with bb8 through
+//! [`MssqlManager`].
+//!
+//! Values go from tiberius' [`ColumnData`] straight into the COPY buffer
+//! ([`encode_cell`]), without an owned value per cell. Types tiberius would
+//! read inexactly are converted by the server in the SELECT list instead
+//! ([`select_expression`]): money arrives as `f64` from tiberius, so it is
+//! cast to `decimal`; datetimeoffset is shifted to UTC.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use mssql_pg_migrate_schema::ident::{qualified_mssql, quote_mssql};
+use mssql_pg_migrate_schema::target::Dialect;
+use mssql_pg_migrate_schema::{ColumnType, Table, catalog};
+use mssql_pg_migrate_typemap::{MssqlType, PgType};
+use tiberius::{AuthMethod, Client, ColumnData, Config, EncryptionLevel, Query};
+use tokio::net::TcpStream;
+use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+use super::{Page, PieceSink, ReadColumn, ReadSpec, Source};
+use crate::copy::{CopyEncoder, EncodeError};
+use crate::error::{Side, TransferError};
+
+/// A tiberius client over a tokio TCP stream.
+pub type MssqlClient = Client<Compat<TcpStream>>;
+
+/// How long one server response may take. tiberius 0.13 defaults to 30 s
+/// per round trip, which a page of a large table behind a slow writer can
+/// exceed while it waits; a stalled server is still caught.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// TDS packet size to negotiate; the server may grant less.
+pub const PACKET_SIZE: u32 = 32_767;
+
+/// Where and how to connect to SQL Server.
+#[derive(Clone)]
+pub struct MssqlEndpoint {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: String,
+    pub encrypt: bool,
+    pub trust_server_cert: bool,
+}
+
+impl std::fmt::Debug for MssqlEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MssqlEndpoint")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &"********")
+            .finish()
+    }
+}
+
+impl MssqlEndpoint {
+    pub fn address(&self) -> String {
+        format!("{}:{}/{}", self.host, self.port, self.database)
+    }
+
+    fn tiberius_config(&self) -> Config {
+        let mut config = Config::new();
+        config.host(&self.host);
+        config.port(self.port);
+        config.database(&self.database);
+        config.authentication(AuthMethod::sql_server(&self.user, &self.password));
+        config.application_name("mssql-pg-migrate");
+        config.encryption(if self.encrypt { EncryptionLevel::Required } else { EncryptionLevel::Off });
+        if self.trust_server_cert {
+            config.trust_cert();
+        }
+        config.packet_size(PACKET_SIZE);
+        config.command_timeout(Some(COMMAND_TIMEOUT));
+        config
+    }
+
+    /// Opens one connection.
+    ///
+    /// # Errors
+    /// [`TransferError::Connect`] naming the server.
+    pub async fn connect(&self) -> Result<MssqlClient, TransferError> {
+        let fail = |message: String| TransferError::Connect { side: Side::Source, address: self.address(), message };
+        let config = self.tiberius_config();
+        let tcp = tokio::time::timeout(Duration::from_secs(15), TcpStream::connect(config.get_addr()))
+            .await
+            .map_err(|_| fail("no answer within 15 s".into()))?
+            .map_err(|e| fail(e.to_string()))?;
+        tcp.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
+        Client::connect(config, tcp.compat_write()).await.map_err(|e| fail(e.to_string()))
+    }
+}
+
+/// bb8's view of SQL Server connections. Written here rather than taken
+/// from bb8-tiberius, which pins tiberius 0.12 (see docs/ARCHITECTURE.md).
+#[derive(Debug, Clone)]
+pub struct MssqlManager {
+    endpoint: MssqlEndpoint,
+}
+
+impl bb8::ManageConnection for MssqlManager {
+    type Connection = MssqlClient;
+    type Error = TransferError;
+
+    async fn connect(&self) -> Result<Self::Connection, Self::Error> {
+        self.endpoint.connect().await
+    }
+
+    async fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
+        conn.simple_query("SELECT 1")
+            .await
+            .map_err(|e| server_error("checking a pooled connection", &e))?
+            .into_results()
+            .await
+            .map_err(|e| server_error("checking a pooled connection", &e))?;
+        Ok(())
+    }
+
+    fn has_broken(&self, _: &mut Self::Connection) -> bool {
+        false
+    }
+}
+
+fn server_error(context: &str, e: &tiberius::error::Error) -> TransferError {
+    let (message, transient) = match e {
+        tiberius::error::Error::Server(token) => {
+            // 1205 deadlock victim; 40613/40197/40501/49918-49920 Azure throttling and failover.
+            let transient = matches!(token.code(), 1205 | 40613 | 40197 | 40501 | 49918 | 49919 | 49920);
+            (format!("error {}: {}", token.code(), token.message()), transient)
+        }
+        tiberius::error::Error::Io { .. } => (e.to_string(), true),
+        other => (other.to_string(), false),
+    };
+    TransferError::Server { side: Side::Source, context: context.to_owned(), message, transient }
+}
+
+/// A SQL Server database read through a bb8 pool.
+#[derive(Debug, Clone)]
+pub struct MssqlSource {
+    pool: bb8::Pool<MssqlManager>,
+    address: String,
+}
+
+impl MssqlSource {
+    /// Builds the pool and opens one connection to prove the server is there.
+    ///
+    /// # Errors
+    /// [`TransferError::Connect`] when the first connection fails.
+    pub async fn connect(endpoint: MssqlEndpoint, max_size: u32) -> Result<MssqlSource, TransferError> {
+        let address = endpoint.address();
+        let first = endpoint.connect().await?;
+        let pool = bb8::Pool::builder()
+            .max_size(max_size.max(1))
+            .connection_timeout(Duration::from_secs(60))
+            .build_unchecked(MssqlManager { endpoint });
+        pool.add(first)
+            .map_err(|_| TransferError::Config("the SQL Server pool refused its first connection".into()))?;
+        Ok(MssqlSource { pool, address })
+    }
+
+    async fn conn(&self) -> Result<bb8::PooledConnection<'_, MssqlManager>, TransferError> {
+        self.pool.get().await.map_err(|e| match e {
+            bb8::RunError::User(e) => e,
+            bb8::RunError::TimedOut => TransferError::Connect {
+                side: Side::Source,
+                address: self.address.clone(),
+                message: "no pooled connection became free within 60 s".into(),
+            },
+        })
+    }
+}
+
+/// The SELECT-list expression for a column: the column itself, or a server
+/// conversion where tiberius would otherwise read the value inexactly.
+pub fn select_expression(column: &ReadColumn) -> String {
+    let q = quote_mssql(&column.source_name);
+    match &column.source_type {
+        ColumnType::Mssql(MssqlType::Money) => format!("CAST({q} AS decimal(19,4))"),
+        ColumnType::Mssql(MssqlType::SmallMoney) => format!("CAST({q} AS decimal(10,4))"),
+        ColumnType::Mssql(MssqlType::DateTimeOffset { .. }) => {
+            format!("CAST(SWITCHOFFSET({q}, '+00:00') AS datetime2(7))")
+        }
+        ColumnType::Mssql(MssqlType::HierarchyId) => format!("CAST({q} AS nvarchar(4000))"),
+        ColumnType::Mssql(MssqlType::Geography | MssqlType::Geometry) => format!("{q}.ToString()"),
+        ColumnType::Mssql(MssqlType::SqlVariant) => format!("CAST({q} AS nvarchar(4000))"),
+        _ => q,
+    }
+}
+
+/// A parameter compared with a key column. Character keys get the
+/// parameter cast to varchar: an nvarchar parameter would make the server
+/// convert the column instead, and lose the index seek.
+fn key_parameter(column: &ReadColumn, index: usize) -> String {
+    match &column.source_type {
+        ColumnType::Mssql(MssqlType::Char(_) | MssqlType::VarChar(_)) => format!("CAST(@P{index} AS varchar(8000))"),
+        _ => format!("@P{index}"),
+    }
+}
+
+/// `(k1 > p1) OR (k1 = p1 AND k2 > p2) …`: a row comparison, which
+/// T-SQL lacks, spelled out. `last_op` is `>` for a lower bound, `<=` for an upper.
+fn keyset_condition(spec: &ReadSpec, first_param: usize, strict: &str, last_op: &str) -> String {
+    let n = spec.key.len();
+    let mut alternatives = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut terms = Vec::with_capacity(i + 1);
+        for j in 0..=i {
+            let column = &spec.columns[spec.key[j]];
+            let op = if j < i {
+                "="
+            } else if i == n - 1 {
+                last_op
+            } else {
+                strict
+            };
+            terms.push(format!("{} {op} {}", quote_mssql(&column.source_name), key_parameter(column, first_param + j)));
+        }
+        alternatives.push(format!("({})", terms.join(" AND ")));
+    }
+    format!("({})", alternatives.join(" OR "))
+}
+
+/// The page query. `@P1` is the row limit when there is one; key parameters follow.
+pub fn page_sql(spec: &ReadSpec, has_after: bool, has_upto: bool, has_limit: bool) -> String {
+    let columns = spec.columns.iter().map(select_expression).collect::<Vec<_>>().join(", ");
+    let top = if has_limit { "TOP (@P1) " } else { "" };
+    let mut sql = format!("SELECT {top}{columns} FROM {}", qualified_mssql(&spec.schema, &spec.table));
+    let mut next = if has_limit { 2 } else { 1 };
+    let mut conditions = Vec::new();
+    if has_after {
+        conditions.push(keyset_condition(spec, next, ">", ">"));
+        next += spec.key.len();
+    }
+    if has_upto {
+        conditions.push(keyset_condition(spec, next, "<", "<="));
+    }
+    if !conditions.is_empty() {
+        let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
+    }
+    if !spec.key.is_empty() {
+        let keys = spec.key.iter().map(|&k| quote_mssql(&spec.columns[k].source_name)).collect::<Vec<_>>();
+        let _ = write!(sql, " ORDER BY {}", keys.join(", "));
+    }
+    sql
+}
+
+/// Why one cell could not be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CellError {
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error("value {value} does not fit in {target}")]
+    OutOfRange { value: String, target: PgType },
+    #[error("a {source_type} value cannot be written to a {target} column")]
+    Unconvertible { source_type: &'static str, target: PgType },
+}
+
+/// Days from 0001-01-01 (SQL Server `date`, `datetime2`) to 2000-01-01.
+pub const DAYS_0001_TO_2000: i64 = 730_119;
+/// Days from 1900-01-01 (SQL Server `datetime`, `smalldatetime`) to 2000-01-01.
+pub const DAYS_1900_TO_2000: i64 = 36_524;
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+fn variant_name(data: &ColumnData<'_>) -> &'static str {
+    match data {
+        ColumnData::U8(_) => "tinyint",
+        ColumnData::I16(_) => "smallint",
+        ColumnData::I32(_) => "int",
+        ColumnData::I64(_) => "bigint",
+        ColumnData::F32(_) => "real",
+        ColumnData::F64(_) => "float",
+        ColumnData::Bit(_) => "bit",
+        ColumnData::String(_) => "string",
+        ColumnData::Guid(_) => "uniqueidentifier",
+        ColumnData::Binary(_) => "binary",
+        ColumnData::Numeric(_) => "decimal",
+        ColumnData::Xml(_) => "xml",
+        ColumnData::DateTime(_) => "datetime",
+        ColumnData::SmallDateTime(_) => "smalldatetime",
+        ColumnData::Time(_) => "time",
+        ColumnData::Date(_) => "date",
+        ColumnData::DateTime2(_) => "datetime2",
+        ColumnData::DateTimeOffset(_) => "datetimeoffset",
+    }
+}
+
+/// Microseconds in a `time` value of `increments` at `scale` digits;
+/// 100 ns digits (scale 7) are truncated, as the type mapping documents.
+fn time_micros(increments: u64, scale: u8) -> i64 {
+    let inc = increments as i64;
+    if scale <= 6 { inc * 10i64.pow(6 - u32::from(scale)) } else { inc / 10i64.pow(u32::from(scale) - 6) }
+}
+
+fn write_integer(enc: &mut CopyEncoder, v: i64, target: PgType) -> Result<(), CellError> {
+    let out_of_range = || CellError::OutOfRange { value: v.to_string(), target };
+    match target {
+        PgType::SmallInt => enc.int2(i16::try_from(v).map_err(|_| out_of_range())?),
+        PgType::Integer => enc.int4(i32::try_from(v).map_err(|_| out_of_range())?),
+        PgType::BigInt => enc.int8(v),
+        PgType::Numeric(_) => enc.numeric(i128::from(v), 0)?,
+        PgType::Boolean => enc.bool(v != 0),
+        PgType::Real => enc.float4(v as f32),
+        PgType::DoublePrecision => enc.float8(v as f64),
+        PgType::Text | PgType::Varchar(_) | PgType::Char(_) => enc.text(&v.to_string())?,
+        _ => return Err(CellError::Unconvertible { source_type: "integer", target }),
+    }
+    Ok(())
+}
+
+/// Writes a timestamp given as days since 2000-01-01 plus microseconds.
+fn write_timestamp(enc: &mut CopyEncoder, days: i64, micros: i64, target: PgType) -> Result<(), CellError> {
+    match target {
+        PgType::Timestamp(_) | PgType::TimestampTz(_) => enc.timestamp(days * MICROS_PER_DAY + micros),
+        PgType::Date => enc.date(days as i32),
+        _ => return Err(CellError::Unconvertible { source_type: "date/time", target }),
+    }
+    Ok(())
+}
+
+/// Encodes one SQL Server value for a column of type `target`.
+///
+/// # Errors
+/// [`CellError`] for a value PostgreSQL would refuse (NUL in text, out of
+/// range) or a pairing the type mapping does not allow.
+pub fn encode_cell(enc: &mut CopyEncoder, data: &ColumnData<'_>, target: PgType) -> Result<(), CellError> {
+    let unconvertible = || CellError::Unconvertible { source_type: variant_name(data), target };
+    match data {
+        ColumnData::U8(None)
+        | ColumnData::I16(None)
+        | ColumnData::I32(None)
+        | ColumnData::I64(None)
+        | ColumnData::F32(None)
+        | ColumnData::F64(None)
+        | ColumnData::Bit(None)
+        | ColumnData::String(None)
+        | ColumnData::Guid(None)
+        | ColumnData::Binary(None)
+        | ColumnData::Numeric(None)
+        | ColumnData::Xml(None)
+        | ColumnData::DateTime(None)
+        | ColumnData::SmallDateTime(None)
+        | ColumnData::Time(None)
+        | ColumnData::Date(None)
+        | ColumnData::DateTime2(None)
+        | ColumnData::DateTimeOffset(None) => enc.null(),
+        ColumnData::Bit(Some(b)) => match target {
+            PgType::Boolean => enc.bool(*b),
+            _ => write_integer(enc, i64::from(*b), target)?,
+        },
+        ColumnData::U8(Some(v)) => write_integer(enc, i64::from(*v), target)?,
+        ColumnData::I16(Some(v)) => write_integer(enc, i64::from(*v), target)?,
+        ColumnData::I32(Some(v)) => write_integer(enc, i64::from(*v), target)?,
+        ColumnData::I64(Some(v)) => write_integer(enc, *v, target)?,
+        ColumnData::F32(Some(v)) => match target {
+            PgType::Real => enc.float4(*v),
+            PgType::DoublePrecision => enc.float8(f64::from(*v)),
+            _ => return Err(unconvertible()),
+        },
+        ColumnData::F64(Some(v)) => match target {
+            PgType::DoublePrecision => enc.float8(*v),
+            PgType::Real => enc.float4(*v as f32),
+            _ => return Err(unconvertible()),
+        },
+        ColumnData::Numeric(Some(n)) => match target {
+            PgType::Numeric(_) => enc.numeric(n.value(), n.scale())?,
+            PgType::DoublePrecision => enc.float8(n.value() as f64 / 10f64.powi(i32::from(n.scale()))),
+            PgType::Real => enc.float4((n.value() as f64 / 10f64.powi(i32::from(n.scale()))) as f32),
+            PgType::SmallInt | PgType::Integer | PgType::BigInt if n.scale() == 0 => {
+                let v = i64::try_from(n.value())
+                    .map_err(|_| CellError::OutOfRange { value: n.value().to_string(), target })?;
+                write_integer(enc, v, target)?;
+            }
+            _ => return Err(unconvertible()),
+        },
+        ColumnData::String(Some(s)) => match target {
+            PgType::Text | PgType::Varchar(_) | PgType::Char(_) | PgType::Xml => enc.text(s)?,
+            _ => return Err(unconvertible()),
+        },
+        ColumnData::Xml(Some(x)) => match target {
+            PgType::Xml | PgType::Text | PgType::Varchar(_) => enc.text(x.as_ref().as_ref())?,
+            _ => return Err(unconvertible()),
+        },
+        ColumnData::Guid(Some(u)) => match target {
+            // tiberius has already put the GUID's mixed-endian bytes into RFC 4122 order.
+            PgType::Uuid => enc.uuid(*u.as_bytes()),
+            PgType::Text | PgType::Varchar(_) | PgType::Char(_) => {
+                let mut buf = [0u8; 36];
+                enc.text(u.hyphenated().encode_upper(&mut buf))?;
+            }
+            _ => return Err(unconvertible()),
+        },
+        ColumnData::Binary(Some(b)) => match target {
+            PgType::Bytea => enc.bytea(b)?,
+            _ => return Err(unconvertible()),
+        },
+        ColumnData::Date(Some(d)) => write_timestamp(enc, i64::from(d.days()) - DAYS_0001_TO_2000, 0, target)?,
+        ColumnData::Time(Some(t)) => match target {
+            PgType::Time(_) => enc.time(time_micros(t.increments(), t.scale())),
+            _ => return Err(unconvertible()),
+        },
+        ColumnData::DateTime2(Some(dt)) => write_timestamp(
+            enc,
+            i64::from(dt.date().days()) - DAYS_0001_TO_2000,
+            time_micros(dt.time().increments(), dt.time().scale()),
+            target,
+        )?,
+        ColumnData::DateTime(Some(dt)) => {
+            // 1/300 s ticks, rounded to the nearest microsecond.
+            let micros = (i64::from(dt.seconds_fragments()) * 10_000 + 1) / 3;
+            write_timestamp(enc, i64::from(dt.days()) - DAYS_1900_TO_2000, micros, target)?;
+        }
+        ColumnData::SmallDateTime(Some(dt)) => {
+            let micros = i64::from(dt.seconds_fragments()) * 60_000_000;
+            write_timestamp(enc, i64::from(dt.days()) - DAYS_1900_TO_2000, micros, target)?;
+        }
+        ColumnData::DateTimeOffset(Some(dto)) => {
+            // Only reached if the SELECT did not shift to UTC; the stored
+            // date and time are UTC in TDS, the offset is presentation.
+            let dt = dto.datetime2();
+            write_timestamp(
+                enc,
+                i64::from(dt.date().days()) - DAYS_0001_TO_2000,
+                time_micros(dt.time().increments(), dt.time().scale()),
+                target,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Renders a key cell for messages.
+pub fn describe_cell(data: &ColumnData<'_>) -> String {
+    match data {
+        ColumnData::U8(Some(v)) => v.to_string(),
+        ColumnData::I16(Some(v)) => v.to_string(),
+        ColumnData::I32(Some(v)) => v.to_string(),
+        ColumnData::I64(Some(v)) => v.to_string(),
+        ColumnData::String(Some(s)) => format!("'{s}'"),
+        ColumnData::Guid(Some(u)) => u.hyphenated().to_string().to_uppercase(),
+        ColumnData::Numeric(Some(n)) => n.to_string(),
+        ColumnData::Binary(Some(b)) => b.iter().fold(String::from("0x"), |mut s, byte| {
+            let _ = write!(s, "{byte:02X}");
+            s
+        }),
+        other => format!("{other:?}"),
+    }
+}
+
+fn owned(data: &ColumnData<'_>) -> ColumnData<'static> {
+    match data {
+        ColumnData::String(s) => ColumnData::String(s.as_ref().map(|s| Cow::Owned(s.to_string()))),
+        ColumnData::Binary(b) => ColumnData::Binary(b.as_ref().map(|b| Cow::Owned(b.to_vec()))),
+        ColumnData::Xml(x) => ColumnData::Xml(x.as_ref().map(|x| Cow::Owned(x.as_ref().clone()))),
+        ColumnData::U8(v) => ColumnData::U8(*v),
+        ColumnData::I16(v) => ColumnData::I16(*v),
+        ColumnData::I32(v) => ColumnData::I32(*v),
+        ColumnData::I64(v) => ColumnData::I64(*v),
+        ColumnData::F32(v) => ColumnData::F32(*v),
+        ColumnData::F64(v) => ColumnData::F64(*v),
+        ColumnData::Bit(v) => ColumnData::Bit(*v),
+        ColumnData::Guid(v) => ColumnData::Guid(*v),
+        ColumnData::Numeric(v) => ColumnData::Numeric(*v),
+        ColumnData::DateTime(v) => ColumnData::DateTime(*v),
+        ColumnData::SmallDateTime(v) => ColumnData::SmallDateTime(*v),
+        ColumnData::Time(v) => ColumnData::Time(*v),
+        ColumnData::Date(v) => ColumnData::Date(*v),
+        ColumnData::DateTime2(v) => ColumnData::DateTime2(*v),
+        ColumnData::DateTimeOffset(v) => ColumnData::DateTimeOffset(*v),
+    }
+}
+
+/// A key value: one owned cell per key column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MssqlKey(pub Vec<ColumnData<'static>>);
+
+impl Source for MssqlSource {
+    type Key = MssqlKey;
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Mssql
+    }
+
+    async fn read_schema(
+        &self,
+        schema: &str,
+        select: &(dyn Fn(&str, &str) -> bool + Sync),
+    ) -> Result<Vec<Table>, TransferError> {
+        let mut conn = self.conn().await?;
+        Ok(catalog::mssql::read_schema(&mut conn, schema, select).await?)
+    }
+
+    async fn integer_range(&self, spec: &ReadSpec) -> Result<Option<(i64, i64)>, TransferError> {
+        let Some(key) = spec.integer_key() else { return Ok(None) };
+        let k = quote_mssql(&key.source_name);
+        let sql = format!(
+            "SELECT CAST(MIN({k}) AS bigint), CAST(MAX({k}) AS bigint) FROM {}",
+            qualified_mssql(&spec.schema, &spec.table)
+        );
+        let context = format!("reading the key range of {}", spec.label);
+        let mut conn = self.conn().await?;
+        let row = conn
+            .simple_query(sql)
+            .await
+            .map_err(|e| server_error(&context, &e))?
+            .into_row()
+            .await
+            .map_err(|e| server_error(&context, &e))?;
+        let Some(row) = row else { return Ok(None) };
+        let min: Option<i64> = row.try_get(0).map_err(|e| server_error(&context, &e))?;
+        let max: Option<i64> = row.try_get(1).map_err(|e| server_error(&context, &e))?;
+        Ok(min.zip(max))
+    }
+
+    fn integer_key(&self, spec: &ReadSpec, value: i64) -> Self::Key {
+        let cell = match spec.integer_key().map(|c| &c.source_type) {
+            Some(ColumnType::Mssql(MssqlType::TinyInt)) => ColumnData::U8(u8::try_from(value).ok()),
+            Some(ColumnType::Mssql(MssqlType::SmallInt)) => ColumnData::I16(i16::try_from(value).ok()),
+            Some(ColumnType::Mssql(MssqlType::Int)) => ColumnData::I32(i32::try_from(value).ok()),
+            _ => ColumnData::I64(Some(value)),
+        };
+        MssqlKey(vec![cell])
+    }
+
+    async fn boundaries(&self, spec: &ReadSpec, every: u64) -> Result<Vec<Self::Key>, TransferError> {
+        let keys = spec.key.iter().map(|&k| select_expression(&spec.columns[k])).collect::<Vec<_>>().join(", ");
+        let order = spec.key.iter().map(|&k| quote_mssql(&spec.columns[k].source_name)).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT {keys} FROM (SELECT {order}, ROW_NUMBER() OVER (ORDER BY {order}) AS mpm_rn FROM {}) s \
+             WHERE s.mpm_rn % @P1 = 0 ORDER BY {order}",
+            qualified_mssql(&spec.schema, &spec.table)
+        );
+        let context = format!("computing chunk boundaries of {}", spec.label);
+        let mut conn = self.conn().await?;
+        let mut query = Query::new(sql);
+        query.bind(i64::try_from(every.max(1)).unwrap_or(i64::MAX));
+        let rows = query
+            .query(&mut conn)
+            .await
+            .map_err(|e| server_error(&context, &e))?
+            .into_first_result()
+            .await
+            .map_err(|e| server_error(&context, &e))?;
+        Ok(rows.into_iter().map(|row| MssqlKey(row.into_iter().collect())).collect())
+    }
+
+    async fn read_page(
+        &self,
+        spec: &ReadSpec,
+        after: Option<&Self::Key>,
+        upto: Option<&Self::Key>,
+        limit: Option<u64>,
+        sink: &mut PieceSink,
+    ) -> Result<Page<Self::Key>, TransferError> {
+        let sql = page_sql(spec, after.is_some(), upto.is_some(), limit.is_some());
+        let mut query = Query::new(sql);
+        if let Some(limit) = limit {
+            query.bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        for key in [after, upto].into_iter().flatten() {
+            for cell in &key.0 {
+                query.bind(cell.clone());
+            }
+        }
+        let context = format!("reading {}", spec.label);
+        let mut conn = self.conn().await?;
+        let stream = query.query(&mut conn).await.map_err(|e| server_error(&context, &e))?;
+        let mut rows_stream = stream.into_row_stream();
+        let field_count = u16::try_from(spec.columns.len())
+            .map_err(|_| TransferError::Config(format!("table {} has more than 65535 columns", spec.label)))?;
+        let mut rows = 0u64;
+        let mut last = None;
+        while let Some(row) = rows_stream.try_next().await.map_err(|e| server_error(&context, &e))? {
+            let encoder = sink.encoder();
+            encoder.begin_row(field_count);
+            for (i, (_, data)) in row.cells().enumerate() {
+                let Some(column) = spec.columns.get(i) else { break };
+                if let Err(e) = encode_cell(encoder, data, column.target) {
+                    let key = spec
+                        .key
+                        .iter()
+                        .filter_map(|&k| row.cells().nth(k).map(|(_, d)| describe_cell(d)))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    return Err(TransferError::Value {
+                        table: spec.label.clone(),
+                        column: column.source_name.clone(),
+                        key: format!("({key})"),
+                        message: e.to_string(),
+                    });
+                }
+            }
+            rows += 1;
+            last = Some(row);
+            sink.row_done().await.map_err(|_| TransferError::Cancelled)?;
+        }
+        let last_key = match last {
+            Some(row) if !spec.key.is_empty() => {
+                let cells: Vec<ColumnData<'static>> =
+                    spec.key.iter().filter_map(|&k| row.cells().nth(k).map(|(_, d)| owned(d))).collect();
+                Some(MssqlKey(cells))
+            }
+            _ => None,
+        };
+        Ok(Page { rows, last_key })
+    }
+
+    async fn count_rows(&self, spec: &ReadSpec) -> Result<u64, TransferError> {
+        let sql = format!("SELECT COUNT_BIG(*) FROM {}", qualified_mssql(&spec.schema, &spec.table));
+        let context = format!("counting rows of {}", spec.label);
+        let mut conn = self.conn().await?;
+        let row = conn
+            .simple_query(sql)
+            .await
+            .map_err(|e| server_error(&context, &e))?
+            .into_row()
+            .await
+            .map_err(|e| server_error(&context, &e))?;
+        let n: Option<i64> = row.map(|r| r.try_get(0)).transpose().map_err(|e| server_error(&context, &e))?.flatten();
+        Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+    }
+
+    fn describe_key(key: &Self::Key) -> String {
+        format!("({})", key.0.iter().map(describe_cell).collect::<Vec<_>>().join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mssql_pg_migrate_typemap::Length;
+    use tiberius::numeric::Numeric;
+    use tiberius::time::{Date, DateTime, DateTime2, SmallDateTime, Time};
+    use tiberius::xml::XmlData;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::copy::days_from_civil;
+
+    /// Encodes one value and returns the field bytes (length prefix removed; `None` for NULL).
+    fn field(data: ColumnData<'_>, target: PgType) -> Result<Option<Vec<u8>>, CellError> {
+        let mut enc = CopyEncoder::with_capacity(64);
+        let header = enc.len();
+        encode_cell(&mut enc, &data, target)?;
+        let bytes = enc.take()[header..].to_vec();
+        let len = i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        if len < 0 {
+            return Ok(None);
+        }
+        assert_eq!(len as usize, bytes.len() - 4);
+        Ok(Some(bytes[4..].to_vec()))
+    }
+
+    fn i64_of(bytes: &[u8]) -> i64 {
+        i64::from_be_bytes(bytes.try_into().unwrap())
+    }
+
+    #[test]
+    fn epoch_constants_match_the_calendar() {
+        assert_eq!(i64::from(days_from_civil(2000, 1, 1) - days_from_civil(1, 1, 1)), DAYS_0001_TO_2000);
+        assert_eq!(i64::from(days_from_civil(2000, 1, 1) - days_from_civil(1900, 1, 1)), DAYS_1900_TO_2000);
+    }
+
+    #[test]
+    fn nulls_of_every_kind_are_null() {
+        let nulls = [
+            ColumnData::I32(None),
+            ColumnData::String(None),
+            ColumnData::Binary(None),
+            ColumnData::Numeric(None),
+            ColumnData::DateTime2(None),
+            ColumnData::Guid(None),
+            ColumnData::Bit(None),
+        ];
+        for n in nulls {
+            assert_eq!(field(n, PgType::Text).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn integers_check_their_target_range() {
+        assert_eq!(field(ColumnData::U8(Some(255)), PgType::SmallInt).unwrap(), Some(vec![0, 255]));
+        assert_eq!(field(ColumnData::I64(Some(-2)), PgType::BigInt).unwrap(), Some((-2i64).to_be_bytes().to_vec()));
+        assert_eq!(
+            field(ColumnData::I64(Some(70_000)), PgType::SmallInt),
+            Err(CellError::OutOfRange { value: "70000".into(), target: PgType::SmallInt })
+        );
+        assert_eq!(field(ColumnData::Bit(Some(true)), PgType::Boolean).unwrap(), Some(vec![1]));
+    }
+
+    #[test]
+    fn decimals_keep_every_digit() {
+        let max = Numeric::new_with_scale(99_999_999_999_999_999_999_999_999_999_999_999_999, 0);
+        let mut expected = CopyEncoder::with_capacity(64);
+        let h = expected.len();
+        expected.numeric(99_999_999_999_999_999_999_999_999_999_999_999_999, 0).unwrap();
+        let expected = expected.take()[h + 4..].to_vec();
+        assert_eq!(field(ColumnData::Numeric(Some(max)), PgType::Numeric(Some((38, 0)))).unwrap(), Some(expected));
+        // Negative money, cast to decimal(19,4) by the SELECT.
+        let money = Numeric::new_with_scale(-9_223_372_036_854_775_808, 4);
+        let got = field(ColumnData::Numeric(Some(money)), PgType::Numeric(Some((19, 4)))).unwrap().unwrap();
+        assert_eq!(&got[4..6], &[0x40, 0x00], "negative sign");
+        assert_eq!(&got[6..8], &[0, 4], "display scale 4");
+    }
+
+    #[test]
+    fn floats_keep_their_bits() {
+        assert_eq!(
+            field(ColumnData::F64(Some(-0.0)), PgType::DoublePrecision).unwrap(),
+            Some((-0.0f64).to_bits().to_be_bytes().to_vec())
+        );
+        assert_eq!(
+            field(ColumnData::F32(Some(f32::MAX)), PgType::Real).unwrap(),
+            Some(f32::MAX.to_bits().to_be_bytes().to_vec())
+        );
+        assert_eq!(
+            field(ColumnData::F64(Some(f64::MIN_POSITIVE)), PgType::DoublePrecision).unwrap(),
+            Some(f64::MIN_POSITIVE.to_bits().to_be_bytes().to_vec())
+        );
+    }
+
+    #[test]
+    fn text_is_utf8_and_nul_is_refused() {
+        let s = "tab\there\nnew \\ 'q' \"dq\" 😀";
+        assert_eq!(
+            field(ColumnData::String(Some(Cow::Borrowed(s))), PgType::Text).unwrap(),
+            Some(s.as_bytes().to_vec())
+        );
+        assert_eq!(field(ColumnData::String(Some(Cow::Borrowed(""))), PgType::Varchar(Some(5))).unwrap(), Some(vec![]));
+        assert_eq!(
+            field(ColumnData::String(Some(Cow::Borrowed("a\0b"))), PgType::Text),
+            Err(CellError::Encode(EncodeError::NulInText))
+        );
+        let xml = XmlData::new("<a>é</a>");
+        assert_eq!(
+            field(ColumnData::Xml(Some(Cow::Owned(xml))), PgType::Xml).unwrap(),
+            Some("<a>é</a>".as_bytes().to_vec())
+        );
+    }
+
+    #[test]
+    fn guids_are_written_in_rfc_order() {
+        let u = Uuid::parse_str("6F9619FF-8B86-D011-B42D-00C04FC964FF").unwrap();
+        assert_eq!(field(ColumnData::Guid(Some(u)), PgType::Uuid).unwrap(), Some(u.as_bytes().to_vec()));
+        assert_eq!(
+            field(ColumnData::Guid(Some(u)), PgType::Text).unwrap(),
+            Some(b"6F9619FF-8B86-D011-B42D-00C04FC964FF".to_vec())
+        );
+    }
+
+    #[test]
+    fn dates_and_times_convert_to_postgres_epochs() {
+        // 2024-02-29 as days since 0001-01-01.
+        let days = (days_from_civil(2024, 2, 29) - days_from_civil(1, 1, 1)) as u32;
+        let pg_days = i64::from(days_from_civil(2024, 2, 29) - days_from_civil(2000, 1, 1));
+        assert_eq!(
+            field(ColumnData::Date(Some(Date::new(days))), PgType::Date).unwrap(),
+            Some((pg_days as i32).to_be_bytes().to_vec())
+        );
+        // datetime2(7) 23:59:59.9999999 truncates to .999999.
+        let t = Time::new(863_999_999_999, 7);
+        let got = field(ColumnData::DateTime2(Some(DateTime2::new(Date::new(days), t))), PgType::Timestamp(None))
+            .unwrap()
+            .unwrap();
+        assert_eq!(i64_of(&got), pg_days * MICROS_PER_DAY + 86_399_999_999);
+        // time(3) 12:00:00.123
+        let got = field(ColumnData::Time(Some(Time::new(43_200_123, 3))), PgType::Time(None)).unwrap().unwrap();
+        assert_eq!(i64_of(&got), 43_200_123_000);
+        // datetime 1/300 s ticks: 2 ticks → 6667 µs.
+        let dt = DateTime::new((days_from_civil(2000, 1, 2) - days_from_civil(1900, 1, 1)) as i32, 2);
+        let got = field(ColumnData::DateTime(Some(dt)), PgType::Timestamp(Some(3))).unwrap().unwrap();
+        assert_eq!(i64_of(&got), MICROS_PER_DAY + 6_667);
+        // smalldatetime minutes; dates before 2000 are negative.
+        let sdt = SmallDateTime::new(0, 90);
+        let got = field(ColumnData::SmallDateTime(Some(sdt)), PgType::Timestamp(None)).unwrap().unwrap();
+        assert_eq!(i64_of(&got), -DAYS_1900_TO_2000 * MICROS_PER_DAY + 90 * 60_000_000);
+        // 0001-01-01 is representable.
+        let got =
+            field(ColumnData::DateTime2(Some(DateTime2::new(Date::new(0), Time::new(0, 7)))), PgType::Timestamp(None))
+                .unwrap()
+                .unwrap();
+        assert_eq!(i64_of(&got), -DAYS_0001_TO_2000 * MICROS_PER_DAY);
+    }
+
+    #[test]
+    fn mismatched_pairings_are_refused_by_name() {
+        assert_eq!(
+            field(ColumnData::Binary(Some(Cow::Borrowed(&[1]))), PgType::Integer),
+            Err(CellError::Unconvertible { source_type: "binary", target: PgType::Integer })
+        );
+    }
+
+    fn column(name: &str, ty: MssqlType) -> ReadColumn {
+        ReadColumn {
+            source_name: name.into(),
+            target: mssql_pg_migrate_typemap::default_target(&ty),
+            source_type: ColumnType::Mssql(ty),
+        }
+    }
+
+    #[test]
+    fn page_queries_spell_out_row_comparisons() {
+        let spec = ReadSpec {
+            schema: "dbo".into(),
+            table: "Order]Lines".into(),
+            columns: vec![
+                column("Region", MssqlType::VarChar(Length::Bounded(10))),
+                column("Id", MssqlType::Int),
+                column("Cash", MssqlType::Money),
+                column("At", MssqlType::DateTimeOffset { scale: 7 }),
+            ],
+            key: vec![0, 1],
+            label: "dbo.Order]Lines".into(),
+        };
+        assert_eq!(
+            page_sql(&spec, true, true, true),
+            "SELECT TOP (@P1) [Region], [Id], CAST([Cash] AS decimal(19,4)), \
+             CAST(SWITCHOFFSET([At], '+00:00') AS datetime2(7)) FROM [dbo].[Order]]Lines] \
+             WHERE (([Region] > CAST(@P2 AS varchar(8000))) OR ([Region] = CAST(@P2 AS varchar(8000)) AND [Id] > @P3)) \
+             AND (([Region] < CAST(@P4 AS varchar(8000))) OR ([Region] = CAST(@P4 AS varchar(8000)) AND [Id] <= @P5)) \
+             ORDER BY [Region], [Id]"
+        );
+        let keyless = ReadSpec { key: vec![], ..spec };
+        assert_eq!(
+            page_sql(&keyless, false, false, false),
+            "SELECT [Region], [Id], CAST([Cash] AS decimal(19,4)), \
+             CAST(SWITCHOFFSET([At], '+00:00') AS datetime2(7)) FROM [dbo].[Order]]Lines]"
+        );
+    }
+}

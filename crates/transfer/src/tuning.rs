@@ -1,0 +1,128 @@
+//! Auto-tuning: the concrete concurrency, chunk and buffer sizes for a run,
+//! from the `migration` section (explicit values win) and the machine.
+
+use mssql_pg_migrate_config::MigrationConfig;
+use serde::Serialize;
+
+/// The settings a run actually uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Tuning {
+    /// Tables in flight at once.
+    pub workers: usize,
+    /// Reader tasks (partitions read at once, across tables).
+    pub parallel_readers: usize,
+    /// COPY streams open at once.
+    pub write_ahead_writers: usize,
+    /// Rows per chunk: one page read, one target transaction.
+    pub chunk_size: u64,
+    /// Pieces buffered between one reader and its writer.
+    pub read_ahead_buffers: usize,
+    /// Bytes per piece handed from reader to writer.
+    pub piece_bytes: usize,
+    pub max_source_connections: usize,
+    pub max_target_connections: usize,
+    /// The memory budget for buffered rows, in bytes.
+    pub memory_budget_bytes: u64,
+}
+
+/// Facts about the machine the tuner uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Machine {
+    pub cores: usize,
+    pub memory_bytes: u64,
+}
+
+impl Machine {
+    /// Reads the core count and total memory (`/proc/meminfo`; 4 GiB when unknown).
+    pub fn detect() -> Machine {
+        let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(2);
+        let memory_bytes = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find(|l| l.starts_with("MemTotal:"))
+                    .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).map(|kb| kb * 1024))
+            })
+            .unwrap_or(4 << 30);
+        Machine { cores, memory_bytes }
+    }
+}
+
+/// Largest piece handed from a reader to a writer.
+const MAX_PIECE: usize = 1 << 20;
+const MIN_PIECE: usize = 64 << 10;
+
+impl Tuning {
+    /// Resolves every `auto` setting. One reader and one writer per core keep
+    /// both servers busy without oversubscribing a small machine; pieces are
+    /// sized so that every buffer in flight fits in the memory budget.
+    pub fn resolve(m: &MigrationConfig, machine: Machine, workers_override: Option<u32>) -> Tuning {
+        let cores = machine.cores.max(1);
+        let pick = |explicit: Option<u32>, auto: usize| explicit.map_or(auto, |v| v as usize).max(1);
+        let workers = pick(workers_override.or(m.workers), cores.clamp(2, 8));
+        let parallel_readers = pick(m.parallel_readers, cores.clamp(2, 16));
+        let write_ahead_writers = pick(m.write_ahead_writers, cores.clamp(2, 12));
+        let read_ahead_buffers = pick(m.read_ahead_buffers, 4);
+        let chunk_size = m.chunk_size.map_or(100_000, u64::from).max(1);
+        let memory_budget_bytes = machine.memory_bytes / 100 * u64::from(m.memory_budget_percent);
+        // Each reader holds its encoder's buffer plus `read_ahead_buffers`
+        // queued pieces, and its writer one more in flight.
+        let slots = parallel_readers * (read_ahead_buffers + 2);
+        let piece_bytes =
+            usize::try_from(memory_budget_bytes / 4 / slots as u64).unwrap_or(MAX_PIECE).clamp(MIN_PIECE, MAX_PIECE);
+        let max_source_connections = pick(m.max_mssql_connections, parallel_readers + 2);
+        let max_target_connections = pick(m.max_pg_connections, write_ahead_writers.max(workers) + 2);
+        Tuning {
+            workers,
+            parallel_readers,
+            write_ahead_writers,
+            chunk_size,
+            read_ahead_buffers,
+            piece_bytes,
+            max_source_connections,
+            max_target_connections,
+            memory_budget_bytes,
+        }
+    }
+
+    /// The most bytes of encoded rows buffered at once.
+    pub fn buffered_bytes_bound(&self) -> u64 {
+        (self.parallel_readers * (self.read_ahead_buffers + 2) * self.piece_bytes * 5 / 4) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mssql_pg_migrate_config::Loader;
+
+    use super::*;
+
+    fn migration(extra: &str) -> MigrationConfig {
+        let yaml = format!(
+            "source: {{type: postgres, host: h, database: d, user: u, password: p, schema: s}}\n\
+             target: {{host: h, database: d, user: u, password: p, schema: t}}\n\
+             migration: {{{extra}}}\n"
+        );
+        Loader::new().load_str(&yaml, "yaml").unwrap().migration
+    }
+
+    #[test]
+    fn auto_settings_follow_the_machine_and_explicit_values_win() {
+        let small = Machine { cores: 2, memory_bytes: 24 << 30 };
+        let t = Tuning::resolve(&migration(""), small, None);
+        assert_eq!((t.workers, t.parallel_readers, t.write_ahead_writers), (2, 2, 2));
+        assert_eq!(t.piece_bytes, 1 << 20);
+        assert_eq!(t.chunk_size, 100_000);
+        let t = Tuning::resolve(&migration("workers: 3, chunk_size: 500, parallel_readers: 5"), small, Some(7));
+        assert_eq!((t.workers, t.parallel_readers, t.chunk_size), (7, 5, 500));
+        assert_eq!(t.max_source_connections, 7);
+    }
+
+    #[test]
+    fn pieces_shrink_to_fit_a_small_budget() {
+        let tiny = Machine { cores: 16, memory_bytes: 256 << 20 };
+        let t = Tuning::resolve(&migration("memory_budget_percent: 10"), tiny, None);
+        assert!(t.piece_bytes < 1 << 20, "{}", t.piece_bytes);
+        assert!(t.buffered_bytes_bound() <= t.memory_budget_bytes / 2, "{t:?}");
+    }
+}

@@ -1,0 +1,241 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is the failure report.
+//! End to end, PostgreSQL → PostgreSQL, on throwaway clusters: the engine
+//! copies `fixtures/pg/edge_cases.sql` and every table is compared value by
+//! value (each row's text form), then keys, indexes, constraints and
+//! identities are checked in the target's catalog.
+
+use mssql_pg_migrate::config::{Config, Loader};
+use mssql_pg_migrate::transfer::{self, RunOptions, TableStatus, TransferError};
+use mssql_pg_migrate_testkit::PgCluster;
+use mssql_pg_migrate_tests::repo_root;
+
+const TABLES: &[&str] = &[
+    "Every Type",
+    "Order \"Lines\"",
+    "user",
+    "skewed",
+    "composite",
+    "by_uuid",
+    "by_text",
+    "no_key",
+    "empty_table",
+    "one_row",
+    "ca",
+    "cb",
+    "employees",
+];
+
+fn config(source: &PgCluster, target: &PgCluster, migration: &str) -> Config {
+    let yaml = format!(
+        "source: {{type: postgres, host: 127.0.0.1, port: {}, database: src, user: postgres, password: '{}', schema: src}}\n\
+         target: {{type: postgres, host: 127.0.0.1, port: {}, database: dst, user: postgres, password: '{}', schema: copy, ssl_mode: disable}}\n\
+         migration: {{chunk_size: 300, large_table_threshold: 1000, min_rows_per_partition: 400, max_partitions: 4, {migration}}}\n",
+        source.port(),
+        source.password(),
+        target.port(),
+        target.password()
+    );
+    Loader::new().load_str(&yaml, "yaml").unwrap()
+}
+
+async fn setup() -> (PgCluster, PgCluster) {
+    let source = PgCluster::start().unwrap();
+    let target = PgCluster::start().unwrap();
+    source.create_database("src").await.unwrap();
+    target.create_database("dst").await.unwrap();
+    let sql = std::fs::read_to_string(repo_root().join("tests/fixtures/pg/edge_cases.sql")).unwrap();
+    source.connect("src").await.unwrap().batch_execute(&sql).await.unwrap();
+    (source, target)
+}
+
+/// Every row of a table as text, in a stable order.
+async fn rows(client: &tokio_postgres::Client, schema: &str, table: &str) -> Vec<String> {
+    let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let sql = format!("SELECT whole_row::text FROM {}.{} whole_row ORDER BY 1", q(schema), q(table));
+    client.query(&sql, &[]).await.unwrap().iter().map(|r| r.get::<_, String>(0)).collect()
+}
+
+async fn assert_same_data(source: &PgCluster, target: &PgCluster) {
+    let s = source.connect("src").await.unwrap();
+    let t = target.connect("dst").await.unwrap();
+    for table in TABLES {
+        let want = rows(&s, "src", table).await;
+        let got = rows(&t, "copy", table).await;
+        assert_eq!(got.len(), want.len(), "row count of {table}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(g == w, "{table} row {i} differs:\n  source: {:.200}\n  target: {:.200}", w, g);
+        }
+    }
+}
+
+async fn scalar(client: &tokio_postgres::Client, sql: &str) -> String {
+    client.query_one(sql, &[]).await.unwrap().get::<_, Option<String>>(0).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_recreate_copies_every_value_and_rebuilds_the_schema() {
+    let (source, target) = setup().await;
+    let report =
+        transfer::run(&config(&source, &target, "target_mode: drop_recreate"), &RunOptions::default()).await.unwrap();
+    assert!(report.is_success(), "{report:#?}");
+    assert_same_data(&source, &target).await;
+
+    let by_name = |name: &str| report.tables.iter().find(|t| t.source == format!("src.{name}")).unwrap();
+    assert_eq!(by_name("skewed").rows, 4103);
+    assert_eq!(by_name("skewed").partitions, 4, "integer keys split by value");
+    assert_eq!(by_name("composite").partitions, 4, "composite keys split at server-computed boundaries");
+    assert_eq!(by_name("by_text").partitions, 4);
+    assert_eq!(by_name("no_key").partitions, 1, "no key: one stream");
+    assert_eq!(by_name("empty_table").rows, 0);
+    assert!(by_name("Every Type").bytes > 20_000_000, "the 10 MB values were copied");
+    assert_eq!(report.rows, report.tables.iter().map(|t| t.rows).sum::<u64>());
+
+    let t = target.connect("dst").await.unwrap();
+    let constraints = scalar(
+        &t,
+        "SELECT string_agg(conname || ':' || contype::text || ':' || pg_get_constraintdef(oid), ' | ' ORDER BY conname) \
+         FROM pg_constraint WHERE connamespace = 'copy'::regnamespace",
+    )
+    .await;
+    for expected in [
+        "ca_cb:f:FOREIGN KEY (cb_id) REFERENCES copy.cb(id) ON UPDATE SET NULL",
+        "cb_ca_id_fkey:f:FOREIGN KEY (ca_id) REFERENCES copy.ca(id) ON DELETE CASCADE",
+        "employees_manager_id_fkey:f:FOREIGN KEY (manager_id) REFERENCES copy.employees(id)",
+        "composite_pkey:p:PRIMARY KEY (region, seq)",
+        "Order \"Lines\"_[x]_check:c:CHECK ((\"[x]\" >= 0))",
+    ] {
+        assert!(constraints.contains(expected), "missing {expected} in {constraints}");
+    }
+    let indexes =
+        scalar(&t, "SELECT string_agg(indexdef, ' | ' ORDER BY indexname) FROM pg_indexes WHERE schemaname = 'copy'")
+            .await;
+    assert!(
+        indexes.contains(
+            "CREATE UNIQUE INDEX \"ix \"\"odd\"\" name\" ON copy.\"Order \"\"Lines\"\"\" USING btree (\"Mixed Case\" DESC) INCLUDE (\"Größe\")"
+        ),
+        "{indexes}"
+    );
+    assert!(indexes.contains("WHERE (\"[x]\" > 10)"), "{indexes}");
+    // The default, the generated column and the identity behave as in the source.
+    t.batch_execute("INSERT INTO copy.\"Order \"\"Lines\"\"\" (\"select\", \"[x]\") VALUES (1000, 21)").await.unwrap();
+    let row = t
+        .query_one("SELECT \"Größe\", total::text FROM copy.\"Order \"\"Lines\"\"\" WHERE \"select\" = 1000", &[])
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, String>(0), row.get::<_, String>(1)), ("M".to_owned(), "42.00".to_owned()));
+    let next_id = scalar(&t, "INSERT INTO copy.\"Every Type\" DEFAULT VALUES RETURNING id::text").await;
+    assert_eq!(
+        next_id, "100",
+        "the source never generated a value, so its seed (100) is next, not the loaded maximum (8) + 1"
+    );
+    let logged = scalar(&t, "SELECT string_agg(DISTINCT relpersistence::text, '') FROM pg_class WHERE relnamespace = 'copy'::regnamespace AND relkind = 'r'").await;
+    assert_eq!(logged, "p");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlogged_load_and_truncate_mode_give_the_same_data() {
+    let (source, target) = setup().await;
+    let first = transfer::run(
+        &config(&source, &target, "target_mode: drop_recreate, use_unlogged_tables: true, identifier_case: preserve"),
+        &RunOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(first.is_success(), "{first:#?}");
+    let t = target.connect("dst").await.unwrap();
+    let persistence = scalar(&t, "SELECT string_agg(DISTINCT relpersistence::text, '') FROM pg_class WHERE relnamespace = 'copy'::regnamespace AND relkind = 'r'").await;
+    assert_eq!(persistence, "p", "tables are LOGGED after the load");
+
+    // Rows the target gained since are gone after a truncate run; the structure stays.
+    t.batch_execute("INSERT INTO copy.skewed VALUES (-100, 'extra'); CREATE INDEX keep_me ON copy.skewed (v)")
+        .await
+        .unwrap();
+    let second =
+        transfer::run(&config(&source, &target, "target_mode: truncate"), &RunOptions::default()).await.unwrap();
+    assert!(second.is_success(), "{second:#?}");
+    assert_same_data(&source, &target).await;
+    assert_eq!(scalar(&t, "SELECT count(*)::text FROM pg_indexes WHERE indexname = 'keep_me'").await, "1");
+    let fks = scalar(
+        &t,
+        "SELECT count(*)::text FROM pg_constraint WHERE contype = 'f' AND connamespace = 'copy'::regnamespace",
+    )
+    .await;
+    assert_eq!(fks, "3", "foreign keys dropped for the load are put back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncate_refuses_an_incompatible_table_and_names_the_column() {
+    let (source, target) = setup().await;
+    let t = target.connect("dst").await.unwrap();
+    t.batch_execute("CREATE SCHEMA copy; CREATE TABLE copy.skewed (id bigint PRIMARY KEY, v integer); INSERT INTO copy.skewed VALUES (7, 7)")
+        .await
+        .unwrap();
+    let err =
+        transfer::run(&config(&source, &target, "target_mode: truncate"), &RunOptions::default()).await.unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, TransferError::Incompatible { .. }), "{err:?}");
+    assert!(
+        message.contains("copy.skewed") && message.contains("column \"v\" is integer") && message.contains("text"),
+        "{message}"
+    );
+    assert_eq!(scalar(&t, "SELECT string_agg(id::text, ',') FROM copy.skewed").await, "7", "nothing was touched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_column_type_stops_the_run_or_skips_its_table() {
+    let (source, target) = setup().await;
+    source
+        .connect("src")
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE src.odd (id int PRIMARY KEY, doc jsonb)")
+        .await
+        .unwrap();
+
+    let err = transfer::run(&config(&source, &target, "target_mode: drop_recreate"), &RunOptions::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("src.odd") && err.to_string().contains("column doc has type jsonb"), "{err}");
+
+    let report = transfer::run(
+        &config(&source, &target, "target_mode: drop_recreate, continue_on_error: true"),
+        &RunOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(!report.is_success());
+    let odd = report.tables.iter().find(|t| t.source == "src.odd").unwrap();
+    assert_eq!(odd.status, TableStatus::Skipped);
+    assert_same_data(&source, &target).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snake_case_identifiers_and_a_target_schema_override() {
+    let (source, target) = setup().await;
+    let options = RunOptions { target_schema: Some("Snake Target".into()), ..RunOptions::default() };
+    let report = transfer::run(&config(&source, &target, "identifier_case: snake"), &options).await.unwrap();
+    // PostgreSQL expressions are only carried over with preserve: the
+    // check, default and generated column are reported, not mistranslated.
+    let notes: Vec<String> = report.notes().map(|n| n.message.clone()).collect();
+    assert!(notes.iter().any(|n| n.contains("identifier_case: preserve")), "{notes:?}");
+    let t = target.connect("dst").await.unwrap();
+    let columns = scalar(
+        &t,
+        "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns \
+         WHERE table_schema = 'Snake Target' AND table_name = 'order_lines'",
+    )
+    .await;
+    assert_eq!(columns, "select,größe,x,mixed_case,total");
+    let s = source.connect("src").await.unwrap();
+    assert_eq!(rows(&s, "src", "skewed").await, rows(&t, "Snake Target", "skewed").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_target_is_a_connection_error_naming_the_server() {
+    let (source, target) = setup().await;
+    let mut config = config(&source, &target, "");
+    config.target.port = 1; // Nothing listens on port 1 of 127.0.0.1.
+    let err = transfer::run(&config, &RunOptions::default()).await.unwrap_err();
+    assert_eq!(err.kind(), transfer::ErrorKind::Connection, "{err}");
+    assert!(err.to_string().contains("target server at 127.0.0.1:1/dst"), "{err}");
+}
