@@ -60,6 +60,11 @@ fn pg_endpoint_of_target(config: &Config) -> PgEndpoint {
 /// The first error that stops the run. Errors confined to one table are in
 /// the report instead when `continue_on_error` is set.
 pub async fn run(config: &Config, options: &RunOptions) -> Result<RunReport, TransferError> {
+    if config.migration.target_mode == TargetMode::Upsert {
+        return Err(TransferError::Config(
+            "migration.target_mode: upsert is not supported by this version; use drop_recreate or truncate".into(),
+        ));
+    }
     let tuning = Tuning::resolve(&config.migration, Machine::detect(), options.workers);
     tracing::info!(?tuning, "tuning");
     let target = PgPool::new(&pg_endpoint_of_target(config), Side::Target, tuning.max_target_connections)?;
@@ -145,11 +150,6 @@ pub async fn run_with<S: Source>(
     let m = &config.migration;
     let source_schema = options.source_schema.clone().unwrap_or_else(|| config.source.schema.clone());
     let target_schema = options.target_schema.clone().unwrap_or_else(|| config.target.schema.clone());
-    if m.target_mode == TargetMode::Upsert {
-        return Err(TransferError::Config(
-            "migration.target_mode: upsert is not supported by this version; use drop_recreate or truncate".into(),
-        ));
-    }
 
     let select = |schema: &str, table: &str| m.selects_table(schema, table);
     let tables = source.read_schema(&source_schema, &select).await?;

@@ -100,7 +100,7 @@ mod tests {
     fn migration(extra: &str) -> MigrationConfig {
         let yaml = format!(
             "source: {{type: postgres, host: h, database: d, user: u, password: p, schema: s}}\n\
-             target: {{host: h, database: d, user: u, password: p, schema: t}}\n\
+             target: {{type: postgres, host: h, database: d, user: u, password: p, schema: t}}\n\
              migration: {{{extra}}}\n"
         );
         Loader::new().load_str(&yaml, "yaml").unwrap().migration

@@ -770,7 +770,7 @@ mod tests {
         let got = field(ColumnData::Time(Some(Time::new(43_200_123, 3))), PgType::Time(None)).unwrap().unwrap();
         assert_eq!(i64_of(&got), 43_200_123_000);
         // datetime 1/300 s ticks: 2 ticks → 6667 µs.
-        let dt = DateTime::new((days_from_civil(2000, 1, 2) - days_from_civil(1900, 1, 1)) as i32, 2);
+        let dt = DateTime::new(days_from_civil(2000, 1, 2) - days_from_civil(1900, 1, 1), 2);
         let got = field(ColumnData::DateTime(Some(dt)), PgType::Timestamp(Some(3))).unwrap().unwrap();
         assert_eq!(i64_of(&got), MICROS_PER_DAY + 6_667);
         // smalldatetime minutes; dates before 2000 are negative.
