@@ -2,9 +2,26 @@
 //!
 //! The engine plans chunks by key range, reads them in parallel with keyset
 //! paging, encodes PostgreSQL binary COPY straight into buffers, and streams
-//! them through parallel writers within a memory budget. The parts without
-//! I/O are kept apart so they are tested without servers; so far that is
-//! [`copy`], the binary COPY encoder.
+//! them through parallel writers within a memory budget ([`run`]). The
+//! parts without I/O are kept apart so they are tested without servers:
+//! [`copy`] (the binary COPY encoder), [`plan`] (partitioning) and
+//! [`tuning`]. Sources implement [`source::Source`]; the engine is generic
+//! over it, so the per-row path has no dynamic dispatch.
+//!
+//! Embedding a full load:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use mssql_pg_migrate_config::Loader;
+//! use mssql_pg_migrate_transfer::{RunOptions, run};
+//!
+//! let config = Loader::from_process_env().load_file("config.yaml".as_ref())?;
+//! let report = run(&config, &RunOptions::default()).await?;
+//! println!("{} rows at {:.0} rows/s", report.rows, report.rows_per_second);
+//! # Ok(()) }
+//! ```
+//!
+//! The encoder on its own:
 //!
 //! ```
 //! use mssql_pg_migrate_transfer::copy::CopyEncoder;
