@@ -4,7 +4,7 @@
 //! for example the one `cargo xtask mssql-it` starts in Docker. Without the
 //! variable the test prints why it is skipped and checks nothing.
 
-use mssql_pg_migrate::config::Loader;
+use mssql_pg_migrate::config::{Loader, Secret};
 use mssql_pg_migrate::transfer::source::mssql::MssqlEndpoint;
 use mssql_pg_migrate::transfer::{self, RunOptions};
 use mssql_pg_migrate_testkit::PgCluster;
@@ -27,7 +27,7 @@ fn parse_url(url: &str) -> Url {
             port: port.parse().unwrap(),
             database: database.into(),
             user: user.into(),
-            password: password.into(),
+            password: Secret::new(password),
             encrypt: query.contains("encrypt=true"),
             trust_server_cert: query.contains("trust_server_cert=true"),
         },

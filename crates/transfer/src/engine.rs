@@ -49,7 +49,7 @@ fn pg_endpoint_of_target(config: &Config) -> PgEndpoint {
         port: t.port,
         database: t.database.clone(),
         user: t.user.clone(),
-        password: t.password.expose().to_owned(),
+        password: t.password.clone(),
         ssl_mode: t.ssl_mode,
     }
 }
@@ -76,7 +76,7 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunReport, Tra
                 port: s.port,
                 database: s.database.clone(),
                 user: s.user.clone(),
-                password: s.password.expose().to_owned(),
+                password: s.password.clone(),
                 ssl_mode: mssql_pg_migrate_config::SslMode::Prefer,
             };
             let source = PgSource::new(PgPool::new(&endpoint, Side::Source, tuning.max_source_connections)?);
@@ -88,7 +88,7 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunReport, Tra
                 port: s.port,
                 database: s.database.clone(),
                 user: s.user.clone(),
-                password: s.password.expose().to_owned(),
+                password: s.password.clone(),
                 encrypt: s.encrypt,
                 trust_server_cert: s.trust_server_cert,
             };

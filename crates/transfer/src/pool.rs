@@ -3,32 +3,20 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use mssql_pg_migrate_config::SslMode;
+use mssql_pg_migrate_config::{Secret, SslMode};
 use tokio_postgres::NoTls;
 
 use crate::error::{Side, TransferError};
 
 /// Where and how to connect to a PostgreSQL server.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct PgEndpoint {
     pub host: String,
     pub port: u16,
     pub database: String,
     pub user: String,
-    pub password: String,
+    pub password: Secret,
     pub ssl_mode: SslMode,
-}
-
-impl std::fmt::Debug for PgEndpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgEndpoint")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("database", &self.database)
-            .field("user", &self.user)
-            .field("password", &"********")
-            .finish()
-    }
 }
 
 impl PgEndpoint {
@@ -63,7 +51,7 @@ impl PgPool {
             .port(endpoint.port)
             .dbname(&endpoint.database)
             .user(&endpoint.user)
-            .password(&endpoint.password)
+            .password(endpoint.password.expose())
             .application_name("mssql-pg-migrate")
             .connect_timeout(Duration::from_secs(15))
             .keepalives_idle(Duration::from_secs(60));

@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
+use mssql_pg_migrate_config::Secret;
 use mssql_pg_migrate_schema::ident::{qualified_mssql, quote_mssql};
 use mssql_pg_migrate_schema::target::Dialect;
 use mssql_pg_migrate_schema::{ColumnType, Table, catalog};
@@ -36,27 +37,15 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
 pub const PACKET_SIZE: u32 = 32_767;
 
 /// Where and how to connect to SQL Server.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct MssqlEndpoint {
     pub host: String,
     pub port: u16,
     pub database: String,
     pub user: String,
-    pub password: String,
+    pub password: Secret,
     pub encrypt: bool,
     pub trust_server_cert: bool,
-}
-
-impl std::fmt::Debug for MssqlEndpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MssqlEndpoint")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("database", &self.database)
-            .field("user", &self.user)
-            .field("password", &"********")
-            .finish()
-    }
 }
 
 impl MssqlEndpoint {
@@ -69,7 +58,7 @@ impl MssqlEndpoint {
         config.host(&self.host);
         config.port(self.port);
         config.database(&self.database);
-        config.authentication(AuthMethod::sql_server(&self.user, &self.password));
+        config.authentication(AuthMethod::sql_server(&self.user, self.password.expose()));
         config.application_name("mssql-pg-migrate");
         config.encryption(if self.encrypt { EncryptionLevel::Required } else { EncryptionLevel::Off });
         if self.trust_server_cert {
@@ -161,6 +150,17 @@ impl MssqlSource {
         pool.add(first)
             .map_err(|_| TransferError::Config("the SQL Server pool refused its first connection".into()))?;
         Ok(MssqlSource { pool, address })
+    }
+
+    /// The first row of a query without parameters.
+    async fn single_row(&self, sql: String, context: &str) -> Result<Option<tiberius::Row>, TransferError> {
+        let mut conn = self.conn().await?;
+        conn.simple_query(sql)
+            .await
+            .map_err(|e| server_error(context, &e))?
+            .into_row()
+            .await
+            .map_err(|e| server_error(context, &e))
     }
 
     async fn conn(&self) -> Result<bb8::PooledConnection<'_, MssqlManager>, TransferError> {
@@ -502,15 +502,7 @@ impl Source for MssqlSource {
             qualified_mssql(&spec.schema, &spec.table)
         );
         let context = format!("reading the key range of {}", spec.label);
-        let mut conn = self.conn().await?;
-        let row = conn
-            .simple_query(sql)
-            .await
-            .map_err(|e| server_error(&context, &e))?
-            .into_row()
-            .await
-            .map_err(|e| server_error(&context, &e))?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = self.single_row(sql, &context).await? else { return Ok(None) };
         let min: Option<i64> = row.try_get(0).map_err(|e| server_error(&context, &e))?;
         let max: Option<i64> = row.try_get(1).map_err(|e| server_error(&context, &e))?;
         Ok(min.zip(max))
@@ -612,14 +604,7 @@ impl Source for MssqlSource {
     async fn count_rows(&self, spec: &ReadSpec) -> Result<u64, TransferError> {
         let sql = format!("SELECT COUNT_BIG(*) FROM {}", qualified_mssql(&spec.schema, &spec.table));
         let context = format!("counting rows of {}", spec.label);
-        let mut conn = self.conn().await?;
-        let row = conn
-            .simple_query(sql)
-            .await
-            .map_err(|e| server_error(&context, &e))?
-            .into_row()
-            .await
-            .map_err(|e| server_error(&context, &e))?;
+        let row = self.single_row(sql, &context).await?;
         let n: Option<i64> = row.map(|r| r.try_get(0)).transpose().map_err(|e| server_error(&context, &e))?.flatten();
         Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
     }
