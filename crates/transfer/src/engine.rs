@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -20,7 +20,7 @@ use mssql_pg_migrate_schema::target::{
     TargetForeignKey, TargetOptions, TargetTable, assign_relation_names, plan_table, reject_collisions,
 };
 use mssql_pg_migrate_schema::{Table, catalog, ddl};
-use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Side, TransferError};
@@ -397,12 +397,23 @@ async fn plan_partitions<S: Source>(
     Ok(partitions_from_bounds(bounds))
 }
 
+#[derive(Debug, PartialEq, Eq)]
 struct Job {
     table: usize,
     partition: usize,
 }
 
+/// What a reader task should do next.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    Copy(Job),
+    /// Partitions remain, but only of tables that would exceed `workers`.
+    Wait,
+    Finished,
+}
+
 /// Hands out partitions so that at most `workers` tables are in flight.
+#[derive(Debug)]
 struct Scheduler {
     jobs: VecDeque<Job>,
     active: HashMap<usize, usize>,
@@ -410,15 +421,16 @@ struct Scheduler {
 }
 
 impl Scheduler {
-    fn next(&mut self) -> Option<Job> {
-        let pos = self
-            .jobs
-            .iter()
-            .position(|j| self.active.contains_key(&j.table) || self.active.len() < self.workers)
-            .or(if self.jobs.is_empty() { None } else { Some(0) })?;
-        let job = self.jobs.remove(pos)?;
+    fn next(&mut self) -> Next {
+        if self.jobs.is_empty() {
+            return Next::Finished;
+        }
+        let eligible = |j: &Job| self.active.contains_key(&j.table) || self.active.len() < self.workers;
+        let Some(job) = self.jobs.iter().position(eligible).and_then(|pos| self.jobs.remove(pos)) else {
+            return Next::Wait;
+        };
         *self.active.entry(job.table).or_insert(0) += 1;
-        Some(job)
+        Next::Copy(job)
     }
 
     fn done(&mut self, table: usize) {
@@ -446,27 +458,42 @@ async fn transfer_all<S: Source>(
         .flat_map(|t| (0..work[t].partitions.len()).map(move |p| Job { table: t, partition: p }))
         .collect();
     let scheduler = Arc::new(Mutex::new(Scheduler { jobs, active: HashMap::new(), workers: tuning.workers }));
+    // Wakes readers waiting for a table to finish (see `Next::Wait`).
+    let table_done = Arc::new(Notify::new());
+    let work: Arc<[Arc<TableWork<S::Key>>]> = work.into();
     let writers = Arc::new(Semaphore::new(tuning.write_ahead_writers));
     let fatal: Arc<std::sync::Mutex<Option<TransferError>>> = Arc::new(std::sync::Mutex::new(None));
     let stop = cancel.child_token();
-    let stopped_by_error = Arc::new(AtomicBool::new(false));
 
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..tuning.parallel_readers {
         let source = Arc::clone(source);
         let target = target.clone();
-        let work: Vec<_> = work.to_vec();
+        let work = Arc::clone(&work);
         let scheduler = Arc::clone(&scheduler);
+        let table_done = Arc::clone(&table_done);
         let writers = Arc::clone(&writers);
         let fatal = Arc::clone(&fatal);
         let stop = stop.clone();
-        let stopped_by_error = Arc::clone(&stopped_by_error);
         tasks.spawn(async move {
             loop {
                 if stop.is_cancelled() {
                     return;
                 }
-                let Some(job) = scheduler.lock().await.next() else { return };
+                // Registered before looking, so a table finishing in between still wakes us.
+                let woken = table_done.notified();
+                let next = scheduler.lock().await.next();
+                let job = match next {
+                    Next::Copy(job) => job,
+                    Next::Wait => {
+                        tokio::select! {
+                            () = woken => {}
+                            () = stop.cancelled() => return,
+                        }
+                        continue;
+                    }
+                    Next::Finished => return,
+                };
                 let table = &work[job.table];
                 if table.failure().is_none() {
                     if let Ok(mut s) = table.started.lock() {
@@ -483,7 +510,6 @@ async fn transfer_all<S: Source>(
                             {
                                 *slot = Some(e);
                             }
-                            stopped_by_error.store(true, Ordering::Relaxed);
                             stop.cancel();
                         }
                     }
@@ -494,6 +520,7 @@ async fn transfer_all<S: Source>(
                     *f = Some(Instant::now());
                 }
                 scheduler.lock().await.done(job.table);
+                table_done.notify_waiters();
             }
         });
     }
@@ -706,4 +733,29 @@ async fn align_identity(
         return Ok(());
     };
     execute(client, &ddl::restart_identity(table, column, next), &what).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scheduler(jobs: &[(usize, usize)], workers: usize) -> Scheduler {
+        let jobs = jobs.iter().map(|&(table, partition)| Job { table, partition }).collect();
+        Scheduler { jobs, active: HashMap::new(), workers }
+    }
+
+    #[test]
+    fn no_more_tables_than_workers_are_in_flight() {
+        let mut s = scheduler(&[(0, 0), (1, 0), (0, 1), (2, 0)], 2);
+        assert_eq!(s.next(), Next::Copy(Job { table: 0, partition: 0 }));
+        assert_eq!(s.next(), Next::Copy(Job { table: 1, partition: 0 }));
+        // Table 2 would be a third table; table 0's second partition may go.
+        assert_eq!(s.next(), Next::Copy(Job { table: 0, partition: 1 }));
+        assert_eq!(s.next(), Next::Wait);
+        s.done(0);
+        assert_eq!(s.next(), Next::Wait, "table 0 still has a partition in flight");
+        s.done(0);
+        assert_eq!(s.next(), Next::Copy(Job { table: 2, partition: 0 }));
+        assert_eq!(s.next(), Next::Finished);
+    }
 }
