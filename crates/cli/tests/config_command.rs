@@ -2,21 +2,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is the failure report.
 
-use assert_cmd::Command;
+mod common;
+
+use common::bin;
 use predicates::prelude::*;
 
 const PASSWORD: &str = "Cli-Only-9f3e!pw";
-
-fn bin() -> Command {
-    let mut cmd = Command::cargo_bin("mssql-pg-migrate").unwrap();
-    // The tests decide the environment; inherited overrides would change results.
-    for (name, _) in std::env::vars() {
-        if name.starts_with("MSSQL_PG_MIGRATE") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd
-}
 
 fn write_config(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);

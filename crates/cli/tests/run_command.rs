@@ -3,18 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is the failure report.
 
-use assert_cmd::Command;
-use mssql_pg_migrate_testkit::PgCluster;
+mod common;
 
-fn bin() -> Command {
-    let mut cmd = Command::cargo_bin("mssql-pg-migrate").unwrap();
-    for (name, _) in std::env::vars() {
-        if name.starts_with("MSSQL_PG_MIGRATE") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd
-}
+use common::bin;
+use mssql_pg_migrate_testkit::PgCluster;
 
 /// One cluster holding both the source and the target database.
 async fn cluster_with_source() -> PgCluster {

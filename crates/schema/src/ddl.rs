@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use mssql_pg_migrate_typemap::PgType;
 
-use crate::ident::{literal_pg, qualified_pg, quote_pg};
+use crate::ident::{qualified_pg, quote_pg};
 use crate::model::ReferentialAction;
 use crate::target::{TargetColumn, TargetForeignKey, TargetIndex, TargetKey, TargetTable};
 
@@ -214,11 +214,6 @@ pub fn identity_next(
     };
     let (min, max) = integer_bounds(ty)?;
     (min..=max).contains(&next).then_some(next)
-}
-
-/// A text literal, for statements that cannot take parameters.
-pub fn text_literal(value: &str) -> String {
-    literal_pg(value)
 }
 
 #[cfg(test)]

@@ -13,18 +13,6 @@ use mssql_pg_migrate_typemap::PgType;
 
 use crate::ident::{literal_pg, quote_pg, target_name};
 
-/// What the translator needs to know about the table's columns.
-pub trait ColumnLookup {
-    /// The target type of the source column `name`, or `None` if the table has no such column.
-    fn target_type(&self, name: &str) -> Option<PgType>;
-}
-
-impl<F: Fn(&str) -> Option<PgType>> ColumnLookup for F {
-    fn target_type(&self, name: &str) -> Option<PgType> {
-        self(name)
-    }
-}
-
 /// Where the translated expression will be used: generated columns must be
 /// immutable in PostgreSQL, so time and random functions are refused there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +137,8 @@ const SAME_IMMUTABLE: &[&str] =
 
 /// Translates a SQL Server expression into PostgreSQL.
 ///
+/// `column_type(name)` gives the target type of the table's source column
+/// `name`, or `None` when the table has no such column.
 /// `result_type` is the target type of the column the expression fills
 /// (defaults and generated columns), so `0`/`1` become `false`/`true` for
 /// boolean columns.
@@ -157,7 +147,7 @@ const SAME_IMMUTABLE: &[&str] =
 /// The reason the expression cannot be translated faithfully.
 pub fn translate_mssql(
     text: &str,
-    columns: &dyn ColumnLookup,
+    column_type: &dyn Fn(&str) -> Option<PgType>,
     case: IdentifierCase,
     result_type: Option<PgType>,
     usage: ExprUse,
@@ -166,8 +156,8 @@ pub fn translate_mssql(
     if tokens.is_empty() {
         return Err("the expression is empty".into());
     }
-    let column_type = |t: &Token| match t {
-        Token::Ident(name) | Token::Word(name) => columns.target_type(name),
+    let token_type = |t: &Token| match t {
+        Token::Ident(name) | Token::Word(name) => column_type(name),
         _ => None,
     };
     let mut out: Vec<String> = Vec::with_capacity(tokens.len());
@@ -216,7 +206,7 @@ pub fn translate_mssql(
                 out.push("LOCALTIMESTAMP".into());
             }
             Token::Word(name) | Token::Ident(name) => {
-                if columns.target_type(name).is_none() {
+                if column_type(name).is_none() {
                     return Err(format!("'{name}' is not a column of this table"));
                 }
                 if usage == ExprUse::Default {
@@ -230,7 +220,7 @@ pub fn translate_mssql(
                 let neighbour_is_bool = [prev_operand(&tokens, i), next_operand(&tokens, i)]
                     .into_iter()
                     .flatten()
-                    .any(|t| column_type(t) == Some(PgType::Boolean));
+                    .any(|t| token_type(t) == Some(PgType::Boolean));
                 let lone = tokens.iter().all(|t| matches!(t, Token::Number(_) | Token::Punct("(" | ")")));
                 let boolean = neighbour_is_bool || (lone && result_type == Some(PgType::Boolean));
                 match (boolean, n.as_str()) {
@@ -244,7 +234,7 @@ pub fn translate_mssql(
             Token::Punct("+") => {
                 // `+` concatenates strings in SQL Server but only adds in PostgreSQL.
                 let textual = tokens.iter().any(|t| {
-                    matches!(t, Token::Str(_)) || column_type(t).is_some_and(|ty| ty.is_textual() || ty == PgType::Xml)
+                    matches!(t, Token::Str(_)) || token_type(t).is_some_and(|ty| ty.is_textual() || ty == PgType::Xml)
                 });
                 if textual {
                     return Err("'+' on strings (concatenation) is not translated".into());

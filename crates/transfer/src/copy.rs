@@ -92,6 +92,11 @@ impl CopyEncoder {
         std::mem::replace(&mut self.buf, Vec::with_capacity(capacity))
     }
 
+    /// The buffered bytes, consuming the encoder (for the last piece of a stream).
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+
     #[inline]
     fn fixed(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(&(bytes.len() as i32).to_be_bytes());

@@ -19,7 +19,7 @@ use mssql_pg_migrate_config::{Config, SourceKind, TargetMode};
 use mssql_pg_migrate_schema::target::{
     TargetForeignKey, TargetOptions, TargetTable, assign_relation_names, plan_table, reject_collisions,
 };
-use mssql_pg_migrate_schema::{Table, catalog, ddl};
+use mssql_pg_migrate_schema::{ColumnType, Table, catalog, ddl};
 use tokio::sync::{Mutex, Notify, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -226,7 +226,7 @@ pub async fn run_with<S: Source>(
                     // Foreign keys are dropped for the load (chunks land in any
                     // order) and put back afterwards exactly as they were.
                     for fk in &current.foreign_keys {
-                        let owner = TargetTable { name: current.name.clone(), ..t.clone() };
+                        let owner = t.clone();
                         let saved = TargetForeignKey {
                             name: fk.name.clone(),
                             columns: fk.columns.clone(),
@@ -334,15 +334,11 @@ fn check_compatible(planned: &TargetTable, existing: &Table) -> Result<(), Trans
                 message: format!("it has no column \"{}\" (source column {})", column.name, column.source_name),
             });
         };
-        let current_type = match &current.data_type {
-            mssql_pg_migrate_schema::ColumnType::Postgres(t) => Some(*t),
-            _ => None,
-        };
-        if current_type != Some(column.pg_type) {
+        if current.data_type != ColumnType::Postgres(column.pg_type) {
             let shown = match &current.data_type {
-                mssql_pg_migrate_schema::ColumnType::Postgres(t) => t.to_string(),
-                mssql_pg_migrate_schema::ColumnType::Unsupported { type_name, .. } => type_name.clone(),
-                mssql_pg_migrate_schema::ColumnType::Mssql(t) => t.to_string(),
+                ColumnType::Postgres(t) => t.to_string(),
+                ColumnType::Unsupported { type_name, .. } => type_name.clone(),
+                ColumnType::Mssql(t) => t.to_string(),
             };
             return Err(TransferError::Incompatible {
                 table: label,
@@ -587,11 +583,9 @@ async fn write_chunk(
     label: &str,
 ) -> Result<u64, TransferError> {
     let Some(first) = pieces.recv().await else {
-        // The reader failed before producing anything; it reports why.
-        return match verdict.await {
-            Ok(()) => Ok(0),
-            Err(_) => Ok(0),
-        };
+        // Every page sends at least the COPY header, so the reader failed
+        // before producing anything; it reports why.
+        return Ok(0);
     };
     let context = |what: &str| format!("{what} {label}");
     let _permit = writers.acquire().await.map_err(|_| TransferError::Cancelled)?;

@@ -128,19 +128,21 @@ impl PieceSink {
     }
 
     async fn flush(&mut self) -> Result<(), WriterGone> {
-        if self.encoder.is_empty() {
-            return Ok(());
-        }
         let piece = self.encoder.take();
         self.sent_bytes += piece.len() as u64;
         self.pieces.send(Bytes::from(piece)).await.map_err(|_| WriterGone)
     }
 
-    /// Ends the COPY stream and sends what is left. Returns the bytes sent in all.
-    pub async fn finish(mut self) -> Result<u64, WriterGone> {
-        self.encoder.finish();
-        self.flush().await?;
-        Ok(self.sent_bytes)
+    /// Ends the COPY stream and sends what is left (at least the trailer),
+    /// handing over the buffer itself rather than allocating its successor.
+    /// Returns the bytes sent in all.
+    pub async fn finish(self) -> Result<u64, WriterGone> {
+        let PieceSink { mut encoder, pieces, sent_bytes, .. } = self;
+        encoder.finish();
+        let last = encoder.into_bytes();
+        let total = sent_bytes + last.len() as u64;
+        pieces.send(Bytes::from(last)).await.map_err(|_| WriterGone)?;
+        Ok(total)
     }
 }
 
@@ -182,9 +184,47 @@ pub trait Source: Send + Sync + 'static {
         sink: &mut PieceSink,
     ) -> impl Future<Output = Result<Page<Self::Key>, TransferError>> + Send;
 
-    /// An exact row count, for validation and reports.
-    fn count_rows(&self, spec: &ReadSpec) -> impl Future<Output = Result<u64, TransferError>> + Send;
-
     /// Renders a key for messages.
     fn describe_key(key: &Self::Key) -> String;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pieces_concatenate_to_one_copy_stream_and_count_every_byte() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let mut sink = PieceSink::new(tx, 100);
+        let mut whole = CopyEncoder::new();
+        for i in 0..50 {
+            for enc in [sink.encoder(), &mut whole] {
+                enc.begin_row(2);
+                enc.int4(i);
+                enc.text("twenty bytes of text").unwrap();
+            }
+            sink.row_done().await.unwrap();
+        }
+        let sent = sink.finish().await.unwrap();
+        whole.finish();
+        let mut pieces = Vec::new();
+        while let Some(p) = rx.recv().await {
+            pieces.push(p);
+        }
+        assert!(pieces.len() > 10, "small pieces: {}", pieces.len());
+        assert!(pieces[..pieces.len() - 1].iter().all(|p| p.len() >= 100));
+        let joined: Vec<u8> = pieces.concat();
+        assert_eq!(joined, whole.into_bytes());
+        assert_eq!(sent, joined.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn a_vanished_writer_stops_the_reader() {
+        let (tx, rx) = mpsc::channel(1);
+        drop(rx);
+        let mut sink = PieceSink::new(tx, 1);
+        sink.encoder().begin_row(1);
+        sink.encoder().int8(1);
+        assert_eq!(sink.row_done().await, Err(WriterGone));
+    }
 }

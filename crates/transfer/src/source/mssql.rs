@@ -601,14 +601,6 @@ impl Source for MssqlSource {
         Ok(Page { rows, last_key })
     }
 
-    async fn count_rows(&self, spec: &ReadSpec) -> Result<u64, TransferError> {
-        let sql = format!("SELECT COUNT_BIG(*) FROM {}", qualified_mssql(&spec.schema, &spec.table));
-        let context = format!("counting rows of {}", spec.label);
-        let row = self.single_row(sql, &context).await?;
-        let n: Option<i64> = row.map(|r| r.try_get(0)).transpose().map_err(|e| server_error(&context, &e))?.flatten();
-        Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
-    }
-
     fn describe_key(key: &Self::Key) -> String {
         format!("({})", key.0.iter().map(describe_cell).collect::<Vec<_>>().join(", "))
     }

@@ -232,16 +232,6 @@ impl Source for PgSource {
         Ok(Page { rows, last_key })
     }
 
-    async fn count_rows(&self, spec: &ReadSpec) -> Result<u64, TransferError> {
-        let client = self.pool.get(Side::Source).await?;
-        let row = client
-            .query_one(&format!("SELECT count(*) FROM {}", table_sql(spec)), &[])
-            .await
-            .map_err(|e| Self::err("counting rows of", spec, &e))?;
-        let n: i64 = row.try_get(0).map_err(|e| Self::err("counting rows of", spec, &e))?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-
     fn describe_key(key: &Self::Key) -> String {
         let parts: Vec<String> = key.iter().map(describe_raw).collect();
         format!("({})", parts.join(", "))
