@@ -7,23 +7,9 @@
 use mssql_pg_migrate::config::{Config, Loader};
 use mssql_pg_migrate::transfer::{self, RunOptions, TableStatus, TransferError};
 use mssql_pg_migrate_testkit::PgCluster;
-use mssql_pg_migrate_tests::repo_root;
+use mssql_pg_migrate_testkit::compare::{EDGE_CASE_TABLES, compare_tables, edge_case_fixture, table_rows};
 
-const TABLES: &[&str] = &[
-    "Every Type",
-    "Order \"Lines\"",
-    "user",
-    "skewed",
-    "composite",
-    "by_uuid",
-    "by_text",
-    "no_key",
-    "empty_table",
-    "one_row",
-    "ca",
-    "cb",
-    "employees",
-];
+const TABLES: &[&str] = EDGE_CASE_TABLES;
 
 fn config(source: &PgCluster, target: &PgCluster, migration: &str) -> Config {
     let yaml = format!(
@@ -43,28 +29,20 @@ async fn setup() -> (PgCluster, PgCluster) {
     let target = PgCluster::start().unwrap();
     source.create_database("src").await.unwrap();
     target.create_database("dst").await.unwrap();
-    let sql = std::fs::read_to_string(repo_root().join("tests/fixtures/pg/edge_cases.sql")).unwrap();
+    let sql = edge_case_fixture().unwrap();
     source.connect("src").await.unwrap().batch_execute(&sql).await.unwrap();
     (source, target)
 }
 
-/// Every row of a table as text, in a stable order.
 async fn rows(client: &tokio_postgres::Client, schema: &str, table: &str) -> Vec<String> {
-    let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    let sql = format!("SELECT whole_row::text FROM {}.{} whole_row ORDER BY 1", q(schema), q(table));
-    client.query(&sql, &[]).await.unwrap().iter().map(|r| r.get::<_, String>(0)).collect()
+    table_rows(client, schema, table).await.unwrap()
 }
 
 async fn assert_same_data(source: &PgCluster, target: &PgCluster) {
     let s = source.connect("src").await.unwrap();
     let t = target.connect("dst").await.unwrap();
-    for table in TABLES {
-        let want = rows(&s, "src", table).await;
-        let got = rows(&t, "copy", table).await;
-        assert_eq!(got.len(), want.len(), "row count of {table}");
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert!(g == w, "{table} row {i} differs:\n  source: {:.200}\n  target: {:.200}", w, g);
-        }
+    if let Err(difference) = compare_tables(&s, "src", &t, "copy", TABLES).await {
+        panic!("{difference}");
     }
 }
 
@@ -246,4 +224,76 @@ async fn an_unreachable_target_is_a_connection_error_naming_the_server() {
     let err = transfer::run(&config, &RunOptions::default()).await.unwrap_err();
     assert_eq!(err.kind(), transfer::ErrorKind::Connection, "{err}");
     assert!(err.to_string().contains("target server at 127.0.0.1:1/dst"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_select_permission_names_the_table() {
+    let (source, target) = setup().await;
+    let s = source.connect("src").await.unwrap();
+    s.batch_execute(
+        "CREATE ROLE reader LOGIN PASSWORD 'reader-pw'; GRANT USAGE ON SCHEMA src TO reader; \
+         GRANT SELECT ON ALL TABLES IN SCHEMA src TO reader; REVOKE SELECT ON src.skewed FROM reader;",
+    )
+    .await
+    .unwrap();
+    let mut cfg = config(&source, &target, "target_mode: drop_recreate");
+    cfg.source.user = "reader".into();
+    cfg.source.password = mssql_pg_migrate::config::Secret::new("reader-pw");
+    let err = transfer::run(&cfg, &RunOptions::default()).await.unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("src.skewed") && message.contains("permission denied"), "{message}");
+    assert_eq!(err.kind(), transfer::ErrorKind::Transfer);
+
+    // With continue_on_error the other tables complete; skewed is failed, not done.
+    let cfg = {
+        let mut c = config(&source, &target, "target_mode: drop_recreate, continue_on_error: true");
+        c.source.user = "reader".into();
+        c.source.password = mssql_pg_migrate::config::Secret::new("reader-pw");
+        c
+    };
+    let report = transfer::run(&cfg, &RunOptions::default()).await.unwrap();
+    let skewed = report.tables.iter().find(|t| t.source == "src.skewed").unwrap();
+    assert_eq!(skewed.status, TableStatus::Failed);
+    assert!(skewed.error.as_deref().unwrap().contains("permission denied"), "{skewed:?}");
+    let t = target.connect("dst").await.unwrap();
+    assert_eq!(rows(&t, "copy", "user").await, rows(&s, "src", "user").await);
+    let state = scalar(&t, "SELECT state->'tables'->'src.skewed'->>'status' FROM mssql_pg_migrate.runs").await;
+    assert_eq!(state, "failed", "the state does not record the table as done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_dropped_mid_run_fails_by_name_and_is_not_recorded_as_done() {
+    let (source, target) = setup().await;
+    let source_config = source.config("src");
+    // Drops src.by_text once the run has planned its chunks, before any is read.
+    let drop_on_plan: transfer::EventSink = std::sync::Arc::new(move |event: &transfer::Event| {
+        if let transfer::Event::Planned { .. } = event {
+            let config = source_config.clone();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(async {
+                    let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+                    tokio::spawn(connection);
+                    client.batch_execute("DROP TABLE src.by_text").await.unwrap();
+                });
+            })
+            .join()
+            .unwrap();
+        }
+    });
+    let options = RunOptions { events: Some(drop_on_plan), ..RunOptions::default() };
+    let cfg = config(&source, &target, "target_mode: drop_recreate, continue_on_error: true");
+    let report = transfer::run(&cfg, &options).await.unwrap();
+    let by_text = report.tables.iter().find(|t| t.source == "src.by_text").unwrap();
+    assert_eq!(by_text.status, TableStatus::Failed);
+    let error = by_text.error.as_deref().unwrap();
+    assert!(error.contains("src.by_text") && error.contains("does not exist"), "{error}");
+    assert!(!report.is_success());
+    let t = target.connect("dst").await.unwrap();
+    let state = scalar(&t, "SELECT state->'tables'->'src.by_text'->>'status' FROM mssql_pg_migrate.runs").await;
+    assert_eq!(state, "failed");
+    let run_status = scalar(&t, "SELECT state->>'status' FROM mssql_pg_migrate.runs").await;
+    assert_eq!(run_status, "failed", "a run with a failed table is not completed");
+    let s = source.connect("src").await.unwrap();
+    assert_eq!(rows(&t, "copy", "composite").await, rows(&s, "src", "composite").await, "other tables complete");
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 /// Exit codes of the data engineer's guide; orchestrators branch on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // Codes 4 and 6 arrive with validate and resume.
+#[allow(dead_code)] // Code 4 arrives with validate.
 pub enum Exit {
     Success = 0,
     /// Fix the configuration; do not retry.

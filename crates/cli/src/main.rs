@@ -65,6 +65,10 @@ enum Command {
     /// Run the migration: create the target tables, copy every row, then
     /// build keys, indexes and constraints
     Run(RunArgs),
+    /// Continue an interrupted run from its saved state (the --state-file,
+    /// or the target database without one); the configuration must not
+    /// have changed
+    Resume,
 }
 
 #[derive(Debug, clap::Args)]
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Config => show_config(&cli),
         Command::Run(ref args) => run::run(&cli, args),
+        Command::Resume => run::resume(&cli),
     };
     match outcome {
         Ok(()) => Exit::Success.into(),
@@ -115,6 +120,7 @@ fn command_name(command: &Command) -> &'static str {
     match command {
         Command::Config => "config",
         Command::Run(_) => "run",
+        Command::Resume => "resume",
     }
 }
 

@@ -27,10 +27,11 @@ pub fn error_document(command: &str, error: &CliError) -> serde_json::Value {
 }
 
 /// The result document of `run`.
-pub fn run_document(report: &mssql_pg_migrate::transfer::RunReport) -> serde_json::Value {
+pub fn run_document(command: &str, report: &mssql_pg_migrate::transfer::RunReport) -> serde_json::Value {
     serde_json::json!({
         "schema_version": SCHEMA_VERSION,
-        "command": "run",
+        "command": command,
+        "run_id": report.run_id,
         "status": if report.is_success() { "success" } else { "failed" },
         "report": report,
     })

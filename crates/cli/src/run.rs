@@ -1,7 +1,9 @@
-//! `run`: the full load, with a human summary or one JSON document.
+//! `run` and `resume`: the full load, with a human summary or one JSON
+//! document, stopped gracefully by SIGINT or SIGTERM.
 
-use mssql_pg_migrate::transfer::{self, ErrorKind, RunOptions, RunReport, TableStatus, TransferError};
-use tokio_util::sync::CancellationToken;
+use std::time::Duration;
+
+use mssql_pg_migrate::transfer::{self, ErrorKind, RunOptions, RunReport, StateLocation, TableStatus, TransferError};
 
 use crate::exit::{CliError, Exit};
 use crate::{Cli, RunArgs, load_config, output};
@@ -13,35 +15,85 @@ impl From<TransferError> for CliError {
             ErrorKind::Connection => Exit::Connection,
             ErrorKind::Transfer => Exit::Transfer,
             ErrorKind::Cancelled => Exit::Cancelled,
+            ErrorKind::State => Exit::State,
+            ErrorKind::Io => Exit::Io,
         };
         CliError::new(exit, error.to_string())
     }
 }
 
 pub fn run(cli: &Cli, args: &RunArgs) -> Result<(), CliError> {
-    let config = load_config(cli)?;
     let options = RunOptions {
         source_schema: args.source_schema.clone(),
         target_schema: args.target_schema.clone(),
         workers: args.workers,
-        cancel: CancellationToken::new(),
+        ..RunOptions::default()
+    };
+    execute(cli, options, "run")
+}
+
+pub fn resume(cli: &Cli) -> Result<(), CliError> {
+    execute(cli, RunOptions { resume: true, ..RunOptions::default() }, "resume")
+}
+
+/// Waits for SIGINT or SIGTERM (Kubernetes stops pods with SIGTERM).
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(mut int), Ok(mut term)) => tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+fn execute(cli: &Cli, mut options: RunOptions, command: &'static str) -> Result<(), CliError> {
+    let config = load_config(cli)?;
+    options.state = match &cli.state_file {
+        Some(path) => StateLocation::File(path.clone()),
+        None => StateLocation::Target,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::new(Exit::Io, format!("cannot start the async runtime: {e}")))?;
     let cancel = options.cancel.clone();
-    let report = runtime.block_on(async {
+    let abort = options.abort.clone();
+    let shutdown_timeout = Duration::from_secs(cli.shutdown_timeout);
+    let result = runtime.block_on(async {
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::warn!("interrupted: finishing the chunks in flight, then stopping");
-                cancel.cancel();
+            let first = stop_signal().await;
+            tracing::warn!(
+                signal = first,
+                timeout_s = shutdown_timeout.as_secs(),
+                "stopping: no new chunks; chunks in flight finish or roll back within the shutdown timeout"
+            );
+            cancel.cancel();
+            tokio::select! {
+                second = stop_signal() => tracing::warn!(signal = second, "second signal: abandoning chunks in flight"),
+                () = tokio::time::sleep(shutdown_timeout) => tracing::warn!("shutdown timeout reached: abandoning chunks in flight"),
             }
+            abort.cancel();
         });
         transfer::run(&config, &options).await
-    })?;
+    });
+    // Tasks still blocked on a server (abandoned chunks) must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    let report = result?;
     if cli.output_json {
-        output::print_json(&output::run_document(&report));
+        output::print_json(&output::run_document(command, &report));
     } else {
         print_summary(&report);
     }

@@ -163,6 +163,41 @@ pub fn copy_in(table: &TargetTable) -> String {
     )
 }
 
+/// The staging table of a chunk that must replace rows which may already
+/// be in the target (a chunk whose commit was not confirmed). It lives for
+/// the chunk's transaction only.
+pub const STAGE_TABLE: &str = "mssql_pg_migrate_stage";
+
+/// Creates [`STAGE_TABLE`] with the target table's columns; generated
+/// columns become plain ones there, so every copied column can be loaded.
+pub fn create_stage(table: &TargetTable) -> String {
+    format!("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP", quote_pg(STAGE_TABLE), table_name(table))
+}
+
+/// The COPY into [`STAGE_TABLE`], with the same columns as [`copy_in`].
+pub fn copy_into_stage(table: &TargetTable) -> String {
+    format!(
+        "COPY {} ({}) FROM STDIN (FORMAT binary)",
+        quote_pg(STAGE_TABLE),
+        column_list(table.copied_columns().map(|c| &c.name))
+    )
+}
+
+/// Replaces the target's rows whose key is in [`STAGE_TABLE`] with the
+/// staged rows: rows committed before are deleted, then all are inserted,
+/// so the result is the same whether or not the earlier commit happened.
+pub fn replace_from_stage(table: &TargetTable, key_columns: &[&str]) -> String {
+    let target = table_name(table);
+    let stage = quote_pg(STAGE_TABLE);
+    let matches =
+        key_columns.iter().map(|k| format!("t.{k} = s.{k}", k = quote_pg(k))).collect::<Vec<_>>().join(" AND ");
+    let columns = column_list(table.copied_columns().map(|c| &c.name));
+    format!(
+        "DELETE FROM {target} t USING {stage} s WHERE {matches}; \
+         INSERT INTO {target} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM {stage}"
+    )
+}
+
 pub fn set_logged(table: &TargetTable) -> String {
     format!("ALTER TABLE {} SET LOGGED", table_name(table))
 }
@@ -274,6 +309,26 @@ mod tests {
             notes: vec![],
             estimated_rows: 0,
         }
+    }
+
+    #[test]
+    fn staged_chunks_replace_by_key() {
+        let t = table();
+        assert_eq!(
+            create_stage(&t),
+            "CREATE TEMP TABLE \"mssql_pg_migrate_stage\" (LIKE \"sales\".\"Order\"\"s\") ON COMMIT DROP"
+        );
+        assert_eq!(
+            copy_into_stage(&t),
+            "COPY \"mssql_pg_migrate_stage\" (\"Order ID\", \"say \"\"hi\"\"\", \"qty\") FROM STDIN (FORMAT binary)"
+        );
+        assert_eq!(
+            replace_from_stage(&t, &["Order ID", "qty"]),
+            "DELETE FROM \"sales\".\"Order\"\"s\" t USING \"mssql_pg_migrate_stage\" s \
+             WHERE t.\"Order ID\" = s.\"Order ID\" AND t.\"qty\" = s.\"qty\"; \
+             INSERT INTO \"sales\".\"Order\"\"s\" (\"Order ID\", \"say \"\"hi\"\"\", \"qty\") OVERRIDING SYSTEM VALUE \
+             SELECT \"Order ID\", \"say \"\"hi\"\"\", \"qty\" FROM \"mssql_pg_migrate_stage\""
+        );
     }
 
     #[test]

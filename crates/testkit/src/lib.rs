@@ -24,6 +24,7 @@
 //! ```
 
 mod binaries;
+pub mod compare;
 mod os_user;
 
 use std::fs::File;

@@ -1,12 +1,15 @@
 //! The full-load pipeline: catalog → target tables → chunked parallel copy
-//! → finalization → report.
+//! → finalization → report, recorded in a run state so that an
+//! interrupted run resumes where it stopped.
 //!
 //! Each chunk is one page of at most `chunk_size` rows, read by keyset
 //! (`(key) > last ORDER BY key`) within its partition, and written in one
 //! target transaction: a reader encodes rows into pieces that a writer
 //! streams through `COPY ... FROM STDIN (FORMAT binary)` as they arrive.
 //! The writer commits only when the reader reports that the page is
-//! complete, so a failed read never leaves a partial chunk behind.
+//! complete, so a failed read never leaves a partial chunk behind. How the
+//! chunk's progress reaches the state around that commit is in
+//! [`crate::progress`].
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -15,31 +18,67 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt, pin_mut};
-use mssql_pg_migrate_config::{Config, SourceKind, TargetMode};
+use mssql_pg_migrate_config::{Config, Fingerprint, SourceKind, TargetMode};
 use mssql_pg_migrate_schema::target::{
-    TargetForeignKey, TargetOptions, TargetTable, assign_relation_names, plan_table, reject_collisions,
+    TargetOptions, TargetTable, assign_relation_names, plan_table, reject_collisions,
 };
 use mssql_pg_migrate_schema::{ColumnType, Table, catalog, ddl};
+use mssql_pg_migrate_state::{PartitionState, RunState, RunStatus, TableState, WorkStatus, now_rfc3339};
 use tokio::sync::{Mutex, Notify, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Side, TransferError};
+use crate::events::{Event, EventSink, PlannedTable};
+use crate::failpoint;
 use crate::plan::{Partition, PlanSettings, integer_bounds, partition_count, partitions_from_bounds};
 use crate::pool::{PgEndpoint, PgPool};
+use crate::progress::{self, ChunkEnd, MigrationLock, Progress, StateLocation};
 use crate::report::{RunReport, TableReport, TableStatus, rate};
+use crate::retry::{Backoff, with_retries};
 use crate::source::mssql::{MssqlEndpoint, MssqlSource};
 use crate::source::pg::PgSource;
 use crate::source::{PieceSink, ReadSpec, Source};
 use crate::tuning::{Machine, Tuning};
 
 /// Per-run choices that are not in the configuration file.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     pub source_schema: Option<String>,
     pub target_schema: Option<String>,
     pub workers: Option<u32>,
-    /// Cancelled by the caller (a signal handler, the TUI) to stop issuing chunks.
+    /// Cancelled by the caller (a signal handler, the TUI) to stop issuing
+    /// chunks; chunks in flight finish.
     pub cancel: CancellationToken,
+    /// Cancelled to abandon chunks in flight at once (a second signal, or
+    /// the shutdown timeout); their transactions roll back.
+    pub abort: CancellationToken,
+    /// Where the run state lives.
+    pub state: StateLocation,
+    /// Continue the saved run instead of starting a new one.
+    pub resume: bool,
+    /// Receives the run's events.
+    pub events: Option<EventSink>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("source_schema", &self.source_schema)
+            .field("target_schema", &self.target_schema)
+            .field("workers", &self.workers)
+            .field("state", &self.state)
+            .field("resume", &self.resume)
+            .field("events", &self.events.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunOptions {
+    fn emit(&self, event: Event) {
+        if let Some(sink) = &self.events {
+            sink(&event);
+        }
+    }
 }
 
 fn pg_endpoint_of_target(config: &Config) -> PgEndpoint {
@@ -54,7 +93,8 @@ fn pg_endpoint_of_target(config: &Config) -> PgEndpoint {
     }
 }
 
-/// Runs a full load (`drop_recreate` or `truncate`) as `config` describes.
+/// Runs a full load (`drop_recreate` or `truncate`) as `config` describes,
+/// or resumes the saved one (`options.resume`).
 ///
 /// # Errors
 /// The first error that stops the run. Errors confined to one table are in
@@ -99,15 +139,133 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunReport, Tra
     }
 }
 
+/// The fingerprint of `config` with the schema overrides applied, which is
+/// what a resume must match.
+fn fingerprint_with(config: &Config, source_schema: Option<&str>, target_schema: Option<&str>) -> Fingerprint {
+    let mut effective = config.clone();
+    if let Some(s) = source_schema {
+        effective.source.schema = s.to_owned();
+    }
+    if let Some(t) = target_schema {
+        effective.target.schema = t.to_owned();
+    }
+    effective.fingerprint()
+}
+
+/// The state this run works on: a new one, or the saved one to resume,
+/// which must have been made under the same configuration.
+fn begin_state(
+    config: &Config,
+    options: &RunOptions,
+    saved: Option<RunState>,
+    where_: &str,
+) -> Result<RunState, TransferError> {
+    if options.resume {
+        let Some(mut state) = saved else {
+            return Err(TransferError::State(format!(
+                "nothing to resume: no saved run state in {where_}; start the migration with `run`"
+            )));
+        };
+        let current = fingerprint_with(config, state.source_schema.as_deref(), state.target_schema.as_deref());
+        if current.hash != state.config_hash {
+            let changed = match &state.config {
+                Some(canonical) => Fingerprint::from_canonical(canonical.clone()).changed_keys(&current),
+                None => Vec::new(),
+            };
+            let what = if changed.is_empty() {
+                "the configuration changed".to_owned()
+            } else {
+                format!("changed: {}", changed.join(", "))
+            };
+            return Err(TransferError::State(format!(
+                "config hash mismatch - cannot resume run {} with a different configuration ({what}); \
+                 restore the original configuration, or start a new migration with `run`",
+                state.run_id
+            )));
+        }
+        tracing::info!(run_id = %state.run_id, "resuming");
+        state.status = RunStatus::Running;
+        return Ok(state);
+    }
+    if let Some(old) = &saved
+        && old.status != RunStatus::Completed
+    {
+        tracing::warn!(run_id = %old.run_id, status = ?old.status, "an unfinished run's state is replaced by a new run");
+    }
+    let source_schema = options.source_schema.as_deref();
+    let target_schema = options.target_schema.as_deref();
+    let fingerprint = fingerprint_with(config, source_schema, target_schema);
+    let mut state = RunState::new(uuid::Uuid::new_v4().to_string(), fingerprint.hash, now_rfc3339());
+    state.config = Some(fingerprint.canonical);
+    state.source_schema = options.source_schema.clone();
+    state.target_schema = options.target_schema.clone();
+    // Foreign keys an unfinished truncate-mode run dropped are no longer in
+    // the target's catalog; only its state remembers them.
+    if let Some(old) = saved
+        && old.status != RunStatus::Completed
+    {
+        state.restore = old.restore;
+    }
+    Ok(state)
+}
+
+/// Runs the pipeline against any source.
+///
+/// # Errors
+/// See [`run`].
+pub async fn run_with<S: Source>(
+    source: Arc<S>,
+    target: PgPool,
+    config: &Config,
+    tuning: Tuning,
+    options: &RunOptions,
+) -> Result<RunReport, TransferError> {
+    if config.migration.target_mode == TargetMode::Upsert {
+        return Err(TransferError::Config(
+            "migration.target_mode: upsert is not supported by this version; use drop_recreate or truncate".into(),
+        ));
+    }
+    // One session holds the lock; the other saves the run document.
+    let control = target.sibling(2)?;
+    let key = config.target.schema.clone();
+    let _lock = MigrationLock::acquire(&control, &key).await?;
+    let where_ = match &options.state {
+        StateLocation::File(path) => format!("state file {}", path.display()),
+        StateLocation::Target => {
+            format!("schema {} of the target database {}", progress::STATE_SCHEMA, control.address())
+        }
+    };
+    let saved = progress::load(&options.state, &control, &key).await?;
+    let state = begin_state(config, options, saved, &where_)?;
+    let run_id = state.run_id.clone();
+    let progress = Arc::new(Progress::open(&options.state, &control, &key, state).await?);
+    progress.save().await?;
+
+    let result = migrate(&source, &target, config, tuning, options, &progress).await;
+    let status = match &result {
+        Ok(report) if report.is_success() => RunStatus::Completed,
+        Err(TransferError::Cancelled) => RunStatus::Cancelled,
+        _ => RunStatus::Failed,
+    };
+    let saved = progress.save_with(|s| s.status = status).await;
+    let mut report = result?;
+    saved?;
+    report.run_id = run_id;
+    Ok(report)
+}
+
 /// One table's work, shared by the tasks that copy its partitions.
 struct TableWork<K> {
-    source: Table,
     target: TargetTable,
     spec: ReadSpec,
-    copy_sql: String,
+    estimated_rows: u64,
+    /// The partitions' key bounds, as planned (or as the resumed state has them).
     partitions: Vec<Partition<K>>,
-    /// Whether the target table was created by this run (so finalization builds its keys and indexes).
+    /// Whether the target table was created by this migration (so
+    /// finalization builds its keys and indexes).
     created: bool,
+    /// Target names of the key columns, for replacing a staged chunk.
+    key_columns: Vec<String>,
     rows: AtomicU64,
     bytes: AtomicU64,
     remaining: AtomicU64,
@@ -128,6 +286,10 @@ impl<K> TableWork<K> {
     fn failure(&self) -> Option<String> {
         self.failed.lock().ok().and_then(|f| f.clone())
     }
+
+    fn label(&self) -> &str {
+        &self.spec.label
+    }
 }
 
 async fn execute(client: &tokio_postgres::Client, sql: &str, context: &str) -> Result<(), TransferError> {
@@ -135,21 +297,39 @@ async fn execute(client: &tokio_postgres::Client, sql: &str, context: &str) -> R
     client.batch_execute(sql).await.map_err(|e| TransferError::pg(Side::Target, context, &e))
 }
 
-/// Runs the pipeline against any source.
-///
-/// # Errors
-/// See [`run`].
-pub async fn run_with<S: Source>(
-    source: Arc<S>,
-    target: PgPool,
+fn skipped_report(source: String, error: String) -> TableReport {
+    TableReport {
+        source,
+        target: String::new(),
+        status: TableStatus::Skipped,
+        rows: 0,
+        bytes: 0,
+        partitions: 0,
+        seconds: 0.0,
+        rows_per_second: 0.0,
+        mb_per_second: 0.0,
+        error: Some(error),
+        notes: Vec::new(),
+    }
+}
+
+async fn migrate<S: Source>(
+    source: &Arc<S>,
+    target: &PgPool,
     config: &Config,
     tuning: Tuning,
     options: &RunOptions,
+    progress: &Arc<Progress>,
 ) -> Result<RunReport, TransferError> {
     let started = Instant::now();
     let m = &config.migration;
-    let source_schema = options.source_schema.clone().unwrap_or_else(|| config.source.schema.clone());
-    let target_schema = options.target_schema.clone().unwrap_or_else(|| config.target.schema.clone());
+    let (source_schema, target_schema, resuming) = progress.with(|s| {
+        (
+            s.source_schema.clone().unwrap_or_else(|| config.source.schema.clone()),
+            s.target_schema.clone().unwrap_or_else(|| config.target.schema.clone()),
+            s.is_planned(),
+        )
+    });
 
     let select = |schema: &str, table: &str| m.selects_table(schema, table);
     let tables = source.read_schema(&source_schema, &select).await?;
@@ -160,6 +340,7 @@ pub async fn run_with<S: Source>(
         )));
     }
     tracing::info!(tables = tables.len(), schema = %source_schema, "catalog read");
+    failpoint::reached("catalog-read").await;
 
     // Plan the target side of every table.
     let migrated: BTreeSet<(String, String)> = tables.iter().map(|t| (t.schema.clone(), t.name.clone())).collect();
@@ -176,20 +357,9 @@ pub async fn run_with<S: Source>(
         match plan_table(&table, &is_migrated, &opts) {
             Ok(t) => planned.push((table, t)),
             Err(e) if m.continue_on_error => {
-                tracing::error!(table = %format!("{}.{}", table.schema, table.name), error = %e, "table skipped");
-                reports.push(TableReport {
-                    source: format!("{}.{}", table.schema, table.name),
-                    target: String::new(),
-                    status: TableStatus::Skipped,
-                    rows: 0,
-                    bytes: 0,
-                    partitions: 0,
-                    seconds: 0.0,
-                    rows_per_second: 0.0,
-                    mb_per_second: 0.0,
-                    error: Some(e.to_string()),
-                    notes: Vec::new(),
-                });
+                let label = format!("{}.{}", table.schema, table.name);
+                tracing::error!(table = %label, error = %e, "table skipped");
+                reports.push(skipped_report(label, e.to_string()));
             }
             Err(e) => return Err(e.into()),
         }
@@ -200,103 +370,105 @@ pub async fn run_with<S: Source>(
     )?;
     let mut targets: Vec<TargetTable> = planned.iter().map(|(_, t)| t.clone()).collect();
     assign_relation_names(&mut targets);
+    let planned: Vec<(Table, TargetTable)> = planned.into_iter().map(|(s, _)| s).zip(targets).collect();
 
-    // Prepare the target.
-    let client = target.get(Side::Target).await?;
-    execute(&client, &ddl::create_schema(&target_schema), "creating the target schema").await?;
-    let mut created = vec![true; targets.len()];
-    let mut saved_foreign_keys: Vec<(TargetTable, TargetForeignKey)> = Vec::new();
-    match m.target_mode {
-        TargetMode::DropRecreate | TargetMode::Upsert => {
-            let all: Vec<&TargetTable> = targets.iter().collect();
-            if let Some(sql) = ddl::drop_tables(&all) {
-                execute(&client, &sql, "dropping the target tables").await?;
-            }
-        }
-        TargetMode::Truncate => {
-            let all = |_: &str, _: &str| true;
-            let existing =
-                catalog::pg::read_schema(&client, &target_schema, &all).await.map_err(TransferError::from)?;
-            let mut to_truncate = Vec::new();
-            for (i, t) in targets.iter().enumerate() {
-                if let Some(current) = existing.iter().find(|e| e.name == t.name) {
-                    check_compatible(t, current)?;
-                    created[i] = false;
-                    to_truncate.push(t);
-                    // Foreign keys are dropped for the load (chunks land in any
-                    // order) and put back afterwards exactly as they were.
-                    for fk in &current.foreign_keys {
-                        let owner = t.clone();
-                        let saved = TargetForeignKey {
-                            name: fk.name.clone(),
-                            columns: fk.columns.clone(),
-                            referenced_table: fk.referenced_table.clone(),
-                            referenced_columns: fk.referenced_columns.clone(),
-                            on_delete: fk.on_delete,
-                            on_update: fk.on_update,
-                        };
-                        saved_foreign_keys.push((owner, saved));
-                    }
-                }
-            }
-            for (owner, fk) in &saved_foreign_keys {
-                let sql = format!(
-                    "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
-                    ddl::table_name(owner),
-                    mssql_pg_migrate_schema::ident::quote_pg(&fk.name)
-                );
-                execute(&client, &sql, "dropping foreign keys for the load").await?;
-            }
-            if let Some(sql) = ddl::truncate_tables(&to_truncate) {
-                execute(&client, &sql, "truncating the target tables").await?;
-            }
-        }
-    }
-    for (t, &is_new) in targets.iter().zip(&created) {
-        if is_new {
-            execute(&client, &ddl::create_table(t, m.use_unlogged_tables), &format!("creating {}", ddl::table_name(t)))
-                .await?;
-        }
-    }
-    drop(client);
-
-    // Plan chunks.
     let settings = PlanSettings {
         large_table_threshold: m.large_table_threshold,
         max_partitions: m.max_partitions,
         min_rows_per_partition: m.min_rows_per_partition,
     };
     let mut work = Vec::with_capacity(planned.len());
-    for (((table, _), target_table), is_new) in planned.into_iter().zip(targets).zip(created) {
-        let spec = ReadSpec::new(&table, &target_table);
-        let partitions = plan_partitions(source.as_ref(), &spec, table.estimated_rows, settings).await?;
-        tracing::info!(table = %spec.label, partitions = partitions.len(), key = spec.key.len(), "planned");
-        work.push(Arc::new(TableWork {
-            copy_sql: ddl::copy_in(&target_table),
-            remaining: AtomicU64::new(partitions.len() as u64),
-            partitions,
-            source: table,
-            target: target_table,
-            spec,
-            created: is_new,
-            rows: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            failed: std::sync::Mutex::new(None),
-            started: std::sync::Mutex::new(None),
-            finished: std::sync::Mutex::new(None),
-        }));
+    if resuming {
+        check_resumable(progress, &planned, &reports)?;
+        for (table, target_table) in planned {
+            work.push(
+                resume_table(source.as_ref(), target, progress, table, target_table, settings, m.use_unlogged_tables)
+                    .await?,
+            );
+        }
+    } else {
+        let created = prepare_target(target, &planned, config, &target_schema, progress).await?;
+        failpoint::reached("target-prepared").await;
+        let mut states = std::collections::BTreeMap::new();
+        for ((table, target_table), is_new) in planned.into_iter().zip(created) {
+            let spec = ReadSpec::new(&table, &target_table);
+            let partitions = match plan_partitions(source.as_ref(), &spec, table.estimated_rows, settings).await {
+                Ok(p) => p,
+                Err(e) if m.continue_on_error => {
+                    tracing::error!(table = %spec.label, error = %e, "cannot plan the table's chunks");
+                    let state = TableState {
+                        status: WorkStatus::Failed,
+                        ..TableState::new(ddl_label(&target_table), is_new, table.estimated_rows, Vec::new())
+                    };
+                    states.insert(spec.label.clone(), state);
+                    let w = new_work(spec, target_table, table.estimated_rows, Vec::new(), is_new);
+                    w.fail(e.to_string());
+                    work.push(w);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            tracing::info!(table = %spec.label, partitions = partitions.len(), key = spec.key.len(), "planned");
+            let partition_states = partitions
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    PartitionState::new(
+                        u32::try_from(i).unwrap_or(u32::MAX),
+                        p.after.as_ref().map(S::key_to_state),
+                        p.upto.as_ref().map(S::key_to_state),
+                    )
+                })
+                .collect();
+            states.insert(
+                spec.label.clone(),
+                TableState::new(ddl_label(&target_table), is_new, table.estimated_rows, partition_states),
+            );
+            work.push(new_work(spec, target_table, table.estimated_rows, partitions, is_new));
+        }
+        for r in &reports {
+            states.insert(
+                r.source.clone(),
+                TableState { status: WorkStatus::Skipped, ..TableState::new("", false, 0, Vec::new()) },
+            );
+        }
+        progress.save_with(|s| s.tables = states).await?;
+        failpoint::reached("planned").await;
     }
+    let run_id = progress.with(|s| s.run_id.clone());
+    options.emit(Event::Planned {
+        run_id,
+        resumed: resuming,
+        tables: work
+            .iter()
+            .map(|w| PlannedTable {
+                source: w.spec.label.clone(),
+                target: ddl_label(&w.target),
+                estimated_rows: w.estimated_rows,
+                partitions: w.partitions.len(),
+                rows_done: w.rows.load(Ordering::Relaxed),
+            })
+            .collect(),
+    });
+    let work: Vec<Arc<TableWork<S::Key>>> = work.into_iter().map(Arc::new).collect();
 
     // Copy.
-    let fatal = transfer_all(&source, &target, &work, tuning, m.continue_on_error, &options.cancel).await;
+    let context = CopyContext {
+        progress: Arc::clone(progress),
+        tuning,
+        backoff: Backoff::new(m.max_retries),
+        events: options.events.clone(),
+    };
+    let fatal =
+        transfer_all(source, target, &work, &context, m.continue_on_error, &options.cancel, &options.abort).await;
     if let Some(e) = fatal {
         return Err(e);
     }
 
     // Finalize the tables whose data is complete.
-    let finalization_errors =
-        finalize(&target, &work, &saved_foreign_keys, config, tuning.max_target_connections.saturating_sub(1).max(1))
-            .await;
+    let restore = progress.with(|s| s.restore.clone());
+    let parallel = tuning.max_target_connections.saturating_sub(1).max(1);
+    let finalization_errors = finalize(target, &work, &restore, config, parallel, &context.backoff, options).await;
 
     for w in &work {
         let rows = w.rows.load(Ordering::Relaxed);
@@ -307,8 +479,8 @@ pub async fn run_with<S: Source>(
         };
         let error = w.failure();
         reports.push(TableReport {
-            source: w.target.source_label(),
-            target: format!("{}.{}", w.target.schema, w.target.name),
+            source: w.spec.label.clone(),
+            target: ddl_label(&w.target),
             status: if error.is_some() { TableStatus::Failed } else { TableStatus::Completed },
             rows,
             bytes,
@@ -322,6 +494,229 @@ pub async fn run_with<S: Source>(
     }
     reports.sort_by(|a, b| a.source.cmp(&b.source));
     Ok(RunReport::new(reports, started.elapsed().as_secs_f64(), finalization_errors))
+}
+
+fn ddl_label(t: &TargetTable) -> String {
+    format!("{}.{}", t.schema, t.name)
+}
+
+fn new_work<K>(
+    spec: ReadSpec,
+    target: TargetTable,
+    estimated_rows: u64,
+    partitions: Vec<Partition<K>>,
+    created: bool,
+) -> TableWork<K> {
+    let copied: Vec<&str> = target.copied_columns().map(|c| c.name.as_str()).collect();
+    let key_columns = spec.key.iter().filter_map(|&k| copied.get(k).map(|n| (*n).to_owned())).collect();
+    TableWork {
+        remaining: AtomicU64::new(partitions.len() as u64),
+        partitions,
+        target,
+        spec,
+        estimated_rows,
+        created,
+        key_columns,
+        rows: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        failed: std::sync::Mutex::new(None),
+        started: std::sync::Mutex::new(None),
+        finished: std::sync::Mutex::new(None),
+    }
+}
+
+/// The saved state must describe the same tables the source has now.
+fn check_resumable(
+    progress: &Progress,
+    planned: &[(Table, TargetTable)],
+    skipped: &[TableReport],
+) -> Result<(), TransferError> {
+    progress.with(|s| {
+        for (_, t) in planned {
+            let label = t.source_label();
+            if !s.tables.contains_key(&label) {
+                return Err(TransferError::State(format!(
+                    "cannot resume run {}: table {label} is in the source but not in the saved run state; \
+                     start a new migration with `run`",
+                    s.run_id
+                )));
+            }
+        }
+        for (label, table) in &s.tables {
+            let present =
+                planned.iter().any(|(_, t)| &t.source_label() == label) || skipped.iter().any(|r| &r.source == label);
+            if !present && table.status != WorkStatus::Skipped {
+                return Err(TransferError::State(format!(
+                    "cannot resume run {}: table {label} of the saved run state is no longer in the source \
+                     (dropped, renamed or no longer selected)",
+                    s.run_id
+                )));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Rebuilds one table's work from the saved state.
+async fn resume_table<S: Source>(
+    source: &S,
+    target: &PgPool,
+    progress: &Progress,
+    table: Table,
+    target_table: TargetTable,
+    settings: PlanSettings,
+    unlogged: bool,
+) -> Result<TableWork<S::Key>, TransferError> {
+    let spec = ReadSpec::new(&table, &target_table);
+    let label = spec.label.clone();
+    let saved = progress
+        .with(|s| s.tables.get(&label).cloned())
+        .ok_or_else(|| TransferError::State(format!("table {label} is not in the saved run state")))?;
+    let damaged = |why: String| TransferError::State(format!("saved run state, table {label}: {why}"));
+    let mut partitions = Vec::with_capacity(saved.partitions.len());
+    for p in &saved.partitions {
+        let after = p.start_pk.as_deref().map(|k| source.key_from_state(&spec, k)).transpose().map_err(damaged)?;
+        let upto = p.end_pk.as_deref().map(|k| source.key_from_state(&spec, k)).transpose().map_err(damaged)?;
+        for k in [&p.last_pk, &p.pending_pk].into_iter().flatten() {
+            source.key_from_state(&spec, k).map_err(damaged)?;
+        }
+        partitions.push(Partition { id: p.partition_id, after, upto });
+    }
+    if partitions.is_empty() {
+        // Planning failed for this table last time; plan it now.
+        partitions = plan_partitions(source, &spec, table.estimated_rows, settings).await?;
+        let states: Vec<PartitionState> = partitions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                PartitionState::new(
+                    u32::try_from(i).unwrap_or(u32::MAX),
+                    p.after.as_ref().map(S::key_to_state),
+                    p.upto.as_ref().map(S::key_to_state),
+                )
+            })
+            .collect();
+        progress
+            .save_with(|s| {
+                if let Some(t) = s.tables.get_mut(&label) {
+                    t.partitions = states;
+                    t.status = WorkStatus::Pending;
+                }
+            })
+            .await?;
+    } else if unlogged && saved.created && saved.committed_rows() > 0 {
+        // A crash of the target server empties UNLOGGED tables; their
+        // recorded progress is then void and the table starts over.
+        let client = target.get(Side::Target).await?;
+        let sql = format!(
+            "SELECT c.relpersistence = 'u' AND NOT EXISTS (SELECT 1 FROM {}) FROM pg_class c WHERE c.oid = {}::regclass",
+            ddl::table_name(&target_table),
+            mssql_pg_migrate_schema::ident::literal_pg(&ddl::table_name(&target_table))
+        );
+        let emptied: bool = client
+            .query_opt(&sql, &[])
+            .await
+            .map_err(|e| TransferError::pg(Side::Target, format!("checking {label} before resuming"), &e))?
+            .map(|r| r.get::<_, Option<bool>>(0).unwrap_or(false))
+            .unwrap_or(false);
+        if emptied {
+            tracing::warn!(table = %label, "UNLOGGED target table was emptied by a server restart; copying it again");
+            progress
+                .save_with(|s| {
+                    if let Some(t) = s.tables.get_mut(&label) {
+                        for p in &mut t.partitions {
+                            *p = PartitionState::new(p.partition_id, p.start_pk.take(), p.end_pk.take());
+                        }
+                        t.transferred_rows = 0;
+                    }
+                })
+                .await?;
+        }
+    }
+    let work = new_work(spec, target_table, table.estimated_rows, partitions, saved.created);
+    work.rows.store(
+        progress.with(|s| s.tables.get(&label).map(TableState::committed_rows).unwrap_or_default()),
+        Ordering::Relaxed,
+    );
+    Ok(work)
+}
+
+/// Drops and creates, or checks and truncates, the target tables. Returns
+/// per table whether it was created.
+async fn prepare_target(
+    target: &PgPool,
+    planned: &[(Table, TargetTable)],
+    config: &Config,
+    target_schema: &str,
+    progress: &Progress,
+) -> Result<Vec<bool>, TransferError> {
+    let m = &config.migration;
+    let client = target.get(Side::Target).await?;
+    execute(&client, &ddl::create_schema(target_schema), "creating the target schema").await?;
+    let targets: Vec<&TargetTable> = planned.iter().map(|(_, t)| t).collect();
+    let mut created = vec![true; targets.len()];
+    match m.target_mode {
+        TargetMode::DropRecreate | TargetMode::Upsert => {
+            if let Some(sql) = ddl::drop_tables(&targets) {
+                execute(&client, &sql, "dropping the target tables").await?;
+            }
+        }
+        TargetMode::Truncate => {
+            let all = |_: &str, _: &str| true;
+            let existing = catalog::pg::read_schema(&client, target_schema, &all).await.map_err(TransferError::from)?;
+            let mut to_truncate = Vec::new();
+            let mut restore = Vec::new();
+            let mut drops = Vec::new();
+            for (i, t) in targets.iter().enumerate() {
+                if let Some(current) = existing.iter().find(|e| e.name == t.name) {
+                    check_compatible(t, current)?;
+                    created[i] = false;
+                    to_truncate.push(*t);
+                    // Foreign keys are dropped for the load (chunks land in any
+                    // order) and put back afterwards exactly as they were.
+                    for fk in &current.foreign_keys {
+                        let saved = mssql_pg_migrate_schema::target::TargetForeignKey {
+                            name: fk.name.clone(),
+                            columns: fk.columns.clone(),
+                            referenced_table: fk.referenced_table.clone(),
+                            referenced_columns: fk.referenced_columns.clone(),
+                            on_delete: fk.on_delete,
+                            on_update: fk.on_update,
+                        };
+                        restore.push(ddl::add_foreign_key(t, &saved));
+                        drops.push(format!(
+                            "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+                            ddl::table_name(t),
+                            mssql_pg_migrate_schema::ident::quote_pg(&fk.name)
+                        ));
+                    }
+                }
+            }
+            // Recorded before anything is dropped: a crash in between must not lose them.
+            progress
+                .save_with(|s| {
+                    for statement in restore {
+                        if !s.restore.contains(&statement) {
+                            s.restore.push(statement);
+                        }
+                    }
+                })
+                .await?;
+            for sql in drops {
+                execute(&client, &sql, "dropping foreign keys for the load").await?;
+            }
+            if let Some(sql) = ddl::truncate_tables(&to_truncate) {
+                execute(&client, &sql, "truncating the target tables").await?;
+            }
+        }
+    }
+    for (t, &is_new) in targets.iter().zip(&created) {
+        if is_new {
+            execute(&client, &ddl::create_table(t, m.use_unlogged_tables), &format!("creating {}", ddl::table_name(t)))
+                .await?;
+        }
+    }
+    Ok(created)
 }
 
 /// Checks that an existing target table can take the planned columns.
@@ -439,16 +834,40 @@ impl Scheduler {
     }
 }
 
+/// What every copy task shares.
+#[derive(Clone)]
+struct CopyContext {
+    progress: Arc<Progress>,
+    tuning: Tuning,
+    backoff: Backoff,
+    events: Option<EventSink>,
+}
+
+impl CopyContext {
+    fn emit(&self, event: Event) {
+        if let Some(sink) = &self.events {
+            sink(&event);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn transfer_all<S: Source>(
     source: &Arc<S>,
     target: &PgPool,
     work: &[Arc<TableWork<S::Key>>],
-    tuning: Tuning,
+    context: &CopyContext,
     continue_on_error: bool,
     cancel: &CancellationToken,
+    abort: &CancellationToken,
 ) -> Option<TransferError> {
+    let tuning = context.tuning;
+    // Tables whose planning failed have nothing to copy.
+    for w in work.iter().filter(|w| w.partitions.is_empty()) {
+        finish_table(w, context).await;
+    }
     let mut order: Vec<usize> = (0..work.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(work[i].source.estimated_rows));
+    order.sort_by_key(|&i| std::cmp::Reverse(work[i].estimated_rows));
     let jobs = order
         .into_iter()
         .flat_map(|t| (0..work[t].partitions.len()).map(move |p| Job { table: t, partition: p }))
@@ -471,6 +890,7 @@ async fn transfer_all<S: Source>(
         let writers = Arc::clone(&writers);
         let fatal = Arc::clone(&fatal);
         let stop = stop.clone();
+        let context = context.clone();
         tasks.spawn(async move {
             loop {
                 if stop.is_cancelled() {
@@ -496,11 +916,12 @@ async fn transfer_all<S: Source>(
                         s.get_or_insert_with(Instant::now);
                     }
                     let result =
-                        copy_partition(source.as_ref(), &target, table, job.partition, tuning, &writers, &stop).await;
+                        copy_partition(source.as_ref(), &target, table, job.partition, &context, &writers, &stop).await;
                     if let Err(e) = result {
-                        tracing::error!(table = %table.spec.label, partition = job.partition, error = %e, "partition failed");
+                        tracing::error!(table = %table.label(), partition = job.partition, error = %e, "partition failed");
                         table.fail(e.to_string());
-                        if !continue_on_error || matches!(e, TransferError::Cancelled) {
+                        let fatal_kind = matches!(e, TransferError::Cancelled | TransferError::Io(_) | TransferError::State(_));
+                        if !continue_on_error || fatal_kind {
                             if let Ok(mut slot) = fatal.lock()
                                 && slot.is_none()
                             {
@@ -510,17 +931,24 @@ async fn transfer_all<S: Source>(
                         }
                     }
                 }
-                if table.remaining.fetch_sub(1, Ordering::AcqRel) == 1
-                    && let Ok(mut f) = table.finished.lock()
-                {
-                    *f = Some(Instant::now());
+                if table.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    finish_table(table, &context).await;
                 }
                 scheduler.lock().await.done(job.table);
                 table_done.notify_waiters();
             }
         });
     }
-    while tasks.join_next().await.is_some() {}
+    let aborted = tokio::select! {
+        () = async { while tasks.join_next().await.is_some() {} } => false,
+        () = abort.cancelled() => true,
+    };
+    if aborted {
+        tracing::warn!("abandoning the chunks in flight; their transactions roll back");
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        return Some(TransferError::Cancelled);
+    }
     let error = fatal.lock().ok().and_then(|mut f| f.take());
     match error {
         Some(e) => Some(e),
@@ -529,93 +957,296 @@ async fn transfer_all<S: Source>(
     }
 }
 
+/// Records that a table has no partition left to copy.
+async fn finish_table<K>(table: &TableWork<K>, context: &CopyContext) {
+    if let Ok(mut f) = table.finished.lock() {
+        *f = Some(Instant::now());
+    }
+    let error = table.failure();
+    // A table stopped by cancellation is neither done nor failed.
+    if error.as_deref() == Some(TransferError::Cancelled.to_string().as_str()) {
+        return;
+    }
+    let status = if error.is_some() { WorkStatus::Failed } else { WorkStatus::Completed };
+    let label = table.label().to_owned();
+    let saved = context
+        .progress
+        .save_with(|s| {
+            if let Some(t) = s.tables.get_mut(&label) {
+                t.status = status;
+                t.transferred_rows = t.committed_rows();
+            }
+        })
+        .await;
+    if let Err(e) = saved {
+        tracing::error!(table = %label, error = %e, "cannot save the table's status");
+    }
+    context.emit(Event::TableFinished {
+        table: label,
+        status: if error.is_some() { TableStatus::Failed } else { TableStatus::Completed },
+        error,
+    });
+}
+
+/// How a chunk's rows reach the target table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteMode {
+    /// COPY straight into the table.
+    Append,
+    /// COPY into a stage, then replace the rows with the same keys: for a
+    /// chunk whose earlier commit may or may not have happened.
+    Replace,
+    /// Empty the table first, in the same transaction: a keyless table is
+    /// one chunk, and is copied whole again whenever it is redone.
+    TruncateFirst,
+}
+
+/// One chunk's read: keys in `(after, upto]`, at most `limit` rows.
+struct ChunkRead<'a, K> {
+    after: Option<&'a K>,
+    upto: Option<&'a K>,
+    limit: Option<u64>,
+    mode: WriteMode,
+    /// The partition's committed rows before this chunk.
+    rows_before: u64,
+}
+
+struct ChunkDone<K> {
+    rows: u64,
+    last_key: Option<K>,
+    completes: bool,
+}
+
 async fn copy_partition<S: Source>(
     source: &S,
     target: &PgPool,
     table: &TableWork<S::Key>,
     partition: usize,
-    tuning: Tuning,
+    context: &CopyContext,
     writers: &Semaphore,
     stop: &CancellationToken,
 ) -> Result<(), TransferError> {
+    let label = table.label();
     let part = &table.partitions[partition];
-    let limit = if table.spec.key.is_empty() { None } else { Some(tuning.chunk_size) };
-    let mut after = part.after.clone();
+    let saved = context.progress.with(|s| s.tables.get(label).and_then(|t| t.partitions.get(partition).cloned()));
+    let saved = saved
+        .ok_or_else(|| TransferError::State(format!("partition {partition} of {label} is not in the run state")))?;
+    if saved.status == WorkStatus::Completed {
+        return Ok(());
+    }
+    let decode = |text: &str| {
+        source
+            .key_from_state(&table.spec, text)
+            .map_err(|why| TransferError::State(format!("saved run state, table {label}: {why}")))
+    };
+    // Set by a chunk whose commit was attempted but not confirmed: its end key.
+    let uncertain: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(saved.pending_pk.clone());
+    let mut rows_total = saved.rows_transferred;
+
+    if table.spec.key.is_empty() {
+        let read = ChunkRead { after: None, upto: None, limit: None, mode: WriteMode::TruncateFirst, rows_before: 0 };
+        with_retries(context.backoff, label, |_| {
+            copy_chunk(source, target, table, partition, &read, context, writers, &uncertain)
+        })
+        .await?;
+        return Ok(());
+    }
+
+    let limit = Some(context.tuning.chunk_size);
+    let uncertain = &uncertain;
+    let decode = &decode;
+    let mut after = match saved.last_pk.as_deref() {
+        Some(k) => Some(decode(k)?),
+        None => part.after.clone(),
+    };
     loop {
         if stop.is_cancelled() {
             return Err(TransferError::Cancelled);
         }
-        let (pieces_tx, pieces_rx) = mpsc::channel::<Bytes>(tuning.read_ahead_buffers);
-        let (verdict_tx, verdict_rx) = oneshot::channel::<()>();
-        let read = async {
-            let mut sink = PieceSink::new(pieces_tx, tuning.piece_bytes);
-            let page = source.read_page(&table.spec, after.as_ref(), part.upto.as_ref(), limit, &mut sink).await?;
-            let bytes = sink.finish().await.map_err(|_| TransferError::Cancelled)?;
-            let _ = verdict_tx.send(());
-            Ok::<_, TransferError>((page, bytes))
-        };
-        let write = write_chunk(target, writers, &table.copy_sql, pieces_rx, verdict_rx, &table.spec.label);
-        let (read, write) = tokio::join!(read, write);
-        // The writer's error is the cause when both failed: the reader then
-        // only saw its channel close.
-        let written = write?;
-        let (page, bytes) = read?;
-        debug_assert_eq!(written, page.rows);
-        table.rows.fetch_add(page.rows, Ordering::Relaxed);
-        table.bytes.fetch_add(bytes, Ordering::Relaxed);
-        tracing::debug!(table = %table.spec.label, partition, rows = page.rows, "chunk committed");
-        let full = limit.is_some_and(|l| page.rows >= l);
-        match page.last_key {
-            Some(key) if full => after = Some(key),
-            _ => return Ok(()),
+        let done = with_retries(context.backoff, label, |_| {
+            let pending = uncertain.lock().ok().and_then(|u| u.clone());
+            let after = after.clone();
+            let rows_before = rows_total;
+            async move {
+                match pending {
+                    // Replace exactly the range whose commit is in doubt.
+                    Some(end) => {
+                        let end_key = decode(&end)?;
+                        let read = ChunkRead {
+                            after: after.as_ref(),
+                            upto: Some(&end_key),
+                            limit: None,
+                            mode: WriteMode::Replace,
+                            rows_before,
+                        };
+                        copy_chunk(source, target, table, partition, &read, context, writers, uncertain).await
+                    }
+                    None => {
+                        let read = ChunkRead {
+                            after: after.as_ref(),
+                            upto: part.upto.as_ref(),
+                            limit,
+                            mode: WriteMode::Append,
+                            rows_before,
+                        };
+                        copy_chunk(source, target, table, partition, &read, context, writers, uncertain).await
+                    }
+                }
+            }
+        })
+        .await?;
+        rows_total += done.rows;
+        if let Some(key) = done.last_key {
+            after = Some(key);
+        }
+        if done.completes {
+            return Ok(());
         }
     }
 }
 
-/// Streams one chunk's pieces into a COPY and commits it once the reader
-/// has confirmed the page is complete. Returns the rows the server copied.
-async fn write_chunk(
+#[allow(clippy::too_many_arguments)]
+async fn copy_chunk<S: Source>(
+    source: &S,
+    target: &PgPool,
+    table: &TableWork<S::Key>,
+    partition: usize,
+    read: &ChunkRead<'_, S::Key>,
+    context: &CopyContext,
+    writers: &Semaphore,
+    uncertain: &std::sync::Mutex<Option<String>>,
+) -> Result<ChunkDone<S::Key>, TransferError> {
+    let tuning = context.tuning;
+    let (pieces_tx, pieces_rx) = mpsc::channel::<Bytes>(tuning.read_ahead_buffers);
+    let (end_tx, end_rx) = oneshot::channel::<ReadEnd>();
+    let reader = async {
+        let mut sink = PieceSink::new(pieces_tx, tuning.piece_bytes);
+        let page = source.read_page(&table.spec, read.after, read.upto, read.limit, &mut sink).await?;
+        let bytes = sink.finish().await.map_err(|_| TransferError::Cancelled)?;
+        let completes = match (read.mode, read.limit) {
+            (WriteMode::Replace, _) => false,
+            (_, Some(limit)) => page.rows < limit,
+            (_, None) => true,
+        };
+        let _ =
+            end_tx.send(ReadEnd { rows: page.rows, last_key: page.last_key.as_ref().map(S::key_to_state), completes });
+        Ok::<_, TransferError>((page, bytes, completes))
+    };
+    let writer = write_chunk(target, writers, table, partition, read, pieces_rx, end_rx, &context.progress, uncertain);
+    let (read_result, write_result) = tokio::join!(reader, writer);
+    // The writer's error is the cause when both failed: the reader then
+    // only saw its channel close.
+    let written = write_result?;
+    let (page, bytes, completes) = read_result?;
+    debug_assert_eq!(written, page.rows);
+    table.rows.fetch_add(page.rows, Ordering::Relaxed);
+    table.bytes.fetch_add(bytes, Ordering::Relaxed);
+    context.emit(Event::ChunkCommitted { table: table.label().to_owned(), partition, rows: page.rows, bytes });
+    tracing::debug!(table = %table.label(), partition, rows = page.rows, "chunk committed");
+    failpoint::reached("chunk-saved").await;
+    Ok(ChunkDone { rows: page.rows, last_key: page.last_key, completes })
+}
+
+/// What the reader tells the writer once its page is complete.
+struct ReadEnd {
+    rows: u64,
+    last_key: Option<String>,
+    completes: bool,
+}
+
+/// Streams one chunk's pieces into a COPY and commits it, with its
+/// progress, once the reader has confirmed the page is complete. Returns
+/// the rows the server copied.
+#[allow(clippy::too_many_arguments)]
+async fn write_chunk<K>(
     target: &PgPool,
     writers: &Semaphore,
-    copy_sql: &str,
+    table: &TableWork<K>,
+    partition: usize,
+    read: &ChunkRead<'_, K>,
     mut pieces: mpsc::Receiver<Bytes>,
-    verdict: oneshot::Receiver<()>,
-    label: &str,
+    end: oneshot::Receiver<ReadEnd>,
+    progress: &Progress,
+    uncertain: &std::sync::Mutex<Option<String>>,
 ) -> Result<u64, TransferError> {
     let Some(first) = pieces.recv().await else {
         // Every page sends at least the COPY header, so the reader failed
         // before producing anything; it reports why.
         return Ok(0);
     };
-    let context = |what: &str| format!("{what} {label}");
+    let label = table.label();
+    let failed = |what: &str| {
+        let context = format!("{what} {label}");
+        move |e: tokio_postgres::Error| TransferError::pg(Side::Target, context, &e)
+    };
     let _permit = writers.acquire().await.map_err(|_| TransferError::Cancelled)?;
     let mut client = target.get(Side::Target).await?;
-    let tx =
-        client.transaction().await.map_err(|e| TransferError::pg(Side::Target, context("starting a chunk of"), &e))?;
-    let sink = tx.copy_in(copy_sql).await.map_err(|e| TransferError::pg(Side::Target, context("copying into"), &e))?;
+    let tx = client.transaction().await.map_err(failed("starting a chunk of"))?;
+    let copy_sql = match read.mode {
+        WriteMode::Append => ddl::copy_in(&table.target),
+        WriteMode::TruncateFirst => {
+            let sql = ddl::truncate_tables(&[&table.target]).unwrap_or_default();
+            tx.batch_execute(&sql).await.map_err(failed("emptying"))?;
+            ddl::copy_in(&table.target)
+        }
+        WriteMode::Replace => {
+            tx.batch_execute(&ddl::create_stage(&table.target)).await.map_err(failed("staging a chunk of"))?;
+            ddl::copy_into_stage(&table.target)
+        }
+    };
+    let sink = tx.copy_in(&copy_sql).await.map_err(failed("copying into"))?;
     pin_mut!(sink);
-    sink.feed(first).await.map_err(|e| TransferError::pg(Side::Target, context("copying into"), &e))?;
+    sink.feed(first).await.map_err(failed("copying into"))?;
+    failpoint::reached("mid-copy").await;
     while let Some(piece) = pieces.recv().await {
-        sink.feed(piece).await.map_err(|e| TransferError::pg(Side::Target, context("copying into"), &e))?;
+        sink.feed(piece).await.map_err(failed("copying into"))?;
     }
-    if verdict.await.is_err() {
+    let Ok(end) = end.await else {
         // Dropping the sink aborts the COPY, and dropping the transaction rolls it back.
         return Ok(0);
+    };
+    let rows = sink.as_mut().finish().await.map_err(failed("copying into"))?;
+    if read.mode == WriteMode::Replace {
+        let keys: Vec<&str> = table.key_columns.iter().map(String::as_str).collect();
+        tx.batch_execute(&ddl::replace_from_stage(&table.target, &keys))
+            .await
+            .map_err(failed("replacing a chunk of"))?;
     }
-    let rows =
-        sink.as_mut().finish().await.map_err(|e| TransferError::pg(Side::Target, context("copying into"), &e))?;
-    tx.commit().await.map_err(|e| TransferError::pg(Side::Target, context("committing a chunk of"), &e))?;
+    let chunk = ChunkEnd {
+        table: label,
+        partition,
+        last_key: end.last_key.as_deref(),
+        rows_total: read.rows_before + end.rows,
+        completes: end.completes,
+    };
+    progress.before_commit(&tx, &chunk).await?;
+    failpoint::reached("before-commit").await;
+    if let Ok(mut u) = uncertain.lock()
+        && let Some(key) = &end.last_key
+    {
+        *u = Some(key.clone());
+    }
+    tx.commit().await.map_err(failed("committing a chunk of"))?;
+    failpoint::reached("after-commit").await;
+    progress.after_commit(&chunk).await?;
+    if let Ok(mut u) = uncertain.lock() {
+        *u = None;
+    }
     Ok(rows)
 }
 
 /// Builds keys, indexes, constraints and identities after the data, in
-/// parallel across tables, then the foreign keys. Returns what failed.
+/// parallel across tables, then the foreign keys. Every step tolerates
+/// finding its object already there, so a resumed run can redo them all.
+/// Returns what failed.
 async fn finalize<K: Send + Sync + 'static>(
     target: &PgPool,
     work: &[Arc<TableWork<K>>],
-    saved_foreign_keys: &[(TargetTable, TargetForeignKey)],
+    restore: &[String],
     config: &Config,
     parallel: usize,
+    backoff: &Backoff,
+    options: &RunOptions,
 ) -> Vec<String> {
     let m = &config.migration;
     let complete: Vec<&Arc<TableWork<K>>> = work.iter().filter(|w| w.failure().is_none()).collect();
@@ -653,7 +1284,9 @@ async fn finalize<K: Send + Sync + 'static>(
                 Err(e) => return vec![e.to_string()],
             };
             for (sql, what) in steps {
-                if let Err(e) = execute(&client, &sql, &what).await {
+                options.emit(Event::Finalizing { step: what.clone() });
+                failpoint::reached("finalize-step").await;
+                if let Err(e) = execute_once(&client, &sql, &what).await {
                     errors.push(e.to_string());
                 }
             }
@@ -681,24 +1314,16 @@ async fn finalize<K: Send + Sync + 'static>(
             }
         }
     }
-    for (owner, fk) in saved_foreign_keys {
-        fk_steps
-            .push((ddl::add_foreign_key(owner, fk), format!("foreign key {} on {} (put back)", fk.name, owner.name)));
+    for sql in restore {
+        fk_steps.push((sql.clone(), "putting back a foreign key dropped for the load".to_owned()));
     }
     // Foreign keys lock both tables they join, so circular ones built in
     // parallel can deadlock; the server picks a victim, which is retried.
     let fk_errors = futures_util::stream::iter(fk_steps.into_iter().map(|(sql, what)| async move {
+        options.emit(Event::Finalizing { step: what.clone() });
         let client = target.get(Side::Target).await.map_err(|e| e.to_string())?;
-        let mut attempt = 0;
-        loop {
-            match execute(&client, &sql, &what).await {
-                Err(e) if e.is_transient() && attempt < 5 => {
-                    attempt += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
-                }
-                other => return other.map_err(|e| e.to_string()),
-            }
-        }
+        let quick = Backoff { first_delay: std::time::Duration::from_millis(50), ..*backoff };
+        with_retries(quick, &what, |_| execute_once(&client, &sql, &what)).await.map_err(|e| e.to_string())
     }))
     .buffer_unordered(parallel)
     .filter_map(|r| async move { r.err() })
@@ -706,6 +1331,27 @@ async fn finalize<K: Send + Sync + 'static>(
     .await;
     errors.extend(fk_errors);
     errors
+}
+
+/// Runs a finalization statement; an object that already exists (built by
+/// the interrupted run this one resumes) counts as done.
+async fn execute_once(client: &tokio_postgres::Client, sql: &str, what: &str) -> Result<(), TransferError> {
+    tracing::debug!(sql, "target");
+    match client.batch_execute(sql).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let code = e.code().map(|c| c.code().to_owned()).unwrap_or_default();
+            // 42P07: the index's relation exists; 42710: the constraint
+            // exists; 42P16: the table has its primary key already.
+            let exists = matches!(code.as_str(), "42P07" | "42710") || (code == "42P16" && sql.contains("PRIMARY KEY"));
+            if exists {
+                tracing::info!(step = %what, "already in place");
+                Ok(())
+            } else {
+                Err(TransferError::pg(Side::Target, what, &e))
+            }
+        }
+    }
 }
 
 async fn align_identity(

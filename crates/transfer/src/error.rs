@@ -31,6 +31,10 @@ pub enum ErrorKind {
     Transfer,
     /// The run was cancelled.
     Cancelled,
+    /// The run state is missing, damaged, locked, or from another configuration.
+    State,
+    /// A local file (the state file) could not be written.
+    Io,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +55,12 @@ pub enum TransferError {
     Incompatible { table: String, message: String },
     #[error("the run was cancelled")]
     Cancelled,
+    /// The run state cannot be used: missing, damaged, locked by another
+    /// run, or saved under a different configuration.
+    #[error("{0}")]
+    State(String),
+    #[error("{0}")]
+    Io(String),
 }
 
 impl TransferError {
@@ -59,6 +69,8 @@ impl TransferError {
             TransferError::Connect { .. } => ErrorKind::Connection,
             TransferError::Config(_) | TransferError::Incompatible { .. } => ErrorKind::Config,
             TransferError::Cancelled => ErrorKind::Cancelled,
+            TransferError::State(_) => ErrorKind::State,
+            TransferError::Io(_) => ErrorKind::Io,
             TransferError::Server { .. } | TransferError::Schema(_) | TransferError::Value { .. } => {
                 ErrorKind::Transfer
             }

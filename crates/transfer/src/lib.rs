@@ -39,12 +39,19 @@
 pub mod copy;
 pub mod engine;
 pub mod error;
+pub mod events;
+mod failpoint;
 pub mod plan;
 pub mod pool;
+pub mod progress;
 pub mod report;
+pub mod retry;
 pub mod source;
 pub mod tuning;
 
 pub use engine::{RunOptions, run};
 pub use error::{ErrorKind, Side, TransferError};
+pub use events::{Event, EventSink, PlannedTable};
+pub use failpoint::FAILPOINT_VAR;
+pub use progress::{STATE_SCHEMA, StateLocation};
 pub use report::{RunReport, TableReport, TableStatus};

@@ -31,6 +31,8 @@ impl PgEndpoint {
 pub struct PgPool {
     pool: Pool,
     address: String,
+    endpoint: PgEndpoint,
+    side: Side,
 }
 
 impl std::fmt::Debug for PgPool {
@@ -71,7 +73,20 @@ impl PgPool {
             .max_size(max_size.max(1))
             .build()
             .map_err(|e| TransferError::Config(format!("{side} connection pool: {e}")))?;
-        Ok(PgPool { pool, address: endpoint.address() })
+        Ok(PgPool { pool, address: endpoint.address(), endpoint: endpoint.clone(), side })
+    }
+
+    /// Another pool to the same server, of at most `max_size` connections.
+    ///
+    /// # Errors
+    /// As [`PgPool::new`].
+    pub fn sibling(&self, max_size: usize) -> Result<PgPool, TransferError> {
+        PgPool::new(&self.endpoint, self.side, max_size)
+    }
+
+    /// The database this pool connects to.
+    pub fn database(&self) -> &str {
+        &self.endpoint.database
     }
 
     /// A connection from the pool.

@@ -31,6 +31,8 @@ pub struct TableReport {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunReport {
+    /// The run's id, as in its state.
+    pub run_id: String,
     pub tables: Vec<TableReport>,
     pub rows: u64,
     pub bytes: u64,
@@ -50,6 +52,7 @@ impl RunReport {
         let rows = tables.iter().map(|t| t.rows).sum();
         let bytes = tables.iter().map(|t| t.bytes).sum();
         RunReport {
+            run_id: String::new(),
             tables,
             rows,
             bytes,

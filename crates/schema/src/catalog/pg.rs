@@ -22,7 +22,7 @@ SELECT a.attrelid::int8, a.attname::text, format_type(a.atttypid, a.atttypmod), 
        CASE WHEN co.collname IS NOT NULL AND co.collname <> 'default' THEN co.collname::text END,
        CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END,
        CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END,
-       a.attidentity <> '', s.seqstart::text, s.seqincrement::text, pg_sequence_last_value(s.seqrelid)::text
+       a.attidentity <> '', s.seqstart::text, s.seqincrement::text, CASE WHEN has_sequence_privilege(s.seqrelid, 'SELECT,USAGE') THEN pg_sequence_last_value(s.seqrelid)::text END
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace

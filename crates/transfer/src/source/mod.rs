@@ -186,6 +186,73 @@ pub trait Source: Send + Sync + 'static {
 
     /// Renders a key for messages.
     fn describe_key(key: &Self::Key) -> String;
+
+    /// The key's exact text form for the run state: the decimal digits of
+    /// a single integer key (as in the guide's state example), otherwise
+    /// a JSON array with one tagged string per part.
+    fn key_to_state(key: &Self::Key) -> String;
+
+    /// Reads a key written by [`Source::key_to_state`] for `spec`'s key.
+    ///
+    /// # Errors
+    /// Why the text is not a key of this table (a state from another
+    /// table, or damaged).
+    fn key_from_state(&self, spec: &ReadSpec, text: &str) -> Result<Self::Key, String>;
+}
+
+/// Joins the per-part texts of a key for the state (see [`Source::key_to_state`]).
+pub(crate) fn join_key_parts(parts: Vec<String>) -> String {
+    serde_json::Value::Array(parts.into_iter().map(serde_json::Value::String).collect()).to_string()
+}
+
+/// Splits a key's state text into its part texts, or `Ok(None)` for the
+/// single-integer form, whose value is returned separately.
+pub(crate) fn split_key_parts(spec: &ReadSpec, text: &str) -> Result<KeyText, String> {
+    if spec.integer_key().is_some()
+        && let Ok(value) = text.parse::<i64>()
+    {
+        return Ok(KeyText::Integer(value));
+    }
+    let parts: Vec<String> =
+        serde_json::from_str(text).map_err(|e| format!("key {text:?} is not a key in the state's form: {e}"))?;
+    if parts.len() != spec.key.len() {
+        return Err(format!(
+            "key {text:?} has {} part(s), but the key of {} has {}",
+            parts.len(),
+            spec.label,
+            spec.key.len()
+        ));
+    }
+    Ok(KeyText::Parts(parts))
+}
+
+/// A key's state text, split.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum KeyText {
+    Integer(i64),
+    Parts(Vec<String>),
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+pub(crate) fn unhex(text: &str) -> Result<Vec<u8>, String> {
+    if !text.len().is_multiple_of(2) {
+        return Err(format!("{text:?} is not hexadecimal"));
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                .ok_or_else(|| format!("{text:?} is not hexadecimal"))
+        })
+        .collect()
 }
 
 #[cfg(test)]

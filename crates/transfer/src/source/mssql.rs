@@ -21,7 +21,7 @@ use tiberius::{AuthMethod, Client, ColumnData, Config, EncryptionLevel, Query};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
-use super::{Page, PieceSink, ReadColumn, ReadSpec, Source};
+use super::{KeyText, Page, PieceSink, ReadColumn, ReadSpec, Source, hex, join_key_parts, split_key_parts, unhex};
 use crate::copy::{CopyEncoder, EncodeError};
 use crate::error::{Side, TransferError};
 
@@ -604,6 +604,115 @@ impl Source for MssqlSource {
     fn describe_key(key: &Self::Key) -> String {
         format!("({})", key.0.iter().map(describe_cell).collect::<Vec<_>>().join(", "))
     }
+
+    fn key_to_state(key: &Self::Key) -> String {
+        match key.0.as_slice() {
+            [ColumnData::U8(Some(v))] => v.to_string(),
+            [ColumnData::I16(Some(v))] => v.to_string(),
+            [ColumnData::I32(Some(v))] => v.to_string(),
+            [ColumnData::I64(Some(v))] => v.to_string(),
+            cells => join_key_parts(cells.iter().map(cell_to_state).collect()),
+        }
+    }
+
+    fn key_from_state(&self, spec: &ReadSpec, text: &str) -> Result<Self::Key, String> {
+        match split_key_parts(spec, text)? {
+            KeyText::Integer(value) => Ok(self.integer_key(spec, value)),
+            KeyText::Parts(parts) => Ok(MssqlKey(parts.iter().map(|p| cell_from_state(p)).collect::<Result<_, _>>()?)),
+        }
+    }
+}
+
+/// One key cell as `tag:payload`, exact for every type a key can have.
+pub fn cell_to_state(data: &ColumnData<'_>) -> String {
+    match data {
+        ColumnData::U8(Some(v)) => format!("u8:{v}"),
+        ColumnData::I16(Some(v)) => format!("i16:{v}"),
+        ColumnData::I32(Some(v)) => format!("i32:{v}"),
+        ColumnData::I64(Some(v)) => format!("i64:{v}"),
+        ColumnData::F32(Some(v)) => format!("f32:{:08x}", v.to_bits()),
+        ColumnData::F64(Some(v)) => format!("f64:{:016x}", v.to_bits()),
+        ColumnData::Bit(Some(v)) => format!("bit:{}", u8::from(*v)),
+        ColumnData::String(Some(v)) => format!("s:{v}"),
+        ColumnData::Guid(Some(v)) => format!("g:{}", v.hyphenated()),
+        ColumnData::Binary(Some(v)) => format!("b:{}", hex(v)),
+        ColumnData::Numeric(Some(v)) => format!("n:{}/{}", v.value(), v.scale()),
+        ColumnData::DateTime(Some(v)) => format!("dt:{}/{}", v.days(), v.seconds_fragments()),
+        ColumnData::SmallDateTime(Some(v)) => format!("sdt:{}/{}", v.days(), v.seconds_fragments()),
+        ColumnData::Date(Some(v)) => format!("d:{}", v.days()),
+        ColumnData::Time(Some(v)) => format!("t:{}/{}", v.increments(), v.scale()),
+        ColumnData::DateTime2(Some(v)) => {
+            format!("dt2:{}/{}/{}", v.date().days(), v.time().increments(), v.time().scale())
+        }
+        ColumnData::DateTimeOffset(Some(v)) => {
+            let dt = v.datetime2();
+            format!("dto:{}/{}/{}/{}", dt.date().days(), dt.time().increments(), dt.time().scale(), v.offset())
+        }
+        _ => "null:".to_owned(),
+    }
+}
+
+/// Reads a cell written by [`cell_to_state`].
+///
+/// # Errors
+/// The part's text when it is not a key cell.
+pub fn cell_from_state(text: &str) -> Result<ColumnData<'static>, String> {
+    use tiberius::numeric::Numeric;
+    use tiberius::time::{Date, DateTime, DateTime2, DateTimeOffset, SmallDateTime, Time};
+
+    let bad = || format!("key part {text:?} is not a key value in the state's form");
+    let (tag, payload) = text.split_once(':').ok_or_else(bad)?;
+    let nums = |n: usize| -> Result<Vec<i128>, String> {
+        let parts: Vec<i128> =
+            payload.split('/').map(|p| p.parse::<i128>().map_err(|_| bad())).collect::<Result<_, _>>()?;
+        if parts.len() == n { Ok(parts) } else { Err(bad()) }
+    };
+    let fit = |v: i128| -> Result<i64, String> { i64::try_from(v).map_err(|_| bad()) };
+    Ok(match tag {
+        "u8" => ColumnData::U8(Some(payload.parse().map_err(|_| bad())?)),
+        "i16" => ColumnData::I16(Some(payload.parse().map_err(|_| bad())?)),
+        "i32" => ColumnData::I32(Some(payload.parse().map_err(|_| bad())?)),
+        "i64" => ColumnData::I64(Some(payload.parse().map_err(|_| bad())?)),
+        "f32" => ColumnData::F32(Some(f32::from_bits(u32::from_str_radix(payload, 16).map_err(|_| bad())?))),
+        "f64" => ColumnData::F64(Some(f64::from_bits(u64::from_str_radix(payload, 16).map_err(|_| bad())?))),
+        "bit" => ColumnData::Bit(Some(payload == "1")),
+        "s" => ColumnData::String(Some(Cow::Owned(payload.to_owned()))),
+        "g" => ColumnData::Guid(Some(payload.parse().map_err(|_| bad())?)),
+        "b" => ColumnData::Binary(Some(Cow::Owned(unhex(payload)?))),
+        "n" => {
+            let v = nums(2)?;
+            let scale = u8::try_from(v[1]).map_err(|_| bad())?;
+            ColumnData::Numeric(Some(Numeric::new_with_scale(v[0], scale)))
+        }
+        "dt" => {
+            let v = nums(2)?;
+            let days = i32::try_from(v[0]).map_err(|_| bad())?;
+            ColumnData::DateTime(Some(DateTime::new(days, u32::try_from(v[1]).map_err(|_| bad())?)))
+        }
+        "sdt" => {
+            let v = nums(2)?;
+            let days = u16::try_from(v[0]).map_err(|_| bad())?;
+            ColumnData::SmallDateTime(Some(SmallDateTime::new(days, u16::try_from(v[1]).map_err(|_| bad())?)))
+        }
+        "d" => ColumnData::Date(Some(Date::new(u32::try_from(fit(nums(1)?[0])?).map_err(|_| bad())?))),
+        "t" => {
+            let v = nums(2)?;
+            let time = Time::new(u64::try_from(v[0]).map_err(|_| bad())?, u8::try_from(v[1]).map_err(|_| bad())?);
+            ColumnData::Time(Some(time))
+        }
+        "dt2" | "dto" => {
+            let v = nums(if tag == "dt2" { 3 } else { 4 })?;
+            let date = Date::new(u32::try_from(v[0]).map_err(|_| bad())?);
+            let time = Time::new(u64::try_from(v[1]).map_err(|_| bad())?, u8::try_from(v[2]).map_err(|_| bad())?);
+            let dt2 = DateTime2::new(date, time);
+            if tag == "dt2" {
+                ColumnData::DateTime2(Some(dt2))
+            } else {
+                ColumnData::DateTimeOffset(Some(DateTimeOffset::new(dt2, i16::try_from(v[3]).map_err(|_| bad())?)))
+            }
+        }
+        _ => return Err(bad()),
+    })
 }
 
 #[cfg(test)]
@@ -806,5 +915,40 @@ mod tests {
             "SELECT [Region], [Id], CAST([Cash] AS decimal(19,4)), \
              CAST(SWITCHOFFSET([At], '+00:00') AS datetime2(7)) FROM [dbo].[Order]]Lines]"
         );
+    }
+
+    #[test]
+    fn key_cells_round_trip_through_the_state_text() {
+        use tiberius::time::DateTimeOffset;
+        let cells = [
+            ColumnData::U8(Some(255)),
+            ColumnData::I16(Some(-3)),
+            ColumnData::I32(Some(i32::MIN)),
+            ColumnData::I64(Some(i64::MAX)),
+            ColumnData::F64(Some(-0.0)),
+            ColumnData::Bit(Some(true)),
+            ColumnData::String(Some(Cow::Borrowed("Zoë / \"quoted\" : 🦀"))),
+            ColumnData::Guid(Some(Uuid::from_u128(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10))),
+            ColumnData::Binary(Some(Cow::Borrowed(&[0, 0xff, 0x10]))),
+            ColumnData::Numeric(Some(Numeric::new_with_scale(-12_345_678_901_234_567_890_123_456_789_012_345_678, 10))),
+            ColumnData::DateTime(Some(DateTime::new(-53_690, 25_919_999))),
+            ColumnData::SmallDateTime(Some(SmallDateTime::new(65_535, 1439))),
+            ColumnData::Date(Some(Date::new(3_652_058))),
+            ColumnData::Time(Some(Time::new(863_999_999_999, 7))),
+            ColumnData::DateTime2(Some(DateTime2::new(Date::new(0), Time::new(1, 7)))),
+            ColumnData::DateTimeOffset(Some(DateTimeOffset::new(DateTime2::new(Date::new(5), Time::new(9, 3)), -345))),
+        ];
+        for cell in cells {
+            let text = cell_to_state(&cell);
+            let back = cell_from_state(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(format!("{back:?}"), format!("{cell:?}"), "{text}");
+        }
+        assert!(cell_from_state("dt2:1/2").unwrap_err().contains("dt2:1/2"));
+        assert!(cell_from_state("xml:<a/>").is_err());
+        assert!(cell_from_state("i32:99999999999").is_err(), "out of range");
+
+        assert_eq!(MssqlSource::key_to_state(&MssqlKey(vec![ColumnData::I64(Some(5_000_000))])), "5000000");
+        let composite = MssqlKey(vec![ColumnData::String(Some(Cow::Borrowed("a"))), ColumnData::I32(Some(2))]);
+        assert_eq!(MssqlSource::key_to_state(&composite), r#"["s:a","i32:2"]"#);
     }
 }

@@ -1,0 +1,306 @@
+//! Interruption and resume through the real binary, PostgreSQL → PostgreSQL
+//! on throwaway clusters: SIGKILL at named steps (failpoints), SIGTERM, a
+//! target session killed mid-COPY, damaged state and changed configuration.
+//! After every resume the target is compared with the source value by value.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is the failure report.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mssql_pg_migrate_testkit::PgCluster;
+use mssql_pg_migrate_testkit::compare::{EDGE_CASE_TABLES, compare_tables, edge_case_fixture};
+
+const FAILPOINT_VAR: &str = "MSSQL_PG_MIGRATE_FAILPOINT";
+/// Distinctive, so a leak into any output or state is found by a plain search.
+const SECRET: &str = "Zq9-resume-secret-7Kp";
+
+struct Setup {
+    source: PgCluster,
+    target: PgCluster,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+async fn setup(migration: &str) -> Setup {
+    let source = PgCluster::start().unwrap();
+    let target = PgCluster::start().unwrap();
+    source.create_database("src").await.unwrap();
+    target.create_database("dst").await.unwrap();
+    source.connect("src").await.unwrap().batch_execute(&edge_case_fixture().unwrap()).await.unwrap();
+    let t = target.connect("dst").await.unwrap();
+    t.batch_execute(&format!("CREATE ROLE migrator LOGIN SUPERUSER PASSWORD '{SECRET}'")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("migrate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "source: {{type: postgres, host: 127.0.0.1, port: {}, database: src, user: postgres, password: '${{SRC_PW}}', schema: src}}\n\
+             target: {{type: postgres, host: 127.0.0.1, port: {}, database: dst, user: migrator, password: '${{DST_PW}}', schema: copy, ssl_mode: disable}}\n\
+             migration: {{chunk_size: 300, large_table_threshold: 1000, min_rows_per_partition: 400, max_partitions: 4, max_retries: 3, {migration}}}\n",
+            source.port(),
+            target.port()
+        ),
+    )
+    .unwrap();
+    Setup { source, target, dir, config }
+}
+
+impl Setup {
+    fn command(&self, state_file: Option<&Path>, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mssql-pg-migrate"));
+        cmd.arg("-c").arg(&self.config);
+        if let Some(path) = state_file {
+            cmd.arg("--state-file").arg(path);
+        }
+        cmd.args(args).env("SRC_PW", self.source.password()).env("DST_PW", SECRET);
+        for (name, _) in std::env::vars() {
+            if name.starts_with("MSSQL_PG_MIGRATE") {
+                cmd.env_remove(name);
+            }
+        }
+        cmd
+    }
+
+    fn finish(&self, state_file: Option<&Path>, args: &[&str]) -> (i32, String, String) {
+        let out = self.command(state_file, args).output().unwrap();
+        let (stdout, stderr) = (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap());
+        assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET), "the password leaked:\n{stdout}\n{stderr}");
+        (out.status.code().unwrap_or(-1), stdout, stderr)
+    }
+
+    async fn assert_same_data(&self) {
+        let s = self.source.connect("src").await.unwrap();
+        let t = self.target.connect("dst").await.unwrap();
+        if let Err(difference) = compare_tables(&s, "src", &t, "copy", EDGE_CASE_TABLES).await {
+            panic!("{difference}");
+        }
+    }
+
+    async fn target_scalar(&self, sql: &str) -> String {
+        let t = self.target.connect("dst").await.unwrap();
+        t.query_one(sql, &[]).await.unwrap().get::<_, Option<String>>(0).unwrap_or_default()
+    }
+
+    async fn reset_target(&self, state_file: Option<&Path>) {
+        let t = self.target.connect("dst").await.unwrap();
+        t.batch_execute("DROP SCHEMA IF EXISTS copy CASCADE; DROP SCHEMA IF EXISTS mssql_pg_migrate CASCADE")
+            .await
+            .unwrap();
+        if let Some(path) = state_file {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A running binary whose stderr lines arrive on `lines`.
+struct Running {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Running {
+    /// Waits for the exit; returns the code and the rest of stderr.
+    fn wait(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().unwrap();
+        let rest: Vec<String> = self.lines.iter().collect();
+        (status.code(), rest.join("\n"))
+    }
+}
+
+/// Starts the binary with a failpoint armed; returns once the failpoint is
+/// reached (the process is still running).
+fn start_until(cmd: &mut Command, failpoint: &str) -> Running {
+    let mut child = cmd.env(FAILPOINT_VAR, failpoint).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let name = failpoint.split(':').next().unwrap();
+    let marker = format!("failpoint {name} reached");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => {
+                let hit = line.contains(&marker);
+                seen.push(line);
+                if hit {
+                    return Running { child, lines: rx };
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("exited ({status}) before failpoint {failpoint}:\n{}", seen.join("\n"));
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("failpoint {failpoint} never reached:\n{}", seen.join("\n"));
+            }
+        }
+    }
+}
+
+fn sigkill(mut running: Running) {
+    running.child.kill().unwrap(); // SIGKILL on Unix
+    running.child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_twelve_points_then_resume_gives_exact_data() {
+    let s = setup("target_mode: drop_recreate").await;
+    let state_file = s.dir.path().join("migration.state");
+    // (failpoint, whether the state is a file or lives in the target database)
+    let points: &[(&str, bool)] = &[
+        ("catalog-read", true),
+        ("target-prepared", false),
+        ("planned", true),
+        ("mid-copy:3", true),
+        ("mid-copy:6", false),
+        ("before-commit:5", true),
+        ("before-commit:2", false),
+        ("after-commit:4", true), // committed, state not yet written
+        ("after-commit:9", false),
+        ("chunk-saved:7", false),
+        ("finalize-step:3", true),
+        ("finalize-step:1", false),
+    ];
+    for &(point, use_file) in points {
+        let file = use_file.then_some(state_file.as_path());
+        s.reset_target(file).await;
+        sigkill(start_until(&mut s.command(file, &["run"]), point));
+
+        let (code, stdout, stderr) = s.finish(file, &["--output-json", "resume"]);
+        assert_eq!(code, 0, "resume after SIGKILL at {point}:\n{stdout}\n{stderr}");
+        let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(doc["command"], "resume");
+        assert_eq!(doc["status"], "success", "{point}");
+        s.assert_same_data().await;
+        // Keys and foreign keys were built exactly once, whatever was interrupted.
+        let constraints = s
+            .target_scalar(
+                "SELECT count(*) FILTER (WHERE contype = 'p')::text || ' ' || count(*) FILTER (WHERE contype = 'f')::text \
+                 FROM pg_constraint WHERE connamespace = 'copy'::regnamespace",
+            )
+            .await;
+        assert_eq!(constraints, "12 3", "{point}: primary keys and foreign keys");
+        let status = if use_file {
+            let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+            assert!(!saved.to_string().contains(SECRET));
+            assert_eq!(saved["run_id"], doc["run_id"], "{point}: resume keeps the run id");
+            saved["status"].as_str().unwrap().to_owned()
+        } else {
+            s.target_scalar("SELECT state->>'status' FROM mssql_pg_migrate.runs").await
+        };
+        assert_eq!(status, "completed", "{point}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_within_the_timeout_with_exit_5_and_resume_completes() {
+    let s = setup("target_mode: drop_recreate").await;
+    let state_file = s.dir.path().join("m.state");
+    // One chunk is held mid-COPY, so the graceful stop must give up on it.
+    let running = start_until(&mut s.command(Some(&state_file), &["--shutdown-timeout", "2", "run"]), "mid-copy:4");
+    let pid = running.child.id();
+    let sent = Instant::now();
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let (code, stderr) = running.wait();
+    let elapsed = sent.elapsed();
+    assert_eq!(code, Some(5), "exit code after SIGTERM: {stderr}");
+    assert!(elapsed < Duration::from_secs(15), "stopped {elapsed:?} after SIGTERM with a 2 s timeout");
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    assert_eq!(saved["status"], "cancelled");
+
+    let (code, stdout, stderr) = s.finish(Some(&state_file), &["resume"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    s.assert_same_data().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_aborts_at_once_and_the_state_stays_usable() {
+    let s = setup("target_mode: drop_recreate").await;
+    let running = start_until(&mut s.command(None, &["--shutdown-timeout", "600", "run"]), "mid-copy:2");
+    let pid = running.child.id().to_string();
+    let sent = Instant::now();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let (code, stderr) = running.wait();
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(sent.elapsed() < Duration::from_secs(15), "the second signal did not abort: {:?}", sent.elapsed());
+    assert_eq!(s.target_scalar("SELECT state->>'status' FROM mssql_pg_migrate.runs").await, "cancelled");
+    let (code, stdout, stderr) = s.finish(None, &["resume"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    s.assert_same_data().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_session_killed_mid_copy_is_retried_and_the_data_is_exact() {
+    let s = setup("target_mode: drop_recreate").await;
+    // The chunk pauses 3 s mid-COPY, long enough to terminate its session.
+    let running = start_until(&mut s.command(None, &["run"]), "mid-copy:5:3000");
+    let t = s.target.connect("dst").await.unwrap();
+    let killed: i64 = t
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = 'mssql-pg-migrate' AND query LIKE 'COPY%') k",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(killed >= 1, "no COPY session to terminate");
+    let (code, stderr) = running.wait();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("retrying"), "the chunk was retried: {stderr}");
+    s.assert_same_data().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_state_files_and_changed_configs_are_refused_with_exit_6() {
+    let s = setup("target_mode: drop_recreate").await;
+    let state_file = s.dir.path().join("m.state");
+    assert_eq!(s.finish(Some(&state_file), &["run"]).0, 0);
+    let rows_before = s.target_scalar("SELECT count(*)::text FROM copy.skewed").await;
+    let whole = std::fs::read(&state_file).unwrap();
+
+    for (damage, why) in [(whole[..whole.len() / 2].to_vec(), "truncated"), (b"{ not json".to_vec(), "invalid")] {
+        std::fs::write(&state_file, &damage).unwrap();
+        let (code, stdout, stderr) = s.finish(Some(&state_file), &["--output-json", "resume"]);
+        assert_eq!(code, 6, "{why}: {stderr}");
+        assert!(stderr.contains(&state_file.display().to_string()), "{why}: the message names the file: {stderr}");
+        let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(doc["error"]["kind"], "state");
+        assert_eq!(std::fs::read(&state_file).unwrap(), damage, "{why}: the file is left as it was");
+        assert_eq!(
+            s.target_scalar("SELECT count(*)::text FROM copy.skewed").await,
+            rows_before,
+            "{why}: nothing deleted"
+        );
+    }
+
+    std::fs::write(&state_file, &whole).unwrap();
+    let yaml = std::fs::read_to_string(&s.config).unwrap().replace("drop_recreate", "truncate");
+    std::fs::write(&s.config, yaml).unwrap();
+    let (code, _, stderr) = s.finish(Some(&state_file), &["resume"]);
+    assert_eq!(code, 6, "{stderr}");
+    assert!(stderr.contains("config hash mismatch") && stderr.contains("migration.target_mode"), "{stderr}");
+
+    let missing = s.dir.path().join("none.state");
+    let (code, _, stderr) = s.finish(Some(&missing), &["resume"]);
+    assert_eq!(code, 6, "{stderr}");
+    assert!(stderr.contains("nothing to resume"), "{stderr}");
+
+    let unwritable = s.dir.path().join("no/such/folder/m.state");
+    let (code, _, stderr) = s.finish(Some(&unwritable), &["run"]);
+    assert_eq!(code, 7, "a state file that cannot be written is an IO error: {stderr}");
+}

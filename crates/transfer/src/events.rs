@@ -1,0 +1,34 @@
+//! Typed events the engine emits as a run goes, for progress displays and
+//! embedding programs. They are per table and per chunk, never per row.
+
+use std::sync::Arc;
+
+use crate::report::TableStatus;
+
+/// One table as planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedTable {
+    /// `schema.table` in the source.
+    pub source: String,
+    /// `schema.table` in the target.
+    pub target: String,
+    pub estimated_rows: u64,
+    pub partitions: usize,
+    /// Rows already committed by an interrupted run this one resumes.
+    pub rows_done: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The run has a state (`run_id`) and knows which tables it copies.
+    Planned { run_id: String, resumed: bool, tables: Vec<PlannedTable> },
+    /// A chunk is in the target.
+    ChunkCommitted { table: String, partition: usize, rows: u64, bytes: u64 },
+    /// A table's data is complete, or it failed.
+    TableFinished { table: String, status: TableStatus, error: Option<String> },
+    /// A finalization step (key, index, constraint) is starting.
+    Finalizing { step: String },
+}
+
+/// Receives events; called on the engine's tasks, so it must be quick.
+pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;

@@ -1,0 +1,431 @@
+//! Where the run state lives while the engine works, and how each chunk's
+//! progress reaches it without a window for loss or duplication.
+//!
+//! Two stores:
+//! - a **file** (`--state-file`): every change is written atomically by one
+//!   writer thread, in the order the changes were made. A chunk records its
+//!   end key as `pending_pk` *before* it commits and as `last_pk` after, so
+//!   a crash between the two is visible: resume replaces that range.
+//! - the **target database** (schema [`STATE_SCHEMA`]): the run document is
+//!   saved at phase changes, and each chunk's progress row is written in the
+//!   chunk's own transaction, so data and progress commit together.
+//!
+//! Either way one session holds an advisory lock on the migration for the
+//! whole run, so two runs of the same migration cannot overlap.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use mssql_pg_migrate_schema::ident::literal_pg;
+use mssql_pg_migrate_state::{RunState, StateError, WorkStatus, now_rfc3339, write_atomically};
+use tokio::sync::oneshot;
+
+use crate::error::{Side, TransferError};
+use crate::pool::PgPool;
+
+/// The schema of the target database that holds run states.
+pub const STATE_SCHEMA: &str = "mssql_pg_migrate";
+
+/// Where a run keeps its state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StateLocation {
+    /// The target database, in schema [`STATE_SCHEMA`] (the default: it
+    /// suits pods without volumes).
+    #[default]
+    Target,
+    /// A JSON file in the guide's format.
+    File(PathBuf),
+}
+
+impl From<StateError> for TransferError {
+    fn from(error: StateError) -> Self {
+        match error {
+            StateError::Io { .. } => TransferError::Io(error.to_string()),
+            StateError::NotFound { .. } | StateError::Corrupt { .. } => TransferError::State(error.to_string()),
+        }
+    }
+}
+
+/// A snapshot to write, and where to say how it went.
+type SaveJob = (Vec<u8>, oneshot::Sender<Result<(), StateError>>);
+
+/// Serializes file saves on one thread, in submission order, writing only
+/// the newest of any snapshots that queued up meanwhile.
+#[derive(Debug)]
+struct FileWriter {
+    jobs: std::sync::mpsc::Sender<SaveJob>,
+}
+
+impl FileWriter {
+    fn start(path: PathBuf) -> FileWriter {
+        let (jobs, queue) = std::sync::mpsc::channel::<SaveJob>();
+        std::thread::Builder::new()
+            .name("state-writer".into())
+            .spawn(move || {
+                while let Ok(first) = queue.recv() {
+                    let mut batch = vec![first];
+                    batch.extend(queue.try_iter());
+                    let Some((newest, _)) = batch.last() else { continue };
+                    let result = write_atomically(&path, newest);
+                    for (_, done) in batch {
+                        let _ = done.send(match &result {
+                            Ok(()) => Ok(()),
+                            Err(e) => Err(StateError::Io {
+                                action: "write",
+                                path: path.clone(),
+                                source: std::io::Error::other(e.to_string()),
+                            }),
+                        });
+                    }
+                }
+            })
+            .map(|_| ())
+            .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the state writer thread"));
+        FileWriter { jobs }
+    }
+}
+
+#[derive(Debug)]
+enum Store {
+    File { path: PathBuf, writer: FileWriter },
+    Target { control: PgPool, key: String },
+}
+
+/// The live run state and its store.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    state: Mutex<RunState>,
+    store: Store,
+}
+
+fn state_io(path: &Path) -> impl Fn(&str) -> TransferError + '_ {
+    move |why| TransferError::Io(format!("cannot write state file {}: {why}", path.display()))
+}
+
+fn target_error(context: &str, e: &tokio_postgres::Error) -> TransferError {
+    TransferError::pg(Side::Target, context, e)
+}
+
+const CREATE_STORE: &str = "CREATE SCHEMA IF NOT EXISTS mssql_pg_migrate;
+CREATE TABLE IF NOT EXISTS mssql_pg_migrate.runs (
+    migration text PRIMARY KEY,
+    run_id text NOT NULL,
+    state jsonb NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS mssql_pg_migrate.chunks (
+    run_id text NOT NULL,
+    table_name text NOT NULL,
+    partition_id integer NOT NULL,
+    last_pk text,
+    rows_transferred bigint NOT NULL,
+    completed boolean NOT NULL,
+    PRIMARY KEY (run_id, table_name, partition_id)
+);";
+
+/// Loads the saved state of a migration, if there is one.
+///
+/// # Errors
+/// [`TransferError::State`] for a damaged state, [`TransferError::Io`] for
+/// an unreadable file, and server errors of the target.
+pub(crate) async fn load(
+    location: &StateLocation,
+    control: &PgPool,
+    key: &str,
+) -> Result<Option<RunState>, TransferError> {
+    match location {
+        StateLocation::File(path) => match RunState::load(path) {
+            Ok(state) => Ok(Some(state)),
+            Err(StateError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        },
+        StateLocation::Target => {
+            let client = control.get(Side::Target).await?;
+            let context = "reading the saved run state";
+            let exists: bool = client
+                .query_one("SELECT to_regclass('mssql_pg_migrate.runs') IS NOT NULL", &[])
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(|e| target_error(context, &e))?;
+            if !exists {
+                return Ok(None);
+            }
+            let Some(row) = client
+                .query_opt("SELECT state::text FROM mssql_pg_migrate.runs WHERE migration = $1", &[&key])
+                .await
+                .map_err(|e| target_error(context, &e))?
+            else {
+                return Ok(None);
+            };
+            let text: String = row.try_get(0).map_err(|e| target_error(context, &e))?;
+            let origin = PathBuf::from(format!("{STATE_SCHEMA}.runs[{key}] in {}", control.address()));
+            let mut state = RunState::from_json(text.as_bytes(), &origin)?;
+            // The chunk rows committed with the data; they are the truth.
+            let rows = client
+                .query(
+                    "SELECT table_name, partition_id, last_pk, rows_transferred, completed \
+                     FROM mssql_pg_migrate.chunks WHERE run_id = $1",
+                    &[&state.run_id],
+                )
+                .await
+                .map_err(|e| target_error(context, &e))?;
+            for row in rows {
+                let table: String = row.try_get(0).map_err(|e| target_error(context, &e))?;
+                let partition: i32 = row.try_get(1).map_err(|e| target_error(context, &e))?;
+                let last_pk: Option<String> = row.try_get(2).map_err(|e| target_error(context, &e))?;
+                let rows_transferred: i64 = row.try_get(3).map_err(|e| target_error(context, &e))?;
+                let completed: bool = row.try_get(4).map_err(|e| target_error(context, &e))?;
+                let slot = state
+                    .tables
+                    .get_mut(&table)
+                    .and_then(|t| t.partitions.get_mut(usize::try_from(partition).unwrap_or(usize::MAX)));
+                let Some(p) = slot else {
+                    return Err(TransferError::State(format!(
+                        "{}: chunk progress names partition {partition} of table {table}, which the run state does not have",
+                        origin.display()
+                    )));
+                };
+                p.last_pk = last_pk;
+                p.rows_transferred = u64::try_from(rows_transferred).unwrap_or_default();
+                p.status = if completed { WorkStatus::Completed } else { WorkStatus::InProgress };
+            }
+            for table in state.tables.values_mut() {
+                table.transferred_rows = table.committed_rows();
+            }
+            Ok(Some(state))
+        }
+    }
+}
+
+impl Progress {
+    /// Opens the store for `state` (creating the state schema if needed).
+    pub(crate) async fn open(
+        location: &StateLocation,
+        control: &PgPool,
+        key: &str,
+        state: RunState,
+    ) -> Result<Progress, TransferError> {
+        let store = match location {
+            StateLocation::File(path) => Store::File { path: path.clone(), writer: FileWriter::start(path.clone()) },
+            StateLocation::Target => {
+                let client = control.get(Side::Target).await?;
+                client.batch_execute(CREATE_STORE).await.map_err(|e| target_error("creating the state schema", &e))?;
+                // Progress rows of earlier runs of this migration are dead weight.
+                client
+                    .execute(
+                        "DELETE FROM mssql_pg_migrate.chunks c USING mssql_pg_migrate.runs r \
+                         WHERE r.migration = $1 AND c.run_id = r.run_id AND r.run_id <> $2",
+                        &[&key, &state.run_id],
+                    )
+                    .await
+                    .map_err(|e| target_error("clearing the progress of an earlier run", &e))?;
+                Store::Target { control: control.clone(), key: key.to_owned() }
+            }
+        };
+        Ok(Progress { state: Mutex::new(state), store })
+    }
+
+    /// Reads the live state.
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&RunState) -> T) -> T {
+        match self.state.lock() {
+            Ok(s) => f(&s),
+            Err(poisoned) => f(&poisoned.into_inner()),
+        }
+    }
+
+    /// Changes the live state (not saved yet).
+    pub(crate) fn update(&self, f: impl FnOnce(&mut RunState)) {
+        let mut guard = match self.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard);
+        guard.updated_at = now_rfc3339();
+    }
+
+    /// Changes the state and saves it.
+    pub(crate) async fn save_with(&self, f: impl FnOnce(&mut RunState)) -> Result<(), TransferError> {
+        let snapshot = {
+            let mut guard = match self.state.lock() {
+                Ok(s) => s,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            f(&mut guard);
+            guard.updated_at = now_rfc3339();
+            match &self.store {
+                // Queued under the lock, so saves reach the writer in the order of the changes.
+                Store::File { path, writer } => {
+                    let (done, wait) = oneshot::channel();
+                    writer.jobs.send((guard.to_json(), done)).map_err(|_| state_io(path)("the writer stopped"))?;
+                    Err(wait)
+                }
+                Store::Target { .. } => Ok(guard.to_json()),
+            }
+        };
+        match (snapshot, &self.store) {
+            (Err(wait), Store::File { path, .. }) => match wait.await {
+                Ok(result) => result.map_err(TransferError::from),
+                Err(_) => Err(state_io(path)("the writer stopped")),
+            },
+            (Ok(json), Store::Target { control, key }) => {
+                let client = control.get(Side::Target).await?;
+                let text = String::from_utf8_lossy(&json).into_owned();
+                let run_id = self.with(|s| s.run_id.clone());
+                client
+                    .execute(
+                        "INSERT INTO mssql_pg_migrate.runs (migration, run_id, state, updated_at) \
+                         VALUES ($1, $2, $3::text::jsonb, now()) ON CONFLICT (migration) DO UPDATE \
+                         SET run_id = EXCLUDED.run_id, state = EXCLUDED.state, updated_at = now()",
+                        &[key, &run_id, &text],
+                    )
+                    .await
+                    .map_err(|e| target_error("saving the run state", &e))?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Saves the state as it is.
+    pub(crate) async fn save(&self) -> Result<(), TransferError> {
+        self.save_with(|_| {}).await
+    }
+
+    /// Whether chunk progress is written in the chunk's transaction.
+    pub(crate) fn in_target(&self) -> bool {
+        matches!(self.store, Store::Target { .. })
+    }
+
+    /// Called with the chunk's transaction open and its rows copied, just
+    /// before the commit. `rows_total` is the partition's total once this
+    /// chunk commits.
+    pub(crate) async fn before_commit(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        chunk: &ChunkEnd<'_>,
+    ) -> Result<(), TransferError> {
+        match &self.store {
+            Store::File { .. } => {
+                let Some(key) = chunk.last_key else { return Ok(()) };
+                self.save_with(|s| {
+                    if let Some(p) = partition_mut(s, chunk.table, chunk.partition) {
+                        p.pending_pk = Some(key.to_owned());
+                        p.status = WorkStatus::InProgress;
+                    }
+                })
+                .await
+            }
+            Store::Target { .. } => {
+                let run_id = self.with(|s| s.run_id.clone());
+                let partition = i32::try_from(chunk.partition).unwrap_or(i32::MAX);
+                let rows = i64::try_from(chunk.rows_total).unwrap_or(i64::MAX);
+                let last_pk = chunk.last_key.map(str::to_owned).or_else(|| {
+                    self.with(|s| {
+                        s.tables.get(chunk.table).and_then(|t| t.partitions.get(chunk.partition)?.last_pk.clone())
+                    })
+                });
+                tx.execute(
+                    "INSERT INTO mssql_pg_migrate.chunks \
+                     (run_id, table_name, partition_id, last_pk, rows_transferred, completed) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, table_name, partition_id) DO UPDATE \
+                     SET last_pk = EXCLUDED.last_pk, rows_transferred = EXCLUDED.rows_transferred, \
+                     completed = EXCLUDED.completed",
+                    &[&run_id, &chunk.table, &partition, &last_pk, &rows, &chunk.completes],
+                )
+                .await
+                .map_err(|e| target_error(&format!("recording the progress of {}", chunk.table), &e))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Called once the chunk's transaction committed.
+    pub(crate) async fn after_commit(&self, chunk: &ChunkEnd<'_>) -> Result<(), TransferError> {
+        let apply = |s: &mut RunState| {
+            if let Some(t) = s.tables.get_mut(chunk.table) {
+                if let Some(p) = t.partitions.get_mut(chunk.partition) {
+                    if let Some(key) = chunk.last_key {
+                        p.last_pk = Some(key.to_owned());
+                    }
+                    p.pending_pk = None;
+                    p.rows_transferred = chunk.rows_total;
+                    p.status = if chunk.completes { WorkStatus::Completed } else { WorkStatus::InProgress };
+                }
+                t.transferred_rows = t.committed_rows();
+                if t.status == WorkStatus::Pending {
+                    t.status = WorkStatus::InProgress;
+                }
+            }
+        };
+        if self.in_target() {
+            self.update(apply);
+            Ok(())
+        } else {
+            self.save_with(apply).await
+        }
+    }
+}
+
+fn partition_mut<'a>(
+    s: &'a mut RunState,
+    table: &str,
+    partition: usize,
+) -> Option<&'a mut mssql_pg_migrate_state::PartitionState> {
+    s.tables.get_mut(table)?.partitions.get_mut(partition)
+}
+
+/// One chunk about to commit (or just committed).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChunkEnd<'a> {
+    pub table: &'a str,
+    pub partition: usize,
+    /// The chunk's last key in state form; `None` for an empty chunk or a keyless table.
+    pub last_key: Option<&'a str>,
+    /// The partition's committed rows once this chunk is in.
+    pub rows_total: u64,
+    /// Whether this chunk finishes its partition.
+    pub completes: bool,
+}
+
+/// An advisory lock on one migration, held by its own session for the run.
+#[derive(Debug)]
+pub(crate) struct MigrationLock {
+    _session: deadpool_postgres::Object,
+}
+
+impl MigrationLock {
+    /// Takes the lock, or says which session holds it.
+    pub(crate) async fn acquire(control: &PgPool, key: &str) -> Result<MigrationLock, TransferError> {
+        let session = control.get(Side::Target).await?;
+        let lock_key = format!("mssql-pg-migrate {key}");
+        let context = "taking the migration lock";
+        let got: bool = session
+            .query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[&lock_key])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| target_error(context, &e))?;
+        if got {
+            return Ok(MigrationLock { _session: session });
+        }
+        let holder: Option<String> = session
+            .query_opt(
+                "SELECT format('backend pid %s (%s, connected since %s)', a.pid, \
+                 coalesce(nullif(a.client_addr::text, ''), 'local'), a.backend_start) \
+                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                 WHERE l.locktype = 'advisory' AND l.granted \
+                 AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($1, 0)",
+                &[&lock_key],
+            )
+            .await
+            .ok()
+            .flatten()
+            .and_then(|r| r.try_get(0).ok());
+        Err(TransferError::State(format!(
+            "another run of this migration (target schema {}) is in progress on {}, held by {}; \
+             wait for it to finish or stop it",
+            literal_pg(key),
+            control.address(),
+            holder.unwrap_or_else(|| "another session".into())
+        )))
+    }
+}
