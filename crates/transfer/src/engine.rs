@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -28,7 +28,7 @@ use tokio::sync::{Mutex, Notify, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Side, TransferError};
-use crate::events::{Event, EventSink, PlannedTable};
+use crate::events::{Event, EventSink, PlannedTable, emit};
 use crate::failpoint;
 use crate::plan::{Partition, PlanSettings, integer_bounds, partition_count, partitions_from_bounds};
 use crate::pool::{PgEndpoint, PgPool};
@@ -75,9 +75,7 @@ impl std::fmt::Debug for RunOptions {
 
 impl RunOptions {
     fn emit(&self, event: Event) {
-        if let Some(sink) = &self.events {
-            sink(&event);
-        }
+        emit(self.events.as_ref(), event);
     }
 }
 
@@ -100,11 +98,8 @@ fn pg_endpoint_of_target(config: &Config) -> PgEndpoint {
 /// The first error that stops the run. Errors confined to one table are in
 /// the report instead when `continue_on_error` is set.
 pub async fn run(config: &Config, options: &RunOptions) -> Result<RunReport, TransferError> {
-    if config.migration.target_mode == TargetMode::Upsert {
-        return Err(TransferError::Config(
-            "migration.target_mode: upsert is not supported by this version; use drop_recreate or truncate".into(),
-        ));
-    }
+    // Before any connection: a SQL Server source connects while it is built.
+    refuse_upsert(config)?;
     let tuning = Tuning::resolve(&config.migration, Machine::detect(), options.workers);
     tracing::info!(?tuning, "tuning");
     let target = PgPool::new(&pg_endpoint_of_target(config), Side::Target, tuning.max_target_connections)?;
@@ -137,6 +132,15 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunReport, Tra
             run_with(Arc::new(source), target, config, tuning, options).await
         }
     }
+}
+
+fn refuse_upsert(config: &Config) -> Result<(), TransferError> {
+    if config.migration.target_mode == TargetMode::Upsert {
+        return Err(TransferError::Config(
+            "migration.target_mode: upsert is not supported by this version; use drop_recreate or truncate".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The fingerprint of `config` with the schema overrides applied, which is
@@ -220,11 +224,7 @@ pub async fn run_with<S: Source>(
     tuning: Tuning,
     options: &RunOptions,
 ) -> Result<RunReport, TransferError> {
-    if config.migration.target_mode == TargetMode::Upsert {
-        return Err(TransferError::Config(
-            "migration.target_mode: upsert is not supported by this version; use drop_recreate or truncate".into(),
-        ));
-    }
+    refuse_upsert(config)?;
     // One session holds the lock; the other saves the run document.
     let control = target.sibling(2)?;
     let key = config.target.schema.clone();
@@ -270,6 +270,8 @@ struct TableWork<K> {
     bytes: AtomicU64,
     remaining: AtomicU64,
     failed: std::sync::Mutex<Option<String>>,
+    /// Stopped by cancellation: neither done nor failed.
+    cancelled: AtomicBool,
     started: std::sync::Mutex<Option<Instant>>,
     finished: std::sync::Mutex<Option<Instant>>,
 }
@@ -409,17 +411,7 @@ async fn migrate<S: Source>(
                 Err(e) => return Err(e),
             };
             tracing::info!(table = %spec.label, partitions = partitions.len(), key = spec.key.len(), "planned");
-            let partition_states = partitions
-                .iter()
-                .enumerate()
-                .map(|(i, p)| {
-                    PartitionState::new(
-                        u32::try_from(i).unwrap_or(u32::MAX),
-                        p.after.as_ref().map(S::key_to_state),
-                        p.upto.as_ref().map(S::key_to_state),
-                    )
-                })
-                .collect();
+            let partition_states = partition_states::<S>(&partitions);
             states.insert(
                 spec.label.clone(),
                 TableState::new(ddl_label(&target_table), is_new, table.estimated_rows, partition_states),
@@ -496,6 +488,14 @@ async fn migrate<S: Source>(
     Ok(RunReport::new(reports, started.elapsed().as_secs_f64(), finalization_errors))
 }
 
+/// The state of freshly planned partitions: their bounds, nothing copied.
+fn partition_states<S: Source>(partitions: &[Partition<S::Key>]) -> Vec<PartitionState> {
+    partitions
+        .iter()
+        .map(|p| PartitionState::new(p.id, p.after.as_ref().map(S::key_to_state), p.upto.as_ref().map(S::key_to_state)))
+        .collect()
+}
+
 fn ddl_label(t: &TargetTable) -> String {
     format!("{}.{}", t.schema, t.name)
 }
@@ -520,6 +520,7 @@ fn new_work<K>(
         rows: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
         failed: std::sync::Mutex::new(None),
+        cancelled: AtomicBool::new(false),
         started: std::sync::Mutex::new(None),
         finished: std::sync::Mutex::new(None),
     }
@@ -585,17 +586,7 @@ async fn resume_table<S: Source>(
     if partitions.is_empty() {
         // Planning failed for this table last time; plan it now.
         partitions = plan_partitions(source, &spec, table.estimated_rows, settings).await?;
-        let states: Vec<PartitionState> = partitions
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                PartitionState::new(
-                    u32::try_from(i).unwrap_or(u32::MAX),
-                    p.after.as_ref().map(S::key_to_state),
-                    p.upto.as_ref().map(S::key_to_state),
-                )
-            })
-            .collect();
+        let states = partition_states::<S>(&partitions);
         progress
             .save_with(|s| {
                 if let Some(t) = s.tables.get_mut(&label) {
@@ -617,7 +608,7 @@ async fn resume_table<S: Source>(
             .query_opt(&sql, &[])
             .await
             .map_err(|e| TransferError::pg(Side::Target, format!("checking {label} before resuming"), &e))?
-            .map(|r| r.get::<_, Option<bool>>(0).unwrap_or(false))
+            .and_then(|r| r.try_get::<_, Option<bool>>(0).ok().flatten())
             .unwrap_or(false);
         if emptied {
             tracing::warn!(table = %label, "UNLOGGED target table was emptied by a server restart; copying it again");
@@ -845,9 +836,7 @@ struct CopyContext {
 
 impl CopyContext {
     fn emit(&self, event: Event) {
-        if let Some(sink) = &self.events {
-            sink(&event);
-        }
+        emit(self.events.as_ref(), event);
     }
 }
 
@@ -919,6 +908,9 @@ async fn transfer_all<S: Source>(
                         copy_partition(source.as_ref(), &target, table, job.partition, &context, &writers, &stop).await;
                     if let Err(e) = result {
                         tracing::error!(table = %table.label(), partition = job.partition, error = %e, "partition failed");
+                        if matches!(e, TransferError::Cancelled) {
+                            table.cancelled.store(true, Ordering::Relaxed);
+                        }
                         table.fail(e.to_string());
                         let fatal_kind = matches!(e, TransferError::Cancelled | TransferError::Io(_) | TransferError::State(_));
                         if !continue_on_error || fatal_kind {
@@ -962,11 +954,10 @@ async fn finish_table<K>(table: &TableWork<K>, context: &CopyContext) {
     if let Ok(mut f) = table.finished.lock() {
         *f = Some(Instant::now());
     }
-    let error = table.failure();
-    // A table stopped by cancellation is neither done nor failed.
-    if error.as_deref() == Some(TransferError::Cancelled.to_string().as_str()) {
+    if table.cancelled.load(Ordering::Relaxed) {
         return;
     }
+    let error = table.failure();
     let status = if error.is_some() { WorkStatus::Failed } else { WorkStatus::Completed };
     let label = table.label().to_owned();
     let saved = context

@@ -32,3 +32,10 @@ pub enum Event {
 
 /// Receives events; called on the engine's tasks, so it must be quick.
 pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// Hands `event` to `sink`, if there is one.
+pub(crate) fn emit(sink: Option<&EventSink>, event: Event) {
+    if let Some(sink) = sink {
+        sink(&event);
+    }
+}

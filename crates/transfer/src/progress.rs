@@ -46,8 +46,9 @@ impl From<StateError> for TransferError {
     }
 }
 
-/// A snapshot to write, and where to say how it went.
-type SaveJob = (Vec<u8>, oneshot::Sender<Result<(), StateError>>);
+/// A snapshot to write, and where to say how it went (the error's text
+/// names the file and the step, and goes to every waiter of the batch).
+type SaveJob = (Vec<u8>, oneshot::Sender<Result<(), String>>);
 
 /// Serializes file saves on one thread, in submission order, writing only
 /// the newest of any snapshots that queued up meanwhile.
@@ -66,16 +67,9 @@ impl FileWriter {
                     let mut batch = vec![first];
                     batch.extend(queue.try_iter());
                     let Some((newest, _)) = batch.last() else { continue };
-                    let result = write_atomically(&path, newest);
+                    let result = write_atomically(&path, newest).map_err(|e| e.to_string());
                     for (_, done) in batch {
-                        let _ = done.send(match &result {
-                            Ok(()) => Ok(()),
-                            Err(e) => Err(StateError::Io {
-                                action: "write",
-                                path: path.clone(),
-                                source: std::io::Error::other(e.to_string()),
-                            }),
-                        });
+                        let _ = done.send(result.clone());
                     }
                 }
             })
@@ -96,6 +90,14 @@ enum Store {
 pub(crate) struct Progress {
     state: Mutex<RunState>,
     store: Store,
+    /// The state's run id, which never changes while the run lasts.
+    run_id: String,
+}
+
+/// A save in flight: queued for the file writer, or a document for the target.
+enum Save {
+    File(oneshot::Receiver<Result<(), String>>),
+    Target(String),
 }
 
 fn state_io(path: &Path) -> impl Fn(&str) -> TransferError + '_ {
@@ -222,7 +224,8 @@ impl Progress {
                 Store::Target { control: control.clone(), key: key.to_owned() }
             }
         };
-        Ok(Progress { state: Mutex::new(state), store })
+        let run_id = state.run_id.clone();
+        Ok(Progress { state: Mutex::new(state), store, run_id })
     }
 
     /// Reads the live state.
@@ -245,7 +248,7 @@ impl Progress {
 
     /// Changes the state and saves it.
     pub(crate) async fn save_with(&self, f: impl FnOnce(&mut RunState)) -> Result<(), TransferError> {
-        let snapshot = {
+        let save = {
             let mut guard = match self.state.lock() {
                 Ok(s) => s,
                 Err(poisoned) => poisoned.into_inner(),
@@ -257,31 +260,30 @@ impl Progress {
                 Store::File { path, writer } => {
                     let (done, wait) = oneshot::channel();
                     writer.jobs.send((guard.to_json(), done)).map_err(|_| state_io(path)("the writer stopped"))?;
-                    Err(wait)
+                    Save::File(wait)
                 }
-                Store::Target { .. } => Ok(guard.to_json()),
+                Store::Target { .. } => Save::Target(String::from_utf8_lossy(&guard.to_json()).into_owned()),
             }
         };
-        match (snapshot, &self.store) {
-            (Err(wait), Store::File { path, .. }) => match wait.await {
-                Ok(result) => result.map_err(TransferError::from),
+        match (save, &self.store) {
+            (Save::File(wait), Store::File { path, .. }) => match wait.await {
+                Ok(result) => result.map_err(TransferError::Io),
                 Err(_) => Err(state_io(path)("the writer stopped")),
             },
-            (Ok(json), Store::Target { control, key }) => {
+            (Save::Target(text), Store::Target { control, key }) => {
                 let client = control.get(Side::Target).await?;
-                let text = String::from_utf8_lossy(&json).into_owned();
-                let run_id = self.with(|s| s.run_id.clone());
                 client
                     .execute(
                         "INSERT INTO mssql_pg_migrate.runs (migration, run_id, state, updated_at) \
                          VALUES ($1, $2, $3::text::jsonb, now()) ON CONFLICT (migration) DO UPDATE \
                          SET run_id = EXCLUDED.run_id, state = EXCLUDED.state, updated_at = now()",
-                        &[key, &run_id, &text],
+                        &[key, &self.run_id, &text],
                     )
                     .await
                     .map_err(|e| target_error("saving the run state", &e))?;
                 Ok(())
             }
+            // Each store makes only its own kind of save.
             _ => Ok(()),
         }
     }
@@ -316,7 +318,6 @@ impl Progress {
                 .await
             }
             Store::Target { .. } => {
-                let run_id = self.with(|s| s.run_id.clone());
                 let partition = i32::try_from(chunk.partition).unwrap_or(i32::MAX);
                 let rows = i64::try_from(chunk.rows_total).unwrap_or(i64::MAX);
                 let last_pk = chunk.last_key.map(str::to_owned).or_else(|| {
@@ -330,7 +331,7 @@ impl Progress {
                      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, table_name, partition_id) DO UPDATE \
                      SET last_pk = EXCLUDED.last_pk, rows_transferred = EXCLUDED.rows_transferred, \
                      completed = EXCLUDED.completed",
-                    &[&run_id, &chunk.table, &partition, &last_pk, &rows, &chunk.completes],
+                    &[&self.run_id, &chunk.table, &partition, &last_pk, &rows, &chunk.completes],
                 )
                 .await
                 .map_err(|e| target_error(&format!("recording the progress of {}", chunk.table), &e))?;
