@@ -5,8 +5,9 @@
 //! variable the test prints why it is skipped and checks nothing.
 
 use mssql_pg_migrate::config::{Loader, Secret};
+use mssql_pg_migrate::transfer::dry_run::Chunking;
 use mssql_pg_migrate::transfer::source::mssql::MssqlEndpoint;
-use mssql_pg_migrate::transfer::{self, RunOptions};
+use mssql_pg_migrate::transfer::{self, DryRunOptions, Health, HealthOptions, RunOptions, ValidateOptions};
 use mssql_pg_migrate_testkit::PgCluster;
 use mssql_pg_migrate_tests::repo_root;
 
@@ -114,4 +115,23 @@ async fn sql_server_edge_cases_land_exactly() {
     let next =
         text("INSERT INTO it.\"Every Type\" (flag, created) VALUES (true, now()) RETURNING id::text").await.unwrap();
     assert_eq!(next, "100", "IDENTITY(100, 5) never generated a value in the source: the seed comes next");
+
+    // The read-only commands against the same server.
+    let health = transfer::health_check(&config, &HealthOptions::default()).await.unwrap();
+    assert_eq!(health.health, Health::Healthy, "{health:#?}");
+    let server = health.source.server.as_ref().unwrap();
+    assert!(server.version.starts_with("SQL Server "), "{server:?}");
+    assert_eq!(server.user, endpoint.user);
+    if endpoint.encrypt {
+        assert_eq!(server.tls, Some(true));
+    }
+    assert!(health.source.latency_ms.is_some_and(|ms| ms > 0.0));
+    let validation = transfer::validate(&config, &ValidateOptions::default()).await.unwrap();
+    assert!(validation.is_success(), "{validation:#?}");
+    let by_guid = validation.tables.iter().find(|t| t.source == "mpm_it.by_guid").unwrap();
+    assert_eq!((by_guid.source_rows, by_guid.target_rows), (3000, Some(3000)));
+    let plan = transfer::dry_run(&config, &DryRunOptions::default()).await.unwrap();
+    assert_eq!(plan.tables.len(), report.tables.len());
+    let guid_plan = plan.tables.iter().find(|t| t.source == "mpm_it.by_guid").unwrap();
+    assert!(matches!(guid_plan.chunking, Chunking::KeyScan { .. }), "{:?}", guid_plan.chunking);
 }

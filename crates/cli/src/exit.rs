@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 /// Exit codes of the data engineer's guide; orchestrators branch on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // Code 4 arrives with validate.
 pub enum Exit {
     Success = 0,
     /// Fix the configuration; do not retry.
@@ -56,17 +55,21 @@ pub struct CliError {
     pub message: String,
     /// Structured problems (for configuration errors), for JSON output.
     pub problems: Option<serde_json::Value>,
-    /// Whether the JSON document describing this failure was printed already.
-    pub reported: bool,
+    /// The command's result document, when it got far enough to have one
+    /// (a run with failed tables, a validation with mismatches); the JSON
+    /// output is this document with the error added.
+    pub document: Option<serde_json::Value>,
+    /// The run this failure belongs to, once its state exists.
+    pub run_id: Option<String>,
 }
 
 impl CliError {
     pub fn new(exit: Exit, message: impl Into<String>) -> Self {
-        CliError { exit, message: message.into(), problems: None, reported: false }
+        CliError { exit, message: message.into(), problems: None, document: None, run_id: None }
     }
 
-    pub fn already_reported(mut self, reported: bool) -> Self {
-        self.reported = reported;
+    pub fn with_document(mut self, document: serde_json::Value) -> Self {
+        self.document = Some(document);
         self
     }
 }

@@ -3,6 +3,7 @@
 //! the library crates.
 
 mod exit;
+mod inspect;
 mod output;
 mod run;
 
@@ -69,10 +70,21 @@ enum Command {
     /// or the target database without one); the configuration must not
     /// have changed
     Resume,
+    /// Compare row counts per table between source and target (exit 4 when
+    /// any differ)
+    Validate,
+    /// Connect to both servers: versions, latency, TLS, and the permissions
+    /// the run needs (exit 2 when a server is unreachable, 1 when a
+    /// permission is missing)
+    HealthCheck,
 }
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
+    /// Print the plan (DDL, chunks, estimates, fidelity, ETA) without
+    /// changing the target or moving data
+    #[arg(long)]
+    dry_run: bool,
     /// Source schema (overrides source.schema)
     #[arg(long, value_name = "SCHEMA")]
     source_schema: Option<String>,
@@ -100,15 +112,17 @@ fn main() -> ExitCode {
         Command::Config => show_config(&cli),
         Command::Run(ref args) => run::run(&cli, args),
         Command::Resume => run::resume(&cli),
+        Command::Validate => inspect::validate(&cli),
+        Command::HealthCheck => inspect::health_check(&cli),
     };
     match outcome {
         Ok(()) => Exit::Success.into(),
         Err(error) => {
             match cli.log_format {
                 LogFormat::Json => tracing::error!(exit_code = error.exit.code(), "{}", error.message),
-                LogFormat::Text => eprintln!("error: {}", error.message),
+                LogFormat::Text => output::print_err(&format!("error: {}\n", error.message)),
             }
-            if cli.output_json && !error.reported {
+            if cli.output_json {
                 output::print_json(&output::error_document(command_name(&cli.command), &error));
             }
             error.exit.into()
@@ -121,6 +135,8 @@ fn command_name(command: &Command) -> &'static str {
         Command::Config => "config",
         Command::Run(_) => "run",
         Command::Resume => "resume",
+        Command::Validate => "validate",
+        Command::HealthCheck => "health-check",
     }
 }
 
@@ -136,6 +152,19 @@ fn init_logging(format: LogFormat, verbosity: Verbosity) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(Exit::Io, format!("cannot start the async runtime: {e}")))
+}
+
+/// Runs `future` to completion on a fresh runtime; the library's error
+/// converts at the caller (`??`).
+fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, CliError> {
+    Ok(runtime()?.block_on(future))
 }
 
 fn load_config(cli: &Cli) -> Result<Config, CliError> {
@@ -158,8 +187,10 @@ fn show_config(cli: &Cli) -> Result<(), CliError> {
         }));
     } else {
         let yaml = serde_yaml::to_string(&config).map_err(|e| CliError::new(Exit::Io, e.to_string()))?;
-        println!("# {} resolved; secrets redacted; config_hash {hash}", cli.config.display());
-        print!("{yaml}");
+        output::print_text(&format!(
+            "# {} resolved; secrets redacted; config_hash {hash}\n{yaml}",
+            cli.config.display()
+        ));
     }
     Ok(())
 }
@@ -174,6 +205,6 @@ impl From<ConfigError> for CliError {
             ConfigError::Invalid(p) => serde_json::to_value(p).ok(),
             _ => None,
         };
-        CliError { exit, message: error.to_string(), problems, reported: false }
+        CliError { exit, message: error.to_string(), problems, document: None, run_id: None }
     }
 }

@@ -1,9 +1,13 @@
 //! `run` and `resume`: the full load, with a human summary or one JSON
 //! document, stopped gracefully by SIGINT or SIGTERM.
 
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mssql_pg_migrate::transfer::{self, ErrorKind, RunOptions, RunReport, StateLocation, TableStatus, TransferError};
+use mssql_pg_migrate::transfer::{
+    self, ErrorKind, Event, RunOptions, RunReport, StateLocation, TableStatus, TransferError,
+};
 
 use crate::exit::{CliError, Exit};
 use crate::{Cli, RunArgs, load_config, output};
@@ -23,6 +27,9 @@ impl From<TransferError> for CliError {
 }
 
 pub fn run(cli: &Cli, args: &RunArgs) -> Result<(), CliError> {
+    if args.dry_run {
+        return crate::inspect::dry_run(cli, args);
+    }
     let options = RunOptions {
         source_schema: args.source_schema.clone(),
         target_schema: args.target_schema.clone(),
@@ -65,10 +72,18 @@ fn execute(cli: &Cli, mut options: RunOptions, command: &'static str) -> Result<
         Some(path) => StateLocation::File(path.clone()),
         None => StateLocation::Target,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::new(Exit::Io, format!("cannot start the async runtime: {e}")))?;
+    let runtime = crate::runtime()?;
+    // The run id is known once the state is saved; a failure after that
+    // point names it, so the orchestrator knows what `resume` continues.
+    let run_id = Arc::new(Mutex::new(None::<String>));
+    let seen = Arc::clone(&run_id);
+    options.events = Some(Arc::new(move |event: &Event| {
+        if let Event::Started { run_id, .. } = event
+            && let Ok(mut slot) = seen.lock()
+        {
+            *slot = Some(run_id.clone());
+        }
+    }));
     let cancel = options.cancel.clone();
     let abort = options.abort.clone();
     let shutdown_timeout = Duration::from_secs(cli.shutdown_timeout);
@@ -91,13 +106,19 @@ fn execute(cli: &Cli, mut options: RunOptions, command: &'static str) -> Result<
     });
     // Tasks still blocked on a server (abandoned chunks) must not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(200));
-    let report = result?;
-    if cli.output_json {
-        output::print_json(&output::run_document(command, &report));
-    } else {
+    let report = result.map_err(|e| {
+        let mut error = CliError::from(e);
+        error.run_id = run_id.lock().ok().and_then(|id| id.clone());
+        error
+    })?;
+    let document = output::run_document(command, &report);
+    if !cli.output_json {
         print_summary(&report);
     }
     if report.is_success() {
+        if cli.output_json {
+            output::print_json(&document);
+        }
         Ok(())
     } else {
         let failed: Vec<&str> =
@@ -112,29 +133,30 @@ fn execute(cli: &Cli, mut options: RunOptions, command: &'static str) -> Result<
             }
             message.push_str(&format!("{} finalization step(s) failed", report.finalization_errors.len()));
         }
-        // The JSON document was printed already; do not print a second one.
-        Err(CliError::new(Exit::Transfer, message).already_reported(cli.output_json))
+        Err(CliError::new(Exit::Transfer, message).with_document(document))
     }
 }
 
 fn print_summary(report: &RunReport) {
-    eprintln!();
-    eprintln!("{:<40} {:>12} {:>12} {:>10} {:>9}", "table", "rows", "rows/s", "MB/s", "status");
+    let mut text = String::from("\n");
+    let _ = writeln!(text, "{:<40} {:>12} {:>12} {:>10} {:>9}", "table", "rows", "rows/s", "MB/s", "status");
     for t in &report.tables {
         let status = match t.status {
             TableStatus::Completed => "ok",
             TableStatus::Failed => "FAILED",
             TableStatus::Skipped => "SKIPPED",
         };
-        eprintln!(
+        let _ = writeln!(
+            text,
             "{:<40} {:>12} {:>12.0} {:>10.1} {:>9}",
             t.source, t.rows, t.rows_per_second, t.mb_per_second, status
         );
         if let Some(e) = &t.error {
-            eprintln!("    error: {e}");
+            let _ = writeln!(text, "    error: {e}");
         }
     }
-    eprintln!(
+    let _ = writeln!(
+        text,
         "total: {} rows, {:.1} MB in {:.1} s ({:.0} rows/s, {:.1} MB/s)",
         report.rows,
         report.bytes as f64 / 1e6,
@@ -144,13 +166,14 @@ fn print_summary(report: &RunReport) {
     );
     let notes: Vec<_> = report.notes().collect();
     if !notes.is_empty() {
-        eprintln!("\n{} note(s) on fidelity and objects not carried over:", notes.len());
+        let _ = writeln!(text, "\n{} note(s) on fidelity and objects not carried over:", notes.len());
         for n in notes {
             let column = n.column.as_deref().map(|c| format!(".{c}")).unwrap_or_default();
-            eprintln!("  [{:?}] {}{column}: {}", n.verdict, n.table, n.message);
+            let _ = writeln!(text, "  [{:?}] {}{column}: {}", n.verdict, n.table, n.message);
         }
     }
     for e in &report.finalization_errors {
-        eprintln!("finalization error: {e}");
+        let _ = writeln!(text, "finalization error: {e}");
     }
+    output::print_err(&text);
 }

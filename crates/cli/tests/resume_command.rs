@@ -5,149 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is the failure report.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mssql_pg_migrate_testkit::PgCluster;
-use mssql_pg_migrate_testkit::compare::{EDGE_CASE_TABLES, compare_tables, edge_case_fixture};
-
-const FAILPOINT_VAR: &str = "MSSQL_PG_MIGRATE_FAILPOINT";
-/// Distinctive, so a leak into any output or state is found by a plain search.
-const SECRET: &str = "Zq9-resume-secret-7Kp";
-
-struct Setup {
-    source: PgCluster,
-    target: PgCluster,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-async fn setup(migration: &str) -> Setup {
-    let source = PgCluster::start().unwrap();
-    let target = PgCluster::start().unwrap();
-    source.create_database("src").await.unwrap();
-    target.create_database("dst").await.unwrap();
-    source.connect("src").await.unwrap().batch_execute(&edge_case_fixture().unwrap()).await.unwrap();
-    let t = target.connect("dst").await.unwrap();
-    t.batch_execute(&format!("CREATE ROLE migrator LOGIN SUPERUSER PASSWORD '{SECRET}'")).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("migrate.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "source: {{type: postgres, host: 127.0.0.1, port: {}, database: src, user: postgres, password: '${{SRC_PW}}', schema: src}}\n\
-             target: {{type: postgres, host: 127.0.0.1, port: {}, database: dst, user: migrator, password: '${{DST_PW}}', schema: copy, ssl_mode: disable}}\n\
-             migration: {{chunk_size: 300, large_table_threshold: 1000, min_rows_per_partition: 400, max_partitions: 4, max_retries: 3, {migration}}}\n",
-            source.port(),
-            target.port()
-        ),
-    )
-    .unwrap();
-    Setup { source, target, dir, config }
-}
-
-impl Setup {
-    fn command(&self, state_file: Option<&Path>, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mssql-pg-migrate"));
-        cmd.arg("-c").arg(&self.config);
-        if let Some(path) = state_file {
-            cmd.arg("--state-file").arg(path);
-        }
-        cmd.args(args).env("SRC_PW", self.source.password()).env("DST_PW", SECRET);
-        for (name, _) in std::env::vars() {
-            if name.starts_with("MSSQL_PG_MIGRATE") {
-                cmd.env_remove(name);
-            }
-        }
-        cmd
-    }
-
-    fn finish(&self, state_file: Option<&Path>, args: &[&str]) -> (i32, String, String) {
-        let out = self.command(state_file, args).output().unwrap();
-        let (stdout, stderr) = (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap());
-        assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET), "the password leaked:\n{stdout}\n{stderr}");
-        (out.status.code().unwrap_or(-1), stdout, stderr)
-    }
-
-    async fn assert_same_data(&self) {
-        let s = self.source.connect("src").await.unwrap();
-        let t = self.target.connect("dst").await.unwrap();
-        if let Err(difference) = compare_tables(&s, "src", &t, "copy", EDGE_CASE_TABLES).await {
-            panic!("{difference}");
-        }
-    }
-
-    async fn target_scalar(&self, sql: &str) -> String {
-        let t = self.target.connect("dst").await.unwrap();
-        t.query_one(sql, &[]).await.unwrap().get::<_, Option<String>>(0).unwrap_or_default()
-    }
-
-    async fn reset_target(&self, state_file: Option<&Path>) {
-        let t = self.target.connect("dst").await.unwrap();
-        t.batch_execute("DROP SCHEMA IF EXISTS copy CASCADE; DROP SCHEMA IF EXISTS mssql_pg_migrate CASCADE")
-            .await
-            .unwrap();
-        if let Some(path) = state_file {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-/// A running binary whose stderr lines arrive on `lines`.
-struct Running {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Running {
-    /// Waits for the exit; returns the code and the rest of stderr.
-    fn wait(mut self) -> (Option<i32>, String) {
-        let status = self.child.wait().unwrap();
-        let rest: Vec<String> = self.lines.iter().collect();
-        (status.code(), rest.join("\n"))
-    }
-}
-
-/// Starts the binary with a failpoint armed; returns once the failpoint is
-/// reached (the process is still running).
-fn start_until(cmd: &mut Command, failpoint: &str) -> Running {
-    let mut child = cmd.env(FAILPOINT_VAR, failpoint).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let name = failpoint.split(':').next().unwrap();
-    let marker = format!("failpoint {name} reached");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(line) => {
-                let hit = line.contains(&marker);
-                seen.push(line);
-                if hit {
-                    return Running { child, lines: rx };
-                }
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("exited ({status}) before failpoint {failpoint}:\n{}", seen.join("\n"));
-                }
-            }
-            Err(_) => {
-                let _ = child.kill();
-                panic!("failpoint {failpoint} never reached:\n{}", seen.join("\n"));
-            }
-        }
-    }
-}
+use common::pair::{Running, SECRET, setup, start_until};
 
 fn sigkill(mut running: Running) {
     running.child.kill().unwrap(); // SIGKILL on Unix
@@ -201,6 +64,46 @@ async fn sigkill_at_twelve_points_then_resume_gives_exact_data() {
             s.target_scalar("SELECT state->>'status' FROM mssql_pg_migrate.runs").await
         };
         assert_eq!(status, "completed", "{point}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncate_mode_puts_back_the_foreign_keys_it_dropped_after_any_sigkill() {
+    let s = setup("target_mode: truncate").await;
+    let state_file = s.dir.path().join("truncate.state");
+    let (code, _, stderr) = s.finish(None, &["run"]);
+    assert_eq!(code, 0, "first load: {stderr}");
+    let fk_definitions = "SELECT string_agg(conname || ' ' || pg_get_constraintdef(oid), '; ' ORDER BY conname) \
+                          FROM pg_constraint WHERE connamespace = 'copy'::regnamespace AND contype = 'f'";
+    let before = s.target_scalar(fk_definitions).await;
+    assert_eq!(before.matches("FOREIGN KEY").count(), 3, "{before}");
+    // (failpoint, state in a file, what continues: `resume` or a new `run`)
+    let points: &[(&str, bool, &str)] = &[
+        ("target-prepared", true, "resume"), // foreign keys dropped, tables truncated
+        ("target-prepared", false, "run"),   // a new run inherits what to put back
+        ("mid-copy:3", false, "resume"),
+        ("after-commit:4", true, "resume"),
+        ("finalize-step:2", true, "resume"), // one foreign key back, two not
+        ("finalize-step:1", false, "run"),
+    ];
+    for &(point, use_file, then) in points {
+        let file = use_file.then_some(state_file.as_path());
+        // Foreign keys are dropped only when the run finds them in place.
+        s.target
+            .connect("dst")
+            .await
+            .unwrap()
+            .batch_execute("DROP SCHEMA IF EXISTS mssql_pg_migrate CASCADE")
+            .await
+            .unwrap();
+        if let Some(path) = file {
+            let _ = std::fs::remove_file(path);
+        }
+        sigkill(start_until(&mut s.command(file, &["run"]), point));
+        let (code, stdout, stderr) = s.finish(file, &[then]);
+        assert_eq!(code, 0, "{then} after SIGKILL at {point}:\n{stdout}\n{stderr}");
+        s.assert_same_data().await;
+        assert_eq!(s.target_scalar(fk_definitions).await, before, "{point}: the foreign keys as they were");
     }
 }
 

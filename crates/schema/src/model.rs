@@ -113,6 +113,8 @@ pub struct Table {
     pub checks: Vec<CheckConstraint>,
     /// The catalog's row-count estimate (not an exact count).
     pub estimated_rows: u64,
+    /// The catalog's size estimate of the table's data, in bytes.
+    pub estimated_bytes: u64,
     /// Objects the catalog holds that are not carried over (expression
     /// indexes, XML and spatial indexes...), described for the report.
     pub unsupported: Vec<String>,

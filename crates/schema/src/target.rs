@@ -537,6 +537,7 @@ mod tests {
                 CheckConstraint { name: "CK_Fn".into(), expression: "([dbo].[IsValid]([Qty])=(1))".into() },
             ],
             estimated_rows: 42,
+            estimated_bytes: 16_384,
             unsupported: vec![],
         }
     }

@@ -11,32 +11,30 @@
 //! chunk's progress reaches the state around that commit is in
 //! [`crate::progress`].
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt, pin_mut};
-use mssql_pg_migrate_config::{Config, Fingerprint, SourceKind, TargetMode};
-use mssql_pg_migrate_schema::target::{
-    TargetOptions, TargetTable, assign_relation_names, plan_table, reject_collisions,
-};
+use mssql_pg_migrate_config::{Config, Fingerprint, MigrationConfig, TargetMode};
+use mssql_pg_migrate_schema::target::TargetTable;
 use mssql_pg_migrate_schema::{ColumnType, Table, catalog, ddl};
 use mssql_pg_migrate_state::{PartitionState, RunState, RunStatus, TableState, WorkStatus, now_rfc3339};
 use tokio::sync::{Mutex, Notify, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::connect::{SourceJob, target_endpoint, with_source};
 use crate::error::{Side, TransferError};
 use crate::events::{Event, EventSink, PlannedTable, emit};
 use crate::failpoint;
 use crate::plan::{Partition, PlanSettings, integer_bounds, partition_count, partitions_from_bounds};
-use crate::pool::{PgEndpoint, PgPool};
+use crate::planning::{Step, foreign_key_steps, plan_targets, post_load_steps};
+use crate::pool::PgPool;
 use crate::progress::{self, ChunkEnd, MigrationLock, Progress, StateLocation};
 use crate::report::{RunReport, TableReport, TableStatus, rate};
 use crate::retry::{Backoff, with_retries};
-use crate::source::mssql::{MssqlEndpoint, MssqlSource};
-use crate::source::pg::PgSource;
 use crate::source::{PieceSink, ReadSpec, Source};
 use crate::tuning::{Machine, Tuning};
 
@@ -79,18 +77,6 @@ impl RunOptions {
     }
 }
 
-fn pg_endpoint_of_target(config: &Config) -> PgEndpoint {
-    let t = &config.target;
-    PgEndpoint {
-        host: t.host.clone(),
-        port: t.port,
-        database: t.database.clone(),
-        user: t.user.clone(),
-        password: t.password.clone(),
-        ssl_mode: t.ssl_mode,
-    }
-}
-
 /// Runs a full load (`drop_recreate` or `truncate`) as `config` describes,
 /// or resumes the saved one (`options.resume`).
 ///
@@ -102,35 +88,22 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunReport, Tra
     refuse_upsert(config)?;
     let tuning = Tuning::resolve(&config.migration, Machine::detect(), options.workers);
     tracing::info!(?tuning, "tuning");
-    let target = PgPool::new(&pg_endpoint_of_target(config), Side::Target, tuning.max_target_connections)?;
-    let s = &config.source;
-    match s.kind {
-        SourceKind::Postgres => {
-            let endpoint = PgEndpoint {
-                host: s.host.clone(),
-                port: s.port,
-                database: s.database.clone(),
-                user: s.user.clone(),
-                password: s.password.clone(),
-                ssl_mode: mssql_pg_migrate_config::SslMode::Prefer,
-            };
-            let source = PgSource::new(PgPool::new(&endpoint, Side::Source, tuning.max_source_connections)?);
-            run_with(Arc::new(source), target, config, tuning, options).await
-        }
-        SourceKind::Mssql => {
-            let endpoint = MssqlEndpoint {
-                host: s.host.clone(),
-                port: s.port,
-                database: s.database.clone(),
-                user: s.user.clone(),
-                password: s.password.clone(),
-                encrypt: s.encrypt,
-                trust_server_cert: s.trust_server_cert,
-            };
-            let max = u32::try_from(tuning.max_source_connections).unwrap_or(u32::MAX);
-            let source = MssqlSource::connect(endpoint, max).await?;
-            run_with(Arc::new(source), target, config, tuning, options).await
-        }
+    let target = PgPool::new(&target_endpoint(config), Side::Target, tuning.max_target_connections)?;
+    with_source(config, tuning.max_source_connections, RunJob { target, config, tuning, options }).await
+}
+
+struct RunJob<'a> {
+    target: PgPool,
+    config: &'a Config,
+    tuning: Tuning,
+    options: &'a RunOptions,
+}
+
+impl SourceJob for RunJob<'_> {
+    type Output = RunReport;
+
+    async fn call<S: Source>(self, source: Arc<S>) -> Result<RunReport, TransferError> {
+        run_with(source, self.target, self.config, self.tuning, self.options).await
     }
 }
 
@@ -240,6 +213,7 @@ pub async fn run_with<S: Source>(
     let run_id = state.run_id.clone();
     let progress = Arc::new(Progress::open(&options.state, &control, &key, state).await?);
     progress.save().await?;
+    options.emit(Event::Started { run_id: run_id.clone(), resumed: options.resume });
 
     let result = migrate(&source, &target, config, tuning, options, &progress).await;
     let status = match &result {
@@ -333,52 +307,14 @@ async fn migrate<S: Source>(
         )
     });
 
-    let select = |schema: &str, table: &str| m.selects_table(schema, table);
-    let tables = source.read_schema(&source_schema, &select).await?;
-    if tables.is_empty() {
-        return Err(TransferError::Config(format!(
-            "no tables to migrate: schema '{source_schema}' of the source has no tables that \
-             migration.include_tables / exclude_tables select"
-        )));
-    }
-    tracing::info!(tables = tables.len(), schema = %source_schema, "catalog read");
+    let tables = read_selected_tables(source.as_ref(), &source_schema, m).await?;
     failpoint::reached("catalog-read").await;
 
-    // Plan the target side of every table.
-    let migrated: BTreeSet<(String, String)> = tables.iter().map(|t| (t.schema.clone(), t.name.clone())).collect();
-    let is_migrated = |s: &str, t: &str| migrated.contains(&(s.to_owned(), t.to_owned()));
-    let opts = TargetOptions {
-        schema: &target_schema,
-        case: m.identifier_case,
-        overrides: &m.type_overrides,
-        dialect: source.dialect(),
-    };
-    let mut reports = Vec::new();
-    let mut planned: Vec<(Table, TargetTable)> = Vec::new();
-    for table in tables {
-        match plan_table(&table, &is_migrated, &opts) {
-            Ok(t) => planned.push((table, t)),
-            Err(e) if m.continue_on_error => {
-                let label = format!("{}.{}", table.schema, table.name);
-                tracing::error!(table = %label, error = %e, "table skipped");
-                reports.push(skipped_report(label, e.to_string()));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    reject_collisions(
-        &format!("target schema {target_schema}"),
-        planned.iter().map(|(_, t)| (&t.source_name, &t.name)),
-    )?;
-    let mut targets: Vec<TargetTable> = planned.iter().map(|(_, t)| t.clone()).collect();
-    assign_relation_names(&mut targets);
-    let planned: Vec<(Table, TargetTable)> = planned.into_iter().map(|(s, _)| s).zip(targets).collect();
+    let plan = plan_targets(tables, m, &target_schema, source.dialect())?;
+    let mut reports: Vec<TableReport> = plan.skipped.into_iter().map(|(t, e)| skipped_report(t, e)).collect();
+    let planned = plan.tables;
 
-    let settings = PlanSettings {
-        large_table_threshold: m.large_table_threshold,
-        max_partitions: m.max_partitions,
-        min_rows_per_partition: m.min_rows_per_partition,
-    };
+    let settings = PlanSettings::from(m);
     let mut work = Vec::with_capacity(planned.len());
     if resuming {
         check_resumable(progress, &planned, &reports)?;
@@ -486,6 +422,27 @@ async fn migrate<S: Source>(
     }
     reports.sort_by(|a, b| a.source.cmp(&b.source));
     Ok(RunReport::new(reports, started.elapsed().as_secs_f64(), finalization_errors))
+}
+
+/// The tables of `schema` the configuration selects.
+///
+/// # Errors
+/// When the catalog cannot be read, or selects no table.
+pub(crate) async fn read_selected_tables<S: Source>(
+    source: &S,
+    schema: &str,
+    m: &MigrationConfig,
+) -> Result<Vec<Table>, TransferError> {
+    let select = |schema: &str, table: &str| m.selects_table(schema, table);
+    let tables = source.read_schema(schema, &select).await?;
+    if tables.is_empty() {
+        return Err(TransferError::Config(format!(
+            "no tables to migrate: schema '{schema}' of the source has no tables that \
+             migration.include_tables / exclude_tables select"
+        )));
+    }
+    tracing::info!(tables = tables.len(), schema = %schema, "catalog read");
+    Ok(tables)
 }
 
 /// The state of freshly planned partitions: their bounds, nothing copied.
@@ -752,7 +709,7 @@ fn check_compatible(planned: &TargetTable, existing: &Table) -> Result<(), Trans
     Ok(())
 }
 
-async fn plan_partitions<S: Source>(
+pub(crate) async fn plan_partitions<S: Source>(
     source: &S,
     spec: &ReadSpec,
     estimated_rows: u64,
@@ -1242,39 +1199,15 @@ async fn finalize<K: Send + Sync + 'static>(
     let m = &config.migration;
     let complete: Vec<&Arc<TableWork<K>>> = work.iter().filter(|w| w.failure().is_none()).collect();
     let per_table = futures_util::stream::iter(complete.iter().map(|w| {
-        let mut steps: Vec<(String, String)> = Vec::new();
         let t = &w.target;
-        if w.created {
-            if let Some(pk) = &t.primary_key {
-                steps.push((ddl::add_primary_key(t, pk), format!("primary key {} on {}", pk.name, t.name)));
-            }
-            for key in &t.unique_constraints {
-                steps.push((ddl::add_unique(t, key), format!("unique constraint {} on {}", key.name, t.name)));
-            }
-            if m.create_indexes {
-                for index in &t.indexes {
-                    steps.push((ddl::create_index(t, index), format!("index {} on {}", index.name, t.name)));
-                }
-            }
-            if m.create_check_constraints {
-                for check in &t.checks {
-                    steps.push((
-                        ddl::add_check(t, &check.name, &check.expression),
-                        format!("check {} on {}", check.name, t.name),
-                    ));
-                }
-            }
-            if m.use_unlogged_tables {
-                steps.push((ddl::set_logged(t), format!("SET LOGGED on {}", t.name)));
-            }
-        }
+        let steps = if w.created { post_load_steps(t, m) } else { Vec::new() };
         async move {
             let mut errors = Vec::new();
             let client = match target.get(Side::Target).await {
                 Ok(c) => c,
                 Err(e) => return vec![e.to_string()],
             };
-            for (sql, what) in steps {
+            for Step { sql, what } in steps {
                 options.emit(Event::Finalizing { step: what.clone() });
                 failpoint::reached("finalize-step").await;
                 if let Err(e) = execute_once(&client, &sql, &what).await {
@@ -1294,24 +1227,16 @@ async fn finalize<K: Send + Sync + 'static>(
     .await;
     let mut errors: Vec<String> = per_table.into_iter().flatten().collect();
 
-    let mut fk_steps: Vec<(String, String)> = Vec::new();
-    if m.create_foreign_keys {
-        for w in complete.iter().filter(|w| w.created) {
-            for fk in &w.target.foreign_keys {
-                fk_steps.push((
-                    ddl::add_foreign_key(&w.target, fk),
-                    format!("foreign key {} on {}", fk.name, w.target.name),
-                ));
-            }
-        }
-    }
+    let mut fk_steps: Vec<Step> =
+        complete.iter().filter(|w| w.created).flat_map(|w| foreign_key_steps(&w.target, m)).collect();
     for sql in restore {
-        fk_steps.push((sql.clone(), "putting back a foreign key dropped for the load".to_owned()));
+        fk_steps.push(Step { sql: sql.clone(), what: "putting back a foreign key dropped for the load".to_owned() });
     }
     // Foreign keys lock both tables they join, so circular ones built in
     // parallel can deadlock; the server picks a victim, which is retried.
-    let fk_errors = futures_util::stream::iter(fk_steps.into_iter().map(|(sql, what)| async move {
+    let fk_errors = futures_util::stream::iter(fk_steps.into_iter().map(|Step { sql, what }| async move {
         options.emit(Event::Finalizing { step: what.clone() });
+        failpoint::reached("finalize-step").await;
         let client = target.get(Side::Target).await.map_err(|e| e.to_string())?;
         let quick = Backoff { first_delay: std::time::Duration::from_millis(50), ..*backoff };
         with_retries(quick, &what, |_| execute_once(&client, &sql, &what)).await.map_err(|e| e.to_string())

@@ -20,6 +20,9 @@ pub struct PlannedTable {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
+    /// The run's state is saved under `run_id` (new, or the resumed one);
+    /// from here on an interrupted run can be resumed.
+    Started { run_id: String, resumed: bool },
     /// The run has a state (`run_id`) and knows which tables it copies.
     Planned { run_id: String, resumed: bool, tables: Vec<PlannedTable> },
     /// A chunk is in the target.

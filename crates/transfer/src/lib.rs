@@ -36,22 +36,32 @@
 //! # Ok::<(), mssql_pg_migrate_transfer::copy::EncodeError>(())
 //! ```
 
+mod connect;
 pub mod copy;
+pub mod dry_run;
 pub mod engine;
 pub mod error;
 pub mod events;
 mod failpoint;
+pub mod health;
 pub mod plan;
+pub mod planning;
 pub mod pool;
 pub mod progress;
 pub mod report;
 pub mod retry;
 pub mod source;
+#[cfg(test)]
+mod testing;
 pub mod tuning;
+pub mod validate;
 
+pub use dry_run::{DryRunOptions, DryRunPlan, dry_run};
 pub use engine::{RunOptions, run};
 pub use error::{ErrorKind, Side, TransferError};
 pub use events::{Event, EventSink, PlannedTable};
 pub use failpoint::FAILPOINT_VAR;
+pub use health::{Health, HealthOptions, HealthReport, health_check};
 pub use progress::{STATE_SCHEMA, StateLocation};
 pub use report::{RunReport, TableReport, TableStatus};
+pub use validate::{ValidateOptions, ValidationReport, validate};

@@ -19,6 +19,16 @@ pub struct PlanSettings {
     pub min_rows_per_partition: u64,
 }
 
+impl From<&mssql_pg_migrate_config::MigrationConfig> for PlanSettings {
+    fn from(m: &mssql_pg_migrate_config::MigrationConfig) -> Self {
+        PlanSettings {
+            large_table_threshold: m.large_table_threshold,
+            max_partitions: m.max_partitions,
+            min_rows_per_partition: m.min_rows_per_partition,
+        }
+    }
+}
+
 /// How many partitions a table of `rows` rows gets: one below the
 /// threshold; above it, as many as keep `min_rows_per_partition` rows each,
 /// up to `max_partitions`.

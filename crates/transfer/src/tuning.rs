@@ -93,17 +93,10 @@ impl Tuning {
 
 #[cfg(test)]
 mod tests {
-    use mssql_pg_migrate_config::Loader;
-
     use super::*;
 
     fn migration(extra: &str) -> MigrationConfig {
-        let yaml = format!(
-            "source: {{type: postgres, host: h, database: d, user: u, password: p, schema: s}}\n\
-             target: {{type: postgres, host: h, database: d, user: u, password: p, schema: t}}\n\
-             migration: {{{extra}}}\n"
-        );
-        Loader::new().load_str(&yaml, "yaml").unwrap().migration
+        crate::testing::config("postgres", extra).migration
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! Helpers shared by the CLI test files.
 
+#![allow(dead_code)] // Each test file uses a different part.
+
+pub mod pair;
+
 use assert_cmd::Command;
 
 /// The real binary, with no inherited `MSSQL_PG_MIGRATE__…` overrides: the

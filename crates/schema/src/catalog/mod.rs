@@ -18,6 +18,7 @@ pub struct TableRow {
     pub schema: String,
     pub name: String,
     pub estimated_rows: i64,
+    pub estimated_bytes: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -109,6 +110,7 @@ pub fn assemble(rows: CatalogRows, select: &dyn Fn(&str, &str) -> bool) -> Vec<T
                 foreign_keys: Vec::new(),
                 checks: Vec::new(),
                 estimated_rows: u64::try_from(t.estimated_rows).unwrap_or(0),
+                estimated_bytes: u64::try_from(t.estimated_bytes).unwrap_or(0),
                 unsupported: Vec::new(),
             };
             (t.object_id, table)
@@ -261,9 +263,27 @@ mod tests {
         };
         let rows = CatalogRows {
             tables: vec![
-                TableRow { object_id: 2, schema: "s".into(), name: "b".into(), estimated_rows: -1 },
-                TableRow { object_id: 1, schema: "s".into(), name: "a".into(), estimated_rows: 10 },
-                TableRow { object_id: 3, schema: "s".into(), name: "skipped".into(), estimated_rows: 1 },
+                TableRow {
+                    object_id: 2,
+                    schema: "s".into(),
+                    name: "b".into(),
+                    estimated_rows: -1,
+                    estimated_bytes: -1,
+                },
+                TableRow {
+                    object_id: 1,
+                    schema: "s".into(),
+                    name: "a".into(),
+                    estimated_rows: 10,
+                    estimated_bytes: 8192,
+                },
+                TableRow {
+                    object_id: 3,
+                    schema: "s".into(),
+                    name: "skipped".into(),
+                    estimated_rows: 1,
+                    estimated_bytes: 0,
+                },
             ],
             columns: vec![col(1, "x"), col(1, "y"), col(2, "z"), col(3, "w")],
             keys: vec![
@@ -285,7 +305,9 @@ mod tests {
         assert_eq!(tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         let a = &tables[0];
         assert_eq!(a.estimated_rows, 10);
+        assert_eq!(a.estimated_bytes, 8192);
         assert_eq!(tables[1].estimated_rows, 0);
+        assert_eq!(tables[1].estimated_bytes, 0);
         assert_eq!(a.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["x", "y"]);
         assert_eq!(a.primary_key, Some(Key { name: "pk".into(), columns: vec!["x".into(), "y".into()] }));
         assert_eq!(a.unique_constraints.len(), 2);

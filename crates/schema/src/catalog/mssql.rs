@@ -17,11 +17,17 @@ use super::{
 use crate::SchemaError;
 use crate::model::{Column, ColumnType, Computed, Identity, ReferentialAction, Table};
 
-/// Tables of one schema, with the row count of the heap or clustered index.
+/// Tables of one schema, with the row count and the used size (in-row,
+/// row-overflow and LOB pages) of the heap or clustered index. In-row and
+/// row-overflow units hang off the hobt, LOB units off the partition.
 pub const TABLES: &str = "\
 SELECT CAST(t.object_id AS bigint), s.name, t.name,
        CAST(COALESCE((SELECT SUM(p.rows) FROM sys.partitions p
-                      WHERE p.object_id = t.object_id AND p.index_id IN (0, 1)), 0) AS bigint)
+                      WHERE p.object_id = t.object_id AND p.index_id IN (0, 1)), 0) AS bigint),
+       CAST(COALESCE((SELECT SUM(a.used_pages) FROM sys.partitions p
+                      JOIN sys.allocation_units a
+                        ON a.container_id = CASE WHEN a.type IN (1, 3) THEN p.hobt_id ELSE p.partition_id END
+                      WHERE p.object_id = t.object_id AND p.index_id IN (0, 1)), 0) AS bigint) * 8192
 FROM sys.tables t JOIN sys.schemas s ON s.schema_id = t.schema_id
 WHERE s.name = @P1 AND t.is_ms_shipped = 0
 ORDER BY t.name";
@@ -225,6 +231,7 @@ where
             schema: req::<&str>(&r, 1, w)?.to_owned(),
             name: req::<&str>(&r, 2, w)?.to_owned(),
             estimated_rows: req(&r, 3, w)?,
+            estimated_bytes: req(&r, 4, w)?,
         });
     }
     for r in query(client, COLUMNS, schema, "columns").await? {

@@ -11,8 +11,12 @@ use super::{CatalogRows, CheckRow, ColumnRow, ForeignKeyColumnRow, IndexColumnRo
 use crate::SchemaError;
 use crate::model::{Column, ColumnType, Computed, Identity, ReferentialAction, Table};
 
+/// Tables of one schema with the planner's row estimate and the heap plus
+/// TOAST size as of the last VACUUM or ANALYZE (no privilege needed).
 pub const TABLES: &str = "\
-SELECT c.oid::int8, n.nspname::text, c.relname::text, GREATEST(c.reltuples, 0)::int8
+SELECT c.oid::int8, n.nspname::text, c.relname::text, GREATEST(c.reltuples, 0)::int8,
+       (c.relpages::int8 + COALESCE((SELECT t.relpages::int8 FROM pg_class t WHERE t.oid = c.reltoastrelid), 0))
+         * current_setting('block_size')::int8
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition
 ORDER BY c.relname";
@@ -136,6 +140,7 @@ pub async fn read_schema(
             schema: get(&r, 1, "tables")?,
             name: get(&r, 2, "tables")?,
             estimated_rows: get(&r, 3, "tables")?,
+            estimated_bytes: get(&r, 4, "tables")?,
         });
     }
     for r in query(client, COLUMNS, schema, "columns").await? {

@@ -146,12 +146,52 @@ impl PieceSink {
     }
 }
 
+/// What a source server says about itself and the session the tool holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServerProbe {
+    /// Product and version, as the server reports them.
+    pub version: String,
+    /// The login the session runs as.
+    pub user: String,
+    /// Whether the session is encrypted; `None` when the server does not
+    /// let this login see it.
+    pub tls: Option<bool>,
+}
+
+/// Whether the source login may read one table and its definition.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TableAccess {
+    /// `schema.table` in the source.
+    pub table: String,
+    /// SELECT on the table (and, for PostgreSQL, USAGE on its schema).
+    pub select: bool,
+    /// VIEW DEFINITION on SQL Server, without which defaults and computed
+    /// columns read as empty. PostgreSQL catalogs are readable by every role.
+    pub view_definition: bool,
+}
+
 /// A server the engine copies from.
 pub trait Source: Send + Sync + 'static {
     /// A key value (one part per key column), held only between pages.
     type Key: Clone + Send + Sync + fmt::Debug + 'static;
 
     fn dialect(&self) -> Dialect;
+
+    /// Version, login and encryption of a pooled session.
+    fn probe(&self) -> impl Future<Output = Result<ServerProbe, TransferError>> + Send;
+
+    /// One round trip that does no work, for measuring latency.
+    fn ping(&self) -> impl Future<Output = Result<(), TransferError>> + Send;
+
+    /// The login's access to each of `tables` (all in `schema`), in their order.
+    fn table_access(
+        &self,
+        schema: &str,
+        tables: &[Table],
+    ) -> impl Future<Output = Result<Vec<TableAccess>, TransferError>> + Send;
+
+    /// The exact number of rows in the table.
+    fn count_rows(&self, spec: &ReadSpec) -> impl Future<Output = Result<u64, TransferError>> + Send;
 
     /// Reads the catalog of `schema`, keeping the tables `select` accepts.
     fn read_schema(

@@ -21,7 +21,10 @@ use tiberius::{AuthMethod, Client, ColumnData, Config, EncryptionLevel, Query};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
-use super::{KeyText, Page, PieceSink, ReadColumn, ReadSpec, Source, hex, join_key_parts, split_key_parts, unhex};
+use super::{
+    KeyText, Page, PieceSink, ReadColumn, ReadSpec, ServerProbe, Source, TableAccess, hex, join_key_parts,
+    split_key_parts, unhex,
+};
 use crate::copy::{CopyEncoder, EncodeError};
 use crate::error::{Side, TransferError};
 
@@ -133,6 +136,8 @@ fn server_error(context: &str, e: &tiberius::error::Error) -> TransferError {
 pub struct MssqlSource {
     pool: bb8::Pool<MssqlManager>,
     address: String,
+    /// Whether the login asked for encryption, which tiberius then requires.
+    encrypt: bool,
 }
 
 impl MssqlSource {
@@ -142,6 +147,7 @@ impl MssqlSource {
     /// [`TransferError::Connect`] when the first connection fails.
     pub async fn connect(endpoint: MssqlEndpoint, max_size: u32) -> Result<MssqlSource, TransferError> {
         let address = endpoint.address();
+        let encrypt = endpoint.encrypt;
         let first = endpoint.connect().await?;
         let pool = bb8::Pool::builder()
             .max_size(max_size.max(1))
@@ -149,7 +155,7 @@ impl MssqlSource {
             .build_unchecked(MssqlManager { endpoint });
         pool.add(first)
             .map_err(|_| TransferError::Config("the SQL Server pool refused its first connection".into()))?;
-        Ok(MssqlSource { pool, address })
+        Ok(MssqlSource { pool, address, encrypt })
     }
 
     /// The first row of a query without parameters.
@@ -159,6 +165,18 @@ impl MssqlSource {
             .await
             .map_err(|e| server_error(context, &e))?
             .into_row()
+            .await
+            .map_err(|e| server_error(context, &e))
+    }
+
+    /// Every row of the first result of a bound query.
+    async fn all_rows(&self, query: Query<'_>, context: &str) -> Result<Vec<tiberius::Row>, TransferError> {
+        let mut conn = self.conn().await?;
+        query
+            .query(&mut conn)
+            .await
+            .map_err(|e| server_error(context, &e))?
+            .into_first_result()
             .await
             .map_err(|e| server_error(context, &e))
     }
@@ -174,6 +192,22 @@ impl MssqlSource {
         })
     }
 }
+
+/// Version, edition and login of the session.
+pub const PROBE: &str = "SELECT CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(128)), \
+CAST(SERVERPROPERTY('Edition') AS nvarchar(128)), SUSER_SNAME()";
+
+/// Whether this session is encrypted (needs VIEW SERVER STATE).
+pub const ENCRYPTION: &str = "SELECT encrypt_option FROM sys.dm_exec_connections WHERE session_id = @@SPID";
+
+/// SELECT and VIEW DEFINITION on every table of a schema, as the login
+/// holds them directly or through its roles, schema or database grants.
+pub const TABLE_ACCESS: &str = "\
+SELECT t.name,
+       CAST(HAS_PERMS_BY_NAME(QUOTENAME(s.name) + N'.' + QUOTENAME(t.name), N'OBJECT', N'SELECT') AS bit),
+       CAST(HAS_PERMS_BY_NAME(QUOTENAME(s.name) + N'.' + QUOTENAME(t.name), N'OBJECT', N'VIEW DEFINITION') AS bit)
+FROM sys.tables t JOIN sys.schemas s ON s.schema_id = t.schema_id
+WHERE s.name = @P1 AND t.is_ms_shipped = 0";
 
 /// The SELECT-list expression for a column: the column itself, or a server
 /// conversion where tiberius would otherwise read the value inexactly.
@@ -485,6 +519,66 @@ impl Source for MssqlSource {
         Dialect::Mssql
     }
 
+    async fn probe(&self) -> Result<ServerProbe, TransferError> {
+        let context = "reading the server version";
+        let row = self.single_row(PROBE.into(), context).await?;
+        let text = |i: usize| -> Result<String, TransferError> {
+            let value: Option<&str> = match &row {
+                Some(r) => r.try_get(i).map_err(|e| server_error(context, &e))?,
+                None => None,
+            };
+            Ok(value.unwrap_or("unknown").to_owned())
+        };
+        let version = format!("SQL Server {} ({})", text(0)?, text(1)?);
+        let user = text(2)?;
+        // The DMV needs VIEW SERVER STATE; without it only the login's own
+        // choice is known, and encrypt: true means tiberius insists on TLS.
+        let seen = match self.single_row(ENCRYPTION.into(), "reading the session's encryption").await {
+            Ok(Some(r)) => r.try_get::<&str, _>(0).ok().flatten().map(|v| v.eq_ignore_ascii_case("TRUE")),
+            _ => None,
+        };
+        let tls = seen.or(self.encrypt.then_some(true));
+        Ok(ServerProbe { version, user, tls })
+    }
+
+    async fn ping(&self) -> Result<(), TransferError> {
+        self.single_row("SELECT 1".into(), "measuring the round trip").await.map(|_| ())
+    }
+
+    async fn table_access(&self, schema: &str, tables: &[Table]) -> Result<Vec<TableAccess>, TransferError> {
+        let context = format!("checking the permissions on schema {schema}");
+        let mut query = Query::new(TABLE_ACCESS);
+        query.bind(schema);
+        let rows = self.all_rows(query, &context).await?;
+        let mut granted = std::collections::HashMap::new();
+        for row in rows {
+            let name: Option<&str> = row.try_get(0).map_err(|e| server_error(&context, &e))?;
+            let select: Option<bool> = row.try_get(1).map_err(|e| server_error(&context, &e))?;
+            let definition: Option<bool> = row.try_get(2).map_err(|e| server_error(&context, &e))?;
+            if let Some(name) = name {
+                granted.insert(name.to_owned(), (select == Some(true), definition == Some(true)));
+            }
+        }
+        Ok(tables
+            .iter()
+            .map(|t| {
+                let (select, view_definition) = granted.get(&t.name).copied().unwrap_or((false, false));
+                TableAccess { table: format!("{}.{}", t.schema, t.name), select, view_definition }
+            })
+            .collect())
+    }
+
+    async fn count_rows(&self, spec: &ReadSpec) -> Result<u64, TransferError> {
+        let sql = format!("SELECT COUNT_BIG(*) FROM {}", qualified_mssql(&spec.schema, &spec.table));
+        let context = format!("counting the rows of {}", spec.label);
+        let row = self.single_row(sql, &context).await?;
+        let count: Option<i64> = match row {
+            Some(r) => r.try_get(0).map_err(|e| server_error(&context, &e))?,
+            None => None,
+        };
+        Ok(count.and_then(|c| u64::try_from(c).ok()).unwrap_or(0))
+    }
+
     async fn read_schema(
         &self,
         schema: &str,
@@ -527,16 +621,9 @@ impl Source for MssqlSource {
             qualified_mssql(&spec.schema, &spec.table)
         );
         let context = format!("computing chunk boundaries of {}", spec.label);
-        let mut conn = self.conn().await?;
         let mut query = Query::new(sql);
         query.bind(i64::try_from(every.max(1)).unwrap_or(i64::MAX));
-        let rows = query
-            .query(&mut conn)
-            .await
-            .map_err(|e| server_error(&context, &e))?
-            .into_first_result()
-            .await
-            .map_err(|e| server_error(&context, &e))?;
+        let rows = self.all_rows(query, &context).await?;
         Ok(rows.into_iter().map(|row| MssqlKey(row.into_iter().collect())).collect())
     }
 

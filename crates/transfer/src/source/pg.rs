@@ -13,7 +13,9 @@ use mssql_pg_migrate_schema::{Table, catalog};
 use mssql_pg_migrate_typemap::PgType;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
-use super::{KeyText, Page, PieceSink, ReadSpec, Source, hex, join_key_parts, split_key_parts, unhex};
+use super::{
+    KeyText, Page, PieceSink, ReadSpec, ServerProbe, Source, TableAccess, hex, join_key_parts, split_key_parts, unhex,
+};
 use crate::error::{Side, TransferError};
 use crate::pool::PgPool;
 
@@ -116,6 +118,46 @@ impl Source for PgSource {
 
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
+    }
+
+    async fn probe(&self) -> Result<ServerProbe, TransferError> {
+        probe_pg(&self.pool, Side::Source).await
+    }
+
+    async fn ping(&self) -> Result<(), TransferError> {
+        ping_pg(&self.pool, Side::Source).await
+    }
+
+    async fn table_access(&self, schema: &str, tables: &[Table]) -> Result<Vec<TableAccess>, TransferError> {
+        let client = self.pool.get(Side::Source).await?;
+        let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+        let context = format!("checking the privileges on schema {schema}");
+        let rows = client
+            .query(TABLE_ACCESS, &[&schema, &names])
+            .await
+            .map_err(|e| TransferError::pg(Side::Source, context.as_str(), &e))?;
+        let mut granted = std::collections::HashMap::new();
+        for row in rows {
+            let name: String = row.try_get(0).map_err(|e| TransferError::pg(Side::Source, context.as_str(), &e))?;
+            let select: bool = row.try_get(1).map_err(|e| TransferError::pg(Side::Source, context.as_str(), &e))?;
+            granted.insert(name, select);
+        }
+        Ok(tables
+            .iter()
+            .map(|t| TableAccess {
+                table: format!("{}.{}", t.schema, t.name),
+                select: granted.get(&t.name).copied().unwrap_or(false),
+                view_definition: true,
+            })
+            .collect())
+    }
+
+    async fn count_rows(&self, spec: &ReadSpec) -> Result<u64, TransferError> {
+        let client = self.pool.get(Side::Source).await?;
+        let sql = format!("SELECT count(*) FROM {}", table_sql(spec));
+        let row = client.query_one(&sql, &[]).await.map_err(|e| Self::err("counting the rows of", spec, &e))?;
+        let count: i64 = row.try_get(0).map_err(|e| Self::err("counting the rows of", spec, &e))?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     async fn read_schema(
@@ -261,6 +303,42 @@ impl Source for PgSource {
                 .collect(),
         }
     }
+}
+
+/// SELECT on each named table, which also needs USAGE on its schema.
+const TABLE_ACCESS: &str = "\
+SELECT c.relname::text, has_table_privilege(c.oid, 'SELECT') AND has_schema_privilege(n.oid, 'USAGE')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = ANY($2)";
+
+const PROBE: &str = "\
+SELECT version(), current_user::text,
+       (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid())";
+
+/// Version, login and encryption of a session of `pool` (a PostgreSQL
+/// source, or the target).
+///
+/// # Errors
+/// When no session can be had or the query fails.
+pub async fn probe_pg(pool: &PgPool, side: Side) -> Result<ServerProbe, TransferError> {
+    let client = pool.get(side).await?;
+    let context = "reading the server version";
+    let row = client.query_one(PROBE, &[]).await.map_err(|e| TransferError::pg(side, context, &e))?;
+    Ok(ServerProbe {
+        version: row.try_get(0).map_err(|e| TransferError::pg(side, context, &e))?,
+        user: row.try_get(1).map_err(|e| TransferError::pg(side, context, &e))?,
+        tls: row.try_get(2).map_err(|e| TransferError::pg(side, context, &e))?,
+    })
+}
+
+/// One empty round trip on a pooled session.
+///
+/// # Errors
+/// When no session can be had or the server does not answer.
+pub async fn ping_pg(pool: &PgPool, side: Side) -> Result<(), TransferError> {
+    let client = pool.get(side).await?;
+    client.simple_query("").await.map_err(|e| TransferError::pg(side, "measuring the round trip", &e))?;
+    Ok(())
 }
 
 fn raw_integer(v: &RawValue) -> Option<i64> {

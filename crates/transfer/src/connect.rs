@@ -1,0 +1,82 @@
+//! Connecting to the servers a configuration names. The engine is generic
+//! over [`Source`], so work that needs a source is a [`SourceJob`], called
+//! with whichever dialect `source.type` selects.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use mssql_pg_migrate_config::{Config, SourceKind, SslMode};
+
+use crate::error::{Side, TransferError};
+use crate::pool::{PgEndpoint, PgPool};
+use crate::source::Source;
+use crate::source::mssql::{MssqlEndpoint, MssqlSource};
+use crate::source::pg::PgSource;
+
+/// Work that needs a connected source of either dialect.
+pub trait SourceJob {
+    type Output;
+
+    fn call<S: Source>(self, source: Arc<S>) -> impl Future<Output = Result<Self::Output, TransferError>>;
+}
+
+/// Connects to the configured source with a pool of at most
+/// `max_connections`, and hands it to `job`.
+///
+/// # Errors
+/// [`TransferError::Connect`] when a SQL Server source cannot be reached
+/// (a PostgreSQL pool connects lazily, on first use), or the job's error.
+pub async fn with_source<J: SourceJob>(
+    config: &Config,
+    max_connections: usize,
+    job: J,
+) -> Result<J::Output, TransferError> {
+    let s = &config.source;
+    match s.kind {
+        SourceKind::Postgres => {
+            let endpoint = PgEndpoint {
+                host: s.host.clone(),
+                port: s.port,
+                database: s.database.clone(),
+                user: s.user.clone(),
+                password: s.password.clone(),
+                ssl_mode: SslMode::Prefer,
+            };
+            let source = PgSource::new(PgPool::new(&endpoint, Side::Source, max_connections)?);
+            job.call(Arc::new(source)).await
+        }
+        SourceKind::Mssql => {
+            let endpoint = MssqlEndpoint {
+                host: s.host.clone(),
+                port: s.port,
+                database: s.database.clone(),
+                user: s.user.clone(),
+                password: s.password.clone(),
+                encrypt: s.encrypt,
+                trust_server_cert: s.trust_server_cert,
+            };
+            let max = u32::try_from(max_connections).unwrap_or(u32::MAX);
+            let source = MssqlSource::connect(endpoint, max).await?;
+            job.call(Arc::new(source)).await
+        }
+    }
+}
+
+/// The target server of `config`.
+pub fn target_endpoint(config: &Config) -> PgEndpoint {
+    let t = &config.target;
+    PgEndpoint {
+        host: t.host.clone(),
+        port: t.port,
+        database: t.database.clone(),
+        user: t.user.clone(),
+        password: t.password.clone(),
+        ssl_mode: t.ssl_mode,
+    }
+}
+
+/// `host:port/database` of the configured source, for messages.
+pub fn source_address(config: &Config) -> String {
+    let s = &config.source;
+    format!("{}:{}/{}", s.host, s.port, s.database)
+}

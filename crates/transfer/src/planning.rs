@@ -1,0 +1,193 @@
+//! The target side of a run, decided before any server is touched: which
+//! source tables become which target tables, and the statements that build
+//! their keys, indexes and constraints after the load. Pure, so `run`,
+//! `run --dry-run`, `validate` and `health-check` all plan alike.
+
+use std::collections::BTreeSet;
+
+use mssql_pg_migrate_config::MigrationConfig;
+use mssql_pg_migrate_schema::target::{
+    Dialect, TargetOptions, TargetTable, assign_relation_names, plan_table, reject_collisions,
+};
+use mssql_pg_migrate_schema::{Table, ddl};
+
+use crate::error::TransferError;
+
+/// The source tables with their target plans, and those left out.
+#[derive(Debug, Clone, Default)]
+pub struct TargetPlan {
+    pub tables: Vec<(Table, TargetTable)>,
+    /// `(schema.table, why)` of tables that cannot be planned, when
+    /// `continue_on_error` lets the run go on without them.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Plans the target table of each source table.
+///
+/// # Errors
+/// A table that cannot be planned (unless `continue_on_error`), or two
+/// tables that land on the same target name.
+pub fn plan_targets(
+    tables: Vec<Table>,
+    m: &MigrationConfig,
+    target_schema: &str,
+    dialect: Dialect,
+) -> Result<TargetPlan, TransferError> {
+    let migrated: BTreeSet<(String, String)> = tables.iter().map(|t| (t.schema.clone(), t.name.clone())).collect();
+    let is_migrated = |s: &str, t: &str| migrated.contains(&(s.to_owned(), t.to_owned()));
+    let opts = TargetOptions { schema: target_schema, case: m.identifier_case, overrides: &m.type_overrides, dialect };
+    let mut plan = TargetPlan::default();
+    let mut planned: Vec<(Table, TargetTable)> = Vec::new();
+    for table in tables {
+        match plan_table(&table, &is_migrated, &opts) {
+            Ok(t) => planned.push((table, t)),
+            Err(e) if m.continue_on_error => {
+                let label = format!("{}.{}", table.schema, table.name);
+                tracing::error!(table = %label, error = %e, "table skipped");
+                plan.skipped.push((label, e.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    reject_collisions(
+        &format!("target schema {target_schema}"),
+        planned.iter().map(|(_, t)| (&t.source_name, &t.name)),
+    )?;
+    let mut targets: Vec<TargetTable> = planned.iter().map(|(_, t)| t.clone()).collect();
+    assign_relation_names(&mut targets);
+    plan.tables = planned.into_iter().map(|(s, _)| s).zip(targets).collect();
+    Ok(plan)
+}
+
+/// One statement run after the load, with what it builds (for messages).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Step {
+    pub sql: String,
+    pub what: String,
+}
+
+/// The steps that complete a table created by the run, in order: primary
+/// key, unique constraints, indexes, checks, then `SET LOGGED`.
+pub fn post_load_steps(t: &TargetTable, m: &MigrationConfig) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if let Some(pk) = &t.primary_key {
+        steps.push(Step { sql: ddl::add_primary_key(t, pk), what: format!("primary key {} on {}", pk.name, t.name) });
+    }
+    for key in &t.unique_constraints {
+        steps
+            .push(Step { sql: ddl::add_unique(t, key), what: format!("unique constraint {} on {}", key.name, t.name) });
+    }
+    if m.create_indexes {
+        for index in &t.indexes {
+            steps.push(Step { sql: ddl::create_index(t, index), what: format!("index {} on {}", index.name, t.name) });
+        }
+    }
+    if m.create_check_constraints {
+        for check in &t.checks {
+            steps.push(Step {
+                sql: ddl::add_check(t, &check.name, &check.expression),
+                what: format!("check {} on {}", check.name, t.name),
+            });
+        }
+    }
+    if m.use_unlogged_tables {
+        steps.push(Step { sql: ddl::set_logged(t), what: format!("SET LOGGED on {}", t.name) });
+    }
+    steps
+}
+
+/// The foreign keys of a table created by the run, built after every
+/// table's data is in place.
+pub fn foreign_key_steps(t: &TargetTable, m: &MigrationConfig) -> Vec<Step> {
+    if !m.create_foreign_keys {
+        return Vec::new();
+    }
+    t.foreign_keys
+        .iter()
+        .map(|fk| Step { sql: ddl::add_foreign_key(t, fk), what: format!("foreign key {} on {}", fk.name, t.name) })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use mssql_pg_migrate_schema::{ColumnType, ForeignKey, Key, ReferentialAction};
+    use mssql_pg_migrate_typemap::PgType;
+
+    use super::*;
+    use crate::testing::column;
+
+    fn migration(extra: &str) -> MigrationConfig {
+        crate::testing::config("postgres", &format!("identifier_case: snake, {extra}")).migration
+    }
+
+    fn table(name: &str, column_type: ColumnType, fk_to: Option<&str>) -> Table {
+        Table {
+            schema: "s".into(),
+            name: name.into(),
+            columns: vec![column("Id", column_type)],
+            primary_key: Some(Key { name: format!("PK_{name}"), columns: vec!["Id".into()] }),
+            unique_constraints: vec![],
+            indexes: vec![],
+            foreign_keys: fk_to
+                .map(|to| ForeignKey {
+                    name: format!("FK_{name}_{to}"),
+                    columns: vec!["Id".into()],
+                    referenced_schema: "s".into(),
+                    referenced_table: to.into(),
+                    referenced_columns: vec!["Id".into()],
+                    on_delete: ReferentialAction::NoAction,
+                    on_update: ReferentialAction::NoAction,
+                })
+                .into_iter()
+                .collect(),
+            checks: vec![],
+            estimated_rows: 0,
+            estimated_bytes: 0,
+            unsupported: vec![],
+        }
+    }
+
+    fn int() -> ColumnType {
+        ColumnType::Postgres(PgType::Integer)
+    }
+
+    fn bad() -> ColumnType {
+        ColumnType::Unsupported { type_name: "geometry".into(), reason: "no mapping".into() }
+    }
+
+    #[test]
+    fn tables_that_cannot_be_planned_stop_the_run_or_are_skipped_by_name() {
+        let tables = || vec![table("Good", int(), None), table("Shapes", bad(), None)];
+        let err = plan_targets(tables(), &migration(""), "t", Dialect::Postgres).unwrap_err().to_string();
+        assert!(err.contains("Shapes") && err.contains("geometry"), "{err}");
+
+        let plan = plan_targets(tables(), &migration("continue_on_error: true"), "t", Dialect::Postgres).unwrap();
+        assert_eq!(plan.tables.len(), 1);
+        assert_eq!(plan.tables[0].1.name, "good");
+        assert_eq!(plan.skipped.len(), 1);
+        assert_eq!(plan.skipped[0].0, "s.Shapes");
+        assert!(plan.skipped[0].1.contains("geometry"), "{}", plan.skipped[0].1);
+    }
+
+    #[test]
+    fn steps_follow_the_switches_and_foreign_keys_only_to_migrated_tables() {
+        let tables = vec![table("Parent", int(), None), table("Child", int(), Some("Parent"))];
+        let plan = plan_targets(tables, &migration(""), "t", Dialect::Postgres).unwrap();
+        let child = &plan.tables.iter().find(|(s, _)| s.name == "Child").unwrap().1;
+        let m = migration("");
+        let steps = post_load_steps(child, &m);
+        assert_eq!(steps.len(), 1, "{steps:?}");
+        assert!(steps[0].sql.starts_with("ALTER TABLE \"t\".\"child\" ADD CONSTRAINT"), "{}", steps[0].sql);
+        assert!(steps[0].sql.contains("PRIMARY KEY (\"id\")"), "{}", steps[0].sql);
+        let fks = foreign_key_steps(child, &m);
+        assert_eq!(fks.len(), 1);
+        assert!(fks[0].sql.contains("REFERENCES \"t\".\"parent\""), "{}", fks[0].sql);
+        assert!(foreign_key_steps(child, &migration("create_foreign_keys: false")).is_empty());
+        let unlogged = post_load_steps(child, &migration("use_unlogged_tables: true"));
+        assert_eq!(unlogged.last().map(|s| s.sql.as_str()), Some("ALTER TABLE \"t\".\"child\" SET LOGGED"));
+
+        // A foreign key to a table outside the run is left out.
+        let alone = plan_targets(vec![table("Child", int(), Some("Parent"))], &m, "t", Dialect::Postgres).unwrap();
+        assert!(foreign_key_steps(&alone.tables[0].1, &m).is_empty());
+    }
+}

@@ -1,0 +1,134 @@
+//! `validate`: a quick check that every selected table holds as many rows
+//! in the target as in the source. Counts are exact (`COUNT(*)` on both
+//! sides, at the same moment per table), so a source that is still being
+//! written to can differ for that reason alone.
+
+use std::sync::Arc;
+
+use mssql_pg_migrate_config::Config;
+use mssql_pg_migrate_schema::ddl;
+use serde::Serialize;
+
+use crate::connect::{SourceJob, target_endpoint, with_source};
+use crate::engine::read_selected_tables;
+use crate::error::{Side, TransferError};
+use crate::planning::plan_targets;
+use crate::pool::PgPool;
+use crate::source::{ReadSpec, Source};
+
+#[derive(Debug, Clone, Default)]
+pub struct ValidateOptions {
+    pub source_schema: Option<String>,
+    pub target_schema: Option<String>,
+}
+
+/// One table's counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableCount {
+    /// `schema.table` in the source and in the target.
+    pub source: String,
+    pub target: String,
+    pub source_rows: u64,
+    /// `None` when the target table does not exist.
+    pub target_rows: Option<u64>,
+    pub matches: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ValidationReport {
+    pub tables: Vec<TableCount>,
+    pub matched: usize,
+    pub mismatched: usize,
+}
+
+impl ValidationReport {
+    fn new(tables: Vec<TableCount>) -> ValidationReport {
+        let matched = tables.iter().filter(|t| t.matches).count();
+        ValidationReport { mismatched: tables.len() - matched, matched, tables }
+    }
+
+    pub fn is_success(&self) -> bool {
+        self.mismatched == 0
+    }
+
+    pub fn mismatches(&self) -> impl Iterator<Item = &TableCount> {
+        self.tables.iter().filter(|t| !t.matches)
+    }
+}
+
+/// Counts the rows of every selected table on both sides.
+///
+/// # Errors
+/// A server that cannot be reached or a count that fails. A missing target
+/// table is a mismatch in the report, not an error.
+pub async fn validate(config: &Config, options: &ValidateOptions) -> Result<ValidationReport, TransferError> {
+    let target = PgPool::new(&target_endpoint(config), Side::Target, 2)?;
+    with_source(config, 2, ValidateJob { config, options, target }).await
+}
+
+struct ValidateJob<'a> {
+    config: &'a Config,
+    options: &'a ValidateOptions,
+    target: PgPool,
+}
+
+impl SourceJob for ValidateJob<'_> {
+    type Output = ValidationReport;
+
+    async fn call<S: Source>(self, source: Arc<S>) -> Result<ValidationReport, TransferError> {
+        let m = &self.config.migration;
+        let source_schema = self.options.source_schema.clone().unwrap_or_else(|| self.config.source.schema.clone());
+        let target_schema = self.options.target_schema.clone().unwrap_or_else(|| self.config.target.schema.clone());
+        let tables = read_selected_tables(source.as_ref(), &source_schema, m).await?;
+        let plan = plan_targets(tables, m, &target_schema, source.dialect())?;
+        let client = self.target.get(Side::Target).await?;
+        let mut counts = Vec::with_capacity(plan.tables.len());
+        for (table, target) in &plan.tables {
+            let spec = ReadSpec::new(table, target);
+            let sql = format!("SELECT count(*) FROM {}", ddl::table_name(target));
+            let context = format!("counting the rows of {}", ddl::table_name(target));
+            let (source_rows, target_rows) = tokio::join!(source.count_rows(&spec), client.query_one(&sql, &[]));
+            let source_rows = source_rows?;
+            let target_rows = match target_rows {
+                Ok(row) => {
+                    let n: i64 = row.try_get(0).map_err(|e| TransferError::pg(Side::Target, context.as_str(), &e))?;
+                    Some(u64::try_from(n).unwrap_or(0))
+                }
+                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => None,
+                Err(e) => return Err(TransferError::pg(Side::Target, context, &e)),
+            };
+            counts.push(TableCount {
+                source: spec.label.clone(),
+                target: format!("{}.{}", target.schema, target.name),
+                source_rows,
+                target_rows,
+                matches: target_rows == Some(source_rows),
+            });
+        }
+        Ok(ValidationReport::new(counts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(source_rows: u64, target_rows: Option<u64>) -> TableCount {
+        TableCount {
+            source: "s.t".into(),
+            target: "p.t".into(),
+            source_rows,
+            target_rows,
+            matches: target_rows == Some(source_rows),
+        }
+    }
+
+    #[test]
+    fn a_missing_table_or_a_different_count_is_a_mismatch() {
+        let report = ValidationReport::new(vec![count(3, Some(3)), count(3, Some(2)), count(0, None)]);
+        assert_eq!((report.matched, report.mismatched), (1, 2));
+        assert!(!report.is_success());
+        assert_eq!(report.mismatches().map(|t| t.target_rows).collect::<Vec<_>>(), vec![Some(2), None]);
+        assert!(ValidationReport::new(vec![count(0, Some(0))]).is_success());
+    }
+}
