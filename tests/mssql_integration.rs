@@ -38,7 +38,11 @@ fn parse_url(url: &str) -> Url {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_server_edge_cases_land_exactly() {
     let Ok(url) = std::env::var("MSSQL_TEST_URL") else {
-        eprintln!(
+        // Written to the process's stderr, past the harness's capture, so
+        // the skip is visible in every `cargo test` run, not only a failing one.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED sql_server_edge_cases_land_exactly: MSSQL_TEST_URL is not set, so no SQL Server is available \
              (run `cargo xtask mssql-it` where Docker exists, or set MSSQL_TEST_URL)"
         );
