@@ -4,13 +4,14 @@
 
 mod exit;
 mod inspect;
+mod live;
 mod output;
 mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use mssql_pg_migrate::config::{Config, ConfigError, Loader};
 
 use crate::exit::{CliError, Exit};
@@ -77,6 +78,14 @@ enum Command {
     /// the run needs (exit 2 when a server is unreachable, 1 when a
     /// permission is missing)
     HealthCheck,
+    /// Print a shell completion script (for example:
+    /// `mssql-pg-migrate completions bash > /etc/bash_completion.d/mssql-pg-migrate`)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page in roff (`mssql-pg-migrate man | man -l -`)
+    Man,
 }
 
 #[derive(Debug, clap::Args)]
@@ -114,6 +123,22 @@ fn main() -> ExitCode {
         Command::Resume => run::resume(&cli),
         Command::Validate => inspect::validate(&cli),
         Command::HealthCheck => inspect::health_check(&cli),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "mssql-pg-migrate", &mut script);
+            output::print_text(&String::from_utf8_lossy(&script));
+            Ok(())
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                Ok(()) => {
+                    output::print_text(&String::from_utf8_lossy(&page));
+                    Ok(())
+                }
+                Err(e) => Err(CliError::new(Exit::Io, format!("cannot render the manual page: {e}"))),
+            }
+        }
     };
     match outcome {
         Ok(()) => Exit::Success.into(),
@@ -137,6 +162,8 @@ fn command_name(command: &Command) -> &'static str {
         Command::Resume => "resume",
         Command::Validate => "validate",
         Command::HealthCheck => "health-check",
+        Command::Completions { .. } => "completions",
+        Command::Man => "man",
     }
 }
 

@@ -2,14 +2,12 @@
 //! document, stopped gracefully by SIGINT or SIGTERM.
 
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mssql_pg_migrate::transfer::{
-    self, ErrorKind, Event, RunOptions, RunReport, StateLocation, TableStatus, TransferError,
-};
+use mssql_pg_migrate::transfer::{self, ErrorKind, RunOptions, RunReport, StateLocation, TableStatus, TransferError};
 
 use crate::exit::{CliError, Exit};
+use crate::live::{self, Live};
 use crate::{Cli, RunArgs, load_config, output};
 
 impl From<TransferError> for CliError {
@@ -75,15 +73,9 @@ fn execute(cli: &Cli, mut options: RunOptions, command: &'static str) -> Result<
     let runtime = crate::runtime()?;
     // The run id is known once the state is saved; a failure after that
     // point names it, so the orchestrator knows what `resume` continues.
-    let run_id = Arc::new(Mutex::new(None::<String>));
-    let seen = Arc::clone(&run_id);
-    options.events = Some(Arc::new(move |event: &Event| {
-        if let Event::Started { run_id, .. } = event
-            && let Ok(mut slot) = seen.lock()
-        {
-            *slot = Some(run_id.clone());
-        }
-    }));
+    let live = Live::new();
+    options.events = Some(live.sink());
+    let display = live::Mode::choose(cli.progress);
     let cancel = options.cancel.clone();
     let abort = options.abort.clone();
     let shutdown_timeout = Duration::from_secs(cli.shutdown_timeout);
@@ -102,13 +94,16 @@ fn execute(cli: &Cli, mut options: RunOptions, command: &'static str) -> Result<
             }
             abort.cancel();
         });
-        transfer::run(&config, &options).await
+        let reporter = live.start(display);
+        let result = transfer::run(&config, &options).await;
+        reporter.finish().await;
+        result
     });
     // Tasks still blocked on a server (abandoned chunks) must not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(200));
     let report = result.map_err(|e| {
         let mut error = CliError::from(e);
-        error.run_id = run_id.lock().ok().and_then(|id| id.clone());
+        error.run_id = live.snapshot().and_then(|s| s.run_id);
         error
     })?;
     let document = output::run_document(command, &report);

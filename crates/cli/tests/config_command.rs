@@ -62,6 +62,7 @@ fn output_json_prints_exactly_one_json_document() {
     let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    common::assert_matches_schema("output.schema.json", &doc);
     assert_eq!(doc["schema_version"], 1);
     assert_eq!(doc["status"], "ok");
     assert_eq!(doc["config"]["migration"]["workers"], 5, "the environment override applies");

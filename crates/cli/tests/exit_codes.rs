@@ -8,6 +8,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
+use common::assert_matches_schema;
 use common::pair::{closed_port, config_text, finish, setup, start_until_writing};
 use mssql_pg_migrate_testkit::compare::EDGE_CASE_TABLES;
 use serde_json::Value;
@@ -17,6 +18,7 @@ fn expect(code: i32, stdout: &str, stderr: &str, expected: i32, kind: Option<&st
     assert_eq!(code, expected, "expected exit {expected}:\n{stdout}\n{stderr}");
     let doc: Value =
         serde_json::from_str(stdout).unwrap_or_else(|e| panic!("exit {expected}: not JSON ({e}):\n{stdout}"));
+    assert_matches_schema("output.schema.json", &doc);
     assert_eq!(doc["schema_version"], 1);
     match kind {
         None => assert!(doc.get("error").is_none(), "{doc}"),

@@ -5,11 +5,15 @@
 
 mod common;
 
+use common::assert_matches_schema;
 use common::pair::{SECRET, closed_port, config_text, finish, setup};
 use serde_json::Value;
 
+/// The one document on stdout, checked against the documented schema.
 fn json(stdout: &str) -> Value {
-    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{stdout}"))
+    let doc = serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not one JSON document ({e}):\n{stdout}"));
+    assert_matches_schema("output.schema.json", &doc);
+    doc
 }
 
 fn check<'a>(endpoint: &'a Value, name: &str) -> &'a Value {

@@ -44,6 +44,7 @@ async fn sigkill_at_twelve_points_then_resume_gives_exact_data() {
         let (code, stdout, stderr) = s.finish(file, &["--output-json", "resume"]);
         assert_eq!(code, 0, "resume after SIGKILL at {point}:\n{stdout}\n{stderr}");
         let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        common::assert_matches_schema("output.schema.json", &doc);
         assert_eq!(doc["command"], "resume");
         assert_eq!(doc["status"], "success", "{point}");
         s.assert_same_data().await;
@@ -182,6 +183,7 @@ async fn damaged_state_files_and_changed_configs_are_refused_with_exit_6() {
         assert_eq!(code, 6, "{why}: {stderr}");
         assert!(stderr.contains(&state_file.display().to_string()), "{why}: the message names the file: {stderr}");
         let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        common::assert_matches_schema("output.schema.json", &doc);
         assert_eq!(doc["error"]["kind"], "state");
         assert_eq!(std::fs::read(&state_file).unwrap(), damage, "{why}: the file is left as it was");
         assert_eq!(

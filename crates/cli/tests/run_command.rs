@@ -50,6 +50,7 @@ async fn run_copies_the_database_and_prints_one_json_document() {
     assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
     assert_eq!(stdout.lines().count(), 1, "exactly one JSON document on stdout: {stdout}");
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    common::assert_matches_schema("output.schema.json", &doc);
     assert_eq!(doc["schema_version"], 1);
     assert_eq!(doc["command"], "run");
     assert_eq!(doc["status"], "success");

@@ -378,6 +378,9 @@ async fn migrate<S: Source>(
             })
             .collect(),
     });
+    for w in work.iter().filter(|w| !w.target.notes.is_empty()) {
+        options.emit(Event::Notes { table: w.spec.label.clone(), notes: w.target.notes.clone() });
+    }
     let work: Vec<Arc<TableWork<S::Key>>> = work.into_iter().map(Arc::new).collect();
 
     // Copy.
@@ -1064,6 +1067,7 @@ async fn copy_chunk<S: Source>(
     writers: &Semaphore,
     uncertain: &std::sync::Mutex<Option<String>>,
 ) -> Result<ChunkDone<S::Key>, TransferError> {
+    context.emit(Event::ChunkStarted { table: table.label().to_owned(), partition });
     let tuning = context.tuning;
     let (pieces_tx, pieces_rx) = mpsc::channel::<Bytes>(tuning.read_ahead_buffers);
     let (end_tx, end_rx) = oneshot::channel::<ReadEnd>();

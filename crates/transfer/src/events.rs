@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use mssql_pg_migrate_schema::target::Note;
+
 use crate::report::TableStatus;
 
 /// One table as planned.
@@ -25,6 +27,11 @@ pub enum Event {
     Started { run_id: String, resumed: bool },
     /// The run has a state (`run_id`) and knows which tables it copies.
     Planned { run_id: String, resumed: bool, tables: Vec<PlannedTable> },
+    /// Conversions of one table that are not exact, and objects not carried
+    /// over; sent once per table after planning, before any data moves.
+    Notes { table: String, notes: Vec<Note> },
+    /// A chunk's read and COPY are starting.
+    ChunkStarted { table: String, partition: usize },
     /// A chunk is in the target.
     ChunkCommitted { table: String, partition: usize, rows: u64, bytes: u64 },
     /// A table's data is complete, or it failed.

@@ -44,6 +44,7 @@ pub mod error;
 pub mod events;
 mod failpoint;
 pub mod health;
+pub mod monitor;
 pub mod plan;
 pub mod planning;
 pub mod pool;

@@ -17,3 +17,15 @@ pub fn bin() -> Command {
     }
     cmd
 }
+
+/// Checks `document` against `docs/<schema>` (a JSON Schema), listing every violation.
+pub fn assert_matches_schema(schema: &str, document: &serde_json::Value) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs").join(schema);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let schema_value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let validator =
+        jsonschema::validator_for(&schema_value).unwrap_or_else(|e| panic!("{schema} is not a schema: {e}"));
+    let errors: Vec<String> =
+        validator.iter_errors(document).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "document does not match {schema}:\n{}\n{document:#}", errors.join("\n"));
+}
