@@ -3,6 +3,7 @@
 //! the library crates.
 
 mod exit;
+mod init;
 mod inspect;
 mod live;
 mod output;
@@ -78,6 +79,9 @@ enum Command {
     /// the run needs (exit 2 when a server is unreachable, 1 when a
     /// permission is missing)
     HealthCheck,
+    /// Write a config file interactively: asks for both servers, tests the
+    /// connections, and lets you pick a schema and tables
+    Init(init::InitArgs),
     /// Print a shell completion script (for example:
     /// `mssql-pg-migrate completions bash > /etc/bash_completion.d/mssql-pg-migrate`)
     Completions {
@@ -123,6 +127,7 @@ fn main() -> ExitCode {
         Command::Resume => run::resume(&cli),
         Command::Validate => inspect::validate(&cli),
         Command::HealthCheck => inspect::health_check(&cli),
+        Command::Init(ref args) => init::init(args),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "mssql-pg-migrate", &mut script);
@@ -162,6 +167,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Resume => "resume",
         Command::Validate => "validate",
         Command::HealthCheck => "health-check",
+        Command::Init(_) => "init",
         Command::Completions { .. } => "completions",
         Command::Man => "man",
     }

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use mssql_pg_migrate_config::{Config, SourceKind, SslMode};
+use mssql_pg_migrate_config::{SourceConfig, SourceKind, SslMode, TargetConfig};
 
 use crate::error::{Side, TransferError};
 use crate::pool::{PgEndpoint, PgPool};
@@ -27,11 +27,10 @@ pub trait SourceJob {
 /// [`TransferError::Connect`] when a SQL Server source cannot be reached
 /// (a PostgreSQL pool connects lazily, on first use), or the job's error.
 pub async fn with_source<J: SourceJob>(
-    config: &Config,
+    s: &SourceConfig,
     max_connections: usize,
     job: J,
 ) -> Result<J::Output, TransferError> {
-    let s = &config.source;
     match s.kind {
         SourceKind::Postgres => {
             let endpoint = PgEndpoint {
@@ -62,9 +61,8 @@ pub async fn with_source<J: SourceJob>(
     }
 }
 
-/// The target server of `config`.
-pub fn target_endpoint(config: &Config) -> PgEndpoint {
-    let t = &config.target;
+/// The target server of a configuration.
+pub fn target_endpoint(t: &TargetConfig) -> PgEndpoint {
     PgEndpoint {
         host: t.host.clone(),
         port: t.port,
@@ -76,7 +74,6 @@ pub fn target_endpoint(config: &Config) -> PgEndpoint {
 }
 
 /// `host:port/database` of the configured source, for messages.
-pub fn source_address(config: &Config) -> String {
-    let s = &config.source;
+pub fn source_address(s: &SourceConfig) -> String {
     format!("{}:{}/{}", s.host, s.port, s.database)
 }

@@ -121,7 +121,7 @@ pub struct DryRunPlan {
 pub async fn dry_run(config: &Config, options: &DryRunOptions) -> Result<DryRunPlan, TransferError> {
     let tuning = Tuning::resolve(&config.migration, Machine::detect(), options.workers);
     let job = DryRunJob { config, options, tuning };
-    with_source(config, tuning.parallel_readers.min(4), job).await
+    with_source(&config.source, tuning.parallel_readers.min(4), job).await
 }
 
 struct DryRunJob<'a> {

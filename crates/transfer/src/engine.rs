@@ -88,8 +88,8 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunReport, Tra
     refuse_upsert(config)?;
     let tuning = Tuning::resolve(&config.migration, Machine::detect(), options.workers);
     tracing::info!(?tuning, "tuning");
-    let target = PgPool::new(&target_endpoint(config), Side::Target, tuning.max_target_connections)?;
-    with_source(config, tuning.max_source_connections, RunJob { target, config, tuning, options }).await
+    let target = PgPool::new(&target_endpoint(&config.target), Side::Target, tuning.max_target_connections)?;
+    with_source(&config.source, tuning.max_source_connections, RunJob { target, config, tuning, options }).await
 }
 
 struct RunJob<'a> {

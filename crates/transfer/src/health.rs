@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mssql_pg_migrate_config::{Config, TargetMode};
+use mssql_pg_migrate_config::{Config, SourceConfig, TargetConfig, TargetMode};
 use mssql_pg_migrate_schema::ident::quote_pg;
 use serde::Serialize;
 
@@ -17,7 +17,7 @@ use crate::planning::plan_targets;
 use crate::pool::PgPool;
 use crate::progress::{STATE_SCHEMA, StateLocation};
 use crate::source::pg::{ping_pg, probe_pg};
-use crate::source::{ServerProbe, Source};
+use crate::source::{ServerProbe, Source, TableName};
 
 /// Round trips timed for the latency figure (the median is reported).
 const PINGS: usize = 5;
@@ -121,13 +121,13 @@ impl HealthReport {
 pub async fn health_check(config: &Config, options: &HealthOptions) -> Result<HealthReport, TransferError> {
     let source_schema = options.source_schema.clone().unwrap_or_else(|| config.source.schema.clone());
     let target_schema = options.target_schema.clone().unwrap_or_else(|| config.target.schema.clone());
-    let target = PgPool::new(&target_endpoint(config), Side::Target, 2)?;
+    let target = PgPool::new(&target_endpoint(&config.target), Side::Target, 2)?;
 
     let job = SourceHealth { config, schema: &source_schema, target_schema: &target_schema };
-    let (source, planned_names) = match with_source(config, 2, job).await {
+    let (source, planned_names) = match with_source(&config.source, 2, job).await {
         Ok(found) => found,
         Err(e) if e.kind() == ErrorKind::Config => return Err(e),
-        Err(e) => (EndpointHealth::unreachable(source_address(config), &e), None),
+        Err(e) => (EndpointHealth::unreachable(source_address(&config.source), &e), None),
     };
 
     let mut target_health = match probe_and_time(&target, Side::Target).await {
@@ -152,6 +152,31 @@ pub async fn health_check(config: &Config, options: &HealthOptions) -> Result<He
         target_health.checks.push(state_file_check(path));
     }
     Ok(HealthReport::new(source, target_health))
+}
+
+/// Connects to a source and lists what its login can see, for a wizard
+/// that lets the user pick schemas and tables.
+///
+/// # Errors
+/// When the server cannot be reached or its catalog read.
+pub async fn list_source_tables(source: &SourceConfig) -> Result<(ServerProbe, Vec<TableName>), TransferError> {
+    struct Listing;
+    impl SourceJob for Listing {
+        type Output = (ServerProbe, Vec<TableName>);
+        async fn call<S: Source>(self, source: Arc<S>) -> Result<Self::Output, TransferError> {
+            Ok((source.probe().await?, source.list_tables().await?))
+        }
+    }
+    with_source(source, 1, Listing).await
+}
+
+/// Connects to a target: its version, the login and whether TLS is in use.
+///
+/// # Errors
+/// When the server cannot be reached, or the SSL mode is not supported.
+pub async fn probe_target(target: &TargetConfig) -> Result<ServerProbe, TransferError> {
+    let pool = PgPool::new(&target_endpoint(target), Side::Target, 1)?;
+    probe_pg(&pool, Side::Target).await
 }
 
 async fn probe_and_time(target: &PgPool, side: Side) -> Result<(ServerProbe, f64), TransferError> {
@@ -191,7 +216,7 @@ impl SourceJob for SourceHealth<'_> {
     type Output = (EndpointHealth, Option<Vec<String>>);
 
     async fn call<S: Source>(self, source: Arc<S>) -> Result<Self::Output, TransferError> {
-        let address = source_address(self.config);
+        let address = source_address(&self.config.source);
         let (server, latency_ms) = match source.probe().await {
             Ok(server) => match median_latency_ms(|| source.ping()).await {
                 Ok(latency) => (server, latency),

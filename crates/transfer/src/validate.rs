@@ -62,8 +62,8 @@ impl ValidationReport {
 /// A server that cannot be reached or a count that fails. A missing target
 /// table is a mismatch in the report, not an error.
 pub async fn validate(config: &Config, options: &ValidateOptions) -> Result<ValidationReport, TransferError> {
-    let target = PgPool::new(&target_endpoint(config), Side::Target, 2)?;
-    with_source(config, 2, ValidateJob { config, options, target }).await
+    let target = PgPool::new(&target_endpoint(&config.target), Side::Target, 2)?;
+    with_source(&config.source, 2, ValidateJob { config, options, target }).await
 }
 
 struct ValidateJob<'a> {

@@ -170,6 +170,15 @@ pub struct TableAccess {
     pub view_definition: bool,
 }
 
+/// A table the source login can see, for choosing what to migrate.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TableName {
+    pub schema: String,
+    pub name: String,
+    /// The catalog's row estimate.
+    pub estimated_rows: u64,
+}
+
 /// A server the engine copies from.
 pub trait Source: Send + Sync + 'static {
     /// A key value (one part per key column), held only between pages.
@@ -189,6 +198,9 @@ pub trait Source: Send + Sync + 'static {
         schema: &str,
         tables: &[Table],
     ) -> impl Future<Output = Result<Vec<TableAccess>, TransferError>> + Send;
+
+    /// Every user table the login can see, in every schema, by schema and name.
+    fn list_tables(&self) -> impl Future<Output = Result<Vec<TableName>, TransferError>> + Send;
 
     /// The exact number of rows in the table.
     fn count_rows(&self, spec: &ReadSpec) -> impl Future<Output = Result<u64, TransferError>> + Send;

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use super::{
-    KeyText, Page, PieceSink, ReadColumn, ReadSpec, ServerProbe, Source, TableAccess, hex, join_key_parts,
+    KeyText, Page, PieceSink, ReadColumn, ReadSpec, ServerProbe, Source, TableAccess, TableName, hex, join_key_parts,
     split_key_parts, unhex,
 };
 use crate::copy::{CopyEncoder, EncodeError};
@@ -199,6 +199,15 @@ CAST(SERVERPROPERTY('Edition') AS nvarchar(128)), SUSER_SNAME()";
 
 /// Whether this session is encrypted (needs VIEW SERVER STATE).
 pub const ENCRYPTION: &str = "SELECT encrypt_option FROM sys.dm_exec_connections WHERE session_id = @@SPID";
+
+/// Every user table the login can see, with the heap or clustered index's rows.
+pub const LIST_TABLES: &str = "\
+SELECT s.name, t.name,
+       CAST(COALESCE((SELECT SUM(p.rows) FROM sys.partitions p
+                      WHERE p.object_id = t.object_id AND p.index_id IN (0, 1)), 0) AS bigint)
+FROM sys.tables t JOIN sys.schemas s ON s.schema_id = t.schema_id
+WHERE t.is_ms_shipped = 0
+ORDER BY s.name, t.name";
 
 /// SELECT and VIEW DEFINITION on every table of a schema, as the login
 /// holds them directly or through its roles, schema or database grants.
@@ -566,6 +575,25 @@ impl Source for MssqlSource {
                 TableAccess { table: format!("{}.{}", t.schema, t.name), select, view_definition }
             })
             .collect())
+    }
+
+    async fn list_tables(&self) -> Result<Vec<TableName>, TransferError> {
+        let context = "listing the tables";
+        let rows = self.all_rows(Query::new(LIST_TABLES), context).await?;
+        rows.iter()
+            .map(|r| {
+                let text = |i: usize| -> Result<String, TransferError> {
+                    let v: Option<&str> = r.try_get(i).map_err(|e| server_error(context, &e))?;
+                    Ok(v.unwrap_or_default().to_owned())
+                };
+                let rows: Option<i64> = r.try_get(2).map_err(|e| server_error(context, &e))?;
+                Ok(TableName {
+                    schema: text(0)?,
+                    name: text(1)?,
+                    estimated_rows: rows.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                })
+            })
+            .collect()
     }
 
     async fn count_rows(&self, spec: &ReadSpec) -> Result<u64, TransferError> {

@@ -14,7 +14,8 @@ use mssql_pg_migrate_typemap::PgType;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
 use super::{
-    KeyText, Page, PieceSink, ReadSpec, ServerProbe, Source, TableAccess, hex, join_key_parts, split_key_parts, unhex,
+    KeyText, Page, PieceSink, ReadSpec, ServerProbe, Source, TableAccess, TableName, hex, join_key_parts,
+    split_key_parts, unhex,
 };
 use crate::error::{Side, TransferError};
 use crate::pool::PgPool;
@@ -150,6 +151,22 @@ impl Source for PgSource {
                 view_definition: true,
             })
             .collect())
+    }
+
+    async fn list_tables(&self) -> Result<Vec<TableName>, TransferError> {
+        let client = self.pool.get(Side::Source).await?;
+        let context = "listing the tables";
+        let rows = client.query(LIST_TABLES, &[]).await.map_err(|e| TransferError::pg(Side::Source, context, &e))?;
+        rows.iter()
+            .map(|r| {
+                let rows: i64 = r.try_get(2).map_err(|e| TransferError::pg(Side::Source, context, &e))?;
+                Ok(TableName {
+                    schema: r.try_get(0).map_err(|e| TransferError::pg(Side::Source, context, &e))?,
+                    name: r.try_get(1).map_err(|e| TransferError::pg(Side::Source, context, &e))?,
+                    estimated_rows: u64::try_from(rows).unwrap_or(0),
+                })
+            })
+            .collect()
     }
 
     async fn count_rows(&self, spec: &ReadSpec) -> Result<u64, TransferError> {
@@ -310,6 +327,14 @@ const TABLE_ACCESS: &str = "\
 SELECT c.relname::text, has_table_privilege(c.oid, 'SELECT') AND has_schema_privilege(n.oid, 'USAGE')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relname = ANY($2)";
+
+/// User tables outside the system schemas and this tool's state schema.
+const LIST_TABLES: &str = "\
+SELECT n.nspname::text, c.relname::text, GREATEST(c.reltuples, 0)::int8
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'mssql_pg_migrate') AND n.nspname NOT LIKE 'pg\\_%'
+ORDER BY 1, 2";
 
 const PROBE: &str = "\
 SELECT version(), current_user::text,

@@ -1,0 +1,106 @@
+//! `init` driven through the real binary with scripted answers on stdin,
+//! against two throwaway clusters, then used as a new user would: the
+//! written config runs a migration.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is the failure report.
+
+mod common;
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Stdio;
+
+use common::pair::{SECRET, Setup, setup};
+
+/// Runs `init` with `answers` (one per line) on stdin; returns the code and stderr.
+fn init(s: &Setup, args: &[&str], answers: &[String]) -> (i32, String) {
+    let mut cmd = s.command_with(Path::new("unused.yaml"), None, &[&["init"], args].concat());
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut input = answers.join("\n");
+    input.push('\n');
+    // The binary may refuse before reading its input (an existing file).
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap());
+    assert!(stdout.is_empty(), "the wizard talks on stderr only: {stdout}");
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+fn answers(s: &Setup, passwords: &str) -> Vec<String> {
+    [
+        "postgres",
+        "127.0.0.1",
+        &s.source.port().to_string(),
+        "src",
+        "postgres",
+        s.source.password(),
+        "src",
+        "all",
+        "127.0.0.1",
+        &s.target.port().to_string(),
+        "dst",
+        "migrator",
+        SECRET,
+        "copy",
+        "disable",
+        passwords,
+        "",
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wizard_writes_a_config_that_runs_and_never_shows_a_password() {
+    let s = setup("target_mode: drop_recreate").await;
+    let path = s.dir.path().join("wizard.yaml");
+    let path_arg = path.to_str().unwrap();
+
+    let (code, stderr) = init(&s, &["-o", path_arg], &answers(&s, "env"));
+    assert_eq!(code, 0, "{stderr}");
+    println!("{stderr}"); // Shown with --nocapture: the session as a user sees it.
+    assert!(!stderr.contains(SECRET) && !stderr.contains(s.source.password()), "a password was shown:\n{stderr}");
+    assert!(stderr.contains("Testing the source connection... ok: PostgreSQL 15"), "{stderr}");
+    assert!(stderr.contains("Schemas: src (13 tables)"), "{stderr}");
+    assert!(stderr.contains("Testing the target connection... ok: PostgreSQL 15"), "{stderr}");
+    assert!(stderr.contains("export SOURCE_PASSWORD=... POSTGRES_PASSWORD=..."), "{stderr}");
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(!written.contains(SECRET), "env style keeps passwords out of the file:\n{written}");
+    assert!(written.starts_with("# mssql-pg-migrate configuration"), "{written}");
+
+    // The written config works as it is.
+    let run = s
+        .command_with(&path, None, &["run"])
+        .env("SOURCE_PASSWORD", s.source.password())
+        .env("POSTGRES_PASSWORD", SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    s.assert_same_data().await;
+
+    // An existing file is kept unless -f is given.
+    let (code, stderr) = init(&s, &["-o", path_arg], &answers(&s, "env"));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("already exists; pass -f/--force"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), written, "the file was changed");
+
+    // -f overwrites; inline passwords make the file private.
+    let (code, stderr) = init(&s, &["-o", path_arg, "-f"], &answers(&s, "inline"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains(SECRET), "{stderr}");
+    let inline = std::fs::read_to_string(&path).unwrap();
+    assert!(inline.contains(SECRET), "{inline}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    // Input that stops early writes nothing.
+    let partial = s.dir.path().join("partial.yaml");
+    let (code, stderr) = init(&s, &["-o", partial.to_str().unwrap()], &answers(&s, "env")[..5]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("the input ended before the wizard finished; nothing was written"), "{stderr}");
+    assert!(!partial.exists());
+}
