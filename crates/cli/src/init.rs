@@ -545,7 +545,8 @@ impl Servers for Network {
     }
 }
 
-pub fn init(args: &InitArgs) -> Result<(), CliError> {
+/// Runs the wizard and writes the file; returns the answers.
+pub fn init(args: &InitArgs) -> Result<Answers, CliError> {
     refuse_overwrite(&args.output, args.force)?;
     let mut console = Console::new();
     let mut servers = Network { runtime: crate::runtime()? };
@@ -569,7 +570,17 @@ pub fn init(args: &InitArgs) -> Result<(), CliError> {
          mssql-pg-migrate -c {path} run\n"
     ));
     output::print_err(&done);
-    Ok(())
+    Ok(answers)
+}
+
+/// The configuration the answers describe, with the passwords as typed
+/// (in memory only), so the TUI can start right after the wizard without
+/// the password variables being set.
+pub fn config_of(answers: &Answers) -> Result<mssql_pg_migrate::config::Config, CliError> {
+    let in_memory = Answers { passwords: PasswordStyle::Inline, ..answers.clone() };
+    mssql_pg_migrate::config::Loader::new()
+        .load_str(&render(&in_memory), "yaml")
+        .map_err(|e| CliError::new(Exit::Config, format!("the wizard's answers do not make a valid config: {e}")))
 }
 
 fn refuse_overwrite(path: &Path, force: bool) -> Result<(), CliError> {

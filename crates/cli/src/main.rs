@@ -79,6 +79,10 @@ enum Command {
     /// the run needs (exit 2 when a server is unreachable, 1 when a
     /// permission is missing)
     HealthCheck,
+    /// Run (or with --resume, continue) the migration in a terminal UI:
+    /// per-table progress, throughput, logs, errors; p pauses, c cancels,
+    /// q quits. Starts the init wizard when the config file does not exist
+    Tui(TuiArgs),
     /// Write a config file interactively: asks for both servers, tests the
     /// connections, and lets you pick a schema and tables
     Init(init::InitArgs),
@@ -109,6 +113,16 @@ struct RunArgs {
     workers: Option<u32>,
 }
 
+#[derive(Debug, clap::Args)]
+struct TuiArgs {
+    /// Continue the saved run instead of starting a new one
+    #[arg(long)]
+    resume: bool,
+    /// Tables in flight at once (overrides migration.workers)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    workers: Option<u32>,
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -120,14 +134,17 @@ fn main() -> ExitCode {
             return if e.use_stderr() { Exit::Config.into() } else { Exit::Success.into() };
         }
     };
-    init_logging(cli.log_format, cli.verbosity);
+    // The TUI owns the screen: its logs go to its log pane, not stderr.
+    let tui_logs = matches!(cli.command, Command::Tui(_)).then(mssql_pg_migrate_tui::LogBuffer::default);
+    init_logging(cli.log_format, cli.verbosity, tui_logs.clone());
     let outcome = match cli.command {
         Command::Config => show_config(&cli),
         Command::Run(ref args) => run::run(&cli, args),
         Command::Resume => run::resume(&cli),
         Command::Validate => inspect::validate(&cli),
         Command::HealthCheck => inspect::health_check(&cli),
-        Command::Init(ref args) => init::init(args),
+        Command::Init(ref args) => init::init(args).map(|_| ()),
+        Command::Tui(ref args) => tui(&cli, args, tui_logs.unwrap_or_default()),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "mssql-pg-migrate", &mut script);
@@ -168,23 +185,56 @@ fn command_name(command: &Command) -> &'static str {
         Command::Validate => "validate",
         Command::HealthCheck => "health-check",
         Command::Init(_) => "init",
+        Command::Tui(_) => "tui",
         Command::Completions { .. } => "completions",
         Command::Man => "man",
     }
 }
 
-fn init_logging(format: LogFormat, verbosity: Verbosity) {
+fn init_logging(format: LogFormat, verbosity: Verbosity, into: Option<mssql_pg_migrate_tui::LogBuffer>) {
     let level = match verbosity {
         Verbosity::Debug => tracing::Level::DEBUG,
         Verbosity::Info => tracing::Level::INFO,
         Verbosity::Warn => tracing::Level::WARN,
         Verbosity::Error => tracing::Level::ERROR,
     };
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_target(false);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let builder = tracing_subscriber::fmt().with_max_level(level).with_target(false);
+    match (format, into) {
+        (LogFormat::Text, None) => builder.with_writer(std::io::stderr).init(),
+        (LogFormat::Json, None) => builder.with_writer(std::io::stderr).json().init(),
+        (LogFormat::Text, Some(buffer)) => builder.with_writer(buffer).with_ansi(false).without_time().init(),
+        (LogFormat::Json, Some(buffer)) => builder.with_writer(buffer).json().init(),
     }
+}
+
+fn tui(cli: &Cli, args: &TuiArgs, logs: mssql_pg_migrate_tui::LogBuffer) -> Result<(), CliError> {
+    use std::io::IsTerminal as _;
+    if !std::io::stderr().is_terminal() || !std::io::stdin().is_terminal() {
+        return Err(CliError::new(
+            Exit::Config,
+            "tui needs a terminal; without one use `run` (add --progress for JSON progress lines)",
+        ));
+    }
+    let config = if cli.config.exists() {
+        load_config(cli)?
+    } else {
+        output::print_err(&format!("No config file at {}; the wizard writes one.\n\n", cli.config.display()));
+        let answers = init::init(&init::InitArgs { output: cli.config.clone(), advanced: false, force: false })?;
+        init::config_of(&answers)?
+    };
+    let title = format!(
+        "{}:{}/{} → {}:{}/{}",
+        config.source.host,
+        config.source.port,
+        config.source.database,
+        config.target.host,
+        config.target.port,
+        config.target.database
+    );
+    let options =
+        mssql_pg_migrate::transfer::RunOptions { resume: args.resume, workers: args.workers, ..Default::default() };
+    let command = if args.resume { "resume" } else { "run" };
+    run::execute(cli, &config, options, command, run::Front::Tui { logs, title })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {

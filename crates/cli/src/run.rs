@@ -9,6 +9,8 @@ use mssql_pg_migrate::transfer::{self, ErrorKind, RunOptions, RunReport, StateLo
 use crate::exit::{CliError, Exit};
 use crate::live::{self, Live};
 use crate::{Cli, RunArgs, load_config, output};
+use mssql_pg_migrate::config::Config;
+use mssql_pg_migrate_tui::LogBuffer;
 
 impl From<TransferError> for CliError {
     fn from(error: TransferError) -> Self {
@@ -34,11 +36,21 @@ pub fn run(cli: &Cli, args: &RunArgs) -> Result<(), CliError> {
         workers: args.workers,
         ..RunOptions::default()
     };
-    execute(cli, options, "run")
+    let config = load_config(cli)?;
+    execute(cli, &config, options, "run", Front::Lines)
 }
 
 pub fn resume(cli: &Cli) -> Result<(), CliError> {
-    execute(cli, RunOptions { resume: true, ..RunOptions::default() }, "resume")
+    let config = load_config(cli)?;
+    execute(cli, &config, RunOptions { resume: true, ..RunOptions::default() }, "resume", Front::Lines)
+}
+
+/// What shows the run while it goes.
+pub enum Front {
+    /// Progress lines, the terminal display or log lines on stderr (see `live`).
+    Lines,
+    /// The full-screen TUI; logs are captured into the buffer.
+    Tui { logs: LogBuffer, title: String },
 }
 
 /// Waits for SIGINT or SIGTERM (Kubernetes stops pods with SIGTERM).
@@ -64,8 +76,13 @@ async fn stop_signal() -> &'static str {
     }
 }
 
-fn execute(cli: &Cli, mut options: RunOptions, command: &'static str) -> Result<(), CliError> {
-    let config = load_config(cli)?;
+pub fn execute(
+    cli: &Cli,
+    config: &Config,
+    mut options: RunOptions,
+    command: &'static str,
+    front: Front,
+) -> Result<(), CliError> {
     options.state = match &cli.state_file {
         Some(path) => StateLocation::File(path.clone()),
         None => StateLocation::Target,
@@ -94,14 +111,21 @@ fn execute(cli: &Cli, mut options: RunOptions, command: &'static str) -> Result<
             }
             abort.cancel();
         });
-        let reporter = live.start(display);
-        let result = transfer::run(&config, &options).await;
-        reporter.finish().await;
-        result
+        match front {
+            Front::Lines => {
+                let reporter = live.start(display);
+                let result = transfer::run(config, &options).await;
+                reporter.finish().await;
+                Ok(result)
+            }
+            Front::Tui { logs, title } => mssql_pg_migrate_tui::run_interactive(config, options, title, logs)
+                .await
+                .map_err(|e| CliError::new(Exit::Io, e.to_string())),
+        }
     });
     // Tasks still blocked on a server (abandoned chunks) must not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(200));
-    let report = result.map_err(|e| {
+    let report = result?.map_err(|e| {
         let mut error = CliError::from(e);
         error.run_id = live.snapshot().and_then(|s| s.run_id);
         error

@@ -29,6 +29,7 @@ use crate::connect::{SourceJob, target_endpoint, with_source};
 use crate::error::{Side, TransferError};
 use crate::events::{Event, EventSink, PlannedTable, emit};
 use crate::failpoint;
+use crate::pause::PauseSwitch;
 use crate::plan::{Partition, PlanSettings, integer_bounds, partition_count, partitions_from_bounds};
 use crate::planning::{Step, foreign_key_steps, plan_targets, post_load_steps};
 use crate::pool::PgPool;
@@ -56,6 +57,8 @@ pub struct RunOptions {
     pub resume: bool,
     /// Receives the run's events.
     pub events: Option<EventSink>,
+    /// Holds new chunks back while paused (chunks in flight finish).
+    pub pause: PauseSwitch,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -389,6 +392,7 @@ async fn migrate<S: Source>(
         tuning,
         backoff: Backoff::new(m.max_retries),
         events: options.events.clone(),
+        pause: options.pause.clone(),
     };
     let fatal =
         transfer_all(source, target, &work, &context, m.continue_on_error, &options.cancel, &options.abort).await;
@@ -792,6 +796,7 @@ struct CopyContext {
     tuning: Tuning,
     backoff: Backoff,
     events: Option<EventSink>,
+    pause: PauseSwitch,
 }
 
 impl CopyContext {
@@ -1011,6 +1016,7 @@ async fn copy_partition<S: Source>(
         None => part.after.clone(),
     };
     loop {
+        context.pause.wait_while_paused(stop).await;
         if stop.is_cancelled() {
             return Err(TransferError::Cancelled);
         }
