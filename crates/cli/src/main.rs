@@ -2,6 +2,7 @@
 //! turns the outcome into the documented exit code. All real work lives in
 //! the library crates.
 
+mod demo;
 mod exit;
 mod init;
 mod inspect;
@@ -79,6 +80,9 @@ enum Command {
     /// the run needs (exit 2 when a server is unreachable, 1 when a
     /// permission is missing)
     HealthCheck,
+    /// Try the tool without any server of your own: migrates a sample
+    /// database between two throwaway local PostgreSQL clusters
+    Demo(demo::DemoArgs),
     /// Run (or with --resume, continue) the migration in a terminal UI:
     /// per-table progress, throughput, logs, errors; p pauses, c cancels,
     /// q quits. Starts the init wizard when the config file does not exist
@@ -144,6 +148,7 @@ fn main() -> ExitCode {
         Command::Validate => inspect::validate(&cli),
         Command::HealthCheck => inspect::health_check(&cli),
         Command::Init(ref args) => init::init(args).map(|_| ()),
+        Command::Demo(ref args) => demo::demo(&cli, args),
         Command::Tui(ref args) => tui(&cli, args, tui_logs.unwrap_or_default()),
         Command::Completions { shell } => {
             let mut script = Vec::new();
@@ -185,6 +190,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Validate => "validate",
         Command::HealthCheck => "health-check",
         Command::Init(_) => "init",
+        Command::Demo(_) => "demo",
         Command::Tui(_) => "tui",
         Command::Completions { .. } => "completions",
         Command::Man => "man",
@@ -193,12 +199,18 @@ fn command_name(command: &Command) -> &'static str {
 
 fn init_logging(format: LogFormat, verbosity: Verbosity, into: Option<mssql_pg_migrate_tui::LogBuffer>) {
     let level = match verbosity {
-        Verbosity::Debug => tracing::Level::DEBUG,
-        Verbosity::Info => tracing::Level::INFO,
-        Verbosity::Warn => tracing::Level::WARN,
-        Verbosity::Error => tracing::Level::ERROR,
+        Verbosity::Debug => "debug",
+        Verbosity::Info => "info",
+        Verbosity::Warn => "warn",
+        Verbosity::Error => "error",
     };
-    let builder = tracing_subscriber::fmt().with_max_level(level).with_target(false);
+    // Server NOTICEs ("table ... does not exist, skipping" from DROP IF
+    // EXISTS) are the driver's info records; they only matter when debugging.
+    let driver = if verbosity == Verbosity::Debug { "debug" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::new(format!("{level},tokio_postgres={driver}"));
+    // Colours only for a person at a terminal, not for Airflow's log files.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(colour);
     match (format, into) {
         (LogFormat::Text, None) => builder.with_writer(std::io::stderr).init(),
         (LogFormat::Json, None) => builder.with_writer(std::io::stderr).json().init(),

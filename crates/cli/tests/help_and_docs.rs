@@ -13,7 +13,8 @@ fn stdout_of(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-const COMMANDS: &[&str] = &["config", "run", "resume", "validate", "health-check", "tui", "init", "completions", "man"];
+const COMMANDS: &[&str] =
+    &["config", "run", "resume", "validate", "health-check", "demo", "tui", "init", "completions", "man"];
 const GLOBAL_OPTIONS: &[&str] =
     &["--config", "--state-file", "--output-json", "--log-format", "--verbosity", "--shutdown-timeout", "--progress"];
 

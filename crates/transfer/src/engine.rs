@@ -90,7 +90,7 @@ pub async fn run(config: &Config, options: &RunOptions) -> Result<RunReport, Tra
     // Before any connection: a SQL Server source connects while it is built.
     refuse_upsert(config)?;
     let tuning = Tuning::resolve(&config.migration, Machine::detect(), options.workers);
-    tracing::info!(?tuning, "tuning");
+    tracing::debug!(?tuning, "tuning");
     let target = PgPool::new(&target_endpoint(&config.target), Side::Target, tuning.max_target_connections)?;
     with_source(&config.source, tuning.max_source_connections, RunJob { target, config, tuning, options }).await
 }
