@@ -97,6 +97,24 @@ async fn the_wizard_writes_a_config_that_runs_and_never_shows_a_password() {
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
+    // --advanced asks for the tuning keys and writes them all.
+    let advanced = s.dir.path().join("advanced.yaml");
+    let mut tuned = answers(&s, "env");
+    tuned.extend(["3", "50000", "", "", "40", "7", "no"].map(str::to_owned));
+    let (code, stderr) = init(&s, &["-o", advanced.to_str().unwrap(), "--advanced"], &tuned);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("Tables copied at once (workers) [auto]"), "{stderr}");
+    let text = std::fs::read_to_string(&advanced).unwrap();
+    for line in [
+        "  workers: 3\n",
+        "  chunk_size: 50000\n",
+        "  parallel_readers: auto\n",
+        "  memory_budget_percent: 40\n",
+        "  max_retries: 7\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?}:\n{text}");
+    }
+
     // Input that stops early writes nothing.
     let partial = s.dir.path().join("partial.yaml");
     let (code, stderr) = init(&s, &["-o", partial.to_str().unwrap()], &answers(&s, "env")[..5]);
