@@ -6,6 +6,17 @@
 //!   accepts logins, runs the test suite with `MSSQL_TEST_URL` pointing at it,
 //!   and removes the container. PostgreSQL comes from the tests' own
 //!   throwaway clusters.
+//! - `gen-data --scale S --target URL [--schema NAME] [--tsql PATH]`: loads the
+//!   Stack Overflow 2010-shaped data set into a PostgreSQL database
+//!   (`postgresql://user:password@host:port/database`), and with `--tsql`
+//!   writes the same content as a T-SQL script for SQL Server.
+//! - `bench [--scale S] [--runs N]`: the tool's full load against raw binary
+//!   COPY and against `pg_dump | pg_restore`, on throwaway clusters; see
+//!   docs/BENCHMARKS.md.
+
+mod bench;
+mod gendata;
+mod sodata;
 
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -17,8 +28,14 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("mssql-it") => mssql_it(&args[1..]),
+        Some("gen-data") => gen_data(&args[1..]),
+        Some("bench") => bench::BenchArgs::parse(&args[1..]).and_then(|a| bench::bench(&a)),
         Some("help") | Some("--help") | Some("-h") | None => {
-            println!("usage: cargo xtask mssql-it [--image IMAGE] [-- CARGO_TEST_ARGS...]");
+            println!(
+                "usage: cargo xtask mssql-it [--image IMAGE] [-- CARGO_TEST_ARGS...]\n       \
+                 cargo xtask gen-data --scale S --target postgresql://USER:PASSWORD@HOST:PORT/DB [--schema NAME] [--tsql PATH]\n       \
+                 cargo xtask bench [--scale S] [--runs N]"
+            );
             Ok(())
         }
         Some(other) => Err(format!("unknown task '{other}'; try `cargo xtask help`")),
@@ -30,6 +47,43 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn gen_data(args: &[String]) -> Result<(), String> {
+    let (mut scale, mut target, mut schema, mut tsql) = (None, None, "so".to_owned(), None);
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--scale" => scale = Some(bench::number::<f64>(rest.next(), "--scale")?),
+            "--target" => target = Some(rest.next().ok_or("--target needs a value")?.clone()),
+            "--schema" => schema = rest.next().ok_or("--schema needs a value")?.clone(),
+            "--tsql" => tsql = Some(std::path::PathBuf::from(rest.next().ok_or("--tsql needs a value")?)),
+            other => return Err(format!("unexpected argument '{other}'")),
+        }
+    }
+    let scale = scale.ok_or("--scale is required (1 is about 19.3M rows)")?;
+    if !(scale > 0.0 && scale <= 10.0) {
+        return Err(format!("--scale must be in (0, 10], not {scale}"));
+    }
+    if let Some(path) = &tsql {
+        let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        let rows = sodata::write_tsql(scale, &mut out).map_err(|e| format!("{}: {e}", path.display()))?;
+        eprintln!("wrote {rows} rows as T-SQL to {}", path.display());
+    }
+    let Some(url) = target else {
+        return if tsql.is_some() { Ok(()) } else { Err("--target URL (or --tsql PATH) is required".into()) };
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let (client, connection) =
+            tokio_postgres::connect(&url, tokio_postgres::NoTls).await.map_err(|e| format!("connecting: {e}"))?;
+        tokio::spawn(connection);
+        let started = Instant::now();
+        let rows = gendata::load(&client, &schema, scale).await?;
+        eprintln!("loaded {rows} rows into schema {schema} in {:.1} s", started.elapsed().as_secs_f64());
+        Ok(())
+    })
 }
 
 /// The image that runs on this machine's architecture: SQL Server 2022 has

@@ -1,0 +1,328 @@
+//! `cargo xtask bench`: the tool against the hardware's limit and against
+//! `pg_dump | pg_restore`, on the same data, machine and clusters.
+//!
+//! Two throwaway clusters (source and target) get the Stack Overflow
+//! 2010-shaped data set at `--scale`; then, `--runs` times each and
+//! interleaved so drift hits all three alike:
+//!
+//! - (a) the release binary's full load (`drop_recreate`, default tuning):
+//!   wall time, rows/s, MB/s, peak RSS (from `wait4`);
+//! - (b) the raw limit for the same work: each table as
+//!   `COPY … TO STDOUT (FORMAT binary)` piped (between two `psql`) into
+//!   `COPY … FROM STDIN (FORMAT binary)`, two tables at a time, then the
+//!   same primary keys, two at a time;
+//! - (c) `pg_dump -Fc -Z0 | pg_restore` of the schema (uncompressed: the
+//!   fastest form of the pipe).
+//!
+//! Medians are reported with every run's time, and the ratios (a)/(b) and
+//! (a)/(c).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use futures_util::StreamExt as _;
+use mssql_pg_migrate_testkit::PgCluster;
+
+use crate::gendata;
+use crate::sodata::{self, TABLES};
+
+const SCHEMA: &str = "so";
+
+pub struct BenchArgs {
+    pub scale: f64,
+    pub runs: usize,
+}
+
+impl BenchArgs {
+    pub fn parse(args: &[String]) -> Result<BenchArgs, String> {
+        let mut parsed = BenchArgs { scale: 0.05, runs: 3 };
+        let mut rest = args.iter();
+        while let Some(arg) = rest.next() {
+            match arg.as_str() {
+                "--scale" => parsed.scale = number(rest.next(), "--scale")?,
+                "--runs" => parsed.runs = number::<usize>(rest.next(), "--runs")?.max(1),
+                other => return Err(format!("unexpected argument '{other}' (bench takes --scale S and --runs N)")),
+            }
+        }
+        if !(parsed.scale > 0.0 && parsed.scale <= 10.0) {
+            return Err(format!("--scale must be in (0, 10], not {}", parsed.scale));
+        }
+        Ok(parsed)
+    }
+}
+
+pub fn number<T: std::str::FromStr>(value: Option<&String>, flag: &str) -> Result<T, String> {
+    let text = value.ok_or_else(|| format!("{flag} needs a value"))?;
+    text.parse().map_err(|_| format!("{flag}: '{text}' is not a number"))
+}
+
+/// One timed run of a contender.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    seconds: f64,
+    peak_rss_bytes: Option<u64>,
+}
+
+pub fn bench(args: &BenchArgs) -> Result<(), String> {
+    let binary = build_release()?;
+    eprintln!("starting the source and target clusters");
+    let source = PgCluster::start().map_err(|e| e.to_string())?;
+    let target = PgCluster::start().map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let (rows, bytes) = runtime.block_on(async {
+        source.create_database("so_src").await.map_err(|e| e.to_string())?;
+        target.create_database("so_dst").await.map_err(|e| e.to_string())?;
+        let client = source.connect("so_src").await.map_err(|e| e.to_string())?;
+        eprintln!("generating the data set at scale {}", args.scale);
+        let rows = gendata::load(&client, SCHEMA, args.scale).await?;
+        let size = client
+            .query_one(
+                "SELECT sum(pg_table_size(c.oid))::int8 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relkind = 'r'",
+                &[&SCHEMA],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((rows, u64::try_from(size.get::<_, i64>(0)).unwrap_or(0)))
+    })?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let config = dir.path().join("bench.yaml");
+    std::fs::write(&config, tool_config(&source, &target)).map_err(|e| e.to_string())?;
+
+    let (mut tool, mut raw, mut dump) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 1..=args.runs {
+        eprintln!("run {run} of {}", args.runs);
+        runtime.block_on(reset(&target))?;
+        tool.push(run_tool(&binary, &config, rows)?);
+        runtime.block_on(reset(&target))?;
+        raw.push(runtime.block_on(raw_copy(&source, &target))?);
+        runtime.block_on(reset(&target))?;
+        dump.push(dump_restore(&source, &target)?);
+    }
+    let (a, b, c) = (median(&tool), median(&raw), median(&dump));
+    let peak = tool.iter().filter_map(|s| s.peak_rss_bytes).max().unwrap_or(0);
+    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(0);
+    println!("machine: {cores} cores, {:.1} GiB memory", memory_bytes() as f64 / (1u64 << 30) as f64);
+    println!(
+        "data: scale {}, {rows} rows in 9 tables, {:.0} MB in the source's heap and TOAST",
+        args.scale,
+        bytes as f64 / 1e6
+    );
+    let line = |label: &str, m: f64, samples: &[Sample]| {
+        let all: Vec<String> = samples.iter().map(|s| format!("{:.2}", s.seconds)).collect();
+        println!(
+            "{label:<30} median {m:>7.2} s   {:>9.0} rows/s {:>7.1} MB/s   (runs: {})",
+            rows as f64 / m,
+            bytes as f64 / 1e6 / m,
+            all.join(" ")
+        );
+    };
+    line("(a) mssql-pg-migrate run", a, &tool);
+    line("(b) raw binary COPY + keys", b, &raw);
+    line("(c) pg_dump -Fc -Z0 | pg_restore", c, &dump);
+    println!("peak RSS of (a): {:.1} MB", peak as f64 / 1e6);
+    println!("ratios: (a)/(b) = {:.2}   (a)/(c) = {:.2}", a / b, a / c);
+    Ok(())
+}
+
+fn median(samples: &[Sample]) -> f64 {
+    let mut times: Vec<f64> = samples.iter().map(|s| s.seconds).collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+fn memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .map_or(0, |kb: u64| kb * 1024)
+}
+
+fn build_release() -> Result<PathBuf, String> {
+    eprintln!("building the release binary");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "-p", "mssql-pg-migrate-cli"])
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err("the release build failed".into());
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    Ok(target_dir.join("release").join("mssql-pg-migrate"))
+}
+
+fn tool_config(source: &PgCluster, target: &PgCluster) -> String {
+    format!(
+        "source: {{type: postgres, host: 127.0.0.1, port: {}, database: so_src, user: postgres, password: '{}', schema: {SCHEMA}}}\n\
+         target: {{type: postgres, host: 127.0.0.1, port: {}, database: so_dst, user: postgres, password: '{}', schema: {SCHEMA}, ssl_mode: disable}}\n",
+        source.port(),
+        source.password().replace('$', "$$"),
+        target.port(),
+        target.password().replace('$', "$$"),
+    )
+}
+
+/// Empties the target and writes out dirty pages, so each run starts alike.
+async fn reset(target: &PgCluster) -> Result<(), String> {
+    let client = target.connect("so_dst").await.map_err(|e| e.to_string())?;
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; DROP SCHEMA IF EXISTS mssql_pg_migrate CASCADE; CHECKPOINT"
+        ))
+        .await
+        .map_err(|e| format!("resetting the target: {e}"))
+}
+
+fn run_tool(binary: &Path, config: &Path, expected_rows: u64) -> Result<Sample, String> {
+    let started = Instant::now();
+    let child = Command::new(binary)
+        .arg("-c")
+        .arg(config)
+        .args(["--output-json", "--verbosity", "warn", "run"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+    let pid = child.id();
+    let mut stdout = child.stdout.ok_or("no stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+        text
+    });
+    let (code, peak) = wait_with_peak_rss(pid)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let output = reader.join().map_err(|_| "the output reader panicked")?;
+    if code != 0 {
+        return Err(format!("the tool exited {code}:\n{output}"));
+    }
+    let doc: serde_json::Value = serde_json::from_str(&output).map_err(|e| format!("not JSON ({e}): {output}"))?;
+    let rows = doc["report"]["rows"].as_u64().unwrap_or(0);
+    if rows != expected_rows {
+        return Err(format!("the tool copied {rows} rows, not {expected_rows}"));
+    }
+    Ok(Sample { seconds, peak_rss_bytes: Some(peak) })
+}
+
+/// Waits for child `pid`; its exit code and peak resident set (ru_maxrss).
+#[allow(unsafe_code)]
+fn wait_with_peak_rss(pid: u32) -> Result<(i32, u64), String> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| "pid out of range")?;
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain data that wait4 fills in; a zeroed one is valid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our own child, not yet waited for; the pointers are to live locals.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if waited != pid {
+        return Err(format!("wait4 failed: {}", std::io::Error::last_os_error()));
+    }
+    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    // Linux reports ru_maxrss in KiB.
+    Ok((code, u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024))
+}
+
+/// (b): the same tables and keys, by binary COPY out and in, two at a time.
+/// The bytes go between two `psql` processes (C, as the server ships them),
+/// so the limit measured is PostgreSQL's and the pipe's, not this crate's
+/// debug build.
+async fn raw_copy(source: &PgCluster, target: &PgCluster) -> Result<Sample, String> {
+    let started = Instant::now();
+    let (create, keys) = sodata::pg_tables(SCHEMA);
+    let client = target.connect("so_dst").await.map_err(|e| e.to_string())?;
+    client.batch_execute(&create).await.map_err(|e| e.to_string())?;
+    let queue = std::sync::Mutex::new(TABLES.iter().map(|t| t.name).collect::<Vec<_>>());
+    let copied = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| -> Result<(), String> {
+                    loop {
+                        let next = queue.lock().map_err(|_| "queue poisoned".to_owned())?.pop();
+                        let Some(table) = next else { return Ok(()) };
+                        pipe_table(source, target, table)?;
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().map_err(|_| "a copy thread panicked".to_owned())?)
+            .collect::<Result<Vec<()>, String>>()
+    });
+    copied?;
+    let key_steps = futures_util::stream::iter(keys.lines().map(|sql| async move {
+        let c = target.connect("so_dst").await.map_err(|e| e.to_string())?;
+        c.batch_execute(sql).await.map_err(|e| e.to_string())
+    }))
+    .buffer_unordered(2)
+    .collect::<Vec<_>>()
+    .await;
+    for k in key_steps {
+        k?;
+    }
+    Ok(Sample { seconds: started.elapsed().as_secs_f64(), peak_rss_bytes: None })
+}
+
+fn psql(cluster: &PgCluster, database: &str, sql: &str) -> Command {
+    let mut cmd = Command::new(cluster.bindir().join("psql"));
+    let port = cluster.port().to_string();
+    cmd.args(["-X", "-q", "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", database, "-c", sql])
+        .env("PGPASSWORD", cluster.password());
+    cmd
+}
+
+/// `psql -c 'COPY … TO STDOUT (FORMAT binary)' | psql -c 'COPY … FROM STDIN (FORMAT binary)'`.
+fn pipe_table(source: &PgCluster, target: &PgCluster, table: &str) -> Result<(), String> {
+    let out = format!("COPY {SCHEMA}.\"{table}\" TO STDOUT (FORMAT binary)");
+    let into = format!("COPY {SCHEMA}.\"{table}\" FROM STDIN (FORMAT binary)");
+    let mut reader =
+        psql(source, "so_src", &out).stdout(Stdio::piped()).spawn().map_err(|e| format!("cannot start psql: {e}"))?;
+    let piped = reader.stdout.take().ok_or("no psql output")?;
+    let written = psql(target, "so_dst", &into)
+        .stdin(Stdio::from(piped))
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot start psql: {e}"))?;
+    let read = reader.wait().map_err(|e| e.to_string())?;
+    if read.success() && written.success() { Ok(()) } else { Err(format!("copying {table}: {read} | {written}")) }
+}
+
+/// (c): `pg_dump -Fc -Z0 -n so | pg_restore`.
+fn dump_restore(source: &PgCluster, target: &PgCluster) -> Result<Sample, String> {
+    let started = Instant::now();
+    let mut dump = Command::new(source.bindir().join("pg_dump"))
+        // -Z0: no compression, the fastest pg_dump there is for a pipe.
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &source.port().to_string(),
+            "-U",
+            "postgres",
+            "-Fc",
+            "-Z0",
+            "-n",
+            SCHEMA,
+            "so_src",
+        ])
+        .env("PGPASSWORD", source.password())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start pg_dump: {e}"))?;
+    let piped = dump.stdout.take().ok_or("no pg_dump output")?;
+    let restore = Command::new(target.bindir().join("pg_restore"))
+        .args(["-h", "127.0.0.1", "-p", &target.port().to_string(), "-U", "postgres", "--no-owner", "-d", "so_dst"])
+        .env("PGPASSWORD", target.password())
+        .stdin(Stdio::from(piped))
+        .status()
+        .map_err(|e| format!("cannot start pg_restore: {e}"))?;
+    let dumped = dump.wait().map_err(|e| e.to_string())?;
+    if !dumped.success() || !restore.success() {
+        return Err(format!("pg_dump ({dumped}) | pg_restore ({restore}) failed"));
+    }
+    Ok(Sample { seconds: started.elapsed().as_secs_f64(), peak_rss_bytes: None })
+}
