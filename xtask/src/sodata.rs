@@ -531,7 +531,7 @@ pub fn write_tsql(scale: f64, out: &mut impl std::io::Write) -> std::io::Result<
         let rows = t.rows(scale);
         for first in (1..=rows).step_by(1000) {
             line.clear();
-            let _ = write!(line, "INSERT INTO dbo.{} ({}) VALUES\n", quote_mssql(t.name), names.join(", "));
+            let _ = writeln!(line, "INSERT INTO dbo.{} ({}) VALUES", quote_mssql(t.name), names.join(", "));
             for id in first..=(first + 999).min(rows) {
                 row(index, id, sizes, &mut values);
                 line.push_str(if id == first { "(" } else { ",\n(" });
