@@ -175,6 +175,25 @@ impl CopyEncoder {
         self.bytea(bytes)
     }
 
+    /// The length word of a field whose bytes follow through
+    /// [`CopyEncoder::extend`], possibly after the buffer was taken in
+    /// between: how a value larger than a piece is streamed.
+    ///
+    /// # Errors
+    /// [`EncodeError::FieldTooLarge`] above 1 GB.
+    pub fn field_length(&mut self, len: usize) -> Result<(), EncodeError> {
+        if len > MAX_FIELD {
+            return Err(EncodeError::FieldTooLarge(len));
+        }
+        self.buf.extend_from_slice(&(len as i32).to_be_bytes());
+        Ok(())
+    }
+
+    /// Bytes of the field begun by [`CopyEncoder::field_length`].
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
     /// `bytea`.
     ///
     /// # Errors

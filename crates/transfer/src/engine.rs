@@ -1154,10 +1154,14 @@ async fn write_chunk<K>(
     };
     let sink = tx.copy_in(&copy_sql).await.map_err(failed("copying into"))?;
     pin_mut!(sink);
-    sink.feed(first).await.map_err(failed("copying into"))?;
+    for part in parts(first) {
+        sink.feed(part).await.map_err(failed("copying into"))?;
+    }
     failpoint::reached("mid-copy").await;
     while let Some(piece) = pieces.recv().await {
-        sink.feed(piece).await.map_err(failed("copying into"))?;
+        for part in parts(piece) {
+            sink.feed(part).await.map_err(failed("copying into"))?;
+        }
     }
     let Ok(end) = end.await else {
         // Dropping the sink aborts the COPY, and dropping the transaction rolls it back.
@@ -1191,6 +1195,17 @@ async fn write_chunk<K>(
         *u = None;
     }
     Ok(rows)
+}
+
+/// Largest COPY message sent to the target. The driver copies each message
+/// into its write buffer, so a piece holding one huge value (a SQL Server
+/// `nvarchar(max)` cell is encoded whole) goes out in slices of this size,
+/// which share the piece's memory.
+const MAX_COPY_MESSAGE: usize = 1 << 20;
+
+fn parts(piece: Bytes) -> impl Iterator<Item = Bytes> {
+    let len = piece.len();
+    (0..len.max(1)).step_by(MAX_COPY_MESSAGE).map(move |start| piece.slice(start..(start + MAX_COPY_MESSAGE).min(len)))
 }
 
 /// Builds keys, indexes, constraints and identities after the data, in

@@ -106,6 +106,13 @@ pub struct PieceSink {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriterGone;
 
+/// Why a field could not be added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldError {
+    Encode(crate::copy::EncodeError),
+    WriterGone,
+}
+
 impl PieceSink {
     pub fn new(pieces: mpsc::Sender<Bytes>, piece_bytes: usize) -> Self {
         PieceSink {
@@ -125,6 +132,24 @@ impl PieceSink {
     #[inline]
     pub async fn row_done(&mut self) -> Result<(), WriterGone> {
         if self.encoder.len() >= self.piece_bytes { self.flush().await } else { Ok(()) }
+    }
+
+    /// Adds a field already in binary send format. One larger than a piece
+    /// is streamed through in piece-sized parts, so no buffer grows to the
+    /// value's size: memory stays bounded by pieces, whatever the values.
+    #[inline]
+    pub async fn field(&mut self, bytes: &[u8]) -> Result<(), FieldError> {
+        if bytes.len() <= self.piece_bytes {
+            return self.encoder.raw(bytes).map_err(FieldError::Encode);
+        }
+        self.encoder.field_length(bytes.len()).map_err(FieldError::Encode)?;
+        for part in bytes.chunks(self.piece_bytes) {
+            self.encoder.extend(part);
+            if self.encoder.len() >= self.piece_bytes {
+                self.flush().await.map_err(|WriterGone| FieldError::WriterGone)?;
+            }
+        }
+        Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), WriterGone> {
@@ -335,6 +360,33 @@ mod tests {
         let joined: Vec<u8> = pieces.concat();
         assert_eq!(joined, whole.into_bytes());
         assert_eq!(sent, joined.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn a_field_larger_than_a_piece_streams_in_pieces_of_bounded_size() {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let mut sink = PieceSink::new(tx, 1000);
+        let big: Vec<u8> = (0..10_500u32).map(|i| (i % 251) as u8).collect();
+        let mut whole = CopyEncoder::new();
+        sink.encoder().begin_row(3);
+        whole.begin_row(3);
+        for enc in [sink.encoder(), &mut whole] {
+            enc.int4(7);
+        }
+        sink.field(&big).await.unwrap();
+        whole.raw(&big).unwrap();
+        sink.field(b"small").await.unwrap();
+        whole.raw(b"small").unwrap();
+        sink.row_done().await.unwrap();
+        sink.finish().await.unwrap();
+        whole.finish();
+        let mut pieces = Vec::new();
+        while let Some(p) = rx.recv().await {
+            pieces.push(p);
+        }
+        assert!(pieces.len() >= 10, "{} pieces", pieces.len());
+        assert!(pieces.iter().all(|p| p.len() <= 2000), "{:?}", pieces.iter().map(|p| p.len()).collect::<Vec<_>>());
+        assert_eq!(pieces.concat(), whole.into_bytes(), "the same COPY stream as one buffer would give");
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ use mssql_pg_migrate_typemap::PgType;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
 use super::{
-    KeyText, Page, PieceSink, ReadSpec, ServerProbe, Source, TableAccess, TableName, hex, join_key_parts,
+    FieldError, KeyText, Page, PieceSink, ReadSpec, ServerProbe, Source, TableAccess, TableName, hex, join_key_parts,
     split_key_parts, unhex,
 };
 use crate::error::{Side, TransferError};
@@ -239,7 +239,9 @@ impl Source for PgSource {
         limit: Option<u64>,
         sink: &mut PieceSink,
     ) -> Result<Page<Self::Key>, TransferError> {
-        let client = self.pool.get(Side::Source).await?;
+        let context = "reading";
+        let fail = |e: tokio_postgres::Error| Self::err(context, spec, &e);
+        let mut client = self.pool.get(Side::Source).await?;
         let sql = page_sql(spec, after.is_some(), upto.is_some(), limit.is_some());
         let limit_param = limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
         let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(2 * spec.key.len() + 1);
@@ -249,46 +251,68 @@ impl Source for PgSource {
         if let Some(l) = &limit_param {
             params.push(l);
         }
-        let context = "reading";
-        let stream = client.query_raw(&sql, params).await.map_err(|e| Self::err(context, spec, &e))?;
-        pin_mut!(stream);
         let fields = spec.columns.len();
         let field_count = u16::try_from(fields)
             .map_err(|_| TransferError::Config(format!("table {} has more than 65535 columns", spec.label)))?;
+        // A portal fetched in batches sized to the rows seen so far: the
+        // driver buffers a whole batch, so rows of 50 MB come one at a time
+        // while narrow rows come thousands at a time.
+        let tx = client.build_transaction().read_only(true).start().await.map_err(fail)?;
+        let statement = tx.prepare(&sql).await.map_err(fail)?;
+        let portal = tx.bind_raw(&statement, params).await.map_err(fail)?;
+        let mut batch = FIRST_BATCH_ROWS;
+        let mut widest = 0usize;
         let mut rows = 0u64;
         let mut last = None;
-        while let Some(row) = stream.try_next().await.map_err(|e| Self::err(context, spec, &e))? {
-            let encoder = sink.encoder();
-            encoder.begin_row(field_count);
-            for i in 0..fields {
-                let field: RawField<'_> = row.try_get(i).map_err(|e| Self::err(context, spec, &e))?;
-                match field.0 {
-                    None => encoder.null(),
-                    Some(bytes) => encoder.raw(bytes).map_err(|e| TransferError::Value {
-                        table: spec.label.clone(),
-                        column: spec.columns[i].source_name.clone(),
-                        key: "(unknown)".into(),
-                        message: e.to_string(),
-                    })?,
+        loop {
+            let stream = tx.query_portal_raw(&portal, batch).await.map_err(fail)?;
+            pin_mut!(stream);
+            let mut fetched = 0;
+            while let Some(row) = stream.try_next().await.map_err(fail)? {
+                sink.encoder().begin_row(field_count);
+                let mut row_bytes = 0;
+                for i in 0..fields {
+                    let field: RawField<'_> = row.try_get(i).map_err(fail)?;
+                    match field.0 {
+                        None => sink.encoder().null(),
+                        Some(bytes) => {
+                            row_bytes += bytes.len();
+                            sink.field(bytes).await.map_err(|e| match e {
+                                FieldError::WriterGone => TransferError::Cancelled,
+                                FieldError::Encode(e) => TransferError::Value {
+                                    table: spec.label.clone(),
+                                    column: spec.columns[i].source_name.clone(),
+                                    key: "(unknown)".into(),
+                                    message: e.to_string(),
+                                },
+                            })?;
+                        }
+                    }
                 }
+                widest = widest.max(row_bytes);
+                rows += 1;
+                fetched += 1;
+                // A wide row is not kept for its key: only the key is.
+                last = Some(if row_bytes > KEEP_ROW_BYTES || spec.key.is_empty() {
+                    LastRow::Key(key_of(spec, &row).map_err(fail)?)
+                } else {
+                    LastRow::Row(row)
+                });
+                sink.row_done().await.map_err(|_| TransferError::Cancelled)?;
             }
-            rows += 1;
-            last = Some(row);
-            sink.row_done().await.map_err(|_| TransferError::Cancelled)?;
+            if fetched < batch {
+                break;
+            }
+            batch = next_batch(batch, widest);
         }
-        let last_key = match (last, spec.key.is_empty()) {
-            (Some(row), false) => {
-                let mut key = Vec::with_capacity(spec.key.len());
-                for &k in &spec.key {
-                    let field: RawField<'_> = row.try_get(k).map_err(|e| Self::err(context, spec, &e))?;
-                    let ty = row.columns()[k].type_().clone();
-                    key.push(RawValue { ty, bytes: Bytes::copy_from_slice(field.0.unwrap_or_default()) });
-                }
-                Some(key)
-            }
-            _ => None,
+        drop(portal);
+        tx.commit().await.map_err(fail)?;
+        let last_key = match last {
+            Some(LastRow::Row(row)) => Some(key_of(spec, &row).map_err(fail)?),
+            Some(LastRow::Key(key)) => Some(key),
+            None => None,
         };
-        Ok(Page { rows, last_key })
+        Ok(Page { rows, last_key: last_key.filter(|k| !k.is_empty()) })
     }
 
     fn describe_key(key: &Self::Key) -> String {
@@ -366,6 +390,39 @@ pub async fn ping_pg(pool: &PgPool, side: Side) -> Result<(), TransferError> {
     Ok(())
 }
 
+/// Rows in the first fetch of a page, before any row size is known.
+const FIRST_BATCH_ROWS: i32 = 64;
+/// Most rows per fetch, for narrow rows.
+const MAX_BATCH_ROWS: i32 = 16_384;
+/// Bytes of rows a fetch aims at: what the driver holds at once.
+const BATCH_BYTES: usize = 4 << 20;
+/// Rows wider than this are not kept until the next row arrives.
+const KEEP_ROW_BYTES: usize = 64 << 10;
+
+/// The next fetch size: doubling towards [`MAX_BATCH_ROWS`], but never
+/// more rows than fit [`BATCH_BYTES`] at the widest row seen (at least one).
+fn next_batch(current: i32, widest_row: usize) -> i32 {
+    let fitting = i32::try_from(BATCH_BYTES / widest_row.max(1)).unwrap_or(i32::MAX).max(1);
+    current.saturating_mul(2).min(MAX_BATCH_ROWS).min(fitting)
+}
+
+/// The last row of a page, or only its key when the row is wide.
+enum LastRow {
+    Row(tokio_postgres::Row),
+    Key(Vec<RawValue>),
+}
+
+/// The key of `row` (empty for a keyless table).
+fn key_of(spec: &ReadSpec, row: &tokio_postgres::Row) -> Result<Vec<RawValue>, tokio_postgres::Error> {
+    let mut key = Vec::with_capacity(spec.key.len());
+    for &k in &spec.key {
+        let field: RawField<'_> = row.try_get(k)?;
+        let ty = row.columns()[k].type_().clone();
+        key.push(RawValue { ty, bytes: Bytes::copy_from_slice(field.0.unwrap_or_default()) });
+    }
+    Ok(key)
+}
+
 fn raw_integer(v: &RawValue) -> Option<i64> {
     let b = &v.bytes[..];
     match v.ty {
@@ -410,6 +467,16 @@ mod tests {
             key,
             label: "s.T".into(),
         }
+    }
+
+    #[test]
+    fn fetches_grow_for_narrow_rows_and_shrink_to_one_for_huge_ones() {
+        assert_eq!(next_batch(64, 100), 128);
+        assert_eq!(next_batch(8192, 100), MAX_BATCH_ROWS);
+        assert_eq!(next_batch(MAX_BATCH_ROWS, 100), MAX_BATCH_ROWS);
+        assert_eq!(next_batch(64, 1 << 20), 4, "4 MB of 1 MB rows");
+        assert_eq!(next_batch(64, 50 << 20), 1, "a 50 MB row comes alone");
+        assert_eq!(next_batch(64, 0), 128, "rows of NULLs only");
     }
 
     #[test]
