@@ -62,6 +62,8 @@ pub fn number<T: std::str::FromStr>(value: Option<&String>, flag: &str) -> Resul
 struct Sample {
     seconds: f64,
     peak_rss_bytes: Option<u64>,
+    /// User plus system CPU time of the process, where it is one.
+    cpu_seconds: Option<f64>,
 }
 
 pub fn bench(args: &BenchArgs) -> Result<(), String> {
@@ -122,6 +124,11 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     line("(b) raw binary COPY + keys", b, &raw);
     line("(c) pg_dump -Fc -Z0 | pg_restore", c, &dump);
     println!("peak RSS of (a): {:.1} MB", peak as f64 / 1e6);
+    let cpu: Vec<f64> = tool.iter().filter_map(|s| s.cpu_seconds).collect();
+    if !cpu.is_empty() {
+        let mean = cpu.iter().sum::<f64>() / cpu.len() as f64;
+        println!("CPU of (a): {mean:.2} s per run ({:.0}% of one core over the median wall time)", 100.0 * mean / a);
+    }
     println!("ratios: (a)/(b) = {:.2}   (a)/(c) = {:.2}", a / b, a / c);
     Ok(())
 }
@@ -195,7 +202,7 @@ fn run_tool(binary: &Path, config: &Path, expected_rows: u64) -> Result<Sample, 
         let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
         text
     });
-    let (code, peak) = wait_with_peak_rss(pid)?;
+    let (code, peak, cpu) = wait_with_usage(pid)?;
     let seconds = started.elapsed().as_secs_f64();
     let output = reader.join().map_err(|_| "the output reader panicked")?;
     if code != 0 {
@@ -206,12 +213,12 @@ fn run_tool(binary: &Path, config: &Path, expected_rows: u64) -> Result<Sample, 
     if rows != expected_rows {
         return Err(format!("the tool copied {rows} rows, not {expected_rows}"));
     }
-    Ok(Sample { seconds, peak_rss_bytes: Some(peak) })
+    Ok(Sample { seconds, peak_rss_bytes: Some(peak), cpu_seconds: Some(cpu) })
 }
 
-/// Waits for child `pid`; its exit code and peak resident set (ru_maxrss).
+/// Waits for child `pid`; its exit code, peak resident set (ru_maxrss) and CPU seconds.
 #[allow(unsafe_code)]
-fn wait_with_peak_rss(pid: u32) -> Result<(i32, u64), String> {
+fn wait_with_usage(pid: u32) -> Result<(i32, u64, f64), String> {
     let pid = libc::pid_t::try_from(pid).map_err(|_| "pid out of range")?;
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain data that wait4 fills in; a zeroed one is valid.
@@ -222,8 +229,10 @@ fn wait_with_peak_rss(pid: u32) -> Result<(i32, u64), String> {
         return Err(format!("wait4 failed: {}", std::io::Error::last_os_error()));
     }
     let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let cpu = seconds(usage.ru_utime) + seconds(usage.ru_stime);
     // Linux reports ru_maxrss in KiB.
-    Ok((code, u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024))
+    Ok((code, u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024, cpu))
 }
 
 /// (b): the same tables and keys, by binary COPY out and in, two at a time.
@@ -264,7 +273,7 @@ async fn raw_copy(source: &PgCluster, target: &PgCluster) -> Result<Sample, Stri
     for k in key_steps {
         k?;
     }
-    Ok(Sample { seconds: started.elapsed().as_secs_f64(), peak_rss_bytes: None })
+    Ok(Sample { seconds: started.elapsed().as_secs_f64(), peak_rss_bytes: None, cpu_seconds: None })
 }
 
 fn psql(cluster: &PgCluster, database: &str, sql: &str) -> Command {
@@ -324,5 +333,5 @@ fn dump_restore(source: &PgCluster, target: &PgCluster) -> Result<Sample, String
     if !dumped.success() || !restore.success() {
         return Err(format!("pg_dump ({dumped}) | pg_restore ({restore}) failed"));
     }
-    Ok(Sample { seconds: started.elapsed().as_secs_f64(), peak_rss_bytes: None })
+    Ok(Sample { seconds: started.elapsed().as_secs_f64(), peak_rss_bytes: None, cpu_seconds: None })
 }

@@ -275,10 +275,15 @@ fn words(rng: &mut Rng, chars: usize, out: &mut String) {
     }
 }
 
+/// Text of `min..=max` bytes' worth of words, cut to at most `max`
+/// characters (the column's limit).
 fn text(rng: &mut Rng, min: usize, max: usize) -> Value {
     let mut s = String::with_capacity(max + 16);
     let len = min + rng.below((max - min + 1) as u64) as usize;
     words(rng, len, &mut s);
+    if let Some((cut, _)) = s.char_indices().nth(max) {
+        s.truncate(cut);
+    }
     Value::Text(s)
 }
 
@@ -595,6 +600,15 @@ mod tests {
         let average = bytes / 2000;
         assert!((600..2500).contains(&average), "average body {average} bytes");
         assert!(non_ascii > 1000, "{non_ascii} of 2000 bodies have non-ASCII text");
+    }
+
+    #[test]
+    fn text_fits_its_column() {
+        for id in 0..20_000 {
+            let mut rng = Rng::for_row(0, id);
+            let Value::Text(t) = text(&mut rng, 3, 30) else { panic!() };
+            assert!(t.chars().count() <= 30, "{t:?}");
+        }
     }
 
     #[test]
