@@ -276,8 +276,15 @@ async fn raw_copy(source: &PgCluster, target: &PgCluster) -> Result<Sample, Stri
     Ok(Sample { seconds: started.elapsed().as_secs_f64(), peak_rss_bytes: None, cpu_seconds: None })
 }
 
+/// A client program from the server's folder, or from `PATH` (Debian ships
+/// the clients in the same folder; other layouts may not).
+fn client_program(cluster: &PgCluster, name: &str) -> PathBuf {
+    let beside = cluster.bindir().join(name);
+    if beside.exists() { beside } else { PathBuf::from(name) }
+}
+
 fn psql(cluster: &PgCluster, database: &str, sql: &str) -> Command {
-    let mut cmd = Command::new(cluster.bindir().join("psql"));
+    let mut cmd = Command::new(client_program(cluster, "psql"));
     let port = cluster.port().to_string();
     cmd.args(["-X", "-q", "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", database, "-c", sql])
         .env("PGPASSWORD", cluster.password());
@@ -303,7 +310,7 @@ fn pipe_table(source: &PgCluster, target: &PgCluster, table: &str) -> Result<(),
 /// (c): `pg_dump -Fc -Z0 -n so | pg_restore`.
 fn dump_restore(source: &PgCluster, target: &PgCluster) -> Result<Sample, String> {
     let started = Instant::now();
-    let mut dump = Command::new(source.bindir().join("pg_dump"))
+    let mut dump = Command::new(client_program(source, "pg_dump"))
         // -Z0: no compression, the fastest pg_dump there is for a pipe.
         .args([
             "-h",
@@ -323,7 +330,7 @@ fn dump_restore(source: &PgCluster, target: &PgCluster) -> Result<Sample, String
         .spawn()
         .map_err(|e| format!("cannot start pg_dump: {e}"))?;
     let piped = dump.stdout.take().ok_or("no pg_dump output")?;
-    let restore = Command::new(target.bindir().join("pg_restore"))
+    let restore = Command::new(client_program(target, "pg_restore"))
         .args(["-h", "127.0.0.1", "-p", &target.port().to_string(), "-U", "postgres", "--no-owner", "-d", "so_dst"])
         .env("PGPASSWORD", target.password())
         .stdin(Stdio::from(piped))
