@@ -7,7 +7,7 @@ use std::io::{IsTerminal as _, Write as _};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mssql_pg_migrate::transfer::monitor::{Monitor, Phase, Snapshot, TableProgress};
+use mssql_pg_migrate::transfer::monitor::{Monitor, Phase, Snapshot, TableProgress, count_text, eta_text};
 use mssql_pg_migrate::transfer::{Event, EventSink};
 
 /// How progress is shown.
@@ -212,10 +212,10 @@ fn table_line(t: &TableProgress, width: usize) -> String {
     let tail = format!(
         " [{bar}] {:>3.0}% {}/{} rows {}/s ETA {}",
         fraction * 100.0,
-        count(t.rows_done),
-        count(t.rows_total),
-        count(t.rows_per_second as u64),
-        eta(t.eta_seconds)
+        count_text(t.rows_done),
+        count_text(t.rows_total),
+        count_text(t.rows_per_second as u64),
+        eta_text(t.eta_seconds)
     );
     let room = width.saturating_sub(tail.chars().count()).max(10);
     let name: String = if t.table.chars().count() > room {
@@ -233,11 +233,11 @@ pub fn overall_line(s: &Snapshot) -> String {
         "progress: {}/{} tables, {}/{} rows, {:.1} MB, {}/s, ETA {}",
         s.tables_done,
         s.tables_total,
-        count(s.rows_done),
-        count(s.rows_total),
+        count_text(s.rows_done),
+        count_text(s.rows_total),
         s.bytes as f64 / 1e6,
-        count(s.rows_per_second as u64),
-        eta(s.eta_seconds)
+        count_text(s.rows_per_second as u64),
+        eta_text(s.eta_seconds)
     );
     if let Some(step) = &s.finalizing {
         line.push_str(&format!("; finalizing: {step}"));
@@ -247,25 +247,6 @@ pub fn overall_line(s: &Snapshot) -> String {
 
 fn fit(line: &str, width: usize) -> String {
     if line.chars().count() <= width { line.to_owned() } else { line.chars().take(width).collect() }
-}
-
-/// 1234 → "1.2k", 5_600_000 → "5.6M".
-fn count(n: u64) -> String {
-    match n {
-        0..1_000 => n.to_string(),
-        1_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1}M", n as f64 / 1e6),
-        _ => format!("{:.1}G", n as f64 / 1e9),
-    }
-}
-
-fn eta(seconds: Option<f64>) -> String {
-    match seconds {
-        None => "?".to_owned(),
-        Some(s) if s < 60.0 => format!("{s:.0}s"),
-        Some(s) if s < 3600.0 => format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64),
-        Some(s) => format!("{}h{:02}m", (s / 3600.0) as u64, ((s % 3600.0) / 60.0) as u64),
-    }
 }
 
 #[cfg(test)]
@@ -338,15 +319,5 @@ mod tests {
         assert!(frame[1].contains('…') && frame[1].contains(" 50% "), "{}", frame[1]);
         assert_eq!(frame[2], "progress: 0/3 tables, 5.0k/20.0k rows, 0.5 MB, 5.0k/s, ETA 2m05s, 1 FAILED");
         assert!(frame.iter().all(|l| l.chars().count() <= 80), "{frame:#?}");
-    }
-
-    #[test]
-    fn counts_and_etas_read_at_a_glance() {
-        assert_eq!(count(999), "999");
-        assert_eq!(count(1234), "1.2k");
-        assert_eq!(count(5_600_000), "5.6M");
-        assert_eq!(eta(None), "?");
-        assert_eq!(eta(Some(7.2)), "7s");
-        assert_eq!(eta(Some(3725.0)), "1h02m");
     }
 }

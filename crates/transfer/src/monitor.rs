@@ -230,6 +230,26 @@ impl Monitor {
     }
 }
 
+/// A count at a glance: 1234 → "1.2k", 5_600_000 → "5.6M".
+pub fn count_text(n: u64) -> String {
+    match n {
+        0..1_000 => n.to_string(),
+        1_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        _ => format!("{:.1}G", n as f64 / 1e9),
+    }
+}
+
+/// A duration at a glance: "7s", "2m05s", "1h02m"; "?" when unknown.
+pub fn eta_text(seconds: Option<f64>) -> String {
+    match seconds {
+        None => "?".to_owned(),
+        Some(s) if s < 60.0 => format!("{s:.0}s"),
+        Some(s) if s < 3600.0 => format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64),
+        Some(s) => format!("{}h{:02}m", (s / 3600.0) as u64, ((s % 3600.0) / 60.0) as u64),
+    }
+}
+
 fn per_second(amount: u64, seconds: f64) -> f64 {
     if seconds > 0.0 { amount as f64 / seconds } else { 0.0 }
 }
@@ -270,6 +290,17 @@ mod tests {
 
     fn committed(table: &str, rows: u64) -> Event {
         Event::ChunkCommitted { table: table.into(), partition: 0, rows, bytes: rows * 10 }
+    }
+
+    #[test]
+    fn counts_and_durations_read_at_a_glance() {
+        assert_eq!(count_text(999), "999");
+        assert_eq!(count_text(1234), "1.2k");
+        assert_eq!(count_text(5_600_000), "5.6M");
+        assert_eq!(eta_text(None), "?");
+        assert_eq!(eta_text(Some(7.2)), "7s");
+        assert_eq!(eta_text(Some(125.0)), "2m05s");
+        assert_eq!(eta_text(Some(3725.0)), "1h02m");
     }
 
     #[test]
