@@ -78,6 +78,8 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
         let client = source.connect("so_src").await.map_err(|e| e.to_string())?;
         eprintln!("generating the data set at scale {}", args.scale);
         let rows = gendata::load(&client, SCHEMA, args.scale).await?;
+        // The load's dirty pages are written now, not during the first run.
+        client.batch_execute("CHECKPOINT").await.map_err(|e| e.to_string())?;
         let size = client
             .query_one(
                 "SELECT sum(pg_table_size(c.oid))::int8 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \

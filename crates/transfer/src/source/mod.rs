@@ -37,6 +37,10 @@ pub struct ReadSpec {
     pub key: Vec<usize>,
     /// `schema.table` for messages.
     pub label: String,
+    /// The widest row read so far, in bytes, shared by every page and
+    /// partition of the table, so a source that fetches in batches sizes
+    /// them from the start of each page.
+    pub widest_row: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl ReadSpec {
@@ -65,6 +69,7 @@ impl ReadSpec {
             columns,
             key,
             label: target.source_label(),
+            widest_row: std::sync::Arc::default(),
         }
     }
 

@@ -1015,6 +1015,7 @@ mod tests {
             ],
             key: vec![0, 1],
             label: "dbo.Order]Lines".into(),
+            widest_row: Default::default(),
         };
         assert_eq!(
             page_sql(&spec, true, true, true),

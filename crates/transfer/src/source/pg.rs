@@ -260,8 +260,8 @@ impl Source for PgSource {
         let tx = client.build_transaction().read_only(true).start().await.map_err(fail)?;
         let statement = tx.prepare(&sql).await.map_err(fail)?;
         let portal = tx.bind_raw(&statement, params).await.map_err(fail)?;
-        let mut batch = FIRST_BATCH_ROWS;
-        let mut widest = 0usize;
+        let mut widest = spec.widest_row.load(std::sync::atomic::Ordering::Relaxed);
+        let mut batch = if widest == 0 { FIRST_BATCH_ROWS } else { next_batch(MAX_BATCH_ROWS, widest) };
         let mut rows = 0u64;
         let mut last = None;
         loop {
@@ -300,6 +300,7 @@ impl Source for PgSource {
                 });
                 sink.row_done().await.map_err(|_| TransferError::Cancelled)?;
             }
+            spec.widest_row.fetch_max(widest, std::sync::atomic::Ordering::Relaxed);
             if fetched < batch {
                 break;
             }
@@ -390,8 +391,9 @@ pub async fn ping_pg(pool: &PgPool, side: Side) -> Result<(), TransferError> {
     Ok(())
 }
 
-/// Rows in the first fetch of a page, before any row size is known.
-const FIRST_BATCH_ROWS: i32 = 64;
+/// Rows in the first fetch of a page: one, since nothing is known yet of
+/// the rows' size and the driver may read several fetched rows ahead.
+const FIRST_BATCH_ROWS: i32 = 1;
 /// Most rows per fetch, for narrow rows.
 const MAX_BATCH_ROWS: i32 = 16_384;
 /// Bytes of rows a fetch aims at: what the driver holds at once.
@@ -466,6 +468,7 @@ mod tests {
             columns: vec![col("a"), col("b c"), col("d")],
             key,
             label: "s.T".into(),
+            widest_row: Default::default(),
         }
     }
 
