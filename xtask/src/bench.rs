@@ -189,7 +189,7 @@ async fn reset(target: &PgCluster) -> Result<(), String> {
 
 fn run_tool(binary: &Path, config: &Path, expected_rows: u64) -> Result<Sample, String> {
     let started = Instant::now();
-    let child = Command::new(binary)
+    let mut child = Command::new(binary)
         .arg("-c")
         .arg(config)
         .args(["--output-json", "--verbosity", "warn", "run"])
@@ -197,44 +197,24 @@ fn run_tool(binary: &Path, config: &Path, expected_rows: u64) -> Result<Sample, 
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-    let pid = child.id();
-    let mut stdout = child.stdout.ok_or("no stdout")?;
+    let mut stdout = child.stdout.take().ok_or("no stdout")?;
     let reader = std::thread::spawn(move || {
         let mut text = String::new();
         let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
         text
     });
-    let (code, peak, cpu) = wait_with_usage(pid)?;
+    let usage = mssql_pg_migrate_testkit::wait_with_usage(child).map_err(|e| format!("wait4 failed: {e}"))?;
     let seconds = started.elapsed().as_secs_f64();
     let output = reader.join().map_err(|_| "the output reader panicked")?;
-    if code != 0 {
-        return Err(format!("the tool exited {code}:\n{output}"));
+    if usage.code != Some(0) {
+        return Err(format!("the tool exited {:?}:\n{output}", usage.code));
     }
     let doc: serde_json::Value = serde_json::from_str(&output).map_err(|e| format!("not JSON ({e}): {output}"))?;
     let rows = doc["report"]["rows"].as_u64().unwrap_or(0);
     if rows != expected_rows {
         return Err(format!("the tool copied {rows} rows, not {expected_rows}"));
     }
-    Ok(Sample { seconds, peak_rss_bytes: Some(peak), cpu_seconds: Some(cpu) })
-}
-
-/// Waits for child `pid`; its exit code, peak resident set (ru_maxrss) and CPU seconds.
-#[allow(unsafe_code)]
-fn wait_with_usage(pid: u32) -> Result<(i32, u64, f64), String> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| "pid out of range")?;
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain data that wait4 fills in; a zeroed one is valid.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our own child, not yet waited for; the pointers are to live locals.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    if waited != pid {
-        return Err(format!("wait4 failed: {}", std::io::Error::last_os_error()));
-    }
-    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let cpu = seconds(usage.ru_utime) + seconds(usage.ru_stime);
-    // Linux reports ru_maxrss in KiB.
-    Ok((code, u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024, cpu))
+    Ok(Sample { seconds, peak_rss_bytes: Some(usage.peak_rss_bytes), cpu_seconds: Some(usage.cpu_seconds) })
 }
 
 /// (b): the same tables and keys, by binary COPY out and in, two at a time.

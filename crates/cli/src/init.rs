@@ -476,6 +476,17 @@ impl Console {
     }
 }
 
+impl Console {
+    /// One line of stdin; `None` at its end.
+    fn read_line(&mut self) -> Option<String> {
+        let mut answer = String::new();
+        match self.input.read_line(&mut answer) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(answer),
+        }
+    }
+}
+
 impl Prompter for Console {
     fn say(&mut self, text: &str) {
         output::print_err(text);
@@ -483,11 +494,7 @@ impl Prompter for Console {
 
     fn line(&mut self, prompt: &str) -> Option<String> {
         output::print_err(prompt);
-        let mut answer = String::new();
-        match self.input.read_line(&mut answer) {
-            Ok(0) | Err(_) => None,
-            Ok(_) => Some(answer),
-        }
+        self.read_line()
     }
 
     fn secret(&mut self, prompt: &str) -> Option<String> {
@@ -497,11 +504,8 @@ impl Prompter for Console {
             output::print_err("\n");
             answer
         } else {
-            let mut answer = String::new();
-            match self.input.read_line(&mut answer) {
-                Ok(0) | Err(_) => None,
-                Ok(_) => Some(answer),
-            }
+            // Piped input is not echoed by anyone.
+            self.read_line()
         }
     }
 }

@@ -159,7 +159,7 @@ fn plan_text(plan: &DryRunPlan) -> String {
         plan.tables.len(),
         plan.source_schema,
         plan.target_schema,
-        serde_json::to_value(plan.target_mode).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+        plan.target_mode.as_str()
     );
     let t = &plan.tuning;
     let _ = writeln!(

@@ -13,18 +13,6 @@ const PEAK_RSS_LIMIT: u64 = 200 << 20;
 const VALUE_BYTES: i64 = 50 << 20;
 const ROWS: i64 = 12;
 
-#[allow(unsafe_code)]
-fn wait_with_peak_rss(child: std::process::Child) -> (i32, u64) {
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain data that wait4 fills in; a zeroed one is valid.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: our own child, not yet waited for; pointers to live locals.
-    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid);
-    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
-    (code, u64::try_from(usage.ru_maxrss).unwrap() * 1024)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_megabyte_values_are_copied_within_the_memory_bound() {
     let s = setup("target_mode: drop_recreate, include_tables: [big]").await;
@@ -45,8 +33,9 @@ async fn fifty_megabyte_values_are_copied_within_the_memory_bound() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let (code, peak) = wait_with_peak_rss(child);
-    assert_eq!(code, 0);
+    let usage = mssql_pg_migrate_testkit::wait_with_usage(child).unwrap();
+    let peak = usage.peak_rss_bytes;
+    assert_eq!(usage.code, Some(0));
     println!("peak RSS {:.1} MB for {ROWS} values of {} MB", peak as f64 / 1e6, VALUE_BYTES >> 20);
     assert!(peak <= PEAK_RSS_LIMIT, "peak RSS {} MB exceeds {} MB", peak >> 20, PEAK_RSS_LIMIT >> 20);
 

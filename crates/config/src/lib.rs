@@ -126,6 +126,17 @@ pub enum TargetMode {
     Upsert,
 }
 
+impl TargetMode {
+    /// The key's value as a config file writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetMode::DropRecreate => "drop_recreate",
+            TargetMode::Truncate => "truncate",
+            TargetMode::Upsert => "upsert",
+        }
+    }
+}
+
 /// How source identifiers are spelled in the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -230,5 +241,17 @@ impl Config {
     pub fn to_redacted_json(&self) -> serde_json::Value {
         // Serialising plain data into a Value cannot fail.
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_mode_names_are_the_config_values() {
+        for mode in [TargetMode::DropRecreate, TargetMode::Truncate, TargetMode::Upsert] {
+            assert_eq!(serde_json::to_value(mode).ok(), Some(serde_json::Value::from(mode.as_str())));
+        }
     }
 }

@@ -15,6 +15,17 @@ pub enum ColumnType {
     Unsupported { type_name: String, reason: String },
 }
 
+impl std::fmt::Display for ColumnType {
+    /// The type as the source's catalog spells it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ColumnType::Mssql(t) => t.fmt(f),
+            ColumnType::Postgres(t) => t.fmt(f),
+            ColumnType::Unsupported { type_name, .. } => f.write_str(type_name),
+        }
+    }
+}
+
 fn display<T: std::fmt::Display, S: serde::Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(value)
 }
@@ -123,5 +134,18 @@ pub struct Table {
 impl Table {
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_types_display_as_their_catalog_spells_them() {
+        assert_eq!(ColumnType::Postgres(PgType::BigInt).to_string(), "bigint");
+        assert_eq!(ColumnType::Mssql(MssqlType::DateTime).to_string(), "datetime");
+        let odd = ColumnType::Unsupported { type_name: "geography".into(), reason: "no mapping".into() };
+        assert_eq!(odd.to_string(), "geography");
     }
 }

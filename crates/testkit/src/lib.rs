@@ -117,6 +117,41 @@ fn signal(pid: u32, sig: libc::c_int) {
     }
 }
 
+/// What a finished child process used, for memory tests and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    /// The exit code; `None` when a signal ended the process.
+    pub code: Option<i32>,
+    /// Peak resident set (`ru_maxrss`).
+    pub peak_rss_bytes: u64,
+    /// User plus system CPU time.
+    pub cpu_seconds: f64,
+}
+
+/// Waits for `child` (not yet waited for) and reports its usage from
+/// `wait4`, which counts that process alone.
+///
+/// # Errors
+/// When `wait4` fails.
+#[allow(unsafe_code)]
+pub fn wait_with_usage(child: Child) -> std::io::Result<Usage> {
+    let pid = libc::pid_t::try_from(child.id()).map_err(|_| std::io::Error::other("pid out of range"))?;
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain data that wait4 fills in; a zeroed one is valid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the pointers are to live locals; wait4 has no other preconditions.
+    if unsafe { libc::wait4(pid, &mut status, 0, &mut usage) } != pid {
+        return Err(std::io::Error::last_os_error());
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(Usage {
+        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+        // Linux reports ru_maxrss in KiB.
+        peak_rss_bytes: u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
+        cpu_seconds: seconds(usage.ru_utime) + seconds(usage.ru_stime),
+    })
+}
+
 impl PgCluster {
     /// Creates and starts a cluster. Blocks for about a second.
     ///

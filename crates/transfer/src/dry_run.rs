@@ -16,7 +16,7 @@ use mssql_pg_migrate_typemap::Verdict;
 use serde::Serialize;
 
 use crate::connect::{SourceJob, with_source};
-use crate::engine::{plan_partitions, read_selected_tables};
+use crate::engine::{integer_split, read_selected_tables};
 use crate::error::TransferError;
 use crate::plan::{PlanSettings, partition_count};
 use crate::planning::{Step, foreign_key_steps, plan_targets, post_load_steps};
@@ -147,9 +147,7 @@ impl SourceJob for DryRunJob<'_> {
                 Chunking::Whole
             } else if let Some(key) = spec.integer_key() {
                 let key = key.source_name.clone();
-                let partitions = plan_partitions(source.as_ref(), &spec, table.estimated_rows, settings).await?;
-                let bounds =
-                    partitions.iter().filter_map(|p| p.upto.as_ref()).filter_map(|k| integer_of::<S>(k)).collect();
+                let bounds = integer_split(source.as_ref(), &spec, table.estimated_rows, settings).await?;
                 Chunking::IntegerRanges { key, bounds }
             } else {
                 let key = spec.key.iter().map(|&k| spec.columns[k].source_name.clone()).collect();
@@ -168,11 +166,6 @@ impl SourceJob for DryRunJob<'_> {
         let targets: Vec<&TargetTable> = plan.tables.iter().map(|(_, t)| t).collect();
         Ok(assemble(source_schema, target_schema, self.config, self.tuning, &targets, planned, skipped))
     }
-}
-
-/// The integer value of a single-integer key, through its state text.
-fn integer_of<S: Source>(key: &S::Key) -> Option<i64> {
-    S::key_to_state(key).parse().ok()
 }
 
 fn table_plan(
@@ -209,7 +202,7 @@ fn table_plan(
             .map(|c| ColumnPlan {
                 source: c.source_name.clone(),
                 target: c.name.clone(),
-                source_type: source_type_name(&c.source_type),
+                source_type: c.source_type.to_string(),
                 target_type: c.pg_type.to_string(),
                 verdict: c.fidelity.verdict(),
                 reason: c.fidelity.reason().map(str::to_owned),
@@ -217,15 +210,6 @@ fn table_plan(
             })
             .collect(),
         notes: target.notes.clone(),
-    }
-}
-
-fn source_type_name(t: &mssql_pg_migrate_schema::ColumnType) -> String {
-    use mssql_pg_migrate_schema::ColumnType;
-    match t {
-        ColumnType::Mssql(t) => t.to_string(),
-        ColumnType::Postgres(t) => t.to_string(),
-        ColumnType::Unsupported { type_name, .. } => type_name.clone(),
     }
 }
 

@@ -685,11 +685,7 @@ fn check_compatible(planned: &TargetTable, existing: &Table) -> Result<(), Trans
             });
         };
         if current.data_type != ColumnType::Postgres(column.pg_type) {
-            let shown = match &current.data_type {
-                ColumnType::Postgres(t) => t.to_string(),
-                ColumnType::Unsupported { type_name, .. } => type_name.clone(),
-                ColumnType::Mssql(t) => t.to_string(),
-            };
+            let shown = &current.data_type;
             return Err(TransferError::Incompatible {
                 table: label,
                 message: format!(
@@ -716,7 +712,25 @@ fn check_compatible(planned: &TargetTable, existing: &Table) -> Result<(), Trans
     Ok(())
 }
 
-pub(crate) async fn plan_partitions<S: Source>(
+/// The inclusive upper bounds that split a table with a one-column integer
+/// key into equal value ranges; empty when it stays whole (small or empty).
+pub(crate) async fn integer_split<S: Source>(
+    source: &S,
+    spec: &ReadSpec,
+    estimated_rows: u64,
+    settings: PlanSettings,
+) -> Result<Vec<i64>, TransferError> {
+    let parts = partition_count(estimated_rows, settings);
+    if parts <= 1 {
+        return Ok(Vec::new());
+    }
+    Ok(match source.integer_range(spec).await? {
+        Some((min, max)) => integer_bounds(min, max, parts),
+        None => Vec::new(),
+    })
+}
+
+async fn plan_partitions<S: Source>(
     source: &S,
     spec: &ReadSpec,
     estimated_rows: u64,
@@ -730,11 +744,8 @@ pub(crate) async fn plan_partitions<S: Source>(
         return Ok(partitions_from_bounds(Vec::new()));
     }
     if spec.integer_key().is_some() {
-        let Some((min, max)) = source.integer_range(spec).await? else {
-            return Ok(partitions_from_bounds(Vec::new()));
-        };
-        let bounds = integer_bounds(min, max, parts).into_iter().map(|b| source.integer_key(spec, b)).collect();
-        return Ok(partitions_from_bounds(bounds));
+        let bounds = integer_split(source, spec, estimated_rows, settings).await?;
+        return Ok(partitions_from_bounds(bounds.into_iter().map(|b| source.integer_key(spec, b)).collect()));
     }
     let every = (estimated_rows / u64::from(parts)).max(1);
     let mut bounds = source.boundaries(spec, every).await?;

@@ -63,6 +63,17 @@ pub struct EndpointHealth {
 }
 
 impl EndpointHealth {
+    fn reachable(address: String, server: ServerProbe, latency_ms: f64) -> EndpointHealth {
+        EndpointHealth {
+            address,
+            reachable: true,
+            error: None,
+            server: Some(server),
+            latency_ms: Some(latency_ms),
+            checks: Vec::new(),
+        }
+    }
+
     fn unreachable(address: String, error: &TransferError) -> EndpointHealth {
         EndpointHealth {
             address,
@@ -131,14 +142,7 @@ pub async fn health_check(config: &Config, options: &HealthOptions) -> Result<He
     };
 
     let mut target_health = match probe_and_time(&target, Side::Target).await {
-        Ok((server, latency_ms)) => EndpointHealth {
-            address: target.address().to_owned(),
-            reachable: true,
-            error: None,
-            server: Some(server),
-            latency_ms: Some(latency_ms),
-            checks: Vec::new(),
-        },
+        Ok((server, latency_ms)) => EndpointHealth::reachable(target.address().to_owned(), server, latency_ms),
         Err(e) => EndpointHealth::unreachable(target.address().to_owned(), &e),
     };
     if target_health.reachable {
@@ -224,14 +228,7 @@ impl SourceJob for SourceHealth<'_> {
             },
             Err(e) => return Ok((EndpointHealth::unreachable(address, &e), None)),
         };
-        let mut health = EndpointHealth {
-            address,
-            reachable: true,
-            error: None,
-            server: Some(server),
-            latency_ms: Some(latency_ms),
-            checks: Vec::new(),
-        };
+        let mut health = EndpointHealth::reachable(address, server, latency_ms);
         let m = &self.config.migration;
         let select = |schema: &str, table: &str| m.selects_table(schema, table);
         let tables = match source.read_schema(self.schema, &select).await {

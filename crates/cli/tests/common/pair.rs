@@ -115,6 +115,17 @@ impl Setup {
         .unwrap();
     }
 
+    /// Rows in all the fixture's tables of the source.
+    pub async fn source_rows(&self) -> u64 {
+        let src = self.source.connect("src").await.unwrap();
+        let mut rows = 0;
+        for name in EDGE_CASE_TABLES {
+            let sql = format!("SELECT count(*) FROM src.\"{}\"", name.replace('"', "\"\""));
+            rows += src.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0);
+        }
+        u64::try_from(rows).unwrap()
+    }
+
     pub async fn assert_same_data(&self) {
         let s = self.source.connect("src").await.unwrap();
         let t = self.target.connect("dst").await.unwrap();

@@ -293,11 +293,13 @@ impl Source for PgSource {
                 rows += 1;
                 fetched += 1;
                 // A wide row is not kept for its key: only the key is.
-                last = Some(if row_bytes > KEEP_ROW_BYTES || spec.key.is_empty() {
-                    LastRow::Key(key_of(spec, &row).map_err(fail)?)
-                } else {
-                    LastRow::Row(row)
-                });
+                if !spec.key.is_empty() {
+                    last = Some(if row_bytes > KEEP_ROW_BYTES {
+                        LastRow::Key(key_of(spec, &row).map_err(fail)?)
+                    } else {
+                        LastRow::Row(row)
+                    });
+                }
                 sink.row_done().await.map_err(|_| TransferError::Cancelled)?;
             }
             spec.widest_row.fetch_max(widest, std::sync::atomic::Ordering::Relaxed);
@@ -313,7 +315,7 @@ impl Source for PgSource {
             Some(LastRow::Key(key)) => Some(key),
             None => None,
         };
-        Ok(Page { rows, last_key: last_key.filter(|k| !k.is_empty()) })
+        Ok(Page { rows, last_key })
     }
 
     fn describe_key(key: &Self::Key) -> String {
@@ -414,7 +416,7 @@ enum LastRow {
     Key(Vec<RawValue>),
 }
 
-/// The key of `row` (empty for a keyless table).
+/// The key of `row`.
 fn key_of(spec: &ReadSpec, row: &tokio_postgres::Row) -> Result<Vec<RawValue>, tokio_postgres::Error> {
     let mut key = Vec::with_capacity(spec.key.len());
     for &k in &spec.key {
