@@ -9,7 +9,7 @@
 //! which is safer than a default that means something else.
 
 use mssql_pg_migrate_config::IdentifierCase;
-use mssql_pg_migrate_typemap::PgType;
+use mssql_pg_migrate_typemap::{MssqlType, PgType, default_target};
 
 use crate::ident::{literal_pg, quote_pg, target_name};
 
@@ -135,10 +135,70 @@ const KEYWORDS: &[&str] =
 const SAME_IMMUTABLE: &[&str] =
     &["upper", "lower", "abs", "round", "floor", "coalesce", "nullif", "ltrim", "rtrim", "replace", "power", "sqrt"];
 
+/// The column an expression's name refers to: the one spelled exactly so,
+/// else the only one spelled so without regard to case, since SQL Server
+/// resolves names by the database's collation, which is usually
+/// case-insensitive (and Babelfish stores definitions folded to lower case).
+fn resolve<'c>(columns: &'c [(String, PgType)], name: &str) -> Option<&'c (String, PgType)> {
+    if let Some(exact) = columns.iter().find(|(n, _)| n == name) {
+        return Some(exact);
+    }
+    let folded = name.to_lowercase();
+    let mut candidates = columns.iter().filter(|(n, _)| n.to_lowercase() == folded);
+    let first = candidates.next()?;
+    candidates.next().is_none().then_some(first)
+}
+
+/// Reads a T-SQL type as written in `CAST(x AS type)` or `CONVERT(type, x)`
+/// at the start of `tokens`, and returns its default PostgreSQL type and the
+/// number of tokens it took.
+fn cast_type(tokens: &[Token]) -> Result<(PgType, usize), String> {
+    let name = match tokens.first() {
+        Some(Token::Word(n) | Token::Ident(n)) => n,
+        _ => return Err("CAST or CONVERT without a type is not understood".into()),
+    };
+    let mut args = Vec::new();
+    let mut max = false;
+    let mut used = 1;
+    if matches!(tokens.get(1), Some(Token::Punct("("))) {
+        used = 2;
+        loop {
+            match tokens.get(used) {
+                Some(Token::Number(n)) => {
+                    args.push(n.parse::<u32>().map_err(|_| format!("type argument {n} is not a length"))?)
+                }
+                Some(Token::Word(w)) if w.eq_ignore_ascii_case("max") => max = true,
+                _ => return Err(format!("the type {name}(...) is not understood")),
+            }
+            used += 1;
+            match tokens.get(used) {
+                Some(Token::Punct(",")) => used += 1,
+                Some(Token::Punct(")")) => {
+                    used += 1;
+                    break;
+                }
+                _ => return Err(format!("the type {name}(...) is not understood")),
+            }
+        }
+    }
+    let ty = MssqlType::from_declaration(name, &args, max).map_err(|e| format!("CAST to {name}: {e}"))?;
+    Ok((default_target(&ty), used))
+}
+
+/// What an open parenthesis belongs to, so its closing one can finish it.
+enum Paren {
+    Plain,
+    Cast,
+    /// `CONVERT(type, x` became `CAST(x`; the close adds ` AS type)`.
+    Convert(PgType),
+}
+
 /// Translates a SQL Server expression into PostgreSQL.
 ///
-/// `column_type(name)` gives the target type of the table's source column
-/// `name`, or `None` when the table has no such column.
+/// `columns` are the table's source column names with their target types;
+/// a name in the expression must resolve to one of them (see [`resolve`]).
+/// `CAST(x AS t)` and `CONVERT(t, x)` (without a style) become casts to the
+/// type `t` maps to.
 /// `result_type` is the target type of the column the expression fills
 /// (defaults and generated columns), so `0`/`1` become `false`/`true` for
 /// boolean columns.
@@ -147,7 +207,7 @@ const SAME_IMMUTABLE: &[&str] =
 /// The reason the expression cannot be translated faithfully.
 pub fn translate_mssql(
     text: &str,
-    column_type: &dyn Fn(&str) -> Option<PgType>,
+    columns: &[(String, PgType)],
     case: IdentifierCase,
     result_type: Option<PgType>,
     usage: ExprUse,
@@ -157,10 +217,11 @@ pub fn translate_mssql(
         return Err("the expression is empty".into());
     }
     let token_type = |t: &Token| match t {
-        Token::Ident(name) | Token::Word(name) => column_type(name),
+        Token::Ident(name) | Token::Word(name) => resolve(columns, name).map(|(_, ty)| *ty),
         _ => None,
     };
     let mut out: Vec<String> = Vec::with_capacity(tokens.len());
+    let mut parens: Vec<Paren> = Vec::new();
     let mut i = 0;
     while i < tokens.len() {
         let token = &tokens[i];
@@ -178,6 +239,22 @@ pub fn translate_mssql(
                     }
                     Ok((replacement.to_owned(), 3))
                 };
+                if lower == "cast" {
+                    parens.push(Paren::Cast);
+                    out.push("CAST(".into());
+                    i += 2;
+                    continue;
+                }
+                if lower == "convert" {
+                    let (ty, used) = cast_type(&tokens[i + 2..])?;
+                    if !matches!(tokens.get(i + 2 + used), Some(Token::Punct(","))) {
+                        return Err("CONVERT without a value is not understood".into());
+                    }
+                    parens.push(Paren::Convert(ty));
+                    out.push("CAST(".into());
+                    i += 3 + used;
+                    continue;
+                }
                 let (text, consumed) = match lower.as_str() {
                     "getdate" | "sysdatetime" | "current_timestamp" => no_args("LOCALTIMESTAMP", true)?,
                     "getutcdate" | "sysutcdatetime" => no_args("(now() AT TIME ZONE 'UTC')", true)?,
@@ -192,8 +269,21 @@ pub fn translate_mssql(
                     f if SAME_IMMUTABLE.contains(&f) => (format!("{f}("), 2),
                     _ => return Err(format!("the function {word}() has no PostgreSQL translation")),
                 };
+                if consumed == 2 {
+                    parens.push(Paren::Plain);
+                }
                 out.push(text);
                 i += consumed;
+                continue;
+            }
+            Token::Word(word) if word.eq_ignore_ascii_case("as") && matches!(parens.last(), Some(Paren::Cast)) => {
+                let (ty, used) = cast_type(&tokens[i + 1..])?;
+                if !matches!(tokens.get(i + 1 + used), Some(Token::Punct(")"))) {
+                    return Err("CAST(... AS type) is not closed after the type".into());
+                }
+                out.push("AS".into());
+                out.push(ty.to_string());
+                i += 1 + used;
                 continue;
             }
             Token::Word(word) if KEYWORDS.contains(&word.to_ascii_uppercase().as_str()) => {
@@ -206,13 +296,13 @@ pub fn translate_mssql(
                 out.push("LOCALTIMESTAMP".into());
             }
             Token::Word(name) | Token::Ident(name) => {
-                if column_type(name).is_none() {
+                let Some((declared, _)) = resolve(columns, name) else {
                     return Err(format!("'{name}' is not a column of this table"));
-                }
+                };
                 if usage == ExprUse::Default {
                     return Err(format!("a default cannot refer to the column '{name}'"));
                 }
-                out.push(quote_pg(&target_name(name, case)));
+                out.push(quote_pg(&target_name(declared, case)));
             }
             Token::Str(s) => out.push(literal_pg(s)),
             Token::Number(n) => {
@@ -241,9 +331,28 @@ pub fn translate_mssql(
                 }
                 out.push("+".into());
             }
+            Token::Punct("(") => {
+                parens.push(Paren::Plain);
+                out.push("(".into());
+            }
+            Token::Punct(")") => match parens.pop() {
+                Some(Paren::Convert(ty)) => {
+                    out.push("AS".into());
+                    out.push(ty.to_string());
+                    out.push(")".into());
+                }
+                Some(Paren::Plain | Paren::Cast) => out.push(")".into()),
+                None => return Err("a ')' closes nothing".into()),
+            },
+            Token::Punct(",") if matches!(parens.last(), Some(Paren::Convert(_))) => {
+                return Err("CONVERT with a style argument is not translated".into());
+            }
             Token::Punct(p) => out.push((*p).to_owned()),
         }
         i += 1;
+    }
+    if !parens.is_empty() {
+        return Err("a '(' is not closed".into());
     }
     Ok(join_tokens(&out))
 }
@@ -326,23 +435,25 @@ pub fn strip_outer_parens(text: &str) -> &str {
 mod tests {
     use super::*;
 
-    fn cols(name: &str) -> Option<PgType> {
-        match name {
-            "Qty" => Some(PgType::Integer),
-            "Price" => Some(PgType::Numeric(Some((10, 2)))),
-            "Active" => Some(PgType::Boolean),
-            "Name" => Some(PgType::Varchar(Some(50))),
-            "Order Date" => Some(PgType::Timestamp(Some(3))),
-            _ => None,
-        }
+    fn cols() -> Vec<(String, PgType)> {
+        [
+            ("Qty", PgType::Integer),
+            ("Price", PgType::Numeric(Some((10, 2)))),
+            ("Active", PgType::Boolean),
+            ("Name", PgType::Varchar(Some(50))),
+            ("Order Date", PgType::Timestamp(Some(3))),
+        ]
+        .into_iter()
+        .map(|(n, t)| (n.to_owned(), t))
+        .collect()
     }
 
     fn default(text: &str, ty: PgType) -> Result<String, String> {
-        translate_mssql(text, &cols, IdentifierCase::Preserve, Some(ty), ExprUse::Default)
+        translate_mssql(text, &cols(), IdentifierCase::Preserve, Some(ty), ExprUse::Default)
     }
 
     fn check(text: &str) -> Result<String, String> {
-        translate_mssql(text, &cols, IdentifierCase::Preserve, None, ExprUse::Check)
+        translate_mssql(text, &cols(), IdentifierCase::Preserve, None, ExprUse::Check)
     }
 
     #[test]
@@ -360,7 +471,7 @@ mod tests {
         assert_eq!(default("(0x0A1B)", PgType::Bytea).as_deref(), Ok("'\\x0A1B'::bytea"));
         assert_eq!(default("(suser_sname())", PgType::Text).as_deref(), Ok("CURRENT_USER"));
         assert_eq!(default("((2))", PgType::Boolean), Err("2 is not a bit value".into()));
-        assert!(default("(CONVERT([varchar](10),getdate(),(120)))", PgType::Text).unwrap_err().contains("CONVERT"));
+        assert!(default("(CONVERT([varchar](10),getdate(),(120)))", PgType::Text).unwrap_err().contains("style"));
         assert!(default("([Qty])", PgType::Integer).unwrap_err().contains("cannot refer"));
         assert!(default("(next value for [dbo].[seq])", PgType::BigInt).is_err());
     }
@@ -384,14 +495,50 @@ mod tests {
     }
 
     #[test]
+    fn cast_and_convert_become_casts_to_the_mapped_type() {
+        // Babelfish reports `DEFAULT (N'anon')` on nvarchar(20) like this.
+        assert_eq!(
+            default("CAST(('anon') AS nvarchar(4))", PgType::Varchar(Some(20))).as_deref(),
+            Ok("CAST(('anon') AS varchar(4))")
+        );
+        assert_eq!(default("(CONVERT([nvarchar](max),N'x'))", PgType::Text).as_deref(), Ok("CAST('x' AS text)"));
+        assert_eq!(
+            default("(CONVERT([decimal](12,2),(0)))", PgType::Numeric(Some((12, 2)))).as_deref(),
+            Ok("CAST((0) AS numeric(12,2))")
+        );
+        assert_eq!(
+            check("([Price]>=CAST((0) AS decimal(12,2)))").as_deref(),
+            Ok("\"Price\" >= CAST((0) AS numeric(12,2))")
+        );
+        assert_eq!(check("(CONVERT(bigint,[Qty])*(2)>(0))").as_deref(), Ok("CAST(\"Qty\" AS bigint) * (2) > (0)"));
+        assert_eq!(default("(CAST(getdate() AS date))", PgType::Date).as_deref(), Ok("CAST(LOCALTIMESTAMP AS date)"));
+        assert!(default("(CAST((1) AS vector(3)))", PgType::Text).unwrap_err().contains("vector"));
+        assert!(default("(CAST((1) AS int)", PgType::Integer).unwrap_err().contains("not closed"));
+        assert!(check("([Qty])>(0))").unwrap_err().contains("closes nothing"));
+    }
+
+    #[test]
+    fn names_resolve_like_a_case_insensitive_server() {
+        // Babelfish stores definitions with names folded to lower case.
+        assert_eq!(
+            check("([qty]>(0) AND [ORDER DATE] IS NOT NULL)").as_deref(),
+            Ok("\"Qty\" > (0) AND \"Order Date\" IS NOT NULL")
+        );
+        let twins = vec![("Id".to_owned(), PgType::Integer), ("ID".to_owned(), PgType::Integer)];
+        let check_twins = |t: &str| translate_mssql(t, &twins, IdentifierCase::Preserve, None, ExprUse::Check);
+        assert_eq!(check_twins("([ID]>(0))").as_deref(), Ok("\"ID\" > (0)"), "an exact spelling wins");
+        assert!(check_twins("([id]>(0))").unwrap_err().contains("not a column"), "ambiguous without case");
+    }
+
+    #[test]
     fn identifier_case_applies_inside_expressions() {
-        let got = translate_mssql("([Order Date] IS NULL)", &cols, IdentifierCase::Snake, None, ExprUse::Check);
+        let got = translate_mssql("([Order Date] IS NULL)", &cols(), IdentifierCase::Snake, None, ExprUse::Check);
         assert_eq!(got.as_deref(), Ok("\"order_date\" IS NULL"));
     }
 
     #[test]
     fn generated_columns_refuse_volatile_functions() {
-        let gen_ = |t: &str| translate_mssql(t, &cols, IdentifierCase::Preserve, None, ExprUse::Generated);
+        let gen_ = |t: &str| translate_mssql(t, &cols(), IdentifierCase::Preserve, None, ExprUse::Generated);
         assert_eq!(gen_("([Qty]*[Price])").as_deref(), Ok("\"Qty\" * \"Price\""));
         assert!(gen_("(getdate())").unwrap_err().contains("not immutable"));
         assert_eq!(gen_("(upper([Name]))").as_deref(), Ok("upper(\"Name\")"));

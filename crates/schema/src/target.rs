@@ -225,11 +225,10 @@ pub fn plan_table(
     }
     reject_collisions(&label, columns.iter().map(|c| (&c.source_name, &c.name)))?;
 
-    let types: BTreeMap<String, PgType> = columns.iter().map(|c| (c.source_name.clone(), c.pg_type)).collect();
-    let lookup = |name: &str| types.get(name).copied();
+    let types: Vec<(String, PgType)> = columns.iter().map(|c| (c.source_name.clone(), c.pg_type)).collect();
     let translate = |text: &str, result: Option<PgType>, usage: ExprUse| -> Result<String, String> {
         match opts.dialect {
-            Dialect::Mssql => translate_mssql(text, &lookup, case, result, usage),
+            Dialect::Mssql => translate_mssql(text, &types, case, result, usage),
             Dialect::Postgres if case == IdentifierCase::Preserve => {
                 if text.contains("nextval(") {
                     Err("a sequence default is not migrated (the sequence is not part of the run)".into())
@@ -476,7 +475,7 @@ mod tests {
         let mut flag = column("IsOpen", MssqlType::Bit);
         flag.default = Some("((1))".into());
         let mut created = column("Created", MssqlType::DateTime2 { scale: 3 });
-        created.default = Some("(CONVERT([date],getdate()))".into());
+        created.default = Some("(CONVERT([varchar](10),getdate(),(120)))".into());
         let mut total = column("Total", MssqlType::Decimal { precision: 10, scale: 2 });
         total.computed = Some(Computed { expression: "([Qty]*[Price])".into(), persisted: true });
         let mut label = column("Label", MssqlType::NVarChar(Length::Bounded(40)));

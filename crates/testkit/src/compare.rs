@@ -61,8 +61,29 @@ pub async fn compare_tables(
             return Err(format!("{table}: {} rows in the target, {} in the source", got.len(), want.len()));
         }
         if let Some((i, (g, w))) = got.iter().zip(&want).enumerate().find(|(_, (g, w))| g != w) {
-            return Err(format!("{table} row {i} differs:\n  source: {w:.200}\n  target: {g:.200}"));
+            return Err(format!("{table} row {i} differs:\n  source: {}\n  target: {}", excerpt(w, g), excerpt(g, w)));
         }
     }
     Ok(())
+}
+
+/// `text` from a little before where it first differs from `other`, so a
+/// difference deep in a wide row is visible; at most 200 characters.
+fn excerpt(text: &str, other: &str) -> String {
+    let common = text.chars().zip(other.chars()).take_while(|(a, b)| a == b).count();
+    let start = common.saturating_sub(40);
+    let shown: String = text.chars().skip(start).take(200).collect();
+    if start == 0 { shown } else { format!("…{shown}") }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn excerpts_start_near_the_first_difference() {
+        let a = format!("{}X tail", "a".repeat(300));
+        let b = format!("{}Y tail", "a".repeat(300));
+        let shown = super::excerpt(&a, &b);
+        assert!(shown.starts_with('…') && shown.contains("X tail"), "{shown}");
+        assert_eq!(super::excerpt("short", "shorT"), "short");
+    }
 }

@@ -230,7 +230,26 @@ pub fn map_column(column: &SourceColumn<'_>, overrides: &[Override]) -> Result<C
     {
         pg_type = PgType::BigInt;
     }
+    // A computed column's type is the server's derivation, and servers do
+    // not always derive one that holds the values: Babelfish reports
+    // decimal(38,38) (no value of 1 or more fits) for any numeric result
+    // without a declared precision. Unbounded numeric holds every value.
+    let mut impossible_scale = None;
+    if column.computed
+        && origin == MappingOrigin::Default
+        && let MssqlType::Decimal { precision, scale } = column.data_type
+        && precision == scale
+    {
+        pg_type = PgType::Numeric(None);
+        impossible_scale = Some((*precision, *scale));
+    }
     let mut fidelity = conversion(column.data_type, pg_type)?;
+    if let Some((precision, scale)) = impossible_scale {
+        fidelity = fidelity.and(Fidelity::Widened(format!(
+            "the catalog types this computed column decimal({precision},{scale}), which holds no value \
+             of 1 or more; numeric without limits holds what the expression yields"
+        )));
+    }
     if let Some(collation) = column.collation
         && pg_type.is_textual()
         && is_insensitive(collation)

@@ -179,6 +179,43 @@ impl MssqlType {
         })
     }
 
+    /// Builds the type as T-SQL spells it in a declaration or a `CAST`:
+    /// `name(args)`, with `max` for `(max)`. Omitted arguments take SQL
+    /// Server's defaults: `(1)` for character and binary types, `(18, 0)`
+    /// for decimal, scale 7 for time types, `float(53)`.
+    ///
+    /// # Errors
+    /// As [`MssqlType::from_catalog`], for an unknown name or parameters
+    /// outside SQL Server's limits.
+    pub fn from_declaration(name: &str, args: &[u32], max: bool) -> Result<Self, TypeError> {
+        let lower = name.to_ascii_lowercase();
+        let invalid = |why: String| TypeError::InvalidParameters { type_name: lower.clone(), reason: why };
+        let first = args.first().copied();
+        let small = |v: u32| u8::try_from(v).map_err(|_| invalid(format!("{v} is out of range")));
+        let length = |units_per_char: u32| -> Result<i16, TypeError> {
+            if max {
+                return Ok(-1);
+            }
+            let n = first.unwrap_or(1);
+            i16::try_from(n.saturating_mul(units_per_char)).map_err(|_| invalid(format!("length {n} is out of range")))
+        };
+        let mut facts = CatalogType { name, max_length: 0, precision: 0, scale: 0, is_assembly_type: false };
+        match lower.as_str() {
+            "char" | "varchar" | "binary" | "varbinary" => facts.max_length = length(1)?,
+            "nchar" | "nvarchar" => facts.max_length = length(2)?,
+            "decimal" | "numeric" | "dec" => {
+                facts.name = "decimal";
+                facts.precision = small(first.unwrap_or(18))?;
+                facts.scale = small(args.get(1).copied().unwrap_or(0))?;
+            }
+            "time" | "datetime2" | "datetimeoffset" => facts.scale = small(first.unwrap_or(7))?,
+            "float" => facts.precision = small(first.unwrap_or(53))?,
+            "int" | "integer" => facts.name = "int",
+            _ => {}
+        }
+        MssqlType::from_catalog(facts)
+    }
+
     /// The base type name, as used in `type_overrides[].source_type`.
     pub fn base_name(&self) -> &str {
         match self {

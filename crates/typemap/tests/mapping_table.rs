@@ -305,3 +305,43 @@ fn target_type_names_parse_in_every_common_spelling() {
         assert!(matches!(err, TypeError::UnsupportedTarget { .. }), "{bad}: {err}");
     }
 }
+
+#[test]
+fn a_computed_decimal_that_cannot_hold_a_whole_number_becomes_unbounded_numeric() {
+    // Babelfish types `salary * 0.1` on decimal(12,2) as decimal(38,38).
+    let impossible = MssqlType::Decimal { precision: 38, scale: 38 };
+    let mut c = SourceColumn::new("dbo", "t", "bonus", &impossible);
+    c.computed = true;
+    let m = map_column(&c, &[]).unwrap();
+    assert_eq!(m.pg_type, PgType::Numeric(None));
+    assert_eq!(m.fidelity.verdict(), Widened);
+    assert!(m.fidelity.reason().unwrap().contains("decimal(38,38)"), "{:?}", m.fidelity);
+
+    // A declared decimal(38,38) column keeps its type, and so does a
+    // computed column whose derived type can hold whole numbers.
+    c.computed = false;
+    assert_eq!(map_column(&c, &[]).unwrap().pg_type, PgType::Numeric(Some((38, 38))));
+    let derived = MssqlType::Decimal { precision: 15, scale: 3 };
+    let mut c = SourceColumn::new("dbo", "t", "bonus", &derived);
+    c.computed = true;
+    assert_eq!(map_column(&c, &[]).unwrap().pg_type, PgType::Numeric(Some((15, 3))));
+}
+
+#[test]
+fn declared_types_parse_with_sql_servers_defaults() {
+    use mssql_pg_migrate_typemap::Length;
+    let t = |name: &str, args: &[u32], max: bool| MssqlType::from_declaration(name, args, max).unwrap();
+    assert_eq!(t("nvarchar", &[4], false), MssqlType::NVarChar(Length::Bounded(4)));
+    assert_eq!(t("NVARCHAR", &[], true), MssqlType::NVarChar(Length::Max));
+    assert_eq!(t("varchar", &[], false), MssqlType::VarChar(Length::Bounded(1)));
+    assert_eq!(t("decimal", &[12, 2], false), MssqlType::Decimal { precision: 12, scale: 2 });
+    assert_eq!(t("numeric", &[], false), MssqlType::Decimal { precision: 18, scale: 0 });
+    assert_eq!(t("datetime2", &[3], false), MssqlType::DateTime2 { scale: 3 });
+    assert_eq!(t("time", &[], false), MssqlType::Time { scale: 7 });
+    assert_eq!(t("float", &[24], false), MssqlType::Real);
+    assert_eq!(t("float", &[], false), MssqlType::Float);
+    assert_eq!(t("int", &[], false), MssqlType::Int);
+    assert!(MssqlType::from_declaration("decimal", &[40, 2], false).is_err());
+    assert!(MssqlType::from_declaration("nvarchar", &[5000], false).is_err());
+    assert!(MssqlType::from_declaration("vector", &[3], false).is_err());
+}

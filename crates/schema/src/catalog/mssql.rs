@@ -15,6 +15,7 @@ use super::{
     UnsupportedRow,
 };
 use crate::SchemaError;
+use crate::ident::qualified_mssql;
 use crate::model::{Column, ColumnType, Computed, Identity, ReferentialAction, Table};
 
 /// Tables of one schema, with the row count and the used size (in-row,
@@ -32,37 +33,74 @@ FROM sys.tables t JOIN sys.schemas s ON s.schema_id = t.schema_id
 WHERE s.name = @P1 AND t.is_ms_shipped = 0
 ORDER BY t.name";
 
+/// [`TABLES`] for a server without `sys.allocation_units` (Babelfish, or a
+/// login that may not see it): rows from the heap, the clustered index, or
+/// any one index when the server keeps none of those (Babelfish numbers its
+/// indexes from 2), and no size estimate.
+pub const TABLES_WITHOUT_SIZES: &str = "\
+SELECT CAST(t.object_id AS bigint), s.name, t.name,
+       CAST(COALESCE((SELECT MAX(p.rows) FROM sys.partitions p WHERE p.object_id = t.object_id), 0) AS bigint),
+       CAST(0 AS bigint)
+FROM sys.tables t JOIN sys.schemas s ON s.schema_id = t.schema_id
+WHERE s.name = @P1 AND t.is_ms_shipped = 0
+ORDER BY t.name";
+
+/// The names as declared, for servers whose `sys` views fold them
+/// (Babelfish keeps the declared case only in `INFORMATION_SCHEMA`).
+pub const DECLARED_NAMES: &str = "\
+SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME
+FROM INFORMATION_SCHEMA.COLUMNS
+WHERE TABLE_SCHEMA = @P1
+ORDER BY TABLE_NAME, ORDINAL_POSITION";
+
+/// Whether the server is Babelfish: `NULL` on SQL Server, which answers
+/// unknown properties with `NULL`.
+pub const IS_BABELFISH: &str = "SELECT CAST(SERVERPROPERTY('Babelfish') AS int)";
+
 /// Columns with their base type (alias types resolved through
-/// `system_type_id`), default, identity and computed definition. Identity
-/// values are `sql_variant`s, cast to text so every integer type reads alike.
+/// `system_type_id`), default, identity and computed definition.
+///
+/// Identity facts come from `IDENT_SEED` / `IDENT_INCR` / `IDENT_CURRENT`
+/// (one identity per table, so they are unambiguous) rather than from
+/// joining `sys.identity_columns`, which Babelfish returns once per
+/// same-named identity column of any table, with NULL seeds.
+/// `IDENT_CURRENT` is the seed until a value is generated; only
+/// `sys.identity_columns.last_value` tells the two apart, so it gates it.
 pub const COLUMNS: &str = "\
 SELECT CAST(c.object_id AS bigint), c.name, COALESCE(bt.name, ut.name),
        CASE WHEN ut.is_user_defined = 1 AND ut.is_assembly_type = 0 THEN ut.name END,
        CAST(ut.is_assembly_type AS bit), c.max_length, c.precision, c.scale, c.is_nullable, c.collation_name,
        dc.definition,
-       CAST(ic.seed_value AS nvarchar(40)), CAST(ic.increment_value AS nvarchar(40)),
-       CAST(ic.last_value AS nvarchar(40)),
+       CASE WHEN c.is_identity = 1 THEN CAST(CAST(IDENT_SEED(q.name) AS decimal(38, 0)) AS nvarchar(40)) END,
+       CASE WHEN c.is_identity = 1 THEN CAST(CAST(IDENT_INCR(q.name) AS decimal(38, 0)) AS nvarchar(40)) END,
+       CASE WHEN c.is_identity = 1
+             AND EXISTS (SELECT 1 FROM sys.identity_columns ic
+                         WHERE ic.object_id = c.object_id AND ic.column_id = c.column_id AND ic.last_value IS NOT NULL)
+            THEN CAST(CAST(IDENT_CURRENT(q.name) AS decimal(38, 0)) AS nvarchar(40)) END,
        cc.definition, CAST(COALESCE(cc.is_persisted, 0) AS bit)
 FROM sys.columns c
 JOIN sys.tables t ON t.object_id = c.object_id
 JOIN sys.schemas s ON s.schema_id = t.schema_id
+CROSS APPLY (SELECT QUOTENAME(s.name) + N'.' + QUOTENAME(t.name) AS name) q
 JOIN sys.types ut ON ut.user_type_id = c.user_type_id
 LEFT JOIN sys.types bt ON bt.user_type_id = c.system_type_id AND ut.is_assembly_type = 0
 LEFT JOIN sys.default_constraints dc ON dc.object_id = c.default_object_id
-LEFT JOIN sys.identity_columns ic ON ic.object_id = c.object_id AND ic.column_id = c.column_id
 LEFT JOIN sys.computed_columns cc ON cc.object_id = c.object_id AND cc.column_id = c.column_id
 WHERE s.name = @P1 AND t.is_ms_shipped = 0
 ORDER BY c.object_id, c.column_id";
 
+/// Primary keys and unique constraints, from the indexes that enforce them.
+/// `sys.key_constraints.unique_index_id` would do on SQL Server, but
+/// Babelfish fills it with another number than `sys.indexes.index_id`.
 pub const KEYS: &str = "\
-SELECT CAST(kc.parent_object_id AS bigint), kc.name, kc.type, c.name
-FROM sys.key_constraints kc
-JOIN sys.tables t ON t.object_id = kc.parent_object_id
+SELECT CAST(i.object_id AS bigint), i.name, CASE WHEN i.is_primary_key = 1 THEN 'PK' ELSE 'UQ' END, c.name
+FROM sys.indexes i
+JOIN sys.tables t ON t.object_id = i.object_id
 JOIN sys.schemas s ON s.schema_id = t.schema_id
-JOIN sys.index_columns ic ON ic.object_id = kc.parent_object_id AND ic.index_id = kc.unique_index_id
+JOIN sys.index_columns ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id
 JOIN sys.columns c ON c.object_id = ic.object_id AND c.column_id = ic.column_id
-WHERE s.name = @P1 AND ic.key_ordinal > 0
-ORDER BY kc.parent_object_id, kc.name, ic.key_ordinal";
+WHERE s.name = @P1 AND (i.is_primary_key = 1 OR i.is_unique_constraint = 1) AND ic.key_ordinal > 0
+ORDER BY i.object_id, i.is_primary_key DESC, i.name, ic.key_ordinal";
 
 /// Row-store indexes that do not back a key constraint; key columns first
 /// in key order, then included columns.
@@ -224,7 +262,14 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let mut rows = CatalogRows::default();
-    for r in query(client, TABLES, schema, "tables").await? {
+    let tables = match query(client, TABLES, schema, "tables").await {
+        Ok(tables) => tables,
+        Err(e) => {
+            tracing::debug!("table sizes are not available ({e}); planning without size estimates");
+            query(client, TABLES_WITHOUT_SIZES, schema, "tables").await?
+        }
+    };
+    for r in tables {
         let w = "tables";
         rows.tables.push(TableRow {
             object_id: req(&r, 0, w)?,
@@ -306,7 +351,143 @@ where
             expression: req::<&str>(&r, 2, w)?.to_owned(),
         });
     }
+    if is_babelfish(client).await {
+        let mut declared = Vec::new();
+        for r in query(client, DECLARED_NAMES, schema, "declared names").await? {
+            let w = "declared names";
+            declared.push(DeclaredColumn {
+                schema: req::<&str>(&r, 0, w)?.to_owned(),
+                table: req::<&str>(&r, 1, w)?.to_owned(),
+                column: req::<&str>(&r, 2, w)?.to_owned(),
+            });
+        }
+        apply_declared_names(&mut rows, &declared);
+        count_unanalyzed_tables(client, &mut rows.tables).await;
+    }
     Ok(super::assemble(rows, select))
+}
+
+/// Babelfish's `sys.partitions.rows` is PostgreSQL's planner estimate, 0
+/// until the table is first analyzed (SQL Server keeps it exact), and it has
+/// no `UPDATE STATISTICS`; the chunk planner sizes partitions by the row
+/// count, so tables that claim 0 rows are counted.
+/// A table the login may not read keeps its estimate; reading it fails
+/// later with the server's own words, and the health check names it.
+async fn count_unanalyzed_tables<S>(client: &mut Client<Compat<S>>, tables: &mut [TableRow])
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    for table in tables.iter_mut().filter(|t| t.estimated_rows == 0) {
+        let sql = format!("SELECT COUNT_BIG(*) FROM {}", qualified_mssql(&table.schema, &table.name));
+        let counted = match client.simple_query(sql).await {
+            Ok(stream) => {
+                stream.into_row().await.map(|row| row.and_then(|r| r.try_get::<i64, usize>(0).ok().flatten()))
+            }
+            Err(e) => Err(e),
+        };
+        match counted {
+            Ok(Some(rows)) => table.estimated_rows = rows,
+            Ok(None) => {}
+            Err(e) => tracing::debug!("cannot count {}.{} for planning: {e}", table.schema, table.name),
+        }
+    }
+}
+
+async fn is_babelfish<S>(client: &mut Client<Compat<S>>) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let Ok(stream) = client.simple_query(IS_BABELFISH).await else { return false };
+    match stream.into_row().await {
+        Ok(Some(row)) => matches!(row.try_get::<i32, usize>(0), Ok(Some(1))),
+        _ => false,
+    }
+}
+
+/// One column's names as declared (`INFORMATION_SCHEMA.COLUMNS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredColumn {
+    pub schema: String,
+    pub table: String,
+    pub column: String,
+}
+
+fn fold(name: &str) -> String {
+    name.to_lowercase()
+}
+
+/// Babelfish names an index `{name}{table}{32 hex digits}` (the table name
+/// folded) to keep index names unique per schema; the name as declared is
+/// what comes before.
+pub fn unmangled_index_name<'a>(name: &'a str, folded_table: &str) -> &'a str {
+    let Some(head) = name.len().checked_sub(32).and_then(|cut| name.get(..cut)) else { return name };
+    let hash = &name[head.len()..];
+    if !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return name;
+    }
+    match head.strip_suffix(folded_table) {
+        Some(declared) if !declared.is_empty() => declared,
+        _ => name,
+    }
+}
+
+/// Replaces folded schema, table and column names in every catalog row by
+/// their declared spelling, matching without regard to case. A name with no
+/// declared match (an object that appeared between the two queries) is kept.
+pub fn apply_declared_names(rows: &mut CatalogRows, declared: &[DeclaredColumn]) {
+    use std::collections::HashMap;
+    let mut schemas: HashMap<String, &str> = HashMap::new();
+    let mut tables: HashMap<(String, String), &str> = HashMap::new();
+    let mut columns: HashMap<(String, String, String), &str> = HashMap::new();
+    for d in declared {
+        let (s, t, c) = (fold(&d.schema), fold(&d.table), fold(&d.column));
+        schemas.entry(s.clone()).or_insert(&d.schema);
+        tables.entry((s.clone(), t.clone())).or_insert(&d.table);
+        columns.entry((s, t, c)).or_insert(&d.column);
+    }
+    let mut owner: HashMap<super::ObjectId, (String, String)> = HashMap::new();
+    for t in &mut rows.tables {
+        let key = (fold(&t.schema), fold(&t.name));
+        if let Some(name) = tables.get(&key) {
+            t.name = (*name).to_owned();
+        }
+        if let Some(schema) = schemas.get(&key.0) {
+            t.schema = (*schema).to_owned();
+        }
+        owner.insert(t.object_id, key);
+    }
+    let column_of = |table: Option<&(String, String)>, name: &mut String| {
+        if let Some((s, t)) = table
+            && let Some(declared) = columns.get(&(s.clone(), t.clone(), fold(name)))
+        {
+            *name = (*declared).to_owned();
+        }
+    };
+    for c in &mut rows.columns {
+        column_of(owner.get(&c.object_id), &mut c.column.name);
+    }
+    for k in &mut rows.keys {
+        column_of(owner.get(&k.object_id), &mut k.column);
+    }
+    for i in &mut rows.indexes {
+        if let Some(name) = i.column.as_mut() {
+            column_of(owner.get(&i.object_id), name);
+        }
+        if let Some((_, table)) = owner.get(&i.object_id) {
+            i.name = unmangled_index_name(&i.name, table).to_owned();
+        }
+    }
+    for f in &mut rows.foreign_keys {
+        column_of(owner.get(&f.object_id), &mut f.column);
+        let referenced = (fold(&f.referenced_schema), fold(&f.referenced_table));
+        column_of(Some(&referenced), &mut f.referenced_column);
+        if let Some(name) = tables.get(&referenced) {
+            f.referenced_table = (*name).to_owned();
+        }
+        if let Some(schema) = schemas.get(&referenced.0) {
+            f.referenced_schema = (*schema).to_owned();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -314,6 +495,7 @@ mod tests {
     use mssql_pg_migrate_typemap::Length;
 
     use super::*;
+    use crate::catalog::{ColumnRow, ForeignKeyColumnRow, IndexColumnRow, KeyColumnRow, TableRow};
 
     #[test]
     fn catalog_rows_decode_into_columns() {
@@ -399,9 +581,96 @@ mod tests {
 
     #[test]
     fn every_query_is_parameterised_by_schema_and_ordered() {
-        for sql in [TABLES, COLUMNS, KEYS, INDEXES, UNSUPPORTED_INDEXES, FOREIGN_KEYS, CHECKS] {
+        for sql in [TABLES, TABLES_WITHOUT_SIZES, COLUMNS, KEYS, INDEXES, UNSUPPORTED_INDEXES, FOREIGN_KEYS, CHECKS] {
             assert!(sql.contains("s.name = @P1"), "{sql}");
             assert!(sql.contains("ORDER BY"), "{sql}");
         }
+        assert!(DECLARED_NAMES.contains("TABLE_SCHEMA = @P1"));
+        assert!(!TABLES_WITHOUT_SIZES.contains("allocation_units"));
+    }
+
+    #[test]
+    fn folded_names_take_their_declared_spelling_everywhere() {
+        let column = |name: &str| Column {
+            name: name.into(),
+            data_type: ColumnType::Mssql(MssqlType::Int),
+            alias_type: None,
+            nullable: false,
+            collation: None,
+            default: None,
+            identity: None,
+            computed: None,
+        };
+        let table = |object_id, name: &str| TableRow {
+            object_id,
+            schema: "sales".into(),
+            name: name.into(),
+            estimated_rows: 0,
+            estimated_bytes: 0,
+        };
+        let mut rows = CatalogRows {
+            tables: vec![table(1, "alltypes"), table(2, "größe x")],
+            columns: vec![
+                ColumnRow { object_id: 1, column: column("id") },
+                ColumnRow { object_id: 2, column: column("parentid") },
+                ColumnRow { object_id: 2, column: column("added later") },
+            ],
+            keys: vec![KeyColumnRow {
+                object_id: 1,
+                name: "pk_alltypes".into(),
+                kind: KeyKind::Primary,
+                column: "id".into(),
+            }],
+            indexes: vec![IndexColumnRow {
+                object_id: 2,
+                name: "ix".into(),
+                unique: false,
+                filter: None,
+                column: Some("parentid".into()),
+                descending: false,
+                included: false,
+            }],
+            foreign_keys: vec![ForeignKeyColumnRow {
+                object_id: 2,
+                name: "fk".into(),
+                column: "parentid".into(),
+                referenced_schema: "sales".into(),
+                referenced_table: "alltypes".into(),
+                referenced_column: "id".into(),
+                on_delete: ReferentialAction::NoAction,
+                on_update: ReferentialAction::NoAction,
+            }],
+            ..CatalogRows::default()
+        };
+        let declared = |t: &str, c: &str| DeclaredColumn { schema: "Sales".into(), table: t.into(), column: c.into() };
+        apply_declared_names(
+            &mut rows,
+            &[declared("AllTypes", "Id"), declared("GRÖßE X", "ParentId"), declared("Elsewhere", "id")],
+        );
+        assert_eq!((rows.tables[0].schema.as_str(), rows.tables[0].name.as_str()), ("Sales", "AllTypes"));
+        assert_eq!(rows.tables[1].name, "GRÖßE X", "non-ASCII letters match without case too");
+        let names: Vec<&str> = rows.columns.iter().map(|c| c.column.name.as_str()).collect();
+        assert_eq!(names, ["Id", "ParentId", "added later"], "an undeclared column keeps its name");
+        assert_eq!(rows.keys[0].column, "Id");
+        assert_eq!(rows.indexes[0].column.as_deref(), Some("ParentId"));
+        assert_eq!(
+            unmangled_index_name(
+                "ix \"odd\" nameorder \"lines\" xd73f69a4e789f8cdab5b531e93094c83",
+                "order \"lines\" x"
+            ),
+            "ix \"odd\" name"
+        );
+        assert_eq!(unmangled_index_name("ix_plain", "t"), "ix_plain", "names SQL Server keeps stay");
+        assert_eq!(unmangled_index_name("t0123456789abcdef0123456789abcdef", "t"), "t0123456789abcdef0123456789abcdef");
+        let fk = &rows.foreign_keys[0];
+        assert_eq!(
+            (
+                fk.column.as_str(),
+                fk.referenced_schema.as_str(),
+                fk.referenced_table.as_str(),
+                fk.referenced_column.as_str()
+            ),
+            ("ParentId", "Sales", "AllTypes", "Id")
+        );
     }
 }

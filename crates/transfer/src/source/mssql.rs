@@ -138,6 +138,9 @@ pub struct MssqlSource {
     address: String,
     /// Whether the login asked for encryption, which tiberius then requires.
     encrypt: bool,
+    /// Whether the server is Babelfish, for the few answers where it is not
+    /// SQL Server (see the README of ../shared/babelfish).
+    babelfish: bool,
 }
 
 impl MssqlSource {
@@ -148,14 +151,26 @@ impl MssqlSource {
     pub async fn connect(endpoint: MssqlEndpoint, max_size: u32) -> Result<MssqlSource, TransferError> {
         let address = endpoint.address();
         let encrypt = endpoint.encrypt;
-        let first = endpoint.connect().await?;
+        let mut first = endpoint.connect().await?;
+        let babelfish = match first.simple_query(catalog::mssql::IS_BABELFISH).await {
+            Ok(stream) => {
+                matches!(stream.into_row().await.map(|r| r.map(|r| r.try_get::<i32, usize>(0))), Ok(Some(Ok(Some(1)))))
+            }
+            Err(_) => false,
+        };
         let pool = bb8::Pool::builder()
             .max_size(max_size.max(1))
             .connection_timeout(Duration::from_secs(60))
             .build_unchecked(MssqlManager { endpoint });
         pool.add(first)
             .map_err(|_| TransferError::Config("the SQL Server pool refused its first connection".into()))?;
-        Ok(MssqlSource { pool, address, encrypt })
+        Ok(MssqlSource { pool, address, encrypt, babelfish })
+    }
+
+    /// Whether reading the table is permitted: a query for no rows succeeds.
+    async fn can_select(&self, table: &Table) -> bool {
+        let sql = format!("SELECT TOP (0) * FROM {}", qualified_mssql(&table.schema, &table.name));
+        self.single_row(sql, "checking SELECT permission").await.is_ok()
     }
 
     /// The first row of a query without parameters.
@@ -453,8 +468,11 @@ pub fn encode_cell(enc: &mut CopyEncoder, data: &ColumnData<'_>, target: PgType)
             target,
         )?,
         ColumnData::DateTime(Some(dt)) => {
-            // 1/300 s ticks, rounded to the nearest microsecond.
-            let micros = (i64::from(dt.seconds_fragments()) * 10_000 + 1) / 3;
+            // 1/300 s ticks, rounded to the millisecond SQL Server shows
+            // (.000/.003/.007), as the type mapping documents: 299 ticks
+            // are 59.997, not 59.996667.
+            let millis = (i64::from(dt.seconds_fragments()) * 10 + 1) / 3;
+            let micros = millis * 1_000;
             write_timestamp(enc, i64::from(dt.days()) - DAYS_1900_TO_2000, micros, target)?;
         }
         ColumnData::SmallDateTime(Some(dt)) => {
@@ -565,16 +583,24 @@ impl Source for MssqlSource {
             let select: Option<bool> = row.try_get(1).map_err(|e| server_error(&context, &e))?;
             let definition: Option<bool> = row.try_get(2).map_err(|e| server_error(&context, &e))?;
             if let Some(name) = name {
-                granted.insert(name.to_owned(), (select == Some(true), definition == Some(true)));
+                // Babelfish's sys.tables folds names that the model keeps as declared.
+                granted.insert(name.to_lowercase(), (select, definition == Some(true)));
             }
         }
-        Ok(tables
-            .iter()
-            .map(|t| {
-                let (select, view_definition) = granted.get(&t.name).copied().unwrap_or((false, false));
-                TableAccess { table: format!("{}.{}", t.schema, t.name), select, view_definition }
-            })
-            .collect())
+        let mut access = Vec::with_capacity(tables.len());
+        for t in tables {
+            let (select, view_definition) =
+                granted.get(&t.name.to_lowercase()).copied().unwrap_or((Some(false), false));
+            // A refusal is confirmed by reading no rows from the table, the
+            // answer on any server: Babelfish's HAS_PERMS_BY_NAME cannot
+            // resolve names holding a double quote and says 0 or NULL.
+            let select = select == Some(true) || self.can_select(t).await;
+            // Babelfish has no VIEW DEFINITION permission (it answers 0 even
+            // for sysadmin) and shows definitions to whoever sees the table.
+            let view_definition = view_definition || self.babelfish;
+            access.push(TableAccess { table: format!("{}.{}", t.schema, t.name), select, view_definition });
+        }
+        Ok(access)
     }
 
     async fn list_tables(&self) -> Result<Vec<TableName>, TransferError> {
@@ -970,10 +996,15 @@ mod tests {
         // time(3) 12:00:00.123
         let got = field(ColumnData::Time(Some(Time::new(43_200_123, 3))), PgType::Time(None)).unwrap().unwrap();
         assert_eq!(i64_of(&got), 43_200_123_000);
-        // datetime 1/300 s ticks: 2 ticks → 6667 µs.
-        let dt = DateTime::new(days_from_civil(2000, 1, 2) - days_from_civil(1900, 1, 1), 2);
-        let got = field(ColumnData::DateTime(Some(dt)), PgType::Timestamp(Some(3))).unwrap().unwrap();
-        assert_eq!(i64_of(&got), MICROS_PER_DAY + 6_667);
+        // datetime 1/300 s ticks, shown as SQL Server shows them: 2 ticks
+        // are .007, 1 tick .003, and the day's last tick 23:59:59.997.
+        let day = days_from_civil(2000, 1, 2) - days_from_civil(1900, 1, 1);
+        for (ticks, micros) in [(2, 7_000), (1, 3_000), (3, 10_000), (25_919_999, 86_399_997_000)] {
+            let got = field(ColumnData::DateTime(Some(DateTime::new(day, ticks))), PgType::Timestamp(Some(3)))
+                .unwrap()
+                .unwrap();
+            assert_eq!(i64_of(&got), MICROS_PER_DAY + micros, "{ticks} ticks");
+        }
         // smalldatetime minutes; dates before 2000 are negative.
         let sdt = SmallDateTime::new(0, 90);
         let got = field(ColumnData::SmallDateTime(Some(sdt)), PgType::Timestamp(None)).unwrap().unwrap();
