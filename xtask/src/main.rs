@@ -4,8 +4,9 @@
 //! - `mssql-it [--image IMAGE] [-- CARGO_TEST_ARGS...]`: starts SQL Server in
 //!   Docker (SQL Server 2022 on amd64, Azure SQL Edge on arm64), waits until it
 //!   accepts logins, runs the test suite with `MSSQL_TEST_URL` pointing at it,
-//!   and removes the container. PostgreSQL comes from the tests' own
-//!   throwaway clusters.
+//!   and removes the container. Without a Docker engine it starts the
+//!   Babelfish TDS server of `../shared/babelfish` through `.ci/tds-server`
+//!   instead. PostgreSQL comes from the tests' own throwaway clusters.
 //! - `gen-data --scale S --target URL [--schema NAME] [--tsql PATH]`: loads the
 //!   Stack Overflow 2010-shaped data set into a PostgreSQL database
 //!   (`postgresql://user:password@host:port/database`), and with `--tsql`
@@ -112,14 +113,15 @@ fn mssql_it(args: &[String]) -> Result<(), String> {
         .args(["info", "--format", "{{.ServerVersion}}"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| format!("cannot run docker ({e}); the SQL Server suite needs a Docker engine"))?;
-    if !engine.status.success() {
-        return Err(format!(
-            "no Docker engine is reachable, so the SQL Server suite cannot run here: {}\n\
-             (run it against any server instead with MSSQL_TEST_URL=... cargo test --workspace)",
-            String::from_utf8_lossy(&engine.stderr).trim()
-        ));
+        .output();
+    let docker_error = match &engine {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+        Err(e) => Some(format!("cannot run docker: {e}")),
+    };
+    if let Some(why) = docker_error {
+        eprintln!("xtask: no Docker engine ({why}); using the TDS server from ../shared/babelfish");
+        return tds_server_it(&test_args);
     }
     let password = sa_password();
     let _ = docker(&["rm", "-f", CONTAINER]);
@@ -148,6 +150,38 @@ fn mssql_it(args: &[String]) -> Result<(), String> {
     });
     let _ = docker(&["rm", "-f", CONTAINER]);
     outcome
+}
+
+/// Runs the suite against the Babelfish TDS server that `.ci/tds-server`
+/// starts, the same way `.ci/run` does.
+fn tds_server_it(test_args: &[String]) -> Result<(), String> {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let script = root.join(".ci/tds-server");
+    let dir = std::env::temp_dir().join(format!("mpm-tds-{}", std::process::id()));
+    let up = Command::new(&script)
+        .arg("up")
+        .arg(&dir)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if !up.status.success() {
+        let _ = Command::new(&script).arg("down").arg(&dir).status();
+        return Err("the TDS server did not start, so the SQL Server suite cannot run here \
+                    (or set MSSQL_TEST_URL to any server and run cargo test --workspace)"
+            .into());
+    }
+    let url = String::from_utf8_lossy(&up.stdout).trim().to_owned();
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["test", "--workspace"])
+        .args(test_args)
+        .env("MSSQL_TEST_URL", url)
+        .status()
+        .map_err(|e| format!("cannot run cargo test: {e}"));
+    let _ = Command::new(&script).arg("down").arg(&dir).status();
+    match status? {
+        s if s.success() => Ok(()),
+        s => Err(format!("the test suite failed ({s})")),
+    }
 }
 
 fn docker(args: &[&str]) -> Result<String, String> {
