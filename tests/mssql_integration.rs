@@ -12,82 +12,32 @@
 
 use mssql_pg_migrate::config::{Config, Loader, Secret};
 use mssql_pg_migrate::transfer::dry_run::Chunking;
-use mssql_pg_migrate::transfer::source::mssql::{MssqlClient, MssqlEndpoint};
+use mssql_pg_migrate::transfer::source::mssql::MssqlEndpoint;
 use mssql_pg_migrate::transfer::{
     self, DryRunOptions, Health, HealthOptions, RunOptions, TableStatus, TransferError, ValidateOptions,
 };
 use mssql_pg_migrate_testkit::PgCluster;
 use mssql_pg_migrate_testkit::compare::compare_tables;
-use mssql_pg_migrate_tests::repo_root;
+use mssql_pg_migrate_testkit::mssql::{
+    MSSQL_EDGE_CASE_TABLES as TABLES, TestClient, TestServer, execute_script, expected_data_sql,
+};
 
-/// The fixture's tables, as declared.
-const TABLES: &[&str] = &[
-    "AllTypes",
-    "Order \"Lines\" x",
-    "user",
-    "skewed",
-    "composite",
-    "by_guid",
-    "by_text",
-    "no_key",
-    "empty_table",
-    "one_row",
-    "ca",
-    "cb",
-    "employees",
-];
-
-fn parse_url(url: &str) -> MssqlEndpoint {
-    let rest = url.strip_prefix("mssql://").or_else(|| url.strip_prefix("sqlserver://")).expect("mssql:// URL");
-    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (credentials, address) = rest.rsplit_once('@').expect("user:password@ in MSSQL_TEST_URL");
-    let (user, password) = credentials.split_once(':').expect("user:password");
-    let (host_port, database) = address.split_once('/').unwrap_or((address, "master"));
-    let (host, port) = host_port.split_once(':').unwrap_or((host_port, "1433"));
+fn endpoint(server: &TestServer) -> MssqlEndpoint {
     MssqlEndpoint {
-        host: host.into(),
-        port: port.parse().unwrap(),
-        database: database.into(),
-        user: user.into(),
-        password: Secret::new(password),
-        encrypt: query.contains("encrypt=true"),
-        trust_server_cert: query.contains("trust_server_cert=true"),
-    }
-}
-
-/// The server under test, or `None` (with the skip reason printed) when
-/// `MSSQL_TEST_URL` is not set.
-fn server(test: &str) -> Option<MssqlEndpoint> {
-    let Ok(url) = std::env::var("MSSQL_TEST_URL") else {
-        // Written to the process's stderr, past the harness's capture, so
-        // the skip is visible in every `cargo test` run, not only a failing one.
-        use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED {test}: MSSQL_TEST_URL is not set, so no SQL Server is available \
-             (`.ci/run` starts one from ../shared/babelfish; `cargo xtask mssql-it` uses Docker or that server)"
-        );
-        return None;
-    };
-    Some(parse_url(&url))
-}
-
-async fn execute_batches(client: &mut MssqlClient, script: &str) {
-    for batch in script.split("\nGO\n").filter(|b| !b.trim().is_empty()) {
-        client
-            .simple_query(batch)
-            .await
-            .unwrap_or_else(|e| panic!("{e}\nin batch:\n{batch:.400}"))
-            .into_results()
-            .await
-            .unwrap_or_else(|e| panic!("{e}\nin batch:\n{batch:.400}"));
+        host: server.host.clone(),
+        port: server.port,
+        database: server.database.clone(),
+        user: server.user.clone(),
+        password: Secret::new(server.password.clone()),
+        encrypt: server.encrypt,
+        trust_server_cert: server.trust_server_cert,
     }
 }
 
 /// One test's source schema on the server, its target cluster, and how to
 /// reach both.
 struct Setup {
-    endpoint: MssqlEndpoint,
+    server: TestServer,
     schema: String,
     pg: PgCluster,
 }
@@ -95,32 +45,20 @@ struct Setup {
 impl Setup {
     /// Loads the fixture into schema `schema` and starts a target cluster
     /// with an empty database `dst`.
-    async fn new(endpoint: MssqlEndpoint, schema: &str) -> Setup {
-        let fixture = std::fs::read_to_string(repo_root().join("tests/fixtures/mssql/edge_cases.sql")).unwrap();
-        let mut client = endpoint.connect().await.unwrap();
-        execute_batches(&mut client, &fixture.replace("mpm_it", schema)).await;
+    async fn new(server: TestServer, schema: &str) -> Setup {
+        server.load_edge_cases(schema).await;
         let pg = PgCluster::start().unwrap();
         pg.create_database("dst").await.unwrap();
-        Setup { endpoint, schema: schema.to_owned(), pg }
+        Setup { server, schema: schema.to_owned(), pg }
     }
 
     fn yaml(&self, migration: &str) -> String {
-        let e = &self.endpoint;
         format!(
-            "source: {{type: mssql, host: '{}', port: {}, database: '{}', user: '{}', password: '{}', schema: {}, \
-             encrypt: {}, trust_server_cert: {}}}\n\
-             target: {{type: postgres, host: 127.0.0.1, port: {}, database: dst, user: postgres, password: '{}', \
+            "{}target: {{type: postgres, host: 127.0.0.1, port: {}, database: dst, user: postgres, password: '{}', \
              schema: it, ssl_mode: disable}}\n\
              migration: {{chunk_size: 500, large_table_threshold: 1000, min_rows_per_partition: 500, max_partitions: 4, \
              {migration}}}\n",
-            e.host,
-            e.port,
-            e.database,
-            e.user,
-            e.password.expose(),
-            self.schema,
-            e.encrypt,
-            e.trust_server_cert,
+            self.server.source_yaml(&self.schema, &self.server.password),
             self.pg.port(),
             self.pg.password()
         )
@@ -137,7 +75,7 @@ impl Setup {
     /// Compares every migrated table with `expected.sql`, row by row.
     async fn assert_expected_data(&self) {
         let t = self.target().await;
-        let expected = std::fs::read_to_string(repo_root().join("tests/fixtures/mssql/expected.sql")).unwrap();
+        let expected = expected_data_sql("it").unwrap();
         t.batch_execute("DROP SCHEMA IF EXISTS expected CASCADE").await.unwrap();
         t.batch_execute(&expected).await.unwrap();
         t.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
@@ -146,8 +84,8 @@ impl Setup {
         }
     }
 
-    async fn source(&self) -> MssqlClient {
-        self.endpoint.connect().await.unwrap()
+    async fn source(&self) -> TestClient {
+        self.server.connect().await.unwrap()
     }
 }
 
@@ -155,20 +93,15 @@ async fn scalar(client: &tokio_postgres::Client, sql: &str) -> String {
     client.query_one(sql, &[]).await.unwrap().get::<_, Option<String>>(0).unwrap_or_default()
 }
 
-/// Babelfish answers `SERVERPROPERTY('Babelfish')` with 1, SQL Server with NULL.
-async fn is_babelfish(client: &mut MssqlClient) -> bool {
-    source_scalar(client, "SELECT CAST(SERVERPROPERTY('Babelfish') AS varchar(10))").await == "1"
-}
-
-async fn source_scalar(client: &mut MssqlClient, sql: &str) -> String {
+async fn source_scalar(client: &mut TestClient, sql: &str) -> String {
     let row = client.simple_query(sql).await.unwrap().into_row().await.unwrap().unwrap();
     row.get::<&str, _>(0).unwrap_or_default().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_recreate_lands_every_value_and_rebuilds_the_schema() {
-    let Some(endpoint) = server("drop_recreate_lands_every_value_and_rebuilds_the_schema") else { return };
-    let setup = Setup::new(endpoint, "mpm_dr").await;
+    let Some(server) = TestServer::from_env("drop_recreate_lands_every_value_and_rebuilds_the_schema") else { return };
+    let setup = Setup::new(server, "mpm_dr").await;
     let config = setup.config("target_mode: drop_recreate");
     let report = transfer::run(&config, &RunOptions::default()).await.unwrap();
     assert!(report.is_success(), "{report:#?}");
@@ -231,7 +164,7 @@ async fn drop_recreate_lands_every_value_and_rebuilds_the_schema() {
     );
     assert!(indexes.contains("INDEX \"ix \"\"odd\"\" name\" ON"), "declared index names: {indexes}");
     let mut source = setup.source().await;
-    if is_babelfish(&mut source).await {
+    if setup.server.is_babelfish().await {
         // Babelfish's sys.indexes reports no filter (has_filter = 0), so the
         // index arrives whole; SQL Server's filter becomes a partial index.
         assert!(
@@ -272,8 +205,8 @@ async fn drop_recreate_lands_every_value_and_rebuilds_the_schema() {
     assert_eq!(health.health, Health::Healthy, "{health:#?}");
     let probe = health.source.server.as_ref().unwrap();
     assert!(probe.version.starts_with("SQL Server "), "{probe:?}");
-    assert_eq!(probe.user.to_lowercase(), setup.endpoint.user.to_lowercase());
-    if setup.endpoint.encrypt {
+    assert_eq!(probe.user.to_lowercase(), setup.server.user.to_lowercase());
+    if setup.server.encrypt {
         assert_eq!(probe.tls, Some(true), "{probe:?}");
     }
     assert!(health.source.latency_ms.is_some_and(|ms| ms > 0.0));
@@ -298,8 +231,10 @@ async fn drop_recreate_lands_every_value_and_rebuilds_the_schema() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncate_mode_reloads_existing_tables_and_keeps_their_structure() {
-    let Some(endpoint) = server("truncate_mode_reloads_existing_tables_and_keeps_their_structure") else { return };
-    let setup = Setup::new(endpoint, "mpm_tr").await;
+    let Some(server) = TestServer::from_env("truncate_mode_reloads_existing_tables_and_keeps_their_structure") else {
+        return;
+    };
+    let setup = Setup::new(server, "mpm_tr").await;
     let first =
         transfer::run(&setup.config("target_mode: drop_recreate, use_unlogged_tables: true"), &RunOptions::default())
             .await
@@ -326,8 +261,10 @@ async fn truncate_mode_reloads_existing_tables_and_keeps_their_structure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_a_connection_error_that_hides_the_password() {
-    let Some(mut endpoint) = server("a_wrong_password_is_a_connection_error_that_hides_the_password") else { return };
-    endpoint.password = Secret::new("Wr0ng-but-s3cret!");
+    let Some(server) = TestServer::from_env("a_wrong_password_is_a_connection_error_that_hides_the_password") else {
+        return;
+    };
+    let endpoint = endpoint(&server);
     let pg = PgCluster::start().unwrap();
     let yaml = format!(
         "source: {{type: mssql, host: '{}', port: {}, database: '{}', user: '{}', password: 'Wr0ng-but-s3cret!', \
@@ -354,10 +291,13 @@ async fn a_wrong_password_is_a_connection_error_that_hides_the_password() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_without_select_on_one_table_is_named_by_health_check_and_run() {
-    let Some(endpoint) = server("a_login_without_select_on_one_table_is_named_by_health_check_and_run") else { return };
-    let setup = Setup::new(endpoint, "mpm_perm").await;
+    let Some(server) = TestServer::from_env("a_login_without_select_on_one_table_is_named_by_health_check_and_run")
+    else {
+        return;
+    };
+    let setup = Setup::new(server, "mpm_perm").await;
     let mut source = setup.source().await;
-    execute_batches(
+    execute_script(
         &mut source,
         "IF EXISTS (SELECT 1 FROM sys.database_principals WHERE name = 'mpm_reader') DROP USER mpm_reader\nGO\n\
          IF EXISTS (SELECT 1 FROM sys.server_principals WHERE name = 'mpm_reader') DROP LOGIN mpm_reader\nGO\n\
@@ -367,11 +307,11 @@ async fn a_login_without_select_on_one_table_is_named_by_health_check_and_run() 
     .await;
     for table in TABLES.iter().filter(|t| **t != "skewed") {
         let sql = format!("GRANT SELECT ON mpm_perm.[{table}] TO mpm_reader");
-        execute_batches(&mut source, &sql).await;
+        execute_script(&mut source, &sql).await;
     }
     // Some permission on the table makes it visible in the catalog (SQL
     // Server hides tables a login holds nothing on), without SELECT.
-    execute_batches(&mut source, "GRANT INSERT ON mpm_perm.skewed TO mpm_reader").await;
+    execute_script(&mut source, "GRANT INSERT ON mpm_perm.skewed TO mpm_reader").await;
     let mut config = setup.config("target_mode: drop_recreate");
     config.source.user = "mpm_reader".into();
     config.source.password = Secret::new("Reader_Passw0rd!");
@@ -394,17 +334,19 @@ async fn a_login_without_select_on_one_table_is_named_by_health_check_and_run() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_dropped_mid_run_fails_by_name_and_the_others_complete() {
-    let Some(endpoint) = server("a_table_dropped_mid_run_fails_by_name_and_the_others_complete") else { return };
-    let setup = Setup::new(endpoint, "mpm_drop").await;
-    let dropper = setup.endpoint.clone();
+    let Some(server) = TestServer::from_env("a_table_dropped_mid_run_fails_by_name_and_the_others_complete") else {
+        return;
+    };
+    let setup = Setup::new(server, "mpm_drop").await;
+    let dropper = setup.server.clone();
     let drop_on_plan: transfer::EventSink = std::sync::Arc::new(move |event: &transfer::Event| {
         if let transfer::Event::Planned { .. } = event {
-            let endpoint = dropper.clone();
+            let server = dropper.clone();
             std::thread::spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                 runtime.block_on(async {
-                    let mut client = endpoint.connect().await.unwrap();
-                    execute_batches(&mut client, "DROP TABLE mpm_drop.by_text").await;
+                    let mut client = server.connect().await.unwrap();
+                    execute_script(&mut client, "DROP TABLE mpm_drop.by_text").await;
                 });
             })
             .join()
@@ -426,7 +368,8 @@ async fn a_table_dropped_mid_run_fails_by_name_and_the_others_complete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_server_is_a_connection_error_naming_it() {
-    let Some(mut endpoint) = server("an_unreachable_server_is_a_connection_error_naming_it") else { return };
+    let Some(server) = TestServer::from_env("an_unreachable_server_is_a_connection_error_naming_it") else { return };
+    let mut endpoint = endpoint(&server);
     endpoint.port = 1; // Nothing listens on port 1.
     let err = endpoint.connect().await.unwrap_err();
     assert!(matches!(err, TransferError::Connect { .. }), "{err:?}");

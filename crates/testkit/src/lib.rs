@@ -25,6 +25,7 @@
 
 mod binaries;
 pub mod compare;
+pub mod mssql;
 mod os_user;
 
 use std::fs::File;

@@ -53,6 +53,9 @@ FROM INFORMATION_SCHEMA.COLUMNS
 WHERE TABLE_SCHEMA = @P1
 ORDER BY TABLE_NAME, ORDINAL_POSITION";
 
+/// Non-NULL where `sys.allocation_units` exists.
+pub const HAS_ALLOCATION_UNITS: &str = "SELECT OBJECT_ID(N'sys.allocation_units')";
+
 /// Whether the server is Babelfish: `NULL` on SQL Server, which answers
 /// unknown properties with `NULL`.
 pub const IS_BABELFISH: &str = "SELECT CAST(SERVERPROPERTY('Babelfish') AS int)";
@@ -262,7 +265,14 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let mut rows = CatalogRows::default();
-    let tables = match query(client, TABLES, schema, "tables").await {
+    // Asked first rather than tried, since a failed query is logged as an
+    // error by the driver even when the fallback then works.
+    let sized = if has_allocation_units(client).await {
+        query(client, TABLES, schema, "tables").await
+    } else {
+        Err(bad("tables", "sys.allocation_units does not exist".into()))
+    };
+    let tables = match sized {
         Ok(tables) => tables,
         Err(e) => {
             tracing::debug!("table sizes are not available ({e}); planning without size estimates");
@@ -391,6 +401,15 @@ where
             Err(e) => tracing::debug!("cannot count {}.{} for planning: {e}", table.schema, table.name),
         }
     }
+}
+
+/// Whether `sys.allocation_units` exists here (Babelfish lacks it).
+async fn has_allocation_units<S>(client: &mut Client<Compat<S>>) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let Ok(stream) = client.simple_query(HAS_ALLOCATION_UNITS).await else { return false };
+    matches!(stream.into_row().await.map(|r| r.map(|r| r.try_get::<i32, usize>(0))), Ok(Some(Ok(Some(_)))))
 }
 
 async fn is_babelfish<S>(client: &mut Client<Compat<S>>) -> bool

@@ -4,6 +4,7 @@
 
 pub mod mssql;
 pub mod pg;
+pub mod prelogin;
 
 use std::fmt;
 use std::future::Future;

@@ -21,6 +21,7 @@ use tiberius::{AuthMethod, Client, ColumnData, Config, EncryptionLevel, Query};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
+use super::prelogin::{self, ServerEncryption};
 use super::{
     KeyText, Page, PieceSink, ReadColumn, ReadSpec, ServerProbe, Source, TableAccess, TableName, hex, join_key_parts,
     split_key_parts, unhex,
@@ -56,14 +57,14 @@ impl MssqlEndpoint {
         format!("{}:{}/{}", self.host, self.port, self.database)
     }
 
-    fn tiberius_config(&self) -> Config {
+    fn tiberius_config(&self, encryption: EncryptionLevel) -> Config {
         let mut config = Config::new();
         config.host(&self.host);
         config.port(self.port);
         config.database(&self.database);
         config.authentication(AuthMethod::sql_server(&self.user, self.password.expose()));
         config.application_name("mssql-pg-migrate");
-        config.encryption(if self.encrypt { EncryptionLevel::Required } else { EncryptionLevel::Off });
+        config.encryption(encryption);
         if self.trust_server_cert {
             config.trust_cert();
         }
@@ -78,7 +79,26 @@ impl MssqlEndpoint {
     /// [`TransferError::Connect`] naming the server.
     pub async fn connect(&self) -> Result<MssqlClient, TransferError> {
         let fail = |message: String| TransferError::Connect { side: Side::Source, address: self.address(), message };
-        let config = self.tiberius_config();
+        let encryption = if self.encrypt {
+            EncryptionLevel::Required
+        } else {
+            // `encrypt: false` still protects the login where the server can
+            // (TDS ENCRYPT_OFF); a server without TLS gets a clear-text login,
+            // which tiberius would otherwise try to encrypt and stall on.
+            let address = format!("{}:{}", self.host, self.port);
+            match prelogin::server_offers_tls(&address, Duration::from_secs(15)).await.map_err(fail)? {
+                ServerEncryption::NotSupported => {
+                    tracing::warn!(
+                        "the source server at {} offers no TLS: with encrypt: false the login, password \
+                         included, and all data cross the network in clear text",
+                        self.address()
+                    );
+                    EncryptionLevel::NotSupported
+                }
+                _ => EncryptionLevel::Off,
+            }
+        };
+        let config = self.tiberius_config(encryption);
         let tcp = tokio::time::timeout(Duration::from_secs(15), TcpStream::connect(config.get_addr()))
             .await
             .map_err(|_| fail("no answer within 15 s".into()))?

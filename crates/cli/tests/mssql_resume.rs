@@ -1,0 +1,171 @@
+//! Interruption and resume through the real binary, SQL Server → PostgreSQL,
+//! against the server `MSSQL_TEST_URL` names (see `tests/mssql_integration.rs`):
+//! SIGKILL at named steps then `resume`, SIGTERM then `resume`, and a wrong
+//! password. After every resume the target is compared row by row with
+//! the fixture's expected values.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is the failure report.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::pair::{SECRET, finish, start_until};
+use mssql_pg_migrate_testkit::PgCluster;
+use mssql_pg_migrate_testkit::compare::compare_tables;
+use mssql_pg_migrate_testkit::mssql::{MSSQL_EDGE_CASE_TABLES, TestServer, expected_data_sql};
+
+struct Setup {
+    server: TestServer,
+    target: PgCluster,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+/// Loads the fixture into `schema` and writes a config from it to a fresh
+/// target cluster (schema `copy`, login `migrator` with password [`SECRET`]).
+async fn setup(server: TestServer, schema: &str, migration: &str) -> Setup {
+    server.load_edge_cases(schema).await;
+    let target = PgCluster::start().unwrap();
+    target.create_database("dst").await.unwrap();
+    let t = target.connect("dst").await.unwrap();
+    t.batch_execute(&format!("CREATE ROLE migrator LOGIN SUPERUSER PASSWORD '{SECRET}'")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("migrate.yaml");
+    let text = format!(
+        "{}target: {{type: postgres, host: 127.0.0.1, port: {}, database: dst, user: migrator, password: '${{DST_PW}}', \
+         schema: copy, ssl_mode: disable}}\n\
+         migration: {{chunk_size: 300, large_table_threshold: 1000, min_rows_per_partition: 400, max_partitions: 4, \
+         max_retries: 3, {migration}}}\n",
+        server.source_yaml(schema, "${SRC_PW}"),
+        target.port()
+    );
+    std::fs::write(&config, text).unwrap();
+    Setup { server, target, dir, config }
+}
+
+impl Setup {
+    fn command(&self, state_file: Option<&Path>, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mssql-pg-migrate"));
+        cmd.arg("-c").arg(&self.config);
+        if let Some(path) = state_file {
+            cmd.arg("--state-file").arg(path);
+        }
+        cmd.args(args).env("SRC_PW", &self.server.password).env("DST_PW", SECRET);
+        for (name, _) in std::env::vars() {
+            if name.starts_with("MSSQL_PG_MIGRATE") {
+                cmd.env_remove(name);
+            }
+        }
+        cmd
+    }
+
+    async fn target_scalar(&self, sql: &str) -> String {
+        let t = self.target.connect("dst").await.unwrap();
+        t.query_one(sql, &[]).await.unwrap().get::<_, Option<String>>(0).unwrap_or_default()
+    }
+
+    async fn reset_target(&self, state_file: Option<&Path>) {
+        let t = self.target.connect("dst").await.unwrap();
+        t.batch_execute("DROP SCHEMA IF EXISTS copy CASCADE; DROP SCHEMA IF EXISTS mssql_pg_migrate CASCADE")
+            .await
+            .unwrap();
+        if let Some(path) = state_file {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    async fn assert_expected_data(&self) {
+        let t = self.target.connect("dst").await.unwrap();
+        t.batch_execute("DROP SCHEMA IF EXISTS expected CASCADE").await.unwrap();
+        t.batch_execute(&expected_data_sql("copy").unwrap()).await.unwrap();
+        t.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
+        if let Err(difference) = compare_tables(&t, "expected", &t, "copy", MSSQL_EDGE_CASE_TABLES).await {
+            panic!("{difference}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_seven_points_then_resume_gives_exact_data() {
+    let Some(server) = TestServer::from_env("sigkill_at_seven_points_then_resume_gives_exact_data") else { return };
+    let s = setup(server, "mpm_cli_kill", "target_mode: drop_recreate").await;
+    let state_file = s.dir.path().join("migration.state");
+    // (failpoint, whether the state is a file or lives in the target database)
+    let points: &[(&str, bool)] = &[
+        ("catalog-read", true),
+        ("planned", false),
+        ("mid-copy:3", true),
+        ("before-commit:2", false),
+        ("after-commit:4", true), // committed, state not yet written
+        ("chunk-saved:5", false),
+        ("finalize-step:2", true),
+    ];
+    for &(point, use_file) in points {
+        let file = use_file.then_some(state_file.as_path());
+        s.reset_target(file).await;
+        let mut running = start_until(&mut s.command(file, &["run"]), point);
+        running.child.kill().unwrap(); // SIGKILL on Unix
+        running.child.wait().unwrap();
+
+        let (code, stdout, stderr) = finish(&mut s.command(file, &["--output-json", "resume"]));
+        assert_eq!(code, 0, "resume after SIGKILL at {point}:\n{stdout}\n{stderr}");
+        let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        common::assert_matches_schema("output.schema.json", &doc);
+        assert_eq!(doc["status"], "success", "{point}");
+        s.assert_expected_data().await;
+        let constraints = s
+            .target_scalar(
+                "SELECT count(*) FILTER (WHERE contype = 'p')::text || ' ' || count(*) FILTER (WHERE contype = 'f')::text \
+                 FROM pg_constraint WHERE connamespace = 'copy'::regnamespace",
+            )
+            .await;
+        assert_eq!(constraints, "12 3", "{point}: primary keys and foreign keys, each once");
+        let status = if use_file {
+            let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+            assert!(!saved.to_string().contains(&s.server.password), "the source password is not in the state");
+            assert_eq!(saved["run_id"], doc["run_id"], "{point}: resume keeps the run id");
+            saved["status"].as_str().unwrap().to_owned()
+        } else {
+            s.target_scalar("SELECT state->>'status' FROM mssql_pg_migrate.runs").await
+        };
+        assert_eq!(status, "completed", "{point}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_with_exit_5_and_resume_completes() {
+    let Some(server) = TestServer::from_env("sigterm_stops_with_exit_5_and_resume_completes") else { return };
+    let s = setup(server, "mpm_cli_term", "target_mode: drop_recreate").await;
+    let state_file = s.dir.path().join("m.state");
+    let running = start_until(&mut s.command(Some(&state_file), &["--shutdown-timeout", "2", "run"]), "mid-copy:4");
+    let sent = Instant::now();
+    Command::new("kill").args(["-TERM", &running.child.id().to_string()]).status().unwrap();
+    let (code, stderr) = running.wait();
+    assert_eq!(code, Some(5), "exit code after SIGTERM: {stderr}");
+    assert!(sent.elapsed() < Duration::from_secs(15), "stopped {:?} after SIGTERM with a 2 s timeout", sent.elapsed());
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    assert_eq!(saved["status"], "cancelled");
+
+    let (code, stdout, stderr) = finish(&mut s.command(Some(&state_file), &["resume"]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    s.assert_expected_data().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_source_password_exits_2_without_showing_it() {
+    let Some(server) = TestServer::from_env("a_wrong_source_password_exits_2_without_showing_it") else { return };
+    let s = setup(server, "mpm_cli_pw", "target_mode: drop_recreate").await;
+    let wrong = "Not-the-Passw0rd-x7";
+    let out = s.command(None, &["--output-json", "run"]).env("SRC_PW", wrong).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap());
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(!stdout.contains(wrong) && !stderr.contains(wrong), "the password leaked:\n{stdout}\n{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    common::assert_matches_schema("output.schema.json", &doc);
+    assert_eq!(doc["error"]["kind"], "connection");
+    let message = doc["error"]["message"].as_str().unwrap().to_lowercase();
+    assert!(message.contains("login failed") && message.contains(&s.server.port.to_string()), "{message}");
+}

@@ -1,0 +1,174 @@
+//! The SQL Server side of the tests: the server `MSSQL_TEST_URL` names (SQL
+//! Server, or the Babelfish TDS server `.ci/tds-server` starts), the T-SQL
+//! edge-case fixture loaded into a schema of the test's own, and the
+//! PostgreSQL rows the migrated fixture must equal.
+
+use std::path::PathBuf;
+
+use tiberius::{AuthMethod, Client, Config, EncryptionLevel};
+use tokio::net::TcpStream;
+use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+/// The tables of `tests/fixtures/mssql/edge_cases.sql`, as declared.
+pub const MSSQL_EDGE_CASE_TABLES: &[&str] = &[
+    "AllTypes",
+    "Order \"Lines\" x",
+    "user",
+    "skewed",
+    "composite",
+    "by_guid",
+    "by_text",
+    "no_key",
+    "empty_table",
+    "one_row",
+    "ca",
+    "cb",
+    "employees",
+];
+
+/// A tiberius client over TCP.
+pub type TestClient = Client<Compat<TcpStream>>;
+
+/// The server `MSSQL_TEST_URL` names:
+/// `mssql://user:password@host:port/database[?encrypt=true&trust_server_cert=true]`.
+#[derive(Clone)]
+pub struct TestServer {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: String,
+    pub encrypt: bool,
+    pub trust_server_cert: bool,
+}
+
+impl std::fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TestServer({}@{}:{}/{})", self.user, self.host, self.port, self.database)
+    }
+}
+
+impl TestServer {
+    /// Reads a URL of the form above.
+    ///
+    /// # Errors
+    /// What part of the URL is missing.
+    pub fn parse(url: &str) -> Result<TestServer, String> {
+        let rest = url
+            .strip_prefix("mssql://")
+            .or_else(|| url.strip_prefix("sqlserver://"))
+            .ok_or("MSSQL_TEST_URL must start with mssql://")?;
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (credentials, address) = rest.rsplit_once('@').ok_or("MSSQL_TEST_URL needs user:password@")?;
+        let (user, password) = credentials.split_once(':').ok_or("MSSQL_TEST_URL needs user:password@")?;
+        let (host_port, database) = address.split_once('/').unwrap_or((address, "master"));
+        let (host, port) = host_port.split_once(':').unwrap_or((host_port, "1433"));
+        let flag = |name: &str| query.split('&').any(|kv| kv == format!("{name}=true"));
+        Ok(TestServer {
+            host: host.into(),
+            port: port.parse().map_err(|_| format!("port {port:?} in MSSQL_TEST_URL is not a number"))?,
+            database: database.into(),
+            user: user.into(),
+            password: password.into(),
+            encrypt: flag("encrypt"),
+            trust_server_cert: flag("trust_server_cert"),
+        })
+    }
+
+    /// The server of `MSSQL_TEST_URL`, or `None` with the reason `test` is
+    /// skipped written past the test harness's capture, so a skip is
+    /// visible in every run.
+    ///
+    /// # Panics
+    /// When the variable is set but is not a URL of the form above.
+    pub fn from_env(test: &str) -> Option<TestServer> {
+        let Ok(url) = std::env::var("MSSQL_TEST_URL") else {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: MSSQL_TEST_URL is not set, so no SQL Server is available \
+                 (`.ci/run` starts one from ../shared/babelfish; `cargo xtask mssql-it` uses Docker or that server)"
+            );
+            return None;
+        };
+        match TestServer::parse(&url) {
+            Ok(server) => Some(server),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Opens a connection.
+    ///
+    /// # Errors
+    /// The connection's error, as text.
+    pub async fn connect(&self) -> Result<TestClient, String> {
+        let mut config = Config::new();
+        config.host(&self.host);
+        config.port(self.port);
+        config.database(&self.database);
+        config.authentication(AuthMethod::sql_server(&self.user, &self.password));
+        config.encryption(if self.encrypt { EncryptionLevel::Required } else { EncryptionLevel::Off });
+        if self.trust_server_cert {
+            config.trust_cert();
+        }
+        let tcp = TcpStream::connect(config.get_addr()).await.map_err(|e| e.to_string())?;
+        Client::connect(config, tcp.compat_write()).await.map_err(|e| e.to_string())
+    }
+
+    /// The `source:` section of a config for schema `schema`, with the
+    /// password taken from `password` (a literal or a `${VARIABLE}`).
+    pub fn source_yaml(&self, schema: &str, password: &str) -> String {
+        format!(
+            "source: {{type: mssql, host: '{}', port: {}, database: '{}', user: '{}', password: '{password}', \
+             schema: {schema}, encrypt: {}, trust_server_cert: {}}}\n",
+            self.host, self.port, self.database, self.user, self.encrypt, self.trust_server_cert
+        )
+    }
+
+    /// Loads the edge-case fixture into `schema` (dropping what an earlier
+    /// run left there).
+    ///
+    /// # Panics
+    /// When a batch fails, naming it.
+    pub async fn load_edge_cases(&self, schema: &str) {
+        let fixture = std::fs::read_to_string(fixtures().join("edge_cases.sql")).expect("the T-SQL fixture");
+        let mut client = self.connect().await.unwrap_or_else(|e| panic!("connecting to {self:?}: {e}"));
+        execute_script(&mut client, &fixture.replace("mpm_it", schema)).await;
+    }
+
+    /// Whether the server is Babelfish (`SERVERPROPERTY('Babelfish')` is 1;
+    /// SQL Server answers NULL).
+    pub async fn is_babelfish(&self) -> bool {
+        let Ok(mut client) = self.connect().await else { return false };
+        let Ok(stream) = client.simple_query("SELECT CAST(SERVERPROPERTY('Babelfish') AS int)").await else {
+            return false;
+        };
+        matches!(stream.into_row().await.map(|r| r.map(|r| r.try_get::<i32, usize>(0))), Ok(Some(Ok(Some(1)))))
+    }
+}
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/mssql")
+}
+
+/// Runs a T-SQL script batch by batch (batches end at lines holding only `GO`).
+///
+/// # Panics
+/// When a batch fails, naming it.
+pub async fn execute_script(client: &mut TestClient, script: &str) {
+    for batch in script.split("\nGO\n").filter(|b| !b.trim().is_empty()) {
+        let failed = |e: tiberius::error::Error| -> ! { panic!("{e}\nin batch:\n{batch:.400}") };
+        let results = client.simple_query(batch).await.unwrap_or_else(|e| failed(e));
+        results.into_results().await.unwrap_or_else(|e| failed(e));
+    }
+}
+
+/// The PostgreSQL script that builds schema `expected` with the rows the
+/// migrated fixture must hold, its tables made LIKE those in `target_schema`.
+///
+/// # Errors
+/// The file's read error.
+pub fn expected_data_sql(target_schema: &str) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(fixtures().join("expected.sql"))?;
+    Ok(text.replace("(LIKE it.", &format!("(LIKE \"{}\".", target_schema.replace('"', "\"\""))))
+}
