@@ -169,3 +169,63 @@ async fn a_wrong_source_password_exits_2_without_showing_it() {
     let message = doc["error"]["message"].as_str().unwrap().to_lowercase();
     assert!(message.contains("login failed") && message.contains(&s.server.port.to_string()), "{message}");
 }
+
+/// What the whole process may use, values included (issue 12's target).
+const PEAK_RSS_LIMIT: u64 = 200 << 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_megabyte_values_from_sql_server_are_copied_within_the_memory_bound() {
+    let Some(server) = TestServer::from_env("fifty_megabyte_values_from_sql_server_are_copied_within_the_memory_bound")
+    else {
+        return;
+    };
+    let s = setup(server, "mpm_cli_big", "target_mode: drop_recreate, include_tables: [big]").await;
+    // Twelve values of 50 MB, each different: six binary, six text (with
+    // non-ASCII characters, whose UTF-8 length differs from the stored one).
+    let mut source = s.server.connect().await.unwrap();
+    mssql_pg_migrate_testkit::mssql::execute_script(
+        &mut source,
+        "CREATE TABLE mpm_cli_big.big (id int NOT NULL PRIMARY KEY, payload varbinary(max) NULL, body nvarchar(max) NULL)\nGO\n\
+         DECLARE @i int = 1;\n\
+         WHILE @i <= 12\n\
+         BEGIN\n\
+             IF @i <= 6\n\
+                 INSERT INTO mpm_cli_big.big (id, payload) VALUES \
+                 (@i, CAST(REPLICATE(CAST(CHAR(64 + @i) AS varchar(max)), 52428800) AS varbinary(max)));\n\
+             ELSE\n\
+                 INSERT INTO mpm_cli_big.big (id, body) VALUES \
+                 (@i, REPLICATE(CAST(NCHAR(64 + @i) + N'é' AS nvarchar(max)), 26214400));\n\
+             SET @i = @i + 1;\n\
+         END\nGO\n",
+    )
+    .await;
+    drop(source);
+
+    let child = s
+        .command(None, &["--verbosity", "warn", "run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let usage = mssql_pg_migrate_testkit::wait_with_usage(child).unwrap();
+    assert_eq!(usage.code, Some(0));
+    let peak = usage.peak_rss_bytes;
+    println!("peak RSS {:.1} MB for 12 values of 50 MB from SQL Server", peak as f64 / 1e6);
+    assert!(peak <= PEAK_RSS_LIMIT, "peak RSS {} MB exceeds {} MB", peak >> 20, PEAK_RSS_LIMIT >> 20);
+
+    let copied = s
+        .target_scalar(
+            "SELECT string_agg(id || ':' || coalesce(length(payload), length(body)) || ':' || \
+             md5(coalesce(payload, convert_to(body, 'UTF8'))), ',' ORDER BY id) FROM copy.big",
+        )
+        .await;
+    let expected = s
+        .target_scalar(
+            "SELECT string_agg(g || ':' || CASE WHEN g <= 6 THEN 52428800 ELSE 52428800 END || ':' || \
+             md5(CASE WHEN g <= 6 THEN convert_to(repeat(chr(64 + g), 52428800), 'UTF8') \
+             ELSE convert_to(repeat(chr(64 + g) || 'é', 26214400), 'UTF8') END), ',' ORDER BY g) \
+             FROM generate_series(1, 12) g",
+        )
+        .await;
+    assert_eq!(copied, expected);
+}

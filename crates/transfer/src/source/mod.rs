@@ -148,12 +148,32 @@ impl PieceSink {
         if bytes.len() <= self.piece_bytes {
             return self.encoder.raw(bytes).map_err(FieldError::Encode);
         }
-        self.encoder.field_length(bytes.len()).map_err(FieldError::Encode)?;
+        self.begin_field(bytes.len())?;
         for part in bytes.chunks(self.piece_bytes) {
-            self.encoder.extend(part);
-            if self.encoder.len() >= self.piece_bytes {
-                self.flush().await.map_err(|WriterGone| FieldError::WriterGone)?;
-            }
+            self.field_part(part).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts a field of `len` bytes whose content follows through
+    /// [`PieceSink::field_part`], for a value the source hands over in parts.
+    ///
+    /// # Errors
+    /// [`FieldError::Encode`] for a field above PostgreSQL's 1 GB limit.
+    pub fn begin_field(&mut self, len: usize) -> Result<(), FieldError> {
+        self.encoder.field_length(len).map_err(FieldError::Encode)
+    }
+
+    /// Adds bytes of the field begun by [`PieceSink::begin_field`] (parts
+    /// no larger than a piece keep memory at a few pieces), sending the
+    /// buffer on once it is full.
+    ///
+    /// # Errors
+    /// [`FieldError::WriterGone`].
+    pub async fn field_part(&mut self, part: &[u8]) -> Result<(), FieldError> {
+        self.encoder.extend(part);
+        if self.encoder.len() >= self.piece_bytes {
+            self.flush().await.map_err(|WriterGone| FieldError::WriterGone)?;
         }
         Ok(())
     }

@@ -16,15 +16,16 @@ use mssql_pg_migrate_config::Secret;
 use mssql_pg_migrate_schema::ident::{qualified_mssql, quote_mssql};
 use mssql_pg_migrate_schema::target::Dialect;
 use mssql_pg_migrate_schema::{ColumnType, Table, catalog};
-use mssql_pg_migrate_typemap::{MssqlType, PgType};
+use mssql_pg_migrate_typemap::{Length, MssqlType, PgType};
 use tiberius::{AuthMethod, Client, ColumnData, Config, EncryptionLevel, Query};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use super::prelogin::{self, ServerEncryption};
 use super::{
-    KeyText, Page, PieceSink, ReadColumn, ReadSpec, ServerProbe, Source, TableAccess, TableName, hex, join_key_parts,
-    split_key_parts, unhex,
+    FieldError, KeyText, Page, PieceSink, ReadColumn, ReadSpec, ServerProbe, Source, TableAccess, TableName, hex,
+    join_key_parts, split_key_parts, unhex,
 };
 use crate::copy::{CopyEncoder, EncodeError};
 use crate::error::{Side, TransferError};
@@ -161,6 +162,8 @@ pub struct MssqlSource {
     /// Whether the server is Babelfish, for the few answers where it is not
     /// SQL Server (see the README of ../shared/babelfish).
     babelfish: bool,
+    /// For connections outside the pool (slices of large values).
+    endpoint: MssqlEndpoint,
 }
 
 impl MssqlSource {
@@ -171,6 +174,7 @@ impl MssqlSource {
     pub async fn connect(endpoint: MssqlEndpoint, max_size: u32) -> Result<MssqlSource, TransferError> {
         let address = endpoint.address();
         let encrypt = endpoint.encrypt;
+        let unpooled = endpoint.clone();
         let mut first = endpoint.connect().await?;
         let babelfish = match first.simple_query(catalog::mssql::IS_BABELFISH).await {
             Ok(stream) => {
@@ -184,7 +188,7 @@ impl MssqlSource {
             .build_unchecked(MssqlManager { endpoint });
         pool.add(first)
             .map_err(|_| TransferError::Config("the SQL Server pool refused its first connection".into()))?;
-        Ok(MssqlSource { pool, address, encrypt, babelfish })
+        Ok(MssqlSource { pool, address, encrypt, babelfish, endpoint: unpooled })
     }
 
     /// Whether reading the table is permitted: a query for no rows succeeds.
@@ -303,9 +307,115 @@ fn keyset_condition(spec: &ReadSpec, first_param: usize, strict: &str, last_op: 
     format!("({})", alternatives.join(" OR "))
 }
 
-/// The page query. `@P1` is the row limit when there is one; key parameters follow.
-pub fn page_sql(spec: &ReadSpec, has_after: bool, has_upto: bool, has_limit: bool) -> String {
-    let columns = spec.columns.iter().map(select_expression).collect::<Vec<_>>().join(", ");
+/// Values longer than this (in bytes as stored) are left out of the page's
+/// rows and fetched in slices by key instead: tiberius holds every value it
+/// reads whole in memory, so a 50 MB cell would cost 50 MB per reader.
+pub const LOB_INLINE_LIMIT: i64 = 1 << 20;
+/// Bytes per slice of a binary value. Each slice is a query that may make
+/// the server read the whole value again (Babelfish decompresses it), so
+/// slices are large; tiberius holds one at a time.
+const LOB_SLICE_BYTES: i64 = 8 << 20;
+/// Characters per slice of a text value: 8 MB as UTF-16 on the wire, at
+/// most 12 MB of UTF-8.
+const LOB_SLICE_CHARS: i64 = 4 << 20;
+/// Bytes moved at a time from a spooled text value into the COPY stream.
+const SPOOL_CHUNK: usize = 1 << 20;
+
+/// How a column's large values are fetched in slices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LobKind {
+    /// Bytes, into `bytea`; the stored length is the field's length.
+    Binary,
+    /// Characters, into a text type; spooled to a temporary file first,
+    /// since COPY needs the UTF-8 length before the bytes.
+    Text,
+}
+
+/// Whether `column` holds values that can exceed [`LOB_INLINE_LIMIT`] and
+/// land in a target that takes them in parts.
+pub fn lob_kind(column: &ReadColumn) -> Option<LobKind> {
+    let ColumnType::Mssql(source) = &column.source_type else { return None };
+    let text_target = column.target.is_textual() || column.target == PgType::Xml;
+    match source {
+        MssqlType::VarBinary(Length::Max) | MssqlType::Image if column.target == PgType::Bytea => Some(LobKind::Binary),
+        MssqlType::VarChar(Length::Max)
+        | MssqlType::NVarChar(Length::Max)
+        | MssqlType::Text
+        | MssqlType::NText
+        | MssqlType::Xml
+            if text_target =>
+        {
+            Some(LobKind::Text)
+        }
+        _ => None,
+    }
+}
+
+/// The columns of `spec` whose large values are fetched in slices: none for
+/// a keyless table, whose rows cannot be found again.
+pub fn sliced_columns(spec: &ReadSpec) -> Vec<(usize, LobKind)> {
+    if spec.key.is_empty() {
+        return Vec::new();
+    }
+    spec.columns.iter().enumerate().filter_map(|(i, c)| lob_kind(c).map(|kind| (i, kind))).collect()
+}
+
+/// The expression slices are cut from: SUBSTRING takes no text, ntext or xml.
+fn slice_source(column: &ReadColumn) -> String {
+    let q = quote_mssql(&column.source_name);
+    match &column.source_type {
+        ColumnType::Mssql(MssqlType::Text) => format!("CAST({q} AS varchar(max))"),
+        ColumnType::Mssql(MssqlType::NText | MssqlType::Xml) => format!("CAST({q} AS nvarchar(max))"),
+        _ => q,
+    }
+}
+
+/// The query for one slice of a large value: `@P1` the 1-based start, `@P2`
+/// the length, the key's parts from `@P3`. A text slice returns the
+/// characters and how many it took: one fewer when the last would be the
+/// high half of a surrogate pair, which SUBSTRING counts as a character
+/// under collations without supplementary-character support.
+pub fn slice_sql(spec: &ReadSpec, column: &ReadColumn, kind: LobKind) -> String {
+    let table = qualified_mssql(&spec.schema, &spec.table);
+    let key = spec
+        .key
+        .iter()
+        .enumerate()
+        .map(|(n, &k)| {
+            let c = &spec.columns[k];
+            format!("{} = {}", quote_mssql(&c.source_name), key_parameter(c, n + 3))
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let source = slice_source(column);
+    match kind {
+        LobKind::Binary => format!("SELECT SUBSTRING({source}, @P1, @P2) FROM {table} WHERE {key}"),
+        LobKind::Text => format!(
+            "SELECT SUBSTRING(v.s, @P1, n.taken), n.taken FROM (SELECT {source} AS s FROM {table} WHERE {key}) v \
+             CROSS APPLY (SELECT CAST(@P2 - CASE WHEN UNICODE(SUBSTRING(v.s, @P1 + @P2 - 1, 1)) \
+             BETWEEN 55296 AND 56319 THEN 1 ELSE 0 END AS bigint) AS taken) n"
+        ),
+    }
+}
+
+/// The page query. `@P1` is the row limit when there is one; key parameters
+/// follow. Each of `sliced` (from [`sliced_columns`]) reads as NULL when its
+/// value is larger than [`LOB_INLINE_LIMIT`], and a column added after the
+/// table's gives the stored length of such a value (NULL otherwise).
+pub fn page_sql(
+    spec: &ReadSpec,
+    sliced: &[(usize, LobKind)],
+    has_after: bool,
+    has_upto: bool,
+    has_limit: bool,
+) -> String {
+    let mut select: Vec<String> = spec.columns.iter().map(select_expression).collect();
+    for &(i, _) in sliced {
+        let q = quote_mssql(&spec.columns[i].source_name);
+        select[i] = format!("CASE WHEN DATALENGTH({q}) > {LOB_INLINE_LIMIT} THEN NULL ELSE {} END", select[i]);
+        select.push(format!("CASE WHEN DATALENGTH({q}) > {LOB_INLINE_LIMIT} THEN CAST(DATALENGTH({q}) AS bigint) END"));
+    }
+    let columns = select.join(", ");
     let top = if has_limit { "TOP (@P1) " } else { "" };
     let mut sql = format!("SELECT {top}{columns} FROM {}", qualified_mssql(&spec.schema, &spec.table));
     let mut next = if has_limit { 2 } else { 1 };
@@ -555,6 +665,154 @@ fn owned(data: &ColumnData<'_>) -> ColumnData<'static> {
     }
 }
 
+/// Why a value could not be written.
+enum ValueFailure {
+    /// The value itself (refused by the target type, or changed while read).
+    Value(String),
+    /// Reading its slices failed.
+    Server(TransferError),
+    /// The writer went away (it reports why).
+    WriterGone,
+}
+
+impl From<FieldError> for ValueFailure {
+    fn from(e: FieldError) -> Self {
+        match e {
+            FieldError::Encode(e) => ValueFailure::Value(e.to_string()),
+            FieldError::WriterGone => ValueFailure::WriterGone,
+        }
+    }
+}
+
+/// One value larger than [`LOB_INLINE_LIMIT`], copied slice by slice from
+/// its row, found again by key on a connection of its own, so at most a
+/// slice of it is in memory.
+struct LargeValue<'a> {
+    spec: &'a ReadSpec,
+    column: &'a ReadColumn,
+    kind: LobKind,
+    key: &'a [ColumnData<'static>],
+    /// `DATALENGTH` as stored: the field's length for binary values.
+    stored: i64,
+}
+
+impl LargeValue<'_> {
+    async fn copy_into(&self, client: &mut MssqlClient, sink: &mut PieceSink) -> Result<(), ValueFailure> {
+        let sql = slice_sql(self.spec, self.column, self.kind);
+        match self.kind {
+            LobKind::Binary => {
+                let len = usize::try_from(self.stored).map_err(|_| ValueFailure::Value("negative length".into()))?;
+                sink.begin_field(len)?;
+                let written = self.binary_slices(client, &sql, sink).await?;
+                self.same_length(written, len)
+            }
+            LobKind::Text => {
+                // The field's length comes first in COPY, and the UTF-8
+                // length of a SQL Server string is only known by reading it;
+                // a file, not memory, holds it meanwhile.
+                let spooled =
+                    |e: std::io::Error| ValueFailure::Value(format!("spooling the value to a temporary file: {e}"));
+                let mut spool = tokio::fs::File::from_std(tempfile::tempfile().map_err(spooled)?);
+                let len = self.text_slices(client, &sql, &mut spool).await?;
+                spool.flush().await.map_err(spooled)?;
+                spool.rewind().await.map_err(spooled)?;
+                sink.begin_field(len)?;
+                let mut buffer = vec![0u8; SPOOL_CHUNK];
+                let mut written = 0usize;
+                loop {
+                    let n = spool.read(&mut buffer).await.map_err(spooled)?;
+                    if n == 0 {
+                        break;
+                    }
+                    sink.field_part(&buffer[..n]).await?;
+                    written += n;
+                }
+                self.same_length(written, len)
+            }
+        }
+    }
+
+    fn same_length(&self, written: usize, len: usize) -> Result<(), ValueFailure> {
+        if written == len {
+            Ok(())
+        } else {
+            Err(ValueFailure::Value(format!(
+                "the value changed while it was read in slices ({len} bytes, then {written}); run again"
+            )))
+        }
+    }
+
+    async fn slice(
+        &self,
+        client: &mut MssqlClient,
+        sql: &str,
+        start: i64,
+        len: i64,
+    ) -> Result<Option<tiberius::Row>, ValueFailure> {
+        let mut query = Query::new(sql.to_owned());
+        query.bind(start);
+        query.bind(len);
+        for cell in self.key {
+            query.bind(cell.clone());
+        }
+        let context = format!("reading a large value of {}.{}", self.spec.label, self.column.source_name);
+        let stream = query.query(client).await.map_err(|e| ValueFailure::Server(server_error(&context, &e)))?;
+        stream.into_row().await.map_err(|e| ValueFailure::Server(server_error(&context, &e)))
+    }
+
+    /// Copies the bytes into `sink`; returns how many.
+    async fn binary_slices(
+        &self,
+        client: &mut MssqlClient,
+        sql: &str,
+        sink: &mut PieceSink,
+    ) -> Result<usize, ValueFailure> {
+        let mut total = 0usize;
+        loop {
+            let Some(row) = self.slice(client, sql, total as i64 + 1, LOB_SLICE_BYTES).await? else {
+                return Err(ValueFailure::Value("the row was deleted while its value was read".into()));
+            };
+            let bytes: Option<&[u8]> = row.try_get(0).map_err(|e| ValueFailure::Value(e.to_string()))?;
+            let bytes = bytes.unwrap_or_default();
+            if bytes.is_empty() {
+                return Ok(total);
+            }
+            sink.field_part(bytes).await?;
+            total += bytes.len();
+        }
+    }
+
+    /// Writes the text as UTF-8 into `spool`; returns how many bytes.
+    async fn text_slices(
+        &self,
+        client: &mut MssqlClient,
+        sql: &str,
+        spool: &mut tokio::fs::File,
+    ) -> Result<usize, ValueFailure> {
+        let (mut start, mut total) = (1i64, 0usize);
+        loop {
+            let Some(row) = self.slice(client, sql, start, LOB_SLICE_CHARS).await? else {
+                return Err(ValueFailure::Value("the row was deleted while its value was read".into()));
+            };
+            let text: Option<&str> = row.try_get(0).map_err(|e| ValueFailure::Value(e.to_string()))?;
+            let taken: Option<i64> = row.try_get(1).map_err(|e| ValueFailure::Value(e.to_string()))?;
+            let text = text.unwrap_or_default();
+            if text.is_empty() {
+                return Ok(total);
+            }
+            if text.as_bytes().contains(&0) {
+                return Err(ValueFailure::Value(crate::copy::EncodeError::NulInText.to_string()));
+            }
+            spool
+                .write_all(text.as_bytes())
+                .await
+                .map_err(|e| ValueFailure::Value(format!("spooling the value to a temporary file: {e}")))?;
+            total += text.len();
+            start += taken.unwrap_or(LOB_SLICE_CHARS).max(1);
+        }
+    }
+}
+
 /// A key value: one owned cell per key column.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MssqlKey(pub Vec<ColumnData<'static>>);
@@ -709,7 +967,8 @@ impl Source for MssqlSource {
         limit: Option<u64>,
         sink: &mut PieceSink,
     ) -> Result<Page<Self::Key>, TransferError> {
-        let sql = page_sql(spec, after.is_some(), upto.is_some(), limit.is_some());
+        let sliced = sliced_columns(spec);
+        let sql = page_sql(spec, &sliced, after.is_some(), upto.is_some(), limit.is_some());
         let mut query = Query::new(sql);
         if let Some(limit) = limit {
             query.bind(i64::try_from(limit).unwrap_or(i64::MAX));
@@ -725,27 +984,56 @@ impl Source for MssqlSource {
         let mut rows_stream = stream.into_row_stream();
         let field_count = u16::try_from(spec.columns.len())
             .map_err(|_| TransferError::Config(format!("table {} has more than 65535 columns", spec.label)))?;
+        let column_count = spec.columns.len();
+        // Opened at the first large value, for its slices: the page's own
+        // connection is busy streaming rows.
+        let mut slicer: Option<MssqlClient> = None;
         let mut rows = 0u64;
         let mut last = None;
         while let Some(row) = rows_stream.try_next().await.map_err(|e| server_error(&context, &e))? {
-            let encoder = sink.encoder();
-            encoder.begin_row(field_count);
-            for (i, (_, data)) in row.cells().enumerate() {
-                let Some(column) = spec.columns.get(i) else { break };
-                if let Err(e) = encode_cell(encoder, data, column.target) {
-                    let key = spec
-                        .key
-                        .iter()
-                        .filter_map(|&k| row.cells().nth(k).map(|(_, d)| describe_cell(d)))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    return Err(TransferError::Value {
-                        table: spec.label.clone(),
-                        column: column.source_name.clone(),
-                        key: format!("({key})"),
-                        message: e.to_string(),
-                    });
-                }
+            sink.encoder().begin_row(field_count);
+            for (i, (_, data)) in row.cells().enumerate().take(column_count) {
+                let column = &spec.columns[i];
+                let large = match sliced.iter().position(|&(c, _)| c == i) {
+                    Some(n) => row
+                        .try_get::<i64, usize>(column_count + n)
+                        .map_err(|e| server_error(&context, &e))?
+                        .map(|stored| (sliced[n].1, stored)),
+                    None => None,
+                };
+                let written: Result<(), ValueFailure> = match large {
+                    Some((kind, stored)) => {
+                        let key: Vec<ColumnData<'static>> =
+                            spec.key.iter().filter_map(|&k| row.cells().nth(k).map(|(_, d)| owned(d))).collect();
+                        let client = match &mut slicer {
+                            Some(client) => client,
+                            None => slicer.insert(self.endpoint.connect().await?),
+                        };
+                        let slices = LargeValue { spec, column, kind, key: &key, stored };
+                        slices.copy_into(client, sink).await
+                    }
+                    None => {
+                        encode_cell(sink.encoder(), data, column.target).map_err(|e| ValueFailure::Value(e.to_string()))
+                    }
+                };
+                let message = match written {
+                    Ok(()) => continue,
+                    Err(ValueFailure::WriterGone) => return Err(TransferError::Cancelled),
+                    Err(ValueFailure::Server(e)) => return Err(e),
+                    Err(ValueFailure::Value(message)) => message,
+                };
+                let key = spec
+                    .key
+                    .iter()
+                    .filter_map(|&k| row.cells().nth(k).map(|(_, d)| describe_cell(d)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(TransferError::Value {
+                    table: spec.label.clone(),
+                    column: column.source_name.clone(),
+                    key: format!("({key})"),
+                    message,
+                });
             }
             rows += 1;
             last = Some(row);
@@ -1069,7 +1357,7 @@ mod tests {
             widest_row: Default::default(),
         };
         assert_eq!(
-            page_sql(&spec, true, true, true),
+            page_sql(&spec, &sliced_columns(&spec), true, true, true),
             "SELECT TOP (@P1) [Region], [Id], CAST([Cash] AS decimal(19,4)), \
              CAST(SWITCHOFFSET([At], '+00:00') AS datetime2(7)) FROM [dbo].[Order]]Lines] \
              WHERE (([Region] > CAST(@P2 AS varchar(8000))) OR ([Region] = CAST(@P2 AS varchar(8000)) AND [Id] > @P3)) \
@@ -1078,10 +1366,60 @@ mod tests {
         );
         let keyless = ReadSpec { key: vec![], ..spec };
         assert_eq!(
-            page_sql(&keyless, false, false, false),
+            page_sql(&keyless, &sliced_columns(&keyless), false, false, false),
             "SELECT [Region], [Id], CAST([Cash] AS decimal(19,4)), \
              CAST(SWITCHOFFSET([At], '+00:00') AS datetime2(7)) FROM [dbo].[Order]]Lines]"
         );
+    }
+
+    #[test]
+    fn large_values_are_left_out_of_pages_and_read_in_slices_by_key() {
+        let spec = ReadSpec {
+            schema: "dbo".into(),
+            table: "Docs".into(),
+            columns: vec![
+                column("Id", MssqlType::Int),
+                column("Body", MssqlType::NVarChar(Length::Max)),
+                column("Blob", MssqlType::VarBinary(Length::Max)),
+                column("Title", MssqlType::NVarChar(Length::Bounded(40))),
+                column("Old", MssqlType::NText),
+            ],
+            key: vec![0],
+            label: "dbo.Docs".into(),
+            widest_row: Default::default(),
+        };
+        let sliced = sliced_columns(&spec);
+        assert_eq!(sliced, [(1, LobKind::Text), (2, LobKind::Binary), (4, LobKind::Text)]);
+        assert_eq!(
+            page_sql(&spec, &sliced, false, false, true),
+            "SELECT TOP (@P1) [Id], CASE WHEN DATALENGTH([Body]) > 1048576 THEN NULL ELSE [Body] END, \
+             CASE WHEN DATALENGTH([Blob]) > 1048576 THEN NULL ELSE [Blob] END, [Title], \
+             CASE WHEN DATALENGTH([Old]) > 1048576 THEN NULL ELSE [Old] END, \
+             CASE WHEN DATALENGTH([Body]) > 1048576 THEN CAST(DATALENGTH([Body]) AS bigint) END, \
+             CASE WHEN DATALENGTH([Blob]) > 1048576 THEN CAST(DATALENGTH([Blob]) AS bigint) END, \
+             CASE WHEN DATALENGTH([Old]) > 1048576 THEN CAST(DATALENGTH([Old]) AS bigint) END \
+             FROM [dbo].[Docs] ORDER BY [Id]"
+        );
+        assert_eq!(
+            slice_sql(&spec, &spec.columns[2], LobKind::Binary),
+            "SELECT SUBSTRING([Blob], @P1, @P2) FROM [dbo].[Docs] WHERE [Id] = @P3"
+        );
+        let text = slice_sql(&spec, &spec.columns[4], LobKind::Text);
+        assert!(
+            text.starts_with(
+                "SELECT SUBSTRING(v.s, @P1, n.taken), n.taken FROM (SELECT CAST([Old] AS nvarchar(max)) AS s"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("BETWEEN 55296 AND 56319"), "a surrogate pair is never split: {text}");
+
+        // Keyless rows cannot be found again, and an override to a type
+        // that takes no parts keeps the value whole.
+        let keyless = ReadSpec { key: vec![], ..spec.clone() };
+        assert!(sliced_columns(&keyless).is_empty());
+        let mut as_int = column("Body", MssqlType::NVarChar(Length::Max));
+        as_int.target = PgType::Integer;
+        assert_eq!(lob_kind(&as_int), None);
     }
 
     #[test]
