@@ -32,17 +32,27 @@ const SCHEMA: &str = "so";
 pub struct BenchArgs {
     pub scale: f64,
     pub runs: usize,
+    /// `pg` (PostgreSQL → PostgreSQL, the default) or `mssql`.
+    pub source: String,
 }
 
 impl BenchArgs {
     pub fn parse(args: &[String]) -> Result<BenchArgs, String> {
-        let mut parsed = BenchArgs { scale: 0.05, runs: 3 };
+        let mut parsed = BenchArgs { scale: 0.05, runs: 3, source: "pg".into() };
         let mut rest = args.iter();
         while let Some(arg) = rest.next() {
             match arg.as_str() {
                 "--scale" => parsed.scale = number(rest.next(), "--scale")?,
                 "--runs" => parsed.runs = number::<usize>(rest.next(), "--runs")?.max(1),
-                other => return Err(format!("unexpected argument '{other}' (bench takes --scale S and --runs N)")),
+                "--source" => match rest.next().map(String::as_str) {
+                    Some(source @ ("pg" | "mssql")) => parsed.source = source.to_owned(),
+                    other => return Err(format!("--source takes pg or mssql, not {other:?}")),
+                },
+                other => {
+                    return Err(format!(
+                        "unexpected argument '{other}' (bench takes --scale S, --runs N and --source pg|mssql)"
+                    ));
+                }
             }
         }
         if !(parsed.scale > 0.0 && parsed.scale <= 10.0) {
@@ -59,14 +69,17 @@ pub fn number<T: std::str::FromStr>(value: Option<&String>, flag: &str) -> Resul
 
 /// One timed run of a contender.
 #[derive(Debug, Clone, Copy)]
-struct Sample {
-    seconds: f64,
-    peak_rss_bytes: Option<u64>,
+pub struct Sample {
+    pub seconds: f64,
+    pub peak_rss_bytes: Option<u64>,
     /// User plus system CPU time of the process, where it is one.
-    cpu_seconds: Option<f64>,
+    pub cpu_seconds: Option<f64>,
 }
 
 pub fn bench(args: &BenchArgs) -> Result<(), String> {
+    if args.source == "mssql" {
+        return crate::bench_mssql::bench(args);
+    }
     let binary = build_release()?;
     eprintln!("starting the source and target clusters");
     let source = PgCluster::start().map_err(|e| e.to_string())?;
@@ -135,13 +148,13 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn median(samples: &[Sample]) -> f64 {
+pub fn median(samples: &[Sample]) -> f64 {
     let mut times: Vec<f64> = samples.iter().map(|s| s.seconds).collect();
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
 }
 
-fn memory_bytes() -> u64 {
+pub fn memory_bytes() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|t| {
@@ -150,7 +163,7 @@ fn memory_bytes() -> u64 {
         .map_or(0, |kb: u64| kb * 1024)
 }
 
-fn build_release() -> Result<PathBuf, String> {
+pub fn build_release() -> Result<PathBuf, String> {
     eprintln!("building the release binary");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
@@ -187,7 +200,7 @@ async fn reset(target: &PgCluster) -> Result<(), String> {
         .map_err(|e| format!("resetting the target: {e}"))
 }
 
-fn run_tool(binary: &Path, config: &Path, expected_rows: u64) -> Result<Sample, String> {
+pub fn run_tool(binary: &Path, config: &Path, expected_rows: u64) -> Result<Sample, String> {
     let started = Instant::now();
     let mut child = Command::new(binary)
         .arg("-c")

@@ -9,13 +9,17 @@
 //!   instead. PostgreSQL comes from the tests' own throwaway clusters.
 //! - `gen-data --scale S --target URL [--schema NAME] [--tsql PATH]`: loads the
 //!   Stack Overflow 2010-shaped data set into a PostgreSQL database
-//!   (`postgresql://user:password@host:port/database`), and with `--tsql`
-//!   writes the same content as a T-SQL script for SQL Server.
-//! - `bench [--scale S] [--runs N]`: the tool's full load against raw binary
-//!   COPY and against `pg_dump | pg_restore`, on throwaway clusters; see
-//!   docs/BENCHMARKS.md.
+//!   (`postgresql://user:password@host:port/database`) or, through its T-SQL,
+//!   into a SQL Server database it creates afresh
+//!   (`mssql://user:password@host:port/database?encrypt=true&trust_server_cert=true`),
+//!   and with `--tsql` writes that T-SQL script to a file.
+//! - `bench [--scale S] [--runs N] [--source pg|mssql]`: the tool's full load
+//!   against raw binary COPY and against `pg_dump | pg_restore`, on throwaway
+//!   clusters; with `--source mssql`, reading SQL Server (`MSSQL_TEST_URL`, or
+//!   the Babelfish TDS server) against `freebcp out`; see docs/BENCHMARKS.md.
 
 mod bench;
+mod bench_mssql;
 mod gendata;
 mod sodata;
 
@@ -34,8 +38,8 @@ fn main() -> ExitCode {
         Some("help") | Some("--help") | Some("-h") | None => {
             println!(
                 "usage: cargo xtask mssql-it [--image IMAGE] [-- CARGO_TEST_ARGS...]\n       \
-                 cargo xtask gen-data --scale S --target postgresql://USER:PASSWORD@HOST:PORT/DB [--schema NAME] [--tsql PATH]\n       \
-                 cargo xtask bench [--scale S] [--runs N]"
+                 cargo xtask gen-data --scale S --target postgresql://USER:PASSWORD@HOST:PORT/DB|mssql://USER:PASSWORD@HOST:PORT/DB [--schema NAME] [--tsql PATH]\n       \
+                 cargo xtask bench [--scale S] [--runs N] [--source pg|mssql]"
             );
             Ok(())
         }
@@ -76,6 +80,12 @@ fn gen_data(args: &[String]) -> Result<(), String> {
         return if tsql.is_some() { Ok(()) } else { Err("--target URL (or --tsql PATH) is required".into()) };
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    if url.starts_with("mssql://") || url.starts_with("sqlserver://") {
+        // The database of the URL is created afresh, and the T-SQL of
+        // --tsql runs in it (schema dbo).
+        let server = mssql_pg_migrate_testkit::mssql::TestServer::parse(&url)?;
+        return runtime.block_on(bench_mssql::load(&server, scale)).map(|_| ());
+    }
     runtime.block_on(async {
         let (client, connection) =
             tokio_postgres::connect(&url, tokio_postgres::NoTls).await.map_err(|e| format!("connecting: {e}"))?;

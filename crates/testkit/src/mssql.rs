@@ -64,6 +64,7 @@ impl TestServer {
         let (host_port, database) = address.split_once('/').unwrap_or((address, "master"));
         let (host, port) = host_port.split_once(':').unwrap_or((host_port, "1433"));
         let flag = |name: &str| query.split('&').any(|kv| kv == format!("{name}=true"));
+        // The password may hold '@' or ':'; the user and host may not.
         Ok(TestServer {
             host: host.into(),
             port: port.parse().map_err(|_| format!("port {port:?} in MSSQL_TEST_URL is not a number"))?,
@@ -95,6 +96,14 @@ impl TestServer {
             Ok(server) => Some(server),
             Err(e) => panic!("{e}"),
         }
+    }
+
+    /// The URL form [`TestServer::parse`] reads.
+    pub fn url(&self) -> String {
+        format!(
+            "mssql://{}:{}@{}:{}/{}?encrypt={}&trust_server_cert={}",
+            self.user, self.password, self.host, self.port, self.database, self.encrypt, self.trust_server_cert
+        )
     }
 
     /// Opens a connection.
@@ -171,4 +180,24 @@ pub async fn execute_script(client: &mut TestClient, script: &str) {
 pub fn expected_data_sql(target_schema: &str) -> std::io::Result<String> {
     let text = std::fs::read_to_string(fixtures().join("expected.sql"))?;
     Ok(text.replace("(LIKE it.", &format!("(LIKE \"{}\".", target_schema.replace('"', "\"\""))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TestServer;
+
+    #[test]
+    fn urls_parse_and_print_back() {
+        let s = TestServer::parse("mssql://sa_bf:P@ss:w0rd!@127.0.0.1:14330/so?encrypt=true&trust_server_cert=true")
+            .unwrap();
+        assert_eq!((s.user.as_str(), s.password.as_str()), ("sa_bf", "P@ss:w0rd!"));
+        assert_eq!((s.host.as_str(), s.port, s.database.as_str()), ("127.0.0.1", 14330, "so"));
+        assert!(s.encrypt && s.trust_server_cert);
+        assert_eq!(TestServer::parse(&s.url()).unwrap().url(), s.url());
+        let plain = TestServer::parse("mssql://u:p@h").unwrap();
+        assert_eq!((plain.port, plain.database.as_str(), plain.encrypt), (1433, "master", false));
+        assert!(TestServer::parse("postgres://u:p@h").is_err());
+        assert!(TestServer::parse("mssql://u:p@h:x/db").unwrap_err().contains("\"x\""));
+        assert!(!format!("{s:?}").contains("w0rd"), "Debug hides the password");
+    }
 }

@@ -1,0 +1,311 @@
+//! `cargo xtask bench --source mssql`: the tool reading SQL Server against
+//! the source's own read limit, on the same data and machine.
+//!
+//! The server is the one `MSSQL_TEST_URL` names, or else the Babelfish TDS
+//! server `.ci/tds-server` starts. The Stack Overflow 2010-shaped set goes
+//! into a database `so_bench` there through the T-SQL `gen-data --tsql`
+//! writes (its 1000-row INSERT batches, several per round trip, two tables
+//! at a time). Then, `--runs` times each and interleaved:
+//!
+//! - (a) the release binary's full load into a throwaway PostgreSQL cluster
+//!   (`drop_recreate`, default tuning): wall time, peak RSS and CPU time;
+//! - (b) the read limit: `freebcp … out /dev/null -c` (FreeTDS, C) of every
+//!   table, two at a time: what reading the same rows costs with nothing
+//!   written anywhere.
+//!
+//! Both servers and the tool share the machine, so the CPU time each used
+//! during (a) is reported too: the tool's (from `wait4`), the TDS server's
+//! and the target's (from `/proc`, summed over their OS users' processes).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use mssql_pg_migrate_testkit::PgCluster;
+use mssql_pg_migrate_testkit::mssql::TestServer;
+
+use crate::bench::{BenchArgs, Sample, build_release, median, memory_bytes, run_tool};
+use crate::sodata::{self, TABLES};
+
+const DATABASE: &str = "so_bench";
+
+/// Statements sent per round trip while loading (each a 1000-row INSERT).
+const INSERTS_PER_TRIP: usize = 10;
+
+/// A TDS server this bench started, stopped when dropped.
+struct StartedServer {
+    dir: PathBuf,
+    script: PathBuf,
+}
+
+impl Drop for StartedServer {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.script).arg("down").arg(&self.dir).status();
+    }
+}
+
+fn server() -> Result<(TestServer, Option<StartedServer>), String> {
+    if let Ok(url) = std::env::var("MSSQL_TEST_URL") {
+        return Ok((TestServer::parse(&url)?, None));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/tds-server");
+    let dir = std::env::temp_dir().join(format!("mpm-bench-tds-{}", std::process::id()));
+    eprintln!("starting the TDS server (Babelfish) from ../shared/babelfish");
+    let up = Command::new(&script)
+        .arg("up")
+        .arg(&dir)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    let started = StartedServer { dir, script };
+    if !up.status.success() {
+        return Err("the TDS server did not start; set MSSQL_TEST_URL to a SQL Server instead".into());
+    }
+    let url = String::from_utf8_lossy(&up.stdout).trim().to_owned();
+    Ok((TestServer::parse(&url)?, Some(started)))
+}
+
+pub fn bench(args: &BenchArgs) -> Result<(), String> {
+    let binary = build_release()?;
+    let (mut server, _started) = server()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    server.database = DATABASE.into();
+    // The load runs in a process of its own: a child forked from a process
+    // that grew while loading starts with that size in its peak RSS.
+    eprintln!("loading the data set at scale {} into {DATABASE}", args.scale);
+    let loaded = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+        .args(["gen-data", "--scale", &args.scale.to_string(), "--target", &server.url()])
+        .status()
+        .map_err(|e| format!("cannot run gen-data: {e}"))?;
+    if !loaded.success() {
+        return Err(format!("loading the data set failed ({loaded})"));
+    }
+    let rows: u64 = TABLES.iter().map(|t| t.rows(args.scale)).sum();
+    eprintln!("starting the target cluster");
+    let target = PgCluster::start().map_err(|e| e.to_string())?;
+    runtime.block_on(target.create_database("so_dst")).map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let config = dir.path().join("bench.yaml");
+    let yaml = format!(
+        "{}target: {{type: postgres, host: 127.0.0.1, port: {}, database: so_dst, user: postgres, password: '{}', \
+         schema: so, ssl_mode: disable}}\n",
+        server.source_yaml("dbo", &server.password.replace('$', "$$")),
+        target.port(),
+        target.password().replace('$', "$$"),
+    );
+    std::fs::write(&config, yaml).map_err(|e| e.to_string())?;
+
+    let babelfish_user = owner_of_listener(server.port);
+    let target_user = owner_of_listener(target.port());
+    let (mut tool, mut limit) = (Vec::new(), Vec::new());
+    let (mut server_cpu, mut target_cpu) = (Vec::new(), Vec::new());
+    for run in 1..=args.runs {
+        eprintln!("run {run} of {}", args.runs);
+        runtime.block_on(reset(&target))?;
+        let before = (babelfish_user.map(cpu_of_user), target_user.map(cpu_of_user));
+        tool.push(run_tool(&binary, &config, rows)?);
+        if let (Some(user), Some(b)) = (babelfish_user, before.0) {
+            server_cpu.push(cpu_of_user(user) - b);
+        }
+        if let (Some(user), Some(b)) = (target_user, before.1) {
+            target_cpu.push(cpu_of_user(user) - b);
+        }
+        limit.push(freebcp_all(&server)?);
+    }
+    let (a, b) = (median(&tool), median(&limit));
+    let peak = tool.iter().filter_map(|s| s.peak_rss_bytes).max().unwrap_or(0);
+    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(0);
+    println!("machine: {cores} cores, {:.1} GiB memory", memory_bytes() as f64 / (1u64 << 30) as f64);
+    println!("source: {} (database {DATABASE}); data: scale {}, {rows} rows in 9 tables", server.host, args.scale);
+    let line = |label: &str, m: f64, samples: &[Sample]| {
+        let all: Vec<String> = samples.iter().map(|s| format!("{:.2}", s.seconds)).collect();
+        println!("{label:<42} median {m:>7.2} s {:>9.0} rows/s   (runs: {})", rows as f64 / m, all.join(" "));
+    };
+    line("(a) mssql-pg-migrate run (SQL Server → PG)", a, &tool);
+    line("(b) freebcp out, 2 tables at a time", b, &limit);
+    println!("peak RSS of (a): {:.1} MB", peak as f64 / 1e6);
+    let mean = |v: &[f64]| if v.is_empty() { None } else { Some(v.iter().sum::<f64>() / v.len() as f64) };
+    let tool_cpu: Vec<f64> = tool.iter().filter_map(|s| s.cpu_seconds).collect();
+    for (label, cpu) in
+        [("the tool", mean(&tool_cpu)), ("the TDS server", mean(&server_cpu)), ("the target", mean(&target_cpu))]
+    {
+        if let Some(cpu) = cpu {
+            println!("CPU during (a), {label}: {cpu:.2} s per run ({:.0}% of one core)", 100.0 * cpu / a);
+        }
+    }
+    println!("ratio: (a)/(b) = {:.2}", a / b);
+    Ok(())
+}
+
+/// Creates `server`'s database afresh and runs the T-SQL of `gen-data
+/// --tsql` into it. Returns the rows loaded.
+pub async fn load(server: &TestServer, scale: f64) -> Result<u64, String> {
+    let started = Instant::now();
+    let database = &server.database;
+    if database.is_empty() || database.contains(']') {
+        return Err(format!("cannot create a database named {database:?}"));
+    }
+    let mut admin = server.clone();
+    admin.database = "master".into();
+    let mut admin = admin.connect().await?;
+    let recreate = format!(
+        "IF DB_ID(N'{database}') IS NOT NULL DROP DATABASE [{database}];\nGO\nCREATE DATABASE [{database}];\nGO\n"
+    );
+    mssql_pg_migrate_testkit::mssql::execute_script(&mut admin, &recreate).await;
+    drop(admin);
+    let bench_db = server.clone();
+
+    // The script is written on a thread of its own and arrives batch by
+    // batch. Its table definitions come first and run here; its INSERT
+    // batches are independent, so two connections share them.
+    let (batches, arriving) = mpsc::sync_channel::<String>(4);
+    let writer = std::thread::spawn(move || {
+        let mut out = BatchSplitter { batches, pending: String::new() };
+        sodata::write_tsql(scale, &mut out)
+    });
+    let (inserts, work) = async_channel::bounded::<String>(INSERTS_PER_TRIP);
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let (server, work) = (bench_db.clone(), work.clone());
+            tokio::spawn(async move {
+                let mut client = server.connect().await?;
+                let mut trip = String::new();
+                let mut statements = 0;
+                while let Ok(batch) = work.recv().await {
+                    trip.push_str(&batch);
+                    trip.push('\n');
+                    statements += 1;
+                    if statements == INSERTS_PER_TRIP {
+                        run(&mut client, &trip).await?;
+                        trip.clear();
+                        statements = 0;
+                    }
+                }
+                if !trip.is_empty() {
+                    run(&mut client, &trip).await?;
+                }
+                Ok::<(), String>(())
+            })
+        })
+        .collect();
+    let mut definitions = bench_db.connect().await?;
+    while let Ok(batch) = tokio::task::block_in_place(|| arriving.recv()) {
+        if batch.starts_with("INSERT") {
+            inserts.send(batch).await.map_err(|_| "the loaders stopped early".to_owned())?;
+        } else {
+            run(&mut definitions, &batch).await?;
+        }
+    }
+    inserts.close();
+    for worker in workers {
+        worker.await.map_err(|e| e.to_string())??;
+    }
+    let rows = writer.join().map_err(|_| "the script writer panicked".to_owned())?.map_err(|e| e.to_string())?;
+    eprintln!("loaded {rows} rows into {database} in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(rows)
+}
+
+async fn run(client: &mut mssql_pg_migrate_testkit::mssql::TestClient, sql: &str) -> Result<(), String> {
+    let failed = |e: tiberius::error::Error| format!("loading the data set: {e}\nin: {sql:.300}");
+    let results = client.simple_query(sql).await.map_err(failed)?;
+    results.into_results().await.map_err(failed)?;
+    Ok(())
+}
+
+/// Cuts the script into its `GO`-separated batches.
+struct BatchSplitter {
+    batches: mpsc::SyncSender<String>,
+    pending: String,
+}
+
+impl std::io::Write for BatchSplitter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.push_str(std::str::from_utf8(buf).map_err(std::io::Error::other)?);
+        while let Some(end) = self.pending.find("\nGO\n") {
+            let batch: String = self.pending.drain(..end + 4).collect();
+            let batch = batch[..end].trim();
+            if !batch.is_empty() {
+                self.batches.send(batch.to_owned()).map_err(|_| std::io::Error::other("the loader stopped"))?;
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn reset(target: &PgCluster) -> Result<(), String> {
+    let client = target.connect("so_dst").await.map_err(|e| e.to_string())?;
+    client
+        .batch_execute("DROP SCHEMA IF EXISTS so CASCADE; DROP SCHEMA IF EXISTS mssql_pg_migrate CASCADE; CHECKPOINT")
+        .await
+        .map_err(|e| format!("resetting the target: {e}"))
+}
+
+/// (b): `freebcp dbo.T out /dev/null -c` for every table, two at a time.
+fn freebcp_all(server: &TestServer) -> Result<Sample, String> {
+    let started = Instant::now();
+    let queue = std::sync::Mutex::new(TABLES.iter().map(|t| t.name).collect::<Vec<_>>());
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| -> Result<(), String> {
+                    loop {
+                        let next = queue.lock().map_err(|_| "queue poisoned".to_owned())?.pop();
+                        let Some(table) = next else { return Ok(()) };
+                        let status = Command::new("freebcp")
+                            .arg(format!("dbo.{table}"))
+                            .args(["out", "/dev/null", "-c", "-S"])
+                            .arg(format!("{}:{}", server.host, server.port))
+                            .args(["-U", &server.user, "-P", &server.password, "-D", DATABASE])
+                            .stdout(Stdio::null())
+                            .status()
+                            .map_err(|e| format!("cannot run freebcp (apt-get install freetds-bin): {e}"))?;
+                        if !status.success() {
+                            return Err(format!("freebcp of {table} failed ({status})"));
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| w.join().map_err(|_| "a freebcp thread panicked".to_owned())?)
+    })?;
+    Ok(Sample { seconds: started.elapsed().as_secs_f64(), peak_rss_bytes: None, cpu_seconds: None })
+}
+
+/// The OS user owning the process that listens on `port` of 127.0.0.1.
+fn owner_of_listener(port: u16) -> Option<u32> {
+    let hex_port = format!(":{port:04X}");
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // local address, state 0A (LISTEN), uid.
+        (fields.get(1)?.ends_with(&hex_port) && fields.get(3)? == &"0A").then(|| fields.get(7)?.parse().ok())?
+    })
+}
+
+/// CPU seconds (user + system, own and reaped children) of every process
+/// of OS user `uid`: a server's postmaster collects its backends' time.
+fn cpu_of_user(uid: u32) -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
+    let mut total = 0u64;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let owned = std::fs::read_to_string(path.join("status")).ok().and_then(|s| {
+            s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u32>().ok())
+        });
+        if owned != Some(uid) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else { continue };
+        // Fields after the command's closing parenthesis; utime is field 14.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let fields: Vec<u64> = rest.split_whitespace().skip(11).take(4).filter_map(|f| f.parse().ok()).collect();
+        total += fields.iter().sum::<u64>();
+    }
+    total as f64 / ticks
+}
