@@ -99,7 +99,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     let babelfish_user = owner_of_listener(server.port);
     let target_user = owner_of_listener(target.port());
     let (mut tool, mut limit) = (Vec::new(), Vec::new());
-    let (mut server_cpu, mut target_cpu) = (Vec::new(), Vec::new());
+    let (mut server_cpu, mut target_cpu, mut server_cpu_limit) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=args.runs {
         eprintln!("run {run} of {}", args.runs);
         runtime.block_on(reset(&target))?;
@@ -111,7 +111,11 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
         if let (Some(user), Some(b)) = (target_user, before.1) {
             target_cpu.push(cpu_of_user(user) - b);
         }
+        let before = babelfish_user.map(cpu_of_user);
         limit.push(freebcp_all(&server)?);
+        if let (Some(user), Some(b)) = (babelfish_user, before) {
+            server_cpu_limit.push(cpu_of_user(user) - b);
+        }
     }
     let (a, b) = (median(&tool), median(&limit));
     let peak = tool.iter().filter_map(|s| s.peak_rss_bytes).max().unwrap_or(0);
@@ -133,6 +137,9 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
         if let Some(cpu) = cpu {
             println!("CPU during (a), {label}: {cpu:.2} s per run ({:.0}% of one core)", 100.0 * cpu / a);
         }
+    }
+    if let Some(cpu) = mean(&server_cpu_limit) {
+        println!("CPU during (b), the TDS server: {cpu:.2} s per run ({:.0}% of one core)", 100.0 * cpu / b);
     }
     println!("ratio: (a)/(b) = {:.2}", a / b);
     Ok(())
