@@ -190,7 +190,7 @@ fn tool_config(source: &PgCluster, target: &PgCluster) -> String {
 }
 
 /// Empties the target and writes out dirty pages, so each run starts alike.
-async fn reset(target: &PgCluster) -> Result<(), String> {
+pub async fn reset(target: &PgCluster) -> Result<(), String> {
     let client = target.connect("so_dst").await.map_err(|e| e.to_string())?;
     client
         .batch_execute(&format!(
@@ -239,25 +239,7 @@ async fn raw_copy(source: &PgCluster, target: &PgCluster) -> Result<Sample, Stri
     let (create, keys) = sodata::pg_tables(SCHEMA);
     let client = target.connect("so_dst").await.map_err(|e| e.to_string())?;
     client.batch_execute(&create).await.map_err(|e| e.to_string())?;
-    let queue = std::sync::Mutex::new(TABLES.iter().map(|t| t.name).collect::<Vec<_>>());
-    let copied = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                scope.spawn(|| -> Result<(), String> {
-                    loop {
-                        let next = queue.lock().map_err(|_| "queue poisoned".to_owned())?.pop();
-                        let Some(table) = next else { return Ok(()) };
-                        pipe_table(source, target, table)?;
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().map_err(|_| "a copy thread panicked".to_owned())?)
-            .collect::<Result<Vec<()>, String>>()
-    });
-    copied?;
+    two_tables_at_a_time(|table| pipe_table(source, target, table))?;
     let key_steps = futures_util::stream::iter(keys.lines().map(|sql| async move {
         let c = target.connect("so_dst").await.map_err(|e| e.to_string())?;
         c.batch_execute(sql).await.map_err(|e| e.to_string())
@@ -269,6 +251,26 @@ async fn raw_copy(source: &PgCluster, target: &PgCluster) -> Result<Sample, Stri
         k?;
     }
     Ok(Sample { seconds: started.elapsed().as_secs_f64(), peak_rss_bytes: None, cpu_seconds: None })
+}
+
+/// Runs `job` on every table of the data set, two tables at a time, as the
+/// contenders that are not the tool do their work.
+pub fn two_tables_at_a_time(job: impl Fn(&str) -> Result<(), String> + Sync) -> Result<(), String> {
+    let queue = std::sync::Mutex::new(TABLES.iter().map(|t| t.name).collect::<Vec<_>>());
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| -> Result<(), String> {
+                    loop {
+                        let next = queue.lock().map_err(|_| "queue poisoned".to_owned())?.pop();
+                        let Some(table) = next else { return Ok(()) };
+                        job(table)?;
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| w.join().map_err(|_| "a worker thread panicked".to_owned())?)
+    })
 }
 
 /// A client program from the server's folder, or from `PATH` (Debian ships

@@ -17,7 +17,6 @@
 //! during (a) is reported too: the tool's (from `wait4`), the TDS server's
 //! and the target's (from `/proc`, summed over their OS users' processes).
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Instant;
@@ -25,7 +24,7 @@ use std::time::Instant;
 use mssql_pg_migrate_testkit::PgCluster;
 use mssql_pg_migrate_testkit::mssql::TestServer;
 
-use crate::bench::{BenchArgs, Sample, build_release, median, memory_bytes, run_tool};
+use crate::bench::{BenchArgs, Sample, build_release, median, memory_bytes, reset, run_tool, two_tables_at_a_time};
 use crate::sodata::{self, TABLES};
 
 const DATABASE: &str = "so_bench";
@@ -33,37 +32,12 @@ const DATABASE: &str = "so_bench";
 /// Statements sent per round trip while loading (each a 1000-row INSERT).
 const INSERTS_PER_TRIP: usize = 10;
 
-/// A TDS server this bench started, stopped when dropped.
-struct StartedServer {
-    dir: PathBuf,
-    script: PathBuf,
-}
-
-impl Drop for StartedServer {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.script).arg("down").arg(&self.dir).status();
-    }
-}
-
-fn server() -> Result<(TestServer, Option<StartedServer>), String> {
+fn server() -> Result<(TestServer, Option<crate::tds::StartedServer>), String> {
     if let Ok(url) = std::env::var("MSSQL_TEST_URL") {
         return Ok((TestServer::parse(&url)?, None));
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/tds-server");
-    let dir = std::env::temp_dir().join(format!("mpm-bench-tds-{}", std::process::id()));
-    eprintln!("starting the TDS server (Babelfish) from ../shared/babelfish");
-    let up = Command::new(&script)
-        .arg("up")
-        .arg(&dir)
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    let started = StartedServer { dir, script };
-    if !up.status.success() {
-        return Err("the TDS server did not start; set MSSQL_TEST_URL to a SQL Server instead".into());
-    }
-    let url = String::from_utf8_lossy(&up.stdout).trim().to_owned();
-    Ok((TestServer::parse(&url)?, Some(started)))
+    let started = crate::tds::StartedServer::start()?;
+    Ok((TestServer::parse(&started.url)?, Some(started)))
 }
 
 pub fn bench(args: &BenchArgs) -> Result<(), String> {
@@ -244,41 +218,19 @@ impl std::io::Write for BatchSplitter {
     }
 }
 
-async fn reset(target: &PgCluster) -> Result<(), String> {
-    let client = target.connect("so_dst").await.map_err(|e| e.to_string())?;
-    client
-        .batch_execute("DROP SCHEMA IF EXISTS so CASCADE; DROP SCHEMA IF EXISTS mssql_pg_migrate CASCADE; CHECKPOINT")
-        .await
-        .map_err(|e| format!("resetting the target: {e}"))
-}
-
 /// (b): `freebcp dbo.T out /dev/null -c` for every table, two at a time.
 fn freebcp_all(server: &TestServer) -> Result<Sample, String> {
     let started = Instant::now();
-    let queue = std::sync::Mutex::new(TABLES.iter().map(|t| t.name).collect::<Vec<_>>());
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                scope.spawn(|| -> Result<(), String> {
-                    loop {
-                        let next = queue.lock().map_err(|_| "queue poisoned".to_owned())?.pop();
-                        let Some(table) = next else { return Ok(()) };
-                        let status = Command::new("freebcp")
-                            .arg(format!("dbo.{table}"))
-                            .args(["out", "/dev/null", "-c", "-S"])
-                            .arg(format!("{}:{}", server.host, server.port))
-                            .args(["-U", &server.user, "-P", &server.password, "-D", DATABASE])
-                            .stdout(Stdio::null())
-                            .status()
-                            .map_err(|e| format!("cannot run freebcp (apt-get install freetds-bin): {e}"))?;
-                        if !status.success() {
-                            return Err(format!("freebcp of {table} failed ({status})"));
-                        }
-                    }
-                })
-            })
-            .collect();
-        workers.into_iter().try_for_each(|w| w.join().map_err(|_| "a freebcp thread panicked".to_owned())?)
+    two_tables_at_a_time(|table| {
+        let status = Command::new("freebcp")
+            .arg(format!("dbo.{table}"))
+            .args(["out", "/dev/null", "-c", "-S"])
+            .arg(format!("{}:{}", server.host, server.port))
+            .args(["-U", &server.user, "-P", &server.password, "-D", DATABASE])
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| format!("cannot run freebcp (apt-get install freetds-bin): {e}"))?;
+        if status.success() { Ok(()) } else { Err(format!("freebcp of {table} failed ({status})")) }
     })?;
     Ok(Sample { seconds: started.elapsed().as_secs_f64(), peak_rss_bytes: None, cpu_seconds: None })
 }

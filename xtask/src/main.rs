@@ -22,6 +22,7 @@ mod bench;
 mod bench_mssql;
 mod gendata;
 mod sodata;
+mod tds;
 
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -165,33 +166,14 @@ fn mssql_it(args: &[String]) -> Result<(), String> {
 /// Runs the suite against the Babelfish TDS server that `.ci/tds-server`
 /// starts, the same way `.ci/run` does.
 fn tds_server_it(test_args: &[String]) -> Result<(), String> {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let script = root.join(".ci/tds-server");
-    let dir = std::env::temp_dir().join(format!("mpm-tds-{}", std::process::id()));
-    let up = Command::new(&script)
-        .arg("up")
-        .arg(&dir)
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    if !up.status.success() {
-        let _ = Command::new(&script).arg("down").arg(&dir).status();
-        return Err("the TDS server did not start, so the SQL Server suite cannot run here \
-                    (or set MSSQL_TEST_URL to any server and run cargo test --workspace)"
-            .into());
-    }
-    let url = String::from_utf8_lossy(&up.stdout).trim().to_owned();
+    let server = tds::StartedServer::start()?;
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["test", "--workspace"])
         .args(test_args)
-        .env("MSSQL_TEST_URL", url)
+        .env("MSSQL_TEST_URL", &server.url)
         .status()
-        .map_err(|e| format!("cannot run cargo test: {e}"));
-    let _ = Command::new(&script).arg("down").arg(&dir).status();
-    match status? {
-        s if s.success() => Ok(()),
-        s => Err(format!("the test suite failed ({s})")),
-    }
+        .map_err(|e| format!("cannot run cargo test: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("the test suite failed ({status})")) }
 }
 
 fn docker(args: &[&str]) -> Result<String, String> {

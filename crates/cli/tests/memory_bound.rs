@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::pair::{SECRET, setup};
+use common::pair::{SECRET, run_measured, setup};
 
 /// What the whole process may use, values included (issue 6's target).
 const PEAK_RSS_LIMIT: u64 = 200 << 20;
@@ -27,13 +27,7 @@ async fn fifty_megabyte_values_are_copied_within_the_memory_bound() {
     .await
     .unwrap();
 
-    let child = s
-        .command(None, &["--verbosity", "warn", "run"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let usage = mssql_pg_migrate_testkit::wait_with_usage(child).unwrap();
+    let usage = run_measured(&mut s.command(None, &["--verbosity", "warn", "run"]));
     let peak = usage.peak_rss_bytes;
     assert_eq!(usage.code, Some(0));
     println!("peak RSS {:.1} MB for {ROWS} values of {} MB", peak as f64 / 1e6, VALUE_BYTES >> 20);

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::pair::{SECRET, finish, start_until};
+use common::pair::{SECRET, binary, finish, run_measured, start_until};
 use mssql_pg_migrate_testkit::PgCluster;
 use mssql_pg_migrate_testkit::compare::compare_tables;
 use mssql_pg_migrate_testkit::mssql::{MSSQL_EDGE_CASE_TABLES, TestServer, expected_data_sql};
@@ -48,33 +48,17 @@ async fn setup(server: TestServer, schema: &str, migration: &str) -> Setup {
 
 impl Setup {
     fn command(&self, state_file: Option<&Path>, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mssql-pg-migrate"));
-        cmd.arg("-c").arg(&self.config);
-        if let Some(path) = state_file {
-            cmd.arg("--state-file").arg(path);
-        }
-        cmd.args(args).env("SRC_PW", &self.server.password).env("DST_PW", SECRET);
-        for (name, _) in std::env::vars() {
-            if name.starts_with("MSSQL_PG_MIGRATE") {
-                cmd.env_remove(name);
-            }
-        }
+        let mut cmd = binary(&self.config, state_file, args);
+        cmd.env("SRC_PW", &self.server.password).env("DST_PW", SECRET);
         cmd
     }
 
     async fn target_scalar(&self, sql: &str) -> String {
-        let t = self.target.connect("dst").await.unwrap();
-        t.query_one(sql, &[]).await.unwrap().get::<_, Option<String>>(0).unwrap_or_default()
+        common::pair::target_scalar(&self.target, sql).await
     }
 
     async fn reset_target(&self, state_file: Option<&Path>) {
-        let t = self.target.connect("dst").await.unwrap();
-        t.batch_execute("DROP SCHEMA IF EXISTS copy CASCADE; DROP SCHEMA IF EXISTS mssql_pg_migrate CASCADE")
-            .await
-            .unwrap();
-        if let Some(path) = state_file {
-            let _ = std::fs::remove_file(path);
-        }
+        common::pair::reset_target(&self.target, state_file).await;
     }
 
     async fn assert_expected_data(&self) {
@@ -201,13 +185,7 @@ async fn fifty_megabyte_values_from_sql_server_are_copied_within_the_memory_boun
     .await;
     drop(source);
 
-    let child = s
-        .command(None, &["--verbosity", "warn", "run"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let usage = mssql_pg_migrate_testkit::wait_with_usage(child).unwrap();
+    let usage = run_measured(&mut s.command(None, &["--verbosity", "warn", "run"]));
     assert_eq!(usage.code, Some(0));
     let peak = usage.peak_rss_bytes;
     println!("peak RSS {:.1} MB for 12 values of 50 MB from SQL Server", peak as f64 / 1e6);

@@ -60,6 +60,23 @@ pub struct Column {
     pub computed: Option<Computed>,
 }
 
+impl Column {
+    /// A NOT NULL column without alias type, collation, default, identity
+    /// or computation; the other facts are set on the value.
+    pub fn new(name: impl Into<String>, data_type: ColumnType) -> Column {
+        Column {
+            name: name.into(),
+            data_type,
+            alias_type: None,
+            nullable: false,
+            collation: None,
+            default: None,
+            identity: None,
+            computed: None,
+        }
+    }
+}
+
 /// A primary key or unique constraint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Key {

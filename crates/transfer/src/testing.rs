@@ -19,14 +19,5 @@ pub(crate) fn config(source_type: &str, migration: &str) -> Config {
 
 /// A NOT NULL column without default, identity or computation.
 pub(crate) fn column(name: &str, data_type: ColumnType) -> Column {
-    Column {
-        name: name.into(),
-        data_type,
-        alias_type: None,
-        nullable: false,
-        collation: None,
-        default: None,
-        identity: None,
-        computed: None,
-    }
+    Column::new(name, data_type)
 }

@@ -66,17 +66,8 @@ impl Setup {
 
     /// The binary on another config file (same password variables).
     pub fn command_with(&self, config: &Path, state_file: Option<&Path>, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mssql-pg-migrate"));
-        cmd.arg("-c").arg(config);
-        if let Some(path) = state_file {
-            cmd.arg("--state-file").arg(path);
-        }
-        cmd.args(args).env("SRC_PW", self.source.password()).env("DST_PW", SECRET);
-        for (name, _) in std::env::vars() {
-            if name.starts_with("MSSQL_PG_MIGRATE") {
-                cmd.env_remove(name);
-            }
-        }
+        let mut cmd = binary(config, state_file, args);
+        cmd.env("SRC_PW", self.source.password()).env("DST_PW", SECRET);
         cmd
     }
 
@@ -90,6 +81,29 @@ impl Setup {
         std::fs::write(&path, text).unwrap();
         path
     }
+}
+
+/// The binary on `config` (with `--state-file` when given) and `args`,
+/// without inherited `MSSQL_PG_MIGRATE…` variables, which would change results.
+pub fn binary(config: &Path, state_file: Option<&Path>, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mssql-pg-migrate"));
+    cmd.arg("-c").arg(config);
+    if let Some(path) = state_file {
+        cmd.arg("--state-file").arg(path);
+    }
+    cmd.args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("MSSQL_PG_MIGRATE") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+/// Runs `cmd` quietly to its end and returns its exit code, peak RSS and CPU time.
+pub fn run_measured(cmd: &mut Command) -> mssql_pg_migrate_testkit::Usage {
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    mssql_pg_migrate_testkit::wait_with_usage(child).unwrap()
 }
 
 /// Runs `cmd` to its end: exit code, stdout, stderr, with no [`SECRET`] in either.
@@ -135,18 +149,29 @@ impl Setup {
     }
 
     pub async fn target_scalar(&self, sql: &str) -> String {
-        let t = self.target.connect("dst").await.unwrap();
-        t.query_one(sql, &[]).await.unwrap().get::<_, Option<String>>(0).unwrap_or_default()
+        target_scalar(&self.target, sql).await
     }
 
     pub async fn reset_target(&self, state_file: Option<&Path>) {
-        let t = self.target.connect("dst").await.unwrap();
-        t.batch_execute("DROP SCHEMA IF EXISTS copy CASCADE; DROP SCHEMA IF EXISTS mssql_pg_migrate CASCADE")
-            .await
-            .unwrap();
-        if let Some(path) = state_file {
-            let _ = std::fs::remove_file(path);
-        }
+        reset_target(&self.target, state_file).await;
+    }
+}
+
+/// The first column of the first row of `sql` in the target's `dst`, as text.
+pub async fn target_scalar(target: &PgCluster, sql: &str) -> String {
+    let t = target.connect("dst").await.unwrap();
+    t.query_one(sql, &[]).await.unwrap().get::<_, Option<String>>(0).unwrap_or_default()
+}
+
+/// Drops what a run made in the target's `dst` (schema `copy` and the
+/// state schema) and the state file, so the next run starts afresh.
+pub async fn reset_target(target: &PgCluster, state_file: Option<&Path>) {
+    let t = target.connect("dst").await.unwrap();
+    t.batch_execute("DROP SCHEMA IF EXISTS copy CASCADE; DROP SCHEMA IF EXISTS mssql_pg_migrate CASCADE")
+        .await
+        .unwrap();
+    if let Some(path) = state_file {
+        let _ = std::fs::remove_file(path);
     }
 }
 

@@ -222,19 +222,7 @@ mod tests {
     use crate::model::ColumnType;
 
     fn col(object_id: ObjectId, name: &str) -> ColumnRow {
-        ColumnRow {
-            object_id,
-            column: Column {
-                name: name.into(),
-                data_type: ColumnType::Postgres(PgType::Integer),
-                alias_type: None,
-                nullable: false,
-                collation: None,
-                default: None,
-                identity: None,
-                computed: None,
-            },
-        }
+        ColumnRow { object_id, column: Column::new(name, ColumnType::Postgres(PgType::Integer)) }
     }
 
     fn index_row(name: &str, column: Option<&str>, included: bool) -> IndexColumnRow {

@@ -610,16 +610,7 @@ mod tests {
 
     #[test]
     fn folded_names_take_their_declared_spelling_everywhere() {
-        let column = |name: &str| Column {
-            name: name.into(),
-            data_type: ColumnType::Mssql(MssqlType::Int),
-            alias_type: None,
-            nullable: false,
-            collation: None,
-            default: None,
-            identity: None,
-            computed: None,
-        };
+        let column = |name: &str| Column::new(name, ColumnType::Mssql(MssqlType::Int));
         let table = |object_id, name: &str| TableRow {
             object_id,
             schema: "sales".into(),
