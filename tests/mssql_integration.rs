@@ -74,12 +74,17 @@ impl Setup {
 
     /// Compares every migrated table with `expected.sql`, row by row.
     async fn assert_expected_data(&self) {
+        self.assert_expected_tables(TABLES).await;
+    }
+
+    /// Compares `tables` of the target with `expected.sql`, row by row.
+    async fn assert_expected_tables(&self, tables: &[&str]) {
         let t = self.target().await;
         let expected = expected_data_sql("it").unwrap();
         t.batch_execute("DROP SCHEMA IF EXISTS expected CASCADE").await.unwrap();
         t.batch_execute(&expected).await.unwrap();
         t.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
-        if let Err(difference) = compare_tables(&t, "expected", &t, "it", TABLES).await {
+        if let Err(difference) = compare_tables(&t, "expected", &t, "it", tables).await {
             panic!("{difference}");
         }
     }
@@ -363,7 +368,9 @@ async fn a_table_dropped_mid_run_fails_by_name_and_the_others_complete() {
     let t = setup.target().await;
     let state = scalar(&t, "SELECT state->'tables'->'mpm_drop.by_text'->>'status' FROM mssql_pg_migrate.runs").await;
     assert_eq!(state, "failed");
-    assert_eq!(scalar(&t, "SELECT count(*)::text FROM it.composite").await, "3000", "other tables complete");
+    // Every other table completes, value for value.
+    let others: Vec<&str> = TABLES.iter().copied().filter(|t| *t != "by_text").collect();
+    setup.assert_expected_tables(&others).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,8 +4,9 @@
 //! The server is the one `MSSQL_TEST_URL` names, or else the Babelfish TDS
 //! server `.ci/tds-server` starts. The Stack Overflow 2010-shaped set goes
 //! into a database `so_bench` there through the T-SQL `gen-data --tsql`
-//! writes (its 1000-row INSERT batches, several per round trip, two tables
-//! at a time). Then, `--runs` times each and interleaved:
+//! writes (its 1000-row INSERT batches, ten per round trip, shared by two
+//! connections), in a process of its own. Then, `--runs` times each and
+//! interleaved:
 //!
 //! - (a) the release binary's full load into a throwaway PostgreSQL cluster
 //!   (`drop_recreate`, default tuning): wall time, peak RSS and CPU time;

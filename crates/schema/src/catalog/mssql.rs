@@ -403,24 +403,31 @@ where
     }
 }
 
+/// The first column of the first row of `sql`, when it is a non-NULL `int`;
+/// `None` for a failed query as for NULL, since both mean "not here".
+async fn scalar_int<S>(client: &mut Client<Compat<S>>, sql: &str) -> Option<i32>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let row = client.simple_query(sql).await.ok()?.into_row().await.ok()??;
+    row.try_get::<i32, usize>(0).ok()?
+}
+
 /// Whether `sys.allocation_units` exists here (Babelfish lacks it).
 async fn has_allocation_units<S>(client: &mut Client<Compat<S>>) -> bool
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let Ok(stream) = client.simple_query(HAS_ALLOCATION_UNITS).await else { return false };
-    matches!(stream.into_row().await.map(|r| r.map(|r| r.try_get::<i32, usize>(0))), Ok(Some(Ok(Some(_)))))
+    scalar_int(client, HAS_ALLOCATION_UNITS).await.is_some()
 }
 
-async fn is_babelfish<S>(client: &mut Client<Compat<S>>) -> bool
+/// Whether the server is Babelfish ([`IS_BABELFISH`]), for the few answers
+/// where it is not SQL Server.
+pub async fn is_babelfish<S>(client: &mut Client<Compat<S>>) -> bool
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let Ok(stream) = client.simple_query(IS_BABELFISH).await else { return false };
-    match stream.into_row().await {
-        Ok(Some(row)) => matches!(row.try_get::<i32, usize>(0), Ok(Some(1))),
-        _ => false,
-    }
+    scalar_int(client, IS_BABELFISH).await == Some(1)
 }
 
 /// One column's names as declared (`INFORMATION_SCHEMA.COLUMNS`).

@@ -176,12 +176,7 @@ impl MssqlSource {
         let encrypt = endpoint.encrypt;
         let unpooled = endpoint.clone();
         let mut first = endpoint.connect().await?;
-        let babelfish = match first.simple_query(catalog::mssql::IS_BABELFISH).await {
-            Ok(stream) => {
-                matches!(stream.into_row().await.map(|r| r.map(|r| r.try_get::<i32, usize>(0))), Ok(Some(Ok(Some(1)))))
-            }
-            Err(_) => false,
-        };
+        let babelfish = catalog::mssql::is_babelfish(&mut first).await;
         let pool = bb8::Pool::builder()
             .max_size(max_size.max(1))
             .connection_timeout(Duration::from_secs(60))
@@ -691,29 +686,32 @@ struct LargeValue<'a> {
     spec: &'a ReadSpec,
     column: &'a ReadColumn,
     kind: LobKind,
+    /// The column's [`slice_sql`], made once per page.
+    sql: &'a str,
     key: &'a [ColumnData<'static>],
     /// `DATALENGTH` as stored: the field's length for binary values.
     stored: i64,
 }
 
+fn spooled(e: std::io::Error) -> ValueFailure {
+    ValueFailure::Value(format!("spooling the value to a temporary file: {e}"))
+}
+
 impl LargeValue<'_> {
     async fn copy_into(&self, client: &mut MssqlClient, sink: &mut PieceSink) -> Result<(), ValueFailure> {
-        let sql = slice_sql(self.spec, self.column, self.kind);
         match self.kind {
             LobKind::Binary => {
                 let len = usize::try_from(self.stored).map_err(|_| ValueFailure::Value("negative length".into()))?;
                 sink.begin_field(len)?;
-                let written = self.binary_slices(client, &sql, sink).await?;
+                let written = self.binary_slices(client, sink).await?;
                 self.same_length(written, len)
             }
             LobKind::Text => {
                 // The field's length comes first in COPY, and the UTF-8
                 // length of a SQL Server string is only known by reading it;
                 // a file, not memory, holds it meanwhile.
-                let spooled =
-                    |e: std::io::Error| ValueFailure::Value(format!("spooling the value to a temporary file: {e}"));
                 let mut spool = tokio::fs::File::from_std(tempfile::tempfile().map_err(spooled)?);
-                let len = self.text_slices(client, &sql, &mut spool).await?;
+                let len = self.text_slices(client, &mut spool).await?;
                 spool.flush().await.map_err(spooled)?;
                 spool.rewind().await.map_err(spooled)?;
                 sink.begin_field(len)?;
@@ -742,36 +740,27 @@ impl LargeValue<'_> {
         }
     }
 
-    async fn slice(
-        &self,
-        client: &mut MssqlClient,
-        sql: &str,
-        start: i64,
-        len: i64,
-    ) -> Result<Option<tiberius::Row>, ValueFailure> {
-        let mut query = Query::new(sql.to_owned());
+    /// The row holding `len` bytes or characters of the value from `start`.
+    async fn slice(&self, client: &mut MssqlClient, start: i64, len: i64) -> Result<tiberius::Row, ValueFailure> {
+        let mut query = Query::new(self.sql);
         query.bind(start);
         query.bind(len);
         for cell in self.key {
             query.bind(cell.clone());
         }
-        let context = format!("reading a large value of {}.{}", self.spec.label, self.column.source_name);
-        let stream = query.query(client).await.map_err(|e| ValueFailure::Server(server_error(&context, &e)))?;
-        stream.into_row().await.map_err(|e| ValueFailure::Server(server_error(&context, &e)))
+        let failed = |e: tiberius::error::Error| {
+            let context = format!("reading a large value of {}.{}", self.spec.label, self.column.source_name);
+            ValueFailure::Server(server_error(&context, &e))
+        };
+        let row = query.query(client).await.map_err(failed)?.into_row().await.map_err(failed)?;
+        row.ok_or_else(|| ValueFailure::Value("the row was deleted while its value was read".into()))
     }
 
     /// Copies the bytes into `sink`; returns how many.
-    async fn binary_slices(
-        &self,
-        client: &mut MssqlClient,
-        sql: &str,
-        sink: &mut PieceSink,
-    ) -> Result<usize, ValueFailure> {
+    async fn binary_slices(&self, client: &mut MssqlClient, sink: &mut PieceSink) -> Result<usize, ValueFailure> {
         let mut total = 0usize;
         loop {
-            let Some(row) = self.slice(client, sql, total as i64 + 1, LOB_SLICE_BYTES).await? else {
-                return Err(ValueFailure::Value("the row was deleted while its value was read".into()));
-            };
+            let row = self.slice(client, total as i64 + 1, LOB_SLICE_BYTES).await?;
             let bytes: Option<&[u8]> = row.try_get(0).map_err(|e| ValueFailure::Value(e.to_string()))?;
             let bytes = bytes.unwrap_or_default();
             if bytes.is_empty() {
@@ -783,17 +772,10 @@ impl LargeValue<'_> {
     }
 
     /// Writes the text as UTF-8 into `spool`; returns how many bytes.
-    async fn text_slices(
-        &self,
-        client: &mut MssqlClient,
-        sql: &str,
-        spool: &mut tokio::fs::File,
-    ) -> Result<usize, ValueFailure> {
+    async fn text_slices(&self, client: &mut MssqlClient, spool: &mut tokio::fs::File) -> Result<usize, ValueFailure> {
         let (mut start, mut total) = (1i64, 0usize);
         loop {
-            let Some(row) = self.slice(client, sql, start, LOB_SLICE_CHARS).await? else {
-                return Err(ValueFailure::Value("the row was deleted while its value was read".into()));
-            };
+            let row = self.slice(client, start, LOB_SLICE_CHARS).await?;
             let text: Option<&str> = row.try_get(0).map_err(|e| ValueFailure::Value(e.to_string()))?;
             let taken: Option<i64> = row.try_get(1).map_err(|e| ValueFailure::Value(e.to_string()))?;
             let text = text.unwrap_or_default();
@@ -803,10 +785,7 @@ impl LargeValue<'_> {
             if text.as_bytes().contains(&0) {
                 return Err(ValueFailure::Value(crate::copy::EncodeError::NulInText.to_string()));
             }
-            spool
-                .write_all(text.as_bytes())
-                .await
-                .map_err(|e| ValueFailure::Value(format!("spooling the value to a temporary file: {e}")))?;
+            spool.write_all(text.as_bytes()).await.map_err(spooled)?;
             total += text.len();
             start += taken.unwrap_or(LOB_SLICE_CHARS).max(1);
         }
@@ -968,6 +947,7 @@ impl Source for MssqlSource {
         sink: &mut PieceSink,
     ) -> Result<Page<Self::Key>, TransferError> {
         let sliced = sliced_columns(spec);
+        let slice_sqls: Vec<String> = sliced.iter().map(|&(i, kind)| slice_sql(spec, &spec.columns[i], kind)).collect();
         let sql = page_sql(spec, &sliced, after.is_some(), upto.is_some(), limit.is_some());
         let mut query = Query::new(sql);
         if let Some(limit) = limit {
@@ -998,18 +978,19 @@ impl Source for MssqlSource {
                     Some(n) => row
                         .try_get::<i64, usize>(column_count + n)
                         .map_err(|e| server_error(&context, &e))?
-                        .map(|stored| (sliced[n].1, stored)),
+                        .map(|stored| (n, stored)),
                     None => None,
                 };
                 let written: Result<(), ValueFailure> = match large {
-                    Some((kind, stored)) => {
+                    Some((n, stored)) => {
                         let key: Vec<ColumnData<'static>> =
                             spec.key.iter().filter_map(|&k| row.cells().nth(k).map(|(_, d)| owned(d))).collect();
                         let client = match &mut slicer {
                             Some(client) => client,
                             None => slicer.insert(self.endpoint.connect().await?),
                         };
-                        let slices = LargeValue { spec, column, kind, key: &key, stored };
+                        let slices =
+                            LargeValue { spec, column, kind: sliced[n].1, sql: &slice_sqls[n], key: &key, stored };
                         slices.copy_into(client, sink).await
                     }
                     None => {
