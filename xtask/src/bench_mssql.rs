@@ -3,10 +3,12 @@
 //!
 //! The server is the one `MSSQL_TEST_URL` names, or else the Babelfish TDS
 //! server `.ci/tds-server` starts. The Stack Overflow 2010-shaped set goes
-//! into a database `so_bench` there through the T-SQL `gen-data --tsql`
-//! writes (its 1000-row INSERT batches, ten per round trip, shared by two
-//! connections), in a process of its own. Then, `--runs` times each and
-//! interleaved:
+//! into a database `so_bench_<scale>` there through the T-SQL `gen-data
+//! --tsql` writes (its 1000-row INSERT batches, ten per round trip, shared
+//! by two connections), in a process of its own. A database that an earlier
+//! bench loaded completely at the same scale is reused: the set is a pure
+//! function of the scale, and loading scale 1 through T-SQL takes minutes.
+//! Then, `--runs` times each and interleaved:
 //!
 //! - (a) the release binary's full load into a throwaway PostgreSQL cluster
 //!   (`drop_recreate`, default tuning): wall time, peak RSS and CPU time;
@@ -28,7 +30,14 @@ use mssql_pg_migrate_testkit::mssql::TestServer;
 use crate::bench::{BenchArgs, Sample, build_release, median, memory_bytes, reset, run_tool, two_tables_at_a_time};
 use crate::sodata::{self, TABLES};
 
-const DATABASE: &str = "so_bench";
+/// Marks a database whose load finished, with the rows loaded; in a schema
+/// of its own so that the migrated schema `dbo` holds only the set.
+const LOADED_MARKER: &str = "bench_meta.loaded";
+
+/// The database holding the set at `scale` (`so_bench_0_05` for 0.05).
+fn database_for(scale: f64) -> String {
+    format!("so_bench_{}", scale.to_string().replace(['.', '-'], "_"))
+}
 
 /// Statements sent per round trip while loading (each a 1000-row INSERT).
 const INSERTS_PER_TRIP: usize = 10;
@@ -45,18 +54,23 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     let binary = build_release()?;
     let (mut server, _started) = server()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
-    server.database = DATABASE.into();
-    // The load runs in a process of its own: a child forked from a process
-    // that grew while loading starts with that size in its peak RSS.
-    eprintln!("loading the data set at scale {} into {DATABASE}", args.scale);
-    let loaded = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-        .args(["gen-data", "--scale", &args.scale.to_string(), "--target", &server.url()])
-        .status()
-        .map_err(|e| format!("cannot run gen-data: {e}"))?;
-    if !loaded.success() {
-        return Err(format!("loading the data set failed ({loaded})"));
-    }
+    let database = database_for(args.scale);
+    server.database = database.clone();
     let rows: u64 = TABLES.iter().map(|t| t.rows(args.scale)).sum();
+    if runtime.block_on(loaded_rows(&server)) == Some(rows) {
+        eprintln!("reusing the data set at scale {} in {database}", args.scale);
+    } else {
+        // The load runs in a process of its own: a child forked from a
+        // process that grew while loading starts with that size in its peak RSS.
+        eprintln!("loading the data set at scale {} into {database}", args.scale);
+        let loaded = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+            .args(["gen-data", "--scale", &args.scale.to_string(), "--target", &server.url()])
+            .status()
+            .map_err(|e| format!("cannot run gen-data: {e}"))?;
+        if !loaded.success() {
+            return Err(format!("loading the data set failed ({loaded})"));
+        }
+    }
     eprintln!("starting the target cluster");
     let target = PgCluster::start().map_err(|e| e.to_string())?;
     runtime.block_on(target.create_database("so_dst")).map_err(|e| e.to_string())?;
@@ -96,7 +110,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     let peak = tool.iter().filter_map(|s| s.peak_rss_bytes).max().unwrap_or(0);
     let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(0);
     println!("machine: {cores} cores, {:.1} GiB memory", memory_bytes() as f64 / (1u64 << 30) as f64);
-    println!("source: {} (database {DATABASE}); data: scale {}, {rows} rows in 9 tables", server.host, args.scale);
+    println!("source: {} (database {database}); data: scale {}, {rows} rows in 9 tables", server.host, args.scale);
     let line = |label: &str, m: f64, samples: &[Sample]| {
         let all: Vec<String> = samples.iter().map(|s| format!("{:.2}", s.seconds)).collect();
         println!("{label:<42} median {m:>7.2} s {:>9.0} rows/s   (runs: {})", rows as f64 / m, all.join(" "));
@@ -184,8 +198,19 @@ pub async fn load(server: &TestServer, scale: f64) -> Result<u64, String> {
         worker.await.map_err(|e| e.to_string())??;
     }
     let rows = writer.join().map_err(|_| "the script writer panicked".to_owned())?.map_err(|e| e.to_string())?;
+    run(&mut definitions, "CREATE SCHEMA bench_meta").await?;
+    run(&mut definitions, &format!("CREATE TABLE {LOADED_MARKER} (rows bigint NOT NULL)")).await?;
+    run(&mut definitions, &format!("INSERT INTO {LOADED_MARKER} VALUES ({rows})")).await?;
     eprintln!("loaded {rows} rows into {database} in {:.0} s", started.elapsed().as_secs_f64());
     Ok(rows)
+}
+
+/// The rows of a finished earlier load into `server`'s database, if any.
+async fn loaded_rows(server: &TestServer) -> Option<u64> {
+    let mut client = server.connect().await.ok()?;
+    let sql = format!("SELECT rows FROM {LOADED_MARKER}");
+    let row = client.simple_query(sql).await.ok()?.into_row().await.ok()??;
+    row.try_get::<i64, usize>(0).ok()?.and_then(|r| u64::try_from(r).ok())
 }
 
 async fn run(client: &mut mssql_pg_migrate_testkit::mssql::TestClient, sql: &str) -> Result<(), String> {
@@ -227,7 +252,7 @@ fn freebcp_all(server: &TestServer) -> Result<Sample, String> {
             .arg(format!("dbo.{table}"))
             .args(["out", "/dev/null", "-c", "-S"])
             .arg(format!("{}:{}", server.host, server.port))
-            .args(["-U", &server.user, "-P", &server.password, "-D", DATABASE])
+            .args(["-U", &server.user, "-P", &server.password, "-D", &server.database])
             .stdout(Stdio::null())
             .status()
             .map_err(|e| format!("cannot run freebcp (apt-get install freetds-bin): {e}"))?;

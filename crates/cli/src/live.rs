@@ -154,6 +154,8 @@ pub fn json_lines(s: &Snapshot) -> Vec<String> {
                 "type": "table",
                 "table": t.table,
                 "rows_done": t.rows_done,
+                // The data engineer's guide's name for it (its jq example).
+                "rows_transferred": t.rows_done,
                 "rows_total": t.rows_total,
                 "bytes": t.bytes,
                 "rows_per_second": round1(t.rows_per_second),
@@ -168,6 +170,7 @@ pub fn json_lines(s: &Snapshot) -> Vec<String> {
             "run_id": s.run_id,
             "elapsed_seconds": round1(s.elapsed_seconds),
             "rows_done": s.rows_done,
+            "rows_transferred": s.rows_done,
             "rows_total": s.rows_total,
             "bytes": s.bytes,
             "rows_per_second": round1(s.rows_per_second),

@@ -33,7 +33,13 @@ async fn progress_lines_report_tables_and_the_run_until_the_last_row() {
             assert!(t.get(field).is_some(), "{field} missing in {t}");
         }
         assert!(t["rows_done"].as_u64() <= t["rows_total"].as_u64(), "{t}");
+        assert_eq!(t["rows_transferred"], t["rows_done"], "the guide's name for the same count: {t}");
     }
+    // Tables finished during the held chunk have their keys built at once,
+    // not after the last row.
+    let finalizing_while_loading =
+        runs.iter().any(|r| r["finalizing"].is_string() && r["tables_done"].as_u64() < r["tables_total"].as_u64());
+    assert!(finalizing_while_loading, "no table was finalized while another still loaded:\n{stderr}");
     // Rows only grow, and the last line has them all.
     let done: Vec<u64> = runs.iter().map(|r| r["rows_done"].as_u64().unwrap()).collect();
     assert!(done.windows(2).all(|w| w[0] <= w[1]), "{done:?}");
@@ -44,4 +50,24 @@ async fn progress_lines_report_tables_and_the_run_until_the_last_row() {
     assert_eq!((last["tables_done"].as_u64(), last["tables_total"].as_u64()), (Some(13), Some(13)));
     assert_eq!(last["run_id"], document["run_id"]);
     assert_eq!(last["eta_seconds"], 0.0);
+    assert_eq!(last["rows_transferred"].as_u64(), Some(source_rows), "{last}");
+
+    // The guide's own pipeline over these lines, run by jq where it is
+    // installed: each table line prints "table: rows".
+    let guide_filter = ".table + \": \" + (.rows_transferred | tostring)";
+    if let Ok(mut jq) = std::process::Command::new("jq")
+        .args(["-r", guide_filter])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    {
+        use std::io::Write;
+        let first_table = tables[0].to_string();
+        jq.stdin.take().unwrap().write_all(format!("{first_table}\n").as_bytes()).unwrap();
+        let out = jq.wait_with_output().unwrap();
+        let expected = format!("{}: {}\n", tables[0]["table"].as_str().unwrap(), tables[0]["rows_done"]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    } else {
+        eprintln!("SKIPPED the guide's jq pipeline: jq is not installed");
+    }
 }

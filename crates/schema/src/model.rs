@@ -26,6 +26,53 @@ impl std::fmt::Display for ColumnType {
     }
 }
 
+/// What [`ColumnType::typical_width`] assumes of a value without a bound
+/// (`nvarchar(max)`, `text`, `xml`...): such columns usually hold documents.
+const UNBOUNDED_WIDTH_GUESS: u64 = 2048;
+
+impl ColumnType {
+    /// Bytes a value of this type typically takes on the wire: fixed types
+    /// their size, bounded strings and binaries half their bound, unbounded
+    /// ones [`UNBOUNDED_WIDTH_GUESS`]. Only for ordering work when the
+    /// catalog has no size estimate; never for anything that must be exact.
+    pub fn typical_width(&self) -> u64 {
+        use mssql_pg_migrate_typemap::Length;
+        let half = |length: &Length, unit: u64| match length {
+            Length::Max => UNBOUNDED_WIDTH_GUESS,
+            Length::Bounded(n) => (u64::from(*n) * unit).div_ceil(2),
+        };
+        match self {
+            ColumnType::Mssql(t) => match t {
+                MssqlType::Bit | MssqlType::TinyInt => 1,
+                MssqlType::SmallInt => 2,
+                MssqlType::Int | MssqlType::Real | MssqlType::SmallMoney | MssqlType::SmallDateTime => 4,
+                MssqlType::Date => 3,
+                MssqlType::BigInt | MssqlType::Float | MssqlType::Money | MssqlType::DateTime => 8,
+                MssqlType::RowVersion | MssqlType::Time { .. } | MssqlType::DateTime2 { .. } => 8,
+                MssqlType::DateTimeOffset { .. } => 10,
+                MssqlType::Decimal { .. } | MssqlType::UniqueIdentifier => 16,
+                MssqlType::Char(l) | MssqlType::VarChar(l) | MssqlType::Binary(l) | MssqlType::VarBinary(l) => {
+                    half(l, 1)
+                }
+                MssqlType::NChar(l) | MssqlType::NVarChar(l) => half(l, 2),
+                _ => UNBOUNDED_WIDTH_GUESS,
+            },
+            ColumnType::Postgres(t) => match t {
+                PgType::Boolean => 1,
+                PgType::SmallInt => 2,
+                PgType::Integer | PgType::Real | PgType::Date => 4,
+                PgType::BigInt | PgType::DoublePrecision | PgType::Time(_) | PgType::Timestamp(_) => 8,
+                PgType::TimestampTz(_) => 8,
+                PgType::Numeric(_) | PgType::Uuid => 16,
+                PgType::Char(n) => u64::from(*n),
+                PgType::Varchar(Some(n)) => u64::from(*n).div_ceil(2),
+                PgType::Varchar(None) | PgType::Text | PgType::Bytea | PgType::Xml => UNBOUNDED_WIDTH_GUESS,
+            },
+            ColumnType::Unsupported { .. } => UNBOUNDED_WIDTH_GUESS,
+        }
+    }
+}
+
 fn display<T: std::fmt::Display, S: serde::Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(value)
 }
@@ -152,6 +199,18 @@ impl Table {
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
+
+    /// The table's size for ordering work (largest first, so no big table
+    /// is left to run alone at the end): the catalog's estimate, or where
+    /// the server keeps none (Babelfish), rows times the columns' typical
+    /// widths.
+    pub fn size_for_scheduling(&self) -> u64 {
+        if self.estimated_bytes > 0 {
+            return self.estimated_bytes;
+        }
+        let width: u64 = self.columns.iter().map(|c| c.data_type.typical_width()).sum();
+        self.estimated_rows.saturating_mul(width.max(1))
+    }
 }
 
 #[cfg(test)]
@@ -164,5 +223,37 @@ mod tests {
         assert_eq!(ColumnType::Mssql(MssqlType::DateTime).to_string(), "datetime");
         let odd = ColumnType::Unsupported { type_name: "geography".into(), reason: "no mapping".into() };
         assert_eq!(odd.to_string(), "geography");
+    }
+
+    #[test]
+    fn without_a_catalog_size_wide_tables_outweigh_long_narrow_ones() {
+        use mssql_pg_migrate_typemap::Length;
+        let table = |rows: u64, bytes: u64, types: Vec<MssqlType>| Table {
+            schema: "dbo".into(),
+            name: "t".into(),
+            columns: types
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| Column::new(format!("c{i}"), ColumnType::Mssql(t)))
+                .collect(),
+            primary_key: None,
+            unique_constraints: vec![],
+            indexes: vec![],
+            foreign_keys: vec![],
+            checks: vec![],
+            estimated_rows: rows,
+            estimated_bytes: bytes,
+            unsupported: vec![],
+        };
+        // Stack Overflow's shape: votes are many narrow rows, posts fewer
+        // rows with a document each.
+        let votes = table(500_000, 0, vec![MssqlType::Int, MssqlType::Int, MssqlType::DateTime]);
+        let posts = table(190_000, 0, vec![MssqlType::Int, MssqlType::NVarChar(Length::Max)]);
+        assert_eq!(votes.size_for_scheduling(), 500_000 * 16);
+        assert_eq!(posts.size_for_scheduling(), 190_000 * (4 + 2048));
+        assert_eq!(table(10, 0, vec![MssqlType::NVarChar(Length::Bounded(100))]).size_for_scheduling(), 10 * 100);
+        // The catalog's own estimate wins where it has one.
+        assert_eq!(table(500_000, 7, vec![MssqlType::Int]).size_for_scheduling(), 7);
+        assert_eq!(table(0, 0, vec![MssqlType::Int]).size_for_scheduling(), 0);
     }
 }

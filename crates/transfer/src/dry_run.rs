@@ -16,7 +16,7 @@ use mssql_pg_migrate_typemap::Verdict;
 use serde::Serialize;
 
 use crate::connect::{SourceJob, with_source};
-use crate::engine::{integer_split, read_selected_tables};
+use crate::engine::{integer_split, read_selected_tables, run_bytes, table_size};
 use crate::error::TransferError;
 use crate::plan::{PlanSettings, partition_count};
 use crate::planning::{Step, foreign_key_steps, plan_targets, post_load_steps};
@@ -139,19 +139,21 @@ impl SourceJob for DryRunJob<'_> {
         let target_schema = self.options.target_schema.clone().unwrap_or_else(|| self.config.target.schema.clone());
         let tables = read_selected_tables(source.as_ref(), &source_schema, m).await?;
         let plan = plan_targets(tables, m, &target_schema, source.dialect())?;
-        let settings = PlanSettings::from(m);
+        let settings = PlanSettings::new(m, &self.tuning);
+        let run_bytes = run_bytes(plan.tables.iter().map(|(t, _)| t));
         let mut planned = Vec::with_capacity(plan.tables.len());
         for (table, target) in &plan.tables {
             let spec = ReadSpec::new(table, target);
+            let parts = partition_count(table_size(table, run_bytes), settings);
             let chunking = if spec.key.is_empty() {
                 Chunking::Whole
             } else if let Some(key) = spec.integer_key() {
                 let key = key.source_name.clone();
-                let bounds = integer_split(source.as_ref(), &spec, table.estimated_rows, settings).await?;
+                let bounds = integer_split(source.as_ref(), &spec, parts).await?;
                 Chunking::IntegerRanges { key, bounds }
             } else {
                 let key = spec.key.iter().map(|&k| spec.columns[k].source_name.clone()).collect();
-                Chunking::KeyScan { key, partitions: partition_count(table.estimated_rows, settings) }
+                Chunking::KeyScan { key, partitions: parts }
             };
             planned.push(table_plan(
                 target,

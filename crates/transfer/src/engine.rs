@@ -30,7 +30,7 @@ use crate::error::{Side, TransferError};
 use crate::events::{Event, EventSink, PlannedTable, emit};
 use crate::failpoint;
 use crate::pause::PauseSwitch;
-use crate::plan::{Partition, PlanSettings, integer_bounds, partition_count, partitions_from_bounds};
+use crate::plan::{Partition, PlanSettings, TableSize, integer_bounds, partition_count, partitions_from_bounds};
 use crate::planning::{Step, foreign_key_steps, plan_targets, post_load_steps};
 use crate::pool::PgPool;
 use crate::progress::{self, ChunkEnd, MigrationLock, Progress, StateLocation};
@@ -236,6 +236,8 @@ struct TableWork<K> {
     target: TargetTable,
     spec: ReadSpec,
     estimated_rows: u64,
+    /// [`Table::size_for_scheduling`]: larger tables start first.
+    scheduling_size: u64,
     /// The partitions' key bounds, as planned (or as the resumed state has them).
     partitions: Vec<Partition<K>>,
     /// Whether the target table was created by this migration (so
@@ -251,6 +253,8 @@ struct TableWork<K> {
     cancelled: AtomicBool,
     started: std::sync::Mutex<Option<Instant>>,
     finished: std::sync::Mutex<Option<Instant>>,
+    /// Whether its keys, indexes and checks are built (or being built).
+    finalized: AtomicBool,
 }
 
 impl<K> TableWork<K> {
@@ -317,14 +321,22 @@ async fn migrate<S: Source>(
     let mut reports: Vec<TableReport> = plan.skipped.into_iter().map(|(t, e)| skipped_report(t, e)).collect();
     let planned = plan.tables;
 
-    let settings = PlanSettings::from(m);
+    let settings = PlanSettings::new(m, &tuning);
+    let run_bytes = run_bytes(planned.iter().map(|(t, _)| t));
     let mut work = Vec::with_capacity(planned.len());
     if resuming {
         check_resumable(progress, &planned, &reports)?;
         for (table, target_table) in planned {
             work.push(
-                resume_table(source.as_ref(), target, progress, table, target_table, settings, m.use_unlogged_tables)
-                    .await?,
+                resume_table(
+                    source.as_ref(),
+                    target,
+                    progress,
+                    (table, target_table),
+                    (settings, run_bytes),
+                    m.use_unlogged_tables,
+                )
+                .await?,
             );
         }
     } else {
@@ -333,7 +345,8 @@ async fn migrate<S: Source>(
         let mut states = std::collections::BTreeMap::new();
         for ((table, target_table), is_new) in planned.into_iter().zip(created) {
             let spec = ReadSpec::new(&table, &target_table);
-            let partitions = match plan_partitions(source.as_ref(), &spec, table.estimated_rows, settings).await {
+            let parts = partition_count(table_size(&table, run_bytes), settings);
+            let partitions = match plan_partitions(source.as_ref(), &spec, parts, table.estimated_rows).await {
                 Ok(p) => p,
                 Err(e) if m.continue_on_error => {
                     tracing::error!(table = %spec.label, error = %e, "cannot plan the table's chunks");
@@ -342,7 +355,7 @@ async fn migrate<S: Source>(
                         ..TableState::new(ddl_label(&target_table), is_new, table.estimated_rows, Vec::new())
                     };
                     states.insert(spec.label.clone(), state);
-                    let w = new_work(spec, target_table, table.estimated_rows, Vec::new(), is_new);
+                    let w = new_work(spec, target_table, &table, Vec::new(), is_new);
                     w.fail(e.to_string());
                     work.push(w);
                     continue;
@@ -355,7 +368,7 @@ async fn migrate<S: Source>(
                 spec.label.clone(),
                 TableState::new(ddl_label(&target_table), is_new, table.estimated_rows, partition_states),
             );
-            work.push(new_work(spec, target_table, table.estimated_rows, partitions, is_new));
+            work.push(new_work(spec, target_table, &table, partitions, is_new));
         }
         for r in &reports {
             states.insert(
@@ -393,17 +406,21 @@ async fn migrate<S: Source>(
         backoff: Backoff::new(m.max_retries),
         events: options.events.clone(),
         pause: options.pause.clone(),
+        finalizing: EarlyFinalizer::new(target.clone(), m.clone(), options.events.clone()),
     };
     let fatal =
         transfer_all(source, target, &work, &context, m.continue_on_error, &options.cancel, &options.abort).await;
+    let early_errors = context.finalizing.finish(&options.abort).await;
     if let Some(e) = fatal {
         return Err(e);
     }
 
-    // Finalize the tables whose data is complete.
+    // Finalize the tables whose data is complete (those not finalized
+    // while others loaded), then the foreign keys.
     let restore = progress.with(|s| s.restore.clone());
     let parallel = tuning.max_target_connections.saturating_sub(1).max(1);
-    let finalization_errors = finalize(target, &work, &restore, config, parallel, &context.backoff, options).await;
+    let mut finalization_errors = early_errors;
+    finalization_errors.extend(finalize(target, &work, &restore, config, parallel, &context.backoff, options).await);
 
     for w in &work {
         let rows = w.rows.load(Ordering::Relaxed);
@@ -467,7 +484,7 @@ fn ddl_label(t: &TargetTable) -> String {
 fn new_work<K>(
     spec: ReadSpec,
     target: TargetTable,
-    estimated_rows: u64,
+    table: &Table,
     partitions: Vec<Partition<K>>,
     created: bool,
 ) -> TableWork<K> {
@@ -478,7 +495,8 @@ fn new_work<K>(
         partitions,
         target,
         spec,
-        estimated_rows,
+        estimated_rows: table.estimated_rows,
+        scheduling_size: table.size_for_scheduling(),
         created,
         key_columns,
         rows: AtomicU64::new(0),
@@ -487,6 +505,7 @@ fn new_work<K>(
         cancelled: AtomicBool::new(false),
         started: std::sync::Mutex::new(None),
         finished: std::sync::Mutex::new(None),
+        finalized: AtomicBool::new(false),
     }
 }
 
@@ -527,9 +546,8 @@ async fn resume_table<S: Source>(
     source: &S,
     target: &PgPool,
     progress: &Progress,
-    table: Table,
-    target_table: TargetTable,
-    settings: PlanSettings,
+    (table, target_table): (Table, TargetTable),
+    (settings, run_bytes): (PlanSettings, u64),
     unlogged: bool,
 ) -> Result<TableWork<S::Key>, TransferError> {
     let spec = ReadSpec::new(&table, &target_table);
@@ -549,7 +567,8 @@ async fn resume_table<S: Source>(
     }
     if partitions.is_empty() {
         // Planning failed for this table last time; plan it now.
-        partitions = plan_partitions(source, &spec, table.estimated_rows, settings).await?;
+        let parts = partition_count(table_size(&table, run_bytes), settings);
+        partitions = plan_partitions(source, &spec, parts, table.estimated_rows).await?;
         let states = partition_states::<S>(&partitions);
         progress
             .save_with(|s| {
@@ -588,7 +607,7 @@ async fn resume_table<S: Source>(
                 .await?;
         }
     }
-    let work = new_work(spec, target_table, table.estimated_rows, partitions, saved.created);
+    let work = new_work(spec, target_table, &table, partitions, saved.created);
     work.rows.store(
         progress.with(|s| s.tables.get(&label).map(TableState::committed_rows).unwrap_or_default()),
         Ordering::Relaxed,
@@ -712,15 +731,22 @@ fn check_compatible(planned: &TargetTable, existing: &Table) -> Result<(), Trans
     Ok(())
 }
 
+/// The total size the planner balances readers over.
+pub(crate) fn run_bytes<'a>(tables: impl Iterator<Item = &'a Table>) -> u64 {
+    tables.map(Table::size_for_scheduling).fold(0, u64::saturating_add)
+}
+
+pub(crate) fn table_size(table: &Table, run_bytes: u64) -> TableSize {
+    TableSize { rows: table.estimated_rows, bytes: table.size_for_scheduling(), run_bytes }
+}
+
 /// The inclusive upper bounds that split a table with a one-column integer
-/// key into equal value ranges; empty when it stays whole (small or empty).
+/// key into `parts` equal value ranges; empty when it stays whole.
 pub(crate) async fn integer_split<S: Source>(
     source: &S,
     spec: &ReadSpec,
-    estimated_rows: u64,
-    settings: PlanSettings,
+    parts: u32,
 ) -> Result<Vec<i64>, TransferError> {
-    let parts = partition_count(estimated_rows, settings);
     if parts <= 1 {
         return Ok(Vec::new());
     }
@@ -733,18 +759,14 @@ pub(crate) async fn integer_split<S: Source>(
 async fn plan_partitions<S: Source>(
     source: &S,
     spec: &ReadSpec,
+    parts: u32,
     estimated_rows: u64,
-    settings: PlanSettings,
 ) -> Result<Vec<Partition<S::Key>>, TransferError> {
-    if spec.key.is_empty() {
-        return Ok(partitions_from_bounds(Vec::new()));
-    }
-    let parts = partition_count(estimated_rows, settings);
-    if parts <= 1 {
+    if spec.key.is_empty() || parts <= 1 {
         return Ok(partitions_from_bounds(Vec::new()));
     }
     if spec.integer_key().is_some() {
-        let bounds = integer_split(source, spec, estimated_rows, settings).await?;
+        let bounds = integer_split(source, spec, parts).await?;
         return Ok(partitions_from_bounds(bounds.into_iter().map(|b| source.integer_key(spec, b)).collect()));
     }
     let every = (estimated_rows / u64::from(parts)).max(1);
@@ -808,6 +830,7 @@ struct CopyContext {
     backoff: Backoff,
     events: Option<EventSink>,
     pause: PauseSwitch,
+    finalizing: EarlyFinalizer,
 }
 
 impl CopyContext {
@@ -832,7 +855,7 @@ async fn transfer_all<S: Source>(
         finish_table(w, context).await;
     }
     let mut order: Vec<usize> = (0..work.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(work[i].estimated_rows));
+    order.sort_by_key(|&i| std::cmp::Reverse(work[i].scheduling_size));
     let jobs = order
         .into_iter()
         .flat_map(|t| (0..work[t].partitions.len()).map(move |p| Job { table: t, partition: p }))
@@ -901,6 +924,9 @@ async fn transfer_all<S: Source>(
                 }
                 if table.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
                     finish_table(table, &context).await;
+                    if table.failure().is_none() && !table.cancelled.load(Ordering::Relaxed) && !stop.is_cancelled() {
+                        context.finalizing.start(Arc::clone(table));
+                    }
                 }
                 scheduler.lock().await.done(job.table);
                 table_done.notify_waiters();
@@ -1234,30 +1260,12 @@ async fn finalize<K: Send + Sync + 'static>(
 ) -> Vec<String> {
     let m = &config.migration;
     let complete: Vec<&Arc<TableWork<K>>> = work.iter().filter(|w| w.failure().is_none()).collect();
-    let per_table = futures_util::stream::iter(complete.iter().map(|w| {
-        let t = &w.target;
-        let steps = if w.created { post_load_steps(t, m) } else { Vec::new() };
-        async move {
-            let mut errors = Vec::new();
-            let client = match target.get(Side::Target).await {
-                Ok(c) => c,
-                Err(e) => return vec![e.to_string()],
-            };
-            for Step { sql, what } in steps {
-                options.emit(Event::Finalizing { step: what.clone() });
-                failpoint::reached("finalize-step").await;
-                if let Err(e) = execute_once(&client, &sql, &what).await {
-                    errors.push(e.to_string());
-                }
-            }
-            for column in t.columns.iter().filter(|c| c.identity.is_some()) {
-                if let Err(e) = align_identity(&client, t, column).await {
-                    errors.push(e.to_string());
-                }
-            }
-            errors
-        }
-    }))
+    let per_table = futures_util::stream::iter(
+        complete
+            .iter()
+            .filter(|w| !w.finalized.swap(true, Ordering::AcqRel))
+            .map(|w| finalize_table(target, w, m, options.events.as_ref())),
+    )
     .buffer_unordered(parallel)
     .collect::<Vec<_>>()
     .await;
@@ -1283,6 +1291,100 @@ async fn finalize<K: Send + Sync + 'static>(
     .await;
     errors.extend(fk_errors);
     errors
+}
+
+/// Builds one table's keys, indexes and checks (when the run created it)
+/// and aligns its identities; returns what failed.
+async fn finalize_table<K>(
+    target: &PgPool,
+    w: &TableWork<K>,
+    m: &MigrationConfig,
+    events: Option<&EventSink>,
+) -> Vec<String> {
+    let t = &w.target;
+    let steps = if w.created { post_load_steps(t, m) } else { Vec::new() };
+    let mut errors = Vec::new();
+    let client = match target.get(Side::Target).await {
+        Ok(c) => c,
+        Err(e) => return vec![e.to_string()],
+    };
+    for Step { sql, what } in steps {
+        emit(events, Event::Finalizing { step: what.clone() });
+        failpoint::reached("finalize-step").await;
+        if let Err(e) = execute_once(&client, &sql, &what).await {
+            errors.push(e.to_string());
+        }
+    }
+    for column in t.columns.iter().filter(|c| c.identity.is_some()) {
+        if let Err(e) = align_identity(&client, t, column).await {
+            errors.push(e.to_string());
+        }
+    }
+    errors
+}
+
+/// Finalizes each table as soon as its data is complete, one table at a
+/// time, while the others still load: index builds then use the target's
+/// CPU while the run's last tables would leave it idle, instead of all
+/// waiting for the last row. One at a time so that the writers keep their
+/// connections (the pool has room for one more beside the state's).
+#[derive(Clone)]
+struct EarlyFinalizer {
+    target: PgPool,
+    migration: Arc<MigrationConfig>,
+    events: Option<EventSink>,
+    one_at_a_time: Arc<Semaphore>,
+    tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<Vec<String>>>>,
+}
+
+impl EarlyFinalizer {
+    fn new(target: PgPool, migration: MigrationConfig, events: Option<EventSink>) -> Self {
+        EarlyFinalizer {
+            target,
+            migration: Arc::new(migration),
+            events,
+            one_at_a_time: Arc::new(Semaphore::new(1)),
+            tasks: Arc::default(),
+        }
+    }
+
+    /// Starts finalizing `table` unless that has begun already.
+    fn start<K: Send + Sync + 'static>(&self, table: Arc<TableWork<K>>) {
+        if table.finalized.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        let task = async move {
+            let Ok(_slot) = this.one_at_a_time.acquire().await else { return Vec::new() };
+            finalize_table(&this.target, &table, &this.migration, this.events.as_ref()).await
+        };
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.spawn(task);
+        }
+    }
+
+    /// Waits for the finalizations started, or abandons them when `abort`
+    /// fires (their statements roll back; a resume builds them again).
+    async fn finish(&self, abort: &CancellationToken) -> Vec<String> {
+        let mut tasks = match self.tasks.lock() {
+            Ok(mut tasks) => std::mem::take(&mut *tasks),
+            Err(_) => return vec!["the early finalization's task list is poisoned".to_owned()],
+        };
+        let mut errors = Vec::new();
+        loop {
+            tokio::select! {
+                next = tasks.join_next() => match next {
+                    Some(Ok(failed)) => errors.extend(failed),
+                    Some(Err(e)) => errors.push(format!("a finalization task failed: {e}")),
+                    None => return errors,
+                },
+                () = abort.cancelled() => {
+                    tasks.abort_all();
+                    return errors;
+                }
+            }
+        }
+    }
 }
 
 /// Runs a finalization statement; an object that already exists (built by

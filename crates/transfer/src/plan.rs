@@ -11,33 +11,64 @@ pub struct Partition<K> {
     pub upto: Option<K>,
 }
 
-/// The planner's settings, from the `migration` section.
+/// The planner's settings, from the `migration` section and the tuning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlanSettings {
     pub large_table_threshold: u64,
     pub max_partitions: u32,
     pub min_rows_per_partition: u64,
+    /// Partitions read at once across the run.
+    pub readers: u32,
+    /// Rows per chunk: no partition is planned smaller than one.
+    pub chunk_rows: u64,
 }
 
-impl From<&mssql_pg_migrate_config::MigrationConfig> for PlanSettings {
-    fn from(m: &mssql_pg_migrate_config::MigrationConfig) -> Self {
+impl PlanSettings {
+    pub fn new(m: &mssql_pg_migrate_config::MigrationConfig, tuning: &crate::tuning::Tuning) -> Self {
         PlanSettings {
             large_table_threshold: m.large_table_threshold,
             max_partitions: m.max_partitions,
             min_rows_per_partition: m.min_rows_per_partition,
+            readers: u32::try_from(tuning.parallel_readers).unwrap_or(u32::MAX),
+            chunk_rows: tuning.chunk_size,
         }
     }
 }
 
-/// How many partitions a table of `rows` rows gets: one below the
-/// threshold; above it, as many as keep `min_rows_per_partition` rows each,
-/// up to `max_partitions`.
-pub fn partition_count(rows: u64, s: PlanSettings) -> u32 {
-    if rows < s.large_table_threshold || rows == 0 {
-        return 1;
+/// What the planner knows of a table's size and of the run's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableSize {
+    pub rows: u64,
+    /// [`mssql_pg_migrate_schema::Table::size_for_scheduling`].
+    pub bytes: u64,
+    /// The sum of `bytes` over the run's tables.
+    pub run_bytes: u64,
+}
+
+/// How many partitions a table gets.
+///
+/// By rows, as the guide defines it: one below `large_table_threshold`;
+/// above it, as many as keep `min_rows_per_partition` rows each, up to
+/// `max_partitions`.
+///
+/// And by balance: a table holding more than one reader's share of the
+/// run's bytes gets a partition per share it holds (each at least a
+/// chunk), up to `max_partitions`. Without this, a wide table below the row
+/// threshold (a few million posts with their bodies) is read by one reader
+/// at the end of the run while the others have nothing left to do.
+pub fn partition_count(size: TableSize, s: PlanSettings) -> u32 {
+    let max = s.max_partitions.max(1);
+    let by_rows = if size.rows < s.large_table_threshold || size.rows == 0 {
+        1
+    } else {
+        u32::try_from(size.rows / s.min_rows_per_partition.max(1)).unwrap_or(u32::MAX).clamp(1, max)
+    };
+    let share = size.run_bytes.div_ceil(u64::from(s.readers.max(1)));
+    if s.readers <= 1 || share == 0 || size.bytes <= share {
+        return by_rows;
     }
-    let by_size = rows / s.min_rows_per_partition.max(1);
-    u32::try_from(by_size).unwrap_or(u32::MAX).clamp(1, s.max_partitions.max(1))
+    let by_share = size.bytes.div_ceil(share).min(size.rows.div_ceil(s.chunk_rows.max(1)));
+    by_rows.max(u32::try_from(by_share).unwrap_or(u32::MAX).min(max))
 }
 
 /// Inclusive upper bounds that split `[min, max]` into `parts` ranges of
@@ -71,17 +102,52 @@ pub fn partitions_from_bounds<K: Clone>(bounds: Vec<K>) -> Vec<Partition<K>> {
 mod tests {
     use super::*;
 
-    const S: PlanSettings =
-        PlanSettings { large_table_threshold: 1000, max_partitions: 4, min_rows_per_partition: 300 };
+    const S: PlanSettings = PlanSettings {
+        large_table_threshold: 1000,
+        max_partitions: 4,
+        min_rows_per_partition: 300,
+        readers: 1,
+        chunk_rows: 100,
+    };
+
+    /// A table that is the whole run's work, so balance never splits it
+    /// with one reader.
+    fn rows(rows: u64) -> TableSize {
+        TableSize { rows, bytes: rows * 10, run_bytes: rows * 10 }
+    }
 
     #[test]
     fn small_tables_stay_whole_and_large_ones_split_within_limits() {
-        assert_eq!(partition_count(0, S), 1);
-        assert_eq!(partition_count(999, S), 1);
-        assert_eq!(partition_count(1000, S), 3);
-        assert_eq!(partition_count(1_000_000, S), 4);
+        assert_eq!(partition_count(rows(0), S), 1);
+        assert_eq!(partition_count(rows(999), S), 1);
+        assert_eq!(partition_count(rows(1000), S), 3);
+        assert_eq!(partition_count(rows(1_000_000), S), 4);
         let no_min = PlanSettings { min_rows_per_partition: 0, ..S };
-        assert_eq!(partition_count(5000, no_min), 4);
+        assert_eq!(partition_count(rows(5000), no_min), 4);
+    }
+
+    #[test]
+    fn a_table_holding_more_than_a_readers_share_is_split_below_the_row_threshold() {
+        let two = PlanSettings { readers: 2, ..S };
+        // 900 rows (below the threshold of 1000) holding 80% of the run.
+        let wide = TableSize { rows: 900, bytes: 800, run_bytes: 1000 };
+        assert_eq!(partition_count(wide, two), 2);
+        // No share to balance with one reader; the row rule alone applies.
+        assert_eq!(partition_count(wide, S), 1);
+        // Within its share it stays whole.
+        assert_eq!(partition_count(TableSize { bytes: 500, ..wide }, two), 1);
+        // Alone in the run, it is split across every reader...
+        let four = PlanSettings { readers: 4, ..S };
+        assert_eq!(partition_count(TableSize { rows: 900, bytes: 800, run_bytes: 800 }, four), 4);
+        // ...but never into partitions of less than a chunk...
+        assert_eq!(partition_count(TableSize { rows: 150, bytes: 800, run_bytes: 800 }, four), 2);
+        // ...nor beyond max_partitions.
+        let many = PlanSettings { readers: 16, ..S };
+        assert_eq!(partition_count(TableSize { rows: 9000, bytes: 800, run_bytes: 800 }, many), 4);
+        // Without any size known, only the row rule applies.
+        assert_eq!(partition_count(TableSize { rows: 900, bytes: 0, run_bytes: 0 }, two), 1);
+        // The row rule's count stands when balance asks for fewer.
+        assert_eq!(partition_count(TableSize { rows: 1_000_000, bytes: 800, run_bytes: 1000 }, two), 4);
     }
 
     #[test]

@@ -20,8 +20,12 @@ const SHOP: &str = include_str!("shop.sql");
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Stop the clusters when the migration is done, without waiting for Enter
-    #[arg(long)]
+    #[arg(long, conflicts_with = "keep")]
     pub no_wait: bool,
+    /// Keep the clusters up (to look at the copy with psql) until Ctrl-C or
+    /// SIGTERM, also when stdin is not a terminal
+    #[arg(long)]
+    pub keep: bool,
 }
 
 pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<(), CliError> {
@@ -75,18 +79,27 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<(), CliError> {
         return Err(CliError::new(Exit::Validation, "the demo's row counts differ; please report this as a bug"));
     }
 
-    say(&format!(
-        "\nThe copy is in database `warehouse`, schema `shop`, of the target cluster:\n  \
-         PGPASSWORD='{}' psql -h 127.0.0.1 -p {} -U postgres warehouse -c 'SELECT * FROM shop.orders LIMIT 5'\n\
-         \nTo migrate a real SQL Server:\n  \
+    // The psql command is shown only while the clusters it names are up.
+    let waits_for_enter = !args.keep && !args.no_wait && std::io::stdin().is_terminal();
+    if args.keep || waits_for_enter {
+        say(&format!(
+            "\nThe copy is in database `warehouse`, schema `shop`, of the target cluster:\n  \
+             PGPASSWORD='{}' psql -h 127.0.0.1 -p {} -U postgres warehouse -c 'SELECT * FROM shop.orders LIMIT 5'\n",
+            target.password(),
+            target.port()
+        ));
+    } else {
+        say("\nThe clusters are deleted now; `mssql-pg-migrate demo --keep` keeps them up to look at the copy.\n");
+    }
+    say("\nTo migrate a real SQL Server:\n  \
          mssql-pg-migrate init                          # asks for both servers, tests them, writes config.yaml\n  \
          mssql-pg-migrate -c config.yaml health-check   # versions, TLS, permissions\n  \
          mssql-pg-migrate -c config.yaml run --dry-run  # the plan: DDL, chunks, estimates, ETA\n  \
-         mssql-pg-migrate -c config.yaml run            # or `tui` to watch it\n",
-        target.password(),
-        target.port()
-    ));
-    if !args.no_wait && std::io::stdin().is_terminal() {
+         mssql-pg-migrate -c config.yaml run            # or `tui` to watch it\n");
+    if args.keep {
+        say("\nThe clusters stay up until Ctrl-C (or SIGTERM); then they are stopped and deleted.\n");
+        runtime.block_on(until_stopped());
+    } else if waits_for_enter {
         say("\nThe clusters stay up until you press Enter; then they are stopped and deleted.\n");
         let mut line = String::new();
         let _ = std::io::stdin().lock().read_line(&mut line);
@@ -95,4 +108,15 @@ pub fn demo(cli: &Cli, args: &DemoArgs) -> Result<(), CliError> {
     drop(target);
     drop(source);
     Ok(())
+}
+
+/// Returns on SIGINT or SIGTERM (or at once when neither can be listened for).
+async fn until_stopped() {
+    let Ok(mut terminate) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
 }

@@ -248,16 +248,23 @@ async fn query<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    let started = std::time::Instant::now();
     let stream = client.query(sql, &[&schema]).await.map_err(|e| bad(what, e.to_string()))?;
-    stream.into_first_result().await.map_err(|e| bad(what, e.to_string()))
+    let rows = stream.into_first_result().await.map_err(|e| bad(what, e.to_string()))?;
+    tracing::debug!(rows = rows.len(), ms = started.elapsed().as_millis(), "catalog: {what}");
+    Ok(rows)
 }
 
-/// Reads every table of `schema` that `select` accepts.
+/// Reads every table of `schema` that `select` accepts, on one connection
+/// or, given a second, with the columns read on it at the same time (the
+/// column query is the catalog's slowest on Babelfish, where every view is
+/// compiled afresh per session).
 ///
 /// # Errors
 /// [`SchemaError::Catalog`] when a query fails, naming which.
 pub async fn read_schema<S>(
     client: &mut Client<Compat<S>>,
+    second: Option<&mut Client<Compat<S>>>,
     schema: &str,
     select: &(dyn Fn(&str, &str) -> bool + Sync),
 ) -> Result<Vec<Table>, SchemaError>
@@ -265,6 +272,78 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let mut rows = CatalogRows::default();
+    let (columns, declared) = match second {
+        Some(other) => {
+            let (tables, columns) =
+                futures_util::future::join(read_tables(client, schema, &mut rows), read_columns(other, schema)).await;
+            tables?;
+            columns?
+        }
+        None => {
+            read_tables(client, schema, &mut rows).await?;
+            read_columns(client, schema).await?
+        }
+    };
+    rows.columns = columns;
+    if let Some(declared) = declared {
+        apply_declared_names(&mut rows, &declared);
+        count_unanalyzed_tables(client, &mut rows.tables).await;
+    }
+    Ok(super::assemble(rows, select))
+}
+
+/// The columns of `schema`, and on Babelfish (only) their declared names.
+async fn read_columns<S>(
+    client: &mut Client<Compat<S>>,
+    schema: &str,
+) -> Result<(Vec<ColumnRow>, Option<Vec<DeclaredColumn>>), SchemaError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let mut columns = Vec::new();
+    for r in query(client, COLUMNS, schema, "columns").await? {
+        let w = "columns";
+        let parts = ColumnParts {
+            name: req(&r, 1, w)?,
+            base_type: req(&r, 2, w)?,
+            alias_type: opt(&r, 3, w)?,
+            is_assembly_type: req(&r, 4, w)?,
+            max_length: req(&r, 5, w)?,
+            precision: req(&r, 6, w)?,
+            scale: req(&r, 7, w)?,
+            nullable: req(&r, 8, w)?,
+            collation: opt(&r, 9, w)?,
+            default: opt(&r, 10, w)?,
+            identity_seed: opt(&r, 11, w)?,
+            identity_increment: opt(&r, 12, w)?,
+            identity_current: opt(&r, 13, w)?,
+            computed: opt(&r, 14, w)?,
+            persisted: req(&r, 15, w)?,
+        };
+        columns.push(ColumnRow { object_id: req(&r, 0, w)?, column: column_from_parts(&parts)? });
+    }
+    // Asked after the columns, which are the slowest part of the catalog
+    // on Babelfish, so the question does not delay them.
+    if !is_babelfish(client).await {
+        return Ok((columns, None));
+    }
+    let mut declared = Vec::new();
+    for r in query(client, DECLARED_NAMES, schema, "declared names").await? {
+        let w = "declared names";
+        declared.push(DeclaredColumn {
+            schema: req::<&str>(&r, 0, w)?.to_owned(),
+            table: req::<&str>(&r, 1, w)?.to_owned(),
+            column: req::<&str>(&r, 2, w)?.to_owned(),
+        });
+    }
+    Ok((columns, Some(declared)))
+}
+
+/// Tables with their keys, indexes, foreign keys and checks.
+async fn read_tables<S>(client: &mut Client<Compat<S>>, schema: &str, rows: &mut CatalogRows) -> Result<(), SchemaError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     // Asked first rather than tried, since a failed query is logged as an
     // error by the driver even when the fallback then works.
     let sized = if has_allocation_units(client).await {
@@ -288,27 +367,6 @@ where
             estimated_rows: req(&r, 3, w)?,
             estimated_bytes: req(&r, 4, w)?,
         });
-    }
-    for r in query(client, COLUMNS, schema, "columns").await? {
-        let w = "columns";
-        let parts = ColumnParts {
-            name: req(&r, 1, w)?,
-            base_type: req(&r, 2, w)?,
-            alias_type: opt(&r, 3, w)?,
-            is_assembly_type: req(&r, 4, w)?,
-            max_length: req(&r, 5, w)?,
-            precision: req(&r, 6, w)?,
-            scale: req(&r, 7, w)?,
-            nullable: req(&r, 8, w)?,
-            collation: opt(&r, 9, w)?,
-            default: opt(&r, 10, w)?,
-            identity_seed: opt(&r, 11, w)?,
-            identity_increment: opt(&r, 12, w)?,
-            identity_current: opt(&r, 13, w)?,
-            computed: opt(&r, 14, w)?,
-            persisted: req(&r, 15, w)?,
-        };
-        rows.columns.push(ColumnRow { object_id: req(&r, 0, w)?, column: column_from_parts(&parts)? });
     }
     for r in query(client, KEYS, schema, "keys").await? {
         let w = "keys";
@@ -361,20 +419,7 @@ where
             expression: req::<&str>(&r, 2, w)?.to_owned(),
         });
     }
-    if is_babelfish(client).await {
-        let mut declared = Vec::new();
-        for r in query(client, DECLARED_NAMES, schema, "declared names").await? {
-            let w = "declared names";
-            declared.push(DeclaredColumn {
-                schema: req::<&str>(&r, 0, w)?.to_owned(),
-                table: req::<&str>(&r, 1, w)?.to_owned(),
-                column: req::<&str>(&r, 2, w)?.to_owned(),
-            });
-        }
-        apply_declared_names(&mut rows, &declared);
-        count_unanalyzed_tables(client, &mut rows.tables).await;
-    }
-    Ok(super::assemble(rows, select))
+    Ok(())
 }
 
 /// Babelfish's `sys.partitions.rows` is PostgreSQL's planner estimate, 0

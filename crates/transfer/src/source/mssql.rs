@@ -164,6 +164,8 @@ pub struct MssqlSource {
     babelfish: bool,
     /// For connections outside the pool (slices of large values).
     endpoint: MssqlEndpoint,
+    /// The pool's limit: a second connection is taken only where it allows.
+    max_size: u32,
 }
 
 impl MssqlSource {
@@ -176,14 +178,27 @@ impl MssqlSource {
         let encrypt = endpoint.encrypt;
         let unpooled = endpoint.clone();
         let mut first = endpoint.connect().await?;
-        let babelfish = catalog::mssql::is_babelfish(&mut first).await;
+        let max_size = max_size.max(1);
         let pool = bb8::Pool::builder()
-            .max_size(max_size.max(1))
+            .max_size(max_size)
             .connection_timeout(Duration::from_secs(60))
             .build_unchecked(MssqlManager { endpoint });
+        if max_size > 1 {
+            // The catalog reads on two connections and the readers on more:
+            // logging in the second now overlaps its login with the first
+            // queries and the target's setup. A failure here is the pool's
+            // to retry when a connection is asked for.
+            let warming = pool.clone();
+            tokio::spawn(async move {
+                if let Ok(second) = warming.dedicated_connection().await {
+                    let _ = warming.add(second);
+                }
+            });
+        }
+        let babelfish = catalog::mssql::is_babelfish(&mut first).await;
         pool.add(first)
             .map_err(|_| TransferError::Config("the SQL Server pool refused its first connection".into()))?;
-        Ok(MssqlSource { pool, address, encrypt, babelfish, endpoint: unpooled })
+        Ok(MssqlSource { pool, address, encrypt, babelfish, endpoint: unpooled, max_size })
     }
 
     /// Whether reading the table is permitted: a query for no rows succeeds.
@@ -896,7 +911,10 @@ impl Source for MssqlSource {
         select: &(dyn Fn(&str, &str) -> bool + Sync),
     ) -> Result<Vec<Table>, TransferError> {
         let mut conn = self.conn().await?;
-        Ok(catalog::mssql::read_schema(&mut conn, schema, select).await?)
+        // A second connection where the limit allows one; the readers
+        // reuse it later. The catalog reads on one alone otherwise.
+        let mut second = if self.max_size > 1 { Some(self.conn().await?) } else { None };
+        Ok(catalog::mssql::read_schema(&mut conn, second.as_deref_mut(), schema, select).await?)
     }
 
     async fn integer_range(&self, spec: &ReadSpec) -> Result<Option<(i64, i64)>, TransferError> {
