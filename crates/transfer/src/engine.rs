@@ -204,21 +204,36 @@ pub async fn run_with<S: Source>(
     // One session holds the lock; the other saves the run document.
     let control = target.sibling(2)?;
     let key = config.target.schema.clone();
-    let _lock = MigrationLock::acquire(&control, &key).await?;
     let where_ = match &options.state {
         StateLocation::File(path) => format!("state file {}", path.display()),
         StateLocation::Target => {
             format!("schema {} of the target database {}", progress::STATE_SCHEMA, control.address())
         }
     };
-    let saved = progress::load(&options.state, &control, &key).await?;
+    let setup = async {
+        let lock = MigrationLock::acquire(&control, &key).await?;
+        let saved = progress::load(&options.state, &control, &key).await?;
+        Ok::<_, TransferError>((lock, saved))
+    };
+    // A new run knows its source schema before any state: its catalog is
+    // read while the target is set up (a large catalog takes seconds). A
+    // resume takes the schema from the saved state, so it reads later.
+    let catalog = async {
+        if options.resume {
+            return None;
+        }
+        let schema = options.source_schema.as_deref().unwrap_or(&config.source.schema);
+        Some(read_selected_tables(source.as_ref(), schema, &config.migration).await)
+    };
+    let (setup, catalog) = futures_util::future::join(setup, catalog).await;
+    let (_lock, saved) = setup?;
     let state = begin_state(config, options, saved, &where_)?;
     let run_id = state.run_id.clone();
     let progress = Arc::new(Progress::open(&options.state, &control, &key, state).await?);
     progress.save().await?;
     options.emit(Event::Started { run_id: run_id.clone(), resumed: options.resume });
 
-    let result = migrate(&source, &target, config, tuning, options, &progress).await;
+    let result = migrate(&source, &target, config, tuning, options, &progress, catalog).await;
     let status = match &result {
         Ok(report) if report.is_success() => RunStatus::Completed,
         Err(TransferError::Cancelled) => RunStatus::Cancelled,
@@ -303,6 +318,7 @@ async fn migrate<S: Source>(
     tuning: Tuning,
     options: &RunOptions,
     progress: &Arc<Progress>,
+    catalog: Option<Result<Vec<Table>, TransferError>>,
 ) -> Result<RunReport, TransferError> {
     let started = Instant::now();
     let m = &config.migration;
@@ -314,7 +330,10 @@ async fn migrate<S: Source>(
         )
     });
 
-    let tables = read_selected_tables(source.as_ref(), &source_schema, m).await?;
+    let tables = match catalog {
+        Some(read) => read?,
+        None => read_selected_tables(source.as_ref(), &source_schema, m).await?,
+    };
     failpoint::reached("catalog-read").await;
 
     let plan = plan_targets(tables, m, &target_schema, source.dialect())?;
