@@ -214,6 +214,7 @@ impl<P: Prompter, S: Servers> Wizard<'_, P, S> {
                 user,
                 password,
                 password_file: None,
+                password_command: None,
                 schema: default_schema.to_owned(),
                 encrypt,
                 trust_server_cert,
@@ -325,6 +326,7 @@ impl<P: Prompter, S: Servers> Wizard<'_, P, S> {
                 user,
                 password,
                 password_file: None,
+                password_command: None,
                 schema,
                 ssl_mode,
             };

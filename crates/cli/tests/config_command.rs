@@ -207,3 +207,31 @@ fn json_logs_carry_the_error_on_stderr() {
     assert_eq!(record["fields"]["exit_code"], 1);
     assert!(record["fields"]["message"].as_str().unwrap().contains("source.host"));
 }
+
+#[test]
+fn a_failing_password_command_exits_1_naming_the_key_and_never_shows_its_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "source: {type: mssql, host: sql1, database: Shop, user: sa, \
+                password_command: 'echo half-printed-secret; echo more-secret >&2; exit 2'}\n\
+                target: {type: postgres, host: pg1, database: shop, user: etl, password_command: 'printf pg-%s token'}\n";
+    let path = write_config(dir.path(), "cmd.yaml", yaml);
+    let out = bin().args(["-c"]).arg(&path).arg("config").assert().code(1);
+    let (stdout, stderr) = (
+        String::from_utf8(out.get_output().stdout.clone()).unwrap(),
+        String::from_utf8(out.get_output().stderr.clone()).unwrap(),
+    );
+    assert!(stderr.contains("source.password_command"), "{stderr}");
+    for leaked in ["half-printed-secret", "more-secret"] {
+        assert!(!stderr.contains(leaked) && !stdout.contains(leaked), "{leaked} leaked:\n{stdout}\n{stderr}");
+    }
+
+    // The target's command worked: its output is the password, shown redacted.
+    let fixed = yaml.replace("echo half-printed-secret; echo more-secret >&2; exit 2", "printf sa-%s pw");
+    let path = write_config(dir.path(), "cmd-ok.yaml", &fixed);
+    let out = bin().args(["-c"]).arg(&path).arg("config").assert().success();
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(!stdout.contains("pg-token") && !stdout.contains("sa-pw"), "{stdout}");
+    let doc: serde_yaml::Value = serde_yaml::from_str(&stdout).unwrap();
+    assert_eq!(doc["target"]["password"].as_str(), Some("********"));
+    assert_eq!(doc["target"]["password_command"].as_str(), Some("printf pg-%s token"));
+}

@@ -24,7 +24,7 @@ const TUNING_KEYS: &[&str] = &[
 ];
 
 /// Keys never hashed: secrets, and where a secret is read from.
-const SECRET_KEYS: &[&str] = &["password", "password_file"];
+const SECRET_KEYS: &[&str] = &["password", "password_file", "password_command"];
 
 /// A stable hash over the canonical configuration, without secrets or tuning
 /// knobs, plus the canonical document itself so that a mismatch can name

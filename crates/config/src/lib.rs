@@ -31,6 +31,7 @@
 //! # Ok::<(), mssql_pg_migrate_config::ConfigError>(())
 //! ```
 
+pub mod credentials;
 mod error;
 mod expand;
 mod fingerprint;
@@ -80,6 +81,10 @@ pub struct SourceConfig {
     pub password: Secret,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
+    /// A command whose first output line is the password (run once, when
+    /// the config is loaded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_command: Option<String>,
     pub schema: String,
     pub encrypt: bool,
     pub trust_server_cert: bool,
@@ -113,6 +118,10 @@ pub struct TargetConfig {
     pub password: Secret,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
+    /// A command whose first output line is the password (run once, when
+    /// the config is loaded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_command: Option<String>,
     pub schema: String,
     pub ssl_mode: SslMode,
 }

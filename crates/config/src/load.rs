@@ -140,7 +140,7 @@ impl Loader {
             origins.env_keys.insert(path.join("."));
         }
 
-        let result = validate::build(&root, &origins, base);
+        let result = validate::build(&root, &origins, base, &|name| self.lookup(name));
         match result {
             Ok(config) if problems.is_empty() => Ok(config),
             Ok(_) => Err(ConfigError::Invalid(Problems(problems))),

@@ -6,6 +6,7 @@ use std::path::Path;
 use figment::value::{Dict, Value};
 use mssql_pg_migrate_typemap::{MssqlType, Override, OverrideScope, PgType, conversion};
 
+use crate::credentials::{self, PgLogin};
 use crate::error::{Problem, Problems};
 use crate::glob::TablePattern;
 use crate::load::Origins;
@@ -23,12 +24,23 @@ const SOURCE_KEYS: &[&str] = &[
     "user",
     "password",
     "password_file",
+    "password_command",
     "schema",
     "encrypt",
     "trust_server_cert",
 ];
-const TARGET_KEYS: &[&str] =
-    &["type", "host", "port", "database", "user", "password", "password_file", "schema", "ssl_mode"];
+const TARGET_KEYS: &[&str] = &[
+    "type",
+    "host",
+    "port",
+    "database",
+    "user",
+    "password",
+    "password_file",
+    "password_command",
+    "schema",
+    "ssl_mode",
+];
 const MIGRATION_KEYS: &[&str] = &[
     "target_mode",
     "workers",
@@ -62,8 +74,15 @@ const OVERRIDE_KEYS: &[&str] = &["source_type", "schema", "table", "column", "ta
 const PARALLELISM: RangeInclusive<u64> = 1..=256;
 const POOL_SIZE: RangeInclusive<u64> = 1..=1000;
 
-pub(crate) fn build(root: &Dict, origins: &Origins, base: &Path) -> Result<Config, Problems> {
-    let mut v = Walker { problems: Vec::new(), origins };
+/// `env` is the loader's environment, for libpq's `PGPASSWORD`,
+/// `PGPASSFILE` and `HOME`.
+pub(crate) fn build(
+    root: &Dict,
+    origins: &Origins,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Problems> {
+    let mut v = Walker { problems: Vec::new(), origins, env };
     v.unknown_keys(root, "", TOP_KEYS);
     let empty = Dict::new();
     let source = v.section(root, "source", SOURCE_KEYS, true).unwrap_or(&empty);
@@ -84,9 +103,17 @@ pub(crate) fn build(root: &Dict, origins: &Origins, base: &Path) -> Result<Confi
     }
 }
 
+/// A password and where it was read from.
+struct Credentials {
+    password: Secret,
+    file: Option<std::path::PathBuf>,
+    command: Option<String>,
+}
+
 struct Walker<'a> {
     problems: Vec<Problem>,
     origins: &'a Origins,
+    env: &'a dyn Fn(&str) -> Option<String>,
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -297,7 +324,10 @@ impl Walker<'_> {
         out
     }
 
-    fn password(&mut self, d: &Dict, path: &str, base: &Path) -> (Secret, Option<std::path::PathBuf>) {
+    /// The password from exactly one of `password`, `password_file` and
+    /// `password_command`; for a PostgreSQL server (`libpq` given) with none
+    /// of them, from `PGPASSWORD` or the password file, as libpq would.
+    fn password(&mut self, d: &Dict, path: &str, base: &Path, libpq: Option<PgLogin<'_>>) -> Credentials {
         let inline = match d.get("password") {
             None => None,
             Some(Value::String(_, s)) => Some(s.clone()),
@@ -311,34 +341,63 @@ impl Walker<'_> {
             }
         };
         let file = self.string(d, path, "password_file").map(std::path::PathBuf::from);
-        match (inline, file) {
-            (Some(_), Some(_)) => {
-                self.report(join(path, "password_file"), "set either password or password_file, not both");
-                (Secret::default(), None)
-            }
-            (Some(p), None) => (Secret::new(p), None),
-            (None, Some(file)) => {
-                let resolved = if file.is_absolute() { file.clone() } else { base.join(&file) };
-                match std::fs::read_to_string(&resolved) {
-                    Ok(text) => {
-                        // Secret files usually end with a newline that is not part of the password.
-                        let secret = text.trim_end_matches(['\n', '\r']);
-                        if secret.is_empty() {
-                            self.report(join(path, "password_file"), format!("{} is empty", resolved.display()));
-                        }
-                        (Secret::new(secret), Some(file))
+        let command = self.string(d, path, "password_command");
+        let mut out = Credentials { password: Secret::default(), file: file.clone(), command: command.clone() };
+        let given: Vec<&str> = [("password", inline.is_some()), ("password_file", file.is_some())]
+            .into_iter()
+            .chain([("password_command", command.is_some())])
+            .filter_map(|(key, set)| set.then_some(key))
+            .collect();
+        if given.len() > 1 {
+            let last = given[given.len() - 1];
+            self.report(join(path, last), format!("set only one of {}", given.join(", ")));
+            return out;
+        }
+        if let Some(p) = inline {
+            out.password = Secret::new(p);
+        } else if let Some(file) = file {
+            let resolved = if file.is_absolute() { file.clone() } else { base.join(&file) };
+            match std::fs::read_to_string(&resolved) {
+                Ok(text) => {
+                    // Secret files usually end with a newline that is not part of the password.
+                    let secret = text.trim_end_matches(['\n', '\r']);
+                    if secret.is_empty() {
+                        self.report(join(path, "password_file"), format!("{} is empty", resolved.display()));
                     }
-                    Err(e) => {
-                        self.report(join(path, "password_file"), format!("cannot read {}: {e}", resolved.display()));
-                        (Secret::default(), Some(file))
-                    }
+                    out.password = Secret::new(secret);
+                }
+                Err(e) => {
+                    self.report(join(path, "password_file"), format!("cannot read {}: {e}", resolved.display()));
                 }
             }
-            (None, None) => {
-                self.report(join(path, "password"), format!("required key is missing (or set {path}.password_file)"));
-                (Secret::default(), None)
+        } else if let Some(command) = command {
+            match credentials::run_password_command(&command) {
+                Ok(secret) => out.password = Secret::new(secret),
+                Err(why) => self.report(join(path, "password_command"), why),
+            }
+        } else {
+            let from_libpq = match libpq.map(|login| credentials::libpq_password(login, self.env)) {
+                Some(Ok(found)) => found,
+                Some(Err(why)) => {
+                    self.report(join(path, "password"), format!("required key is missing, and {why}"));
+                    return out;
+                }
+                None => None,
+            };
+            match from_libpq {
+                Some(secret) => out.password = Secret::new(secret),
+                None => {
+                    let libpq_places = if libpq.is_some() { ", PGPASSWORD or a ~/.pgpass line" } else { "" };
+                    self.report(
+                        join(path, "password"),
+                        format!(
+                            "required key is missing (or set {path}.password_file or {path}.password_command{libpq_places})"
+                        ),
+                    );
+                }
             }
         }
+        out
     }
 
     fn port(&mut self, d: &Dict, path: &str, default: u16) -> u16 {
@@ -372,7 +431,9 @@ impl Walker<'_> {
         let port = self.port(d, p, default_port);
         let database = self.required_string(d, p, "database");
         let user = self.required_string(d, p, "user");
-        let (password, password_file) = self.password(d, p, base);
+        let libpq =
+            (kind == SourceKind::Postgres).then_some(PgLogin { host: &host, port, database: &database, user: &user });
+        let credentials = self.password(d, p, base, libpq);
         let schema = self.string(d, p, "schema").unwrap_or_else(|| default_schema.to_owned());
         if schema.trim().is_empty() {
             self.report("source.schema", "must not be empty");
@@ -383,8 +444,9 @@ impl Walker<'_> {
             port,
             database,
             user,
-            password,
-            password_file,
+            password: credentials.password,
+            password_file: credentials.file,
+            password_command: credentials.command,
             schema,
             encrypt: self.boolean(d, p, "encrypt", true),
             trust_server_cert: self.boolean(d, p, "trust_server_cert", false),
@@ -409,7 +471,8 @@ impl Walker<'_> {
         let port = self.port(d, p, 5432);
         let database = self.required_string(d, p, "database");
         let user = self.required_string(d, p, "user");
-        let (password, password_file) = self.password(d, p, base);
+        let login = PgLogin { host: &host, port, database: &database, user: &user };
+        let credentials = self.password(d, p, base, Some(login));
         let schema = self.string(d, p, "schema").unwrap_or_else(|| "public".to_owned());
         if schema.trim().is_empty() {
             self.report("target.schema", "must not be empty");
@@ -426,7 +489,18 @@ impl Walker<'_> {
             ],
             SslMode::Prefer,
         );
-        TargetConfig { kind, host, port, database, user, password, password_file, schema, ssl_mode }
+        TargetConfig {
+            kind,
+            host,
+            port,
+            database,
+            user,
+            password: credentials.password,
+            password_file: credentials.file,
+            password_command: credentials.command,
+            schema,
+            ssl_mode,
+        }
     }
 
     fn migration(&mut self, d: &Dict) -> MigrationConfig {

@@ -245,8 +245,57 @@ fn password_file_is_an_alternative_to_password() {
     let both = "source: {type: mssql, host: h, database: d, user: u, password: x, password_file: /x}\n\
                 target: {type: postgres, host: h2, database: d2, user: u2}\n";
     let p = problems(Loader::new().load_str(both, "yaml"));
-    assert!(problem_for(&p, "source.password_file").contains("not both"));
-    assert!(problem_for(&p, "target.password").contains("password_file"));
+    assert!(problem_for(&p, "source.password_file").contains("set only one of password, password_file"));
+    let missing = problem_for(&p, "target.password");
+    assert!(missing.contains("password_file") && missing.contains("password_command"), "{missing}");
+    assert!(missing.contains("PGPASSWORD"), "a PostgreSQL server also takes libpq's places: {missing}");
+}
+
+#[test]
+fn password_command_gives_its_first_line_and_a_failure_names_the_key_without_its_output() {
+    let yaml = "source: {type: mssql, host: h, database: d, user: u, password_command: \"printf 'from-%s\\\\nrest' vault\"}\n\
+                target: {type: postgres, host: h2, database: d2, user: u2, password: x}\n";
+    let config = Loader::new().load_str(yaml, "yaml").unwrap();
+    assert_eq!(config.source.password.expose(), "from-vault");
+    let shown = serde_json::to_string(&config).unwrap();
+    assert!(!shown.contains("from-vault"), "{shown}");
+    assert!(shown.contains("password_command"), "the command (not a secret) is shown: {shown}");
+
+    let failing = "source: {type: mssql, host: h, database: d, user: u, password_command: 'echo s3cret; exit 7'}\n\
+                   target: {type: postgres, host: h2, database: d2, user: u2, password: x, password_command: 'true'}\n";
+    let p = problems(Loader::new().load_str(failing, "yaml"));
+    let why = problem_for(&p, "source.password_command");
+    assert!(why.contains("exit status: 7") && !why.contains("s3cret"), "{why}");
+    assert!(problem_for(&p, "target.password_command").contains("set only one of password, password_command"));
+}
+
+#[test]
+fn a_postgresql_server_without_a_password_takes_pgpassword_then_the_password_file() {
+    let yaml = "source: {type: postgres, host: src.example, database: shop, user: reader}\n\
+                target: {type: postgres, host: db.example, port: 6432, database: dw, user: etl}\n";
+    let config = Loader::new().with_env([("PGPASSWORD", "from-env")]).load_str(yaml, "yaml").unwrap();
+    assert_eq!((config.source.password.expose(), config.target.password.expose()), ("from-env", "from-env"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let pgpass = dir.path().join("pgpass");
+    std::fs::write(&pgpass, "db.example:6432:dw:etl:target-secret\n*:*:shop:reader:source-secret\n").unwrap();
+    let file = pgpass.to_str().unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let p = problems(Loader::new().with_env([("PGPASSFILE", file)]).load_str(yaml, "yaml"));
+        assert!(problem_for(&p, "target.password").contains("chmod 0600"), "{p}");
+        std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let config = Loader::new().with_env([("PGPASSFILE", file)]).load_str(yaml, "yaml").unwrap();
+    assert_eq!(config.target.password.expose(), "target-secret");
+    assert_eq!(config.source.password.expose(), "source-secret");
+
+    // SQL Server logins are not libpq's: no fallback there.
+    let mssql = "source: {type: mssql, host: h, database: d, user: u}\ntarget: {type: postgres, host: h, database: d, user: u, password: x}\n";
+    let p = problems(Loader::new().with_env([("PGPASSWORD", "from-env")]).load_str(mssql, "yaml"));
+    assert!(!problem_for(&p, "source.password").contains("PGPASSWORD"));
 }
 
 #[test]
