@@ -18,9 +18,12 @@ use mssql_pg_migrate::config::{Config, ConfigError, Loader};
 
 use crate::exit::{CliError, Exit};
 
+/// `--version`: the package version and the git commit built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("MSSQL_PG_MIGRATE_BUILD_COMMIT"), ")");
+
 /// Move a SQL Server database into PostgreSQL: schema, data, and the changes since the last run.
 #[derive(Debug, Parser)]
-#[command(name = "mssql-pg-migrate", version, max_term_width = 100)]
+#[command(name = "mssql-pg-migrate", version = VERSION, max_term_width = 100)]
 struct Cli {
     /// Config file path (.yaml, .yml, .json or .toml)
     #[arg(short = 'c', long = "config", value_name = "PATH", default_value = "config.yaml", global = true)]
@@ -281,7 +284,7 @@ fn show_config(cli: &Cli) -> Result<(), CliError> {
             "config": config.to_redacted_json(),
         }));
     } else {
-        let yaml = serde_yaml::to_string(&config).map_err(|e| CliError::new(Exit::Io, e.to_string()))?;
+        let yaml = serde_yaml_ng::to_string(&config).map_err(|e| CliError::new(Exit::Io, e.to_string()))?;
         output::print_text(&format!(
             "# {} resolved; secrets redacted; config_hash {hash}\n{yaml}",
             cli.config.display()

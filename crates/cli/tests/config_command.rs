@@ -30,7 +30,7 @@ fn prints_the_resolved_config_as_yaml_with_secrets_redacted() {
     let out = bin().args(["-c"]).arg(&path).arg("config").env("SA_PW", PASSWORD).assert().success();
     let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     assert!(!stdout.contains(PASSWORD), "{stdout}");
-    let doc: serde_yaml::Value = serde_yaml::from_str(&stdout).unwrap();
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&stdout).unwrap();
     assert_eq!(doc["source"]["host"].as_str(), Some("sql1"));
     assert_eq!(doc["source"]["port"].as_u64(), Some(1433));
     assert_eq!(doc["source"]["password"].as_str(), Some("********"));
@@ -48,7 +48,7 @@ fn output_json_prints_exactly_one_json_document() {
     let path = write_config(
         dir.path(),
         "m.json",
-        &serde_json::to_string(&serde_yaml::from_str::<serde_json::Value>(&good_yaml()).unwrap()).unwrap(),
+        &serde_json::to_string(&serde_yaml_ng::from_str::<serde_json::Value>(&good_yaml()).unwrap()).unwrap(),
     );
     let out = bin()
         .arg("--output-json")
@@ -231,7 +231,7 @@ fn a_failing_password_command_exits_1_naming_the_key_and_never_shows_its_output(
     let out = bin().args(["-c"]).arg(&path).arg("config").assert().success();
     let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     assert!(!stdout.contains("pg-token") && !stdout.contains("sa-pw"), "{stdout}");
-    let doc: serde_yaml::Value = serde_yaml::from_str(&stdout).unwrap();
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&stdout).unwrap();
     assert_eq!(doc["target"]["password"].as_str(), Some("********"));
     assert_eq!(doc["target"]["password_command"].as_str(), Some("printf pg-%s token"));
 }

@@ -79,3 +79,14 @@ fn the_output_schema_rejects_documents_that_break_it() {
         assert!(!validator.is_valid(&bad), "accepted: {bad}");
     }
 }
+
+#[test]
+fn version_names_the_git_commit_it_was_built_from() {
+    let version = stdout_of(&["--version"]);
+    assert!(version.starts_with(&format!("mssql-pg-migrate {} (commit ", env!("CARGO_PKG_VERSION"))), "{version}");
+    // The test runs in the checkout the binary was built from.
+    let head = std::process::Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().unwrap();
+    assert!(head.status.success(), "git is needed to build and test from a checkout");
+    let head = String::from_utf8(head.stdout).unwrap();
+    assert!(version.contains(&format!("commit {}", head.trim())), "{version} is not HEAD {head}");
+}

@@ -399,7 +399,7 @@ fn secrets_never_appear_in_debug_display_or_json() {
     let debug = format!("{config:?}");
     let pretty = format!("{config:#?}");
     let json = serde_json::to_string(&config).unwrap();
-    let yaml = serde_yaml::to_string(&config).unwrap();
+    let yaml = serde_yaml_ng::to_string(&config).unwrap();
     let fingerprint = serde_json::to_string(&config.fingerprint()).unwrap();
     let display = format!("{} {}", config.source.password, config.target.password);
     for (what, text) in [
