@@ -42,3 +42,18 @@ async fn schema_overrides_choose_where_rows_come_from_and_land() {
         "the config's target schema was not used"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_included_table_name_that_matches_nothing_stops_the_run_naming_it() {
+    let s = setup("target_mode: drop_recreate, include_tables: [skewed, no_such_table, 'nothing_*']").await;
+    let (code, stdout, stderr) = s.finish(None, &["run"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(stderr.contains("include_tables") && stderr.contains("no_such_table"), "{stderr}");
+    // A wildcard that matches nothing is a filter, not a name.
+    assert!(!stderr.contains("nothing_*"), "{stderr}");
+    assert_eq!(
+        s.target_scalar("SELECT count(*)::text FROM pg_tables WHERE schemaname = 'copy'").await,
+        "0",
+        "nothing is created before the names are checked"
+    );
+}

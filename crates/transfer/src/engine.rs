@@ -476,8 +476,35 @@ pub(crate) async fn read_selected_tables<S: Source>(
     schema: &str,
     m: &MigrationConfig,
 ) -> Result<Vec<Table>, TransferError> {
-    let select = |schema: &str, table: &str| m.selects_table(schema, table);
+    // Which include patterns matched a table, so that a name given without
+    // wildcards that matches nothing (a typo, or a table the login cannot
+    // see) stops the run instead of silently leaving the table out.
+    let included = std::sync::Mutex::new(vec![false; m.include_tables.len()]);
+    let select = |schema: &str, table: &str| {
+        if let Ok(mut seen) = included.lock() {
+            for (i, p) in m.include_tables.iter().enumerate() {
+                seen[i] |= p.matches(schema, table);
+            }
+        }
+        m.selects_table(schema, table)
+    };
     let tables = source.read_schema(schema, &select).await?;
+    let seen = included.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let missing: Vec<&str> = m
+        .include_tables
+        .iter()
+        .zip(&seen)
+        .filter(|(p, matched)| !**matched && !p.as_str().contains(['*', '?']))
+        .map(|(p, _)| p.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(TransferError::Config(format!(
+            "migration.include_tables names {} that schema '{schema}' of the source does not have, \
+             or that the login cannot see: {}",
+            if missing.len() == 1 { "a table" } else { "tables" },
+            missing.join(", ")
+        )));
+    }
     if tables.is_empty() {
         return Err(TransferError::Config(format!(
             "no tables to migrate: schema '{schema}' of the source has no tables that \
