@@ -314,8 +314,11 @@ impl<P: Prompter, S: Servers> Wizard<'_, P, S> {
             let password = self.ask_password("Target password")?;
             let default_schema = source.schema.to_lowercase();
             let schema = self.ask_text("Target schema", Some(&default_schema))?;
-            let ssl_mode = match self.ask_choice("SSL mode", &["disable", "prefer"], "prefer")? {
+            let modes = ["disable", "prefer", "require", "verify-full"];
+            let ssl_mode = match self.ask_choice("SSL mode", &modes, "prefer")? {
                 "disable" => SslMode::Disable,
+                "require" => SslMode::Require,
+                "verify-full" => SslMode::VerifyFull,
                 _ => SslMode::Prefer,
             };
             let target = TargetConfig {
@@ -329,6 +332,9 @@ impl<P: Prompter, S: Servers> Wizard<'_, P, S> {
                 password_command: None,
                 schema,
                 ssl_mode,
+                ssl_root_cert: None,
+                ssl_cert: None,
+                ssl_key: None,
             };
             self.prompter.say("Testing the target connection... ");
             match self.servers.target(&target) {
@@ -445,8 +451,13 @@ pub fn render(a: &Answers) -> String {
         SslMode::Allow => "allow",
         SslMode::Prefer => "prefer",
         SslMode::Require => "require",
+        SslMode::VerifyCa => "verify-ca",
+        SslMode::VerifyFull => "verify-full",
     };
-    y.push_str(&format!("  ssl_mode: {ssl}                # disable | allow | prefer\n"));
+    y.push_str(&format!(
+        "  ssl_mode: {ssl}                # disable | allow | prefer | require | verify-ca | verify-full\n"
+    ));
+    y.push_str("  # ssl_root_cert: /path/ca.pem  # the CA for verify-ca / verify-full (else the system's)\n");
     y.push_str("\nmigration:\n");
     y.push_str(&format!("  target_mode: {}       # drop_recreate | truncate\n", a.target_mode));
     if a.include_tables.is_empty() {
@@ -671,12 +682,21 @@ mod tests {
             }
             let table =
                 |schema: &str, name: &str| TableName { schema: schema.into(), name: name.into(), estimated_rows: 10 };
-            let probe =
-                ServerProbe { version: "SQL Server 16.0 (Developer)".into(), user: "etl".into(), tls: Some(true) };
+            let probe = ServerProbe {
+                version: "SQL Server 16.0 (Developer)".into(),
+                user: "etl".into(),
+                tls: Some(true),
+                tls_detail: None,
+            };
             Ok((probe, vec![table("dbo", "Orders"), table("dbo", "Sales_2024"), table("hr", "People")]))
         }
         fn target(&mut self, _: &TargetConfig) -> Result<ServerProbe, String> {
-            Ok(ServerProbe { version: "PostgreSQL 15.8 on x86_64".into(), user: "loader".into(), tls: Some(false) })
+            Ok(ServerProbe {
+                version: "PostgreSQL 15.8 on x86_64".into(),
+                user: "loader".into(),
+                tls: Some(false),
+                tls_detail: None,
+            })
         }
     }
 

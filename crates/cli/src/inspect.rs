@@ -122,10 +122,11 @@ fn endpoint_text(text: &mut String, side: &str, e: &EndpointHealth) {
     };
     // PostgreSQL's version() ends with compiler details nobody needs here.
     let version = server.version.split(", compiled by").next().unwrap_or(&server.version);
-    let tls = match server.tls {
-        Some(true) => "yes",
-        Some(false) => "no",
-        None => "unknown (the login may not see it)",
+    let tls = match (&server.tls_detail, server.tls) {
+        (Some(detail), _) => detail.as_str(),
+        (None, Some(true)) => "yes",
+        (None, Some(false)) => "no",
+        (None, None) => "unknown (the login may not see it)",
     };
     let _ = writeln!(text, "  server   {version}");
     let _ = writeln!(text, "  login    {}", server.user);

@@ -44,6 +44,7 @@ async fn health_check_reports_servers_and_permissions_and_exits_0_1_or_2() {
         assert!(endpoint["server"]["version"].as_str().unwrap().starts_with("PostgreSQL 15"), "{endpoint}");
         assert_eq!(endpoint["server"]["user"], user);
         assert_eq!(endpoint["server"]["tls"], false, "ssl is off on the test clusters");
+        assert_eq!(endpoint["server"]["tls_detail"], "not encrypted");
         let latency = endpoint["latency_ms"].as_f64().unwrap();
         assert!(latency > 0.0 && latency < 1000.0, "latency {latency}");
     }
@@ -59,7 +60,10 @@ async fn health_check_reports_servers_and_permissions_and_exits_0_1_or_2() {
 
     let (code, stdout, _) = s.finish(None, &["health-check"]);
     assert_eq!(code, 0);
-    assert!(stdout.contains("TLS      no") && stdout.contains("latency  ") && stdout.contains("healthy:"), "{stdout}");
+    assert!(
+        stdout.contains("TLS      not encrypted") && stdout.contains("latency  ") && stdout.contains("healthy:"),
+        "{stdout}"
+    );
 
     // A source login without SELECT on one table, and a target login that
     // may create nothing and owns none of the existing tables.

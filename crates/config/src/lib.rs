@@ -97,14 +97,17 @@ pub enum TargetKind {
     Postgres,
 }
 
-/// libpq-style `sslmode` for the target connection.
+/// libpq's `sslmode` for a PostgreSQL connection (see the transfer
+/// crate's `tls` module for what each checks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum SslMode {
     Disable,
     Allow,
     Prefer,
     Require,
+    VerifyCa,
+    VerifyFull,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -124,6 +127,14 @@ pub struct TargetConfig {
     pub password_command: Option<String>,
     pub schema: String,
     pub ssl_mode: SslMode,
+    /// CA certificates (PEM) the server's certificate must chain to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_root_cert: Option<PathBuf>,
+    /// A client certificate (PEM) and its private key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_key: Option<PathBuf>,
 }
 
 /// How the target tables are prepared before data moves.

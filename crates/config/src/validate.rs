@@ -40,6 +40,9 @@ const TARGET_KEYS: &[&str] = &[
     "password_command",
     "schema",
     "ssl_mode",
+    "ssl_root_cert",
+    "ssl_cert",
+    "ssl_key",
 ];
 const MIGRATION_KEYS: &[&str] = &[
     "target_mode",
@@ -486,9 +489,24 @@ impl Walker<'_> {
                 ("allow", SslMode::Allow),
                 ("prefer", SslMode::Prefer),
                 ("require", SslMode::Require),
+                ("verify-ca", SslMode::VerifyCa),
+                ("verify-full", SslMode::VerifyFull),
             ],
             SslMode::Prefer,
         );
+        let mut tls_file = |key: &str| {
+            let file = self.string(d, p, key).map(std::path::PathBuf::from)?;
+            let resolved = if file.is_absolute() { file } else { base.join(file) };
+            if !resolved.is_file() {
+                self.report(join(p, key), format!("{} is not a readable file", resolved.display()));
+            }
+            Some(resolved)
+        };
+        let (ssl_root_cert, ssl_cert, ssl_key) = (tls_file("ssl_root_cert"), tls_file("ssl_cert"), tls_file("ssl_key"));
+        if ssl_cert.is_some() != ssl_key.is_some() {
+            let given = if ssl_cert.is_some() { "ssl_cert" } else { "ssl_key" };
+            self.report(join(p, given), "set both ssl_cert and ssl_key (a client certificate and its key), or neither");
+        }
         TargetConfig {
             kind,
             host,
@@ -500,6 +518,9 @@ impl Walker<'_> {
             password_command: credentials.command,
             schema,
             ssl_mode,
+            ssl_root_cert,
+            ssl_cert,
+            ssl_key,
         }
     }
 

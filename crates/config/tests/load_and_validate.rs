@@ -447,3 +447,32 @@ fn the_fingerprint_ignores_secrets_and_tuning_but_names_what_changed() {
     let again = mssql_pg_migrate_config::Fingerprint::from_canonical(base.fingerprint().canonical);
     assert_eq!(again.hash, base.fingerprint().hash);
 }
+
+#[test]
+fn tls_settings_take_libpq_modes_and_name_unusable_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), "not checked at load").unwrap();
+    let yaml = "source: {type: mssql, host: h, database: d, user: u, password: x}\n\
+                target: {type: postgres, host: h2, database: d2, user: u2, password: y, ssl_mode: verify-full, \
+                ssl_root_cert: ca.pem}\n";
+    let path = dir.path().join("tls.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let config = Loader::new().load_file(&path).unwrap();
+    assert_eq!(config.target.ssl_mode, mssql_pg_migrate_config::SslMode::VerifyFull);
+    assert_eq!(
+        config.target.ssl_root_cert.as_deref(),
+        Some(dir.path().join("ca.pem").as_path()),
+        "relative to the file"
+    );
+
+    let ca = dir.path().join("ca.pem");
+    let half = yaml.replace("ssl_root_cert: ca.pem", &format!("ssl_cert: '{}'", ca.display()));
+    let p = problems(Loader::new().load_str(&half, "yaml"));
+    assert!(problem_for(&p, "target.ssl_cert").contains("set both ssl_cert and ssl_key"), "{p}");
+    let missing = yaml.replace("ssl_root_cert: ca.pem", "ssl_root_cert: /nonexistent/ca.pem");
+    let p = problems(Loader::new().load_str(&missing, "yaml"));
+    assert!(problem_for(&p, "target.ssl_root_cert").contains("/nonexistent/ca.pem"), "{p}");
+    let unknown = yaml.replace("verify-full", "verify_everything");
+    let p = problems(Loader::new().load_str(&unknown, "yaml"));
+    assert!(problem_for(&p, "target.ssl_mode").contains("verify-ca"), "the allowed values are listed: {p}");
+}

@@ -12,6 +12,7 @@ use crate::pool::{PgEndpoint, PgPool};
 use crate::source::Source;
 use crate::source::mssql::{MssqlEndpoint, MssqlSource};
 use crate::source::pg::PgSource;
+use crate::tls::TlsFiles;
 
 /// Work that needs a connected source of either dialect.
 pub trait SourceJob {
@@ -40,6 +41,7 @@ pub async fn with_source<J: SourceJob>(
                 user: s.user.clone(),
                 password: s.password.clone(),
                 ssl_mode: SslMode::Prefer,
+                tls: TlsFiles::default(),
             };
             let source = PgSource::new(PgPool::new(&endpoint, Side::Source, max_connections)?);
             job.call(Arc::new(source)).await
@@ -70,6 +72,11 @@ pub fn target_endpoint(t: &TargetConfig) -> PgEndpoint {
         user: t.user.clone(),
         password: t.password.clone(),
         ssl_mode: t.ssl_mode,
+        tls: TlsFiles {
+            root_cert: t.ssl_root_cert.clone(),
+            client_cert: t.ssl_cert.clone(),
+            client_key: t.ssl_key.clone(),
+        },
     }
 }
 

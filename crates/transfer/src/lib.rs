@@ -55,9 +55,11 @@ pub mod retry;
 pub mod source;
 #[cfg(test)]
 mod testing;
+pub mod tls;
 pub mod tuning;
 pub mod validate;
 
+pub use connect::target_endpoint;
 pub use dry_run::{DryRunOptions, DryRunPlan, dry_run};
 pub use engine::{RunOptions, run};
 pub use error::{ErrorKind, Side, TransferError};

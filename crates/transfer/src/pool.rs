@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use mssql_pg_migrate_config::{Secret, SslMode};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{Side, TransferError};
+use crate::tls::{self, TlsFiles};
 
 /// Where and how to connect to a PostgreSQL server.
 #[derive(Debug, Clone)]
@@ -17,6 +18,7 @@ pub struct PgEndpoint {
     pub user: String,
     pub password: Secret,
     pub ssl_mode: SslMode,
+    pub tls: TlsFiles,
 }
 
 impl PgEndpoint {
@@ -45,7 +47,7 @@ impl PgPool {
     /// Builds a pool of at most `max_size` connections. Nothing connects yet.
     ///
     /// # Errors
-    /// [`TransferError::Config`] for an SSL mode this build cannot honour.
+    /// [`TransferError::Config`] for TLS files that cannot be used.
     pub fn new(endpoint: &PgEndpoint, side: Side, max_size: usize) -> Result<PgPool, TransferError> {
         let mut config = tokio_postgres::Config::new();
         config
@@ -60,15 +62,15 @@ impl PgPool {
         config.ssl_mode(match endpoint.ssl_mode {
             SslMode::Disable => tokio_postgres::config::SslMode::Disable,
             SslMode::Allow | SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-            SslMode::Require => {
-                return Err(TransferError::Config(format!(
-                    "{side}.ssl_mode: require is not supported by this build yet (it connects without TLS); \
-                     use prefer or disable, or reach {} through a TLS tunnel",
-                    endpoint.address()
-                )));
-            }
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
         });
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let tls =
+            tls::client_config(endpoint.ssl_mode, &endpoint.tls, &side.to_string()).map_err(TransferError::Config)?;
+        let manager = Manager::from_config(
+            config,
+            MakeRustlsConnect::new(tls),
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
         let pool = Pool::builder(manager)
             .max_size(max_size.max(1))
             .build()
@@ -108,11 +110,17 @@ impl PgPool {
                 },
                 other => other.to_string(),
             };
+            let message = tls::explain(&message, &self.endpoint.host, &self.side.to_string()).unwrap_or(message);
             TransferError::Connect { side, address: self.address.clone(), message }
         })
     }
 
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// What this pool's connections promise about the server's certificate.
+    pub fn verification(&self) -> tls::Verification {
+        tls::verification(self.endpoint.ssl_mode, &self.endpoint.tls)
     }
 }

@@ -207,6 +207,9 @@ pub struct ServerProbe {
     /// Whether the session is encrypted; `None` when the server does not
     /// let this login see it.
     pub tls: Option<bool>,
+    /// The protocol and cipher where the server tells them, and what the
+    /// connection verified of the server's certificate, in words.
+    pub tls_detail: Option<String>,
 }
 
 /// Whether the source login may read one table and its definition.

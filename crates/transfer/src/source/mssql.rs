@@ -159,6 +159,8 @@ pub struct MssqlSource {
     address: String,
     /// Whether the login asked for encryption, which tiberius then requires.
     encrypt: bool,
+    /// Whether any server certificate is accepted (`trust_server_cert`).
+    trust_server_cert: bool,
     /// Whether the server is Babelfish, for the few answers where it is not
     /// SQL Server (see the README of ../shared/babelfish).
     babelfish: bool,
@@ -176,6 +178,7 @@ impl MssqlSource {
     pub async fn connect(endpoint: MssqlEndpoint, max_size: u32) -> Result<MssqlSource, TransferError> {
         let address = endpoint.address();
         let encrypt = endpoint.encrypt;
+        let trust_server_cert = endpoint.trust_server_cert;
         let unpooled = endpoint.clone();
         let mut first = endpoint.connect().await?;
         let max_size = max_size.max(1);
@@ -198,7 +201,7 @@ impl MssqlSource {
         let babelfish = catalog::mssql::is_babelfish(&mut first).await;
         pool.add(first)
             .map_err(|_| TransferError::Config("the SQL Server pool refused its first connection".into()))?;
-        Ok(MssqlSource { pool, address, encrypt, babelfish, endpoint: unpooled, max_size })
+        Ok(MssqlSource { pool, address, encrypt, trust_server_cert, babelfish, endpoint: unpooled, max_size })
     }
 
     /// Whether reading the table is permitted: a query for no rows succeeds.
@@ -837,7 +840,16 @@ impl Source for MssqlSource {
             _ => None,
         };
         let tls = seen.or(self.encrypt.then_some(true));
-        Ok(ServerProbe { version, user, tls })
+        let tls_detail = Some(
+            match (tls, self.trust_server_cert) {
+                (Some(true), true) => "encrypted, certificate not verified (trust_server_cert: true)",
+                (Some(true), false) => "encrypted, certificate and host name verified",
+                (Some(false), _) => "not encrypted",
+                (None, _) => "unknown (the login may not see it)",
+            }
+            .to_owned(),
+        );
+        Ok(ServerProbe { version, user, tls, tls_detail })
     }
 
     async fn ping(&self) -> Result<(), TransferError> {

@@ -364,8 +364,8 @@ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
 ORDER BY 1, 2";
 
 const PROBE: &str = "\
-SELECT version(), current_user::text,
-       (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid())";
+SELECT version(), current_user::text, s.ssl, s.version, s.cipher
+FROM (SELECT 1) one LEFT JOIN pg_stat_ssl s ON s.pid = pg_backend_pid()";
 
 /// Version, login and encryption of a session of `pool` (a PostgreSQL
 /// source, or the target).
@@ -376,10 +376,20 @@ pub async fn probe_pg(pool: &PgPool, side: Side) -> Result<ServerProbe, Transfer
     let client = pool.get(side).await?;
     let context = "reading the server version";
     let row = client.query_one(PROBE, &[]).await.map_err(|e| TransferError::pg(side, context, &e))?;
+    let tls: Option<bool> = row.try_get(2).map_err(|e| TransferError::pg(side, context, &e))?;
+    let protocol: Option<String> = row.try_get(3).map_err(|e| TransferError::pg(side, context, &e))?;
+    let cipher: Option<String> = row.try_get(4).map_err(|e| TransferError::pg(side, context, &e))?;
     Ok(ServerProbe {
         version: row.try_get(0).map_err(|e| TransferError::pg(side, context, &e))?,
         user: row.try_get(1).map_err(|e| TransferError::pg(side, context, &e))?,
-        tls: row.try_get(2).map_err(|e| TransferError::pg(side, context, &e))?,
+        tls,
+        tls_detail: Some(match (tls, protocol, cipher) {
+            (Some(true), Some(protocol), Some(cipher)) => {
+                format!("{protocol} {cipher}, {}", pool.verification().describe().trim_start_matches("encrypted, "))
+            }
+            (Some(false), ..) => "not encrypted".to_owned(),
+            _ => pool.verification().describe().to_owned(),
+        }),
     })
 }
 
@@ -518,6 +528,7 @@ mod tests {
             user: "none".into(),
             password: Default::default(),
             ssl_mode: mssql_pg_migrate_config::SslMode::Disable,
+            tls: Default::default(),
         };
         let source = PgSource::new(PgPool::new(&endpoint, Side::Source, 1).unwrap());
         let int_key = vec![RawValue { ty: Type::INT4, bytes: Bytes::copy_from_slice(&(-7i32).to_be_bytes()) }];
