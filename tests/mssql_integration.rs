@@ -30,7 +30,9 @@ fn endpoint(server: &TestServer) -> MssqlEndpoint {
         user: server.user.clone(),
         password: Secret::new(server.password.clone()),
         encrypt: server.encrypt,
+        strict: false,
         trust_server_cert: server.trust_server_cert,
+        ca_cert: None,
     }
 }
 
@@ -386,4 +388,62 @@ async fn an_unreachable_server_is_a_connection_error_naming_it() {
     let err = endpoint.connect().await.unwrap_err();
     assert!(matches!(err, TransferError::Connect { .. }), "{err:?}");
     assert!(err.to_string().contains(&format!("{}:1/", endpoint.host)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_certificate_is_verified_unless_trust_server_cert_says_otherwise() {
+    use mssql_pg_migrate::transfer::source::Source as _;
+    use mssql_pg_migrate::transfer::source::mssql::MssqlSource;
+    let test = "the_servers_certificate_is_verified_unless_trust_server_cert_says_otherwise";
+    let Some(server) = TestServer::from_env(test) else { return };
+    let Some(ca) = server.ca_cert.clone() else {
+        eprintln!("SKIPPED {test}: MSSQL_TEST_URL names no ca_cert (the CA of the server's certificate)");
+        return;
+    };
+    let verified = MssqlEndpoint {
+        encrypt: true,
+        trust_server_cert: false,
+        ca_cert: Some(ca.clone().into()),
+        ..endpoint(&server)
+    };
+    let words = |e: MssqlEndpoint| async move {
+        let source = MssqlSource::connect(e, 1).await.map_err(|e| e.to_string())?;
+        let probe = source.probe().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((probe.tls, probe.tls_detail.unwrap_or_default()))
+    };
+    assert_eq!(
+        words(verified.clone()).await.unwrap(),
+        (Some(true), "encrypted, certificate and host name verified".to_owned()),
+        "the server's own CA verifies it"
+    );
+
+    // Another CA, or none (the test certificate is in no system store): refused, as a connection error.
+    let dir = tempfile::tempdir().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(rcgen::DnType::CommonName, "some other CA");
+    let other = params.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap();
+    let other_ca = dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca, other.pem()).unwrap();
+    for (what, ca_cert) in [("another CA", Some(other_ca)), ("the system's roots", None)] {
+        let refused = MssqlSource::connect(MssqlEndpoint { ca_cert, ..verified.clone() }, 1).await.err();
+        let refused = refused.unwrap_or_else(|| panic!("{what} accepted the test server's certificate"));
+        assert_eq!(refused.kind(), mssql_pg_migrate::transfer::ErrorKind::Connection, "{what}: {refused}");
+    }
+
+    // TDS 8.0 strict encryption: Babelfish speaks no TDS 8.0, so it is
+    // refused there with advice; SQL Server 2022 accepts it.
+    let strict = MssqlEndpoint { strict: true, ..verified.clone() };
+    if server.is_babelfish().await {
+        let Err(refused) = MssqlSource::connect(strict, 1).await else { panic!("Babelfish has no TDS 8.0") };
+        assert!(refused.to_string().contains("encrypt: strict needs a server with TDS 8.0"), "{refused}");
+    } else {
+        assert_eq!(words(strict).await.unwrap().0, Some(true));
+    }
+
+    // The explicit opt-out says so.
+    let trusting = MssqlEndpoint { trust_server_cert: true, ca_cert: None, ..verified.clone() };
+    let (tls, detail) = words(trusting).await.unwrap();
+    assert_eq!(tls, Some(true));
+    assert!(detail.contains("not verified (trust_server_cert: true)"), "{detail}");
 }

@@ -10,7 +10,7 @@
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 
-use mssql_pg_migrate::config::{Secret, SourceConfig, SourceKind, SslMode, TargetConfig};
+use mssql_pg_migrate::config::{Encrypt, Secret, SourceConfig, SourceKind, SslMode, TargetConfig};
 use mssql_pg_migrate::transfer::health::{list_source_tables, probe_target};
 use mssql_pg_migrate::transfer::source::{ServerProbe, TableName};
 
@@ -216,8 +216,9 @@ impl<P: Prompter, S: Servers> Wizard<'_, P, S> {
                 password_file: None,
                 password_command: None,
                 schema: default_schema.to_owned(),
-                encrypt,
+                encrypt: if encrypt { Encrypt::On } else { Encrypt::Off },
                 trust_server_cert,
+                ca_cert: None,
             };
             self.prompter.say("Testing the source connection... ");
             match self.servers.source(&source) {
@@ -729,7 +730,7 @@ mod tests {
         assert_eq!((config.source.host.as_str(), config.source.port), ("db.example", 1433));
         assert_eq!(config.source.schema, "hr");
         assert_eq!(config.source.password.expose(), "pa$$ \"quoted\" 'x'", "inline passwords survive quoting and $");
-        assert!(config.source.encrypt && config.source.trust_server_cert);
+        assert!(config.source.encrypt.is_on() && config.source.trust_server_cert);
         assert_eq!(config.target.password.expose(), "t-secret");
         assert_eq!((config.target.schema.as_str(), config.target.ssl_mode), ("sales", SslMode::Disable));
         assert_eq!(config.migration.target_mode, mssql_pg_migrate::config::TargetMode::Truncate);

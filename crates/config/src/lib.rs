@@ -86,8 +86,49 @@ pub struct SourceConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_command: Option<String>,
     pub schema: String,
-    pub encrypt: bool,
+    pub encrypt: Encrypt,
     pub trust_server_cert: bool,
+    /// A CA certificate (PEM) the SQL Server's certificate must chain to,
+    /// instead of the system's roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// `source.encrypt`: `false`, `true` (the default), or `strict` (TDS 8.0:
+/// TLS before any TDS byte, as SQL Server 2022 and Azure SQL offer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encrypt {
+    Off,
+    On,
+    Strict,
+}
+
+impl Encrypt {
+    /// Whether the whole session is encrypted.
+    pub fn is_on(self) -> bool {
+        self != Encrypt::Off
+    }
+}
+
+impl std::fmt::Display for Encrypt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Encrypt::Off => "false",
+            Encrypt::On => "true",
+            Encrypt::Strict => "strict",
+        })
+    }
+}
+
+impl Serialize for Encrypt {
+    /// As it is written in a config file: `false`, `true` or `strict`.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Encrypt::Off => serializer.serialize_bool(false),
+            Encrypt::On => serializer.serialize_bool(true),
+            Encrypt::Strict => serializer.serialize_str("strict"),
+        }
+    }
 }
 
 /// The only target kind: PostgreSQL.

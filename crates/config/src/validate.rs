@@ -11,8 +11,8 @@ use crate::error::{Problem, Problems};
 use crate::glob::TablePattern;
 use crate::load::Origins;
 use crate::{
-    Config, IdentifierCase, MigrationConfig, Secret, SourceConfig, SourceKind, SslMode, TargetConfig, TargetKind,
-    TargetMode,
+    Config, Encrypt, IdentifierCase, MigrationConfig, Secret, SourceConfig, SourceKind, SslMode, TargetConfig,
+    TargetKind, TargetMode,
 };
 
 const TOP_KEYS: &[&str] = &["source", "target", "migration"];
@@ -28,6 +28,7 @@ const SOURCE_KEYS: &[&str] = &[
     "schema",
     "encrypt",
     "trust_server_cert",
+    "ca_cert",
 ];
 const TARGET_KEYS: &[&str] = &[
     "type",
@@ -441,6 +442,26 @@ impl Walker<'_> {
         if schema.trim().is_empty() {
             self.report("source.schema", "must not be empty");
         }
+        let encrypt = match d.get("encrypt") {
+            Some(Value::String(_, s)) if s.trim().eq_ignore_ascii_case("strict") => Encrypt::Strict,
+            _ if self.boolean(d, p, "encrypt", true) => Encrypt::On,
+            _ => Encrypt::Off,
+        };
+        let trust_server_cert = self.boolean(d, p, "trust_server_cert", false);
+        let ca_cert = self.string(d, p, "ca_cert").map(|file| {
+            let file = std::path::PathBuf::from(file);
+            let resolved = if file.is_absolute() { file } else { base.join(file) };
+            if !resolved.is_file() {
+                self.report(join(p, "ca_cert"), format!("{} is not a readable file", resolved.display()));
+            }
+            resolved
+        });
+        if ca_cert.is_some() && trust_server_cert {
+            self.report(
+                join(p, "ca_cert"),
+                "set either ca_cert (verify against this CA) or trust_server_cert: true (verify nothing), not both",
+            );
+        }
         SourceConfig {
             kind,
             host,
@@ -451,8 +472,9 @@ impl Walker<'_> {
             password_file: credentials.file,
             password_command: credentials.command,
             schema,
-            encrypt: self.boolean(d, p, "encrypt", true),
-            trust_server_cert: self.boolean(d, p, "trust_server_cert", false),
+            encrypt,
+            trust_server_cert,
+            ca_cert,
         }
     }
 

@@ -121,7 +121,7 @@ fn the_same_config_loads_identically_from_yaml_json_and_toml() {
     assert_eq!(yaml.source.kind, SourceKind::Mssql);
     assert_eq!(yaml.source.port, 1433);
     assert_eq!(yaml.source.schema, "dbo");
-    assert!(yaml.source.encrypt && yaml.source.trust_server_cert);
+    assert!(yaml.source.encrypt.is_on() && yaml.source.trust_server_cert);
     assert_eq!(yaml.source.password.expose(), PASSWORD);
     assert_eq!(yaml.target.port, 6543);
     assert_eq!(yaml.target.schema, "public");
@@ -475,4 +475,26 @@ fn tls_settings_take_libpq_modes_and_name_unusable_files() {
     let unknown = yaml.replace("verify-full", "verify_everything");
     let p = problems(Loader::new().load_str(&unknown, "yaml"));
     assert!(problem_for(&p, "target.ssl_mode").contains("verify-ca"), "the allowed values are listed: {p}");
+}
+
+#[test]
+fn sql_server_encryption_takes_strict_and_a_ca_but_not_a_ca_with_trust() {
+    let base = "target: {type: postgres, host: h, database: d, user: u, password: x}\n";
+    let strict =
+        format!("source: {{type: mssql, host: h, database: d, user: u, password: x, encrypt: strict}}\n{base}");
+    let config = Loader::new().load_str(&strict, "yaml").unwrap();
+    assert_eq!(config.source.encrypt, mssql_pg_migrate_config::Encrypt::Strict);
+    assert_eq!(serde_json::to_value(&config.source).unwrap()["encrypt"], "strict", "printed as written");
+    let plain = Loader::new().load_str(&strict.replace("strict", "false"), "yaml").unwrap();
+    assert_eq!(serde_json::to_value(&plain.source).unwrap()["encrypt"], false);
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "pem").unwrap();
+    let both = format!(
+        "source: {{type: mssql, host: h, database: d, user: u, password: x, ca_cert: '{}', trust_server_cert: true}}\n{base}",
+        ca.display()
+    );
+    let p = problems(Loader::new().load_str(&both, "yaml"));
+    assert!(problem_for(&p, "source.ca_cert").contains("not both"), "{p}");
 }

@@ -30,7 +30,9 @@ pub const MSSQL_EDGE_CASE_TABLES: &[&str] = &[
 pub type TestClient = Client<Compat<TcpStream>>;
 
 /// The server `MSSQL_TEST_URL` names:
-/// `mssql://user:password@host:port/database[?encrypt=true&trust_server_cert=true]`.
+/// `mssql://user:password@host:port/database[?encrypt=true&trust_server_cert=true][&ca_cert=PATH]`;
+/// `ca_cert` names the CA file that signed the server's certificate (the
+/// test TDS server's own, self-signed), for tests of verification.
 #[derive(Clone)]
 pub struct TestServer {
     pub host: String,
@@ -40,6 +42,7 @@ pub struct TestServer {
     pub password: String,
     pub encrypt: bool,
     pub trust_server_cert: bool,
+    pub ca_cert: Option<String>,
 }
 
 impl std::fmt::Debug for TestServer {
@@ -73,6 +76,7 @@ impl TestServer {
             password: password.into(),
             encrypt: flag("encrypt"),
             trust_server_cert: flag("trust_server_cert"),
+            ca_cert: query.split('&').find_map(|kv| kv.strip_prefix("ca_cert=")).map(str::to_owned),
         })
     }
 
@@ -100,8 +104,9 @@ impl TestServer {
 
     /// The URL form [`TestServer::parse`] reads.
     pub fn url(&self) -> String {
+        let ca = self.ca_cert.as_deref().map(|path| format!("&ca_cert={path}")).unwrap_or_default();
         format!(
-            "mssql://{}:{}@{}:{}/{}?encrypt={}&trust_server_cert={}",
+            "mssql://{}:{}@{}:{}/{}?encrypt={}&trust_server_cert={}{ca}",
             self.user, self.password, self.host, self.port, self.database, self.encrypt, self.trust_server_cert
         )
     }
@@ -194,6 +199,10 @@ mod tests {
         assert_eq!((s.host.as_str(), s.port, s.database.as_str()), ("127.0.0.1", 14330, "so"));
         assert!(s.encrypt && s.trust_server_cert);
         assert_eq!(TestServer::parse(&s.url()).unwrap().url(), s.url());
+        let with_ca =
+            TestServer::parse("mssql://u:p@h/db?encrypt=true&trust_server_cert=true&ca_cert=/tmp/x/cert.pem").unwrap();
+        assert_eq!(with_ca.ca_cert.as_deref(), Some("/tmp/x/cert.pem"));
+        assert_eq!(TestServer::parse(&with_ca.url()).unwrap().ca_cert, with_ca.ca_cert);
         let plain = TestServer::parse("mssql://u:p@h").unwrap();
         assert_eq!((plain.port, plain.database.as_str(), plain.encrypt), (1433, "master", false));
         assert!(TestServer::parse("postgres://u:p@h").is_err());

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use mssql_pg_migrate_config::{SourceConfig, SourceKind, SslMode, TargetConfig};
+use mssql_pg_migrate_config::{Encrypt, SourceConfig, SourceKind, SslMode, TargetConfig};
 
 use crate::error::{Side, TransferError};
 use crate::pool::{PgEndpoint, PgPool};
@@ -47,14 +47,22 @@ pub async fn with_source<J: SourceJob>(
             job.call(Arc::new(source)).await
         }
         SourceKind::Mssql => {
+            if s.trust_server_cert {
+                tracing::warn!(
+                    "source.trust_server_cert is true: the SQL Server's certificate is not verified, so the \
+                     connection is encrypted but its peer is not proven (set ca_cert instead to verify a private CA)"
+                );
+            }
             let endpoint = MssqlEndpoint {
                 host: s.host.clone(),
                 port: s.port,
                 database: s.database.clone(),
                 user: s.user.clone(),
                 password: s.password.clone(),
-                encrypt: s.encrypt,
+                encrypt: s.encrypt.is_on(),
+                strict: s.encrypt == Encrypt::Strict,
                 trust_server_cert: s.trust_server_cert,
+                ca_cert: s.ca_cert.clone(),
             };
             let max = u32::try_from(max_connections).unwrap_or(u32::MAX);
             let source = MssqlSource::connect(endpoint, max).await?;

@@ -64,7 +64,9 @@ async fn encrypt_false_logs_in_clear_text_to_a_server_without_tls() {
         user: "sa".into(),
         password: Secret::new("not-used-Passw0rd"),
         encrypt: false,
+        strict: false,
         trust_server_cert: false,
+        ca_cert: None,
     };
     let started = Instant::now();
     let result = tokio::time::timeout(Duration::from_secs(10), endpoint.connect()).await;

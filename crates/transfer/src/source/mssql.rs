@@ -50,7 +50,11 @@ pub struct MssqlEndpoint {
     pub user: String,
     pub password: Secret,
     pub encrypt: bool,
+    /// TDS 8.0 strict encryption (`encrypt: strict`).
+    pub strict: bool,
     pub trust_server_cert: bool,
+    /// A CA file the server's certificate must chain to.
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 impl MssqlEndpoint {
@@ -66,8 +70,11 @@ impl MssqlEndpoint {
         config.authentication(AuthMethod::sql_server(&self.user, self.password.expose()));
         config.application_name("mssql-pg-migrate");
         config.encryption(encryption);
+        // The config refuses both at once; tiberius would panic on them.
         if self.trust_server_cert {
             config.trust_cert();
+        } else if let Some(ca) = &self.ca_cert {
+            config.trust_cert_ca(ca.display());
         }
         config.packet_size(PACKET_SIZE);
         config.command_timeout(Some(COMMAND_TIMEOUT));
@@ -80,7 +87,9 @@ impl MssqlEndpoint {
     /// [`TransferError::Connect`] naming the server.
     pub async fn connect(&self) -> Result<MssqlClient, TransferError> {
         let fail = |message: String| TransferError::Connect { side: Side::Source, address: self.address(), message };
-        let encryption = if self.encrypt {
+        let encryption = if self.strict {
+            EncryptionLevel::Strict
+        } else if self.encrypt {
             EncryptionLevel::Required
         } else {
             // `encrypt: false` still protects the login where the server can
@@ -105,7 +114,18 @@ impl MssqlEndpoint {
             .map_err(|_| fail("no answer within 15 s".into()))?
             .map_err(|e| fail(e.to_string()))?;
         tcp.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
-        Client::connect(config, tcp.compat_write()).await.map_err(|e| fail(e.to_string()))
+        Client::connect(config, tcp.compat_write()).await.map_err(|e| {
+            if self.strict {
+                // A server without TDS 8.0 waits for a TDS PRELOGIN that a strict
+                // client never sends, so the handshake times out.
+                fail(format!(
+                    "{e} (source.encrypt: strict needs a server with TDS 8.0, such as SQL Server 2022 or Azure \
+                     SQL; use encrypt: true for older servers)"
+                ))
+            } else {
+                fail(e.to_string())
+            }
+        })
     }
 }
 
