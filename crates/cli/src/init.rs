@@ -219,6 +219,10 @@ impl<P: Prompter, S: Servers> Wizard<'_, P, S> {
                 encrypt: if encrypt { Encrypt::On } else { Encrypt::Off },
                 trust_server_cert,
                 ca_cert: None,
+                ssl_mode: (kind == SourceKind::Postgres).then_some(SslMode::Prefer),
+                ssl_root_cert: None,
+                ssl_cert: None,
+                ssl_key: None,
             };
             self.prompter.say("Testing the source connection... ");
             match self.servers.source(&source) {

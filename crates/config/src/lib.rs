@@ -92,6 +92,15 @@ pub struct SourceConfig {
     /// instead of the system's roots.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_cert: Option<PathBuf>,
+    /// A PostgreSQL source's TLS, as the target's (`None` for SQL Server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_mode: Option<SslMode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_root_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_key: Option<PathBuf>,
 }
 
 /// `source.encrypt`: `false`, `true` (the default), or `strict` (TDS 8.0:

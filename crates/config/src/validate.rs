@@ -29,6 +29,10 @@ const SOURCE_KEYS: &[&str] = &[
     "encrypt",
     "trust_server_cert",
     "ca_cert",
+    "ssl_mode",
+    "ssl_root_cert",
+    "ssl_cert",
+    "ssl_key",
 ];
 const TARGET_KEYS: &[&str] = &[
     "type",
@@ -105,6 +109,14 @@ pub(crate) fn build(
         v.problems.sort_by(|a, b| a.key.cmp(&b.key));
         Err(Problems(v.problems))
     }
+}
+
+/// libpq's TLS settings of one section.
+struct PgTls {
+    ssl_mode: SslMode,
+    ssl_root_cert: Option<std::path::PathBuf>,
+    ssl_cert: Option<std::path::PathBuf>,
+    ssl_key: Option<std::path::PathBuf>,
 }
 
 /// A password and where it was read from.
@@ -404,6 +416,39 @@ impl Walker<'_> {
         out
     }
 
+    /// libpq's TLS settings of a PostgreSQL server's section; the files
+    /// relative to the config file.
+    fn pg_tls(&mut self, d: &Dict, p: &str, base: &Path) -> PgTls {
+        let ssl_mode = self.choice(
+            d,
+            p,
+            "ssl_mode",
+            &[
+                ("disable", SslMode::Disable),
+                ("allow", SslMode::Allow),
+                ("prefer", SslMode::Prefer),
+                ("require", SslMode::Require),
+                ("verify-ca", SslMode::VerifyCa),
+                ("verify-full", SslMode::VerifyFull),
+            ],
+            SslMode::Prefer,
+        );
+        let mut tls_file = |key: &str| {
+            let file = self.string(d, p, key).map(std::path::PathBuf::from)?;
+            let resolved = if file.is_absolute() { file } else { base.join(file) };
+            if !resolved.is_file() {
+                self.report(join(p, key), format!("{} is not a readable file", resolved.display()));
+            }
+            Some(resolved)
+        };
+        let (ssl_root_cert, ssl_cert, ssl_key) = (tls_file("ssl_root_cert"), tls_file("ssl_cert"), tls_file("ssl_key"));
+        if ssl_cert.is_some() != ssl_key.is_some() {
+            let given = if ssl_cert.is_some() { "ssl_cert" } else { "ssl_key" };
+            self.report(join(p, given), "set both ssl_cert and ssl_key (a client certificate and its key), or neither");
+        }
+        PgTls { ssl_mode, ssl_root_cert, ssl_cert, ssl_key }
+    }
+
     fn port(&mut self, d: &Dict, path: &str, default: u16) -> u16 {
         self.uint(d, path, "port", 1..=65535).and_then(|p| u16::try_from(p).ok()).unwrap_or(default)
     }
@@ -442,6 +487,17 @@ impl Walker<'_> {
         if schema.trim().is_empty() {
             self.report("source.schema", "must not be empty");
         }
+        // Each kind's own TLS keys; the other kind's are a mistake worth naming.
+        let (mssql_keys, pg_keys) =
+            (["encrypt", "trust_server_cert", "ca_cert"], ["ssl_mode", "ssl_root_cert", "ssl_cert", "ssl_key"]);
+        let (foreign, own): (&[&str], &str) = match kind {
+            SourceKind::Mssql => (&pg_keys, "encrypt, trust_server_cert and ca_cert"),
+            SourceKind::Postgres => (&mssql_keys, "ssl_mode, ssl_root_cert, ssl_cert and ssl_key"),
+        };
+        for key in foreign.iter().filter(|k| d.contains_key(**k)) {
+            self.report(join(p, key), format!("is not a setting of this source type; its TLS settings are {own}"));
+        }
+        let tls = (kind == SourceKind::Postgres).then(|| self.pg_tls(d, p, base));
         let encrypt = match d.get("encrypt") {
             Some(Value::String(_, s)) if s.trim().eq_ignore_ascii_case("strict") => Encrypt::Strict,
             _ if self.boolean(d, p, "encrypt", true) => Encrypt::On,
@@ -475,6 +531,10 @@ impl Walker<'_> {
             encrypt,
             trust_server_cert,
             ca_cert,
+            ssl_mode: tls.as_ref().map(|t| t.ssl_mode),
+            ssl_root_cert: tls.as_ref().and_then(|t| t.ssl_root_cert.clone()),
+            ssl_cert: tls.as_ref().and_then(|t| t.ssl_cert.clone()),
+            ssl_key: tls.and_then(|t| t.ssl_key),
         }
     }
 
@@ -502,33 +562,7 @@ impl Walker<'_> {
         if schema.trim().is_empty() {
             self.report("target.schema", "must not be empty");
         }
-        let ssl_mode = self.choice(
-            d,
-            p,
-            "ssl_mode",
-            &[
-                ("disable", SslMode::Disable),
-                ("allow", SslMode::Allow),
-                ("prefer", SslMode::Prefer),
-                ("require", SslMode::Require),
-                ("verify-ca", SslMode::VerifyCa),
-                ("verify-full", SslMode::VerifyFull),
-            ],
-            SslMode::Prefer,
-        );
-        let mut tls_file = |key: &str| {
-            let file = self.string(d, p, key).map(std::path::PathBuf::from)?;
-            let resolved = if file.is_absolute() { file } else { base.join(file) };
-            if !resolved.is_file() {
-                self.report(join(p, key), format!("{} is not a readable file", resolved.display()));
-            }
-            Some(resolved)
-        };
-        let (ssl_root_cert, ssl_cert, ssl_key) = (tls_file("ssl_root_cert"), tls_file("ssl_cert"), tls_file("ssl_key"));
-        if ssl_cert.is_some() != ssl_key.is_some() {
-            let given = if ssl_cert.is_some() { "ssl_cert" } else { "ssl_key" };
-            self.report(join(p, given), "set both ssl_cert and ssl_key (a client certificate and its key), or neither");
-        }
+        let PgTls { ssl_mode, ssl_root_cert, ssl_cert, ssl_key } = self.pg_tls(d, p, base);
         TargetConfig {
             kind,
             host,

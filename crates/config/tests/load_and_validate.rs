@@ -498,3 +498,21 @@ fn sql_server_encryption_takes_strict_and_a_ca_but_not_a_ca_with_trust() {
     let p = problems(Loader::new().load_str(&both, "yaml"));
     assert!(problem_for(&p, "source.ca_cert").contains("not both"), "{p}");
 }
+
+#[test]
+fn each_source_type_takes_its_own_tls_settings_and_names_the_others() {
+    let target = "target: {type: postgres, host: h2, database: d2, user: u, password: x}\n";
+    let pg =
+        format!("source: {{type: postgres, host: h, database: d, user: u, password: x, ssl_mode: require}}\n{target}");
+    let config = Loader::new().load_str(&pg, "yaml").unwrap();
+    assert_eq!(config.source.ssl_mode, Some(mssql_pg_migrate_config::SslMode::Require));
+
+    let mixed = pg.replace("ssl_mode: require", "ssl_mode: require, trust_server_cert: true");
+    let p = problems(Loader::new().load_str(&mixed, "yaml"));
+    assert!(problem_for(&p, "source.trust_server_cert").contains("ssl_mode, ssl_root_cert"), "{p}");
+    let mssql = pg.replacen("type: postgres", "type: mssql", 1);
+    let p = problems(Loader::new().load_str(&mssql, "yaml"));
+    assert!(problem_for(&p, "source.ssl_mode").contains("encrypt, trust_server_cert and ca_cert"), "{p}");
+    let sql_server = Loader::new().load_str(&mssql.replace(", ssl_mode: require", ""), "yaml").unwrap();
+    assert_eq!(sql_server.source.ssl_mode, None, "no libpq settings for SQL Server");
+}

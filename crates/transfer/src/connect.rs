@@ -40,8 +40,12 @@ pub async fn with_source<J: SourceJob>(
                 database: s.database.clone(),
                 user: s.user.clone(),
                 password: s.password.clone(),
-                ssl_mode: SslMode::Prefer,
-                tls: TlsFiles::default(),
+                ssl_mode: s.ssl_mode.unwrap_or(SslMode::Prefer),
+                tls: TlsFiles {
+                    root_cert: s.ssl_root_cert.clone(),
+                    client_cert: s.ssl_cert.clone(),
+                    client_key: s.ssl_key.clone(),
+                },
             };
             let source = PgSource::new(PgPool::new(&endpoint, Side::Source, max_connections)?);
             job.call(Arc::new(source)).await
