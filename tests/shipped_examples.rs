@@ -20,7 +20,7 @@ fn the_documented_example_config_loads_with_its_stated_values() {
     assert!(config.migration.selects_table("dbo", "sales_2024"));
     assert!(!config.migration.selects_table("dbo", "sales_archive"));
     // It asks for TLS; the pool must accept that (it once refused `require`).
-    assert_eq!(config.target.ssl_mode, mssql_pg_migrate::config::SslMode::Require);
+    assert_eq!(config.target.tls.ssl_mode, mssql_pg_migrate::config::SslMode::Require);
     let endpoint = mssql_pg_migrate::transfer::target_endpoint(&config.target);
     let pool =
         mssql_pg_migrate::transfer::pool::PgPool::new(&endpoint, mssql_pg_migrate::transfer::error::Side::Target, 1);

@@ -10,7 +10,7 @@
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 
-use mssql_pg_migrate::config::{Encrypt, Secret, SourceConfig, SourceKind, SslMode, TargetConfig};
+use mssql_pg_migrate::config::{Encrypt, PgTls, Secret, SourceConfig, SourceKind, SslMode, TargetConfig};
 use mssql_pg_migrate::transfer::health::{list_source_tables, probe_target};
 use mssql_pg_migrate::transfer::source::{ServerProbe, TableName};
 
@@ -219,10 +219,7 @@ impl<P: Prompter, S: Servers> Wizard<'_, P, S> {
                 encrypt: if encrypt { Encrypt::On } else { Encrypt::Off },
                 trust_server_cert,
                 ca_cert: None,
-                ssl_mode: (kind == SourceKind::Postgres).then_some(SslMode::Prefer),
-                ssl_root_cert: None,
-                ssl_cert: None,
-                ssl_key: None,
+                pg_tls: (kind == SourceKind::Postgres).then(|| PgTls::with_mode(SslMode::Prefer)),
             };
             self.prompter.say("Testing the source connection... ");
             match self.servers.source(&source) {
@@ -336,10 +333,7 @@ impl<P: Prompter, S: Servers> Wizard<'_, P, S> {
                 password_file: None,
                 password_command: None,
                 schema,
-                ssl_mode,
-                ssl_root_cert: None,
-                ssl_cert: None,
-                ssl_key: None,
+                tls: PgTls::with_mode(ssl_mode),
             };
             self.prompter.say("Testing the target connection... ");
             match self.servers.target(&target) {
@@ -451,7 +445,7 @@ pub fn render(a: &Answers) -> String {
     y.push_str(&format!("  user: {}\n", quoted(&t.user)));
     y.push_str(&format!("  password: {}\n", password_entry(&t.password, a.passwords, TARGET_PASSWORD_VAR)));
     y.push_str(&format!("  schema: {}\n", quoted(&t.schema)));
-    let ssl = match t.ssl_mode {
+    let ssl = match t.tls.ssl_mode {
         SslMode::Disable => "disable",
         SslMode::Allow => "allow",
         SslMode::Prefer => "prefer",
@@ -736,7 +730,7 @@ mod tests {
         assert_eq!(config.source.password.expose(), "pa$$ \"quoted\" 'x'", "inline passwords survive quoting and $");
         assert!(config.source.encrypt.is_on() && config.source.trust_server_cert);
         assert_eq!(config.target.password.expose(), "t-secret");
-        assert_eq!((config.target.schema.as_str(), config.target.ssl_mode), ("sales", SslMode::Disable));
+        assert_eq!((config.target.schema.as_str(), config.target.tls.ssl_mode), ("sales", SslMode::Disable));
         assert_eq!(config.migration.target_mode, mssql_pg_migrate::config::TargetMode::Truncate);
         assert!(config.migration.include_tables.is_empty());
         assert!(yaml.contains("# Check it:"), "the file is commented");

@@ -93,14 +93,30 @@ pub struct SourceConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_cert: Option<PathBuf>,
     /// A PostgreSQL source's TLS, as the target's (`None` for SQL Server).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ssl_mode: Option<SslMode>,
+    #[serde(flatten)]
+    pub pg_tls: Option<PgTls>,
+}
+
+/// libpq's TLS settings of a PostgreSQL connection (the target, or a
+/// PostgreSQL source); the files are resolved against the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PgTls {
+    pub ssl_mode: SslMode,
+    /// CA certificates (PEM) the server's certificate must chain to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssl_root_cert: Option<PathBuf>,
+    /// A client certificate (PEM) and its private key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssl_cert: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssl_key: Option<PathBuf>,
+}
+
+impl PgTls {
+    /// `mode` without any certificate files.
+    pub fn with_mode(ssl_mode: SslMode) -> PgTls {
+        PgTls { ssl_mode, ssl_root_cert: None, ssl_cert: None, ssl_key: None }
+    }
 }
 
 /// `source.encrypt`: `false`, `true` (the default), or `strict` (TDS 8.0:
@@ -176,15 +192,8 @@ pub struct TargetConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_command: Option<String>,
     pub schema: String,
-    pub ssl_mode: SslMode,
-    /// CA certificates (PEM) the server's certificate must chain to.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ssl_root_cert: Option<PathBuf>,
-    /// A client certificate (PEM) and its private key.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ssl_cert: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ssl_key: Option<PathBuf>,
+    #[serde(flatten)]
+    pub tls: PgTls,
 }
 
 /// How the target tables are prepared before data moves.

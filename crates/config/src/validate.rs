@@ -11,7 +11,7 @@ use crate::error::{Problem, Problems};
 use crate::glob::TablePattern;
 use crate::load::Origins;
 use crate::{
-    Config, Encrypt, IdentifierCase, MigrationConfig, Secret, SourceConfig, SourceKind, SslMode, TargetConfig,
+    Config, Encrypt, IdentifierCase, MigrationConfig, PgTls, Secret, SourceConfig, SourceKind, SslMode, TargetConfig,
     TargetKind, TargetMode,
 };
 
@@ -109,14 +109,6 @@ pub(crate) fn build(
         v.problems.sort_by(|a, b| a.key.cmp(&b.key));
         Err(Problems(v.problems))
     }
-}
-
-/// libpq's TLS settings of one section.
-struct PgTls {
-    ssl_mode: SslMode,
-    ssl_root_cert: Option<std::path::PathBuf>,
-    ssl_cert: Option<std::path::PathBuf>,
-    ssl_key: Option<std::path::PathBuf>,
 }
 
 /// A password and where it was read from.
@@ -531,10 +523,7 @@ impl Walker<'_> {
             encrypt,
             trust_server_cert,
             ca_cert,
-            ssl_mode: tls.as_ref().map(|t| t.ssl_mode),
-            ssl_root_cert: tls.as_ref().and_then(|t| t.ssl_root_cert.clone()),
-            ssl_cert: tls.as_ref().and_then(|t| t.ssl_cert.clone()),
-            ssl_key: tls.and_then(|t| t.ssl_key),
+            pg_tls: tls,
         }
     }
 
@@ -562,7 +551,7 @@ impl Walker<'_> {
         if schema.trim().is_empty() {
             self.report("target.schema", "must not be empty");
         }
-        let PgTls { ssl_mode, ssl_root_cert, ssl_cert, ssl_key } = self.pg_tls(d, p, base);
+        let tls = self.pg_tls(d, p, base);
         TargetConfig {
             kind,
             host,
@@ -573,10 +562,7 @@ impl Walker<'_> {
             password_file: credentials.file,
             password_command: credentials.command,
             schema,
-            ssl_mode,
-            ssl_root_cert,
-            ssl_cert,
-            ssl_key,
+            tls,
         }
     }
 

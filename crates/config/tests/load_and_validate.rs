@@ -125,7 +125,7 @@ fn the_same_config_loads_identically_from_yaml_json_and_toml() {
     assert_eq!(yaml.source.password.expose(), PASSWORD);
     assert_eq!(yaml.target.port, 6543);
     assert_eq!(yaml.target.schema, "public");
-    assert_eq!(yaml.target.ssl_mode, SslMode::Require);
+    assert_eq!(yaml.target.tls.ssl_mode, SslMode::Require);
     let m = &yaml.migration;
     assert_eq!(m.target_mode, TargetMode::Truncate);
     assert_eq!((m.workers, m.chunk_size, m.parallel_readers), (Some(6), None, None));
@@ -458,9 +458,9 @@ fn tls_settings_take_libpq_modes_and_name_unusable_files() {
     let path = dir.path().join("tls.yaml");
     std::fs::write(&path, yaml).unwrap();
     let config = Loader::new().load_file(&path).unwrap();
-    assert_eq!(config.target.ssl_mode, mssql_pg_migrate_config::SslMode::VerifyFull);
+    assert_eq!(config.target.tls.ssl_mode, mssql_pg_migrate_config::SslMode::VerifyFull);
     assert_eq!(
-        config.target.ssl_root_cert.as_deref(),
+        config.target.tls.ssl_root_cert.as_deref(),
         Some(dir.path().join("ca.pem").as_path()),
         "relative to the file"
     );
@@ -505,7 +505,7 @@ fn each_source_type_takes_its_own_tls_settings_and_names_the_others() {
     let pg =
         format!("source: {{type: postgres, host: h, database: d, user: u, password: x, ssl_mode: require}}\n{target}");
     let config = Loader::new().load_str(&pg, "yaml").unwrap();
-    assert_eq!(config.source.ssl_mode, Some(mssql_pg_migrate_config::SslMode::Require));
+    assert_eq!(config.source.pg_tls.map(|t| t.ssl_mode), Some(mssql_pg_migrate_config::SslMode::Require));
 
     let mixed = pg.replace("ssl_mode: require", "ssl_mode: require, trust_server_cert: true");
     let p = problems(Loader::new().load_str(&mixed, "yaml"));
@@ -514,5 +514,5 @@ fn each_source_type_takes_its_own_tls_settings_and_names_the_others() {
     let p = problems(Loader::new().load_str(&mssql, "yaml"));
     assert!(problem_for(&p, "source.ssl_mode").contains("encrypt, trust_server_cert and ca_cert"), "{p}");
     let sql_server = Loader::new().load_str(&mssql.replace(", ssl_mode: require", ""), "yaml").unwrap();
-    assert_eq!(sql_server.source.ssl_mode, None, "no libpq settings for SQL Server");
+    assert_eq!(sql_server.source.pg_tls, None, "no libpq settings for SQL Server");
 }

@@ -40,12 +40,8 @@ pub async fn with_source<J: SourceJob>(
                 database: s.database.clone(),
                 user: s.user.clone(),
                 password: s.password.clone(),
-                ssl_mode: s.ssl_mode.unwrap_or(SslMode::Prefer),
-                tls: TlsFiles {
-                    root_cert: s.ssl_root_cert.clone(),
-                    client_cert: s.ssl_cert.clone(),
-                    client_key: s.ssl_key.clone(),
-                },
+                ssl_mode: s.pg_tls.as_ref().map_or(SslMode::Prefer, |t| t.ssl_mode),
+                tls: s.pg_tls.as_ref().map(TlsFiles::from).unwrap_or_default(),
             };
             let source = PgSource::new(PgPool::new(&endpoint, Side::Source, max_connections)?);
             job.call(Arc::new(source)).await
@@ -83,12 +79,8 @@ pub fn target_endpoint(t: &TargetConfig) -> PgEndpoint {
         database: t.database.clone(),
         user: t.user.clone(),
         password: t.password.clone(),
-        ssl_mode: t.ssl_mode,
-        tls: TlsFiles {
-            root_cert: t.ssl_root_cert.clone(),
-            client_cert: t.ssl_cert.clone(),
-            client_key: t.ssl_key.clone(),
-        },
+        ssl_mode: t.tls.ssl_mode,
+        tls: TlsFiles::from(&t.tls),
     }
 }
 

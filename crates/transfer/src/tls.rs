@@ -33,6 +33,12 @@ pub struct TlsFiles {
     pub client_key: Option<PathBuf>,
 }
 
+impl From<&mssql_pg_migrate_config::PgTls> for TlsFiles {
+    fn from(c: &mssql_pg_migrate_config::PgTls) -> Self {
+        TlsFiles { root_cert: c.ssl_root_cert.clone(), client_cert: c.ssl_cert.clone(), client_key: c.ssl_key.clone() }
+    }
+}
+
 /// What the connection promises about the server's certificate, for the
 /// health check's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
