@@ -133,7 +133,10 @@ fn show(mode: Mode, s: &Snapshot, drawn: usize) -> usize {
             frame.len()
         }
         Mode::LogLines => {
-            tracing::info!("{}", overall_line(s));
+            // In the engine's `run` span, so JSON records carry the run_id as
+            // the engine's do (text records leave the span out).
+            let span = tracing::info_span!("run", run_id = s.run_id.as_deref().unwrap_or(""));
+            span.in_scope(|| tracing::info!("{}", overall_line(s)));
             0
         }
     }

@@ -213,12 +213,24 @@ fn init_logging(format: LogFormat, verbosity: Verbosity, into: Option<mssql_pg_m
     let filter = tracing_subscriber::EnvFilter::new(format!("{level},tokio_postgres={driver}"));
     // Colours only for a person at a terminal, not for Airflow's log files.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(colour);
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    // Text records leave out the engine's `run` span: its run_id would
+    // prefix every line a person reads. JSON records keep it, for machines.
+    let no_run_span = || tracing_subscriber::filter::filter_fn(|m| !(m.is_span() && m.name() == "run"));
+    let text = tracing_subscriber::fmt::layer().with_target(false);
+    let json = tracing_subscriber::fmt::layer().with_target(false).json();
+    let registry = tracing_subscriber::registry().with(filter);
     match (format, into) {
-        (LogFormat::Text, None) => builder.with_writer(std::io::stderr).init(),
-        (LogFormat::Json, None) => builder.with_writer(std::io::stderr).json().init(),
-        (LogFormat::Text, Some(buffer)) => builder.with_writer(buffer).with_ansi(false).without_time().init(),
-        (LogFormat::Json, Some(buffer)) => builder.with_writer(buffer).json().init(),
+        (LogFormat::Text, None) => {
+            registry.with(text.with_ansi(colour).with_writer(std::io::stderr).with_filter(no_run_span())).init();
+        }
+        (LogFormat::Json, None) => registry.with(json.with_writer(std::io::stderr)).init(),
+        (LogFormat::Text, Some(buffer)) => {
+            registry.with(text.with_ansi(false).without_time().with_writer(buffer).with_filter(no_run_span())).init();
+        }
+        (LogFormat::Json, Some(buffer)) => registry.with(json.with_writer(buffer)).init(),
     }
 }
 

@@ -104,3 +104,37 @@ async fn exit_codes_say_what_went_wrong() {
     let out = bin().arg("-c").arg(&path).args(["run", "--workers", "0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_log_records_carry_the_run_id_and_the_table() {
+    let pg = cluster_with_source().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_file(dir.path(), &pg, pg.port(), "drop_recreate");
+    let out = bin()
+        .arg("-c")
+        .arg(&path)
+        .args(["--output-json", "--log-format", "json", "run"])
+        .env("PW", pg.password())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap());
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let run_id = serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["run_id"].clone();
+    assert!(run_id.is_string(), "{stdout}");
+    let records: Vec<serde_json::Value> = stderr.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let planned: Vec<&serde_json::Value> = records.iter().filter(|r| r["fields"]["message"] == "planned").collect();
+    let tables: Vec<&str> = planned.iter().map(|r| r["fields"]["table"].as_str().unwrap()).collect();
+    assert_eq!(tables, ["public.items", "public.tags"], "{stderr}");
+    for r in &planned {
+        assert_eq!(r["span"]["run_id"], run_id, "{r}");
+    }
+    let progress =
+        records.iter().rfind(|r| r["fields"]["message"].as_str().is_some_and(|m| m.starts_with("progress:")));
+    assert_eq!(progress.map(|r| &r["span"]["run_id"]), Some(&run_id), "{stderr}");
+
+    // Text records stay free of it: a person reads those.
+    let out = bin().arg("-c").arg(&path).args(["run"]).env("PW", pg.password()).output().unwrap();
+    let text = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains(" planned table=public.items") && !text.contains("run_id"), "{text}");
+}

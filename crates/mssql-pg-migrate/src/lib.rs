@@ -7,7 +7,13 @@
 //! - [`config`]: load, validate and redact a configuration;
 //! - [`typemap`]: SQL Server → PostgreSQL type mapping with fidelity verdicts;
 //! - [`schema`]: the schema model and identifier quoting;
-//! - [`state`]: the resumable run state.
+//! - [`state`]: the resumable run state;
+//! - [`transfer`]: run, resume, dry run, validate and health-check, with
+//!   typed events and cancellation.
+//!
+//! `examples/embed.rs` runs a migration from code: it watches the events,
+//! cancels after a few chunks, and resumes to the end (`cargo test` runs it
+//! against throwaway PostgreSQL databases).
 //!
 //! ```
 //! use mssql_pg_migrate::config::Loader;
@@ -18,6 +24,8 @@
 //! assert_eq!(config.target.schema, "public");
 //! # Ok::<(), mssql_pg_migrate::config::ConfigError>(())
 //! ```
+
+#![deny(missing_docs)]
 
 pub use mssql_pg_migrate_config as config;
 pub use mssql_pg_migrate_schema as schema;

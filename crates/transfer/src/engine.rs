@@ -233,7 +233,12 @@ pub async fn run_with<S: Source>(
     progress.save().await?;
     options.emit(Event::Started { run_id: run_id.clone(), resumed: options.resume });
 
-    let result = migrate(&source, &target, config, tuning, options, &progress, catalog).await;
+    // Every record of the run carries its run_id (`--log-format json`: in
+    // "span"), also those of the tasks it spawns (`in_current_span`).
+    let span = tracing::info_span!("run", run_id = %run_id);
+    let result =
+        tracing::Instrument::instrument(migrate(&source, &target, config, tuning, options, &progress, catalog), span)
+            .await;
     let status = match &result {
         Ok(report) if report.is_success() => RunStatus::Completed,
         Err(TransferError::Cancelled) => RunStatus::Cancelled,
@@ -925,7 +930,7 @@ async fn transfer_all<S: Source>(
         let fatal = Arc::clone(&fatal);
         let stop = stop.clone();
         let context = context.clone();
-        tasks.spawn(async move {
+        tasks.spawn(tracing::Instrument::in_current_span(async move {
             loop {
                 if stop.is_cancelled() {
                     return;
@@ -977,7 +982,7 @@ async fn transfer_all<S: Source>(
                 scheduler.lock().await.done(job.table);
                 table_done.notify_waiters();
             }
-        });
+        }));
     }
     let aborted = tokio::select! {
         () = async { while tasks.join_next().await.is_some() {} } => false,
@@ -1405,7 +1410,7 @@ impl EarlyFinalizer {
             finalize_table(&this.target, &table, &this.migration, this.events.as_ref()).await
         };
         if let Ok(mut tasks) = self.tasks.lock() {
-            tasks.spawn(task);
+            tasks.spawn(tracing::Instrument::in_current_span(task));
         }
     }
 
