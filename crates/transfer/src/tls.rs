@@ -88,11 +88,11 @@ pub fn client_config(mode: SslMode, files: &TlsFiles, setting: &str) -> Result<r
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("{setting}: TLS setup: {e}"))?;
     let verifier: Arc<dyn ServerCertVerifier> = match verification(mode, files) {
-        Verification::Off | Verification::NotVerified => {
-            Arc::new(AnyCertificate { algorithms: provider.signature_verification_algorithms })
-        }
-        Verification::Chain => Arc::new(ChainOnly(webpki_verifier(files, setting, &provider)?)),
         Verification::Full => webpki_verifier(files, setting, &provider)?,
+        lenient => Arc::new(Lenient {
+            chain: (lenient == Verification::Chain).then(|| webpki_verifier(files, setting, &provider)).transpose()?,
+            algorithms: provider.signature_verification_algorithms,
+        }),
     };
     let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
     match (&files.client_cert, &files.client_key) {
@@ -151,11 +151,18 @@ fn webpki_verifier(
         .map_err(|e| format!("{setting}.ssl_root_cert: {e}"))
 }
 
-/// `verify-ca`: the chain must be good; the name may be anything.
+/// The modes that check less than rustls does: `verify-ca` checks the
+/// chain (`chain`) but accepts any name; `prefer` and `require` without a
+/// CA accept any certificate (`chain: None`). The handshake's signatures
+/// are always checked, so the session key is the one the certificate's
+/// holder made.
 #[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+struct Lenient {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -164,55 +171,13 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+        let Some(chain) = &self.chain else { return Ok(ServerCertVerified::assertion()) };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
             other => other,
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `prefer` and `require` without a CA: encrypted, any certificate. The
-/// handshake's signatures are still checked, so the session key is the
-/// one the certificate's holder made.
-#[derive(Debug)]
-struct AnyCertificate {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(

@@ -107,13 +107,29 @@ async fn connect(e: &PgEndpoint) -> Result<(Option<bool>, String), String> {
     Ok((probe.tls, probe.tls_detail.unwrap_or_default()))
 }
 
+/// A cluster (TLS still off), a folder for the client's files, and the
+/// test CA with its PEM there.
+struct Fixture {
+    cluster: PgCluster,
+    files: tempfile::TempDir,
+    ca: Ca,
+    ca_pem: String,
+    ca_file: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let files = tempfile::tempdir().unwrap();
+        let ca = ca("mssql-pg-migrate test CA");
+        let ca_pem = ca.cert.pem();
+        let ca_file = write_for_client(files.path(), "ca.pem", &ca_pem);
+        Fixture { cluster: PgCluster::start().unwrap(), files, ca, ca_pem, ca_file }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_ssl_mode_connects_or_refuses_as_libpq_does_and_says_why() {
-    let cluster = PgCluster::start().unwrap();
-    let files = tempfile::tempdir().unwrap();
-    let ca = ca("mssql-pg-migrate test CA");
-    let ca_pem = ca.cert.pem();
-    let ca_file = write_for_client(files.path(), "ca.pem", &ca_pem);
+    let Fixture { cluster, files, ca, ca_pem, ca_file } = Fixture::new();
     let with_ca = TlsFiles { root_cert: Some(ca_file.clone()), ..TlsFiles::default() };
     let none = TlsFiles::default;
 
@@ -162,10 +178,7 @@ async fn each_ssl_mode_connects_or_refuses_as_libpq_does_and_says_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_demands_a_client_certificate_gets_one() {
-    let cluster = PgCluster::start().unwrap();
-    let files = tempfile::tempdir().unwrap();
-    let ca = ca("mssql-pg-migrate test CA");
-    let ca_pem = ca.cert.pem();
+    let Fixture { cluster, files, ca, ca_pem, ca_file } = Fixture::new();
     serve(&cluster, "good", &issue(&ca, "server", &["127.0.0.1"], false), &ca_pem).await;
     // TLS sessions must show a certificate whose CN is the login.
     let hba = cluster.dir().join("data").join("pg_hba.conf");
@@ -175,7 +188,6 @@ async fn a_server_that_demands_a_client_certificate_gets_one() {
     cluster.connect("postgres").await.unwrap().batch_execute("SELECT pg_reload_conf()").await.unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
 
-    let ca_file = write_for_client(files.path(), "ca.pem", &ca_pem);
     let without = TlsFiles { root_cert: Some(ca_file.clone()), ..TlsFiles::default() };
     let refused = connect(&endpoint(&cluster, "127.0.0.1", SslMode::VerifyFull, without)).await.unwrap_err();
     assert!(refused.contains("target.ssl_cert"), "{refused}");

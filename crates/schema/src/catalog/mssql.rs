@@ -257,8 +257,9 @@ where
 
 /// Reads every table of `schema` that `select` accepts, on one connection
 /// or, given a second, with the columns read on it at the same time (the
-/// column query is the catalog's slowest on Babelfish, where every view is
-/// compiled afresh per session).
+/// column query is the catalog's slowest on Babelfish, whose T-SQL parser
+/// starts cold in every session). `babelfish` ([`is_babelfish`], asked
+/// once per source) adds what only Babelfish needs.
 ///
 /// # Errors
 /// [`SchemaError::Catalog`] when a query fails, naming which.
@@ -266,6 +267,7 @@ pub async fn read_schema<S>(
     client: &mut Client<Compat<S>>,
     second: Option<&mut Client<Compat<S>>>,
     schema: &str,
+    babelfish: bool,
     select: &(dyn Fn(&str, &str) -> bool + Sync),
 ) -> Result<Vec<Table>, SchemaError>
 where
@@ -274,14 +276,17 @@ where
     let mut rows = CatalogRows::default();
     let (columns, declared) = match second {
         Some(other) => {
-            let (tables, columns) =
-                futures_util::future::join(read_tables(client, schema, &mut rows), read_columns(other, schema)).await;
+            let (tables, columns) = futures_util::future::join(
+                read_tables(client, schema, &mut rows),
+                read_columns(other, schema, babelfish),
+            )
+            .await;
             tables?;
             columns?
         }
         None => {
             read_tables(client, schema, &mut rows).await?;
-            read_columns(client, schema).await?
+            read_columns(client, schema, babelfish).await?
         }
     };
     rows.columns = columns;
@@ -296,6 +301,7 @@ where
 async fn read_columns<S>(
     client: &mut Client<Compat<S>>,
     schema: &str,
+    babelfish: bool,
 ) -> Result<(Vec<ColumnRow>, Option<Vec<DeclaredColumn>>), SchemaError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -322,9 +328,7 @@ where
         };
         columns.push(ColumnRow { object_id: req(&r, 0, w)?, column: column_from_parts(&parts)? });
     }
-    // Asked after the columns, which are the slowest part of the catalog
-    // on Babelfish, so the question does not delay them.
-    if !is_babelfish(client).await {
+    if !babelfish {
         return Ok((columns, None));
     }
     let mut declared = Vec::new();

@@ -176,15 +176,11 @@ fn server_error(context: &str, e: &tiberius::error::Error) -> TransferError {
 #[derive(Debug, Clone)]
 pub struct MssqlSource {
     pool: bb8::Pool<MssqlManager>,
-    address: String,
-    /// Whether the login asked for encryption, which tiberius then requires.
-    encrypt: bool,
-    /// Whether any server certificate is accepted (`trust_server_cert`).
-    trust_server_cert: bool,
     /// Whether the server is Babelfish, for the few answers where it is not
     /// SQL Server (see the README of ../shared/babelfish).
     babelfish: bool,
-    /// For connections outside the pool (slices of large values).
+    /// How to connect: for connections outside the pool (slices of large
+    /// values), messages, and what the probe reports of TLS.
     endpoint: MssqlEndpoint,
     /// The pool's limit: a second connection is taken only where it allows.
     max_size: u32,
@@ -196,9 +192,6 @@ impl MssqlSource {
     /// # Errors
     /// [`TransferError::Connect`] when the first connection fails.
     pub async fn connect(endpoint: MssqlEndpoint, max_size: u32) -> Result<MssqlSource, TransferError> {
-        let address = endpoint.address();
-        let encrypt = endpoint.encrypt;
-        let trust_server_cert = endpoint.trust_server_cert;
         let unpooled = endpoint.clone();
         let mut first = endpoint.connect().await?;
         let max_size = max_size.max(1);
@@ -221,7 +214,7 @@ impl MssqlSource {
         let babelfish = catalog::mssql::is_babelfish(&mut first).await;
         pool.add(first)
             .map_err(|_| TransferError::Config("the SQL Server pool refused its first connection".into()))?;
-        Ok(MssqlSource { pool, address, encrypt, trust_server_cert, babelfish, endpoint: unpooled, max_size })
+        Ok(MssqlSource { pool, babelfish, endpoint: unpooled, max_size })
     }
 
     /// Whether reading the table is permitted: a query for no rows succeeds.
@@ -258,7 +251,7 @@ impl MssqlSource {
             bb8::RunError::User(e) => e,
             bb8::RunError::TimedOut => TransferError::Connect {
                 side: Side::Source,
-                address: self.address.clone(),
+                address: self.endpoint.address(),
                 message: "no pooled connection became free within 60 s".into(),
             },
         })
@@ -859,9 +852,9 @@ impl Source for MssqlSource {
             Ok(Some(r)) => r.try_get::<&str, _>(0).ok().flatten().map(|v| v.eq_ignore_ascii_case("TRUE")),
             _ => None,
         };
-        let tls = seen.or(self.encrypt.then_some(true));
+        let tls = seen.or(self.endpoint.encrypt.then_some(true));
         let tls_detail = Some(
-            match (tls, self.trust_server_cert) {
+            match (tls, self.endpoint.trust_server_cert) {
                 (Some(true), true) => "encrypted, certificate not verified (trust_server_cert: true)",
                 (Some(true), false) => "encrypted, certificate and host name verified",
                 (Some(false), _) => "not encrypted",
@@ -947,9 +940,9 @@ impl Source for MssqlSource {
         // it later); the catalog reads on one alone otherwise. The columns,
         // the slowest part, go to the connection that is ready first.
         let Some(mut second) = (if self.max_size > 1 { Some(self.conn().await?) } else { None }) else {
-            return Ok(catalog::mssql::read_schema(&mut first, None, schema, select).await?);
+            return Ok(catalog::mssql::read_schema(&mut first, None, schema, self.babelfish, select).await?);
         };
-        Ok(catalog::mssql::read_schema(&mut second, Some(&mut first), schema, select).await?)
+        Ok(catalog::mssql::read_schema(&mut second, Some(&mut first), schema, self.babelfish, select).await?)
     }
 
     async fn integer_range(&self, spec: &ReadSpec) -> Result<Option<(i64, i64)>, TransferError> {
