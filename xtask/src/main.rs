@@ -171,6 +171,7 @@ fn tds_server_it(test_args: &[String]) -> Result<(), String> {
         .args(["test", "--workspace"])
         .args(test_args)
         .env("MSSQL_TEST_URL", &server.url)
+        .env("MSSQL_TEST_SERVER_DIR", &server.dir)
         .status()
         .map_err(|e| format!("cannot run cargo test: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("the test suite failed ({status})")) }

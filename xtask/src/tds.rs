@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 pub struct StartedServer {
     /// Its `MSSQL_TEST_URL`.
     pub url: String,
-    dir: PathBuf,
+    /// Its folder, for `MSSQL_TEST_SERVER_DIR` (the restart test stops and starts it).
+    pub dir: PathBuf,
     script: PathBuf,
 }
 

@@ -8,69 +8,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::pair::{SECRET, binary, finish, run_measured, start_until};
-use mssql_pg_migrate_testkit::PgCluster;
-use mssql_pg_migrate_testkit::compare::compare_tables;
-use mssql_pg_migrate_testkit::mssql::{MSSQL_EDGE_CASE_TABLES, TestServer, expected_data_sql};
-
-struct Setup {
-    server: TestServer,
-    target: PgCluster,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-/// Loads the fixture into `schema` and writes a config from it to a fresh
-/// target cluster (schema `copy`, login `migrator` with password [`SECRET`]).
-async fn setup(server: TestServer, schema: &str, migration: &str) -> Setup {
-    server.load_edge_cases(schema).await;
-    let target = PgCluster::start().unwrap();
-    target.create_database("dst").await.unwrap();
-    let t = target.connect("dst").await.unwrap();
-    t.batch_execute(&format!("CREATE ROLE migrator LOGIN SUPERUSER PASSWORD '{SECRET}'")).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("migrate.yaml");
-    let text = format!(
-        "{}target: {{type: postgres, host: 127.0.0.1, port: {}, database: dst, user: migrator, password: '${{DST_PW}}', \
-         schema: copy, ssl_mode: disable}}\n\
-         migration: {{chunk_size: 300, large_table_threshold: 1000, min_rows_per_partition: 400, max_partitions: 4, \
-         max_retries: 3, {migration}}}\n",
-        server.source_yaml(schema, "${SRC_PW}"),
-        target.port()
-    );
-    std::fs::write(&config, text).unwrap();
-    Setup { server, target, dir, config }
-}
-
-impl Setup {
-    fn command(&self, state_file: Option<&Path>, args: &[&str]) -> Command {
-        let mut cmd = binary(&self.config, state_file, args);
-        cmd.env("SRC_PW", &self.server.password).env("DST_PW", SECRET);
-        cmd
-    }
-
-    async fn target_scalar(&self, sql: &str) -> String {
-        common::pair::target_scalar(&self.target, sql).await
-    }
-
-    async fn reset_target(&self, state_file: Option<&Path>) {
-        common::pair::reset_target(&self.target, state_file).await;
-    }
-
-    async fn assert_expected_data(&self) {
-        let t = self.target.connect("dst").await.unwrap();
-        t.batch_execute("DROP SCHEMA IF EXISTS expected CASCADE").await.unwrap();
-        t.batch_execute(&expected_data_sql("copy").unwrap()).await.unwrap();
-        t.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
-        if let Err(difference) = compare_tables(&t, "expected", &t, "copy", MSSQL_EDGE_CASE_TABLES).await {
-            panic!("{difference}");
-        }
-    }
-}
+use common::mssql_pair::setup;
+use common::pair::{finish, run_measured, start_until};
+use mssql_pg_migrate_testkit::mssql::TestServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_seven_points_then_resume_gives_exact_data() {
@@ -100,12 +43,7 @@ async fn sigkill_at_seven_points_then_resume_gives_exact_data() {
         common::assert_matches_schema("output.schema.json", &doc);
         assert_eq!(doc["status"], "success", "{point}");
         s.assert_expected_data().await;
-        let constraints = s
-            .target_scalar(
-                "SELECT count(*) FILTER (WHERE contype = 'p')::text || ' ' || count(*) FILTER (WHERE contype = 'f')::text \
-                 FROM pg_constraint WHERE connamespace = 'copy'::regnamespace",
-            )
-            .await;
+        let constraints = common::pair::key_counts(&s.target).await;
         assert_eq!(constraints, "12 3", "{point}: primary keys and foreign keys, each once");
         let status = if use_file {
             let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();

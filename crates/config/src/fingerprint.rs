@@ -21,6 +21,7 @@ const TUNING_KEYS: &[&str] = &[
     "copy_buffer_rows",
     "upsert_parallel_tasks",
     "max_retries",
+    "reconnect_timeout",
 ];
 
 /// Keys never hashed: secrets, and where a secret is read from.

@@ -266,6 +266,9 @@ pub struct MigrationConfig {
     pub type_overrides: Vec<TypeOverride>,
     pub continue_on_error: bool,
     pub max_retries: u32,
+    /// Seconds a run waits for a server that went away (a restart, a
+    /// failover) before it fails; 0 fails at once.
+    pub reconnect_timeout: u32,
 }
 
 impl MigrationConfig {

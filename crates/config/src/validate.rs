@@ -76,6 +76,7 @@ const MIGRATION_KEYS: &[&str] = &[
     "type_overrides",
     "continue_on_error",
     "max_retries",
+    "reconnect_timeout",
 ];
 const OVERRIDE_KEYS: &[&str] = &["source_type", "schema", "table", "column", "target_type"];
 
@@ -637,6 +638,7 @@ impl Walker<'_> {
             type_overrides,
             continue_on_error: self.boolean(d, p, "continue_on_error", false),
             max_retries: u32_of(self.uint(d, p, "max_retries", 0..=100), 3),
+            reconnect_timeout: u32_of(self.uint(d, p, "reconnect_timeout", 0..=86_400), 120),
         }
     }
 

@@ -315,6 +315,8 @@ fn each_kind_of_validation_error_names_its_key_and_reason() {
         ("migration: {memory_budget_percent: 99}", "migration.memory_budget_percent", "out of range: allowed 1..=95"),
         ("migration: {workers: 0}", "migration.workers", "out of range"),
         ("migration: {max_partitions: -3}", "migration.max_partitions", "out of range"),
+        ("migration: {reconnect_timeout: 90000}", "migration.reconnect_timeout", "out of range: allowed 0..=86400"),
+        ("migration: {reconnect_timeout: 2m}", "migration.reconnect_timeout", "whole number"),
         // bad choices
         ("migration: {target_mode: truncte}", "migration.target_mode", "did you mean truncate?"),
         ("migration: {identifier_case: upper}", "migration.identifier_case", "preserve, lower, snake"),
@@ -515,4 +517,16 @@ fn each_source_type_takes_its_own_tls_settings_and_names_the_others() {
     assert!(problem_for(&p, "source.ssl_mode").contains("encrypt, trust_server_cert and ca_cert"), "{p}");
     let sql_server = Loader::new().load_str(&mssql.replace(", ssl_mode: require", ""), "yaml").unwrap();
     assert_eq!(sql_server.source.pg_tls, None, "no libpq settings for SQL Server");
+}
+
+#[test]
+fn reconnect_timeout_defaults_to_two_minutes_and_a_resume_may_change_it() {
+    let config = Loader::new().load_str(BASE, "yaml").unwrap();
+    assert_eq!(config.migration.reconnect_timeout, 120);
+    let longer = Loader::new().load_str(&format!("{BASE}migration: {{reconnect_timeout: 600}}\n"), "yaml").unwrap();
+    assert_eq!(longer.migration.reconnect_timeout, 600);
+    // A tuning knob: an interrupted run resumes under a longer wait.
+    assert_eq!(config.fingerprint().hash, longer.fingerprint().hash);
+    let never = Loader::new().load_str(&format!("{BASE}migration: {{reconnect_timeout: 0}}\n"), "yaml").unwrap();
+    assert_eq!(never.migration.reconnect_timeout, 0);
 }

@@ -78,8 +78,8 @@ pub const SUPERUSER: &str = "postgres";
 #[derive(Debug)]
 pub struct PgCluster {
     // Field order matters: the server stops (Drop of `server`) before the
-    // folder is removed.
-    server: Server,
+    // folder is removed. `None` while stopped on purpose.
+    server: Option<Server>,
     port: u16,
     password: String,
     bindir: PathBuf,
@@ -202,7 +202,7 @@ impl PgCluster {
             let port = free_port()?;
             match start_server(&bindir, &data, dir.path(), port, run_as.as_ref()) {
                 Ok(server) => {
-                    return Ok(PgCluster { server, port, password, bindir, dir });
+                    return Ok(PgCluster { server: Some(server), port, password, bindir, dir });
                 }
                 Err(e @ HarnessError::Start { .. }) if is_port_clash(&e) => last_error = Some(e),
                 Err(e) => return Err(e),
@@ -235,8 +235,33 @@ impl PgCluster {
     }
 
     /// The server's process id, for tests that kill it on purpose.
+    ///
+    /// # Panics
+    /// While the server is stopped ([`PgCluster::stop_immediately`]).
     pub fn server_pid(&self) -> u32 {
-        self.server.child.id()
+        self.server.as_ref().map(|s| s.child.id()).expect("the server is stopped")
+    }
+
+    /// Stops the server as a crash or `pg_ctl stop -m immediate` would:
+    /// every session ends at once, nothing is checkpointed. Blocks until
+    /// the server has exited.
+    pub fn stop_immediately(&mut self) {
+        self.server = None;
+    }
+
+    /// Starts the stopped server again on the same port (crash recovery
+    /// first, so it refuses sessions for a moment, as a restarted server does).
+    ///
+    /// # Errors
+    /// When the server does not come back.
+    pub fn start_again(&mut self) -> Result<(), HarnessError> {
+        if self.server.is_some() {
+            return Ok(());
+        }
+        let run_as = OsUser::for_server()?;
+        let data = self.dir.path().join("data");
+        self.server = Some(start_server(&self.bindir, &data, self.dir.path(), self.port, run_as.as_ref())?);
+        Ok(())
     }
 
     /// Connection settings for `database` as the superuser.
@@ -291,7 +316,8 @@ fn start_server(
     run_as: Option<&OsUser>,
 ) -> Result<Server, HarnessError> {
     let log_path = dir.join("server.log");
-    let log = File::create(&log_path).map_err(io_error("creating the server log"))?;
+    // Appended to: a restarted server's log follows the first one's.
+    let log = File::options().create(true).append(true).open(&log_path).map_err(io_error("creating the server log"))?;
     let log_err = log.try_clone().map_err(io_error("duplicating the server log handle"))?;
     let mut cmd = Command::new(bindir.join("postgres"));
     cmd.arg("-D")

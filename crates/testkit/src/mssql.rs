@@ -161,6 +161,62 @@ impl TestServer {
     }
 }
 
+/// The test TDS server `.ci/tds-server` started, which a test may stop and
+/// start again: its folder is in `MSSQL_TEST_SERVER_DIR` (set by `.ci/run`).
+#[derive(Debug, Clone)]
+pub struct RestartableServer {
+    dir: PathBuf,
+}
+
+impl RestartableServer {
+    /// The server `MSSQL_TEST_SERVER_DIR` names, or `None` with the reason
+    /// `test` is skipped written past the test harness's capture.
+    pub fn from_env(test: &str) -> Option<RestartableServer> {
+        match std::env::var_os("MSSQL_TEST_SERVER_DIR") {
+            Some(dir) => Some(RestartableServer { dir: PathBuf::from(dir) }),
+            None => {
+                use std::io::Write as _;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIPPED {test}: MSSQL_TEST_SERVER_DIR is not set, so the SQL Server cannot be restarted \
+                     (`.ci/run` sets it for the TDS server it starts)"
+                );
+                None
+            }
+        }
+    }
+
+    /// Stops the server at once: every session ends, as in a crash or failover.
+    ///
+    /// # Errors
+    /// The script's complaint.
+    pub fn stop(&self) -> Result<(), String> {
+        self.control("stop")
+    }
+
+    /// Starts the stopped server again, same port and certificate.
+    ///
+    /// # Errors
+    /// The script's complaint.
+    pub fn start(&self) -> Result<(), String> {
+        self.control("start")
+    }
+
+    fn control(&self, verb: &str) -> Result<(), String> {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.ci/tds-server");
+        let out = std::process::Command::new(script)
+            .arg(verb)
+            .arg(&self.dir)
+            .output()
+            .map_err(|e| format!("running .ci/tds-server {verb}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(".ci/tds-server {verb} failed: {}", String::from_utf8_lossy(&out.stderr)))
+        }
+    }
+}
+
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/mssql")
 }

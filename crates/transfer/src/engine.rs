@@ -201,8 +201,9 @@ pub async fn run_with<S: Source>(
     options: &RunOptions,
 ) -> Result<RunReport, TransferError> {
     refuse_upsert(config)?;
-    // One session holds the lock; the other saves the run document.
-    let control = target.sibling(2)?;
+    // One session holds the lock; another saves the run document; a third
+    // takes the lock again after a restart while the dead session is let go.
+    let control = target.sibling(3)?;
     let key = config.target.schema.clone();
     let where_ = match &options.state {
         StateLocation::File(path) => format!("state file {}", path.display()),
@@ -226,10 +227,15 @@ pub async fn run_with<S: Source>(
         Some(read_selected_tables(source.as_ref(), schema, &config.migration).await)
     };
     let (setup, catalog) = futures_util::future::join(setup, catalog).await;
-    let (_lock, saved) = setup?;
+    let (lock, saved) = setup?;
     let state = begin_state(config, options, saved, &where_)?;
     let run_id = state.run_id.clone();
-    let progress = Arc::new(Progress::open(&options.state, &control, &key, state).await?);
+    let backoff = Backoff::for_migration(&config.migration);
+    // Losing the lock to another run (while the target was restarting)
+    // abandons the chunks in flight, as a second signal would.
+    let options = &RunOptions { abort: options.abort.child_token(), ..options.clone() };
+    let lock = lock.keep(control.clone(), key.clone(), backoff, options.abort.clone());
+    let progress = Arc::new(Progress::open(&options.state, &control, &key, state, backoff).await?);
     progress.save().await?;
     options.emit(Event::Started { run_id: run_id.clone(), resumed: options.resume });
 
@@ -239,6 +245,10 @@ pub async fn run_with<S: Source>(
     let result =
         tracing::Instrument::instrument(migrate(&source, &target, config, tuning, options, &progress, catalog), span)
             .await;
+    if let Some(lost) = lock.lost() {
+        // The state is the other run's now.
+        return Err(TransferError::State(lost));
+    }
     let status = match &result {
         Ok(report) if report.is_success() => RunStatus::Completed,
         Err(TransferError::Cancelled) => RunStatus::Cancelled,
@@ -327,6 +337,7 @@ async fn migrate<S: Source>(
 ) -> Result<RunReport, TransferError> {
     let started = Instant::now();
     let m = &config.migration;
+    let backoff = Backoff::for_migration(m);
     let (source_schema, target_schema, resuming) = progress.with(|s| {
         (
             s.source_schema.clone().unwrap_or_else(|| config.source.schema.clone()),
@@ -370,7 +381,11 @@ async fn migrate<S: Source>(
         for ((table, target_table), is_new) in planned.into_iter().zip(created) {
             let spec = ReadSpec::new(&table, &target_table);
             let parts = partition_count(table_size(&table, run_bytes), settings);
-            let partitions = match plan_partitions(source.as_ref(), &spec, parts, table.estimated_rows).await {
+            let planned = with_retries(backoff, &spec.label, &options.cancel, |_| {
+                plan_partitions(source.as_ref(), &spec, parts, table.estimated_rows)
+            })
+            .await;
+            let partitions = match planned {
                 Ok(p) => p,
                 Err(e) if m.continue_on_error => {
                     tracing::error!(table = %spec.label, error = %e, "cannot plan the table's chunks");
@@ -427,10 +442,10 @@ async fn migrate<S: Source>(
     let context = CopyContext {
         progress: Arc::clone(progress),
         tuning,
-        backoff: Backoff::new(m.max_retries),
+        backoff,
         events: options.events.clone(),
         pause: options.pause.clone(),
-        finalizing: EarlyFinalizer::new(target.clone(), m.clone(), options.events.clone()),
+        finalizing: EarlyFinalizer::new(target.clone(), m.clone(), backoff, options),
     };
     let fatal =
         transfer_all(source, target, &work, &context, m.continue_on_error, &options.cancel, &options.abort).await;
@@ -444,7 +459,7 @@ async fn migrate<S: Source>(
     let restore = progress.with(|s| s.restore.clone());
     let parallel = tuning.max_target_connections.saturating_sub(1).max(1);
     let mut finalization_errors = early_errors;
-    finalization_errors.extend(finalize(target, &work, &restore, config, parallel, &context.backoff, options).await);
+    finalization_errors.extend(finalize(target, &work, &restore, config, parallel, backoff, options).await);
 
     for w in &work {
         let rows = w.rows.load(Ordering::Relaxed);
@@ -1089,7 +1104,7 @@ async fn copy_partition<S: Source>(
 
     if table.spec.key.is_empty() {
         let read = ChunkRead { after: None, upto: None, limit: None, mode: WriteMode::TruncateFirst, rows_before: 0 };
-        with_retries(context.backoff, label, |_| {
+        with_retries(context.backoff, label, stop, |_| {
             copy_chunk(source, target, table, partition, &read, context, writers, &uncertain)
         })
         .await?;
@@ -1108,7 +1123,7 @@ async fn copy_partition<S: Source>(
         if stop.is_cancelled() {
             return Err(TransferError::Cancelled);
         }
-        let done = with_retries(context.backoff, label, |_| {
+        let done = with_retries(context.backoff, label, stop, |_| {
             let pending = uncertain.lock().ok().and_then(|u| u.clone());
             let after = after.clone();
             let rows_before = rows_total;
@@ -1306,7 +1321,7 @@ async fn finalize<K: Send + Sync + 'static>(
     restore: &[String],
     config: &Config,
     parallel: usize,
-    backoff: &Backoff,
+    backoff: Backoff,
     options: &RunOptions,
 ) -> Vec<String> {
     let m = &config.migration;
@@ -1315,7 +1330,7 @@ async fn finalize<K: Send + Sync + 'static>(
         complete
             .iter()
             .filter(|w| !w.finalized.swap(true, Ordering::AcqRel))
-            .map(|w| finalize_table(target, w, m, options.events.as_ref())),
+            .map(|w| finalize_table(target, w, m, backoff, options.events.as_ref(), &options.cancel)),
     )
     .buffer_unordered(parallel)
     .collect::<Vec<_>>()
@@ -1329,12 +1344,11 @@ async fn finalize<K: Send + Sync + 'static>(
     }
     // Foreign keys lock both tables they join, so circular ones built in
     // parallel can deadlock; the server picks a victim, which is retried.
+    let quick = Backoff { first_delay: std::time::Duration::from_millis(50), ..backoff };
     let fk_errors = futures_util::stream::iter(fk_steps.into_iter().map(|Step { sql, what }| async move {
         options.emit(Event::Finalizing { step: what.clone() });
         failpoint::reached("finalize-step").await;
-        let client = target.get(Side::Target).await.map_err(|e| e.to_string())?;
-        let quick = Backoff { first_delay: std::time::Duration::from_millis(50), ..*backoff };
-        with_retries(quick, &what, |_| execute_once(&client, &sql, &what)).await.map_err(|e| e.to_string())
+        run_step(target, &sql, &what, quick, &options.cancel).await.map_err(|e| e.to_string())
     }))
     .buffer_unordered(parallel)
     .filter_map(|r| async move { r.err() })
@@ -1350,28 +1364,49 @@ async fn finalize_table<K>(
     target: &PgPool,
     w: &TableWork<K>,
     m: &MigrationConfig,
+    backoff: Backoff,
     events: Option<&EventSink>,
+    stop: &CancellationToken,
 ) -> Vec<String> {
     let t = &w.target;
     let steps = if w.created { post_load_steps(t, m) } else { Vec::new() };
     let mut errors = Vec::new();
-    let client = match target.get(Side::Target).await {
-        Ok(c) => c,
-        Err(e) => return vec![e.to_string()],
-    };
     for Step { sql, what } in steps {
         emit(events, Event::Finalizing { step: what.clone() });
         failpoint::reached("finalize-step").await;
-        if let Err(e) = execute_once(&client, &sql, &what).await {
+        if let Err(e) = run_step(target, &sql, &what, backoff, stop).await {
             errors.push(e.to_string());
         }
     }
     for column in t.columns.iter().filter(|c| c.identity.is_some()) {
-        if let Err(e) = align_identity(&client, t, column).await {
+        let what = format!("aligning the identity of {}.{}", t.name, column.name);
+        let aligned = with_retries(backoff, &what, stop, |_| async {
+            let client = target.get(Side::Target).await?;
+            align_identity(&client, t, column, &what).await
+        })
+        .await;
+        if let Err(e) = aligned {
             errors.push(e.to_string());
         }
     }
     errors
+}
+
+/// Runs one finalization statement with the run's retry policy, on a
+/// connection taken per attempt: a step cut off by a server restart is
+/// redone on a new session ([`execute_once`] accepts what it finds built).
+async fn run_step(
+    target: &PgPool,
+    sql: &str,
+    what: &str,
+    backoff: Backoff,
+    stop: &CancellationToken,
+) -> Result<(), TransferError> {
+    with_retries(backoff, what, stop, |_| async {
+        let client = target.get(Side::Target).await?;
+        execute_once(&client, sql, what).await
+    })
+    .await
 }
 
 /// Finalizes each table as soon as its data is complete, one table at a
@@ -1383,17 +1418,21 @@ async fn finalize_table<K>(
 struct EarlyFinalizer {
     target: PgPool,
     migration: Arc<MigrationConfig>,
+    backoff: Backoff,
     events: Option<EventSink>,
+    stop: CancellationToken,
     one_at_a_time: Arc<Semaphore>,
     tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<Vec<String>>>>,
 }
 
 impl EarlyFinalizer {
-    fn new(target: PgPool, migration: MigrationConfig, events: Option<EventSink>) -> Self {
+    fn new(target: PgPool, migration: MigrationConfig, backoff: Backoff, options: &RunOptions) -> Self {
         EarlyFinalizer {
             target,
             migration: Arc::new(migration),
-            events,
+            backoff,
+            events: options.events.clone(),
+            stop: options.cancel.clone(),
             one_at_a_time: Arc::new(Semaphore::new(1)),
             tasks: Arc::default(),
         }
@@ -1407,7 +1446,7 @@ impl EarlyFinalizer {
         let this = self.clone();
         let task = async move {
             let Ok(_slot) = this.one_at_a_time.acquire().await else { return Vec::new() };
-            finalize_table(&this.target, &table, &this.migration, this.events.as_ref()).await
+            finalize_table(&this.target, &table, &this.migration, this.backoff, this.events.as_ref(), &this.stop).await
         };
         if let Ok(mut tasks) = self.tasks.lock() {
             tasks.spawn(tracing::Instrument::in_current_span(task));
@@ -1463,21 +1502,21 @@ async fn align_identity(
     client: &tokio_postgres::Client,
     table: &TargetTable,
     column: &mssql_pg_migrate_schema::target::TargetColumn,
+    what: &str,
 ) -> Result<(), TransferError> {
     let Some(identity) = column.identity else { return Ok(()) };
-    let what = format!("aligning the identity of {}.{}", table.name, column.name);
     let row = client
         .query_one(&ddl::identity_extreme(table, column), &[])
         .await
-        .map_err(|e| TransferError::pg(Side::Target, &what, &e))?;
-    let extreme: Option<String> = row.try_get(0).map_err(|e| TransferError::pg(Side::Target, &what, &e))?;
+        .map_err(|e| TransferError::pg(Side::Target, what, &e))?;
+    let extreme: Option<String> = row.try_get(0).map_err(|e| TransferError::pg(Side::Target, what, &e))?;
     let loaded = extreme.and_then(|s| s.parse::<i128>().ok());
     let Some(next) = ddl::identity_next(identity.seed, identity.increment, identity.current, loaded, column.pg_type)
     else {
         tracing::warn!(table = %table.name, column = %column.name, "identity is exhausted; not restarted");
         return Ok(());
     };
-    execute(client, &ddl::restart_identity(table, column, next), &what).await
+    execute(client, &ddl::restart_identity(table, column, next), what).await
 }
 
 #[cfg(test)]

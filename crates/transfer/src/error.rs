@@ -37,12 +37,25 @@ pub enum ErrorKind {
     Io,
 }
 
+/// Whether a failure may go away by itself, and how long it is worth waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transience {
+    /// Doing the same again fails the same way.
+    Permanent,
+    /// A deadlock, a serialization failure, throttling: retried
+    /// `max_retries` times.
+    Retry,
+    /// The server went away or refuses sessions for now (a restart, a
+    /// failover): reconnected for up to `reconnect_timeout`.
+    Outage,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
     #[error("cannot connect to the {side} server at {address}: {message}")]
-    Connect { side: Side, address: String, message: String },
+    Connect { side: Side, address: String, message: String, transience: Transience },
     #[error("{side} server, {context}: {message}")]
-    Server { side: Side, context: String, message: String, transient: bool },
+    Server { side: Side, context: String, message: String, transience: Transience },
     #[error(transparent)]
     Schema(#[from] SchemaError),
     /// A value that cannot be written, with the cell that holds it.
@@ -66,7 +79,9 @@ pub enum TransferError {
 impl TransferError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            TransferError::Connect { .. } => ErrorKind::Connection,
+            TransferError::Connect { .. } | TransferError::Server { transience: Transience::Outage, .. } => {
+                ErrorKind::Connection
+            }
             TransferError::Config(_) | TransferError::Incompatible { .. } => ErrorKind::Config,
             TransferError::Cancelled => ErrorKind::Cancelled,
             TransferError::State(_) => ErrorKind::State,
@@ -77,29 +92,92 @@ impl TransferError {
         }
     }
 
+    /// Whether and how long retrying the same work may succeed.
+    pub fn transience(&self) -> Transience {
+        match self {
+            TransferError::Connect { transience, .. } | TransferError::Server { transience, .. } => *transience,
+            _ => Transience::Permanent,
+        }
+    }
+
     /// Whether retrying the same work may succeed (connection resets, deadlocks...).
     pub fn is_transient(&self) -> bool {
-        matches!(self, TransferError::Server { transient: true, .. })
+        self.transience() != Transience::Permanent
+    }
+
+    /// The error with a note that reconnecting went on for `waited` and
+    /// which setting waits longer.
+    pub(crate) fn after_outage(self, waited: std::time::Duration) -> Self {
+        let note = |message: String| {
+            format!(
+                "{message} (still unavailable after reconnecting for {} s; \
+                 migration.reconnect_timeout sets how long a run waits)",
+                waited.as_secs()
+            )
+        };
+        match self {
+            TransferError::Connect { side, address, message, transience } => {
+                TransferError::Connect { side, address, message: note(message), transience }
+            }
+            TransferError::Server { side, context, message, transience } => {
+                TransferError::Server { side, context, message: note(message), transience }
+            }
+            other => other,
+        }
     }
 
     pub(crate) fn pg(side: Side, context: impl Into<String>, e: &tokio_postgres::Error) -> Self {
-        let (message, transient) = match e.as_db_error() {
+        let message = match e.as_db_error() {
             Some(db) => {
-                let code = db.code().code();
-                // Class 08 connection exceptions, 40001 serialization failure,
-                // 40P01 deadlock, 57P01 admin shutdown.
-                let transient =
-                    code.starts_with("08") || matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03");
                 let mut m = db.message().to_owned();
                 if let Some(detail) = db.detail() {
                     m.push_str(" (");
                     m.push_str(detail);
                     m.push(')');
                 }
-                (m, transient)
+                m
             }
-            None => (e.to_string(), e.is_closed() || e.to_string().contains("connection")),
+            None => e.to_string(),
         };
-        TransferError::Server { side, context: context.into(), message, transient }
+        TransferError::Server { side, context: context.into(), message, transience: pg_transience(e) }
+    }
+}
+
+/// How a PostgreSQL failure may pass: class 08 connection exceptions,
+/// 57P01-57P03 shutdown and startup, 53300 too many connections, a closed
+/// or reset socket are outages; 40001 serialization failure and 40P01
+/// deadlock are retried; anything else (a refused password, a missing
+/// database, a TLS failure) is permanent.
+pub(crate) fn pg_transience(e: &tokio_postgres::Error) -> Transience {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
+        return if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300") {
+            Transience::Outage
+        } else if matches!(code, "40001" | "40P01") {
+            Transience::Retry
+        } else {
+            Transience::Permanent
+        };
+    }
+    let text = e.to_string();
+    // A handshake refused over a certificate fails the same way next time.
+    if text.contains("TLS") {
+        return Transience::Permanent;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            let tls = io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
+                || io.kind() == std::io::ErrorKind::InvalidData;
+            return if tls { Transience::Permanent } else { Transience::Outage };
+        }
+        cause = c.source();
+    }
+    // tokio-postgres says "connection closed" for a socket the server shut,
+    // and "timeout waiting for server" for a connect_timeout.
+    if e.is_closed() || text.contains("connection closed") || text.contains("timeout") {
+        Transience::Outage
+    } else {
+        Transience::Permanent
     }
 }

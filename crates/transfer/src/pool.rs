@@ -6,7 +6,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use mssql_pg_migrate_config::{Secret, SslMode};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::error::{Side, TransferError};
+use crate::error::{Side, TransferError, Transience, pg_transience};
 use crate::tls::{self, TlsFiles};
 
 /// Where and how to connect to a PostgreSQL server.
@@ -59,6 +59,13 @@ impl PgPool {
             .application_name("mssql-pg-migrate")
             .connect_timeout(Duration::from_secs(15))
             .keepalives_idle(Duration::from_secs(60));
+        if side == Side::Target {
+            // A chunk counts as copied once its COMMIT returns. A server set
+            // to synchronous_commit = off confirms commits that a crash can
+            // still undo, and a run riding through that restart would go on
+            // past rows that are gone; our sessions wait for the flush.
+            config.options("-c synchronous_commit=on");
+        }
         config.ssl_mode(match endpoint.ssl_mode {
             SslMode::Disable => tokio_postgres::config::SslMode::Disable,
             SslMode::Allow | SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
@@ -97,6 +104,11 @@ impl PgPool {
     /// [`TransferError::Connect`] naming the server when it cannot be reached.
     pub async fn get(&self, side: Side) -> Result<Object, TransferError> {
         self.pool.get().await.map_err(|e| {
+            let transience = match &e {
+                deadpool_postgres::PoolError::Backend(pg) => pg_transience(pg),
+                deadpool_postgres::PoolError::Timeout(_) => Transience::Outage,
+                _ => Transience::Permanent,
+            };
             let message = match &e {
                 deadpool_postgres::PoolError::Backend(pg) => match pg.as_db_error() {
                     Some(db) => db.message().to_owned(),
@@ -111,7 +123,7 @@ impl PgPool {
                 other => other.to_string(),
             };
             let message = tls::explain(&message, &self.endpoint.host, &self.side.to_string()).unwrap_or(message);
-            TransferError::Connect { side, address: self.address.clone(), message }
+            TransferError::Connect { side, address: self.address.clone(), message, transience }
         })
     }
 

@@ -14,14 +14,16 @@
 //! whole run, so two runs of the same migration cannot overlap.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use mssql_pg_migrate_schema::ident::literal_pg;
 use mssql_pg_migrate_state::{RunState, StateError, WorkStatus, now_rfc3339, write_atomically};
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{Side, TransferError};
 use crate::pool::PgPool;
+use crate::retry::{Backoff, with_retries};
 
 /// The schema of the target database that holds run states.
 pub const STATE_SCHEMA: &str = "mssql_pg_migrate";
@@ -92,6 +94,8 @@ pub(crate) struct Progress {
     store: Store,
     /// The state's run id, which never changes while the run lasts.
     run_id: String,
+    /// A save to the target waits out its restart as a chunk does.
+    backoff: Backoff,
 }
 
 /// A save in flight: queued for the file writer, or a document for the target.
@@ -206,6 +210,7 @@ impl Progress {
         control: &PgPool,
         key: &str,
         state: RunState,
+        backoff: Backoff,
     ) -> Result<Progress, TransferError> {
         let store = match location {
             StateLocation::File(path) => Store::File { path: path.clone(), writer: FileWriter::start(path.clone()) },
@@ -225,7 +230,7 @@ impl Progress {
             }
         };
         let run_id = state.run_id.clone();
-        Ok(Progress { state: Mutex::new(state), store, run_id })
+        Ok(Progress { state: Mutex::new(state), store, run_id, backoff })
     }
 
     /// Reads the live state.
@@ -271,17 +276,22 @@ impl Progress {
                 Err(_) => Err(state_io(path)("the writer stopped")),
             },
             (Save::Target(text), Store::Target { control, key }) => {
-                let client = control.get(Side::Target).await?;
-                client
-                    .execute(
-                        "INSERT INTO mssql_pg_migrate.runs (migration, run_id, state, updated_at) \
-                         VALUES ($1, $2, $3::text::jsonb, now()) ON CONFLICT (migration) DO UPDATE \
-                         SET run_id = EXCLUDED.run_id, state = EXCLUDED.state, updated_at = now()",
-                        &[key, &self.run_id, &text],
-                    )
-                    .await
-                    .map_err(|e| target_error("saving the run state", &e))?;
-                Ok(())
+                // Never cancelled: the state of a stopping run must still be saved.
+                let saving = CancellationToken::new();
+                with_retries(self.backoff, "saving the run state", &saving, |_| async {
+                    let client = control.get(Side::Target).await?;
+                    client
+                        .execute(
+                            "INSERT INTO mssql_pg_migrate.runs (migration, run_id, state, updated_at) \
+                             VALUES ($1, $2, $3::text::jsonb, now()) ON CONFLICT (migration) DO UPDATE \
+                             SET run_id = EXCLUDED.run_id, state = EXCLUDED.state, updated_at = now()",
+                            &[key, &self.run_id, &text],
+                        )
+                        .await
+                        .map_err(|e| target_error("saving the run state", &e))?;
+                    Ok(())
+                })
+                .await
             }
             // Each store makes only its own kind of save.
             _ => Ok(()),
@@ -389,44 +399,129 @@ pub(crate) struct ChunkEnd<'a> {
 }
 
 /// An advisory lock on one migration, held by its own session for the run.
+///
+/// A restart of the target ends that session and with it the lock, so a
+/// keeper task ([`MigrationLock::keep`]) watches the session and takes the
+/// lock again once the server is back. Should another run have taken it
+/// meanwhile, the keeper aborts this run, which then must not touch the
+/// migration's state again.
 #[derive(Debug)]
 pub(crate) struct MigrationLock {
-    _session: deadpool_postgres::Object,
+    session: deadpool_postgres::Object,
 }
+
+/// How often the keeper looks at the lock's session.
+const LOCK_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl MigrationLock {
     /// Takes the lock, or says which session holds it.
     pub(crate) async fn acquire(control: &PgPool, key: &str) -> Result<MigrationLock, TransferError> {
         let session = control.get(Side::Target).await?;
-        let lock_key = format!("mssql-pg-migrate {key}");
-        let context = "taking the migration lock";
-        let got: bool = session
-            .query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[&lock_key])
-            .await
-            .and_then(|r| r.try_get(0))
-            .map_err(|e| target_error(context, &e))?;
-        if got {
-            return Ok(MigrationLock { _session: session });
+        if take(&session, key).await? {
+            return Ok(MigrationLock { session });
         }
-        let holder: Option<String> = session
-            .query_opt(
-                "SELECT format('backend pid %s (%s, connected since %s)', a.pid, \
-                 coalesce(nullif(a.client_addr::text, ''), 'local'), a.backend_start) \
-                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-                 WHERE l.locktype = 'advisory' AND l.granted \
-                 AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($1, 0)",
-                &[&lock_key],
-            )
-            .await
-            .ok()
-            .flatten()
-            .and_then(|r| r.try_get(0).ok());
-        Err(TransferError::State(format!(
-            "another run of this migration (target schema {}) is in progress on {}, held by {}; \
-             wait for it to finish or stop it",
-            literal_pg(key),
-            control.address(),
-            holder.unwrap_or_else(|| "another session".into())
-        )))
+        Err(held_elsewhere(&session, control, key).await)
     }
+
+    /// Keeps the lock for as long as the returned keeper lives: takes it
+    /// again after the target drops its session, waiting for the server as
+    /// `backoff` allows, and cancels `abort` if another run holds it by then.
+    pub(crate) fn keep(self, control: PgPool, key: String, backoff: Backoff, abort: CancellationToken) -> LockKeeper {
+        let lost = Arc::new(Mutex::new(None));
+        let lost_to = Arc::clone(&lost);
+        let task = tokio::spawn(async move {
+            let mut session = self.session;
+            let never = CancellationToken::new();
+            loop {
+                tokio::time::sleep(LOCK_CHECK_INTERVAL).await;
+                if !session.is_closed() {
+                    continue;
+                }
+                tracing::warn!("the target closed the session holding the migration lock; taking the lock again");
+                let taken = with_retries(backoff, "taking the migration lock again", &never, |_| async {
+                    let fresh = control.get(Side::Target).await?;
+                    let got = take(&fresh, &key).await?;
+                    Ok((fresh, got))
+                })
+                .await;
+                match taken {
+                    Ok((fresh, true)) => {
+                        tracing::info!("migration lock taken again");
+                        session = fresh;
+                    }
+                    Ok((fresh, false)) => {
+                        let e = held_elsewhere(&fresh, &control, &key).await;
+                        tracing::error!(error = %e, "lost the migration lock while the target was away; stopping");
+                        if let Ok(mut slot) = lost_to.lock() {
+                            *slot = Some(format!("{e} (it was taken while this run waited for the target)"));
+                        }
+                        abort.cancel();
+                        return;
+                    }
+                    // The chunks waiting for the same server fail with the same cause.
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot take the migration lock again");
+                        return;
+                    }
+                }
+            }
+        });
+        LockKeeper { task, lost }
+    }
+}
+
+/// The lock's keeper task; dropping it releases the lock.
+#[derive(Debug)]
+pub(crate) struct LockKeeper {
+    task: tokio::task::JoinHandle<()>,
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+impl LockKeeper {
+    /// Why the lock was lost to another run, if it was.
+    pub(crate) fn lost(&self) -> Option<String> {
+        self.lost.lock().ok().and_then(|l| l.clone())
+    }
+}
+
+impl Drop for LockKeeper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn lock_key(key: &str) -> String {
+    format!("mssql-pg-migrate {key}")
+}
+
+async fn take(session: &tokio_postgres::Client, key: &str) -> Result<bool, TransferError> {
+    session
+        .query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[&lock_key(key)])
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| target_error("taking the migration lock", &e))
+}
+
+/// The error for a lock another session holds, naming that session.
+async fn held_elsewhere(session: &tokio_postgres::Client, control: &PgPool, key: &str) -> TransferError {
+    let holder: Option<String> = session
+        .query_opt(
+            "SELECT format('backend pid %s (%s, connected since %s)', a.pid, \
+             coalesce(nullif(a.client_addr::text, ''), 'local'), a.backend_start) \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted \
+             AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($1, 0)",
+            &[&lock_key(key)],
+        )
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| r.try_get(0).ok());
+    TransferError::State(format!(
+        "another run of this migration (target schema {}) is in progress on {}, held by {}; \
+         wait for it to finish or stop it",
+        literal_pg(key),
+        control.address(),
+        holder.unwrap_or_else(|| "another session".into())
+    ))
 }

@@ -1,24 +1,53 @@
 //! One retry policy for everything the engine retries: chunks after a
-//! transient failure, and foreign keys that lost a deadlock.
+//! transient failure, finalization steps, state saves, and foreign keys
+//! that lost a deadlock.
+//!
+//! Two kinds of transient failure are told apart ([`Transience`]): a
+//! deadlock or throttling is retried `max_retries` times; a server that went
+//! away (a restart, a failover) is reconnected to for up to
+//! `reconnect_timeout`, however many attempts that takes, because managed
+//! servers take 30-120 s to come back and a count cannot express that.
 
 use std::future::Future;
 use std::time::Duration;
 
-use crate::error::TransferError;
+use mssql_pg_migrate_config::MigrationConfig;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-/// Exponential backoff with a cap.
+use crate::error::{TransferError, Transience};
+
+/// Exponential backoff with a cap, and how long to wait out an outage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
-    /// Retries after the first attempt.
+    /// Retries after the first attempt, for [`Transience::Retry`] failures.
     pub max_retries: u32,
     pub first_delay: Duration,
     pub max_delay: Duration,
+    /// How long a server may stay away ([`Transience::Outage`]) before the
+    /// work fails.
+    pub reconnect_timeout: Duration,
 }
 
+/// The longest pause between two reconnection attempts: a server back
+/// after a 30 s restart is found within this.
+const MAX_OUTAGE_DELAY: Duration = Duration::from_secs(5);
+
 impl Backoff {
-    /// The policy for `max_retries` retries: 0.5 s, 1 s, 2 s ... at most 30 s.
-    pub fn new(max_retries: u32) -> Self {
-        Backoff { max_retries, first_delay: Duration::from_millis(500), max_delay: Duration::from_secs(30) }
+    /// The policy for `max_retries` retries (0.5 s, 1 s, 2 s ... at most
+    /// 30 s apart) and outages of up to `reconnect_timeout`.
+    pub fn new(max_retries: u32, reconnect_timeout: Duration) -> Self {
+        Backoff {
+            max_retries,
+            first_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            reconnect_timeout,
+        }
+    }
+
+    /// The policy a configuration's `max_retries` and `reconnect_timeout` set.
+    pub fn for_migration(m: &MigrationConfig) -> Self {
+        Backoff::new(m.max_retries, Duration::from_secs(u64::from(m.reconnect_timeout)))
     }
 
     /// The wait before retry number `retry` (1-based).
@@ -26,30 +55,80 @@ impl Backoff {
         let factor = 1u32.checked_shl(retry.saturating_sub(1)).unwrap_or(u32::MAX);
         self.first_delay.saturating_mul(factor).min(self.max_delay)
     }
+
+    /// The wait before reconnection attempt number `attempt` (1-based).
+    fn outage_delay(&self, attempt: u32) -> Duration {
+        self.delay(attempt).min(MAX_OUTAGE_DELAY)
+    }
 }
 
-/// Runs `attempt` until it succeeds, fails with an error that is not
-/// transient, or has been retried `backoff.max_retries` times. `attempt`
-/// gets the retry number (0 for the first try) so it can change how it
-/// redoes work that may have half-happened.
+/// Runs `attempt` until it succeeds or fails for good: with an error that
+/// is not transient, after `backoff.max_retries` retries of a
+/// [`Transience::Retry`] failure, or once a server has been unavailable
+/// for `backoff.reconnect_timeout`. `attempt` gets the attempt number (0 for
+/// the first try). Waiting out an outage ends early, with
+/// [`TransferError::Cancelled`], when `stop` is cancelled.
 ///
 /// # Errors
 /// The last error.
-pub async fn with_retries<T, F, Fut>(backoff: Backoff, what: &str, mut attempt: F) -> Result<T, TransferError>
+pub async fn with_retries<T, F, Fut>(
+    backoff: Backoff,
+    what: &str,
+    stop: &CancellationToken,
+    mut attempt: F,
+) -> Result<T, TransferError>
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<T, TransferError>>,
 {
-    let mut retry = 0;
+    let mut attempts = 0;
+    let mut retries = 0;
+    // When the current outage began, and how many reconnections it has seen.
+    let mut outage: Option<(Instant, u32)> = None;
     loop {
-        match attempt(retry).await {
-            Err(e) if e.is_transient() && retry < backoff.max_retries => {
-                retry += 1;
-                let delay = backoff.delay(retry);
-                tracing::warn!(%what, retry, max = backoff.max_retries, delay_ms = delay.as_millis() as u64, error = %e, "transient failure; retrying");
+        let e = match attempt(attempts).await {
+            Ok(value) => {
+                if let Some((since, _)) = outage {
+                    tracing::info!(%what, after_ms = since.elapsed().as_millis() as u64, "reconnected");
+                }
+                return Ok(value);
+            }
+            Err(e) => e,
+        };
+        attempts += 1;
+        match e.transience() {
+            Transience::Outage => {
+                let (since, tries) = outage.get_or_insert_with(|| (Instant::now(), 0));
+                let waited = since.elapsed();
+                let Some(left) = backoff.reconnect_timeout.checked_sub(waited).filter(|l| !l.is_zero()) else {
+                    return Err(if backoff.reconnect_timeout.is_zero() { e } else { e.after_outage(waited) });
+                };
+                *tries += 1;
+                let delay = backoff.outage_delay(*tries).min(left);
+                // Said loudly once per outage; each further attempt quietly.
+                if *tries == 1 {
+                    tracing::warn!(
+                        %what,
+                        reconnect_timeout_s = backoff.reconnect_timeout.as_secs(),
+                        error = %e,
+                        "server unavailable; reconnecting"
+                    );
+                } else {
+                    tracing::info!(%what, waited_s = waited.as_secs(), delay_ms = delay.as_millis() as u64, error = %e, "still reconnecting");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.cancelled() => return Err(TransferError::Cancelled),
+                }
+            }
+            Transience::Retry if retries < backoff.max_retries => {
+                outage = None;
+                retries += 1;
+                let delay = backoff.delay(retries);
+                tracing::warn!(%what, retry = retries, max = backoff.max_retries, delay_ms = delay.as_millis() as u64, error = %e, "transient failure; retrying");
                 tokio::time::sleep(delay).await;
             }
-            other => return other,
+            _ => return Err(e),
         }
     }
 }
@@ -61,38 +140,43 @@ mod tests {
     use super::*;
     use crate::error::Side;
 
-    fn transient() -> TransferError {
+    fn failure(transience: Transience) -> TransferError {
         TransferError::Server {
             side: Side::Target,
             context: "copying".into(),
             message: "terminating connection".into(),
-            transient: true,
+            transience,
         }
     }
 
+    const NO_OUTAGES: Duration = Duration::ZERO;
+
     #[test]
     fn delays_double_up_to_the_cap() {
-        let b = Backoff::new(10);
+        let b = Backoff::new(10, NO_OUTAGES);
         let delays: Vec<u64> = (1..=8).map(|r| b.delay(r).as_millis() as u64).collect();
         assert_eq!(delays, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
         assert_eq!(b.delay(200), Duration::from_secs(30), "no overflow");
+        let outage: Vec<u64> = (1..=6).map(|r| b.outage_delay(r).as_millis() as u64).collect();
+        assert_eq!(outage, [500, 1000, 2000, 4000, 5000, 5000], "reconnections poll at least every 5 s");
     }
 
     #[tokio::test(start_paused = true)]
     async fn transient_errors_are_retried_and_others_fail_fast() {
+        let stop = CancellationToken::new();
         let calls = AtomicU32::new(0);
-        let result = with_retries(Backoff::new(3), "chunk", |retry| {
+        let result = with_retries(Backoff::new(3, NO_OUTAGES), "chunk", &stop, |attempt| {
             let n = calls.fetch_add(1, Ordering::SeqCst);
             async move {
-                assert_eq!(retry, n);
-                if n < 2 { Err(transient()) } else { Ok(n) }
+                assert_eq!(attempt, n);
+                if n < 2 { Err(failure(Transience::Retry)) } else { Ok(n) }
             }
         })
         .await;
         assert_eq!(result.unwrap(), 2);
 
         calls.store(0, Ordering::SeqCst);
-        let result: Result<(), _> = with_retries(Backoff::new(3), "chunk", |_| {
+        let result: Result<(), _> = with_retries(Backoff::new(3, NO_OUTAGES), "chunk", &stop, |_| {
             calls.fetch_add(1, Ordering::SeqCst);
             async { Err(TransferError::Config("bad".into())) }
         })
@@ -101,12 +185,70 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1, "not transient: no retry");
 
         calls.store(0, Ordering::SeqCst);
-        let result: Result<(), _> = with_retries(Backoff::new(2), "chunk", |_| {
+        let result: Result<(), _> = with_retries(Backoff::new(2, NO_OUTAGES), "chunk", &stop, |_| {
             calls.fetch_add(1, Ordering::SeqCst);
-            async { Err(transient()) }
+            async { Err(failure(Transience::Retry)) }
         })
         .await;
         assert!(result.unwrap_err().is_transient());
         assert_eq!(calls.load(Ordering::SeqCst), 3, "first try plus two retries");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_is_waited_out_for_the_reconnect_timeout_whatever_max_retries_says() {
+        let stop = CancellationToken::new();
+        let backoff = Backoff::new(1, Duration::from_secs(60));
+        // Down for 40 s of virtual time, then back: far more than one retry.
+        let started = Instant::now();
+        let calls = AtomicU32::new(0);
+        let result = with_retries(backoff, "chunk", &stop, |_| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let down = started.elapsed() < Duration::from_secs(40);
+            async move { if down { Err(failure(Transience::Outage)) } else { Ok("copied") } }
+        })
+        .await;
+        assert_eq!(result.unwrap(), "copied");
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_secs(40) && waited < Duration::from_secs(46), "{waited:?}");
+        // Attempts at 0, 0.5, 1.5, 3.5, 7.5 s, then every 5 s: the 12th, at 42.5 s, finds it back.
+        assert_eq!(calls.load(Ordering::SeqCst), 12);
+        assert_eq!(waited, Duration::from_millis(42_500));
+
+        // Down for good: fails once the timeout has passed, saying so.
+        let started = Instant::now();
+        let result: Result<(), _> =
+            with_retries(backoff, "chunk", &stop, |_| async { Err(failure(Transience::Outage)) }).await;
+        let e = result.unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_secs(60), "the last attempt is at the deadline");
+        assert_eq!(e.kind(), crate::error::ErrorKind::Connection, "an outage past the timeout is exit 2");
+        assert!(e.to_string().contains("after reconnecting for 60 s; migration.reconnect_timeout"), "{e}");
+
+        // reconnect_timeout 0: no waiting at all.
+        calls.store(0, Ordering::SeqCst);
+        let result: Result<(), _> = with_retries(Backoff::new(3, NO_OUTAGES), "chunk", &stop, |_| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err(failure(Transience::Outage)) }
+        })
+        .await;
+        assert!(!result.unwrap_err().to_string().contains("reconnecting"));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancelling_ends_the_wait_for_a_server() {
+        let stop = CancellationToken::new();
+        let cancel = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            cancel.cancel();
+        });
+        let started = Instant::now();
+        let result: Result<(), _> =
+            with_retries(Backoff::new(3, Duration::from_secs(120)), "chunk", &stop, |_| async {
+                Err(failure(Transience::Outage))
+            })
+            .await;
+        assert!(matches!(result, Err(TransferError::Cancelled)));
+        assert!(started.elapsed() < Duration::from_secs(4));
     }
 }

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // Each test file uses a different part.
 
+pub mod mssql_pair;
 pub mod pair;
 
 use assert_cmd::Command;

@@ -157,6 +157,18 @@ impl Setup {
     }
 }
 
+/// `"P F"`: how many primary keys and foreign keys schema `copy` of the
+/// target's `dst` holds (the fixtures' 12 and 3 once a copy is complete,
+/// each built exactly once).
+pub async fn key_counts(target: &PgCluster) -> String {
+    target_scalar(
+        target,
+        "SELECT count(*) FILTER (WHERE contype = 'p')::text || ' ' || count(*) FILTER (WHERE contype = 'f')::text \
+         FROM pg_constraint WHERE connamespace = 'copy'::regnamespace",
+    )
+    .await
+}
+
 /// The first column of the first row of `sql` in the target's `dst`, as text.
 pub async fn target_scalar(target: &PgCluster, sql: &str) -> String {
     let t = target.connect("dst").await.unwrap();

@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
@@ -28,7 +29,7 @@ use super::{
     join_key_parts, split_key_parts, unhex,
 };
 use crate::copy::{CopyEncoder, EncodeError};
-use crate::error::{Side, TransferError};
+use crate::error::{Side, TransferError, Transience};
 
 /// A tiberius client over a tokio TCP stream.
 pub type MssqlClient = Client<Compat<TcpStream>>;
@@ -86,7 +87,17 @@ impl MssqlEndpoint {
     /// # Errors
     /// [`TransferError::Connect`] naming the server.
     pub async fn connect(&self) -> Result<MssqlClient, TransferError> {
-        let fail = |message: String| TransferError::Connect { side: Side::Source, address: self.address(), message };
+        let fail_as = |transience: Transience| {
+            move |message: String| TransferError::Connect {
+                side: Side::Source,
+                address: self.address(),
+                message,
+                transience,
+            }
+        };
+        // Failing to reach the port is an outage; what the server answers
+        // at login is judged by its error number.
+        let fail = fail_as(Transience::Outage);
         let encryption = if self.strict {
             EncryptionLevel::Strict
         } else if self.encrypt {
@@ -115,6 +126,7 @@ impl MssqlEndpoint {
             .map_err(|e| fail(e.to_string()))?;
         tcp.set_nodelay(true).map_err(|e| fail(e.to_string()))?;
         Client::connect(config, tcp.compat_write()).await.map_err(|e| {
+            let fail = fail_as(tiberius_transience(&e));
             if self.strict {
                 // A server without TDS 8.0 waits for a TDS PRELOGIN that a strict
                 // client never sends, so the handshake times out.
@@ -160,16 +172,40 @@ impl bb8::ManageConnection for MssqlManager {
 }
 
 fn server_error(context: &str, e: &tiberius::error::Error) -> TransferError {
-    let (message, transient) = match e {
-        tiberius::error::Error::Server(token) => {
-            // 1205 deadlock victim; 40613/40197/40501/49918-49920 Azure throttling and failover.
-            let transient = matches!(token.code(), 1205 | 40613 | 40197 | 40501 | 49918 | 49919 | 49920);
-            (format!("error {}: {}", token.code(), token.message()), transient)
-        }
-        tiberius::error::Error::Io { .. } => (e.to_string(), true),
-        other => (other.to_string(), false),
+    let message = match e {
+        tiberius::error::Error::Server(token) => format!("error {}: {}", token.code(), token.message()),
+        other => other.to_string(),
     };
-    TransferError::Server { side: Side::Source, context: context.to_owned(), message, transient }
+    TransferError::Server {
+        side: Side::Source,
+        context: context.to_owned(),
+        message,
+        transience: tiberius_transience(e),
+    }
+}
+
+/// How a SQL Server failure may pass. Outages: a broken socket; 4060
+/// (database not available yet), 40613/40197/40501 (Azure SQL failover and
+/// busy), 10928/10929 (resource limits), 49918-49920 (too many operations),
+/// 233/64/10053/10054/10060 (the session or network dropped). 1205 (deadlock
+/// victim) is retried. Anything else, a refused login or TLS among them,
+/// is permanent.
+pub(crate) fn tiberius_transience(e: &tiberius::error::Error) -> Transience {
+    match e {
+        tiberius::error::Error::Server(token) => error_number_transience(token.code()),
+        tiberius::error::Error::Io { .. } => Transience::Outage,
+        _ => Transience::Permanent,
+    }
+}
+
+fn error_number_transience(number: u32) -> Transience {
+    match number {
+        1205 => Transience::Retry,
+        4060 | 40613 | 40197 | 40501 | 10928 | 10929 | 49918 | 49919 | 49920 | 233 | 64 | 10053 | 10054 | 10060 => {
+            Transience::Outage
+        }
+        _ => Transience::Permanent,
+    }
 }
 
 /// A SQL Server database read through a bb8 pool.
@@ -184,6 +220,35 @@ pub struct MssqlSource {
     endpoint: MssqlEndpoint,
     /// The pool's limit: a second connection is taken only where it allows.
     max_size: u32,
+    /// The pool's latest failure to open a connection.
+    connect_failures: ConnectFailures,
+}
+
+/// What the pool last failed to connect with. bb8 opens connections in
+/// background tasks and hands their errors only to its error sink, so a
+/// caller waiting for a connection while the server is down would
+/// otherwise learn nothing until its wait times out; it watches this instead.
+#[derive(Debug, Clone)]
+struct ConnectFailures(Arc<tokio::sync::watch::Sender<Option<ConnectFailure>>>);
+
+#[derive(Debug, Clone)]
+struct ConnectFailure {
+    message: String,
+    transience: Transience,
+}
+
+impl bb8::ErrorSink<TransferError> for ConnectFailures {
+    fn sink(&self, error: TransferError) {
+        // Failed checks of pooled connections also arrive here; the pool
+        // then tries another connection, so only failures to connect count.
+        if let TransferError::Connect { message, transience, .. } = error {
+            self.0.send_replace(Some(ConnectFailure { message, transience }));
+        }
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<TransferError>> {
+        Box::new(self.clone())
+    }
 }
 
 impl MssqlSource {
@@ -195,9 +260,14 @@ impl MssqlSource {
         let unpooled = endpoint.clone();
         let mut first = endpoint.connect().await?;
         let max_size = max_size.max(1);
+        let connect_failures = ConnectFailures(Arc::new(tokio::sync::watch::Sender::new(None)));
+        // Connections are retried by the engine's reconnect policy, which
+        // knows how long to wait; bb8 retrying on its own would hide why.
         let pool = bb8::Pool::builder()
             .max_size(max_size)
             .connection_timeout(Duration::from_secs(60))
+            .retry_connection(false)
+            .error_sink(Box::new(connect_failures.clone()))
             .build_unchecked(MssqlManager { endpoint });
         if max_size > 1 {
             // The catalog reads on two connections and the readers on more:
@@ -214,7 +284,7 @@ impl MssqlSource {
         let babelfish = catalog::mssql::is_babelfish(&mut first).await;
         pool.add(first)
             .map_err(|_| TransferError::Config("the SQL Server pool refused its first connection".into()))?;
-        Ok(MssqlSource { pool, babelfish, endpoint: unpooled, max_size })
+        Ok(MssqlSource { pool, babelfish, endpoint: unpooled, max_size, connect_failures })
     }
 
     /// Whether reading the table is permitted: a query for no rows succeeds.
@@ -246,15 +316,39 @@ impl MssqlSource {
             .map_err(|e| server_error(context, &e))
     }
 
+    /// A pooled connection, or the reason the pool cannot open one.
     async fn conn(&self) -> Result<bb8::PooledConnection<'_, MssqlManager>, TransferError> {
-        self.pool.get().await.map_err(|e| match e {
-            bb8::RunError::User(e) => e,
-            bb8::RunError::TimedOut => TransferError::Connect {
-                side: Side::Source,
-                address: self.endpoint.address(),
-                message: "no pooled connection became free within 60 s".into(),
-            },
-        })
+        let connect_error = |failure: ConnectFailure| TransferError::Connect {
+            side: Side::Source,
+            address: self.endpoint.address(),
+            message: failure.message,
+            transience: failure.transience,
+        };
+        // Only failures from now on: an old one may have been overcome.
+        let mut failures = self.connect_failures.0.subscribe();
+        let failed = async {
+            loop {
+                if failures.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+                if let Some(failure) = failures.borrow_and_update().clone() {
+                    return failure;
+                }
+            }
+        };
+        tokio::select! {
+            biased;
+            got = self.pool.get() => got.map_err(|e| match e {
+                bb8::RunError::User(e) => e,
+                bb8::RunError::TimedOut => TransferError::Connect {
+                    side: Side::Source,
+                    address: self.endpoint.address(),
+                    message: "no pooled connection became free within 60 s".into(),
+                    transience: Transience::Outage,
+                },
+            }),
+            failure = failed => Err(connect_error(failure)),
+        }
     }
 }
 
@@ -1201,6 +1295,25 @@ mod tests {
 
     use super::*;
     use crate::copy::days_from_civil;
+
+    #[test]
+    fn failovers_and_dropped_sessions_are_outages_deadlocks_retries_and_logins_permanent() {
+        for number in [4060, 40613, 40197, 40501, 10928, 10929, 233, 64, 10054] {
+            assert_eq!(error_number_transience(number), Transience::Outage, "{number}");
+        }
+        assert_eq!(error_number_transience(1205), Transience::Retry);
+        // 18456 login failed, 208 invalid object, 8152 truncation: the same again.
+        for number in [18456, 208, 8152] {
+            assert_eq!(error_number_transience(number), Transience::Permanent, "{number}");
+        }
+        let reset = tiberius::error::Error::Io {
+            kind: std::io::ErrorKind::ConnectionReset,
+            message: "connection reset by peer".into(),
+        };
+        assert_eq!(tiberius_transience(&reset), Transience::Outage);
+        let tls = tiberius::error::Error::Tls("invalid peer certificate: UnknownIssuer".into());
+        assert_eq!(tiberius_transience(&tls), Transience::Permanent);
+    }
 
     /// Encodes one value and returns the field bytes (length prefix removed; `None` for NULL).
     fn field(data: ColumnData<'_>, target: PgType) -> Result<Option<Vec<u8>>, CellError> {
