@@ -194,6 +194,11 @@ fn plan_text(plan: &DryRunPlan) -> String {
             }
         };
         let _ = writeln!(text, "  chunks:   {chunking}");
+        if let Some(merge) = &table.merge {
+            let reads = if merge.incremental { "changed rows only" } else { "every row, compared by the merge" };
+            let _ = writeln!(text, "  merge:    on ({}), reading {reads}; per batch:", merge.key.join(", "));
+            let _ = writeln!(text, "    {};", merge.statement);
+        }
         let _ = writeln!(text, "  {};", table.create_table);
         for step in table.after_load.iter().chain(&table.foreign_keys) {
             let _ = writeln!(text, "  {};", step.sql);

@@ -93,12 +93,14 @@ async fn exit_codes_say_what_went_wrong() {
     assert_eq!(doc["error"]["kind"], "connection");
     assert!(doc["error"]["message"].as_str().unwrap().contains("127.0.0.1:1/dst"), "{doc}");
 
-    // upsert is not in this version: a configuration error, exit 1 (fix, don't retry).
+    // upsert with a keyless table: a configuration error, exit 1 (fix, don't retry).
     let path = config_file(dir.path(), &pg, pg.port(), "upsert");
     let out = bin().arg("-c").arg(&path).args(["--output-json", "run"]).env("PW", pg.password()).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(doc["error"]["message"].as_str().unwrap().contains("upsert"), "{doc}");
+    assert_eq!(doc["error"]["kind"], "config");
+    let message = doc["error"]["message"].as_str().unwrap();
+    assert!(message.contains("Table 'public.tags' has no primary key, required for upsert mode"), "{doc}");
 
     // --workers 0 is a usage error, exit 1.
     let out = bin().arg("-c").arg(&path).args(["run", "--workers", "0"]).output().unwrap();

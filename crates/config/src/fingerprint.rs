@@ -19,6 +19,7 @@ const TUNING_KEYS: &[&str] = &[
     "max_mssql_connections",
     "max_pg_connections",
     "copy_buffer_rows",
+    "upsert_batch_size",
     "upsert_parallel_tasks",
     "max_retries",
     "reconnect_timeout",

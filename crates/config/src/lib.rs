@@ -254,8 +254,13 @@ pub struct MigrationConfig {
     pub use_binary_copy: bool,
     pub use_unlogged_tables: bool,
     pub copy_buffer_rows: u32,
-    pub upsert_batch_size: u32,
-    pub upsert_parallel_tasks: u32,
+    /// Rows per upsert batch (read, staged, merged and committed together);
+    /// `auto`: `chunk_size`.
+    #[serde(serialize_with = "auto")]
+    pub upsert_batch_size: Option<u32>,
+    /// Batches merged at once; `auto`: `write_ahead_writers`.
+    #[serde(serialize_with = "auto")]
+    pub upsert_parallel_tasks: Option<u32>,
     pub include_tables: Vec<TablePattern>,
     pub exclude_tables: Vec<TablePattern>,
     pub create_indexes: bool,

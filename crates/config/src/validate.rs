@@ -595,8 +595,8 @@ impl Walker<'_> {
         let use_binary_copy = self.boolean(d, p, "use_binary_copy", true);
         let use_unlogged_tables = self.boolean(d, p, "use_unlogged_tables", false);
         let copy_buffer_rows = u32_of(self.uint(d, p, "copy_buffer_rows", 1..=10_000_000), 10_000);
-        let upsert_batch_size = u32_of(self.uint(d, p, "upsert_batch_size", 1..=1_000_000), 2_000);
-        let upsert_parallel_tasks = u32_of(self.uint(d, p, "upsert_parallel_tasks", PARALLELISM), 4);
+        let upsert_batch_size = self.tunable(d, p, "upsert_batch_size", 1..=10_000_000);
+        let upsert_parallel_tasks = self.tunable(d, p, "upsert_parallel_tasks", PARALLELISM);
         let include_tables = self.patterns(d, p, "include_tables");
         let exclude_tables = self.patterns(d, p, "exclude_tables");
         let identifier_case = self.choice(

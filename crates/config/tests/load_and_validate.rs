@@ -131,7 +131,7 @@ fn the_same_config_loads_identically_from_yaml_json_and_toml() {
     assert_eq!((m.workers, m.chunk_size, m.parallel_readers), (Some(6), None, None));
     assert_eq!(m.memory_budget_percent, 70);
     assert_eq!((m.large_table_threshold, m.max_partitions, m.min_rows_per_partition), (5_000_000, 12, 200_000));
-    assert_eq!((m.copy_buffer_rows, m.upsert_batch_size, m.upsert_parallel_tasks), (10_000, 2_000, 4));
+    assert_eq!((m.copy_buffer_rows, m.upsert_batch_size, m.upsert_parallel_tasks), (10_000, None, None));
     assert!(m.use_binary_copy && !m.use_unlogged_tables);
     assert!(m.create_indexes && m.create_foreign_keys && m.create_check_constraints);
     assert_eq!(m.identifier_case, IdentifierCase::Snake);

@@ -198,6 +198,85 @@ pub fn replace_from_stage(table: &TargetTable, key_columns: &[&str]) -> String {
     )
 }
 
+/// The staging table of upsert batches into `table`: a temporary table of
+/// the session, created once and reused by every batch the session merges
+/// (emptied at each commit), and gone with the session, so that nothing is
+/// left behind even after a kill. Named per target table, since one session
+/// merges into several.
+pub fn merge_stage_name(table: &TargetTable) -> String {
+    // FNV-1a: stable across runs and builds, unlike std's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in table.schema.bytes().chain([0]).chain(table.name.bytes()) {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("mssql_pg_migrate_merge_{hash:016x}")
+}
+
+/// Creates the [`merge_stage_name`] table unless the session has it.
+/// `LIKE` takes the columns and their NOT NULL, not defaults, identities or
+/// generation expressions, so every copied column loads as sent.
+pub fn create_merge_stage(table: &TargetTable) -> String {
+    format!(
+        "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS",
+        quote_pg(&merge_stage_name(table)),
+        table_name(table)
+    )
+}
+
+/// The COPY into the [`merge_stage_name`] table, with the columns of [`copy_in`].
+pub fn copy_into_merge_stage(table: &TargetTable) -> String {
+    format!(
+        "COPY {} ({}) FROM STDIN (FORMAT binary)",
+        quote_pg(&merge_stage_name(table)),
+        column_list(table.copied_columns().map(|c| &c.name))
+    )
+}
+
+/// Merges the staged rows into `table` on `key_columns` (which a primary
+/// key or unique index of the table must cover exactly), and answers one
+/// row: (inserted, updated). A row whose columns all equal the staged ones
+/// is left alone, so a batch with nothing changed writes nothing; merging
+/// the same batch twice gives the same table, which is what makes a
+/// resumed or retried batch safe.
+pub fn merge_from_stage(table: &TargetTable, key_columns: &[&str]) -> String {
+    let target = table_name(table);
+    let stage = quote_pg(&merge_stage_name(table));
+    let columns = column_list(table.copied_columns().map(|c| &c.name));
+    let keys = key_columns.iter().map(|k| quote_pg(k)).collect::<Vec<_>>().join(", ");
+    let others: Vec<&TargetColumn> =
+        table.copied_columns().filter(|c| !key_columns.contains(&c.name.as_str())).collect();
+    let on_conflict = if others.is_empty() {
+        "DO NOTHING".to_owned()
+    } else {
+        let set = others.iter().map(|c| format!("{q} = EXCLUDED.{q}", q = quote_pg(&c.name))).collect::<Vec<_>>();
+        let current = others.iter().map(|c| comparable("t", c)).collect::<Vec<_>>();
+        let incoming = others.iter().map(|c| comparable("EXCLUDED", c)).collect::<Vec<_>>();
+        format!(
+            "DO UPDATE SET {} WHERE ({}) IS DISTINCT FROM ({})",
+            set.join(", "),
+            current.join(", "),
+            incoming.join(", ")
+        )
+    };
+    // xmax is 0 on a row version an INSERT made, and set on one an UPDATE made.
+    format!(
+        "WITH merged AS (INSERT INTO {target} AS t ({columns}) OVERRIDING SYSTEM VALUE \
+         SELECT {columns} FROM {stage} ON CONFLICT ({keys}) {on_conflict} RETURNING (t.xmax = 0) AS inserted) \
+         SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged"
+    )
+}
+
+/// A column as the merge compares it: `xml` has no equality operator, and
+/// an unconstrained `numeric` compares 1.0 equal to 1.00, which would keep
+/// the target's scale when the source's changed; both compare as text.
+fn comparable(row: &str, column: &TargetColumn) -> String {
+    let q = quote_pg(&column.name);
+    match column.pg_type {
+        PgType::Xml | PgType::Numeric(None) => format!("{row}.{q}::text"),
+        _ => format!("{row}.{q}"),
+    }
+}
+
 pub fn set_logged(table: &TargetTable) -> String {
     format!("ALTER TABLE {} SET LOGGED", table_name(table))
 }
@@ -329,6 +408,44 @@ mod tests {
              INSERT INTO \"sales\".\"Order\"\"s\" (\"Order ID\", \"say \"\"hi\"\"\", \"qty\") OVERRIDING SYSTEM VALUE \
              SELECT \"Order ID\", \"say \"\"hi\"\"\", \"qty\" FROM \"mssql_pg_migrate_stage\""
         );
+    }
+
+    #[test]
+    fn upsert_batches_merge_only_rows_that_changed_through_a_reused_stage() {
+        let mut t = table();
+        t.columns.push(col("doc", PgType::Xml));
+        t.columns.push(col("amount", PgType::Numeric(None)));
+        let stage = merge_stage_name(&t);
+        assert_eq!(stage, merge_stage_name(&table()), "named by the table, not its columns");
+        assert!(stage.starts_with("mssql_pg_migrate_merge_") && stage.len() == 23 + 16, "{stage}");
+        let mut other = table();
+        other.name = "Orders".into();
+        assert_ne!(merge_stage_name(&other), stage);
+        assert_eq!(
+            create_merge_stage(&t),
+            format!(
+                "CREATE TEMP TABLE IF NOT EXISTS \"{stage}\" (LIKE \"sales\".\"Order\"\"s\") ON COMMIT DELETE ROWS"
+            )
+        );
+        assert_eq!(
+            merge_from_stage(&t, &["Order ID"]),
+            format!(
+                "WITH merged AS (INSERT INTO \"sales\".\"Order\"\"s\" AS t \
+                 (\"Order ID\", \"say \"\"hi\"\"\", \"qty\", \"doc\", \"amount\") OVERRIDING SYSTEM VALUE \
+                 SELECT \"Order ID\", \"say \"\"hi\"\"\", \"qty\", \"doc\", \"amount\" FROM \"{stage}\" \
+                 ON CONFLICT (\"Order ID\") DO UPDATE SET \"say \"\"hi\"\"\" = EXCLUDED.\"say \"\"hi\"\"\", \
+                 \"qty\" = EXCLUDED.\"qty\", \"doc\" = EXCLUDED.\"doc\", \"amount\" = EXCLUDED.\"amount\" \
+                 WHERE (t.\"say \"\"hi\"\"\", t.\"qty\", t.\"doc\"::text, t.\"amount\"::text) IS DISTINCT FROM \
+                 (EXCLUDED.\"say \"\"hi\"\"\", EXCLUDED.\"qty\", EXCLUDED.\"doc\"::text, EXCLUDED.\"amount\"::text) \
+                 RETURNING (t.xmax = 0) AS inserted) \
+                 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged"
+            )
+        );
+        // Every copied column in the key: nothing to update.
+        let keys: Vec<&str> = vec!["Order ID", "say \"hi\"", "qty", "doc", "amount"];
+        assert!(merge_from_stage(&t, &keys).contains(
+            "ON CONFLICT (\"Order ID\", \"say \"\"hi\"\"\", \"qty\", \"doc\", \"amount\") DO NOTHING RETURNING"
+        ));
     }
 
     #[test]

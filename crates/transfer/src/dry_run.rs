@@ -19,7 +19,7 @@ use crate::connect::{SourceJob, with_source};
 use crate::engine::{integer_split, read_selected_tables, run_bytes, table_size};
 use crate::error::TransferError;
 use crate::plan::{PlanSettings, partition_count};
-use crate::planning::{Step, foreign_key_steps, plan_targets, post_load_steps};
+use crate::planning::{Step, foreign_key_steps, plan_targets, post_load_steps, require_upsert_keys};
 use crate::source::{ReadSpec, Source};
 use crate::tuning::{Machine, Tuning};
 
@@ -85,6 +85,21 @@ pub struct TablePlan {
     pub columns: Vec<ColumnPlan>,
     /// Conversions that are not exact, and objects not carried over.
     pub notes: Vec<Note>,
+    /// `target_mode: upsert`: how each batch is merged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merge: Option<MergePlan>,
+}
+
+/// How an upsert merges a table's batches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MergePlan {
+    /// The target columns `ON CONFLICT` matches on.
+    pub key: Vec<String>,
+    /// Whether only changed rows are read (a change column); without one
+    /// every row is read and compared by the merge.
+    pub incremental: bool,
+    /// Per batch, after its COPY into the session's staging table.
+    pub statement: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -139,6 +154,7 @@ impl SourceJob for DryRunJob<'_> {
         let target_schema = self.options.target_schema.clone().unwrap_or_else(|| self.config.target.schema.clone());
         let tables = read_selected_tables(source.as_ref(), &source_schema, m).await?;
         let plan = plan_targets(tables, m, &target_schema, source.dialect())?;
+        require_upsert_keys(&plan.tables, m)?;
         let settings = PlanSettings::new(m, &self.tuning);
         let run_bytes = run_bytes(plan.tables.iter().map(|(t, _)| t));
         let mut planned = Vec::with_capacity(plan.tables.len());
@@ -155,14 +171,15 @@ impl SourceJob for DryRunJob<'_> {
                 let key = spec.key.iter().map(|&k| spec.columns[k].source_name.clone()).collect();
                 Chunking::KeyScan { key, partitions: parts }
             };
-            planned.push(table_plan(
-                target,
-                table.estimated_rows,
-                table.estimated_bytes,
-                chunking,
-                &self.tuning,
-                self.config,
-            ));
+            let mut table_plan =
+                table_plan(target, table.estimated_rows, table.estimated_bytes, chunking, &self.tuning, self.config);
+            if m.target_mode == TargetMode::Upsert {
+                let key = spec.key_target_names(target);
+                let key_refs: Vec<&str> = key.iter().map(String::as_str).collect();
+                table_plan.merge =
+                    Some(MergePlan { statement: ddl::merge_from_stage(target, &key_refs), key, incremental: false });
+            }
+            planned.push(table_plan);
         }
         let skipped = plan.skipped.into_iter().map(|(source, error)| SkippedTable { source, error }).collect();
         let targets: Vec<&TargetTable> = plan.tables.iter().map(|(_, t)| t).collect();
@@ -212,6 +229,7 @@ fn table_plan(
             })
             .collect(),
         notes: target.notes.clone(),
+        merge: None,
     }
 }
 
@@ -230,7 +248,8 @@ fn assemble(
     let mut prepare = vec![ddl::create_schema(&target_schema)];
     let clear = match mode {
         TargetMode::Truncate => ddl::truncate_tables(targets),
-        TargetMode::DropRecreate | TargetMode::Upsert => ddl::drop_tables(targets),
+        TargetMode::DropRecreate => ddl::drop_tables(targets),
+        TargetMode::Upsert => None,
     };
     prepare.extend(clear);
     let estimated_rows = tables.iter().map(|t| t.estimated_rows).sum();
@@ -245,6 +264,14 @@ fn assemble(
             unanalyzed.len(),
             unanalyzed.join(", ")
         ));
+    }
+    if mode == TargetMode::Upsert {
+        warnings.push(
+            "target_mode upsert: existing target tables keep their rows and are never dropped or truncated; \
+             missing ones are created with their primary key before the load (the plan shows CREATE TABLE for all); \
+             rows gone from the source stay in the target"
+                .to_owned(),
+        );
     }
     if mode == TargetMode::Truncate {
         warnings.push(

@@ -31,10 +31,10 @@ use crate::events::{Event, EventSink, PlannedTable, emit};
 use crate::failpoint;
 use crate::pause::PauseSwitch;
 use crate::plan::{Partition, PlanSettings, TableSize, integer_bounds, partition_count, partitions_from_bounds};
-use crate::planning::{Step, foreign_key_steps, plan_targets, post_load_steps};
+use crate::planning::{Step, foreign_key_steps, plan_targets, post_load_steps, require_upsert_keys};
 use crate::pool::PgPool;
 use crate::progress::{self, ChunkEnd, MigrationLock, Progress, StateLocation};
-use crate::report::{RunReport, TableReport, TableStatus, rate};
+use crate::report::{MergeCounts, RunReport, TableReport, TableStatus, rate};
 use crate::retry::{Backoff, with_retries};
 use crate::source::{PieceSink, ReadSpec, Source};
 use crate::tuning::{Machine, Tuning};
@@ -87,8 +87,6 @@ impl RunOptions {
 /// The first error that stops the run. Errors confined to one table are in
 /// the report instead when `continue_on_error` is set.
 pub async fn run(config: &Config, options: &RunOptions) -> Result<RunReport, TransferError> {
-    // Before any connection: a SQL Server source connects while it is built.
-    refuse_upsert(config)?;
     let tuning = Tuning::resolve(&config.migration, Machine::detect(), options.workers);
     tracing::debug!(?tuning, "tuning");
     let target = PgPool::new(&target_endpoint(&config.target), Side::Target, tuning.max_target_connections)?;
@@ -108,15 +106,6 @@ impl SourceJob for RunJob<'_> {
     async fn call<S: Source>(self, source: Arc<S>) -> Result<RunReport, TransferError> {
         run_with(source, self.target, self.config, self.tuning, self.options).await
     }
-}
-
-fn refuse_upsert(config: &Config) -> Result<(), TransferError> {
-    if config.migration.target_mode == TargetMode::Upsert {
-        return Err(TransferError::Config(
-            "migration.target_mode: upsert is not supported by this version; use drop_recreate or truncate".into(),
-        ));
-    }
-    Ok(())
 }
 
 /// The fingerprint of `config` with the schema overrides applied, which is
@@ -200,7 +189,6 @@ pub async fn run_with<S: Source>(
     tuning: Tuning,
     options: &RunOptions,
 ) -> Result<RunReport, TransferError> {
-    refuse_upsert(config)?;
     // One session holds the lock; another saves the run document; a third
     // takes the lock again after a restart while the dead session is let go.
     let control = target.sibling(3)?;
@@ -228,6 +216,15 @@ pub async fn run_with<S: Source>(
     };
     let (setup, catalog) = futures_util::future::join(setup, catalog).await;
     let (lock, saved) = setup?;
+    // Upsert refuses keyless tables before any state or table is written
+    // (a resume checks its tables when it plans them).
+    if let Some(Ok(tables)) = &catalog
+        && config.migration.target_mode == TargetMode::Upsert
+    {
+        let target_schema = options.target_schema.as_deref().unwrap_or(&config.target.schema);
+        let plan = plan_targets(tables.clone(), &config.migration, target_schema, source.dialect())?;
+        require_upsert_keys(&plan.tables, &config.migration)?;
+    }
     let state = begin_state(config, options, saved, &where_)?;
     let run_id = state.run_id.clone();
     let backoff = Backoff::for_migration(&config.migration);
@@ -277,6 +274,9 @@ struct TableWork<K> {
     key_columns: Vec<String>,
     rows: AtomicU64,
     bytes: AtomicU64,
+    /// Upsert mode: rows the merges inserted and updated.
+    inserted: AtomicU64,
+    updated: AtomicU64,
     remaining: AtomicU64,
     failed: std::sync::Mutex<Option<String>>,
     /// Stopped by cancellation: neither done nor failed.
@@ -323,6 +323,7 @@ fn skipped_report(source: String, error: String) -> TableReport {
         mb_per_second: 0.0,
         error: Some(error),
         notes: Vec::new(),
+        merged: None,
     }
 }
 
@@ -353,6 +354,8 @@ async fn migrate<S: Source>(
     failpoint::reached("catalog-read").await;
 
     let plan = plan_targets(tables, m, &target_schema, source.dialect())?;
+    // Before anything is written.
+    require_upsert_keys(&plan.tables, m)?;
     let mut reports: Vec<TableReport> = plan.skipped.into_iter().map(|(t, e)| skipped_report(t, e)).collect();
     let planned = plan.tables;
 
@@ -441,6 +444,7 @@ async fn migrate<S: Source>(
     // Copy.
     let context = CopyContext {
         progress: Arc::clone(progress),
+        merge: m.target_mode == TargetMode::Upsert,
         tuning,
         backoff,
         events: options.events.clone(),
@@ -481,6 +485,11 @@ async fn migrate<S: Source>(
             mb_per_second: rate(bytes, seconds) / 1e6,
             error,
             notes: w.target.notes.clone(),
+            merged: (m.target_mode == TargetMode::Upsert).then(|| {
+                let inserted = w.inserted.load(Ordering::Relaxed);
+                let updated = w.updated.load(Ordering::Relaxed);
+                MergeCounts { inserted, updated, unchanged: rows.saturating_sub(inserted + updated) }
+            }),
         });
     }
     reports.sort_by(|a, b| a.source.cmp(&b.source));
@@ -554,8 +563,7 @@ fn new_work<K>(
     partitions: Vec<Partition<K>>,
     created: bool,
 ) -> TableWork<K> {
-    let copied: Vec<&str> = target.copied_columns().map(|c| c.name.as_str()).collect();
-    let key_columns = spec.key.iter().filter_map(|&k| copied.get(k).map(|n| (*n).to_owned())).collect();
+    let key_columns = spec.key_target_names(&target);
     TableWork {
         remaining: AtomicU64::new(partitions.len() as u64),
         partitions,
@@ -567,6 +575,8 @@ fn new_work<K>(
         key_columns,
         rows: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
+        inserted: AtomicU64::new(0),
+        updated: AtomicU64::new(0),
         failed: std::sync::Mutex::new(None),
         cancelled: AtomicBool::new(false),
         started: std::sync::Mutex::new(None),
@@ -681,8 +691,10 @@ async fn resume_table<S: Source>(
     Ok(work)
 }
 
-/// Drops and creates, or checks and truncates, the target tables. Returns
-/// per table whether it was created.
+/// Drops and creates the target tables (drop_recreate), or checks the
+/// existing ones and creates the missing (truncate empties the existing;
+/// upsert keeps their rows and needs their key). Returns per table whether
+/// it was created.
 async fn prepare_target(
     target: &PgPool,
     planned: &[(Table, TargetTable)],
@@ -695,23 +707,28 @@ async fn prepare_target(
     execute(&client, &ddl::create_schema(target_schema), "creating the target schema").await?;
     let targets: Vec<&TargetTable> = planned.iter().map(|(_, t)| t).collect();
     let mut created = vec![true; targets.len()];
+    let upsert = m.target_mode == TargetMode::Upsert;
     match m.target_mode {
-        TargetMode::DropRecreate | TargetMode::Upsert => {
+        TargetMode::DropRecreate => {
             if let Some(sql) = ddl::drop_tables(&targets) {
                 execute(&client, &sql, "dropping the target tables").await?;
             }
         }
-        TargetMode::Truncate => {
+        TargetMode::Truncate | TargetMode::Upsert => {
             let all = |_: &str, _: &str| true;
             let existing = catalog::pg::read_schema(&client, target_schema, &all).await.map_err(TransferError::from)?;
             let mut to_truncate = Vec::new();
             let mut restore = Vec::new();
             let mut drops = Vec::new();
-            for (i, t) in targets.iter().enumerate() {
+            for (i, (source, t)) in planned.iter().enumerate() {
                 if let Some(current) = existing.iter().find(|e| e.name == t.name) {
                     check_compatible(t, current)?;
+                    if upsert {
+                        check_merge_key(t, current, &ReadSpec::new(source, t).key_target_names(t))?;
+                    } else {
+                        to_truncate.push(t);
+                    }
                     created[i] = false;
-                    to_truncate.push(*t);
                     // Foreign keys are dropped for the load (chunks land in any
                     // order) and put back afterwards exactly as they were.
                     for fk in &current.foreign_keys {
@@ -754,9 +771,45 @@ async fn prepare_target(
         if is_new {
             execute(&client, &ddl::create_table(t, m.use_unlogged_tables), &format!("creating {}", ddl::table_name(t)))
                 .await?;
+            // Merging needs the key before the first row; the other
+            // constraints and indexes still come after the load.
+            if let (true, Some(pk)) = (upsert, &t.primary_key) {
+                execute(&client, &ddl::add_primary_key(t, pk), &format!("primary key {} on {}", pk.name, t.name))
+                    .await?;
+            }
         }
     }
     Ok(created)
+}
+
+/// An existing table merged into must have a primary key or a unique index
+/// (not partial) on exactly the merge key's columns: `ON CONFLICT` needs it.
+fn check_merge_key(planned: &TargetTable, existing: &Table, key: &[String]) -> Result<(), TransferError> {
+    let same = |columns: &mut dyn Iterator<Item = &String>| {
+        let mut got: Vec<&String> = columns.collect();
+        let mut want: Vec<&String> = key.iter().collect();
+        got.sort();
+        want.sort();
+        got == want
+    };
+    let has = existing.primary_key.iter().any(|pk| same(&mut pk.columns.iter()))
+        || existing.unique_constraints.iter().any(|u| same(&mut u.columns.iter()))
+        || existing
+            .indexes
+            .iter()
+            .any(|i| i.unique && i.filter.is_none() && same(&mut i.columns.iter().map(|c| &c.name)));
+    if has {
+        return Ok(());
+    }
+    Err(TransferError::Incompatible {
+        table: format!("{}.{}", planned.schema, planned.name),
+        message: format!(
+            "upsert merges on ({}), but the table has no primary key or unique index on exactly those columns; \
+             add one (ALTER TABLE ... ADD PRIMARY KEY ({}))",
+            key.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", "),
+            key.join(", ")
+        ),
+    })
 }
 
 /// Checks that an existing target table can take the planned columns.
@@ -892,6 +945,8 @@ impl Scheduler {
 #[derive(Clone)]
 struct CopyContext {
     progress: Arc<Progress>,
+    /// Upsert mode: every chunk is merged into the existing rows.
+    merge: bool,
     tuning: Tuning,
     backoff: Backoff,
     events: Option<EventSink>,
@@ -1058,6 +1113,10 @@ enum WriteMode {
     /// Empty the table first, in the same transaction: a keyless table is
     /// one chunk, and is copied whole again whenever it is redone.
     TruncateFirst,
+    /// COPY into the session's stage, then merge on the key (upsert mode).
+    /// Merging is idempotent, so a chunk whose commit is in doubt (`redo`)
+    /// is simply merged again.
+    Merge { redo: bool },
 }
 
 /// One chunk's read: keys in `(after, upto]`, at most `limit` rows.
@@ -1136,7 +1195,7 @@ async fn copy_partition<S: Source>(
                             after: after.as_ref(),
                             upto: Some(&end_key),
                             limit: None,
-                            mode: WriteMode::Replace,
+                            mode: if context.merge { WriteMode::Merge { redo: true } } else { WriteMode::Replace },
                             rows_before,
                         };
                         copy_chunk(source, target, table, partition, &read, context, writers, uncertain).await
@@ -1146,7 +1205,7 @@ async fn copy_partition<S: Source>(
                             after: after.as_ref(),
                             upto: part.upto.as_ref(),
                             limit,
-                            mode: WriteMode::Append,
+                            mode: if context.merge { WriteMode::Merge { redo: false } } else { WriteMode::Append },
                             rows_before,
                         };
                         copy_chunk(source, target, table, partition, &read, context, writers, uncertain).await
@@ -1185,7 +1244,7 @@ async fn copy_chunk<S: Source>(
         let page = source.read_page(&table.spec, read.after, read.upto, read.limit, &mut sink).await?;
         let bytes = sink.finish().await.map_err(|_| TransferError::Cancelled)?;
         let completes = match (read.mode, read.limit) {
-            (WriteMode::Replace, _) => false,
+            (WriteMode::Replace | WriteMode::Merge { redo: true }, _) => false,
             (_, Some(limit)) => page.rows < limit,
             (_, None) => true,
         };
@@ -1254,6 +1313,12 @@ async fn write_chunk<K>(
             tx.batch_execute(&ddl::create_stage(&table.target)).await.map_err(failed("staging a chunk of"))?;
             ddl::copy_into_stage(&table.target)
         }
+        WriteMode::Merge { .. } => {
+            // The session's stage exists after its first chunk; saying so each time is noise.
+            let sql = format!("SET LOCAL client_min_messages = warning; {}", ddl::create_merge_stage(&table.target));
+            tx.batch_execute(&sql).await.map_err(failed("staging a chunk of"))?;
+            ddl::copy_into_merge_stage(&table.target)
+        }
     };
     let sink = tx.copy_in(&copy_sql).await.map_err(failed("copying into"))?;
     pin_mut!(sink);
@@ -1271,11 +1336,22 @@ async fn write_chunk<K>(
         return Ok(0);
     };
     let rows = sink.as_mut().finish().await.map_err(failed("copying into"))?;
-    if read.mode == WriteMode::Replace {
-        let keys: Vec<&str> = table.key_columns.iter().map(String::as_str).collect();
-        tx.batch_execute(&ddl::replace_from_stage(&table.target, &keys))
-            .await
-            .map_err(failed("replacing a chunk of"))?;
+    let keys: Vec<&str> = table.key_columns.iter().map(String::as_str).collect();
+    let mut merged = (0, 0);
+    match read.mode {
+        WriteMode::Replace => {
+            tx.batch_execute(&ddl::replace_from_stage(&table.target, &keys))
+                .await
+                .map_err(failed("replacing a chunk of"))?;
+        }
+        WriteMode::Merge { .. } => {
+            let counts = tx.query_one(&ddl::merge_from_stage(&table.target, &keys), &[]).await;
+            let counts = counts.map_err(failed("merging a chunk into"))?;
+            let count = |i: usize| counts.try_get::<_, i64>(i).map(|n| u64::try_from(n).unwrap_or(0));
+            merged =
+                (count(0).map_err(failed("merging a chunk into"))?, count(1).map_err(failed("merging a chunk into"))?);
+        }
+        WriteMode::Append | WriteMode::TruncateFirst => {}
     }
     let chunk = ChunkEnd {
         table: label,
@@ -1292,6 +1368,8 @@ async fn write_chunk<K>(
         *u = Some(key.clone());
     }
     tx.commit().await.map_err(failed("committing a chunk of"))?;
+    table.inserted.fetch_add(merged.0, Ordering::Relaxed);
+    table.updated.fetch_add(merged.1, Ordering::Relaxed);
     failpoint::reached("after-commit").await;
     progress.after_commit(&chunk).await?;
     if let Ok(mut u) = uncertain.lock() {

@@ -100,6 +100,14 @@ impl TransferError {
         }
     }
 
+    /// The server the error came from, when it came from one.
+    pub fn side(&self) -> Option<Side> {
+        match self {
+            TransferError::Connect { side, .. } | TransferError::Server { side, .. } => Some(*side),
+            _ => None,
+        }
+    }
+
     /// Whether retrying the same work may succeed (connection resets, deadlocks...).
     pub fn is_transient(&self) -> bool {
         self.transience() != Transience::Permanent

@@ -5,13 +5,14 @@
 
 use std::collections::BTreeSet;
 
-use mssql_pg_migrate_config::MigrationConfig;
+use mssql_pg_migrate_config::{MigrationConfig, TargetMode};
 use mssql_pg_migrate_schema::target::{
     Dialect, TargetOptions, TargetTable, assign_relation_names, plan_table, reject_collisions,
 };
 use mssql_pg_migrate_schema::{Table, ddl};
 
 use crate::error::TransferError;
+use crate::source::ReadSpec;
 
 /// The source tables with their target plans, and those left out.
 #[derive(Debug, Clone, Default)]
@@ -57,6 +58,32 @@ pub fn plan_targets(
     assign_relation_names(&mut targets);
     plan.tables = planned.into_iter().map(|(s, _)| s).zip(targets).collect();
     Ok(plan)
+}
+
+/// In upsert mode, refuses a plan with tables that have no key to merge on
+/// (a primary key whose columns are all copied), naming every such table.
+///
+/// # Errors
+/// [`TransferError::Config`] listing the tables, one per line, in the
+/// guide's words.
+pub fn require_upsert_keys(tables: &[(Table, TargetTable)], m: &MigrationConfig) -> Result<(), TransferError> {
+    if m.target_mode != TargetMode::Upsert {
+        return Ok(());
+    }
+    let keyless: Vec<String> = tables
+        .iter()
+        .filter(|(table, target)| ReadSpec::new(table, target).key.is_empty())
+        .map(|(table, _)| {
+            format!("Table '{}.{}' has no primary key, required for upsert mode", table.schema, table.name)
+        })
+        .collect();
+    if keyless.is_empty() {
+        return Ok(());
+    }
+    Err(TransferError::Config(format!(
+        "{}\n(add a primary key at the source, leave the table out with exclude_tables, or use target_mode: truncate)",
+        keyless.join("\n")
+    )))
 }
 
 /// One statement run after the load, with what it builds (for messages).

@@ -27,6 +27,22 @@ pub struct TableReport {
     pub mb_per_second: f64,
     pub error: Option<String>,
     pub notes: Vec<Note>,
+    /// What the merges of an upsert run did with the rows read (absent in
+    /// the other modes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged: Option<MergeCounts>,
+}
+
+/// Rows of an upsert run by what the merge did with them. A batch merged
+/// again (a retry, or a resume redoing the batch in flight) is counted again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MergeCounts {
+    /// New keys.
+    pub inserted: u64,
+    /// Existing keys with at least one column changed.
+    pub updated: u64,
+    /// Existing keys equal in every column: not written.
+    pub unchanged: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -15,7 +15,7 @@ use mssql_pg_migrate_config::MigrationConfig;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{TransferError, Transience};
+use crate::error::{Side, TransferError, Transience};
 
 /// Exponential backoff with a cap, and how long to wait out an outage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +27,10 @@ pub struct Backoff {
     /// How long a server may stay away ([`Transience::Outage`]) before the
     /// work fails.
     pub reconnect_timeout: Duration,
+    /// Whether an outage of the target is waited out. Not with
+    /// `use_unlogged_tables`: a crashed server empties UNLOGGED tables, and
+    /// only a resume checks for that before going on.
+    pub wait_for_target: bool,
 }
 
 /// The longest pause between two reconnection attempts: a server back
@@ -42,12 +46,16 @@ impl Backoff {
             first_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
             reconnect_timeout,
+            wait_for_target: true,
         }
     }
 
     /// The policy a configuration's `max_retries` and `reconnect_timeout` set.
     pub fn for_migration(m: &MigrationConfig) -> Self {
-        Backoff::new(m.max_retries, Duration::from_secs(u64::from(m.reconnect_timeout)))
+        Backoff {
+            wait_for_target: !m.use_unlogged_tables,
+            ..Backoff::new(m.max_retries, Duration::from_secs(u64::from(m.reconnect_timeout)))
+        }
     }
 
     /// The wait before retry number `retry` (1-based).
@@ -97,6 +105,10 @@ where
         };
         attempts += 1;
         match e.transience() {
+            Transience::Outage if !backoff.wait_for_target && e.side() == Some(Side::Target) => {
+                tracing::error!(%what, error = %e, "the target went away while use_unlogged_tables is on: a crash empties UNLOGGED tables, so the run stops here and `resume` checks them");
+                return Err(e);
+            }
             Transience::Outage => {
                 let (since, tries) = outage.get_or_insert_with(|| (Instant::now(), 0));
                 let waited = since.elapsed();
@@ -138,7 +150,6 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
-    use crate::error::Side;
 
     fn failure(transience: Transience) -> TransferError {
         TransferError::Server {
@@ -232,6 +243,27 @@ mod tests {
         .await;
         assert!(!result.unwrap_err().to_string().contains("reconnecting"));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_unlogged_tables_a_target_outage_stops_at_once_and_a_source_outage_is_waited_out() {
+        let stop = CancellationToken::new();
+        let backoff = Backoff { wait_for_target: false, ..Backoff::new(3, Duration::from_secs(60)) };
+        let started = Instant::now();
+        let result: Result<(), _> =
+            with_retries(backoff, "chunk", &stop, |_| async { Err(failure(Transience::Outage)) }).await;
+        assert_eq!(result.unwrap_err().side(), Some(Side::Target));
+        assert_eq!(started.elapsed(), Duration::ZERO);
+
+        let source_down = || TransferError::Connect {
+            side: Side::Source,
+            address: "db:1433/app".into(),
+            message: "connection refused".into(),
+            transience: Transience::Outage,
+        };
+        let result: Result<(), _> = with_retries(backoff, "chunk", &stop, |_| async { Err(source_down()) }).await;
+        assert!(result.is_err());
+        assert_eq!(started.elapsed(), Duration::from_secs(60));
     }
 
     #[tokio::test(start_paused = true)]

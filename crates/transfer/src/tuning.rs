@@ -1,7 +1,7 @@
 //! Auto-tuning: the concrete concurrency, chunk and buffer sizes for a run,
 //! from the `migration` section (explicit values win) and the machine.
 
-use mssql_pg_migrate_config::MigrationConfig;
+use mssql_pg_migrate_config::{MigrationConfig, TargetMode};
 use serde::Serialize;
 
 /// The settings a run actually uses.
@@ -61,9 +61,13 @@ impl Tuning {
         let pick = |explicit: Option<u32>, auto: usize| explicit.map_or(auto, |v| v as usize).max(1);
         let workers = pick(workers_override.or(m.workers), cores.clamp(2, 8));
         let parallel_readers = pick(m.parallel_readers, cores.clamp(2, 16));
-        let write_ahead_writers = pick(m.write_ahead_writers, cores.clamp(2, 12));
+        let upsert = m.target_mode == TargetMode::Upsert;
+        // In upsert mode a chunk is the guide's upsert batch, and the
+        // writers are its parallel upsert tasks.
+        let write_ahead_writers =
+            pick(m.upsert_parallel_tasks.filter(|_| upsert).or(m.write_ahead_writers), cores.clamp(2, 12));
         let read_ahead_buffers = pick(m.read_ahead_buffers, 4);
-        let chunk_size = m.chunk_size.map_or(100_000, u64::from).max(1);
+        let chunk_size = m.upsert_batch_size.filter(|_| upsert).or(m.chunk_size).map_or(100_000, u64::from).max(1);
         let memory_budget_bytes = machine.memory_bytes / 100 * u64::from(m.memory_budget_percent);
         // Each reader holds its encoder's buffer plus `read_ahead_buffers`
         // queued pieces, and its writer one more in flight.
@@ -109,6 +113,20 @@ mod tests {
         let t = Tuning::resolve(&migration("workers: 3, chunk_size: 500, parallel_readers: 5"), small, Some(7));
         assert_eq!((t.workers, t.parallel_readers, t.chunk_size), (7, 5, 500));
         assert_eq!(t.max_source_connections, 7);
+    }
+
+    #[test]
+    fn in_upsert_mode_batches_and_parallel_tasks_set_chunks_and_writers() {
+        let small = Machine { cores: 2, memory_bytes: 24 << 30 };
+        let upsert = "target_mode: upsert, upsert_batch_size: 2000, upsert_parallel_tasks: 4";
+        let t = Tuning::resolve(&migration(upsert), small, None);
+        assert_eq!((t.chunk_size, t.write_ahead_writers), (2000, 4));
+        let t =
+            Tuning::resolve(&migration("target_mode: upsert, chunk_size: 5000, write_ahead_writers: 3"), small, None);
+        assert_eq!((t.chunk_size, t.write_ahead_writers), (5000, 3), "auto: the general settings");
+        // The upsert settings mean nothing to the other modes.
+        let t = Tuning::resolve(&migration("upsert_batch_size: 2000, upsert_parallel_tasks: 4"), small, None);
+        assert_eq!((t.chunk_size, t.write_ahead_writers), (100_000, 2));
     }
 
     #[test]

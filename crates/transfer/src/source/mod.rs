@@ -74,6 +74,13 @@ impl ReadSpec {
         }
     }
 
+    /// The target's names of the key columns (`target` is the plan this
+    /// spec was built from).
+    pub fn key_target_names(&self, target: &TargetTable) -> Vec<String> {
+        let copied: Vec<&str> = target.copied_columns().map(|c| c.name.as_str()).collect();
+        self.key.iter().filter_map(|&k| copied.get(k).map(|n| (*n).to_owned())).collect()
+    }
+
     /// Whether the key is one integer column, which the planner splits by value.
     pub fn integer_key(&self) -> Option<&ReadColumn> {
         let [k] = self.key.as_slice() else { return None };

@@ -1,0 +1,216 @@
+//! `target_mode: upsert` through the real binary, PostgreSQL → PostgreSQL
+//! on throwaway clusters, with the edge-case fixture (every type, composite,
+//! uuid and text keys, foreign keys): the first sync into an empty target,
+//! a sync after inserts, updates (to NULL, to and from empty strings, a
+//! large value, key changes) and deletes at the source, a sync with nothing
+//! changed (nothing written, measured in pg_stat), SIGKILL and resume, and
+//! a keyless table refused before anything is written. Values are compared
+//! with the source's, row by row.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is the failure report.
+
+mod common;
+
+use common::pair::{SECRET, Setup, key_counts, setup, start_until};
+use mssql_pg_migrate_testkit::compare::{EDGE_CASE_TABLES, compare_tables};
+
+const UPSERT: &str = "target_mode: upsert, exclude_tables: [no_key]";
+
+fn keyed_tables() -> Vec<&'static str> {
+    EDGE_CASE_TABLES.iter().copied().filter(|t| *t != "no_key").collect()
+}
+
+async fn assert_same_keyed_data(s: &Setup) {
+    let source = s.source.connect("src").await.unwrap();
+    let target = s.target.connect("dst").await.unwrap();
+    if let Err(difference) = compare_tables(&source, "src", &target, "copy", &keyed_tables()).await {
+        panic!("{difference}");
+    }
+}
+
+/// Runs `run --output-json` to exit 0 and returns the document.
+fn sync(s: &Setup, state_file: Option<&std::path::Path>) -> serde_json::Value {
+    let (code, stdout, stderr) = s.finish(state_file, &["--output-json", "run"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    common::assert_matches_schema("output.schema.json", &doc);
+    doc
+}
+
+/// `[inserted, updated, unchanged]` of one table in a run's document.
+fn merged(doc: &serde_json::Value, table: &str) -> [u64; 3] {
+    let tables = doc["report"]["tables"].as_array().unwrap();
+    let t = tables.iter().find(|t| t["source"] == format!("src.{table}")).unwrap_or_else(|| panic!("{table}: {doc}"));
+    let m = &t["merged"];
+    [m["inserted"].as_u64().unwrap(), m["updated"].as_u64().unwrap(), m["unchanged"].as_u64().unwrap()]
+}
+
+/// Tuples written to the copied tables so far, and their total size. The
+/// tool's sessions report their writes as they end, so this waits for them.
+async fn writes_and_size(s: &Setup) -> (i64, i64) {
+    let t = s.target.connect("dst").await.unwrap();
+    for _ in 0..100 {
+        let row = t
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mssql-pg-migrate'", &[])
+            .await
+            .unwrap();
+        if row.get::<_, i64>(0) == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let row = t
+        .query_one(
+            "SELECT sum(n_tup_ins + n_tup_upd + n_tup_del)::bigint, sum(pg_total_relation_size(relid))::bigint \
+             FROM pg_stat_user_tables WHERE schemaname = 'copy'",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyless_table_is_refused_by_name_before_anything_is_written() {
+    let s = setup("target_mode: upsert").await;
+    let (code, stdout, stderr) = s.finish(None, &["run"]);
+    assert_eq!(code, 1, "a configuration error:\n{stdout}\n{stderr}");
+    assert!(stderr.contains("Table 'src.no_key' has no primary key, required for upsert mode"), "{stderr}");
+    let untouched = s
+        .target_scalar("SELECT (to_regnamespace('copy') IS NULL AND to_regnamespace('mssql_pg_migrate') IS NULL)::text")
+        .await;
+    assert_eq!(untouched, "true", "neither tables nor state were written");
+    let (code, _, stderr) = s.finish(None, &["run", "--dry-run"]);
+    assert_eq!(code, 1, "the dry run refuses the same way:\n{stderr}");
+    assert!(stderr.contains("Table 'src.no_key' has no primary key"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dry_run_shows_the_key_and_the_merge_of_each_table_and_drops_nothing() {
+    let s = setup(UPSERT).await;
+    let (code, stdout, stderr) = s.finish(None, &["--output-json", "run", "--dry-run"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    common::assert_matches_schema("output.schema.json", &doc);
+    let plan = &doc["report"];
+    assert!(plan["prepare"].as_array().unwrap().iter().all(|sql| !sql.as_str().unwrap().contains("DROP")), "{plan}");
+    let tables = plan["tables"].as_array().unwrap();
+    let composite = tables.iter().find(|t| t["source"] == "src.composite").unwrap();
+    assert_eq!(composite["merge"]["key"], serde_json::json!(["region", "seq"]));
+    assert_eq!(composite["merge"]["incremental"], false);
+    let statement = composite["merge"]["statement"].as_str().unwrap();
+    assert!(
+        statement.contains("ON CONFLICT (\"region\", \"seq\") DO UPDATE SET \"v\" = EXCLUDED.\"v\" WHERE (t.\"v\") IS DISTINCT FROM (EXCLUDED.\"v\")"),
+        "{statement}"
+    );
+    let (code, text, _) = s.finish(None, &["run", "--dry-run"]);
+    assert_eq!(code, 0);
+    assert!(text.contains("merge:    on (region, seq), reading every row, compared by the merge"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syncs_merge_inserts_and_updates_keep_deleted_rows_and_write_nothing_when_nothing_changed() {
+    let s = setup(UPSERT).await;
+
+    // First sync: every table is created (keys, indexes, foreign keys) and filled.
+    let doc = sync(&s, None);
+    assert_same_keyed_data(&s).await;
+    assert_eq!(key_counts(&s.target).await, "12 3");
+    assert_eq!(merged(&doc, "skewed"), [4103, 0, 0]);
+
+    // Changes at the source; a reader of the target sees them only after the sync.
+    let src = s.source.connect("src").await.unwrap();
+    src.batch_execute(
+        "SET search_path = src;
+         INSERT INTO skewed SELECT g, 'new ' || g FROM generate_series(5000, 5100) g;
+         UPDATE skewed SET v = NULL WHERE id BETWEEN 10 AND 20;
+         UPDATE skewed SET v = '' WHERE id BETWEEN 21 AND 30;
+         DELETE FROM skewed WHERE id BETWEEN 3000 AND 3009;
+         UPDATE \"Every Type\" SET t = repeat('large ', 200000), x = '<b>changed</b>', nf = 1.000 WHERE id = 2;
+         UPDATE \"Every Type\" SET vc = '' WHERE vc IS NULL;
+         UPDATE composite SET seq = seq + 100000 WHERE seq <= 10;
+         INSERT INTO by_uuid VALUES ('ffffffff-ffff-ffff-ffff-ffffffffffff', -1);
+         UPDATE by_text SET v = -v WHERE v % 100 = 0;",
+    )
+    .await
+    .unwrap();
+    let before_changes = writes_and_size(&s).await;
+    let doc = sync(&s, None);
+    assert!(writes_and_size(&s).await.0 > before_changes.0, "pg_stat sees the merges' writes");
+    assert_eq!(merged(&doc, "skewed"), [101, 21, 4103 + 101 - 10 - 101 - 21]);
+    assert_eq!(merged(&doc, "composite"), [10, 0, 2990]);
+    assert_eq!(merged(&doc, "by_uuid"), [1, 0, 2500]);
+    assert_eq!(merged(&doc, "by_text"), [0, 25, 2475]);
+    let every_type_updated = merged(&doc, "Every Type")[1];
+    assert!(every_type_updated >= 2, "the large value, xml, numeric scale and '' rows: {every_type_updated}");
+
+    // Deletes are off: rows gone from the source (and old keys) stay in the target.
+    let t = s.target.connect("dst").await.unwrap();
+    let kept: i64 =
+        t.query_one("SELECT count(*) FROM copy.skewed WHERE id BETWEEN 3000 AND 3009", &[]).await.unwrap().get(0);
+    assert_eq!(kept, 10);
+    let old_keys: i64 = t.query_one("SELECT count(*) FROM copy.composite WHERE seq <= 10", &[]).await.unwrap().get(0);
+    assert_eq!(old_keys, 10);
+    let large: String = t.query_one("SELECT t FROM copy.\"Every Type\" WHERE id = 2", &[]).await.unwrap().get(0);
+    assert_eq!(large.len(), 1_200_000);
+    let scale: String = t.query_one("SELECT nf::text FROM copy.\"Every Type\" WHERE id = 2", &[]).await.unwrap().get(0);
+    assert_eq!(scale, "1.000", "an unconstrained numeric keeps the source's scale");
+    // Without those leftovers, every table equals the source value by value.
+    t.batch_execute(
+        "DELETE FROM copy.skewed WHERE id BETWEEN 3000 AND 3009; DELETE FROM copy.composite WHERE seq <= 10",
+    )
+    .await
+    .unwrap();
+    assert_same_keyed_data(&s).await;
+
+    // Nothing changed: no tuple is written, no table grows.
+    let before = writes_and_size(&s).await;
+    let doc = sync(&s, None);
+    for table in keyed_tables() {
+        let [inserted, updated, _] = merged(&doc, table);
+        assert_eq!((inserted, updated), (0, 0), "{table}");
+    }
+    assert_eq!(
+        writes_and_size(&s).await,
+        before,
+        "(tuples written, bytes) before and after a sync with nothing changed"
+    );
+    assert_same_keyed_data(&s).await;
+    // Staging tables are temporary: none is left in any schema.
+    let stages =
+        s.target_scalar("SELECT count(*)::text FROM pg_class WHERE relname LIKE 'mssql_pg_migrate_merge_%'").await;
+    assert_eq!(stages, "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_sync_then_resume_converges_to_the_source() {
+    let s = setup(UPSERT).await;
+    let state_file = s.dir.path().join("upsert.state");
+    sync(&s, Some(&state_file));
+    let src = s.source.connect("src").await.unwrap();
+    // (failpoint, state in a file)
+    for (round, (point, use_file)) in
+        [("mid-copy:3", true), ("before-commit:2", false), ("after-commit:4", true), ("chunk-saved:3", false)]
+            .into_iter()
+            .enumerate()
+    {
+        src.batch_execute(&format!(
+            "UPDATE src.skewed SET v = 'round {round} ' || id WHERE id % 7 = {round};
+             INSERT INTO src.skewed VALUES ({}, 'added in round {round}');
+             UPDATE src.employees SET name = name || '{round}' WHERE id % 5 = 0;",
+            2_000_000 + round
+        ))
+        .await
+        .unwrap();
+        let file = use_file.then_some(state_file.as_path());
+        let mut running = start_until(&mut s.command(file, &["run"]), point);
+        running.child.kill().unwrap(); // SIGKILL on Unix
+        running.child.wait().unwrap();
+        let (code, stdout, stderr) = s.finish(file, &["--output-json", "resume"]);
+        assert_eq!(code, 0, "resume after SIGKILL at {point}:\n{stdout}\n{stderr}");
+        assert!(!stdout.contains(SECRET));
+        assert_same_keyed_data(&s).await;
+        assert_eq!(key_counts(&s.target).await, "12 3", "{point}");
+    }
+}
