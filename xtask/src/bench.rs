@@ -34,11 +34,14 @@ pub struct BenchArgs {
     pub runs: usize,
     /// `pg` (PostgreSQL → PostgreSQL, the default) or `mssql`.
     pub source: String,
+    /// `full` (a full load against its peers, the default) or `upsert`
+    /// (syncs into the copy, see `bench_upsert`).
+    pub mode: String,
 }
 
 impl BenchArgs {
     pub fn parse(args: &[String]) -> Result<BenchArgs, String> {
-        let mut parsed = BenchArgs { scale: 0.05, runs: 3, source: "pg".into() };
+        let mut parsed = BenchArgs { scale: 0.05, runs: 3, source: "pg".into(), mode: "full".into() };
         let mut rest = args.iter();
         while let Some(arg) = rest.next() {
             match arg.as_str() {
@@ -48,9 +51,14 @@ impl BenchArgs {
                     Some(source @ ("pg" | "mssql")) => parsed.source = source.to_owned(),
                     other => return Err(format!("--source takes pg or mssql, not {other:?}")),
                 },
+                "--mode" => match rest.next().map(String::as_str) {
+                    Some(mode @ ("full" | "upsert")) => parsed.mode = mode.to_owned(),
+                    other => return Err(format!("--mode takes full or upsert, not {other:?}")),
+                },
                 other => {
                     return Err(format!(
-                        "unexpected argument '{other}' (bench takes --scale S, --runs N and --source pg|mssql)"
+                        "unexpected argument '{other}' (bench takes --scale S, --runs N, --source pg|mssql \
+                         and --mode full|upsert)"
                     ));
                 }
             }
@@ -78,31 +86,20 @@ pub struct Sample {
 
 pub fn bench(args: &BenchArgs) -> Result<(), String> {
     if args.source == "mssql" {
+        if args.mode == "upsert" {
+            return Err("--mode upsert reads PostgreSQL for now (--source pg)".into());
+        }
         return crate::bench_mssql::bench(args);
+    }
+    if args.mode == "upsert" {
+        return crate::bench_upsert::bench(args);
     }
     let binary = build_release()?;
     eprintln!("starting the source and target clusters");
     let source = PgCluster::start().map_err(|e| e.to_string())?;
     let target = PgCluster::start().map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let (rows, bytes) = runtime.block_on(async {
-        source.create_database("so_src").await.map_err(|e| e.to_string())?;
-        target.create_database("so_dst").await.map_err(|e| e.to_string())?;
-        let client = source.connect("so_src").await.map_err(|e| e.to_string())?;
-        eprintln!("generating the data set at scale {}", args.scale);
-        let rows = gendata::load(&client, SCHEMA, args.scale).await?;
-        // The load's dirty pages are written now, not during the first run.
-        client.batch_execute("CHECKPOINT").await.map_err(|e| e.to_string())?;
-        let size = client
-            .query_one(
-                "SELECT sum(pg_table_size(c.oid))::int8 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = $1 AND c.relkind = 'r'",
-                &[&SCHEMA],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>((rows, u64::try_from(size.get::<_, i64>(0)).unwrap_or(0)))
-    })?;
+    let (rows, bytes) = runtime.block_on(load_source(&source, &target, args.scale))?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let config = dir.path().join("bench.yaml");
     std::fs::write(&config, tool_config(&source, &target)).map_err(|e| e.to_string())?;
@@ -178,7 +175,29 @@ pub fn build_release() -> Result<PathBuf, String> {
     Ok(target_dir.join("release").join("mssql-pg-migrate"))
 }
 
-fn tool_config(source: &PgCluster, target: &PgCluster) -> String {
+/// Creates `so_src` (with the data set at `scale`) and an empty `so_dst`;
+/// returns the rows and the bytes of the source's tables.
+pub async fn load_source(source: &PgCluster, target: &PgCluster, scale: f64) -> Result<(u64, u64), String> {
+    source.create_database("so_src").await.map_err(|e| e.to_string())?;
+    target.create_database("so_dst").await.map_err(|e| e.to_string())?;
+    let client = source.connect("so_src").await.map_err(|e| e.to_string())?;
+    eprintln!("generating the data set at scale {scale}");
+    let rows = gendata::load(&client, SCHEMA, scale).await?;
+    // The load's dirty pages are written now, not during the first run.
+    client.batch_execute("CHECKPOINT").await.map_err(|e| e.to_string())?;
+    let size = client
+        .query_one(
+            "SELECT sum(pg_table_size(c.oid))::int8 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relkind = 'r'",
+            &[&SCHEMA],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((rows, u64::try_from(size.get::<_, i64>(0)).unwrap_or(0)))
+}
+
+/// The tool's config from the source's `so_src` to the target's `so_dst`.
+pub fn tool_config(source: &PgCluster, target: &PgCluster) -> String {
     format!(
         "source: {{type: postgres, host: 127.0.0.1, port: {}, database: so_src, user: postgres, password: '{}', schema: {SCHEMA}}}\n\
          target: {{type: postgres, host: 127.0.0.1, port: {}, database: so_dst, user: postgres, password: '{}', schema: {SCHEMA}, ssl_mode: disable}}\n",
@@ -201,6 +220,11 @@ pub async fn reset(target: &PgCluster) -> Result<(), String> {
 }
 
 pub fn run_tool(binary: &Path, config: &Path, expected_rows: u64) -> Result<Sample, String> {
+    run_tool_doc(binary, config, expected_rows).map(|(sample, _)| sample)
+}
+
+/// [`run_tool`], with the run's JSON document.
+pub fn run_tool_doc(binary: &Path, config: &Path, expected_rows: u64) -> Result<(Sample, serde_json::Value), String> {
     let started = Instant::now();
     let mut child = Command::new(binary)
         .arg("-c")
@@ -227,7 +251,8 @@ pub fn run_tool(binary: &Path, config: &Path, expected_rows: u64) -> Result<Samp
     if rows != expected_rows {
         return Err(format!("the tool copied {rows} rows, not {expected_rows}"));
     }
-    Ok(Sample { seconds, peak_rss_bytes: Some(usage.peak_rss_bytes), cpu_seconds: Some(usage.cpu_seconds) })
+    let sample = Sample { seconds, peak_rss_bytes: Some(usage.peak_rss_bytes), cpu_seconds: Some(usage.cpu_seconds) };
+    Ok((sample, doc))
 }
 
 /// (b): the same tables and keys, by binary COPY out and in, two at a time.

@@ -13,13 +13,16 @@
 //!   into a SQL Server database it creates afresh
 //!   (`mssql://user:password@host:port/database?encrypt=true&trust_server_cert=true`),
 //!   and with `--tsql` writes that T-SQL script to a file.
-//! - `bench [--scale S] [--runs N] [--source pg|mssql]`: the tool's full load
+//! - `bench [--scale S] [--runs N] [--source pg|mssql] [--mode full|upsert]`: the tool's full load
 //!   against raw binary COPY and against `pg_dump | pg_restore`, on throwaway
 //!   clusters; with `--source mssql`, reading SQL Server (`MSSQL_TEST_URL`, or
-//!   the Babelfish TDS server) against `freebcp out`; see docs/BENCHMARKS.md.
+//!   the Babelfish TDS server) against `freebcp out`; with `--mode upsert`,
+//!   syncs into the copy (first, after 1% changed, nothing changed) against
+//!   a full load; see docs/BENCHMARKS.md.
 
 mod bench;
 mod bench_mssql;
+mod bench_upsert;
 mod gendata;
 mod sodata;
 mod tds;

@@ -268,7 +268,7 @@ fn assemble(
     if mode == TargetMode::Upsert {
         warnings.push(
             "target_mode upsert: existing target tables keep their rows and are never dropped or truncated; \
-             missing ones are created with their primary key before the load (the plan shows CREATE TABLE for all); \
+             missing ones are created and loaded as in drop_recreate (the plan shows CREATE TABLE for all); \
              rows gone from the source stay in the target"
                 .to_owned(),
         );

@@ -486,7 +486,8 @@ async fn migrate<S: Source>(
             error,
             notes: w.target.notes.clone(),
             merged: (m.target_mode == TargetMode::Upsert).then(|| {
-                let inserted = w.inserted.load(Ordering::Relaxed);
+                // A table the run created was loaded, not merged: all its rows are new.
+                let inserted = if w.created { rows } else { w.inserted.load(Ordering::Relaxed) };
                 let updated = w.updated.load(Ordering::Relaxed);
                 MergeCounts { inserted, updated, unchanged: rows.saturating_sub(inserted + updated) }
             }),
@@ -771,12 +772,6 @@ async fn prepare_target(
         if is_new {
             execute(&client, &ddl::create_table(t, m.use_unlogged_tables), &format!("creating {}", ddl::table_name(t)))
                 .await?;
-            // Merging needs the key before the first row; the other
-            // constraints and indexes still come after the load.
-            if let (true, Some(pk)) = (upsert, &t.primary_key) {
-                execute(&client, &ddl::add_primary_key(t, pk), &format!("primary key {} on {}", pk.name, t.name))
-                    .await?;
-            }
         }
     }
     Ok(created)
@@ -945,7 +940,7 @@ impl Scheduler {
 #[derive(Clone)]
 struct CopyContext {
     progress: Arc<Progress>,
-    /// Upsert mode: every chunk is merged into the existing rows.
+    /// Upsert mode: chunks of tables that existed are merged into their rows.
     merge: bool,
     tuning: Tuning,
     backoff: Backoff,
@@ -1171,6 +1166,9 @@ async fn copy_partition<S: Source>(
     }
 
     let limit = Some(context.tuning.chunk_size);
+    // A table this run created starts empty: upsert fills it as a full load
+    // does (COPY, keys after), which is the fastest way and as safe.
+    let merge = context.merge && !table.created;
     let uncertain = &uncertain;
     let decode = &decode;
     let mut after = match saved.last_pk.as_deref() {
@@ -1195,7 +1193,7 @@ async fn copy_partition<S: Source>(
                             after: after.as_ref(),
                             upto: Some(&end_key),
                             limit: None,
-                            mode: if context.merge { WriteMode::Merge { redo: true } } else { WriteMode::Replace },
+                            mode: if merge { WriteMode::Merge { redo: true } } else { WriteMode::Replace },
                             rows_before,
                         };
                         copy_chunk(source, target, table, partition, &read, context, writers, uncertain).await
@@ -1205,7 +1203,7 @@ async fn copy_partition<S: Source>(
                             after: after.as_ref(),
                             upto: part.upto.as_ref(),
                             limit,
-                            mode: if context.merge { WriteMode::Merge { redo: false } } else { WriteMode::Append },
+                            mode: if merge { WriteMode::Merge { redo: false } } else { WriteMode::Append },
                             rows_before,
                         };
                         copy_chunk(source, target, table, partition, &read, context, writers, uncertain).await
