@@ -39,10 +39,16 @@ fn sync(s: &Setup, state_file: Option<&std::path::Path>) -> serde_json::Value {
 
 /// `[inserted, updated, unchanged]` of one table in a run's document.
 fn merged(doc: &serde_json::Value, table: &str) -> [u64; 3] {
+    let [inserted, updated, unchanged, _] = merged_and_deleted(doc, table);
+    [inserted, updated, unchanged]
+}
+
+/// `[inserted, updated, unchanged, deleted]` of one table in a run's document.
+fn merged_and_deleted(doc: &serde_json::Value, table: &str) -> [u64; 4] {
     let tables = doc["report"]["tables"].as_array().unwrap();
     let t = tables.iter().find(|t| t["source"] == format!("src.{table}")).unwrap_or_else(|| panic!("{table}: {doc}"));
     let m = &t["merged"];
-    [m["inserted"].as_u64().unwrap(), m["updated"].as_u64().unwrap(), m["unchanged"].as_u64().unwrap()]
+    ["inserted", "updated", "unchanged", "deleted"].map(|field| m[field].as_u64().unwrap())
 }
 
 /// Tuples written to the copied tables so far, and their total size. The
@@ -212,5 +218,48 @@ async fn sigkill_during_a_sync_then_resume_converges_to_the_source() {
         assert!(!stdout.contains(SECRET));
         assert_same_keyed_data(&s).await;
         assert_eq!(key_counts(&s.target).await, "12 3", "{point}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_delete_missing_rows_gone_from_the_source_are_deleted_also_after_a_kill() {
+    let s = setup(&format!("{UPSERT}, delete_missing: true")).await;
+    let state_file = s.dir.path().join("deletes.state");
+    sync(&s, Some(&state_file));
+    let src = s.source.connect("src").await.unwrap();
+    let change = |round: i32| {
+        format!(
+            "SET search_path = src;
+             DELETE FROM skewed WHERE id BETWEEN {lo} AND {hi};
+             UPDATE composite SET seq = seq + 100000 WHERE seq = {round};
+             DELETE FROM employees WHERE id > 1990 - {round};
+             DELETE FROM by_text WHERE v % 97 = {round};
+             INSERT INTO skewed VALUES (-{round} - 100, 'new');",
+            lo = 3000 + 10 * round,
+            hi = 3009 + 10 * round
+        )
+    };
+
+    src.batch_execute(&change(1)).await.unwrap();
+    let doc = sync(&s, Some(&state_file));
+    assert_eq!(merged_and_deleted(&doc, "skewed"), [1, 0, 4103 - 10, 10]);
+    assert_eq!(merged_and_deleted(&doc, "composite")[3], 1, "the old key of a changed key");
+    assert_same_keyed_data(&s).await;
+    assert_eq!(key_counts(&s.target).await, "12 3");
+    // The keys read were dropped with the deletes (the state is in a file).
+    let left = s
+        .target_scalar("SELECT count(*)::text FROM pg_class WHERE relnamespace = 'mssql_pg_migrate'::regnamespace")
+        .await;
+    assert_eq!(left, "0");
+
+    // Killed between the merges and the deletes, or in the middle of them: resume deletes exactly once.
+    for (round, point) in [(2, "finalize-step:1"), (3, "finalize-step:4"), (4, "after-commit:5")] {
+        src.batch_execute(&change(round)).await.unwrap();
+        let mut running = start_until(&mut s.command(Some(&state_file), &["run"]), point);
+        running.child.kill().unwrap(); // SIGKILL on Unix
+        running.child.wait().unwrap();
+        let (code, stdout, stderr) = s.finish(Some(&state_file), &["--output-json", "resume"]);
+        assert_eq!(code, 0, "resume after SIGKILL at {point}:\n{stdout}\n{stderr}");
+        assert_same_keyed_data(&s).await;
     }
 }

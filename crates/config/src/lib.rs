@@ -274,6 +274,8 @@ pub struct MigrationConfig {
     /// Seconds a run waits for a server that went away (a restart, a
     /// failover) before it fails; 0 fails at once.
     pub reconnect_timeout: u32,
+    /// Upsert: delete target rows whose key is gone from the source.
+    pub delete_missing: bool,
 }
 
 impl MigrationConfig {

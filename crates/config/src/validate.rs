@@ -77,6 +77,7 @@ const MIGRATION_KEYS: &[&str] = &[
     "continue_on_error",
     "max_retries",
     "reconnect_timeout",
+    "delete_missing",
 ];
 const OVERRIDE_KEYS: &[&str] = &["source_type", "schema", "table", "column", "target_type"];
 
@@ -639,6 +640,7 @@ impl Walker<'_> {
             continue_on_error: self.boolean(d, p, "continue_on_error", false),
             max_retries: u32_of(self.uint(d, p, "max_retries", 0..=100), 3),
             reconnect_timeout: u32_of(self.uint(d, p, "reconnect_timeout", 0..=86_400), 120),
+            delete_missing: self.boolean(d, p, "delete_missing", false),
         }
     }
 
@@ -737,6 +739,12 @@ impl Walker<'_> {
             self.report(
                 "migration.use_unlogged_tables",
                 "cannot be combined with target_mode: upsert, which keeps existing rows that a crash would lose in an UNLOGGED table",
+            );
+        }
+        if m.delete_missing && m.target_mode != TargetMode::Upsert {
+            self.report(
+                "migration.delete_missing",
+                "applies to target_mode: upsert only (the other modes replace every row anyway)",
             );
         }
         if !m.use_binary_copy {

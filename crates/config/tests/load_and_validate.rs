@@ -359,6 +359,7 @@ fn each_kind_of_validation_error_names_its_key_and_reason() {
             "also in include_tables",
         ),
         ("migration: {use_binary_copy: false}", "migration.use_binary_copy", "not supported"),
+        ("migration: {delete_missing: true}", "migration.delete_missing", "target_mode: upsert only"),
     ];
     for (extra, key, fragment) in cases {
         let text = format!("{BASE}{extra}\n");

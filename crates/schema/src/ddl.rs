@@ -212,6 +212,50 @@ pub fn merge_stage_name(table: &TargetTable) -> String {
     format!("mssql_pg_migrate_merge_{hash:016x}")
 }
 
+/// The table that collects the keys an upsert with `delete_missing` read
+/// from the source, in schema `state_schema`: a logged table (it must
+/// survive a crash as the merged batches do), filled in each batch's
+/// transaction, and dropped once the rows it lacks are deleted.
+pub fn seen_keys_name(table: &TargetTable) -> String {
+    merge_stage_name(table).replace("_merge_", "_seen_")
+}
+
+/// Drops and creates the [`seen_keys_name`] table with the key's columns.
+pub fn create_seen_keys(table: &TargetTable, key_columns: &[&str], state_schema: &str) -> String {
+    let seen = qualified_pg(state_schema, &seen_keys_name(table));
+    let keys = key_columns.iter().map(|k| quote_pg(k)).collect::<Vec<_>>().join(", ");
+    format!("DROP TABLE IF EXISTS {seen}; CREATE TABLE {seen} AS SELECT {keys} FROM {} WITH NO DATA", table_name(table))
+}
+
+/// Adds the staged batch's keys to the [`seen_keys_name`] table.
+pub fn record_seen_keys(table: &TargetTable, key_columns: &[&str], state_schema: &str) -> String {
+    let keys = key_columns.iter().map(|k| quote_pg(k)).collect::<Vec<_>>().join(", ");
+    format!(
+        "INSERT INTO {} ({keys}) SELECT {keys} FROM {}",
+        qualified_pg(state_schema, &seen_keys_name(table)),
+        quote_pg(&merge_stage_name(table))
+    )
+}
+
+/// Deletes the rows of `table` whose key the source no longer has (is not
+/// in the [`seen_keys_name`] table), answering how many, then drops that
+/// table. Redone after a kill, it deletes nothing more.
+pub fn delete_unseen(table: &TargetTable, key_columns: &[&str], state_schema: &str) -> String {
+    let seen = qualified_pg(state_schema, &seen_keys_name(table));
+    let matches =
+        key_columns.iter().map(|k| format!("s.{k} = t.{k}", k = quote_pg(k))).collect::<Vec<_>>().join(" AND ");
+    format!(
+        "WITH deleted AS (DELETE FROM {} t WHERE NOT EXISTS (SELECT 1 FROM {seen} s WHERE {matches}) RETURNING 1) \
+         SELECT count(*) FROM deleted",
+        table_name(table)
+    )
+}
+
+/// Drops the [`seen_keys_name`] table.
+pub fn drop_seen_keys(table: &TargetTable, state_schema: &str) -> String {
+    format!("DROP TABLE IF EXISTS {}", qualified_pg(state_schema, &seen_keys_name(table)))
+}
+
 /// Creates the [`merge_stage_name`] table unless the session has it.
 /// `LIKE` takes the columns and their NOT NULL, not defaults, identities or
 /// generation expressions, so every copied column loads as sent.
@@ -446,6 +490,36 @@ mod tests {
         assert!(merge_from_stage(&t, &keys).contains(
             "ON CONFLICT (\"Order ID\", \"say \"\"hi\"\"\", \"qty\", \"doc\", \"amount\") DO NOTHING RETURNING"
         ));
+    }
+
+    #[test]
+    fn deletes_remove_the_keys_the_sync_did_not_see() {
+        let t = table();
+        let seen = seen_keys_name(&t);
+        assert_eq!(seen, merge_stage_name(&t).replace("merge", "seen"));
+        let keys = ["Order ID", "qty"];
+        assert_eq!(
+            create_seen_keys(&t, &keys, "state"),
+            format!(
+                "DROP TABLE IF EXISTS \"state\".\"{seen}\"; CREATE TABLE \"state\".\"{seen}\" AS \
+                 SELECT \"Order ID\", \"qty\" FROM \"sales\".\"Order\"\"s\" WITH NO DATA"
+            )
+        );
+        assert_eq!(
+            record_seen_keys(&t, &keys, "state"),
+            format!(
+                "INSERT INTO \"state\".\"{seen}\" (\"Order ID\", \"qty\") SELECT \"Order ID\", \"qty\" FROM \"{}\"",
+                merge_stage_name(&t)
+            )
+        );
+        assert_eq!(
+            delete_unseen(&t, &keys, "state"),
+            format!(
+                "WITH deleted AS (DELETE FROM \"sales\".\"Order\"\"s\" t WHERE NOT EXISTS (SELECT 1 FROM \"state\".\"{seen}\" s \
+                 WHERE s.\"Order ID\" = t.\"Order ID\" AND s.\"qty\" = t.\"qty\") RETURNING 1) SELECT count(*) FROM deleted"
+            )
+        );
+        assert_eq!(drop_seen_keys(&t, "state"), format!("DROP TABLE IF EXISTS \"state\".\"{seen}\""));
     }
 
     #[test]

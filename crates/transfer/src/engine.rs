@@ -274,9 +274,11 @@ struct TableWork<K> {
     key_columns: Vec<String>,
     rows: AtomicU64,
     bytes: AtomicU64,
-    /// Upsert mode: rows the merges inserted and updated.
+    /// Upsert mode: rows the merges inserted and updated, and rows deleted
+    /// for being gone from the source.
     inserted: AtomicU64,
     updated: AtomicU64,
+    deleted: AtomicU64,
     remaining: AtomicU64,
     failed: std::sync::Mutex<Option<String>>,
     /// Stopped by cancellation: neither done nor failed.
@@ -445,6 +447,7 @@ async fn migrate<S: Source>(
     let context = CopyContext {
         progress: Arc::clone(progress),
         merge: m.target_mode == TargetMode::Upsert,
+        delete_missing: m.target_mode == TargetMode::Upsert && m.delete_missing,
         tuning,
         backoff,
         events: options.events.clone(),
@@ -489,7 +492,12 @@ async fn migrate<S: Source>(
                 // A table the run created was loaded, not merged: all its rows are new.
                 let inserted = if w.created { rows } else { w.inserted.load(Ordering::Relaxed) };
                 let updated = w.updated.load(Ordering::Relaxed);
-                MergeCounts { inserted, updated, unchanged: rows.saturating_sub(inserted + updated) }
+                MergeCounts {
+                    inserted,
+                    updated,
+                    unchanged: rows.saturating_sub(inserted + updated),
+                    deleted: w.deleted.load(Ordering::Relaxed),
+                }
             }),
         });
     }
@@ -578,6 +586,7 @@ fn new_work<K>(
         bytes: AtomicU64::new(0),
         inserted: AtomicU64::new(0),
         updated: AtomicU64::new(0),
+        deleted: AtomicU64::new(0),
         failed: std::sync::Mutex::new(None),
         cancelled: AtomicBool::new(false),
         started: std::sync::Mutex::new(None),
@@ -725,7 +734,17 @@ async fn prepare_target(
                 if let Some(current) = existing.iter().find(|e| e.name == t.name) {
                     check_compatible(t, current)?;
                     if upsert {
-                        check_merge_key(t, current, &ReadSpec::new(source, t).key_target_names(t))?;
+                        let key = ReadSpec::new(source, t).key_target_names(t);
+                        check_merge_key(t, current, &key)?;
+                        if m.delete_missing {
+                            let key: Vec<&str> = key.iter().map(String::as_str).collect();
+                            let sql = format!(
+                                "CREATE SCHEMA IF NOT EXISTS {}; {}",
+                                mssql_pg_migrate_schema::ident::quote_pg(progress::STATE_SCHEMA),
+                                ddl::create_seen_keys(t, &key, progress::STATE_SCHEMA)
+                            );
+                            execute(&client, &sql, &format!("preparing the deletes of {}", t.name)).await?;
+                        }
                     } else {
                         to_truncate.push(t);
                     }
@@ -942,6 +961,8 @@ struct CopyContext {
     progress: Arc<Progress>,
     /// Upsert mode: chunks of tables that existed are merged into their rows.
     merge: bool,
+    /// Upsert with `delete_missing`: merged batches record their keys.
+    delete_missing: bool,
     tuning: Tuning,
     backoff: Backoff,
     events: Option<EventSink>,
@@ -1110,8 +1131,9 @@ enum WriteMode {
     TruncateFirst,
     /// COPY into the session's stage, then merge on the key (upsert mode).
     /// Merging is idempotent, so a chunk whose commit is in doubt (`redo`)
-    /// is simply merged again.
-    Merge { redo: bool },
+    /// is simply merged again. `record_keys`: the batch's keys are added
+    /// to the table's seen keys (`delete_missing`).
+    Merge { redo: bool, record_keys: bool },
 }
 
 /// One chunk's read: keys in `(after, upto]`, at most `limit` rows.
@@ -1169,6 +1191,7 @@ async fn copy_partition<S: Source>(
     // A table this run created starts empty: upsert fills it as a full load
     // does (COPY, keys after), which is the fastest way and as safe.
     let merge = context.merge && !table.created;
+    let record_keys = context.delete_missing;
     let uncertain = &uncertain;
     let decode = &decode;
     let mut after = match saved.last_pk.as_deref() {
@@ -1193,7 +1216,7 @@ async fn copy_partition<S: Source>(
                             after: after.as_ref(),
                             upto: Some(&end_key),
                             limit: None,
-                            mode: if merge { WriteMode::Merge { redo: true } } else { WriteMode::Replace },
+                            mode: if merge { WriteMode::Merge { redo: true, record_keys } } else { WriteMode::Replace },
                             rows_before,
                         };
                         copy_chunk(source, target, table, partition, &read, context, writers, uncertain).await
@@ -1203,7 +1226,7 @@ async fn copy_partition<S: Source>(
                             after: after.as_ref(),
                             upto: part.upto.as_ref(),
                             limit,
-                            mode: if merge { WriteMode::Merge { redo: false } } else { WriteMode::Append },
+                            mode: if merge { WriteMode::Merge { redo: false, record_keys } } else { WriteMode::Append },
                             rows_before,
                         };
                         copy_chunk(source, target, table, partition, &read, context, writers, uncertain).await
@@ -1242,7 +1265,7 @@ async fn copy_chunk<S: Source>(
         let page = source.read_page(&table.spec, read.after, read.upto, read.limit, &mut sink).await?;
         let bytes = sink.finish().await.map_err(|_| TransferError::Cancelled)?;
         let completes = match (read.mode, read.limit) {
-            (WriteMode::Replace | WriteMode::Merge { redo: true }, _) => false,
+            (WriteMode::Replace | WriteMode::Merge { redo: true, .. }, _) => false,
             (_, Some(limit)) => page.rows < limit,
             (_, None) => true,
         };
@@ -1342,12 +1365,17 @@ async fn write_chunk<K>(
                 .await
                 .map_err(failed("replacing a chunk of"))?;
         }
-        WriteMode::Merge { .. } => {
+        WriteMode::Merge { record_keys, .. } => {
             let counts = tx.query_one(&ddl::merge_from_stage(&table.target, &keys), &[]).await;
             let counts = counts.map_err(failed("merging a chunk into"))?;
             let count = |i: usize| counts.try_get::<_, i64>(i).map(|n| u64::try_from(n).unwrap_or(0));
             merged =
                 (count(0).map_err(failed("merging a chunk into"))?, count(1).map_err(failed("merging a chunk into"))?);
+            if record_keys {
+                tx.batch_execute(&ddl::record_seen_keys(&table.target, &keys, progress::STATE_SCHEMA))
+                    .await
+                    .map_err(failed("recording the keys read of"))?;
+            }
         }
         WriteMode::Append | WriteMode::TruncateFirst => {}
     }
@@ -1454,6 +1482,19 @@ async fn finalize_table<K>(
             errors.push(e.to_string());
         }
     }
+    if m.target_mode == TargetMode::Upsert && m.delete_missing && !w.created {
+        let what = format!("deleting the rows of {} gone from the source", t.name);
+        emit(events, Event::Finalizing { step: what.clone() });
+        failpoint::reached("finalize-step").await;
+        let keys: Vec<&str> = w.key_columns.iter().map(String::as_str).collect();
+        let deleted = with_retries(backoff, &what, stop, |_| delete_missing_rows(target, t, &keys, &what)).await;
+        match deleted {
+            Ok(n) => {
+                w.deleted.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
     for column in t.columns.iter().filter(|c| c.identity.is_some()) {
         let what = format!("aligning the identity of {}.{}", t.name, column.name);
         let aligned = with_retries(backoff, &what, stop, |_| async {
@@ -1466,6 +1507,35 @@ async fn finalize_table<K>(
         }
     }
     errors
+}
+
+/// Deletes the rows of `table` the sync did not read from the source and
+/// drops the keys it read, in one transaction; returns the rows deleted.
+/// Without the keys' table (a redo after that commit) there is nothing left to do.
+async fn delete_missing_rows(
+    target: &PgPool,
+    table: &TargetTable,
+    keys: &[&str],
+    what: &str,
+) -> Result<u64, TransferError> {
+    let failed = |e: tokio_postgres::Error| TransferError::pg(Side::Target, what, &e);
+    let mut client = target.get(Side::Target).await?;
+    let seen = mssql_pg_migrate_schema::ident::qualified_pg(progress::STATE_SCHEMA, &ddl::seen_keys_name(table));
+    let exists: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&seen])
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(failed)?;
+    if !exists {
+        tracing::info!(table = %table.name, "deletes already done");
+        return Ok(0);
+    }
+    let tx = client.transaction().await.map_err(failed)?;
+    let row = tx.query_one(&ddl::delete_unseen(table, keys, progress::STATE_SCHEMA), &[]).await.map_err(failed)?;
+    let deleted: i64 = row.try_get(0).map_err(failed)?;
+    tx.batch_execute(&ddl::drop_seen_keys(table, progress::STATE_SCHEMA)).await.map_err(failed)?;
+    tx.commit().await.map_err(failed)?;
+    Ok(u64::try_from(deleted).unwrap_or(0))
 }
 
 /// Runs one finalization statement with the run's retry policy, on a

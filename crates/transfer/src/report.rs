@@ -43,6 +43,9 @@ pub struct MergeCounts {
     pub updated: u64,
     /// Existing keys equal in every column: not written.
     pub unchanged: u64,
+    /// Target rows whose key is gone from the source, deleted
+    /// (`delete_missing`; 0 without it).
+    pub deleted: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
