@@ -263,3 +263,64 @@ async fn with_delete_missing_rows_gone_from_the_source_are_deleted_also_after_a_
         assert_same_keyed_data(&s).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copy_follows_columns_added_and_dropped_at_the_source_and_a_new_table() {
+    let s = setup(UPSERT).await;
+    sync(&s, None);
+    let src = s.source.connect("src").await.unwrap();
+    src.batch_execute(
+        "SET search_path = src;
+         ALTER TABLE skewed ADD COLUMN extra integer DEFAULT 7;
+         UPDATE skewed SET extra = 8 WHERE id < 100;
+         ALTER TABLE one_row DROP COLUMN v;
+         INSERT INTO one_row VALUES (43);
+         CREATE TABLE brand_new (id integer PRIMARY KEY, v text);
+         INSERT INTO brand_new SELECT g, 'n' || g FROM generate_series(1, 500) g;",
+    )
+    .await
+    .unwrap();
+    let doc = sync(&s, None);
+    let notes: Vec<&serde_json::Value> =
+        doc["report"]["tables"].as_array().unwrap().iter().flat_map(|t| t["notes"].as_array().unwrap()).collect();
+    let drift: Vec<String> = notes
+        .iter()
+        .filter(|n| n["kind"] == "drift")
+        .map(|n| format!("{} {}: {}", n["table"].as_str().unwrap(), n["column"].as_str().unwrap(), n["message"]))
+        .collect();
+    assert_eq!(drift.len(), 2, "{drift:?}");
+    assert!(drift[0].starts_with("src.one_row v: \"no longer in the source: kept"), "{drift:?}");
+    assert!(
+        drift[1].starts_with("src.skewed extra: \"added at the source: added to the target as integer"),
+        "{drift:?}"
+    );
+    // The added column is filled for every row, old and new; the new table is created and loaded.
+    let source = s.source.connect("src").await.unwrap();
+    let target = s.target.connect("dst").await.unwrap();
+    compare_tables(&source, "src", &target, "copy", &["skewed", "brand_new"]).await.unwrap();
+    // The dropped column stays, with its values; the new row has its default.
+    let kept =
+        s.target_scalar("SELECT string_agg(id || '=' || coalesce(v, 'null'), ',' ORDER BY id) FROM copy.one_row").await;
+    assert_eq!(kept, "42=null,43=dflt");
+
+    // A type the target column cannot hold stops the run, naming the column...
+    src.batch_execute("ALTER TABLE src.by_text ALTER COLUMN v TYPE text USING 'v' || v").await.unwrap();
+    let (code, stdout, stderr) = s.finish(None, &["--output-json", "run"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let message = doc["error"]["message"].as_str().unwrap();
+    assert!(message.contains("by_text") && message.contains("column \"v\" is integer"), "{message}");
+    // ...or, with continue_on_error, skips that table and syncs the others.
+    let config = s.write_config(
+        "go_on.yaml",
+        &std::fs::read_to_string(&s.config).unwrap().replace(UPSERT, &format!("{UPSERT}, continue_on_error: true")),
+    );
+    src.batch_execute("UPDATE src.skewed SET extra = 9 WHERE id = 1").await.unwrap();
+    let out = s.command_with(&config, None, &["--output-json", "run"]).output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(3), "{doc}");
+    let tables = doc["report"]["tables"].as_array().unwrap();
+    let by_text = tables.iter().find(|t| t["source"] == "src.by_text").unwrap();
+    assert_eq!(by_text["status"], "failed");
+    assert_eq!(merged(&doc, "skewed")[1], 1);
+}

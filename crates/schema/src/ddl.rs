@@ -74,6 +74,17 @@ fn column_definition(sql: &mut String, column: &TargetColumn) {
     }
 }
 
+/// Adds a column the source gained after the target table was made. It is
+/// nullable whatever the source says (the rows already there get their
+/// values from the merge that follows), with the source's default, and
+/// without an identity (the values come from the source).
+pub fn add_column(table: &TargetTable, column: &TargetColumn) -> String {
+    let mut sql = format!("ALTER TABLE {} ADD COLUMN ", table_name(table));
+    let relaxed = TargetColumn { nullable: true, identity: None, ..column.clone() };
+    column_definition(&mut sql, &relaxed);
+    sql
+}
+
 fn integer_bounds(ty: PgType) -> Option<(i128, i128)> {
     match ty {
         PgType::SmallInt => Some((i16::MIN.into(), i16::MAX.into())),
@@ -490,6 +501,18 @@ mod tests {
         assert!(merge_from_stage(&t, &keys).contains(
             "ON CONFLICT (\"Order ID\", \"say \"\"hi\"\"\", \"qty\", \"doc\", \"amount\") DO NOTHING RETURNING"
         ));
+    }
+
+    #[test]
+    fn a_column_the_source_gained_is_added_nullable_with_its_default() {
+        let t = table();
+        let mut id = t.columns[0].clone();
+        id.default = Some("0".into());
+        assert_eq!(
+            add_column(&t, &id),
+            "ALTER TABLE \"sales\".\"Order\"\"s\" ADD COLUMN \"Order ID\" integer DEFAULT 0",
+            "no NOT NULL, no identity"
+        );
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub enum NoteKind {
     ForeignKey,
     /// A source object with no PostgreSQL equivalent.
     Unsupported,
+    /// The source's columns changed since the target table was made (upsert).
+    Drift,
 }
 
 /// Something the report must tell the user: a conversion that is not exact,

@@ -19,9 +19,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt, pin_mut};
 use mssql_pg_migrate_config::{Config, Fingerprint, MigrationConfig, TargetMode};
-use mssql_pg_migrate_schema::target::TargetTable;
+use mssql_pg_migrate_schema::target::{Note, NoteKind, TargetTable};
 use mssql_pg_migrate_schema::{ColumnType, Table, catalog, ddl};
 use mssql_pg_migrate_state::{PartitionState, RunState, RunStatus, TableState, WorkStatus, now_rfc3339};
+use mssql_pg_migrate_typemap::Verdict;
 use tokio::sync::{Mutex, Notify, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -380,20 +381,27 @@ async fn migrate<S: Source>(
             );
         }
     } else {
-        let created = prepare_target(target, &planned, config, &target_schema, progress).await?;
+        let prepared = prepare_target(target, &planned, config, &target_schema, progress).await?;
         failpoint::reached("target-prepared").await;
         let mut states = std::collections::BTreeMap::new();
-        for ((table, target_table), is_new) in planned.into_iter().zip(created) {
+        for ((table, mut target_table), prepared) in planned.into_iter().zip(prepared) {
+            let is_new = prepared.created;
+            target_table.notes.extend(prepared.notes);
             let spec = ReadSpec::new(&table, &target_table);
             let parts = partition_count(table_size(&table, run_bytes), settings);
-            let planned = with_retries(backoff, &spec.label, &options.cancel, |_| {
-                plan_partitions(source.as_ref(), &spec, parts, table.estimated_rows)
-            })
-            .await;
+            let planned = match prepared.failed {
+                Some(e) => Err(e),
+                None => {
+                    with_retries(backoff, &spec.label, &options.cancel, |_| {
+                        plan_partitions(source.as_ref(), &spec, parts, table.estimated_rows)
+                    })
+                    .await
+                }
+            };
             let partitions = match planned {
                 Ok(p) => p,
                 Err(e) if m.continue_on_error => {
-                    tracing::error!(table = %spec.label, error = %e, "cannot plan the table's chunks");
+                    tracing::error!(table = %spec.label, error = %e, "cannot load the table");
                     let state = TableState {
                         status: WorkStatus::Failed,
                         ..TableState::new(ddl_label(&target_table), is_new, table.estimated_rows, Vec::new())
@@ -701,22 +709,34 @@ async fn resume_table<S: Source>(
     Ok(work)
 }
 
+/// What preparing the target did with one table.
+struct Prepared {
+    /// Created by this run (rather than found).
+    created: bool,
+    /// Why the table cannot be loaded, when `continue_on_error` lets the
+    /// others go on.
+    failed: Option<TransferError>,
+    /// How the table was changed to follow the source (upsert).
+    notes: Vec<Note>,
+}
+
 /// Drops and creates the target tables (drop_recreate), or checks the
 /// existing ones and creates the missing (truncate empties the existing;
-/// upsert keeps their rows and needs their key). Returns per table whether
-/// it was created.
+/// upsert keeps their rows, needs their key, and adds the columns the
+/// source gained).
 async fn prepare_target(
     target: &PgPool,
     planned: &[(Table, TargetTable)],
     config: &Config,
     target_schema: &str,
     progress: &Progress,
-) -> Result<Vec<bool>, TransferError> {
+) -> Result<Vec<Prepared>, TransferError> {
     let m = &config.migration;
     let client = target.get(Side::Target).await?;
     execute(&client, &ddl::create_schema(target_schema), "creating the target schema").await?;
     let targets: Vec<&TargetTable> = planned.iter().map(|(_, t)| t).collect();
-    let mut created = vec![true; targets.len()];
+    let mut prepared: Vec<Prepared> =
+        targets.iter().map(|_| Prepared { created: true, failed: None, notes: Vec::new() }).collect();
     let upsert = m.target_mode == TargetMode::Upsert;
     match m.target_mode {
         TargetMode::DropRecreate => {
@@ -732,8 +752,18 @@ async fn prepare_target(
             let mut drops = Vec::new();
             for (i, (source, t)) in planned.iter().enumerate() {
                 if let Some(current) = existing.iter().find(|e| e.name == t.name) {
-                    check_compatible(t, current)?;
+                    prepared[i].created = false;
+                    match check_compatible(t, current, upsert) {
+                        Ok(()) => {}
+                        Err(e) if m.continue_on_error => {
+                            tracing::error!(table = %t.source_label(), error = %e, "table skipped");
+                            prepared[i].failed = Some(e);
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
                     if upsert {
+                        prepared[i].notes = follow_source_columns(&client, t, current).await?;
                         let key = ReadSpec::new(source, t).key_target_names(t);
                         check_merge_key(t, current, &key)?;
                         if m.delete_missing {
@@ -748,7 +778,6 @@ async fn prepare_target(
                     } else {
                         to_truncate.push(t);
                     }
-                    created[i] = false;
                     // Foreign keys are dropped for the load (chunks land in any
                     // order) and put back afterwards exactly as they were.
                     for fk in &current.foreign_keys {
@@ -787,13 +816,52 @@ async fn prepare_target(
             }
         }
     }
-    for (t, &is_new) in targets.iter().zip(&created) {
-        if is_new {
+    for (t, p) in targets.iter().zip(&prepared) {
+        if p.created {
             execute(&client, &ddl::create_table(t, m.use_unlogged_tables), &format!("creating {}", ddl::table_name(t)))
                 .await?;
         }
     }
-    Ok(created)
+    Ok(prepared)
+}
+
+/// Adds to an existing table the columns the source gained since it was
+/// made, and says which columns the source no longer has (they stay, with
+/// their values). Returns what changed, as notes for the report.
+async fn follow_source_columns(
+    client: &tokio_postgres::Client,
+    planned: &TargetTable,
+    existing: &Table,
+) -> Result<Vec<Note>, TransferError> {
+    let note = |column: &str, message: String| Note {
+        kind: NoteKind::Drift,
+        table: planned.source_label(),
+        column: Some(column.to_owned()),
+        verdict: Verdict::Exact,
+        message,
+    };
+    let mut notes = Vec::new();
+    for column in planned.copied_columns().filter(|c| existing.column(&c.name).is_none()) {
+        let sql = ddl::add_column(planned, column);
+        execute(client, &sql, &format!("adding column {} to {}", column.name, planned.name)).await?;
+        tracing::warn!(table = %planned.source_label(), column = %column.name, "column added at the source; added to the target");
+        notes.push(note(
+            &column.source_name,
+            format!(
+                "added at the source: added to the target as {} (nullable) and filled by this sync",
+                column.pg_type
+            ),
+        ));
+    }
+    for column in existing.columns.iter().filter(|c| planned.columns.iter().all(|p| p.name != c.name)) {
+        tracing::warn!(table = %planned.source_label(), column = %column.name, "column no longer in the source; kept");
+        notes.push(note(
+            &column.name,
+            "no longer in the source: kept in the target with its values; rows inserted from now on get its default"
+                .to_owned(),
+        ));
+    }
+    Ok(notes)
 }
 
 /// An existing table merged into must have a primary key or a unique index
@@ -826,11 +894,15 @@ fn check_merge_key(planned: &TargetTable, existing: &Table, key: &[String]) -> R
     })
 }
 
-/// Checks that an existing target table can take the planned columns.
-fn check_compatible(planned: &TargetTable, existing: &Table) -> Result<(), TransferError> {
+/// Checks that an existing target table can take the planned columns;
+/// with `adds_missing` (upsert), a column it lacks is one to add.
+fn check_compatible(planned: &TargetTable, existing: &Table, adds_missing: bool) -> Result<(), TransferError> {
     let label = format!("{}.{}", planned.schema, planned.name);
     for column in planned.copied_columns() {
         let Some(current) = existing.column(&column.name) else {
+            if adds_missing {
+                continue;
+            }
             return Err(TransferError::Incompatible {
                 table: label,
                 message: format!("it has no column \"{}\" (source column {})", column.name, column.source_name),
