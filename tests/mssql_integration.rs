@@ -283,7 +283,7 @@ async fn upsert_repairs_changed_and_missing_rows_and_finds_every_type_unchanged_
     let config = setup.config("target_mode: upsert, exclude_tables: [no_key]");
     let merged = |report: &transfer::RunReport, table: &str| {
         let t = report.tables.iter().find(|t| t.source == format!("mpm_up.{table}")).unwrap();
-        let m = t.merged.unwrap();
+        let m = t.merged.as_ref().unwrap();
         (m.inserted, m.updated, m.unchanged)
     };
 
@@ -318,6 +318,89 @@ async fn upsert_repairs_changed_and_missing_rows_and_finds_every_type_unchanged_
         assert_eq!((inserted, updated), (0, 0), "{table}");
     }
     setup.assert_expected_tables(&keyed).await;
+}
+
+/// Runs `script` (one batch) on the test server.
+async fn execute_on(setup: &Setup, script: &str) {
+    let mut source = setup.source().await;
+    execute_script(&mut source, script).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_with_a_datetime2_change_column_reads_only_rows_changed_since_its_mark() {
+    let Some(server) =
+        TestServer::from_env("upsert_with_a_datetime2_change_column_reads_only_rows_changed_since_its_mark")
+    else {
+        return;
+    };
+    let setup = Setup::new(server, "mpm_inc").await;
+    execute_on(
+        &setup,
+        "ALTER TABLE mpm_inc.skewed ADD modified datetime2(7) NULL\nGO\n\
+         UPDATE mpm_inc.skewed SET modified = '2020-01-01T00:00:00'\n\
+         UPDATE mpm_inc.skewed SET modified = '2021-01-01T00:00:00.1234567' WHERE id = 1\n\
+         UPDATE mpm_inc.skewed SET modified = NULL WHERE id = 2\n",
+    )
+    .await;
+    let config = setup.config(
+        "target_mode: upsert, exclude_tables: [no_key], change_columns: {skewed: modified}, change_lookback: 172800",
+    );
+    let first = transfer::run(&config, &RunOptions::default()).await.unwrap();
+    assert!(first.is_success(), "{first:#?}");
+
+    execute_on(
+        &setup,
+        "UPDATE mpm_inc.skewed SET v = 'changed', modified = '2022-01-01T00:00:00' WHERE id BETWEEN 10 AND 14\n\
+         INSERT INTO mpm_inc.skewed (id, v, modified) VALUES (9000, 'new', '2022-01-01T00:00:00')\n",
+    )
+    .await;
+    let second = transfer::run(&config, &RunOptions::default()).await.unwrap();
+    assert!(second.is_success(), "{second:#?}");
+    let skewed = second.tables.iter().find(|t| t.source == "mpm_inc.skewed").unwrap();
+    // Two days and a microsecond before the last maximum (2021-01-01T00:00:00.1234567):
+    // row 1, the NULL row, 5 changed, 1 new.
+    assert_eq!(skewed.rows, 8, "{skewed:#?}");
+    let merged = skewed.merged.as_ref().unwrap();
+    assert_eq!((merged.inserted, merged.updated, merged.unchanged), (1, 5, 2));
+    let since = merged.read_since.as_deref().unwrap();
+    assert!(since.starts_with("2020-12-30") && since.contains("00:00:00.12345"), "{since}");
+    let t = setup.target().await;
+    let changed = scalar(
+        &t,
+        "SELECT count(*) FILTER (WHERE v = 'changed')::text || ' ' || count(*) FILTER (WHERE id = 9000)::text \
+         || ' ' || count(*)::text FROM it.skewed",
+    )
+    .await;
+    assert_eq!(changed, "5 1 4104");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_with_a_rowversion_change_column_reads_from_min_active_rowversion() {
+    const NAME: &str = "upsert_with_a_rowversion_change_column_reads_from_min_active_rowversion";
+    let Some(server) = TestServer::from_env(NAME) else { return };
+    if server.is_babelfish().await {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {NAME}: Babelfish has neither rowversion nor MIN_ACTIVE_ROWVERSION(); runs against SQL Server"
+        );
+        return;
+    }
+    let setup = Setup::new(server, "mpm_rv").await;
+    execute_on(&setup, "ALTER TABLE mpm_rv.skewed ADD rv rowversion\n").await;
+    let config =
+        setup.config("target_mode: upsert, exclude_tables: [no_key], change_columns: {skewed: rv}, change_lookback: 0");
+    let first = transfer::run(&config, &RunOptions::default()).await.unwrap();
+    assert!(first.is_success(), "{first:#?}");
+    execute_on(&setup, "UPDATE mpm_rv.skewed SET v = 'changed' WHERE id BETWEEN 10 AND 14\n").await;
+    let second = transfer::run(&config, &RunOptions::default()).await.unwrap();
+    assert!(second.is_success(), "{second:#?}");
+    let skewed = second.tables.iter().find(|t| t.source == "mpm_rv.skewed").unwrap();
+    // Versions from the first sync's MIN_ACTIVE_ROWVERSION(): the 5 changed rows only.
+    assert_eq!(skewed.rows, 5, "{skewed:#?}");
+    assert_eq!(skewed.merged.as_ref().map(|m| m.updated), Some(5));
+    let t = setup.target().await;
+    assert_eq!(scalar(&t, "SELECT count(*)::text FROM it.skewed WHERE v = 'changed'").await, "5");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

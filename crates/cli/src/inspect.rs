@@ -195,7 +195,10 @@ fn plan_text(plan: &DryRunPlan) -> String {
         };
         let _ = writeln!(text, "  chunks:   {chunking}");
         if let Some(merge) = &table.merge {
-            let reads = if merge.incremental { "changed rows only" } else { "every row, compared by the merge" };
+            let reads = match &merge.change_column {
+                Some(column) => format!("rows changed since the last sync's mark of {column}"),
+                None => "every row, compared by the merge".to_owned(),
+            };
             let _ = writeln!(text, "  merge:    on ({}), reading {reads}; per batch:", merge.key.join(", "));
             let _ = writeln!(text, "    {};", merge.statement);
         }

@@ -324,3 +324,52 @@ async fn the_copy_follows_columns_added_and_dropped_at_the_source_and_a_new_tabl
     assert_eq!(by_text["status"], "failed");
     assert_eq!(merged(&doc, "skewed")[1], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_column_reads_only_changed_rows_and_no_late_commit_is_lost() {
+    // Look back two days: a row committed late with a time up to two days
+    // before the mark is still read.
+    let s = setup(&format!("{UPSERT}, change_columns: {{skewed: modified}}, change_lookback: 172800")).await;
+    let src = s.source.connect("src").await.unwrap();
+    src.batch_execute(
+        "ALTER TABLE src.skewed ADD COLUMN modified timestamptz;
+         UPDATE src.skewed SET modified = '2020-01-01 00:00:00+00';
+         UPDATE src.skewed SET modified = '2021-01-01 00:00:00+00' WHERE id = 1;
+         UPDATE src.skewed SET modified = NULL WHERE id = 2;",
+    )
+    .await
+    .unwrap();
+    let (code, text, _) = s.finish(None, &["run", "--dry-run"]);
+    assert_eq!(code, 0);
+    assert!(text.contains("merge:    on (id), reading rows changed since the last sync's mark of modified"), "{text}");
+    let doc = sync(&s, None);
+    assert_eq!(merged(&doc, "skewed"), [4103, 0, 0], "created: loaded whole");
+
+    src.batch_execute(
+        "UPDATE src.skewed SET v = 'changed', modified = '2022-01-01 00:00:00+00' WHERE id BETWEEN 10 AND 14;
+         INSERT INTO src.skewed VALUES (9000, 'new', '2022-01-01 00:00:00+00');",
+    )
+    .await
+    .unwrap();
+    let doc = sync(&s, None);
+    let skewed = doc["report"]["tables"].as_array().unwrap().iter().find(|t| t["source"] == "src.skewed").unwrap();
+    // From two days before the last mark: row 1, the NULL row, the 5 changed and the new one.
+    assert_eq!(skewed["rows"], 8, "{skewed}");
+    assert_eq!(skewed["merged"]["read_since"], "2020-12-30 00:00:00+00");
+    assert_eq!(merged(&doc, "skewed"), [1, 5, 2]);
+    assert_same_keyed_data(&s).await;
+
+    // A sync during which a row commits with a time just before the mark it took.
+    let running = start_until(&mut s.command(None, &["run"]), "mid-copy:1:2000");
+    src.batch_execute("UPDATE src.skewed SET v = 'late', modified = '2021-12-31 12:00:00+00' WHERE id = 20")
+        .await
+        .unwrap();
+    let (code, stderr) = running.wait();
+    assert_eq!(code, Some(0), "{stderr}");
+    // The next sync reads it: nothing is lost to the race.
+    let doc = sync(&s, None);
+    let skewed = doc["report"]["tables"].as_array().unwrap().iter().find(|t| t["source"] == "src.skewed").unwrap();
+    assert_eq!(skewed["merged"]["read_since"], "2021-12-30 00:00:00+00");
+    assert_eq!(s.target_scalar("SELECT v FROM copy.skewed WHERE id = 20").await, "late");
+    assert_same_keyed_data(&s).await;
+}

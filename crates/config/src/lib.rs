@@ -276,9 +276,30 @@ pub struct MigrationConfig {
     pub reconnect_timeout: u32,
     /// Upsert: delete target rows whose key is gone from the source.
     pub delete_missing: bool,
+    /// Upsert: per table, the column whose value rises with every change
+    /// (a rowversion, a modified time, an ever-increasing key), so a sync
+    /// reads only the rows changed since the last one.
+    pub change_columns: Vec<ChangeColumn>,
+    /// How far before the last sync's mark a sync reads again, for rows
+    /// committed late with an earlier value: seconds for time columns,
+    /// values for integer ones (rowversion needs none).
+    pub change_lookback: u32,
+}
+
+/// A table's change column (`migration.change_columns`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangeColumn {
+    pub table: TablePattern,
+    pub column: String,
 }
 
 impl MigrationConfig {
+    /// The change column configured for `schema.table`, if any (the first
+    /// pattern that matches).
+    pub fn change_column(&self, schema: &str, table: &str) -> Option<&str> {
+        self.change_columns.iter().find(|c| c.table.matches(schema, table)).map(|c| c.column.as_str())
+    }
+
     /// Whether the include/exclude patterns select `schema.table`.
     pub fn selects_table(&self, schema: &str, table: &str) -> bool {
         (self.include_tables.is_empty() || self.include_tables.iter().any(|p| p.matches(schema, table)))

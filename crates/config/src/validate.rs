@@ -11,8 +11,8 @@ use crate::error::{Problem, Problems};
 use crate::glob::TablePattern;
 use crate::load::Origins;
 use crate::{
-    Config, Encrypt, IdentifierCase, MigrationConfig, PgTls, Secret, SourceConfig, SourceKind, SslMode, TargetConfig,
-    TargetKind, TargetMode,
+    ChangeColumn, Config, Encrypt, IdentifierCase, MigrationConfig, PgTls, Secret, SourceConfig, SourceKind, SslMode,
+    TargetConfig, TargetKind, TargetMode,
 };
 
 const TOP_KEYS: &[&str] = &["source", "target", "migration"];
@@ -78,6 +78,8 @@ const MIGRATION_KEYS: &[&str] = &[
     "max_retries",
     "reconnect_timeout",
     "delete_missing",
+    "change_columns",
+    "change_lookback",
 ];
 const OVERRIDE_KEYS: &[&str] = &["source_type", "schema", "table", "column", "target_type"];
 
@@ -641,7 +643,35 @@ impl Walker<'_> {
             max_retries: u32_of(self.uint(d, p, "max_retries", 0..=100), 3),
             reconnect_timeout: u32_of(self.uint(d, p, "reconnect_timeout", 0..=86_400), 120),
             delete_missing: self.boolean(d, p, "delete_missing", false),
+            change_columns: self.change_columns(d, p),
+            change_lookback: u32_of(self.uint(d, p, "change_lookback", 0..=31_536_000), 300),
         }
+    }
+
+    /// `change_columns`: a mapping of table patterns to the column each
+    /// table's changes are found by.
+    fn change_columns(&mut self, d: &Dict, p: &str) -> Vec<ChangeColumn> {
+        let full = join(p, "change_columns");
+        let entries = match d.get("change_columns") {
+            None => return Vec::new(),
+            Some(Value::Dict(_, entries)) => entries,
+            Some(other) => {
+                self.report(
+                    full,
+                    format!("must be a mapping of table to change column (Orders: RowVer), not {}", describe(other)),
+                );
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        for (table, _) in entries.iter() {
+            let Some(column) = self.string(entries, &full, table) else { continue };
+            match TablePattern::new(table) {
+                Ok(table) => out.push(ChangeColumn { table, column }),
+                Err(e) => self.report(join(&full, table), e),
+            }
+        }
+        out
     }
 
     fn type_overrides(&mut self, d: &Dict) -> Vec<Override> {
@@ -739,6 +769,12 @@ impl Walker<'_> {
             self.report(
                 "migration.use_unlogged_tables",
                 "cannot be combined with target_mode: upsert, which keeps existing rows that a crash would lose in an UNLOGGED table",
+            );
+        }
+        if !m.change_columns.is_empty() && m.target_mode != TargetMode::Upsert {
+            self.report(
+                "migration.change_columns",
+                "applies to target_mode: upsert only (the other modes read every row anyway)",
             );
         }
         if m.delete_missing && m.target_mode != TargetMode::Upsert {

@@ -173,6 +173,22 @@ pub struct RunState {
     /// Recorded before the removal, so a crash cannot lose them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub restore: Vec<String>,
+    /// Upsert with change columns: per table (keyed as `tables`), where the
+    /// next sync starts reading. Carried from run to run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub marks: BTreeMap<String, ChangeMark>,
+}
+
+/// Where a table's incremental reads start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeMark {
+    /// The change column the marks are values of; another column starts over.
+    pub column: String,
+    /// Rows whose column is at least this (or NULL) are read; `None`: all rows.
+    pub mark: Option<String>,
+    /// Taken from the source as this run began; becomes `mark` once every
+    /// row of the table read by this run is merged.
+    pub next: Option<String>,
 }
 
 impl RunState {
@@ -190,6 +206,7 @@ impl RunState {
             source_schema: None,
             target_schema: None,
             restore: Vec::new(),
+            marks: BTreeMap::new(),
         }
     }
 

@@ -19,7 +19,7 @@ use crate::connect::{SourceJob, with_source};
 use crate::engine::{integer_split, read_selected_tables, run_bytes, table_size};
 use crate::error::TransferError;
 use crate::plan::{PlanSettings, partition_count};
-use crate::planning::{Step, foreign_key_steps, plan_targets, post_load_steps, require_upsert_keys};
+use crate::planning::{Step, change_column, foreign_key_steps, plan_targets, post_load_steps, require_upsert_keys};
 use crate::source::{ReadSpec, Source};
 use crate::tuning::{Machine, Tuning};
 
@@ -98,6 +98,10 @@ pub struct MergePlan {
     /// Whether only changed rows are read (a change column); without one
     /// every row is read and compared by the merge.
     pub incremental: bool,
+    /// The change column, when there is one: rows at or after the mark the
+    /// last sync left in the run state (or NULL) are read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_column: Option<String>,
     /// Per batch, after its COPY into the session's staging table.
     pub statement: String,
 }
@@ -176,8 +180,13 @@ impl SourceJob for DryRunJob<'_> {
             if m.target_mode == TargetMode::Upsert {
                 let key = spec.key_target_names(target);
                 let key_refs: Vec<&str> = key.iter().map(String::as_str).collect();
-                table_plan.merge =
-                    Some(MergePlan { statement: ddl::merge_from_stage(target, &key_refs), key, incremental: false });
+                let change = change_column(table, m)?.map(|(column, _)| column.name.clone());
+                table_plan.merge = Some(MergePlan {
+                    statement: ddl::merge_from_stage(target, &key_refs),
+                    key,
+                    incremental: change.is_some(),
+                    change_column: change,
+                });
             }
             planned.push(table_plan);
         }

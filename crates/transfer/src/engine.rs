@@ -21,7 +21,7 @@ use futures_util::{SinkExt, StreamExt, pin_mut};
 use mssql_pg_migrate_config::{Config, Fingerprint, MigrationConfig, TargetMode};
 use mssql_pg_migrate_schema::target::{Note, NoteKind, TargetTable};
 use mssql_pg_migrate_schema::{ColumnType, Table, catalog, ddl};
-use mssql_pg_migrate_state::{PartitionState, RunState, RunStatus, TableState, WorkStatus, now_rfc3339};
+use mssql_pg_migrate_state::{ChangeMark, PartitionState, RunState, RunStatus, TableState, WorkStatus, now_rfc3339};
 use mssql_pg_migrate_typemap::Verdict;
 use tokio::sync::{Mutex, Notify, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -32,12 +32,14 @@ use crate::events::{Event, EventSink, PlannedTable, emit};
 use crate::failpoint;
 use crate::pause::PauseSwitch;
 use crate::plan::{Partition, PlanSettings, TableSize, integer_bounds, partition_count, partitions_from_bounds};
-use crate::planning::{Step, foreign_key_steps, plan_targets, post_load_steps, require_upsert_keys};
+use crate::planning::{
+    Step, change_column, foreign_key_steps, plan_targets, post_load_steps, require_change_columns, require_upsert_keys,
+};
 use crate::pool::PgPool;
 use crate::progress::{self, ChunkEnd, MigrationLock, Progress, StateLocation};
 use crate::report::{MergeCounts, RunReport, TableReport, TableStatus, rate};
 use crate::retry::{Backoff, with_retries};
-use crate::source::{PieceSink, ReadSpec, Source};
+use crate::source::{ChangedSince, PieceSink, ReadSpec, Source};
 use crate::tuning::{Machine, Tuning};
 
 /// Per-run choices that are not in the configuration file.
@@ -171,10 +173,12 @@ fn begin_state(
     state.target_schema = options.target_schema.clone();
     // Foreign keys an unfinished truncate-mode run dropped are no longer in
     // the target's catalog; only its state remembers them.
-    if let Some(old) = saved
-        && old.status != RunStatus::Completed
-    {
-        state.restore = old.restore;
+    if let Some(old) = saved {
+        // Where each table's incremental reads stand, whatever became of the last run.
+        state.marks = old.marks;
+        if old.status != RunStatus::Completed {
+            state.restore = old.restore;
+        }
     }
     Ok(state)
 }
@@ -225,6 +229,7 @@ pub async fn run_with<S: Source>(
         let target_schema = options.target_schema.as_deref().unwrap_or(&config.target.schema);
         let plan = plan_targets(tables.clone(), &config.migration, target_schema, source.dialect())?;
         require_upsert_keys(&plan.tables, &config.migration)?;
+        require_change_columns(&plan.tables, &config.migration)?;
     }
     let state = begin_state(config, options, saved, &where_)?;
     let run_id = state.run_id.clone();
@@ -359,6 +364,7 @@ async fn migrate<S: Source>(
     let plan = plan_targets(tables, m, &target_schema, source.dialect())?;
     // Before anything is written.
     require_upsert_keys(&plan.tables, m)?;
+    require_change_columns(&plan.tables, m)?;
     let mut reports: Vec<TableReport> = plan.skipped.into_iter().map(|(t, e)| skipped_report(t, e)).collect();
     let planned = plan.tables;
 
@@ -369,25 +375,43 @@ async fn migrate<S: Source>(
         check_resumable(progress, &planned, &reports)?;
         for (table, target_table) in planned {
             work.push(
-                resume_table(
-                    source.as_ref(),
-                    target,
-                    progress,
-                    (table, target_table),
-                    (settings, run_bytes),
-                    m.use_unlogged_tables,
-                )
-                .await?,
+                resume_table(source.as_ref(), target, progress, (table, target_table), (settings, run_bytes), m)
+                    .await?,
             );
         }
     } else {
         let prepared = prepare_target(target, &planned, config, &target_schema, progress).await?;
         failpoint::reached("target-prepared").await;
         let mut states = std::collections::BTreeMap::new();
+        let mut marks = std::collections::BTreeMap::new();
         for ((table, mut target_table), prepared) in planned.into_iter().zip(prepared) {
             let is_new = prepared.created;
             target_table.notes.extend(prepared.notes);
-            let spec = ReadSpec::new(&table, &target_table);
+            let mut spec = ReadSpec::new(&table, &target_table);
+            if prepared.failed.is_none()
+                && let Some((column, kind)) = change_column(&table, m)?
+            {
+                // Taken before any row is read: what commits from now on is
+                // read by this sync or the next.
+                let next = with_retries(backoff, &spec.label, &options.cancel, |_| {
+                    source.change_mark(&spec, &column.name, kind, m.change_lookback)
+                })
+                .await?;
+                let previous = progress.with(|s| {
+                    s.marks.get(&spec.label).filter(|mk| mk.column == column.name).and_then(|mk| mk.mark.clone())
+                });
+                tracing::info!(table = %spec.label, column = %column.name, from = ?previous, next = ?next, "incremental read");
+                marks.insert(
+                    spec.label.clone(),
+                    ChangeMark { column: column.name.clone(), mark: previous.clone(), next },
+                );
+                spec.changed_since = previous.filter(|_| !is_new).map(|mark| ChangedSince {
+                    column: column.name.clone(),
+                    source_type: column.data_type.clone(),
+                    kind,
+                    mark,
+                });
+            }
             let parts = partition_count(table_size(&table, run_bytes), settings);
             let planned = match prepared.failed {
                 Some(e) => Err(e),
@@ -428,7 +452,12 @@ async fn migrate<S: Source>(
                 TableState { status: WorkStatus::Skipped, ..TableState::new("", false, 0, Vec::new()) },
             );
         }
-        progress.save_with(|s| s.tables = states).await?;
+        progress
+            .save_with(|s| {
+                s.tables = states;
+                s.marks.extend(marks);
+            })
+            .await?;
         failpoint::reached("planned").await;
     }
     let run_id = progress.with(|s| s.run_id.clone());
@@ -505,6 +534,7 @@ async fn migrate<S: Source>(
                     updated,
                     unchanged: rows.saturating_sub(inserted + updated),
                     deleted: w.deleted.load(Ordering::Relaxed),
+                    read_since: w.spec.changed_since.as_ref().map(|c| c.mark.clone()),
                 }
             }),
         });
@@ -642,13 +672,23 @@ async fn resume_table<S: Source>(
     progress: &Progress,
     (table, target_table): (Table, TargetTable),
     (settings, run_bytes): (PlanSettings, u64),
-    unlogged: bool,
+    m: &MigrationConfig,
 ) -> Result<TableWork<S::Key>, TransferError> {
-    let spec = ReadSpec::new(&table, &target_table);
+    let unlogged = m.use_unlogged_tables;
+    let mut spec = ReadSpec::new(&table, &target_table);
     let label = spec.label.clone();
     let saved = progress
         .with(|s| s.tables.get(&label).cloned())
         .ok_or_else(|| TransferError::State(format!("table {label} is not in the saved run state")))?;
+    // The interrupted run's incremental read goes on from the same mark.
+    if !saved.created
+        && let Some((column, kind)) = change_column(&table, m)?
+        && let Some(mark) =
+            progress.with(|s| s.marks.get(&label).filter(|mk| mk.column == column.name).and_then(|mk| mk.mark.clone()))
+    {
+        spec.changed_since =
+            Some(ChangedSince { column: column.name.clone(), source_type: column.data_type.clone(), kind, mark });
+    }
     let damaged = |why: String| TransferError::State(format!("saved run state, table {label}: {why}"));
     let mut partitions = Vec::with_capacity(saved.partitions.len());
     for p in &saved.partitions {
@@ -1177,6 +1217,13 @@ async fn finish_table<K>(table: &TableWork<K>, context: &CopyContext) {
             if let Some(t) = s.tables.get_mut(&label) {
                 t.status = status;
                 t.transferred_rows = t.committed_rows();
+            }
+            // Every row the sync read is merged: the next one starts at its mark.
+            if status == WorkStatus::Completed
+                && let Some(mark) = s.marks.get_mut(&label)
+                && mark.next.is_some()
+            {
+                mark.mark = mark.next.take();
             }
         })
         .await;

@@ -12,7 +12,7 @@ use mssql_pg_migrate_schema::target::{
 use mssql_pg_migrate_schema::{Table, ddl};
 
 use crate::error::TransferError;
-use crate::source::ReadSpec;
+use crate::source::{ChangeKind, ReadSpec};
 
 /// The source tables with their target plans, and those left out.
 #[derive(Debug, Clone, Default)]
@@ -84,6 +84,50 @@ pub fn require_upsert_keys(tables: &[(Table, TargetTable)], m: &MigrationConfig)
         "{}\n(add a primary key at the source, leave the table out with exclude_tables, or use target_mode: truncate)",
         keyless.join("\n")
     )))
+}
+
+/// The change column of `table` and how its values rise, when the
+/// configuration names one (upsert only).
+///
+/// # Errors
+/// [`TransferError::Config`] naming the table and column when the table
+/// has no such column, or its type cannot serve.
+pub fn change_column<'t>(
+    table: &'t Table,
+    m: &MigrationConfig,
+) -> Result<Option<(&'t mssql_pg_migrate_schema::Column, ChangeKind)>, TransferError> {
+    if m.target_mode != TargetMode::Upsert {
+        return Ok(None);
+    }
+    let Some(name) = m.change_column(&table.schema, &table.name) else { return Ok(None) };
+    let label = format!("{}.{}", table.schema, table.name);
+    let column = table
+        .columns
+        .iter()
+        .find(|c| c.name == name)
+        .or_else(|| table.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name)))
+        .ok_or_else(|| {
+            TransferError::Config(format!("migration.change_columns: table {label} has no column \"{name}\""))
+        })?;
+    let kind = ChangeKind::of(&column.data_type).ok_or_else(|| {
+        TransferError::Config(format!(
+            "migration.change_columns: column \"{}\" of {label} is {}, which cannot find changes; \
+             use a rowversion, a date and time, or an integer that rises with every change",
+            column.name, column.data_type
+        ))
+    })?;
+    Ok(Some((column, kind)))
+}
+
+/// Checks every table's change column ([`change_column`]) before anything runs.
+///
+/// # Errors
+/// The first table's problem.
+pub fn require_change_columns(tables: &[(Table, TargetTable)], m: &MigrationConfig) -> Result<(), TransferError> {
+    for (table, _) in tables {
+        change_column(table, m)?;
+    }
+    Ok(())
 }
 
 /// One statement run after the load, with what it builds (for messages).

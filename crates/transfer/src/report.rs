@@ -35,7 +35,7 @@ pub struct TableReport {
 
 /// Rows of an upsert run by what the merge did with them. A batch merged
 /// again (a retry, or a resume redoing the batch in flight) is counted again.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct MergeCounts {
     /// New keys.
     pub inserted: u64,
@@ -46,6 +46,10 @@ pub struct MergeCounts {
     /// Target rows whose key is gone from the source, deleted
     /// (`delete_missing`; 0 without it).
     pub deleted: u64,
+    /// The change column's mark the rows were read from (an incremental
+    /// read); absent when every row was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_since: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

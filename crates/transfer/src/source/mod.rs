@@ -42,8 +42,53 @@ pub struct ReadSpec {
     /// partition of the table, so a source that fetches in batches sizes
     /// them from the start of each page.
     pub widest_row: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Read only the rows changed since a mark (an incremental upsert).
+    pub changed_since: Option<ChangedSince>,
 }
 
+/// How a change column's values rise, which decides how a mark is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// SQL Server `rowversion`: the mark is `MIN_ACTIVE_ROWVERSION()`, below
+    /// which every version is committed, so nothing is read twice or missed.
+    RowVersion,
+    /// A date and time: the mark is the maximum less `change_lookback` seconds.
+    Time,
+    /// An integer: the mark is the maximum less `change_lookback`.
+    Integer,
+}
+
+impl ChangeKind {
+    /// How a change column of `source_type` works, or `None` for a type
+    /// that cannot serve as one.
+    pub fn of(source_type: &ColumnType) -> Option<ChangeKind> {
+        match source_type {
+            ColumnType::Mssql(MssqlType::RowVersion) => Some(ChangeKind::RowVersion),
+            ColumnType::Mssql(
+                MssqlType::DateTime
+                | MssqlType::DateTime2 { .. }
+                | MssqlType::SmallDateTime
+                | MssqlType::DateTimeOffset { .. },
+            )
+            | ColumnType::Postgres(PgType::Timestamp(_) | PgType::TimestampTz(_)) => Some(ChangeKind::Time),
+            ColumnType::Mssql(MssqlType::TinyInt | MssqlType::SmallInt | MssqlType::Int | MssqlType::BigInt)
+            | ColumnType::Postgres(PgType::SmallInt | PgType::Integer | PgType::BigInt) => Some(ChangeKind::Integer),
+            _ => None,
+        }
+    }
+}
+
+/// Only rows whose `column` is at least `mark` (or NULL, which no mark
+/// can place) are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedSince {
+    /// The column's source name.
+    pub column: String,
+    pub source_type: ColumnType,
+    pub kind: ChangeKind,
+    /// In the text form the source's mark query gave.
+    pub mark: String,
+}
 impl ReadSpec {
     /// Builds the spec from the source table and its target plan. The key is
     /// the primary key when all its columns are copied; otherwise the table
@@ -71,6 +116,7 @@ impl ReadSpec {
             key,
             label: target.source_label(),
             widest_row: std::sync::Arc::default(),
+            changed_since: None,
         }
     }
 
@@ -296,6 +342,18 @@ pub trait Source: Send + Sync + 'static {
         limit: Option<u64>,
         sink: &mut PieceSink,
     ) -> impl Future<Output = Result<Page<Self::Key>, TransferError>> + Send;
+
+    /// Where the next incremental read of `spec`'s table by `column` starts,
+    /// taken now: for a rowversion the oldest version not yet committed,
+    /// otherwise the column's maximum less `lookback` (seconds or values).
+    /// `None` for an empty table.
+    fn change_mark(
+        &self,
+        spec: &ReadSpec,
+        column: &str,
+        kind: ChangeKind,
+        lookback: u32,
+    ) -> impl Future<Output = Result<Option<String>, TransferError>> + Send;
 
     /// Renders a key for messages.
     fn describe_key(key: &Self::Key) -> String;

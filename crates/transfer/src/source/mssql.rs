@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use mssql_pg_migrate_config::Secret;
-use mssql_pg_migrate_schema::ident::{qualified_mssql, quote_mssql};
+use mssql_pg_migrate_schema::ident::{literal_mssql, qualified_mssql, quote_mssql};
 use mssql_pg_migrate_schema::target::Dialect;
 use mssql_pg_migrate_schema::{ColumnType, Table, catalog};
 use mssql_pg_migrate_typemap::{Length, MssqlType, PgType};
@@ -25,8 +25,8 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use super::prelogin::{self, ServerEncryption};
 use super::{
-    FieldError, KeyText, Page, PieceSink, ReadColumn, ReadSpec, ServerProbe, Source, TableAccess, TableName, hex,
-    join_key_parts, split_key_parts, unhex,
+    ChangeKind, ChangedSince, FieldError, KeyText, Page, PieceSink, ReadColumn, ReadSpec, ServerProbe, Source,
+    TableAccess, TableName, hex, join_key_parts, split_key_parts, unhex,
 };
 use crate::copy::{CopyEncoder, EncodeError};
 use crate::error::{Side, TransferError, Transience};
@@ -547,6 +547,9 @@ pub fn page_sql(
     if has_upto {
         conditions.push(keyset_condition(spec, next, "<", "<="));
     }
+    if let Some(changed) = &spec.changed_since {
+        conditions.push(changed_condition(changed));
+    }
     if !conditions.is_empty() {
         let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
     }
@@ -555,6 +558,19 @@ pub fn page_sql(
         let _ = write!(sql, " ORDER BY {}", keys.join(", "));
     }
     sql
+}
+
+/// The incremental read's condition: the column at or after the mark, or
+/// NULL (which no mark can place, so such rows are read every time). A
+/// rowversion compares as the 8 bytes it is, from the mark's decimal form.
+pub fn changed_condition(changed: &ChangedSince) -> String {
+    let q = quote_mssql(&changed.column);
+    let mark = literal_mssql(&changed.mark);
+    match changed.kind {
+        ChangeKind::RowVersion => format!("({q} >= CAST(CAST({mark} AS bigint) AS binary(8)))"),
+        ChangeKind::Time => format!("({q} >= CAST({mark} AS {}) OR {q} IS NULL)", changed.source_type),
+        ChangeKind::Integer => format!("({q} >= CAST({mark} AS bigint) OR {q} IS NULL)"),
+    }
 }
 
 /// Why one cell could not be written.
@@ -961,6 +977,52 @@ impl Source for MssqlSource {
 
     async fn ping(&self) -> Result<(), TransferError> {
         self.single_row("SELECT 1".into(), "measuring the round trip").await.map(|_| ())
+    }
+
+    async fn change_mark(
+        &self,
+        spec: &ReadSpec,
+        column: &str,
+        kind: ChangeKind,
+        lookback: u32,
+    ) -> Result<Option<String>, TransferError> {
+        let q = quote_mssql(column);
+        let table = qualified_mssql(&spec.schema, &spec.table);
+        let sql = match kind {
+            // Versions below it are committed; from it on, some may still commit.
+            ChangeKind::RowVersion => {
+                "SELECT CAST(CAST(MIN_ACTIVE_ROWVERSION() AS binary(8)) AS bigint) AS mark".to_owned()
+            }
+            // Style 126 (ISO 8601) reads back into every date and time type,
+            // exactly on SQL Server; Babelfish rounds to microseconds, so
+            // one is taken off first where the type has them, and a rounded
+            // mark can never pass the value it came from.
+            ChangeKind::Time => {
+                let fine = spec.columns.iter().any(|c| {
+                    c.source_name == column
+                        && matches!(
+                            c.source_type,
+                            ColumnType::Mssql(MssqlType::DateTime2 { .. } | MssqlType::DateTimeOffset { .. })
+                        )
+                });
+                let latest = if fine { format!("DATEADD(microsecond, -1, MAX({q}))") } else { format!("MAX({q})") };
+                format!("SELECT CONVERT(nvarchar(40), DATEADD(second, -@P1, {latest}), 126) FROM {table}")
+            }
+            ChangeKind::Integer => format!("SELECT CAST(MAX({q}) - @P1 AS nvarchar(40)) FROM {table}"),
+        };
+        let mut query = Query::new(sql);
+        if kind != ChangeKind::RowVersion {
+            query.bind(i64::from(lookback));
+        }
+        let context = format!("taking the change mark of {}", spec.label);
+        let rows = self.all_rows(query, &context).await?;
+        let Some(row) = rows.into_iter().next() else { return Ok(None) };
+        match kind {
+            ChangeKind::RowVersion => {
+                row.try_get::<i64, usize>(0).map(|v| v.map(|v| v.to_string())).map_err(|e| server_error(&context, &e))
+            }
+            _ => row.try_get::<&str, usize>(0).map(|v| v.map(str::to_owned)).map_err(|e| server_error(&context, &e)),
+        }
     }
 
     async fn table_access(&self, schema: &str, tables: &[Table]) -> Result<Vec<TableAccess>, TransferError> {
@@ -1495,6 +1557,7 @@ mod tests {
             key: vec![0, 1],
             label: "dbo.Order]Lines".into(),
             widest_row: Default::default(),
+            changed_since: None,
         };
         assert_eq!(
             page_sql(&spec, &sliced_columns(&spec), true, true, true),
@@ -1504,6 +1567,27 @@ mod tests {
              AND (([Region] < CAST(@P4 AS varchar(8000))) OR ([Region] = CAST(@P4 AS varchar(8000)) AND [Id] <= @P5)) \
              ORDER BY [Region], [Id]"
         );
+        let changed = ReadSpec {
+            changed_since: Some(ChangedSince {
+                column: "At'".into(),
+                source_type: ColumnType::Mssql(MssqlType::DateTimeOffset { scale: 7 }),
+                kind: ChangeKind::Time,
+                mark: "2026-11-30T01:00:00.1234567+01:00".into(),
+            }),
+            ..spec.clone()
+        };
+        assert!(page_sql(&changed, &[], true, false, true).ends_with(
+            "WHERE (([Region] > CAST(@P2 AS varchar(8000))) OR ([Region] = CAST(@P2 AS varchar(8000)) AND [Id] > @P3)) \
+             AND ([At'] >= CAST(N'2026-11-30T01:00:00.1234567+01:00' AS datetimeoffset(7)) OR [At'] IS NULL) \
+             ORDER BY [Region], [Id]"
+        ));
+        let rowversion = ChangedSince {
+            column: "RowVer".into(),
+            source_type: ColumnType::Mssql(MssqlType::RowVersion),
+            kind: ChangeKind::RowVersion,
+            mark: "2001".into(),
+        };
+        assert_eq!(changed_condition(&rowversion), "([RowVer] >= CAST(CAST(N'2001' AS bigint) AS binary(8)))");
         let keyless = ReadSpec { key: vec![], ..spec };
         assert_eq!(
             page_sql(&keyless, &sliced_columns(&keyless), false, false, false),
@@ -1527,6 +1611,7 @@ mod tests {
             key: vec![0],
             label: "dbo.Docs".into(),
             widest_row: Default::default(),
+            changed_since: None,
         };
         let sliced = sliced_columns(&spec);
         assert_eq!(sliced, [(1, LobKind::Text), (2, LobKind::Binary), (4, LobKind::Text)]);

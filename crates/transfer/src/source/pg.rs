@@ -7,15 +7,15 @@ use std::fmt::Write as _;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{TryStreamExt, pin_mut};
-use mssql_pg_migrate_schema::ident::{qualified_pg, quote_pg};
+use mssql_pg_migrate_schema::ident::{literal_pg, qualified_pg, quote_pg};
 use mssql_pg_migrate_schema::target::Dialect;
 use mssql_pg_migrate_schema::{Table, catalog};
 use mssql_pg_migrate_typemap::PgType;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
 use super::{
-    FieldError, KeyText, Page, PieceSink, ReadSpec, ServerProbe, Source, TableAccess, TableName, hex, join_key_parts,
-    split_key_parts, unhex,
+    ChangeKind, ChangedSince, FieldError, KeyText, Page, PieceSink, ReadSpec, ServerProbe, Source, TableAccess,
+    TableName, hex, join_key_parts, split_key_parts, unhex,
 };
 use crate::error::{Side, TransferError};
 use crate::pool::PgPool;
@@ -102,6 +102,9 @@ pub fn page_sql(spec: &ReadSpec, has_after: bool, has_upto: bool, has_limit: boo
         conditions.push(format!("({keys}) <= ({})", placeholders(next, n)));
         next += n;
     }
+    if let Some(changed) = &spec.changed_since {
+        conditions.push(changed_condition(changed));
+    }
     if !conditions.is_empty() {
         let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
     }
@@ -112,6 +115,13 @@ pub fn page_sql(spec: &ReadSpec, has_after: bool, has_upto: bool, has_limit: boo
         let _ = write!(sql, " LIMIT ${next}");
     }
     sql
+}
+
+/// The incremental read's condition: the column at or after the mark, or
+/// NULL (which no mark can place, so such rows are read every time).
+pub fn changed_condition(changed: &ChangedSince) -> String {
+    let q = quote_pg(&changed.column);
+    format!("({q} >= {}::{} OR {q} IS NULL)", literal_pg(&changed.mark), changed.source_type)
 }
 
 impl Source for PgSource {
@@ -127,6 +137,31 @@ impl Source for PgSource {
 
     async fn ping(&self) -> Result<(), TransferError> {
         ping_pg(&self.pool, Side::Source).await
+    }
+
+    async fn change_mark(
+        &self,
+        spec: &ReadSpec,
+        column: &str,
+        kind: ChangeKind,
+        lookback: u32,
+    ) -> Result<Option<String>, TransferError> {
+        let q = quote_pg(column);
+        let table = table_sql(spec);
+        let context = "taking the change mark";
+        let client = self.pool.get(Side::Source).await?;
+        let row = match kind {
+            ChangeKind::Time => {
+                let sql = format!("SELECT (max({q}) - make_interval(secs => $1))::text FROM {table}");
+                client.query_one(&sql, &[&f64::from(lookback)]).await
+            }
+            ChangeKind::Integer | ChangeKind::RowVersion => {
+                let sql = format!("SELECT (max({q}) - $1)::text FROM {table}");
+                client.query_one(&sql, &[&i64::from(lookback)]).await
+            }
+        };
+        let row = row.map_err(|e| Self::err(context, spec, &e))?;
+        row.try_get::<_, Option<String>>(0).map_err(|e| Self::err(context, spec, &e))
     }
 
     async fn table_access(&self, schema: &str, tables: &[Table]) -> Result<Vec<TableAccess>, TransferError> {
@@ -481,6 +516,7 @@ mod tests {
             key,
             label: "s.T".into(),
             widest_row: Default::default(),
+            changed_since: None,
         }
     }
 
@@ -492,6 +528,25 @@ mod tests {
         assert_eq!(next_batch(64, 1 << 20), 4, "4 MB of 1 MB rows");
         assert_eq!(next_batch(64, 50 << 20), 1, "a 50 MB row comes alone");
         assert_eq!(next_batch(64, 0), 128, "rows of NULLs only");
+    }
+
+    #[test]
+    fn incremental_pages_read_rows_at_or_after_the_mark_and_those_without_a_value() {
+        let changed = ReadSpec {
+            changed_since: Some(ChangedSince {
+                column: "mod'ified".into(),
+                source_type: ColumnType::Postgres(PgType::TimestampTz(Some(6))),
+                kind: ChangeKind::Time,
+                mark: "2026-11-30 01:00:00+00".into(),
+            }),
+            ..spec(vec![0])
+        };
+        assert_eq!(
+            page_sql(&changed, true, false, true),
+            "SELECT \"a\", \"b c\", \"d\" FROM \"s\"\"x\".\"T\" WHERE (\"a\") > ($1) \
+             AND (\"mod'ified\" >= '2026-11-30 01:00:00+00'::timestamptz(6) OR \"mod'ified\" IS NULL) \
+             ORDER BY \"a\" LIMIT $2"
+        );
     }
 
     #[test]
