@@ -4,13 +4,16 @@
 //!
 //! - (d) a `drop_recreate` full load, the yardstick;
 //! - (u1) the first upsert, into an empty target;
-//! - (u2) a re-sync after 1% of the rows changed at the source (every
-//!   hundredth row of each scaled table, one column each);
-//! - (u3) a re-sync with nothing changed.
+//! - (u2c) a re-sync after 1% of the rows changed at the source (every
+//!   hundredth row of each scaled table, one column each, and its
+//!   `Modified` time), reading only changed rows (`change_columns`);
+//! - (u3c) a re-sync with nothing changed, reading only changed rows;
+//! - (u2) and (u3): the same without change columns, every row read and
+//!   compared by the merge.
 //!
-//! Every sync reads all rows (no change columns yet), so (u2) and (u3) show
-//! the merge's cost of finding what changed. Each upsert's report is checked:
-//! (u2) must update exactly the rows changed, (u3) none.
+//! Every table gets a `Modified` column first (2020-01-01 for every row).
+//! Each upsert's report is checked: the 1% syncs must update exactly the
+//! rows changed, the others none.
 
 use mssql_pg_migrate_testkit::PgCluster;
 
@@ -39,29 +42,48 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let full = dir.path().join("full.yaml");
     std::fs::write(&full, tool_config(&source, &target)).map_err(|e| e.to_string())?;
+    runtime.block_on(add_modified_columns(&source))?;
     let upsert = dir.path().join("upsert.yaml");
     std::fs::write(&upsert, format!("{}migration: {{target_mode: upsert}}\n", tool_config(&source, &target)))
         .map_err(|e| e.to_string())?;
+    let incremental = dir.path().join("incremental.yaml");
+    std::fs::write(
+        &incremental,
+        format!(
+            "{}migration: {{target_mode: upsert, change_columns: {{'*': Modified}}, change_lookback: 0}}\n",
+            tool_config(&source, &target)
+        ),
+    )
+    .map_err(|e| e.to_string())?;
 
-    let (mut d, mut u1, mut u2, mut u3) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut peak = 0;
+    let mut samples: [Vec<Sample>; 6] = Default::default();
+    let [d, u1, u2c, u3c, u2, u3] = &mut samples;
     for run in 1..=args.runs {
         eprintln!("round {run} of {}", args.runs);
         runtime.block_on(reset(&target))?;
-        d.push(run_tool_doc(&binary, &full, rows)?.0);
+        d.push(run_tool_doc(&binary, &full, Some(rows))?.0);
         runtime.block_on(reset(&target))?;
-        let (sample, doc) = run_tool_doc(&binary, &upsert, rows)?;
+        // Takes the marks the incremental syncs start from.
+        let (sample, doc) = run_tool_doc(&binary, &incremental, Some(rows))?;
         check_merged(&doc, "u1", Some(rows), Some(0))?;
         u1.push(sample);
-        let changed = runtime.block_on(change_one_percent(&source, run))?;
-        let (sample, doc) = run_tool_doc(&binary, &upsert, rows)?;
+        let changed = runtime.block_on(change_one_percent(&source, 2 * run))?;
+        let (sample, doc) = run_tool_doc(&binary, &incremental, None)?;
+        check_merged(&doc, "u2c", Some(0), Some(changed))?;
+        u2c.push(sample);
+        let (sample, doc) = run_tool_doc(&binary, &incremental, None)?;
+        check_merged(&doc, "u3c", Some(0), Some(0))?;
+        u3c.push(sample);
+        let changed = runtime.block_on(change_one_percent(&source, 2 * run + 1))?;
+        let (sample, doc) = run_tool_doc(&binary, &upsert, Some(rows))?;
         check_merged(&doc, "u2", Some(0), Some(changed))?;
         u2.push(sample);
-        let (sample, doc) = run_tool_doc(&binary, &upsert, rows)?;
+        let (sample, doc) = run_tool_doc(&binary, &upsert, Some(rows))?;
         check_merged(&doc, "u3", Some(0), Some(0))?;
         u3.push(sample);
-        peak = [&u1, &u2, &u3].iter().flat_map(|s| s.iter()).filter_map(|s| s.peak_rss_bytes).max().unwrap_or(0);
     }
+    let peak = samples[1..].iter().flatten().filter_map(|s| s.peak_rss_bytes).max().unwrap_or(0);
+    let [d, u1, u2c, u3c, u2, u3] = &samples;
     let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(0);
     println!("machine: {cores} cores, {:.1} GiB memory", memory_bytes() as f64 / (1u64 << 30) as f64);
     println!(
@@ -75,28 +97,53 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
         println!("{label:<40} median {m:>7.2} s   {:>9.0} rows/s   (runs: {})", rows as f64 / m, all.join(" "));
         m
     };
-    let full_load = line("(d) drop_recreate full load", &d);
-    let first = line("(u1) upsert into an empty target", &u1);
-    let one_percent = line("(u2) upsert after 1% changed", &u2);
-    let unchanged = line("(u3) upsert with nothing changed", &u3);
+    let full_load = line("(d) drop_recreate full load", d);
+    let first = line("(u1) upsert into an empty target", u1);
+    let changed_c = line("(u2c) after 1% changed, change columns", u2c);
+    let unchanged_c = line("(u3c) nothing changed, change columns", u3c);
+    let changed = line("(u2) after 1% changed, every row", u2);
+    let unchanged = line("(u3) nothing changed, every row", u3);
     println!("peak RSS of the upserts: {:.1} MB", peak as f64 / 1e6);
     println!(
-        "ratios to (d): (u1) {:.2}   (u2) {:.2}   (u3) {:.2}",
+        "ratios to (d): (u1) {:.2}   (u2c) {:.3}   (u3c) {:.3}   (u2) {:.2}   (u3) {:.2}",
         first / full_load,
-        one_percent / full_load,
+        changed_c / full_load,
+        unchanged_c / full_load,
+        changed / full_load,
         unchanged / full_load
     );
     Ok(())
 }
 
+/// Gives every table the change column `Modified` (2020-01-01, a constant
+/// default, so no table is rewritten; the last row a day later, so the
+/// maximum is one row as in a live table), indexed as a change column is
+/// where such syncs run.
+async fn add_modified_columns(source: &PgCluster) -> Result<(), String> {
+    let client = source.connect("so_src").await.map_err(|e| e.to_string())?;
+    for table in crate::sodata::TABLES {
+        let t = format!("so.\"{}\"", table.name);
+        let sql = format!(
+            "ALTER TABLE {t} ADD COLUMN \"Modified\" timestamp(3) NOT NULL DEFAULT '2020-01-01';
+             UPDATE {t} SET \"Modified\" = '2020-01-02' WHERE \"Id\" = (SELECT max(\"Id\") FROM {t});
+             CREATE INDEX ON {t} (\"Modified\");
+             ANALYZE {t};"
+        );
+        client.batch_execute(&sql).await.map_err(|e| format!("adding Modified to {}: {e}", table.name))?;
+    }
+    Ok(())
+}
+
 /// Changes one column of every hundredth row of each scaled table (a
-/// different hundredth each round); returns the rows changed.
+/// different hundredth each round), and its `Modified` time; returns the
+/// rows changed.
 async fn change_one_percent(source: &PgCluster, round: usize) -> Result<u64, String> {
     let client = source.connect("so_src").await.map_err(|e| e.to_string())?;
     let mut changed = 0;
     for (table, column) in CHANGED {
         let sql = format!(
-            "UPDATE so.\"{table}\" SET \"{column}\" = coalesce(\"{column}\", 0) + 1 WHERE \"Id\" % 100 = {}",
+            "UPDATE so.\"{table}\" SET \"{column}\" = coalesce(\"{column}\", 0) + 1, \"Modified\" = localtimestamp \
+             WHERE \"Id\" % 100 = {}",
             round % 100
         );
         changed += client.execute(&sql, &[]).await.map_err(|e| format!("changing {table}: {e}"))?;
