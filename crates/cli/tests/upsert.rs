@@ -373,3 +373,60 @@ async fn a_change_column_reads_only_changed_rows_and_no_late_commit_is_lost() {
     assert_eq!(s.target_scalar("SELECT v FROM copy.skewed WHERE id = 20").await, "late");
     assert_same_keyed_data(&s).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyless_table_merges_on_the_unique_index_upsert_keys_names() {
+    let s = setup(&format!("{UPSERT}, upsert_keys: {{logs: ux_logs_ref, loose: ux_loose}}")).await;
+    let src = s.source.connect("src").await.unwrap();
+    src.batch_execute(
+        "CREATE TABLE src.logs (ref integer NOT NULL, msg text);
+         CREATE UNIQUE INDEX ux_logs_ref ON src.logs (ref);
+         INSERT INTO src.logs SELECT g, 'm' || g FROM generate_series(1, 700) g;
+         CREATE TABLE src.loose (ref integer, msg text);
+         CREATE UNIQUE INDEX ux_loose ON src.loose (ref);",
+    )
+    .await
+    .unwrap();
+    // A unique index over a column that allows NULL cannot match rows.
+    let (code, _, stderr) = s.finish(None, &["run"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("table src.loose: column \"ref\" of index \"ux_loose\" allows NULL"),
+        "names the table, index and column:\n{stderr}"
+    );
+    src.batch_execute("DROP TABLE src.loose").await.unwrap();
+
+    sync(&s, None);
+    let key = s
+        .target_scalar("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'copy.logs'::regclass")
+        .await;
+    assert_eq!(key, "PRIMARY KEY (ref)", "the named index is the copy's key");
+    src.batch_execute("UPDATE src.logs SET msg = 'again' WHERE ref <= 3; INSERT INTO src.logs VALUES (701, 'new')")
+        .await
+        .unwrap();
+    let doc = sync(&s, None);
+    assert_eq!(merged(&doc, "logs"), [1, 3, 697]);
+    let source = s.source.connect("src").await.unwrap();
+    let target = s.target.connect("dst").await.unwrap();
+    compare_tables(&source, "src", &target, "copy", &["logs"]).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_missing_can_name_the_tables_it_applies_to() {
+    let s = setup(&format!("{UPSERT}, delete_missing: [skewed]")).await;
+    sync(&s, None);
+    let src = s.source.connect("src").await.unwrap();
+    src.batch_execute("DELETE FROM src.skewed WHERE id BETWEEN 1 AND 100; DELETE FROM src.by_text WHERE v <= 100")
+        .await
+        .unwrap();
+    let doc = sync(&s, None);
+    assert_eq!(merged_and_deleted(&doc, "skewed")[3], 100);
+    assert_eq!(merged_and_deleted(&doc, "by_text")[3], 0);
+    let left = s
+        .target_scalar(
+            "SELECT (SELECT count(*) FROM copy.skewed WHERE id BETWEEN 1 AND 100)::text || ' ' || \
+             (SELECT count(*) FROM copy.by_text WHERE v <= 100)::text",
+        )
+        .await;
+    assert_eq!(left, "0 100", "deleted in the table listed, kept in the other");
+}

@@ -274,8 +274,9 @@ pub struct MigrationConfig {
     /// Seconds a run waits for a server that went away (a restart, a
     /// failover) before it fails; 0 fails at once.
     pub reconnect_timeout: u32,
-    /// Upsert: delete target rows whose key is gone from the source.
-    pub delete_missing: bool,
+    /// Upsert: delete target rows whose key is gone from the source, in
+    /// every table or in those listed.
+    pub delete_missing: DeleteMissing,
     /// Upsert: per table, the column whose value rises with every change
     /// (a rowversion, a modified time, an ever-increasing key), so a sync
     /// reads only the rows changed since the last one.
@@ -284,6 +285,43 @@ pub struct MigrationConfig {
     /// committed late with an earlier value: seconds for time columns,
     /// values for integer ones (rowversion needs none).
     pub change_lookback: u32,
+    /// Upsert: per table without a primary key, the source's unique index
+    /// (by name) whose columns serve as its key.
+    pub upsert_keys: Vec<UpsertKey>,
+}
+
+/// A keyless table's merge key (`migration.upsert_keys`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpsertKey {
+    pub table: TablePattern,
+    pub index: String,
+}
+
+/// Which tables an upsert deletes missing rows from (`delete_missing`:
+/// `true`, `false`, or a list of table patterns).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum DeleteMissing {
+    All(bool),
+    Tables(Vec<TablePattern>),
+}
+
+impl DeleteMissing {
+    /// Whether `schema.table` has its missing rows deleted.
+    pub fn covers(&self, schema: &str, table: &str) -> bool {
+        match self {
+            DeleteMissing::All(all) => *all,
+            DeleteMissing::Tables(patterns) => patterns.iter().any(|p| p.matches(schema, table)),
+        }
+    }
+
+    /// Whether any table can have rows deleted.
+    pub fn any(&self) -> bool {
+        match self {
+            DeleteMissing::All(all) => *all,
+            DeleteMissing::Tables(patterns) => !patterns.is_empty(),
+        }
+    }
 }
 
 /// A table's change column (`migration.change_columns`).
@@ -298,6 +336,11 @@ impl MigrationConfig {
     /// pattern that matches).
     pub fn change_column(&self, schema: &str, table: &str) -> Option<&str> {
         self.change_columns.iter().find(|c| c.table.matches(schema, table)).map(|c| c.column.as_str())
+    }
+
+    /// The unique index named as the upsert key of `schema.table`, if any.
+    pub fn upsert_key(&self, schema: &str, table: &str) -> Option<&str> {
+        self.upsert_keys.iter().find(|k| k.table.matches(schema, table)).map(|k| k.index.as_str())
     }
 
     /// Whether the include/exclude patterns select `schema.table`.

@@ -11,8 +11,8 @@ use crate::error::{Problem, Problems};
 use crate::glob::TablePattern;
 use crate::load::Origins;
 use crate::{
-    ChangeColumn, Config, Encrypt, IdentifierCase, MigrationConfig, PgTls, Secret, SourceConfig, SourceKind, SslMode,
-    TargetConfig, TargetKind, TargetMode,
+    ChangeColumn, Config, DeleteMissing, Encrypt, IdentifierCase, MigrationConfig, PgTls, Secret, SourceConfig,
+    SourceKind, SslMode, TargetConfig, TargetKind, TargetMode, UpsertKey,
 };
 
 const TOP_KEYS: &[&str] = &["source", "target", "migration"];
@@ -80,6 +80,7 @@ const MIGRATION_KEYS: &[&str] = &[
     "delete_missing",
     "change_columns",
     "change_lookback",
+    "upsert_keys",
 ];
 const OVERRIDE_KEYS: &[&str] = &["source_type", "schema", "table", "column", "target_type"];
 
@@ -642,32 +643,41 @@ impl Walker<'_> {
             continue_on_error: self.boolean(d, p, "continue_on_error", false),
             max_retries: u32_of(self.uint(d, p, "max_retries", 0..=100), 3),
             reconnect_timeout: u32_of(self.uint(d, p, "reconnect_timeout", 0..=86_400), 120),
-            delete_missing: self.boolean(d, p, "delete_missing", false),
-            change_columns: self.change_columns(d, p),
+            delete_missing: match d.get("delete_missing") {
+                Some(Value::Array(..)) => DeleteMissing::Tables(self.patterns(d, p, "delete_missing")),
+                _ => DeleteMissing::All(self.boolean(d, p, "delete_missing", false)),
+            },
+            change_columns: self
+                .table_settings(d, p, "change_columns", "Orders: RowVer")
+                .into_iter()
+                .map(|(table, column)| ChangeColumn { table, column })
+                .collect(),
+            upsert_keys: self
+                .table_settings(d, p, "upsert_keys", "Logs: UX_Logs_Id")
+                .into_iter()
+                .map(|(table, index)| UpsertKey { table, index })
+                .collect(),
             change_lookback: u32_of(self.uint(d, p, "change_lookback", 0..=31_536_000), 300),
         }
     }
 
-    /// `change_columns`: a mapping of table patterns to the column each
-    /// table's changes are found by.
-    fn change_columns(&mut self, d: &Dict, p: &str) -> Vec<ChangeColumn> {
-        let full = join(p, "change_columns");
-        let entries = match d.get("change_columns") {
+    /// A mapping of table patterns to a name per table (`change_columns`,
+    /// `upsert_keys`); `example` shows the shape in the error.
+    fn table_settings(&mut self, d: &Dict, p: &str, key: &str, example: &str) -> Vec<(TablePattern, String)> {
+        let full = join(p, key);
+        let entries = match d.get(key) {
             None => return Vec::new(),
             Some(Value::Dict(_, entries)) => entries,
             Some(other) => {
-                self.report(
-                    full,
-                    format!("must be a mapping of table to change column (Orders: RowVer), not {}", describe(other)),
-                );
+                self.report(full, format!("must be a mapping of table to name ({example}), not {}", describe(other)));
                 return Vec::new();
             }
         };
         let mut out = Vec::with_capacity(entries.len());
         for (table, _) in entries.iter() {
-            let Some(column) = self.string(entries, &full, table) else { continue };
+            let Some(name) = self.string(entries, &full, table) else { continue };
             match TablePattern::new(table) {
-                Ok(table) => out.push(ChangeColumn { table, column }),
+                Ok(table) => out.push((table, name)),
                 Err(e) => self.report(join(&full, table), e),
             }
         }
@@ -771,13 +781,16 @@ impl Walker<'_> {
                 "cannot be combined with target_mode: upsert, which keeps existing rows that a crash would lose in an UNLOGGED table",
             );
         }
+        if !m.upsert_keys.is_empty() && m.target_mode != TargetMode::Upsert {
+            self.report("migration.upsert_keys", "applies to target_mode: upsert only");
+        }
         if !m.change_columns.is_empty() && m.target_mode != TargetMode::Upsert {
             self.report(
                 "migration.change_columns",
                 "applies to target_mode: upsert only (the other modes read every row anyway)",
             );
         }
-        if m.delete_missing && m.target_mode != TargetMode::Upsert {
+        if m.delete_missing.any() && m.target_mode != TargetMode::Upsert {
             self.report(
                 "migration.delete_missing",
                 "applies to target_mode: upsert only (the other modes replace every row anyway)",

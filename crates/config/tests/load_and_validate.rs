@@ -360,6 +360,7 @@ fn each_kind_of_validation_error_names_its_key_and_reason() {
         ),
         ("migration: {use_binary_copy: false}", "migration.use_binary_copy", "not supported"),
         ("migration: {delete_missing: true}", "migration.delete_missing", "target_mode: upsert only"),
+        ("migration: {target_mode: upsert, delete_missing: maybe}", "migration.delete_missing", "true or false"),
     ];
     for (extra, key, fragment) in cases {
         let text = format!("{BASE}{extra}\n");

@@ -19,7 +19,9 @@ use crate::connect::{SourceJob, with_source};
 use crate::engine::{integer_split, read_selected_tables, run_bytes, table_size};
 use crate::error::TransferError;
 use crate::plan::{PlanSettings, partition_count};
-use crate::planning::{Step, change_column, foreign_key_steps, plan_targets, post_load_steps, require_upsert_keys};
+use crate::planning::{
+    Step, apply_upsert_keys, change_column, foreign_key_steps, plan_targets, post_load_steps, require_upsert_keys,
+};
 use crate::source::{ReadSpec, Source};
 use crate::tuning::{Machine, Tuning};
 
@@ -156,7 +158,8 @@ impl SourceJob for DryRunJob<'_> {
         let m = &self.config.migration;
         let source_schema = self.options.source_schema.clone().unwrap_or_else(|| self.config.source.schema.clone());
         let target_schema = self.options.target_schema.clone().unwrap_or_else(|| self.config.target.schema.clone());
-        let tables = read_selected_tables(source.as_ref(), &source_schema, m).await?;
+        let mut tables = read_selected_tables(source.as_ref(), &source_schema, m).await?;
+        apply_upsert_keys(&mut tables, m)?;
         let plan = plan_targets(tables, m, &target_schema, source.dialect())?;
         require_upsert_keys(&plan.tables, m)?;
         let settings = PlanSettings::new(m, &self.tuning);

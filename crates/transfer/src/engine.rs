@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt, pin_mut};
-use mssql_pg_migrate_config::{Config, Fingerprint, MigrationConfig, TargetMode};
+use mssql_pg_migrate_config::{Config, DeleteMissing, Fingerprint, MigrationConfig, TargetMode};
 use mssql_pg_migrate_schema::target::{Note, NoteKind, TargetTable};
 use mssql_pg_migrate_schema::{ColumnType, Table, catalog, ddl};
 use mssql_pg_migrate_state::{ChangeMark, PartitionState, RunState, RunStatus, TableState, WorkStatus, now_rfc3339};
@@ -33,7 +33,8 @@ use crate::failpoint;
 use crate::pause::PauseSwitch;
 use crate::plan::{Partition, PlanSettings, TableSize, integer_bounds, partition_count, partitions_from_bounds};
 use crate::planning::{
-    Step, change_column, foreign_key_steps, plan_targets, post_load_steps, require_change_columns, require_upsert_keys,
+    Step, apply_upsert_keys, change_column, foreign_key_steps, plan_targets, post_load_steps, require_change_columns,
+    require_upsert_keys,
 };
 use crate::pool::PgPool;
 use crate::progress::{self, ChunkEnd, MigrationLock, Progress, StateLocation};
@@ -227,7 +228,9 @@ pub async fn run_with<S: Source>(
         && config.migration.target_mode == TargetMode::Upsert
     {
         let target_schema = options.target_schema.as_deref().unwrap_or(&config.target.schema);
-        let plan = plan_targets(tables.clone(), &config.migration, target_schema, source.dialect())?;
+        let mut tables = tables.clone();
+        apply_upsert_keys(&mut tables, &config.migration)?;
+        let plan = plan_targets(tables, &config.migration, target_schema, source.dialect())?;
         require_upsert_keys(&plan.tables, &config.migration)?;
         require_change_columns(&plan.tables, &config.migration)?;
     }
@@ -355,10 +358,11 @@ async fn migrate<S: Source>(
         )
     });
 
-    let tables = match catalog {
+    let mut tables = match catalog {
         Some(read) => read?,
         None => read_selected_tables(source.as_ref(), &source_schema, m).await?,
     };
+    apply_upsert_keys(&mut tables, m)?;
     failpoint::reached("catalog-read").await;
 
     let plan = plan_targets(tables, m, &target_schema, source.dialect())?;
@@ -484,7 +488,7 @@ async fn migrate<S: Source>(
     let context = CopyContext {
         progress: Arc::clone(progress),
         merge: m.target_mode == TargetMode::Upsert,
-        delete_missing: m.target_mode == TargetMode::Upsert && m.delete_missing,
+        delete_missing: (m.target_mode == TargetMode::Upsert).then(|| m.delete_missing.clone()),
         tuning,
         backoff,
         events: options.events.clone(),
@@ -806,7 +810,7 @@ async fn prepare_target(
                         prepared[i].notes = follow_source_columns(&client, t, current).await?;
                         let key = ReadSpec::new(source, t).key_target_names(t);
                         check_merge_key(t, current, &key)?;
-                        if m.delete_missing {
+                        if m.delete_missing.covers(&source.schema, &source.name) {
                             let key: Vec<&str> = key.iter().map(String::as_str).collect();
                             let sql = format!(
                                 "CREATE SCHEMA IF NOT EXISTS {}; {}",
@@ -1073,8 +1077,8 @@ struct CopyContext {
     progress: Arc<Progress>,
     /// Upsert mode: chunks of tables that existed are merged into their rows.
     merge: bool,
-    /// Upsert with `delete_missing`: merged batches record their keys.
-    delete_missing: bool,
+    /// Upsert: the tables whose merged batches record their keys (`delete_missing`).
+    delete_missing: Option<DeleteMissing>,
     tuning: Tuning,
     backoff: Backoff,
     events: Option<EventSink>,
@@ -1310,7 +1314,7 @@ async fn copy_partition<S: Source>(
     // A table this run created starts empty: upsert fills it as a full load
     // does (COPY, keys after), which is the fastest way and as safe.
     let merge = context.merge && !table.created;
-    let record_keys = context.delete_missing;
+    let record_keys = context.delete_missing.as_ref().is_some_and(|d| d.covers(&table.spec.schema, &table.spec.table));
     let uncertain = &uncertain;
     let decode = &decode;
     let mut after = match saved.last_pk.as_deref() {
@@ -1601,7 +1605,7 @@ async fn finalize_table<K>(
             errors.push(e.to_string());
         }
     }
-    if m.target_mode == TargetMode::Upsert && m.delete_missing && !w.created {
+    if m.target_mode == TargetMode::Upsert && m.delete_missing.covers(&w.spec.schema, &w.spec.table) && !w.created {
         let what = format!("deleting the rows of {} gone from the source", t.name);
         emit(events, Event::Finalizing { step: what.clone() });
         failpoint::reached("finalize-step").await;

@@ -60,6 +60,55 @@ pub fn plan_targets(
     Ok(plan)
 }
 
+/// In upsert mode, gives each table without a primary key for which
+/// `upsert_keys` names a unique index that index's columns as its key, so
+/// it is chunked, merged and created as if it had that primary key.
+///
+/// # Errors
+/// [`TransferError::Config`] naming the table and index when the index is
+/// missing, not unique, filtered, or has a column that allows NULL (rows
+/// with a NULL key can never be matched, so each sync would add them again).
+pub fn apply_upsert_keys(tables: &mut [Table], m: &MigrationConfig) -> Result<(), TransferError> {
+    if m.target_mode != TargetMode::Upsert {
+        return Ok(());
+    }
+    for table in tables.iter_mut() {
+        let Some(name) = m.upsert_key(&table.schema, &table.name) else { continue };
+        let label = format!("{}.{}", table.schema, table.name);
+        if table.primary_key.is_some() {
+            tracing::warn!(table = %label, index = %name, "the table has a primary key; its upsert_keys entry is not used");
+            continue;
+        }
+        let problem = |why: String| TransferError::Config(format!("migration.upsert_keys: table {label}: {why}"));
+        let named = |n: &str| n == name || n.eq_ignore_ascii_case(name);
+        let (index_name, columns) = if let Some(unique) = table.unique_constraints.iter().find(|u| named(&u.name)) {
+            (unique.name.clone(), unique.columns.clone())
+        } else {
+            let index =
+                table.indexes.iter().find(|i| named(&i.name)).ok_or_else(|| problem(format!("no index \"{name}\"")))?;
+            if !index.unique {
+                return Err(problem(format!("index \"{}\" is not unique", index.name)));
+            }
+            if index.filter.is_some() {
+                return Err(problem(format!("index \"{}\" is filtered, so it does not cover every row", index.name)));
+            }
+            (index.name.clone(), index.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>())
+        };
+        for column in &columns {
+            let nullable = table.column(column).is_none_or(|c| c.nullable);
+            if nullable {
+                return Err(problem(format!(
+                    "column \"{column}\" of index \"{index_name}\" allows NULL; rows with a NULL key cannot be matched"
+                )));
+            }
+        }
+        table.indexes.retain(|i| i.name != index_name);
+        table.unique_constraints.retain(|u| u.name != index_name);
+        table.primary_key = Some(mssql_pg_migrate_schema::Key { name: index_name, columns });
+    }
+    Ok(())
+}
+
 /// In upsert mode, refuses a plan with tables that have no key to merge on
 /// (a primary key whose columns are all copied), naming every such table.
 ///
@@ -81,7 +130,8 @@ pub fn require_upsert_keys(tables: &[(Table, TargetTable)], m: &MigrationConfig)
         return Ok(());
     }
     Err(TransferError::Config(format!(
-        "{}\n(add a primary key at the source, leave the table out with exclude_tables, or use target_mode: truncate)",
+        "{}\n(add a primary key at the source, name a unique index as its key in upsert_keys, leave the table out \
+         with exclude_tables, or use target_mode: truncate)",
         keyless.join("\n")
     )))
 }
