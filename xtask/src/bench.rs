@@ -234,7 +234,8 @@ pub fn run_tool_doc(
     let mut child = Command::new(binary)
         .arg("-c")
         .arg(config)
-        .args(["--output-json", "--verbosity", "warn", "run"])
+        // BENCH_VERBOSITY=debug shows where a run's time goes (its log, with timestamps).
+        .args(["--output-json", "--verbosity", std::env::var("BENCH_VERBOSITY").as_deref().unwrap_or("warn"), "run"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
