@@ -430,3 +430,28 @@ async fn delete_missing_can_name_the_tables_it_applies_to() {
         .await;
     assert_eq!(left, "0 100", "deleted in the table listed, kept in the other");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marks_outlive_per_run_state_files_as_in_the_guides_airflow_dag() {
+    let s = setup(&format!("{UPSERT}, change_columns: {{skewed: modified}}, change_lookback: 0")).await;
+    let src = s.source.connect("src").await.unwrap();
+    src.batch_execute(
+        "ALTER TABLE src.skewed ADD COLUMN modified timestamptz NOT NULL DEFAULT '2020-01-01 00:00:00+00';
+         UPDATE src.skewed SET modified = '2020-01-02 00:00:00+00' WHERE id = 1;",
+    )
+    .await
+    .unwrap();
+    // `--state-file /tmp/{{ run_id }}.state`: a new file every hour.
+    sync(&s, Some(&s.dir.path().join("run-1.state")));
+    src.batch_execute(
+        "UPDATE src.skewed SET v = 'hour 2', modified = '2020-01-03 00:00:00+00' WHERE id BETWEEN 5 AND 7",
+    )
+    .await
+    .unwrap();
+    let doc = sync(&s, Some(&s.dir.path().join("run-2.state")));
+    let skewed = doc["report"]["tables"].as_array().unwrap().iter().find(|t| t["source"] == "src.skewed").unwrap();
+    assert_eq!(skewed["merged"]["read_since"], "2020-01-02 00:00:00+00", "{skewed}");
+    assert_eq!(skewed["rows"], 4, "row 1 at the mark and the 3 changed");
+    assert_eq!(merged(&doc, "skewed"), [0, 3, 1]);
+    assert_same_keyed_data(&s).await;
+}

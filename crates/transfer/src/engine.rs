@@ -222,6 +222,12 @@ pub async fn run_with<S: Source>(
     };
     let (setup, catalog) = futures_util::future::join(setup, catalog).await;
     let (lock, saved) = setup?;
+    // Marks kept in the target win over a state's: a state file may be per run.
+    let kept_marks = if options.resume || config.migration.change_columns.is_empty() {
+        Default::default()
+    } else {
+        progress::load_marks(&control, &key).await?
+    };
     // Upsert refuses keyless tables before any state or table is written
     // (a resume checks its tables when it plans them).
     if let Some(Ok(tables)) = &catalog
@@ -234,7 +240,8 @@ pub async fn run_with<S: Source>(
         require_upsert_keys(&plan.tables, &config.migration)?;
         require_change_columns(&plan.tables, &config.migration)?;
     }
-    let state = begin_state(config, options, saved, &where_)?;
+    let mut state = begin_state(config, options, saved, &where_)?;
+    state.marks.extend(kept_marks);
     let run_id = state.run_id.clone();
     let backoff = Backoff::for_migration(&config.migration);
     // Losing the lock to another run (while the target was restarting)
@@ -1215,6 +1222,7 @@ async fn finish_table<K>(table: &TableWork<K>, context: &CopyContext) {
     let error = table.failure();
     let status = if error.is_some() { WorkStatus::Failed } else { WorkStatus::Completed };
     let label = table.label().to_owned();
+    let mut advanced = None;
     let saved = context
         .progress
         .save_with(|s| {
@@ -1228,9 +1236,15 @@ async fn finish_table<K>(table: &TableWork<K>, context: &CopyContext) {
                 && mark.next.is_some()
             {
                 mark.mark = mark.next.take();
+                advanced = Some((mark.column.clone(), mark.mark.clone()));
             }
         })
         .await;
+    if let Some((column, mark)) = advanced
+        && let Err(e) = context.progress.keep_mark(&label, &column, mark.as_deref()).await
+    {
+        tracing::error!(table = %label, error = %e, "cannot keep the incremental mark; the next sync reads from the last one kept");
+    }
     if let Err(e) = saved {
         tracing::error!(table = %label, error = %e, "cannot save the table's status");
     }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use mssql_pg_migrate_schema::ident::literal_pg;
-use mssql_pg_migrate_state::{RunState, StateError, WorkStatus, now_rfc3339, write_atomically};
+use mssql_pg_migrate_state::{ChangeMark, RunState, StateError, WorkStatus, now_rfc3339, write_atomically};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -96,6 +96,10 @@ pub(crate) struct Progress {
     run_id: String,
     /// A save to the target waits out its restart as a chunk does.
     backoff: Backoff,
+    /// The target's control pool and the migration's key, for the marks
+    /// kept in the target whatever the store.
+    control: PgPool,
+    key: String,
 }
 
 /// A save in flight: queued for the file writer, or a document for the target.
@@ -128,6 +132,51 @@ CREATE TABLE IF NOT EXISTS mssql_pg_migrate.chunks (
     completed boolean NOT NULL,
     PRIMARY KEY (run_id, table_name, partition_id)
 );";
+
+const CREATE_MARKS: &str = "CREATE SCHEMA IF NOT EXISTS mssql_pg_migrate;
+CREATE TABLE IF NOT EXISTS mssql_pg_migrate.marks (
+    migration text NOT NULL,
+    table_name text NOT NULL,
+    change_column text NOT NULL,
+    mark text,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (migration, table_name)
+);";
+
+/// The incremental marks of a migration kept in the target (see
+/// [`Progress::keep_mark`]): they outlive any run state, so that syncs
+/// whose state files are per run (the guide's Airflow DAG) still read only
+/// what changed.
+///
+/// # Errors
+/// Server errors of the target.
+pub(crate) async fn load_marks(
+    control: &PgPool,
+    key: &str,
+) -> Result<std::collections::BTreeMap<String, ChangeMark>, TransferError> {
+    let client = control.get(Side::Target).await?;
+    let context = "reading the incremental marks";
+    let exists: bool = client
+        .query_one("SELECT to_regclass('mssql_pg_migrate.marks') IS NOT NULL", &[])
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| target_error(context, &e))?;
+    let mut marks = std::collections::BTreeMap::new();
+    if !exists {
+        return Ok(marks);
+    }
+    let rows = client
+        .query("SELECT table_name, change_column, mark FROM mssql_pg_migrate.marks WHERE migration = $1", &[&key])
+        .await
+        .map_err(|e| target_error(context, &e))?;
+    for row in rows {
+        let table: String = row.try_get(0).map_err(|e| target_error(context, &e))?;
+        let column: String = row.try_get(1).map_err(|e| target_error(context, &e))?;
+        let mark: Option<String> = row.try_get(2).map_err(|e| target_error(context, &e))?;
+        marks.insert(table, ChangeMark { column, mark, next: None });
+    }
+    Ok(marks)
+}
 
 /// Loads the saved state of a migration, if there is one.
 ///
@@ -230,7 +279,7 @@ impl Progress {
             }
         };
         let run_id = state.run_id.clone();
-        Ok(Progress { state: Mutex::new(state), store, run_id, backoff })
+        Ok(Progress { state: Mutex::new(state), store, run_id, backoff, control: control.clone(), key: key.to_owned() })
     }
 
     /// Reads the live state.
@@ -296,6 +345,28 @@ impl Progress {
             // Each store makes only its own kind of save.
             _ => Ok(()),
         }
+    }
+
+    /// Keeps a table's new mark in the target, where the next run finds it
+    /// whatever its state location.
+    pub(crate) async fn keep_mark(&self, table: &str, column: &str, mark: Option<&str>) -> Result<(), TransferError> {
+        let never = CancellationToken::new();
+        with_retries(self.backoff, "keeping the incremental mark", &never, |_| async {
+            let client = self.control.get(Side::Target).await?;
+            let context = "keeping the incremental mark";
+            client.batch_execute(CREATE_MARKS).await.map_err(|e| target_error(context, &e))?;
+            client
+                .execute(
+                    "INSERT INTO mssql_pg_migrate.marks (migration, table_name, change_column, mark) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (migration, table_name) DO UPDATE \
+                     SET change_column = EXCLUDED.change_column, mark = EXCLUDED.mark, updated_at = now()",
+                    &[&self.key, &table, &column, &mark],
+                )
+                .await
+                .map_err(|e| target_error(context, &e))?;
+            Ok(())
+        })
+        .await
     }
 
     /// Saves the state as it is.
