@@ -45,3 +45,25 @@ fn the_fixture_configs_load_identically_in_all_three_formats() {
     assert_eq!(yaml.source.schema, "public");
     assert_eq!(yaml.target.schema, "copy");
 }
+
+#[test]
+fn the_airflow_dag_is_python_and_switches_between_run_and_resume_on_the_try_number() {
+    let path = repo_root().join("docs/examples/airflow/mssql_to_pg_sync.py");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Compiled, not run: Airflow itself is `cargo xtask airflow-it`'s.
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys; compile(open(sys.argv[1]).read(), sys.argv[1], 'exec')"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for needle in [
+        "{{ 'resume' if task_instance.try_number > 1 else 'run' }}",
+        "--output-json --progress",
+        "do_xcom_push=True",
+        "--output-json validate",
+        "\"retries\": 3",
+    ] {
+        assert!(text.contains(needle), "the DAG lost the guide's {needle:?}");
+    }
+}

@@ -20,6 +20,7 @@
 //!   syncs into the copy (first, after 1% changed, nothing changed) against
 //!   a full load; see docs/BENCHMARKS.md.
 
+mod airflow;
 mod bench;
 mod bench_mssql;
 mod bench_upsert;
@@ -37,13 +38,15 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("mssql-it") => mssql_it(&args[1..]),
+        Some("airflow-it") => airflow::airflow_it(),
         Some("gen-data") => gen_data(&args[1..]),
         Some("bench") => bench::BenchArgs::parse(&args[1..]).and_then(|a| bench::bench(&a)),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!(
                 "usage: cargo xtask mssql-it [--image IMAGE] [-- CARGO_TEST_ARGS...]\n       \
                  cargo xtask gen-data --scale S --target postgresql://USER:PASSWORD@HOST:PORT/DB|mssql://USER:PASSWORD@HOST:PORT/DB [--schema NAME] [--tsql PATH]\n       \
-                 cargo xtask bench [--scale S] [--runs N] [--source pg|mssql]"
+                 cargo xtask bench [--scale S] [--runs N] [--source pg|mssql] [--mode full|upsert]\n       \
+                 cargo xtask airflow-it"
             );
             Ok(())
         }
