@@ -8,13 +8,15 @@
 //! run's JSON document, reporting success and the rows merged, and the
 //! target must equal the source value by value. A third hour's first try
 //! is killed (SIGKILL) in the middle of a COPY; Airflow's retry must take
-//! the `resume` path and complete the copy.
+//! the `resume` path and complete the copy. With `MSSQL_TEST_URL` set, a
+//! fourth run reads the T-SQL fixture from that server.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mssql_pg_migrate_testkit::PgCluster;
 use mssql_pg_migrate_testkit::compare::{EDGE_CASE_TABLES, compare_tables, edge_case_fixture};
+use mssql_pg_migrate_testkit::mssql::{MSSQL_EDGE_CASE_TABLES, TestServer, expected_data_sql};
 
 const AIRFLOW: &str = "apache-airflow==2.10.5";
 const DAG_ID: &str = "mssql_to_pg_sync";
@@ -185,6 +187,57 @@ pub fn airflow_it() -> Result<(), String> {
     println!(
         "airflow-it: the DAG ran three times with `airflow dags test` (the third killed once and resumed on retry); XCom and copied data as expected"
     );
+
+    // From SQL Server too, when a test server is at hand (`.ci/tds-server up`).
+    let Some(server) = TestServer::from_env("airflow-it from SQL Server") else { return Ok(()) };
+    let mssql_config = home.path().join("from-mssql.yaml");
+    std::fs::write(
+        &mssql_config,
+        format!(
+            "{}target: {{type: postgres, host: 127.0.0.1, port: {}, database: dst_mssql, user: postgres, password: '${{DST_PW}}', schema: it, ssl_mode: disable}}\n\
+             migration: {{target_mode: upsert, exclude_tables: [no_key], chunk_size: 500}}\n",
+            server.source_yaml("mpm_af", "${MSSQL_PW}"),
+            target.port()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        server.load_edge_cases("mpm_af").await;
+        target.create_database("dst_mssql").await.map_err(|e| e.to_string())
+    })?;
+    // The keyless table, which upsert leaves out, copied once so that the
+    // expected values (which cover every table) can be built beside the copy.
+    let keyless = home.path().join("keyless.yaml");
+    let text = std::fs::read_to_string(&mssql_config).map_err(|e| e.to_string())?;
+    std::fs::write(&keyless, text.replace("target_mode: upsert, exclude_tables: [no_key]", "include_tables: [no_key]"))
+        .map_err(|e| e.to_string())?;
+    run(
+        Command::new(&binary)
+            .arg("-c")
+            .arg(&keyless)
+            .arg("run")
+            .env("MSSQL_PW", &server.password)
+            .env("DST_PW", target.password()),
+        "copying the keyless table",
+    )?;
+    let date = "2026-01-01T03:00:00+00:00";
+    eprintln!("airflow dags test {DAG_ID} {date} (from SQL Server)");
+    let mut command = airflow(&["dags", "test", DAG_ID, date]);
+    command.env("MSSQL_PG_MIGRATE_CONFIG", &mssql_config).env("MSSQL_PW", &server.password);
+    run(&mut command, "airflow dags test (from SQL Server)")?;
+    let doc = xcom(&venv, home.path(), date)?;
+    if doc["command"] != "run" || doc["status"] != "success" {
+        return Err(format!("from SQL Server: the XCom is not a successful run's document: {doc}"));
+    }
+    let keyed: Vec<&str> = MSSQL_EDGE_CASE_TABLES.iter().copied().filter(|t| *t != "no_key").collect();
+    let db = |e: tokio_postgres::Error| e.as_db_error().map_or_else(|| e.to_string(), ToString::to_string);
+    runtime.block_on(async {
+        let t = target.connect("dst_mssql").await.map_err(|e| e.to_string())?;
+        t.batch_execute(&expected_data_sql("it").map_err(|e| e.to_string())?).await.map_err(db)?;
+        t.batch_execute("SET TimeZone = 'UTC'").await.map_err(db)?;
+        compare_tables(&t, "expected", &t, "it", &keyed).await.map_err(|d| format!("from SQL Server: {d}"))
+    })?;
+    println!("airflow-it: from SQL Server ({}), XCom and copied values as expected", server.host);
     Ok(())
 }
 
