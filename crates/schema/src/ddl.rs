@@ -327,7 +327,8 @@ pub fn merge_from_stage(table: &TargetTable, key_columns: &[&str]) -> String {
 fn comparable(row: &str, column: &TargetColumn) -> String {
     let q = quote_pg(&column.name);
     match column.pg_type {
-        PgType::Xml | PgType::Numeric(None) => format!("{row}.{q}::text"),
+        // json, point and others have no equality operator either.
+        PgType::Xml | PgType::Numeric(None) | PgType::Passthrough(_) => format!("{row}.{q}::text"),
         _ => format!("{row}.{q}"),
     }
 }

@@ -66,7 +66,9 @@ impl ColumnType {
                 PgType::Numeric(_) | PgType::Uuid => 16,
                 PgType::Char(n) => u64::from(*n),
                 PgType::Varchar(Some(n)) => u64::from(*n).div_ceil(2),
-                PgType::Varchar(None) | PgType::Text | PgType::Bytea | PgType::Xml => UNBOUNDED_WIDTH_GUESS,
+                PgType::Varchar(None) | PgType::Text | PgType::Bytea | PgType::Xml | PgType::Passthrough(_) => {
+                    UNBOUNDED_WIDTH_GUESS
+                }
             },
             ColumnType::Unsupported { .. } => UNBOUNDED_WIDTH_GUESS,
         }

@@ -34,7 +34,7 @@ use serde::Serialize;
 
 pub use mapping::{conversion, default_target};
 pub use mssql::{CatalogType, Length, MssqlType};
-pub use pg::PgType;
+pub use pg::{BuiltinName, PgType};
 
 /// Everything that can go wrong while mapping types.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -33,6 +33,45 @@ pub enum PgType {
     TimestampTz(Option<u8>),
     Uuid,
     Xml,
+    /// A built-in PostgreSQL type the engine has no model of (json, jsonb,
+    /// inet, interval, arrays...), from a PostgreSQL source to the same
+    /// type: the binary COPY bytes pass through unchanged.
+    Passthrough(BuiltinName),
+}
+
+/// The spelling `format_type` gives a type of schema `pg_catalog` (or an
+/// array of one): words, digits, spaces, parentheses, commas and `[]`, so
+/// it is safe to splice into DDL. Interned, so [`PgType`] stays `Copy`; a
+/// catalog holds few distinct type names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BuiltinName(&'static str);
+
+impl BuiltinName {
+    /// The name, or `None` for a spelling with other characters (a
+    /// quoted or schema-qualified name is not a built-in type's).
+    pub fn new(formatted: &str) -> Option<BuiltinName> {
+        let plain = !formatted.is_empty()
+            && formatted.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || " _(),[]".contains(c));
+        if !plain {
+            return None;
+        }
+        static NAMES: std::sync::OnceLock<std::sync::Mutex<std::collections::BTreeSet<&'static str>>> =
+            std::sync::OnceLock::new();
+        let mut names = NAMES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+        let name = match names.get(formatted) {
+            Some(name) => name,
+            None => {
+                let leaked: &'static str = Box::leak(formatted.to_owned().into_boxed_str());
+                names.insert(leaked);
+                leaked
+            }
+        };
+        Some(BuiltinName(name))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
 }
 
 impl PgType {
@@ -93,6 +132,7 @@ impl fmt::Display for PgType {
             PgType::TimestampTz(p) => with_digits(f, "timestamptz", p),
             PgType::Uuid => f.write_str("uuid"),
             PgType::Xml => f.write_str("xml"),
+            PgType::Passthrough(name) => f.write_str(name.as_str()),
         }
     }
 }

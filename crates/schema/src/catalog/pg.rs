@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use mssql_pg_migrate_typemap::PgType;
+use mssql_pg_migrate_typemap::{BuiltinName, PgType};
 use tokio_postgres::Row;
 use tokio_postgres::types::FromSql;
 
@@ -26,7 +26,10 @@ SELECT a.attrelid::int8, a.attname::text, format_type(a.atttypid, a.atttypmod), 
        CASE WHEN co.collname IS NOT NULL AND co.collname <> 'default' THEN co.collname::text END,
        CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END,
        CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END,
-       a.attidentity <> '', s.seqstart::text, s.seqincrement::text, CASE WHEN has_sequence_privilege(s.seqrelid, 'SELECT,USAGE') THEN pg_sequence_last_value(s.seqrelid)::text END
+       a.attidentity <> '', s.seqstart::text, s.seqincrement::text, CASE WHEN has_sequence_privilege(s.seqrelid, 'SELECT,USAGE') THEN pg_sequence_last_value(s.seqrelid)::text END,
+       (SELECT t.typnamespace = 'pg_catalog'::regnamespace
+               AND (t.typelem = 0 OR (SELECT e.typnamespace = 'pg_catalog'::regnamespace FROM pg_type e WHERE e.oid = t.typelem))
+        FROM pg_type t WHERE t.oid = a.atttypid)
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -102,14 +105,22 @@ async fn query(
     })
 }
 
-/// Maps a `format_type` spelling to the model; types the engine cannot
-/// write become [`ColumnType::Unsupported`], so only tables that use them fail.
-pub fn column_type(formatted: &str) -> ColumnType {
+/// Maps a `format_type` spelling to the model. Another built-in type
+/// (`builtin`: of schema pg_catalog, or an array of one) is copied as it
+/// is ([`PgType::Passthrough`]); a type defined in the database (an enum,
+/// a domain, a composite) becomes [`ColumnType::Unsupported`], so only
+/// tables that use one fail, saying so.
+pub fn column_type(formatted: &str, builtin: bool) -> ColumnType {
     match PgType::from_str(formatted) {
         Ok(t) => ColumnType::Postgres(t),
-        Err(_) => ColumnType::Unsupported {
-            type_name: formatted.to_owned(),
-            reason: "this PostgreSQL type is not one the engine can copy".into(),
+        Err(_) => match BuiltinName::new(formatted).filter(|_| builtin) {
+            Some(name) => ColumnType::Postgres(PgType::Passthrough(name)),
+            None => ColumnType::Unsupported {
+                type_name: formatted.to_owned(),
+                reason: "a type defined in the source database (enum, domain, composite or extension type); \
+                         create it in the target and map the column with type_overrides, or leave the table out"
+                    .into(),
+            },
         },
     }
 }
@@ -158,7 +169,7 @@ pub async fn read_schema(
             object_id: get(&r, 0, w)?,
             column: Column {
                 name: get(&r, 1, w)?,
-                data_type: column_type(get(&r, 2, w)?),
+                data_type: column_type(get(&r, 2, w)?, get::<Option<bool>>(&r, 11, w)?.unwrap_or(false)),
                 alias_type: None,
                 nullable: get(&r, 3, w)?,
                 collation: get(&r, 4, w)?,
