@@ -34,6 +34,13 @@ async fn setup() -> (PgCluster, PgCluster) {
     (source, target)
 }
 
+/// [`setup`], then `sql` run on the source's `src`.
+async fn setup_with(sql: &str) -> (PgCluster, PgCluster) {
+    let (source, target) = setup().await;
+    source.connect("src").await.unwrap().batch_execute(sql).await.unwrap();
+    (source, target)
+}
+
 async fn rows(client: &tokio_postgres::Client, schema: &str, table: &str) -> Vec<String> {
     table_rows(client, schema, table).await.unwrap()
 }
@@ -169,13 +176,8 @@ async fn truncate_refuses_an_incompatible_table_and_names_the_column() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn built_in_types_without_a_model_pass_through_unchanged_also_in_upsert() {
-    let (source, target) = setup().await;
-    source
-        .connect("src")
-        .await
-        .unwrap()
-        .batch_execute(
-            "CREATE TABLE src.builtin (id int PRIMARY KEY, j json, jb jsonb, ip inet, net cidr, mac macaddr,
+    let (source, target) = setup_with(
+        "CREATE TABLE src.builtin (id int PRIMARY KEY, j json, jb jsonb, ip inet, net cidr, mac macaddr,
                  span interval, cash money, ints integer[], words text[], vec tsvector, p point, r int4range,
                  bits bit varying(8), stamps timestamptz[]);
              INSERT INTO src.builtin VALUES
@@ -183,9 +185,8 @@ async fn built_in_types_without_a_model_pass_through_unchanged_also_in_upsert() 
                 '1 year 2 mons 3 days 04:05:06.789', 12.34, '{1,NULL,3}', '{\"a b\",\"\"}', 'fat cat',
                 '(1.5,-2)', '[1,10)', B'1011', '{\"2026-11-30 01:02:03+00\"}'),
                (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let tables: Vec<&str> = TABLES.iter().copied().chain(["builtin"]).collect();
     for mode in ["target_mode: drop_recreate", "target_mode: upsert, exclude_tables: [no_key]"] {
         let report = transfer::run(&config(&source, &target, mode), &RunOptions::default()).await.unwrap();
@@ -221,16 +222,9 @@ async fn built_in_types_without_a_model_pass_through_unchanged_also_in_upsert() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_column_type_stops_the_run_or_skips_its_table() {
-    let (source, target) = setup().await;
-    source
-        .connect("src")
-        .await
-        .unwrap()
-        .batch_execute(
-            "CREATE TYPE src.mood AS ENUM ('ok', 'bad'); CREATE TABLE src.odd (id int PRIMARY KEY, m src.mood)",
-        )
-        .await
-        .unwrap();
+    let (source, target) =
+        setup_with("CREATE TYPE src.mood AS ENUM ('ok', 'bad'); CREATE TABLE src.odd (id int PRIMARY KEY, m src.mood)")
+            .await;
 
     let err = transfer::run(&config(&source, &target, "target_mode: drop_recreate"), &RunOptions::default())
         .await
