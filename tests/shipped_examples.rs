@@ -67,3 +67,98 @@ fn the_airflow_dag_is_python_and_switches_between_run_and_resume_on_the_try_numb
         assert!(text.contains(needle), "the DAG lost the guide's {needle:?}");
     }
 }
+
+fn yaml(path: &std::path::Path) -> serde_yaml_ng::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn text_of<'v>(value: &'v serde_yaml_ng::Value, what: &str) -> &'v str {
+    value.as_str().unwrap_or_else(|| panic!("{what} is not a string: {value:?}"))
+}
+
+#[test]
+fn the_kubernetes_job_mounts_what_the_other_manifests_define_and_its_config_loads_with_the_secrets() {
+    let dir = repo_root().join("docs/examples/kubernetes");
+    let (config_map, secret, pvc, job) = (
+        yaml(&dir.join("configmap.yaml")),
+        yaml(&dir.join("secret.yaml")),
+        yaml(&dir.join("pvc.yaml")),
+        yaml(&dir.join("job.yaml")),
+    );
+    for (doc, kind) in [(&config_map, "ConfigMap"), (&secret, "Secret"), (&pvc, "PersistentVolumeClaim"), (&job, "Job")]
+    {
+        assert_eq!(text_of(&doc["kind"], "kind"), kind);
+    }
+    let pod = &job["spec"]["template"]["spec"];
+    let volumes = pod["volumes"].as_sequence().unwrap();
+    let volume = |key: &str, field: &str| {
+        volumes.iter().find_map(|v| v[key][field].as_str()).unwrap_or_else(|| panic!("no {key} volume"))
+    };
+    assert_eq!(volume("configMap", "name"), text_of(&config_map["metadata"]["name"], "ConfigMap name"));
+    assert_eq!(volume("secret", "secretName"), text_of(&secret["metadata"]["name"], "Secret name"));
+    assert_eq!(volume("persistentVolumeClaim", "claimName"), text_of(&pvc["metadata"]["name"], "PVC name"));
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    let container = &pod["containers"][0];
+    let script = text_of(&container["args"][0], "the container's script");
+    assert!(script.contains("--state-file /state/migration.state") && script.contains("step=resume"), "{script}");
+    let mounts: Vec<&str> =
+        container["volumeMounts"].as_sequence().unwrap().iter().map(|m| m["mountPath"].as_str().unwrap()).collect();
+    assert_eq!(mounts, ["/config", "/secrets", "/state"]);
+    // SIGKILL comes terminationGracePeriodSeconds after SIGTERM: the run must stop by itself first.
+    let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+    let shutdown: u64 =
+        script.split("--shutdown-timeout ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!(shutdown + 15 <= grace, "--shutdown-timeout {shutdown} leaves too little of the {grace} s grace");
+
+    // The config in the ConfigMap loads, with the passwords from the Secret's files where the Job mounts them.
+    let secrets = tempfile::tempdir().unwrap();
+    for (file, value) in secret["stringData"].as_mapping().unwrap() {
+        std::fs::write(secrets.path().join(file.as_str().unwrap()), value.as_str().unwrap()).unwrap();
+    }
+    let text = text_of(&config_map["data"]["migration.yaml"], "migration.yaml")
+        .replace("/secrets/", &format!("{}/", secrets.path().display()));
+    let config = Loader::new().load_str(&text, "yaml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.source.password.expose(), "change-me");
+    assert_eq!(config.migration.target_mode, TargetMode::Upsert);
+    assert!(!text.contains("password:"), "no password inline in the ConfigMap");
+}
+
+#[test]
+fn the_container_image_is_small_non_root_and_built_with_the_pinned_toolchain() {
+    let root = repo_root();
+    let dockerfile = std::fs::read_to_string(root.join("docker/Dockerfile")).unwrap();
+    let toolchain = std::fs::read_to_string(root.join("rust-toolchain.toml")).unwrap();
+    let channel = toolchain.lines().find_map(|l| l.strip_prefix("channel = ")).unwrap().trim_matches('"');
+    let pinned = channel.rsplit_once('.').map_or(channel, |(minor, _)| minor);
+    assert!(
+        dockerfile.contains(&format!("FROM rust:{pinned}-bookworm AS build")),
+        "the build stage uses Rust {pinned}"
+    );
+    for line in [
+        "RUN cargo build --release --locked -p mssql-pg-migrate-cli",
+        "FROM debian:bookworm-slim",
+        "USER 10001",
+        "VOLUME [\"/state\"]",
+        "ENTRYPOINT [\"mssql-pg-migrate\"]",
+    ] {
+        assert!(dockerfile.lines().any(|l| l.trim() == line), "the Dockerfile lacks {line:?}");
+    }
+    let compose = yaml(&root.join("docker/compose.yaml"));
+    let migrate = &compose["services"]["migrate"];
+    assert_eq!(text_of(&migrate["build"]["dockerfile"], "dockerfile"), "docker/Dockerfile");
+    // The config Compose mounts loads with the passwords Compose sets.
+    let mount = migrate["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find_map(|v| v.as_str()?.strip_suffix(":/config/migration.yaml:ro"))
+        .unwrap();
+    let path = root.join("docker").join(mount);
+    let environment = migrate["environment"].as_mapping().unwrap();
+    let env: Vec<(String, String)> =
+        environment.iter().map(|(k, v)| (k.as_str().unwrap().to_owned(), v.as_str().unwrap().to_owned())).collect();
+    let config = Loader::new().with_env(env).load_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(config.source.kind, SourceKind::Mssql);
+    assert_eq!(config.source.host, "mssql");
+}

@@ -164,7 +164,8 @@ pub fn build_release() -> Result<PathBuf, String> {
     eprintln!("building the release binary");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "-p", "mssql-pg-migrate-cli"])
+        // The Dockerfile's build step, so every bench runs it too.
+        .args(["build", "--release", "--locked", "--quiet", "-p", "mssql-pg-migrate-cli"])
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
