@@ -13,6 +13,8 @@
 //!   into a SQL Server database it creates afresh
 //!   (`mssql://user:password@host:port/database?encrypt=true&trust_server_cert=true`),
 //!   and with `--tsql` writes that T-SQL script to a file.
+//! - `docs`: rewrites the generated references (docs/CLI.md, docs/TYPES.md)
+//!   through the tests that check them (`UPDATE_DOCS=1`).
 //! - `bench [--scale S] [--runs N] [--source pg|mssql] [--mode full|upsert]`: the tool's full load
 //!   against raw binary COPY and against `pg_dump | pg_restore`, on throwaway
 //!   clusters; with `--source mssql`, reading SQL Server (`MSSQL_TEST_URL`, or
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("mssql-it") => mssql_it(&args[1..]),
         Some("airflow-it") => airflow::airflow_it(),
+        Some("docs") => docs(),
         Some("gen-data") => gen_data(&args[1..]),
         Some("bench") => bench::BenchArgs::parse(&args[1..]).and_then(|a| bench::bench(&a)),
         Some("help") | Some("--help") | Some("-h") | None => {
@@ -46,7 +49,8 @@ fn main() -> ExitCode {
                 "usage: cargo xtask mssql-it [--image IMAGE] [-- CARGO_TEST_ARGS...]\n       \
                  cargo xtask gen-data --scale S --target postgresql://USER:PASSWORD@HOST:PORT/DB|mssql://USER:PASSWORD@HOST:PORT/DB [--schema NAME] [--tsql PATH]\n       \
                  cargo xtask bench [--scale S] [--runs N] [--source pg|mssql] [--mode full|upsert]\n       \
-                 cargo xtask airflow-it"
+                 cargo xtask airflow-it\n       \
+                 cargo xtask docs"
             );
             Ok(())
         }
@@ -219,4 +223,25 @@ fn sa_password() -> String {
     let mut h = RandomState::new().build_hasher();
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
     format!("Mpm-{:016x}-Aa9", h.finish())
+}
+
+/// Regenerates the references the tests check, by running those tests in
+/// their writing mode.
+fn docs() -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    for (package, test, name) in [
+        ("mssql-pg-migrate-cli", "help_and_docs", "the_command_reference_is_generated_from_the_help"),
+        ("mssql-pg-migrate-typemap", "mapping_table", "the_type_reference_is_generated_from_the_mapping"),
+    ] {
+        let status = Command::new(&cargo)
+            .args(["test", "--quiet", "-p", package, "--test", test, name])
+            .env("UPDATE_DOCS", "1")
+            .status()
+            .map_err(|e| format!("cannot run cargo test: {e}"))?;
+        if !status.success() {
+            return Err(format!("generating through {package}'s {test} failed"));
+        }
+    }
+    println!("docs/CLI.md and docs/TYPES.md regenerated");
+    Ok(())
 }

@@ -404,3 +404,19 @@ fn random_password() -> String {
         })
         .collect()
 }
+
+/// Compares the file at `path` (relative to the repository root) with
+/// `generated`, for references generated from the code; with `UPDATE_DOCS`
+/// set (`cargo xtask docs`) writes it instead.
+///
+/// # Panics
+/// When the file is stale, saying how to regenerate it.
+pub fn check_generated(path: &str, generated: &str) {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path);
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(&file, generated).unwrap_or_else(|e| panic!("writing {}: {e}", file.display()));
+        return;
+    }
+    let current = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(current == generated, "{path} is stale: run `cargo xtask docs` and commit it");
+}
