@@ -13,7 +13,7 @@
 //!   into a SQL Server database it creates afresh
 //!   (`mssql://user:password@host:port/database?encrypt=true&trust_server_cert=true`),
 //!   and with `--tsql` writes that T-SQL script to a file.
-//! - `docs`: rewrites the generated references (docs/CLI.md, docs/TYPES.md)
+//! - `docs`: rewrites the generated references (docs/CLI.md, docs/TYPES.md, docs/CONFIG.md)
 //!   through the tests that check them (`UPDATE_DOCS=1`).
 //! - `bench [--scale S] [--runs N] [--source pg|mssql] [--mode full|upsert]`: the tool's full load
 //!   against raw binary COPY and against `pg_dump | pg_restore`, on throwaway
@@ -232,6 +232,11 @@ fn docs() -> Result<(), String> {
     for (package, test, name) in [
         ("mssql-pg-migrate-cli", "help_and_docs", "the_command_reference_is_generated_from_the_help"),
         ("mssql-pg-migrate-typemap", "mapping_table", "the_type_reference_is_generated_from_the_mapping"),
+        (
+            "mssql-pg-migrate-config",
+            "load_and_validate",
+            "the_configuration_reference_is_generated_from_the_documented_keys",
+        ),
     ] {
         let status = Command::new(&cargo)
             .args(["test", "--quiet", "-p", package, "--test", test, name])
@@ -242,6 +247,6 @@ fn docs() -> Result<(), String> {
             return Err(format!("generating through {package}'s {test} failed"));
         }
     }
-    println!("docs/CLI.md and docs/TYPES.md regenerated");
+    println!("docs/CLI.md, docs/TYPES.md and docs/CONFIG.md regenerated");
     Ok(())
 }

@@ -37,6 +37,7 @@ mod expand;
 mod fingerprint;
 mod glob;
 mod load;
+pub mod reference;
 mod secret;
 mod validate;
 

@@ -16,7 +16,7 @@ use crate::{
 };
 
 const TOP_KEYS: &[&str] = &["source", "target", "migration"];
-const SOURCE_KEYS: &[&str] = &[
+pub(crate) const SOURCE_KEYS: &[&str] = &[
     "type",
     "host",
     "port",
@@ -34,7 +34,7 @@ const SOURCE_KEYS: &[&str] = &[
     "ssl_cert",
     "ssl_key",
 ];
-const TARGET_KEYS: &[&str] = &[
+pub(crate) const TARGET_KEYS: &[&str] = &[
     "type",
     "host",
     "port",
@@ -49,7 +49,7 @@ const TARGET_KEYS: &[&str] = &[
     "ssl_cert",
     "ssl_key",
 ];
-const MIGRATION_KEYS: &[&str] = &[
+pub(crate) const MIGRATION_KEYS: &[&str] = &[
     "target_mode",
     "workers",
     "chunk_size",

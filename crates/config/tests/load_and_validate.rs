@@ -532,3 +532,8 @@ fn reconnect_timeout_defaults_to_two_minutes_and_a_resume_may_change_it() {
     let never = Loader::new().load_str(&format!("{BASE}migration: {{reconnect_timeout: 0}}\n"), "yaml").unwrap();
     assert_eq!(never.migration.reconnect_timeout, 0);
 }
+
+#[test]
+fn the_configuration_reference_is_generated_from_the_documented_keys() {
+    mssql_pg_migrate_testkit::check_generated("docs/CONFIG.md", &mssql_pg_migrate_config::reference::markdown());
+}
