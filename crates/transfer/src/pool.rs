@@ -59,13 +59,6 @@ impl PgPool {
             .application_name("mssql-pg-migrate")
             .connect_timeout(Duration::from_secs(15))
             .keepalives_idle(Duration::from_secs(60));
-        if side == Side::Target {
-            // A chunk counts as copied once its COMMIT returns. A server set
-            // to synchronous_commit = off confirms commits that a crash can
-            // still undo, and a run riding through that restart would go on
-            // past rows that are gone; our sessions wait for the flush.
-            config.options("-c synchronous_commit=on");
-        }
         config.ssl_mode(match endpoint.ssl_mode {
             SslMode::Disable => tokio_postgres::config::SslMode::Disable,
             SslMode::Allow | SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
@@ -78,10 +71,23 @@ impl PgPool {
             MakeRustlsConnect::new(tls),
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
-        let pool = Pool::builder(manager)
-            .max_size(max_size.max(1))
-            .build()
-            .map_err(|e| TransferError::Config(format!("{side} connection pool: {e}")))?;
+        let mut builder = Pool::builder(manager).max_size(max_size.max(1));
+        if side == Side::Target {
+            // A chunk counts as copied once its COMMIT returns. A server set
+            // to synchronous_commit = off confirms commits that a crash can
+            // still undo, and a run riding through that restart would go on
+            // past rows that are gone; our sessions wait for the flush. Set
+            // by a statement, not a startup option, which PgBouncer refuses.
+            builder = builder.post_create(deadpool_postgres::Hook::async_fn(|client, _| {
+                Box::pin(async move {
+                    client
+                        .batch_execute("SET synchronous_commit = on")
+                        .await
+                        .map_err(deadpool_postgres::HookError::Backend)
+                })
+            }));
+        }
+        let pool = builder.build().map_err(|e| TransferError::Config(format!("{side} connection pool: {e}")))?;
         Ok(PgPool { pool, address: endpoint.address(), endpoint: endpoint.clone(), side })
     }
 
@@ -105,7 +111,10 @@ impl PgPool {
     pub async fn get(&self, side: Side) -> Result<Object, TransferError> {
         self.pool.get().await.map_err(|e| {
             let transience = match &e {
-                deadpool_postgres::PoolError::Backend(pg) => pg_transience(pg),
+                deadpool_postgres::PoolError::Backend(pg)
+                | deadpool_postgres::PoolError::PostCreateHook(deadpool_postgres::HookError::Backend(pg)) => {
+                    pg_transience(pg)
+                }
                 deadpool_postgres::PoolError::Timeout(_) => Transience::Outage,
                 _ => Transience::Permanent,
             };

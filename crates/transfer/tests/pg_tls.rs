@@ -202,3 +202,20 @@ async fn a_server_that_demands_a_client_certificate_gets_one() {
     assert_eq!(tls, Some(true));
     assert!(words.ends_with("certificate and host name verified"), "{words}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_sessions_commit_durably_even_where_the_server_does_not() {
+    // The test clusters run with synchronous_commit = off.
+    let cluster = PgCluster::start().unwrap();
+    let e = endpoint(&cluster, "127.0.0.1", SslMode::Disable, TlsFiles::default());
+    let setting = |side: Side| {
+        let e = e.clone();
+        async move {
+            let pool = PgPool::new(&e, side, 1).unwrap();
+            let client = pool.get(side).await.unwrap();
+            client.query_one("SHOW synchronous_commit", &[]).await.unwrap().get::<_, String>(0)
+        }
+    };
+    assert_eq!(setting(Side::Target).await, "on");
+    assert_eq!(setting(Side::Source).await, "off", "a source is only read: left as the server has it");
+}
