@@ -94,13 +94,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     if args.mode == "upsert" {
         return crate::bench_upsert::bench(args);
     }
-    let binary = build_release()?;
-    eprintln!("starting the source and target clusters");
-    let source = PgCluster::start().map_err(|e| e.to_string())?;
-    let target = PgCluster::start().map_err(|e| e.to_string())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let (rows, bytes) = runtime.block_on(load_source(&source, &target, args.scale))?;
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let PgBench { binary, source, target, runtime, rows, bytes, dir } = PgBench::start(args.scale)?;
     let config = dir.path().join("bench.yaml");
     std::fs::write(&config, tool_config(&source, &target)).map_err(|e| e.to_string())?;
 
@@ -116,13 +110,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     }
     let (a, b, c) = (median(&tool), median(&raw), median(&dump));
     let peak = tool.iter().filter_map(|s| s.peak_rss_bytes).max().unwrap_or(0);
-    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(0);
-    println!("machine: {cores} cores, {:.1} GiB memory", memory_bytes() as f64 / (1u64 << 30) as f64);
-    println!(
-        "data: scale {}, {rows} rows in 9 tables, {:.0} MB in the source's heap and TOAST",
-        args.scale,
-        bytes as f64 / 1e6
-    );
+    print_machine_and_data(args.scale, rows, bytes);
     let line = |label: &str, m: f64, samples: &[Sample]| {
         let all: Vec<String> = samples.iter().map(|s| format!("{:.2}", s.seconds)).collect();
         println!(
@@ -174,6 +162,43 @@ pub fn build_release() -> Result<PathBuf, String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     Ok(target_dir.join("release").join("mssql-pg-migrate"))
+}
+
+/// The release binary and two clusters, the source loaded: what every
+/// PostgreSQL bench starts from.
+pub struct PgBench {
+    pub binary: PathBuf,
+    pub source: PgCluster,
+    pub target: PgCluster,
+    pub runtime: tokio::runtime::Runtime,
+    /// Rows and bytes of the source's tables.
+    pub rows: u64,
+    pub bytes: u64,
+    /// For the bench's config files.
+    pub dir: tempfile::TempDir,
+}
+
+impl PgBench {
+    pub fn start(scale: f64) -> Result<PgBench, String> {
+        let binary = build_release()?;
+        eprintln!("starting the source and target clusters");
+        let source = PgCluster::start().map_err(|e| e.to_string())?;
+        let target = PgCluster::start().map_err(|e| e.to_string())?;
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+        let (rows, bytes) = runtime.block_on(load_source(&source, &target, scale))?;
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        Ok(PgBench { binary, source, target, runtime, rows, bytes, dir })
+    }
+}
+
+/// The first lines of a bench's result: the machine and the data set.
+pub fn print_machine_and_data(scale: f64, rows: u64, bytes: u64) {
+    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(0);
+    println!("machine: {cores} cores, {:.1} GiB memory", memory_bytes() as f64 / (1u64 << 30) as f64);
+    println!(
+        "data: scale {scale}, {rows} rows in 9 tables, {:.0} MB in the source's heap and TOAST",
+        bytes as f64 / 1e6
+    );
 }
 
 /// Creates `so_src` (with the data set at `scale`) and an empty `so_dst`;

@@ -17,9 +17,7 @@
 
 use mssql_pg_migrate_testkit::PgCluster;
 
-use crate::bench::{
-    BenchArgs, Sample, build_release, load_source, median, memory_bytes, reset, run_tool_doc, tool_config,
-};
+use crate::bench::{BenchArgs, PgBench, Sample, median, print_machine_and_data, reset, run_tool_doc, tool_config};
 
 /// The column each scaled table changes in (u2); an integer, so a change is
 /// `+ 1` whatever the value.
@@ -33,13 +31,7 @@ const CHANGED: &[(&str, &str)] = &[
 ];
 
 pub fn bench(args: &BenchArgs) -> Result<(), String> {
-    let binary = build_release()?;
-    eprintln!("starting the source and target clusters");
-    let source = PgCluster::start().map_err(|e| e.to_string())?;
-    let target = PgCluster::start().map_err(|e| e.to_string())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let (rows, bytes) = runtime.block_on(load_source(&source, &target, args.scale))?;
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let PgBench { binary, source, target, runtime, rows, bytes, dir } = PgBench::start(args.scale)?;
     let full = dir.path().join("full.yaml");
     std::fs::write(&full, tool_config(&source, &target)).map_err(|e| e.to_string())?;
     runtime.block_on(add_modified_columns(&source))?;
@@ -84,13 +76,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     }
     let peak = samples[1..].iter().flatten().filter_map(|s| s.peak_rss_bytes).max().unwrap_or(0);
     let [d, u1, u2c, u3c, u2, u3] = &samples;
-    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(0);
-    println!("machine: {cores} cores, {:.1} GiB memory", memory_bytes() as f64 / (1u64 << 30) as f64);
-    println!(
-        "data: scale {}, {rows} rows in 9 tables, {:.0} MB in the source's heap and TOAST",
-        args.scale,
-        bytes as f64 / 1e6
-    );
+    print_machine_and_data(args.scale, rows, bytes);
     let line = |label: &str, samples: &[Sample]| {
         let m = median(samples);
         let all: Vec<String> = samples.iter().map(|s| format!("{:.2}", s.seconds)).collect();
