@@ -429,6 +429,11 @@ async fn delete_missing_can_name_the_tables_it_applies_to() {
         )
         .await;
     assert_eq!(left, "0 100", "deleted in the table listed, kept in the other");
+    let source = s.source.connect("src").await.unwrap();
+    let target = s.target.connect("dst").await.unwrap();
+    compare_tables(&source, "src", &target, "copy", &["skewed"]).await.unwrap();
+    target.batch_execute("DELETE FROM copy.by_text WHERE v <= 100").await.unwrap();
+    compare_tables(&source, "src", &target, "copy", &["by_text"]).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -494,8 +494,7 @@ async fn migrate<S: Source>(
     // Copy.
     let context = CopyContext {
         progress: Arc::clone(progress),
-        merge: m.target_mode == TargetMode::Upsert,
-        delete_missing: (m.target_mode == TargetMode::Upsert).then(|| m.delete_missing.clone()),
+        upsert: (m.target_mode == TargetMode::Upsert).then(|| m.delete_missing.clone()),
         tuning,
         backoff,
         events: options.events.clone(),
@@ -1082,10 +1081,10 @@ impl Scheduler {
 #[derive(Clone)]
 struct CopyContext {
     progress: Arc<Progress>,
-    /// Upsert mode: chunks of tables that existed are merged into their rows.
-    merge: bool,
-    /// Upsert: the tables whose merged batches record their keys (`delete_missing`).
-    delete_missing: Option<DeleteMissing>,
+    /// Upsert mode (chunks of tables that existed are merged into their
+    /// rows), with the tables whose merged batches record their keys
+    /// (`delete_missing`); `None` in the other modes.
+    upsert: Option<DeleteMissing>,
     tuning: Tuning,
     backoff: Backoff,
     events: Option<EventSink>,
@@ -1327,8 +1326,8 @@ async fn copy_partition<S: Source>(
     let limit = Some(context.tuning.chunk_size);
     // A table this run created starts empty: upsert fills it as a full load
     // does (COPY, keys after), which is the fastest way and as safe.
-    let merge = context.merge && !table.created;
-    let record_keys = context.delete_missing.as_ref().is_some_and(|d| d.covers(&table.spec.schema, &table.spec.table));
+    let merge = context.upsert.is_some() && !table.created;
+    let record_keys = context.upsert.as_ref().is_some_and(|d| d.covers(&table.spec.schema, &table.spec.table));
     let uncertain = &uncertain;
     let decode = &decode;
     let mut after = match saved.last_pk.as_deref() {
@@ -1658,12 +1657,7 @@ async fn delete_missing_rows(
     let failed = |e: tokio_postgres::Error| TransferError::pg(Side::Target, what, &e);
     let mut client = target.get(Side::Target).await?;
     let seen = mssql_pg_migrate_schema::ident::qualified_pg(progress::STATE_SCHEMA, &ddl::seen_keys_name(table));
-    let exists: bool = client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&seen])
-        .await
-        .and_then(|r| r.try_get(0))
-        .map_err(failed)?;
-    if !exists {
+    if !progress::relation_exists(&client, &seen, what).await? {
         tracing::info!(table = %table.name, "deletes already done");
         return Ok(0);
     }

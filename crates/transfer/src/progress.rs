@@ -156,13 +156,8 @@ pub(crate) async fn load_marks(
 ) -> Result<std::collections::BTreeMap<String, ChangeMark>, TransferError> {
     let client = control.get(Side::Target).await?;
     let context = "reading the incremental marks";
-    let exists: bool = client
-        .query_one("SELECT to_regclass('mssql_pg_migrate.marks') IS NOT NULL", &[])
-        .await
-        .and_then(|r| r.try_get(0))
-        .map_err(|e| target_error(context, &e))?;
     let mut marks = std::collections::BTreeMap::new();
-    if !exists {
+    if !relation_exists(&client, "mssql_pg_migrate.marks", context).await? {
         return Ok(marks);
     }
     let rows = client
@@ -176,6 +171,19 @@ pub(crate) async fn load_marks(
         marks.insert(table, ChangeMark { column, mark, next: None });
     }
     Ok(marks)
+}
+
+/// Whether the target has the relation `qualified` (a quoted `schema.name`).
+pub(crate) async fn relation_exists(
+    client: &tokio_postgres::Client,
+    qualified: &str,
+    context: &str,
+) -> Result<bool, TransferError> {
+    client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&qualified])
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| target_error(context, &e))
 }
 
 /// Loads the saved state of a migration, if there is one.
@@ -197,12 +205,7 @@ pub(crate) async fn load(
         StateLocation::Target => {
             let client = control.get(Side::Target).await?;
             let context = "reading the saved run state";
-            let exists: bool = client
-                .query_one("SELECT to_regclass('mssql_pg_migrate.runs') IS NOT NULL", &[])
-                .await
-                .and_then(|r| r.try_get(0))
-                .map_err(|e| target_error(context, &e))?;
-            if !exists {
+            if !relation_exists(&client, "mssql_pg_migrate.runs", context).await? {
                 return Ok(None);
             }
             let Some(row) = client
