@@ -7,6 +7,7 @@ mod exit;
 mod init;
 mod inspect;
 mod live;
+mod metrics;
 mod output;
 mod run;
 
@@ -46,6 +47,10 @@ struct Cli {
     /// Print progress as JSON lines on stderr
     #[arg(long, global = true)]
     progress: bool,
+    /// Serve Prometheus metrics (rows, bytes, chunks, retries and errors
+    /// per table) at http://ADDR/metrics while run, resume or tui goes
+    #[arg(long, value_name = "IP:PORT", global = true)]
+    metrics_addr: Option<std::net::SocketAddr>,
     #[command(subcommand)]
     command: Command,
 }

@@ -97,6 +97,10 @@ pub fn execute(
     let abort = options.abort.clone();
     let shutdown_timeout = Duration::from_secs(cli.shutdown_timeout);
     let result = runtime.block_on(async {
+        if let Some(addr) = cli.metrics_addr {
+            let exporter = crate::metrics::Exporter::serve(addr).await?;
+            options.events = Some(exporter.sink(options.events.take()));
+        }
         tokio::spawn(async move {
             let first = stop_signal().await;
             tracing::warn!(

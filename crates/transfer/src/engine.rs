@@ -243,11 +243,11 @@ pub async fn run_with<S: Source>(
     let mut state = begin_state(config, options, saved, &where_)?;
     state.marks.extend(kept_marks);
     let run_id = state.run_id.clone();
-    let backoff = Backoff::for_migration(&config.migration);
+    let backoff = Backoff { events: options.events.clone(), ..Backoff::for_migration(&config.migration) };
     // Losing the lock to another run (while the target was restarting)
     // abandons the chunks in flight, as a second signal would.
     let options = &RunOptions { abort: options.abort.child_token(), ..options.clone() };
-    let lock = lock.keep(control.clone(), key.clone(), backoff, options.abort.clone());
+    let lock = lock.keep(control.clone(), key.clone(), backoff.clone(), options.abort.clone());
     let progress = Arc::new(Progress::open(&options.state, &control, &key, state, backoff).await?);
     progress.save().await?;
     options.emit(Event::Started { run_id: run_id.clone(), resumed: options.resume });
@@ -356,7 +356,7 @@ async fn migrate<S: Source>(
 ) -> Result<RunReport, TransferError> {
     let started = Instant::now();
     let m = &config.migration;
-    let backoff = Backoff::for_migration(m);
+    let backoff = Backoff { events: options.events.clone(), ..Backoff::for_migration(m) };
     let (source_schema, target_schema, resuming) = progress.with(|s| {
         (
             s.source_schema.clone().unwrap_or_else(|| config.source.schema.clone()),
@@ -404,7 +404,7 @@ async fn migrate<S: Source>(
             {
                 // Taken before any row is read: what commits from now on is
                 // read by this sync or the next.
-                let next = with_retries(backoff, &spec.label, &options.cancel, |_| {
+                let next = with_retries(&backoff, &spec.label, &options.cancel, |_| {
                     source.change_mark(&spec, &column.name, kind, m.change_lookback)
                 })
                 .await?;
@@ -427,7 +427,7 @@ async fn migrate<S: Source>(
             let planned = match prepared.failed {
                 Some(e) => Err(e),
                 None => {
-                    with_retries(backoff, &spec.label, &options.cancel, |_| {
+                    with_retries(&backoff, &spec.label, &options.cancel, |_| {
                         plan_partitions(source.as_ref(), &spec, parts, table.estimated_rows)
                     })
                     .await
@@ -496,10 +496,10 @@ async fn migrate<S: Source>(
         progress: Arc::clone(progress),
         upsert: (m.target_mode == TargetMode::Upsert).then(|| m.delete_missing.clone()),
         tuning,
-        backoff,
+        backoff: backoff.clone(),
         events: options.events.clone(),
         pause: options.pause.clone(),
-        finalizing: EarlyFinalizer::new(target.clone(), m.clone(), backoff, options),
+        finalizing: EarlyFinalizer::new(target.clone(), m.clone(), backoff.clone(), options),
     };
     let fatal =
         transfer_all(source, target, &work, &context, m.continue_on_error, &options.cancel, &options.abort).await;
@@ -513,7 +513,7 @@ async fn migrate<S: Source>(
     let restore = progress.with(|s| s.restore.clone());
     let parallel = tuning.max_target_connections.saturating_sub(1).max(1);
     let mut finalization_errors = early_errors;
-    finalization_errors.extend(finalize(target, &work, &restore, config, parallel, backoff, options).await);
+    finalization_errors.extend(finalize(target, &work, &restore, config, parallel, &backoff, options).await);
 
     for w in &work {
         let rows = w.rows.load(Ordering::Relaxed);
@@ -1316,7 +1316,7 @@ async fn copy_partition<S: Source>(
 
     if table.spec.key.is_empty() {
         let read = ChunkRead { after: None, upto: None, limit: None, mode: WriteMode::TruncateFirst, rows_before: 0 };
-        with_retries(context.backoff, label, stop, |_| {
+        with_retries(&context.backoff, label, stop, |_| {
             copy_chunk(source, target, table, partition, &read, context, writers, &uncertain)
         })
         .await?;
@@ -1339,7 +1339,7 @@ async fn copy_partition<S: Source>(
         if stop.is_cancelled() {
             return Err(TransferError::Cancelled);
         }
-        let done = with_retries(context.backoff, label, stop, |_| {
+        let done = with_retries(&context.backoff, label, stop, |_| {
             let pending = uncertain.lock().ok().and_then(|u| u.clone());
             let after = after.clone();
             let rows_before = rows_total;
@@ -1561,7 +1561,7 @@ async fn finalize<K: Send + Sync + 'static>(
     restore: &[String],
     config: &Config,
     parallel: usize,
-    backoff: Backoff,
+    backoff: &Backoff,
     options: &RunOptions,
 ) -> Vec<String> {
     let m = &config.migration;
@@ -1584,7 +1584,7 @@ async fn finalize<K: Send + Sync + 'static>(
     }
     // Foreign keys lock both tables they join, so circular ones built in
     // parallel can deadlock; the server picks a victim, which is retried.
-    let quick = Backoff { first_delay: std::time::Duration::from_millis(50), ..backoff };
+    let quick = &Backoff { first_delay: std::time::Duration::from_millis(50), ..backoff.clone() };
     let fk_errors = futures_util::stream::iter(fk_steps.into_iter().map(|Step { sql, what }| async move {
         options.emit(Event::Finalizing { step: what.clone() });
         failpoint::reached("finalize-step").await;
@@ -1604,7 +1604,7 @@ async fn finalize_table<K>(
     target: &PgPool,
     w: &TableWork<K>,
     m: &MigrationConfig,
-    backoff: Backoff,
+    backoff: &Backoff,
     events: Option<&EventSink>,
     stop: &CancellationToken,
 ) -> Vec<String> {
@@ -1676,7 +1676,7 @@ async fn run_step(
     target: &PgPool,
     sql: &str,
     what: &str,
-    backoff: Backoff,
+    backoff: &Backoff,
     stop: &CancellationToken,
 ) -> Result<(), TransferError> {
     with_retries(backoff, what, stop, |_| async {
@@ -1723,7 +1723,7 @@ impl EarlyFinalizer {
         let this = self.clone();
         let task = async move {
             let Ok(_slot) = this.one_at_a_time.acquire().await else { return Vec::new() };
-            finalize_table(&this.target, &table, &this.migration, this.backoff, this.events.as_ref(), &this.stop).await
+            finalize_table(&this.target, &table, &this.migration, &this.backoff, this.events.as_ref(), &this.stop).await
         };
         if let Ok(mut tasks) = self.tasks.lock() {
             tasks.spawn(tracing::Instrument::in_current_span(task));

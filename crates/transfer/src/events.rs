@@ -38,6 +38,12 @@ pub enum Event {
     TableFinished { table: String, status: TableStatus, error: Option<String> },
     /// A finalization step (key, index, constraint) is starting.
     Finalizing { step: String },
+    /// Work failed in a way that may pass and is tried again: `what` is
+    /// the table (`schema.table` in the source) or the step it was doing;
+    /// `outage` when a server went away (waited out up to
+    /// `reconnect_timeout`), else a deadlock or throttling (up to
+    /// `max_retries`). `attempt` counts from 1.
+    Retrying { what: String, attempt: u32, outage: bool, error: String },
 }
 
 /// Receives events; called on the engine's tasks, so it must be quick.

@@ -44,6 +44,7 @@ pub mod error;
 pub mod events;
 mod failpoint;
 pub mod health;
+pub mod metrics;
 pub mod monitor;
 pub mod pause;
 pub mod plan;

@@ -166,7 +166,9 @@ impl Monitor {
                 }
             }
             Event::Finalizing { step } => self.finalizing = Some(step.clone()),
-            Event::Notes { .. } => {}
+            // Retries are counted by `metrics`; the display shows the
+            // warning the retry logs.
+            Event::Notes { .. } | Event::Retrying { .. } => {}
         }
     }
 

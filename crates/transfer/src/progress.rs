@@ -330,7 +330,7 @@ impl Progress {
             (Save::Target(text), Store::Target { control, key }) => {
                 // Never cancelled: the state of a stopping run must still be saved.
                 let saving = CancellationToken::new();
-                with_retries(self.backoff, "saving the run state", &saving, |_| async {
+                with_retries(&self.backoff, "saving the run state", &saving, |_| async {
                     let client = control.get(Side::Target).await?;
                     client
                         .execute(
@@ -354,7 +354,7 @@ impl Progress {
     /// whatever its state location.
     pub(crate) async fn keep_mark(&self, table: &str, column: &str, mark: Option<&str>) -> Result<(), TransferError> {
         let never = CancellationToken::new();
-        with_retries(self.backoff, "keeping the incremental mark", &never, |_| async {
+        with_retries(&self.backoff, "keeping the incremental mark", &never, |_| async {
             let client = self.control.get(Side::Target).await?;
             let context = "keeping the incremental mark";
             client.batch_execute(CREATE_MARKS).await.map_err(|e| target_error(context, &e))?;
@@ -512,7 +512,7 @@ impl MigrationLock {
                     continue;
                 }
                 tracing::warn!("the target closed the session holding the migration lock; taking the lock again");
-                let taken = with_retries(backoff, "taking the migration lock again", &never, |_| async {
+                let taken = with_retries(&backoff, "taking the migration lock again", &never, |_| async {
                     let fresh = control.get(Side::Target).await?;
                     let got = take(&fresh, &key).await?;
                     Ok((fresh, got))

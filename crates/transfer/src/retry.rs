@@ -16,9 +16,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Side, TransferError, Transience};
+use crate::events::{Event, EventSink, emit};
 
 /// Exponential backoff with a cap, and how long to wait out an outage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Backoff {
     /// Retries after the first attempt, for [`Transience::Retry`] failures.
     pub max_retries: u32,
@@ -31,6 +32,21 @@ pub struct Backoff {
     /// `use_unlogged_tables`: a crashed server empties UNLOGGED tables, and
     /// only a resume checks for that before going on.
     pub wait_for_target: bool,
+    /// Told of every retry ([`Event::Retrying`]).
+    pub events: Option<EventSink>,
+}
+
+impl std::fmt::Debug for Backoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backoff")
+            .field("max_retries", &self.max_retries)
+            .field("first_delay", &self.first_delay)
+            .field("max_delay", &self.max_delay)
+            .field("reconnect_timeout", &self.reconnect_timeout)
+            .field("wait_for_target", &self.wait_for_target)
+            .field("events", &self.events.is_some())
+            .finish()
+    }
 }
 
 /// The longest pause between two reconnection attempts: a server back
@@ -47,6 +63,7 @@ impl Backoff {
             max_delay: Duration::from_secs(30),
             reconnect_timeout,
             wait_for_target: true,
+            events: None,
         }
     }
 
@@ -80,7 +97,7 @@ impl Backoff {
 /// # Errors
 /// The last error.
 pub async fn with_retries<T, F, Fut>(
-    backoff: Backoff,
+    backoff: &Backoff,
     what: &str,
     stop: &CancellationToken,
     mut attempt: F,
@@ -117,6 +134,10 @@ where
                 };
                 *tries += 1;
                 let delay = backoff.outage_delay(*tries).min(left);
+                emit(
+                    backoff.events.as_ref(),
+                    Event::Retrying { what: what.to_owned(), attempt: *tries, outage: true, error: e.to_string() },
+                );
                 // Said loudly once per outage; each further attempt quietly.
                 if *tries == 1 {
                     tracing::warn!(
@@ -137,6 +158,10 @@ where
                 outage = None;
                 retries += 1;
                 let delay = backoff.delay(retries);
+                emit(
+                    backoff.events.as_ref(),
+                    Event::Retrying { what: what.to_owned(), attempt: retries, outage: false, error: e.to_string() },
+                );
                 tracing::warn!(%what, retry = retries, max = backoff.max_retries, delay_ms = delay.as_millis() as u64, error = %e, "transient failure; retrying");
                 tokio::time::sleep(delay).await;
             }
@@ -176,7 +201,7 @@ mod tests {
     async fn transient_errors_are_retried_and_others_fail_fast() {
         let stop = CancellationToken::new();
         let calls = AtomicU32::new(0);
-        let result = with_retries(Backoff::new(3, NO_OUTAGES), "chunk", &stop, |attempt| {
+        let result = with_retries(&Backoff::new(3, NO_OUTAGES), "chunk", &stop, |attempt| {
             let n = calls.fetch_add(1, Ordering::SeqCst);
             async move {
                 assert_eq!(attempt, n);
@@ -187,7 +212,7 @@ mod tests {
         assert_eq!(result.unwrap(), 2);
 
         calls.store(0, Ordering::SeqCst);
-        let result: Result<(), _> = with_retries(Backoff::new(3, NO_OUTAGES), "chunk", &stop, |_| {
+        let result: Result<(), _> = with_retries(&Backoff::new(3, NO_OUTAGES), "chunk", &stop, |_| {
             calls.fetch_add(1, Ordering::SeqCst);
             async { Err(TransferError::Config("bad".into())) }
         })
@@ -196,7 +221,7 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1, "not transient: no retry");
 
         calls.store(0, Ordering::SeqCst);
-        let result: Result<(), _> = with_retries(Backoff::new(2, NO_OUTAGES), "chunk", &stop, |_| {
+        let result: Result<(), _> = with_retries(&Backoff::new(2, NO_OUTAGES), "chunk", &stop, |_| {
             calls.fetch_add(1, Ordering::SeqCst);
             async { Err(failure(Transience::Retry)) }
         })
@@ -206,13 +231,43 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn every_retry_is_told_to_the_event_sink() {
+        let stop = CancellationToken::new();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&seen);
+        let backoff = Backoff {
+            events: Some(std::sync::Arc::new(move |e: &Event| {
+                if let Event::Retrying { what, attempt, outage, .. } = e {
+                    sink.lock().unwrap().push((what.clone(), *attempt, *outage));
+                }
+            })),
+            ..Backoff::new(3, Duration::from_secs(60))
+        };
+        let calls = AtomicU32::new(0);
+        let result = with_retries(&backoff, "dbo.t", &stop, |_| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                match n {
+                    0 => Err(failure(Transience::Retry)),
+                    1 | 2 => Err(failure(Transience::Outage)),
+                    _ => Ok(()),
+                }
+            }
+        })
+        .await;
+        assert!(result.is_ok());
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen, [("dbo.t".into(), 1, false), ("dbo.t".into(), 1, true), ("dbo.t".into(), 2, true)]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn an_outage_is_waited_out_for_the_reconnect_timeout_whatever_max_retries_says() {
         let stop = CancellationToken::new();
         let backoff = Backoff::new(1, Duration::from_secs(60));
         // Down for 40 s of virtual time, then back: far more than one retry.
         let started = Instant::now();
         let calls = AtomicU32::new(0);
-        let result = with_retries(backoff, "chunk", &stop, |_| {
+        let result = with_retries(&backoff, "chunk", &stop, |_| {
             calls.fetch_add(1, Ordering::SeqCst);
             let down = started.elapsed() < Duration::from_secs(40);
             async move { if down { Err(failure(Transience::Outage)) } else { Ok("copied") } }
@@ -228,7 +283,7 @@ mod tests {
         // Down for good: fails once the timeout has passed, saying so.
         let started = Instant::now();
         let result: Result<(), _> =
-            with_retries(backoff, "chunk", &stop, |_| async { Err(failure(Transience::Outage)) }).await;
+            with_retries(&backoff, "chunk", &stop, |_| async { Err(failure(Transience::Outage)) }).await;
         let e = result.unwrap_err();
         assert_eq!(started.elapsed(), Duration::from_secs(60), "the last attempt is at the deadline");
         assert_eq!(e.kind(), crate::error::ErrorKind::Connection, "an outage past the timeout is exit 2");
@@ -236,7 +291,7 @@ mod tests {
 
         // reconnect_timeout 0: no waiting at all.
         calls.store(0, Ordering::SeqCst);
-        let result: Result<(), _> = with_retries(Backoff::new(3, NO_OUTAGES), "chunk", &stop, |_| {
+        let result: Result<(), _> = with_retries(&Backoff::new(3, NO_OUTAGES), "chunk", &stop, |_| {
             calls.fetch_add(1, Ordering::SeqCst);
             async { Err(failure(Transience::Outage)) }
         })
@@ -251,7 +306,7 @@ mod tests {
         let backoff = Backoff { wait_for_target: false, ..Backoff::new(3, Duration::from_secs(60)) };
         let started = Instant::now();
         let result: Result<(), _> =
-            with_retries(backoff, "chunk", &stop, |_| async { Err(failure(Transience::Outage)) }).await;
+            with_retries(&backoff, "chunk", &stop, |_| async { Err(failure(Transience::Outage)) }).await;
         assert_eq!(result.unwrap_err().side(), Some(Side::Target));
         assert_eq!(started.elapsed(), Duration::ZERO);
 
@@ -261,7 +316,7 @@ mod tests {
             message: "connection refused".into(),
             transience: Transience::Outage,
         };
-        let result: Result<(), _> = with_retries(backoff, "chunk", &stop, |_| async { Err(source_down()) }).await;
+        let result: Result<(), _> = with_retries(&backoff, "chunk", &stop, |_| async { Err(source_down()) }).await;
         assert!(result.is_err());
         assert_eq!(started.elapsed(), Duration::from_secs(60));
     }
@@ -276,7 +331,7 @@ mod tests {
         });
         let started = Instant::now();
         let result: Result<(), _> =
-            with_retries(Backoff::new(3, Duration::from_secs(120)), "chunk", &stop, |_| async {
+            with_retries(&Backoff::new(3, Duration::from_secs(120)), "chunk", &stop, |_| async {
                 Err(failure(Transience::Outage))
             })
             .await;
