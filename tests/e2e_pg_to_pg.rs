@@ -221,6 +221,46 @@ async fn built_in_types_without_a_model_pass_through_unchanged_also_in_upsert() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expression_indexes_access_methods_and_operator_classes_are_carried_over() {
+    let (source, target) = setup_with(
+        "CREATE TABLE src.docs (id int PRIMARY KEY, email text, body jsonb, at point, code text, n int);
+         INSERT INTO src.docs VALUES (1, 'A@x.org', '{\"k\": 1}', '(1,2)', 'ab', 5), (2, 'b@x.org', NULL, NULL, 'cd', 6);
+         CREATE UNIQUE INDEX docs_email_ci ON src.docs (lower(email));
+         CREATE INDEX docs_body ON src.docs USING gin (body jsonb_path_ops);
+         CREATE INDEX docs_at ON src.docs USING gist (at);
+         CREATE INDEX docs_mixed ON src.docs (n DESC, (code || 'x') text_pattern_ops) INCLUDE (email) WHERE n > 0;",
+    )
+    .await;
+    let report =
+        transfer::run(&config(&source, &target, "target_mode: drop_recreate"), &RunOptions::default()).await.unwrap();
+    assert!(report.is_success(), "{report:#?}");
+    let s = source.connect("src").await.unwrap();
+    let t = target.connect("dst").await.unwrap();
+    compare_tables(&s, "src", &t, "copy", &["docs"]).await.unwrap();
+    let definitions = |schema: &'static str| {
+        format!(
+            "SELECT string_agg(replace(pg_get_indexdef(indexrelid), '{schema}.', ''), E'\\n' ORDER BY c.relname) \
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE i.indrelid = '{schema}.docs'::regclass AND NOT i.indisprimary"
+        )
+    };
+    let source_indexes = scalar(&s, &definitions("src")).await;
+    let target_indexes = scalar(&t, &definitions("copy")).await;
+    assert_eq!(target_indexes, source_indexes);
+    assert_eq!(
+        target_indexes,
+        "CREATE INDEX docs_at ON docs USING gist (at)\n\
+         CREATE INDEX docs_body ON docs USING gin (body jsonb_path_ops)\n\
+         CREATE UNIQUE INDEX docs_email_ci ON docs USING btree (lower(email))\n\
+         CREATE INDEX docs_mixed ON docs USING btree (n DESC, ((code || 'x'::text)) text_pattern_ops) INCLUDE (email) WHERE (n > 0)"
+    );
+    // The unique expression index holds in the target too.
+    let duplicate = t.execute("INSERT INTO copy.docs (id, email) VALUES (3, 'a@X.ORG')", &[]).await;
+    let refused = duplicate.unwrap_err();
+    assert_eq!(refused.as_db_error().and_then(|e| e.constraint()), Some("docs_email_ci"), "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_column_type_stops_the_run_or_skips_its_table() {
     let (source, target) =
         setup_with("CREATE TYPE src.mood AS ENUM ('ok', 'bad'); CREATE TABLE src.odd (id int PRIMARY KEY, m src.mood)")

@@ -114,17 +114,30 @@ pub fn add_unique(table: &TargetTable, key: &TargetKey) -> String {
 
 pub fn create_index(table: &TargetTable, index: &TargetIndex) -> String {
     let mut sql = format!(
-        "CREATE {}INDEX {} ON {} (",
+        "CREATE {}INDEX {} ON {} ",
         if index.unique { "UNIQUE " } else { "" },
         quote_pg(&index.name),
         table_name(table)
     );
-    for (i, (name, descending)) in index.columns.iter().enumerate() {
+    if let Some(method) = &index.method {
+        let _ = write!(sql, "USING {} ", quote_pg(method));
+    }
+    sql.push('(');
+    for (i, column) in index.columns.iter().enumerate() {
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str(&quote_pg(name));
-        if *descending {
+        match &column.expression {
+            // Parenthesised, as CREATE INDEX wants any expression that is not a function call.
+            Some(expression) => {
+                let _ = write!(sql, "({expression})");
+            }
+            None => sql.push_str(&quote_pg(&column.name)),
+        }
+        if let Some(opclass) = &column.opclass {
+            let _ = write!(sql, " {}", quote_pg(opclass));
+        }
+        if column.descending {
             sql.push_str(" DESC");
         }
     }
@@ -393,7 +406,7 @@ mod tests {
 
     use super::*;
     use crate::model::{ColumnType, Identity};
-    use crate::target::{TargetCheck, TargetKey};
+    use crate::target::{TargetCheck, TargetIndexColumn, TargetKey};
 
     fn col(name: &str, ty: PgType) -> TargetColumn {
         TargetColumn {
@@ -425,13 +438,35 @@ mod tests {
             columns: vec![id, note, col("qty", PgType::Integer), total],
             primary_key: Some(TargetKey { name: "pk".into(), columns: vec!["Order ID".into()] }),
             unique_constraints: vec![],
-            indexes: vec![TargetIndex {
-                name: "ix".into(),
-                columns: vec![("qty".into(), true), ("Order ID".into(), false)],
-                included: vec!["say \"hi\"".into()],
-                unique: true,
-                filter: Some("\"qty\" > 0".into()),
-            }],
+            indexes: vec![
+                TargetIndex {
+                    name: "ix".into(),
+                    columns: vec![
+                        TargetIndexColumn { name: "qty".into(), descending: true, ..TargetIndexColumn::default() },
+                        TargetIndexColumn { name: "Order ID".into(), ..TargetIndexColumn::default() },
+                    ],
+                    included: vec!["say \"hi\"".into()],
+                    unique: true,
+                    filter: Some("\"qty\" > 0".into()),
+                    method: None,
+                },
+                TargetIndex {
+                    name: "ix_expr".into(),
+                    columns: vec![
+                        TargetIndexColumn {
+                            expression: Some("lower(note)".into()),
+                            opclass: Some("text_pattern_ops".into()),
+                            descending: true,
+                            ..TargetIndexColumn::default()
+                        },
+                        TargetIndexColumn { name: "qty".into(), ..TargetIndexColumn::default() },
+                    ],
+                    included: vec![],
+                    unique: false,
+                    filter: None,
+                    method: Some("gist".into()),
+                },
+            ],
             foreign_keys: vec![TargetForeignKey {
                 name: "fk".into(),
                 columns: vec!["qty".into()],
@@ -560,6 +595,11 @@ mod tests {
             create_index(&t, &t.indexes[0]),
             "CREATE UNIQUE INDEX \"ix\" ON \"sales\".\"Order\"\"s\" (\"qty\" DESC, \"Order ID\") \
              INCLUDE (\"say \"\"hi\"\"\") WHERE \"qty\" > 0"
+        );
+        assert_eq!(
+            create_index(&t, &t.indexes[1]),
+            "CREATE INDEX \"ix_expr\" ON \"sales\".\"Order\"\"s\" USING \"gist\" \
+             ((lower(note)) \"text_pattern_ops\" DESC, \"qty\")"
         );
         assert_eq!(
             add_foreign_key(&t, &t.foreign_keys[0]),

@@ -21,6 +21,8 @@ pub enum ExprUse {
     Check,
     Generated,
     IndexFilter,
+    /// A key column of an index that is an expression (PostgreSQL sources).
+    IndexExpression,
 }
 
 #[derive(Debug, Clone, PartialEq)]

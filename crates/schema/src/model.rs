@@ -133,10 +133,20 @@ pub struct Key {
     pub columns: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One key column of an index: a column, or (from a PostgreSQL source) an
+/// expression.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct IndexColumn {
+    /// The column's name; empty for an expression.
     pub name: String,
     pub descending: bool,
+    /// The expression, in the source dialect, of an expression column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
+    /// A PostgreSQL operator class other than the type's default
+    /// (`jsonb_path_ops`, `text_pattern_ops`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opclass: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -148,6 +158,10 @@ pub struct Index {
     pub unique: bool,
     /// The filter predicate of a filtered index, in the source dialect.
     pub filter: Option<String>,
+    /// A PostgreSQL access method other than btree (`gin`, `gist`,
+    /// `brin`, `hash`, `spgist`); SQL Server's row-store indexes are btrees.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

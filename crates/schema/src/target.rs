@@ -104,11 +104,24 @@ pub struct TargetKey {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TargetIndex {
     pub name: String,
-    /// Column names with `true` for descending.
-    pub columns: Vec<(String, bool)>,
+    pub columns: Vec<TargetIndexColumn>,
     pub included: Vec<String>,
     pub unique: bool,
     pub filter: Option<String>,
+    /// `USING` this access method; `None` for btree.
+    pub method: Option<String>,
+}
+
+/// A key column of a target index.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TargetIndexColumn {
+    /// The column; empty for an expression.
+    pub name: String,
+    /// The expression, in PostgreSQL's syntax.
+    pub expression: Option<String>,
+    pub descending: bool,
+    /// A non-default operator class.
+    pub opclass: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -305,12 +318,37 @@ pub fn plan_table(
                 }
             },
         };
+        let mut columns = Vec::with_capacity(index.columns.len());
+        for c in &index.columns {
+            let expression = match &c.expression {
+                None => None,
+                Some(e) => match translate(e, None, ExprUse::IndexExpression) {
+                    Ok(expr) => Some(expr),
+                    Err(why) => {
+                        note(
+                            &mut notes,
+                            NoteKind::Index,
+                            None,
+                            Verdict::Lossy,
+                            format!("index {} left out: its expression {e} is not carried over: {why}", index.name),
+                        );
+                        break;
+                    }
+                },
+            };
+            let name = if expression.is_some() { String::new() } else { target_name(&c.name, case) };
+            columns.push(TargetIndexColumn { name, expression, descending: c.descending, opclass: c.opclass.clone() });
+        }
+        if columns.len() < index.columns.len() {
+            continue;
+        }
         indexes.push(TargetIndex {
             name: target_name(&index.name, case),
-            columns: index.columns.iter().map(|c| (target_name(&c.name, case), c.descending)).collect(),
+            columns,
             included: names(&index.included),
             unique: index.unique,
             filter,
+            method: index.method.clone(),
         });
     }
 
@@ -500,17 +538,19 @@ mod tests {
             indexes: vec![
                 Index {
                     name: "IX_Open".into(),
-                    columns: vec![IndexColumn { name: "Created".into(), descending: true }],
+                    columns: vec![IndexColumn { name: "Created".into(), descending: true, ..IndexColumn::default() }],
                     included: vec!["Qty".into()],
                     unique: false,
                     filter: Some("([IsOpen]=(1))".into()),
+                    method: None,
                 },
                 Index {
                     name: "IX_Odd".into(),
-                    columns: vec![IndexColumn { name: "Qty".into(), descending: false }],
+                    columns: vec![IndexColumn { name: "Qty".into(), ..IndexColumn::default() }],
                     included: vec![],
                     unique: false,
                     filter: Some("([Name]+'x'<>'')".into()),
+                    method: None,
                 },
             ],
             foreign_keys: vec![
@@ -579,7 +619,10 @@ mod tests {
         assert_eq!(t.checks, vec![TargetCheck { name: "CK_Qty".into(), expression: "\"Qty\" >= (0)".into() }]);
         assert_eq!(t.indexes.len(), 1);
         assert_eq!(t.indexes[0].filter.as_deref(), Some("\"IsOpen\" = (true)"));
-        assert_eq!(t.indexes[0].columns, vec![("Created".to_owned(), true)]);
+        assert_eq!(
+            t.indexes[0].columns,
+            vec![TargetIndexColumn { name: "Created".into(), descending: true, ..TargetIndexColumn::default() }]
+        );
         assert_eq!(t.foreign_keys.len(), 1);
         assert_eq!(t.foreign_keys[0].referenced_table, "OrderLines");
     }

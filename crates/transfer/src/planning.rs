@@ -92,6 +92,9 @@ pub fn apply_upsert_keys(tables: &mut [Table], m: &MigrationConfig) -> Result<()
             if index.filter.is_some() {
                 return Err(problem(format!("index \"{}\" is filtered, so it does not cover every row", index.name)));
             }
+            if index.columns.iter().any(|c| c.expression.is_some()) {
+                return Err(problem(format!("index \"{}\" is on an expression, not on columns", index.name)));
+            }
             (index.name.clone(), index.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>())
         };
         for column in &columns {

@@ -47,10 +47,17 @@ pub struct IndexColumnRow {
     pub name: String,
     pub unique: bool,
     pub filter: Option<String>,
-    /// `None` for an expression column, which is not carried over.
+    /// `None` for an expression column.
     pub column: Option<String>,
     pub descending: bool,
     pub included: bool,
+    /// The expression of an expression column, where the source can give
+    /// it (PostgreSQL); without one such an index is not carried over.
+    pub expression: Option<String>,
+    /// A non-default operator class (PostgreSQL).
+    pub opclass: Option<String>,
+    /// A non-btree access method (PostgreSQL), the same on every row of the index.
+    pub method: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -148,13 +155,25 @@ pub fn assemble(rows: CatalogRows, select: &dyn Fn(&str, &str) -> bool) -> Vec<T
                 included: Vec::new(),
                 unique: row.unique,
                 filter: row.filter.clone(),
+                method: row.method.clone(),
             });
         }
         let Some(index) = t.indexes.last_mut() else { continue };
-        match (row.column, row.included) {
-            (None, _) => expression_indexes.push((row.object_id, row.name)),
-            (Some(c), true) => index.included.push(c),
-            (Some(c), false) => index.columns.push(IndexColumn { name: c, descending: row.descending }),
+        match (row.column, row.included, row.expression) {
+            (None, false, Some(expression)) => index.columns.push(IndexColumn {
+                name: String::new(),
+                descending: row.descending,
+                expression: Some(expression),
+                opclass: row.opclass,
+            }),
+            (None, _, _) => expression_indexes.push((row.object_id, row.name)),
+            (Some(c), true, _) => index.included.push(c),
+            (Some(c), false, _) => index.columns.push(IndexColumn {
+                name: c,
+                descending: row.descending,
+                expression: None,
+                opclass: row.opclass,
+            }),
         }
     }
     for (object_id, name) in expression_indexes {
@@ -234,6 +253,9 @@ mod tests {
             column: column.map(Into::into),
             descending: false,
             included,
+            expression: None,
+            opclass: None,
+            method: None,
         }
     }
 
@@ -300,7 +322,7 @@ mod tests {
         assert_eq!(a.primary_key, Some(Key { name: "pk".into(), columns: vec!["x".into(), "y".into()] }));
         assert_eq!(a.unique_constraints.len(), 2);
         assert_eq!(a.indexes.len(), 1);
-        assert_eq!(a.indexes[0].columns, vec![IndexColumn { name: "y".into(), descending: false }]);
+        assert_eq!(a.indexes[0].columns, vec![IndexColumn { name: "y".into(), ..IndexColumn::default() }]);
         assert_eq!(a.indexes[0].included, vec!["x".to_owned()]);
         assert_eq!(a.unsupported, vec!["index ix_expr is on an expression, which is not carried over".to_owned()]);
         assert_eq!(a.foreign_keys.len(), 1);

@@ -729,6 +729,9 @@ mod tests {
                 column: Some("parentid".into()),
                 descending: false,
                 included: false,
+                expression: None,
+                opclass: None,
+                method: None,
             }],
             foreign_keys: vec![ForeignKeyColumnRow {
                 object_id: 2,

@@ -52,13 +52,18 @@ ORDER BY con.conrelid, con.conname, k.ord";
 
 pub const INDEXES: &str = "\
 SELECT i.indrelid::int8, ic.relname::text, i.indisunique, pg_get_expr(i.indpred, i.indrelid),
-       a.attname::text, COALESCE((i.indoption[k.ord - 1] & 1) = 1, false), k.ord > i.indnkeyatts
+       a.attname::text, COALESCE((i.indoption[k.ord - 1] & 1) = 1, false), k.ord > i.indnkeyatts,
+       CASE WHEN k.attnum = 0 THEN pg_get_indexdef(i.indexrelid, k.ord::int, true) END,
+       CASE WHEN NOT opc.opcdefault THEN opc.opcname::text END,
+       NULLIF(am.amname::text, 'btree')
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_am am ON am.oid = ic.relam
 JOIN pg_class c ON c.oid = i.indrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
 LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum AND k.attnum > 0
+LEFT JOIN pg_opclass opc ON k.ord <= i.indnkeyatts AND opc.oid = i.indclass[k.ord - 1]
 WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
   AND NOT EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = i.indexrelid AND con.contype IN ('p', 'u', 'x'))
 ORDER BY i.indrelid, ic.relname, k.ord";
@@ -198,6 +203,9 @@ pub async fn read_schema(
             column: get(&r, 4, w)?,
             descending: get(&r, 5, w)?,
             included: get(&r, 6, w)?,
+            expression: get(&r, 7, w)?,
+            opclass: get(&r, 8, w)?,
+            method: get(&r, 9, w)?,
         });
     }
     for r in query(client, FOREIGN_KEYS, schema, "foreign keys").await? {

@@ -251,6 +251,9 @@ pub fn catalog_rows(objects: ObjectFacts, columns: ColumnFacts) -> Result<Catalo
                 column: Some((*column).to_owned()),
                 descending: c.descending,
                 included: c.included,
+                expression: None,
+                opclass: None,
+                method: None,
             });
         }
     }
@@ -573,7 +576,10 @@ mod tests {
         assert_eq!(lines.unique_constraints, vec![Key { name: "uq_lines".into(), columns: vec!["qty".into()] }]);
         let indexes: Vec<&str> = lines.indexes.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(indexes, ["ix_a", "ix_b"], "disabled and hypothetical indexes left out");
-        assert_eq!(lines.indexes[1].columns, vec![IndexColumn { name: "qty".into(), descending: true }]);
+        assert_eq!(
+            lines.indexes[1].columns,
+            vec![IndexColumn { name: "qty".into(), descending: true, ..IndexColumn::default() }]
+        );
         assert_eq!(lines.indexes[1].included, vec!["note".to_owned()]);
         assert_eq!(lines.indexes[1].filter.as_deref(), Some("([qty]>(0))"));
         assert_eq!(lines.foreign_keys.len(), 1, "the disabled key and the one to a hidden table are left out");
