@@ -35,8 +35,22 @@ pub trait Prompter {
     fn say(&mut self, text: &str);
     /// One answer; `None` when the input has ended.
     fn line(&mut self, prompt: &str) -> Option<String>;
-    /// One answer that is never shown, not even as typed.
+    /// One answer that is never shown as typed (masked on a terminal).
     fn secret(&mut self, prompt: &str) -> Option<String>;
+    /// Whether choices are picked from menus ([`Prompter::select`],
+    /// [`Prompter::select_many`]) rather than typed as lines.
+    fn has_menus(&self) -> bool {
+        false
+    }
+    /// One of `choices`, the cursor starting at `default`; `None` when the
+    /// input has ended or was cancelled.
+    fn select(&mut self, _question: &str, _choices: &[String], _default: usize) -> Option<usize> {
+        None
+    }
+    /// Any of `choices`, with `selected` ticked at the start.
+    fn select_many(&mut self, _question: &str, _choices: &[String], _selected: &[usize]) -> Option<Vec<usize>> {
+        None
+    }
 }
 
 /// What the wizard asks of the servers.
@@ -123,6 +137,12 @@ impl<P: Prompter, S: Servers> Wizard<'_, P, S> {
         choices: &[&'static str],
         default: &str,
     ) -> Result<&'static str, InputEnded> {
+        if self.prompter.has_menus() {
+            let options: Vec<String> = choices.iter().map(|c| (*c).to_owned()).collect();
+            let start = choices.iter().position(|c| *c == default).unwrap_or(0);
+            let picked = self.prompter.select(question, &options, start).ok_or(InputEnded)?;
+            return choices.get(picked).copied().ok_or(InputEnded);
+        }
         let list = choices.join(", ");
         self.ask(&format!("{question} ({list})"), Some(default), |a| {
             choices.iter().copied().find(|c| c.eq_ignore_ascii_case(a)).ok_or_else(|| format!("choose one of: {list}"))
@@ -261,6 +281,9 @@ impl<P: Prompter, S: Servers> Wizard<'_, P, S> {
             schemas.first().map_or_else(|| source.schema.clone(), |(s, _)| (*s).to_owned())
         };
         let known: Vec<&str> = schemas.iter().map(|(s, _)| *s).collect();
+        if self.prompter.has_menus() && !known.is_empty() {
+            return self.select_tables(&schemas, &default, tables);
+        }
         let schema = self.ask("Source schema", Some(&default), |a| {
             if a.is_empty() {
                 Err("an answer is needed".into())
@@ -304,6 +327,40 @@ impl<P: Prompter, S: Servers> Wizard<'_, P, S> {
             },
         )?;
         Ok((schema, include))
+    }
+
+    /// [`Wizard::selection`] from menus: the schema by arrow keys, then its
+    /// tables ticked (all at first); every table ticked is written as "all",
+    /// so tables added later are migrated too.
+    fn select_tables(
+        &mut self,
+        schemas: &[(&str, usize)],
+        default: &str,
+        tables: &[TableName],
+    ) -> Result<(String, Vec<String>), InputEnded> {
+        let options: Vec<String> = schemas.iter().map(|(s, n)| format!("{s} ({n} tables)")).collect();
+        let start = schemas.iter().position(|(s, _)| *s == default).unwrap_or(0);
+        let picked = self.prompter.select("Source schema", &options, start).ok_or(InputEnded)?;
+        let schema = schemas.get(picked).map(|(s, _)| (*s).to_owned()).ok_or(InputEnded)?;
+        let in_schema: Vec<&TableName> = tables.iter().filter(|t| t.schema == schema).collect();
+        let options: Vec<String> =
+            in_schema.iter().map(|t| format!("{}  (~{} rows)", t.name, t.estimated_rows)).collect();
+        let all: Vec<usize> = (0..options.len()).collect();
+        loop {
+            let chosen = self
+                .prompter
+                .select_many("Tables to migrate (space ticks, → all, ← none, type to filter)", &options, &all)
+                .ok_or(InputEnded)?;
+            if chosen.is_empty() {
+                self.prompter.say("  tick at least one table\n");
+                continue;
+            }
+            if chosen.len() == options.len() {
+                return Ok((schema, Vec::new()));
+            }
+            let names = chosen.iter().filter_map(|&i| in_schema.get(i)).map(|t| t.name.clone()).collect();
+            return Ok((schema, names));
+        }
     }
 
     fn target(&mut self, source: &SourceConfig) -> Result<TargetConfig, InputEnded> {
@@ -477,16 +534,36 @@ pub fn render(a: &Answers) -> String {
     y
 }
 
-/// Stdin and stderr. On a terminal, passwords are read with echo off.
+/// Stdin and stderr. On a terminal (both), inquire's prompts: menus with
+/// arrow keys, masked passwords, line editing; piped input is read a line
+/// per answer, so scripts can drive the wizard.
 pub struct Console {
     input: std::io::StdinLock<'static>,
+    terminal: bool,
 }
 
 impl Console {
     pub fn new() -> Console {
-        Console { input: std::io::stdin().lock() }
+        let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+        Console { input: std::io::stdin().lock(), terminal }
     }
 }
+
+/// An answer from inquire; Esc and Ctrl-C end the wizard as the end of
+/// input would.
+fn answered<T>(result: Result<T, inquire::InquireError>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(inquire::InquireError::OperationCanceled | inquire::InquireError::OperationInterrupted) => None,
+        Err(e) => {
+            output::print_err(&format!("cannot read the answer: {e}\n"));
+            None
+        }
+    }
+}
+
+/// Menus show this many rows; databases have hundreds of tables.
+const MENU_ROWS: usize = 15;
 
 impl Console {
     /// One line of stdin; `None` at its end.
@@ -505,45 +582,42 @@ impl Prompter for Console {
     }
 
     fn line(&mut self, prompt: &str) -> Option<String> {
+        if self.terminal {
+            return answered(inquire::Text::new(prompt.trim_end()).prompt());
+        }
         output::print_err(prompt);
         self.read_line()
     }
 
     fn secret(&mut self, prompt: &str) -> Option<String> {
+        if self.terminal {
+            return answered(
+                inquire::Password::new(prompt.trim_end())
+                    .with_display_mode(inquire::PasswordDisplayMode::Masked)
+                    .without_confirmation()
+                    .prompt(),
+            );
+        }
+        // Piped input is not echoed by anyone.
         output::print_err(prompt);
-        if std::io::stdin().is_terminal() {
-            let answer = read_hidden();
-            output::print_err("\n");
-            answer
-        } else {
-            // Piped input is not echoed by anyone.
-            self.read_line()
-        }
+        self.read_line()
     }
-}
 
-/// Reads a line from the terminal in raw mode, so nothing is echoed.
-fn read_hidden() -> Option<String> {
-    use crossterm::event::{Event, KeyCode, KeyEventKind, KeyModifiers, read};
-    crossterm::terminal::enable_raw_mode().ok()?;
-    let mut text = String::new();
-    let outcome = loop {
-        match read() {
-            Ok(Event::Key(key)) if key.kind != KeyEventKind::Release => match key.code {
-                KeyCode::Enter => break Some(std::mem::take(&mut text)),
-                KeyCode::Backspace => {
-                    text.pop();
-                }
-                KeyCode::Char('c' | 'd') if key.modifiers.contains(KeyModifiers::CONTROL) => break None,
-                KeyCode::Char(c) => text.push(c),
-                _ => {}
-            },
-            Ok(_) => {}
-            Err(_) => break None,
-        }
-    };
-    let _ = crossterm::terminal::disable_raw_mode();
-    outcome
+    fn has_menus(&self) -> bool {
+        self.terminal
+    }
+
+    fn select(&mut self, question: &str, choices: &[String], default: usize) -> Option<usize> {
+        let menu =
+            inquire::Select::new(question, choices.to_vec()).with_starting_cursor(default).with_page_size(MENU_ROWS);
+        answered(menu.raw_prompt()).map(|picked| picked.index)
+    }
+
+    fn select_many(&mut self, question: &str, choices: &[String], selected: &[usize]) -> Option<Vec<usize>> {
+        let menu =
+            inquire::MultiSelect::new(question, choices.to_vec()).with_default(selected).with_page_size(MENU_ROWS);
+        answered(menu.raw_prompt()).map(|picked| picked.into_iter().map(|p| p.index).collect())
+    }
 }
 
 /// The real servers, through the library.
@@ -784,6 +858,74 @@ mod tests {
         assert!(result.is_ok());
         assert!(script.shown.contains("failed: cannot connect to the source server at db:1433/Sales: login failed"));
         assert_eq!(script.shown.matches("Testing the source connection").count(), 2);
+    }
+
+    /// A terminal's prompter: typed answers from `lines`, menu picks from `picks`.
+    struct Menus {
+        lines: Script,
+        picks: VecDeque<Vec<usize>>,
+        /// Each menu's question, choices and preselection, in order.
+        offered: Vec<(String, Vec<String>, Vec<usize>)>,
+    }
+
+    impl Prompter for Menus {
+        fn say(&mut self, text: &str) {
+            self.lines.say(text);
+        }
+        fn line(&mut self, prompt: &str) -> Option<String> {
+            self.lines.line(prompt)
+        }
+        fn secret(&mut self, prompt: &str) -> Option<String> {
+            self.lines.secret(prompt)
+        }
+        fn has_menus(&self) -> bool {
+            true
+        }
+        fn select(&mut self, question: &str, choices: &[String], default: usize) -> Option<usize> {
+            self.offered.push((question.to_owned(), choices.to_vec(), vec![default]));
+            self.picks.pop_front().and_then(|p| p.first().copied())
+        }
+        fn select_many(&mut self, question: &str, choices: &[String], selected: &[usize]) -> Option<Vec<usize>> {
+            self.offered.push((question.to_owned(), choices.to_vec(), selected.to_vec()));
+            self.picks.pop_front()
+        }
+    }
+
+    fn drive_menus(tables: Vec<usize>) -> (Answers, Menus) {
+        let lines: Vec<&'static str> = [
+            &["db.example", "", "Sales", "etl", "pw", "", "yes"][..],
+            &["", "", "warehouse", "loader", "t-secret", "sales"],
+        ]
+        .concat();
+        // Source type mssql, schema dbo, the tables, SSL disable, passwords inline, truncate.
+        let picks = [vec![0], vec![0], tables, vec![0], vec![1], vec![1]];
+        let mut menus = Menus { lines: Script::new(&lines), picks: picks.into_iter().collect(), offered: Vec::new() };
+        let mut fake = Fake { source_failures: 0 };
+        let answers = Wizard { prompter: &mut menus, servers: &mut fake, advanced: false }.run().unwrap();
+        (answers, menus)
+    }
+
+    #[test]
+    fn on_a_terminal_choices_come_from_menus_and_tables_are_ticked() {
+        let (a, menus) = drive_menus(vec![1]);
+        assert_eq!(a.source.kind, SourceKind::Mssql);
+        assert_eq!((a.source.schema.as_str(), a.include_tables.clone()), ("dbo", vec!["Sales_2024".to_owned()]));
+        assert_eq!(a.target.tls.ssl_mode, SslMode::Disable);
+        assert_eq!((a.passwords, a.target_mode), (PasswordStyle::Inline, "truncate"));
+        let offered: Vec<(&str, Vec<&str>, Vec<usize>)> = menus
+            .offered
+            .iter()
+            .map(|(q, c, d)| (q.split(':').next().unwrap(), c.iter().map(String::as_str).collect(), d.clone()))
+            .collect();
+        assert_eq!(offered[0], ("Source type", vec!["mssql", "postgres"], vec![0]));
+        assert_eq!(offered[1], ("Source schema", vec!["dbo (2 tables)", "hr (1 tables)"], vec![0]));
+        assert_eq!(offered[2].1, ["Orders  (~10 rows)", "Sales_2024  (~10 rows)"]);
+        assert_eq!(offered[2].2, [0, 1], "every table is ticked at first");
+        assert_eq!(offered[3], ("SSL mode", vec!["disable", "prefer", "require", "verify-full"], vec![1]), "prefer");
+        assert_eq!(menus.lines.secrets_asked, 2);
+
+        let (a, _) = drive_menus(vec![0, 1]);
+        assert!(a.include_tables.is_empty(), "every table ticked is written as all");
     }
 
     #[test]

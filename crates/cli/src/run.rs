@@ -136,7 +136,11 @@ pub fn execute(
     })?;
     let document = output::run_document(command, &report);
     if !cli.output_json {
-        print_summary(&report);
+        match cli.log_format {
+            crate::LogFormat::Text => print_summary(&report),
+            // `2>&1 | jq` (the guide's recipe) must see nothing but records.
+            crate::LogFormat::Json => log_summary(&report),
+        }
     }
     if report.is_success() {
         if cli.output_json {
@@ -158,6 +162,36 @@ pub fn execute(
         }
         Err(CliError::new(Exit::Transfer, message).with_document(document))
     }
+}
+
+/// [`print_summary`] as log records, for `--log-format json`.
+fn log_summary(report: &RunReport) {
+    for t in &report.tables {
+        tracing::info!(
+            table = %t.source,
+            target = %t.target,
+            rows = t.rows,
+            rows_per_second = t.rows_per_second,
+            mb_per_second = t.mb_per_second,
+            status = ?t.status,
+            error = t.error.as_deref(),
+            "table summary"
+        );
+    }
+    for n in report.notes() {
+        tracing::info!(table = %n.table, column = n.column.as_deref(), verdict = ?n.verdict, "note: {}", n.message);
+    }
+    for e in &report.finalization_errors {
+        tracing::error!("finalization error: {e}");
+    }
+    tracing::info!(
+        rows = report.rows,
+        bytes = report.bytes,
+        seconds = report.seconds,
+        rows_per_second = report.rows_per_second,
+        mb_per_second = report.mb_per_second,
+        "run summary"
+    );
 }
 
 fn print_summary(report: &RunReport) {

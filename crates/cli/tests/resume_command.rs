@@ -195,7 +195,9 @@ async fn damaged_state_files_and_changed_configs_are_refused_with_exit_6() {
     std::fs::write(&s.config, yaml).unwrap();
     let (code, _, stderr) = s.finish(Some(&state_file), &["resume"]);
     assert_eq!(code, 6, "{stderr}");
-    assert!(stderr.contains("config hash mismatch") && stderr.contains("migration.target_mode"), "{stderr}");
+    // The guide's troubleshooting text, verbatim.
+    assert!(stderr.contains("Config hash mismatch - cannot resume with different configuration"), "{stderr}");
+    assert!(stderr.contains("migration.target_mode"), "{stderr}");
 
     let missing = s.dir.path().join("none.state");
     let (code, _, stderr) = s.finish(Some(&missing), &["resume"]);

@@ -151,7 +151,7 @@ fn begin_state(
                 format!("changed: {}", changed.join(", "))
             };
             return Err(TransferError::State(format!(
-                "config hash mismatch - cannot resume run {} with a different configuration ({what}); \
+                "Config hash mismatch - cannot resume with different configuration (run {}, {what}); \
                  restore the original configuration, or start a new migration with `run`",
                 state.run_id
             )));
