@@ -21,12 +21,16 @@
 //!   the Babelfish TDS server) against `freebcp out`; with `--mode upsert`,
 //!   syncs into the copy (first, after 1% changed, nothing changed) against
 //!   a full load; see docs/BENCHMARKS.md.
+//! - `airflow-it`: the guide's Airflow DAG run by Airflow (see `airflow.rs`).
+//! - `k8s-validate`: the Kubernetes manifests of docs/examples checked
+//!   against Kubernetes' schemas (see `k8s.rs`).
 
 mod airflow;
 mod bench;
 mod bench_mssql;
 mod bench_upsert;
 mod gendata;
+mod k8s;
 mod sodata;
 mod tds;
 
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("mssql-it") => mssql_it(&args[1..]),
         Some("airflow-it") => airflow::airflow_it(),
+        Some("k8s-validate") => k8s::k8s_validate(),
         Some("docs") => docs(),
         Some("gen-data") => gen_data(&args[1..]),
         Some("bench") => bench::BenchArgs::parse(&args[1..]).and_then(|a| bench::bench(&a)),
@@ -50,6 +55,7 @@ fn main() -> ExitCode {
                  cargo xtask gen-data --scale S --target postgresql://USER:PASSWORD@HOST:PORT/DB|mssql://USER:PASSWORD@HOST:PORT/DB [--schema NAME] [--tsql PATH]\n       \
                  cargo xtask bench [--scale S] [--runs N] [--source pg|mssql] [--mode full|upsert]\n       \
                  cargo xtask airflow-it\n       \
+                 cargo xtask k8s-validate\n       \
                  cargo xtask docs"
             );
             Ok(())
