@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use mssql_pg_migrate::transfer::deep::{DeepOptions, DeepReport, DifferenceKind};
 use mssql_pg_migrate::transfer::dry_run::{Chunking, DryRunPlan};
 use mssql_pg_migrate::transfer::health::{Check, EndpointHealth};
 use mssql_pg_migrate::transfer::{
@@ -11,7 +12,7 @@ use mssql_pg_migrate::transfer::{
 };
 
 use crate::exit::{CliError, Exit};
-use crate::{Cli, RunArgs, load_config, output};
+use crate::{Cli, RunArgs, ValidateArgs, load_config, output};
 
 fn state_location(cli: &Cli) -> StateLocation {
     match &cli.state_file {
@@ -46,8 +47,25 @@ pub fn health_check(cli: &Cli) -> Result<(), CliError> {
     finish(cli, document, error)
 }
 
-pub fn validate(cli: &Cli) -> Result<(), CliError> {
+pub fn validate(cli: &Cli, args: &ValidateArgs) -> Result<(), CliError> {
     let config = load_config(cli)?;
+    if args.deep {
+        let options = DeepOptions { max_samples: args.show, ..DeepOptions::default() };
+        let report = crate::block_on(transfer::validate_deep(&config, &options))??;
+        let status = if report.is_success() { "success" } else { "mismatch" };
+        let document = output::document("validate", status, &report);
+        if !cli.output_json {
+            output::print_text(&deep_text(&report));
+        }
+        let error = (!report.is_success()).then(|| {
+            let names: Vec<&str> = report.mismatches().map(|t| t.source.as_str()).collect();
+            CliError::new(
+                Exit::Validation,
+                format!("values differ in {} table(s): {}", report.mismatched, names.join(", ")),
+            )
+        });
+        return finish(cli, document, error);
+    }
     let report = crate::block_on(transfer::validate(&config, &ValidateOptions::default()))??;
     let status = if report.is_success() { "success" } else { "mismatch" };
     let document = output::document("validate", status, &report);
@@ -149,6 +167,36 @@ fn validation_text(report: &ValidationReport) -> String {
         let _ = writeln!(text, "{:<40} {:>14} {:>14}  {result}", t.source, t.source_rows, target);
     }
     let _ = writeln!(text, "{} table(s) match, {} differ", report.matched, report.mismatched);
+    text
+}
+
+fn deep_text(report: &DeepReport) -> String {
+    let mut text = String::new();
+    let _ = writeln!(text, "{:<40} {:>12} {:>9} {:>9} {:>9}  result", "table", "rows", "missing", "extra", "different");
+    for t in &report.tables {
+        let result = if t.matches() { "ok" } else { "DIFFERS" };
+        let _ = writeln!(
+            text,
+            "{:<40} {:>12} {:>9} {:>9} {:>9}  {result}",
+            t.source, t.rows_compared, t.missing, t.extra, t.different
+        );
+        if let Some(e) = &t.error {
+            let _ = writeln!(text, "    not compared: {e}");
+        }
+        for row in &t.samples {
+            let kind = match row.kind {
+                DifferenceKind::Missing => "missing in the target",
+                DifferenceKind::Extra => "extra in the target",
+                DifferenceKind::Different => "different",
+            };
+            let _ = writeln!(text, "    key ({}): {kind}", row.key.join(", "));
+            let shown = |v: &Option<String>| v.as_ref().map_or_else(|| "NULL".to_owned(), |v| format!("{v:?}"));
+            for c in &row.columns {
+                let _ = writeln!(text, "      {}: source {} target {}", c.column, shown(&c.source), shown(&c.target));
+            }
+        }
+    }
+    let _ = writeln!(text, "{} table(s) match value for value, {} differ", report.matched, report.mismatched);
     text
 }
 

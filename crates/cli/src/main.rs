@@ -81,9 +81,9 @@ enum Command {
     /// or the target database without one); the configuration must not
     /// have changed
     Resume,
-    /// Compare row counts per table between source and target (exit 4 when
-    /// any differ)
-    Validate,
+    /// Compare row counts per table between source and target, or with
+    /// --deep every value of every row (exit 4 when any differ)
+    Validate(ValidateArgs),
     /// Connect to both servers: versions, latency, TLS, and the permissions
     /// the run needs (exit 2 when a server is unreachable, 1 when a
     /// permission is missing)
@@ -126,6 +126,18 @@ struct RunArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct ValidateArgs {
+    /// Compare every value of every row, naming each differing row by its
+    /// key with the columns and both values (keyless tables: counts of
+    /// differing rows)
+    #[arg(long)]
+    deep: bool,
+    /// Differing rows shown per table with --deep (all are counted)
+    #[arg(long, value_name = "N", default_value_t = 10, requires = "deep")]
+    show: usize,
+}
+
+#[derive(Debug, clap::Args)]
 struct TuiArgs {
     /// Continue the saved run instead of starting a new one
     #[arg(long)]
@@ -153,7 +165,7 @@ fn main() -> ExitCode {
         Command::Config => show_config(&cli),
         Command::Run(ref args) => run::run(&cli, args),
         Command::Resume => run::resume(&cli),
-        Command::Validate => inspect::validate(&cli),
+        Command::Validate(ref args) => inspect::validate(&cli, args),
         Command::HealthCheck => inspect::health_check(&cli),
         Command::Init(ref args) => init::init(args).map(|_| ()),
         Command::Demo(ref args) => demo::demo(&cli, args),
@@ -195,7 +207,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Config => "config",
         Command::Run(_) => "run",
         Command::Resume => "resume",
-        Command::Validate => "validate",
+        Command::Validate(_) => "validate",
         Command::HealthCheck => "health-check",
         Command::Init(_) => "init",
         Command::Demo(_) => "demo",

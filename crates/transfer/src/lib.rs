@@ -38,6 +38,7 @@
 
 mod connect;
 pub mod copy;
+pub mod deep;
 pub mod dry_run;
 pub mod engine;
 pub mod error;
@@ -61,6 +62,7 @@ pub mod tuning;
 pub mod validate;
 
 pub use connect::target_endpoint;
+pub use deep::{DeepOptions, DeepReport, validate_deep};
 pub use dry_run::{DryRunOptions, DryRunPlan, dry_run};
 pub use engine::{RunOptions, run};
 pub use error::{ErrorKind, Side, TransferError, Transience};

@@ -1,0 +1,135 @@
+//! `validate --deep` through the real binary: a clean copy of the edge-case
+//! fixture matches value for value; single corruptions injected into the
+//! target are each found, with the row's key, the column and both values.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is the failure report.
+
+mod common;
+
+use common::assert_matches_schema;
+use common::pair::setup;
+use serde_json::Value;
+
+fn table<'a>(report: &'a Value, source: &str) -> &'a Value {
+    report["tables"].as_array().unwrap().iter().find(|t| t["source"] == source).unwrap_or_else(|| panic!("{source}"))
+}
+
+/// The sample of `source`'s table with this kind and key.
+fn sample<'a>(report: &'a Value, source: &str, kind: &str, key: &[&str]) -> &'a Value {
+    let t = table(report, source);
+    t["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == kind && s["key"] == serde_json::json!(key))
+        .unwrap_or_else(|| panic!("no {kind} row {key:?} in {source}: {t:#}"))
+}
+
+/// (source, target) of `column` in the sample.
+fn values(sample: &Value, column: &str) -> (Value, Value) {
+    let c = sample["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["column"] == column)
+        .unwrap_or_else(|| panic!("column {column} not reported: {sample:#}"));
+    (c["source"].clone(), c["target"].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_copy_matches_and_each_injected_corruption_is_named() {
+    let s = setup("target_mode: drop_recreate").await;
+    let (code, _, stderr) = s.finish(None, &["run"]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let (code, stdout, stderr) = s.finish(None, &["--output-json", "validate", "--deep"]);
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    assert_matches_schema("output.schema.json", &doc);
+    let report = &doc["report"];
+    assert_eq!(report["mismatched"], 0, "{report:#}");
+    let source = s.source.connect("src").await.unwrap();
+    for t in report["tables"].as_array().unwrap() {
+        let name = t["source"].as_str().unwrap().strip_prefix("src.").unwrap();
+        let sql = format!("SELECT count(*) FROM src.\"{}\"", name.replace('"', "\"\""));
+        let count: i64 = source.query_one(&sql, &[]).await.unwrap().get(0);
+        assert_eq!(t["rows_compared"], count, "every row compared: {t}");
+    }
+    assert_eq!(table(report, "src.no_key")["keyed"], false);
+
+    let target = s.target.connect("dst").await.unwrap();
+    target
+        .batch_execute(
+            r#"
+            UPDATE copy."Every Type" SET i4 = 1, ts = ts + interval '1 microsecond' WHERE id = 4;
+            UPDATE copy."Every Type" SET n = n + 0.0000000001, d = 2, dt = dt + 1 WHERE id = 5;
+            UPDATE copy."Every Type" SET t = left(t, 10), vc = 'x ', by = '\x00ff11' WHERE id = 3;
+            UPDATE copy."Every Type" SET b = true, u = '00000000-0000-0000-0000-000000000001', x = '<b/>' WHERE id = 2;
+            UPDATE copy."Every Type" SET vc = '' WHERE id = 1;
+            DELETE FROM copy.skewed WHERE id = 1000000000000;
+            INSERT INTO copy.skewed VALUES (-6, 'extra');
+            INSERT INTO copy.no_key VALUES (3, 'dup');
+            UPDATE copy.composite SET v = v + 1 WHERE region = 'r1' AND seq = 1;
+            DELETE FROM copy.by_uuid WHERE id = md5('7')::uuid;
+            UPDATE copy.by_text SET v = -1 WHERE k = md5('3') || 'Z';
+            "#,
+        )
+        .await
+        .unwrap();
+
+    let (code, stdout, stderr) = s.finish(None, &["--output-json", "validate", "--deep"]);
+    assert_eq!(code, 4, "{stderr}\n{stdout}");
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    assert_matches_schema("output.schema.json", &doc);
+    assert_eq!(doc["status"], "mismatch");
+    assert_eq!(doc["error"]["exit_code"], 4);
+    let report = &doc["report"];
+
+    let every = "src.Every Type";
+    assert_eq!(table(report, every)["different"], 5);
+    let row4 = sample(report, every, "different", &["4"]);
+    assert_eq!(values(row4, "i4"), (Value::from("0"), Value::from("1")));
+    assert_eq!(values(row4, "ts"), (Value::from("2000-01-01 00:00:00"), Value::from("2000-01-01 00:00:00.000001")));
+    assert_eq!(row4["columns"].as_array().unwrap().len(), 2, "only the changed columns: {row4}");
+    let row5 = sample(report, every, "different", &["5"]);
+    assert_eq!(values(row5, "n"), (Value::from("0.0000000001"), Value::from("0.0000000002")));
+    assert_eq!(values(row5, "d"), (Value::from("-0"), Value::from("2")));
+    assert_eq!(values(row5, "dt"), (Value::from("1969-07-20"), Value::from("1969-07-21")));
+    let row3 = sample(report, every, "different", &["3"]);
+    assert_eq!(values(row3, "vc"), (Value::from("x"), Value::from("x ")), "a trailing space");
+    assert_eq!(values(row3, "t").1, Value::from("tab\there\nn"), "a truncated string");
+    assert_eq!(values(row3, "by"), (Value::from("\\x00ff10"), Value::from("\\x00ff11")));
+    let row2 = sample(report, every, "different", &["2"]);
+    assert_eq!(values(row2, "b"), (Value::from("false"), Value::from("true")));
+    assert_eq!(values(row2, "u").1, Value::from("00000000-0000-0000-0000-000000000001"));
+    assert_eq!(values(row2, "x"), (Value::from("<a/>"), Value::from("<b/>")));
+    let row1 = sample(report, every, "different", &["1"]);
+    assert_eq!(values(row1, "vc"), (Value::Null, Value::from("")), "NULL turned into an empty string");
+
+    let skewed = table(report, "src.skewed");
+    assert_eq!((skewed["missing"].clone(), skewed["extra"].clone()), (Value::from(1), Value::from(1)));
+    sample(report, "src.skewed", "missing", &["1000000000000"]);
+    sample(report, "src.skewed", "extra", &["-6"]);
+
+    let no_key = table(report, "src.no_key");
+    assert_eq!((no_key["missing"].clone(), no_key["extra"].clone()), (Value::from(0), Value::from(1)), "{no_key}");
+
+    let composite = sample(report, "src.composite", "different", &["r1", "1"]);
+    assert_eq!(values(composite, "v"), (Value::from("3"), Value::from("4")));
+    let uuid: String = source.query_one("SELECT md5('7')::uuid::text", &[]).await.unwrap().get(0);
+    sample(report, "src.by_uuid", "missing", &[&uuid]);
+    let text_key: String = source.query_one("SELECT md5('3') || 'Z'", &[]).await.unwrap().get(0);
+    assert_eq!(values(sample(report, "src.by_text", "different", &[&text_key]), "v").1, Value::from("-1"));
+
+    for untouched in ["src.user", "src.one_row", "src.empty_table", "src.Order \"Lines\"", "src.ca", "src.cb"] {
+        assert_eq!(table(report, untouched)["different"], 0, "{untouched}");
+        assert!(table(report, untouched)["samples"].as_array().unwrap().is_empty(), "{untouched}");
+    }
+    assert_eq!(report["mismatched"], 6, "the six tables changed, no other: {report:#}");
+
+    // The human report names the same.
+    let (code, text, _) = s.finish(None, &["validate", "--deep"]);
+    assert_eq!(code, 4);
+    assert!(text.contains("key (1000000000000): missing in the target"), "{text}");
+    assert!(text.contains("vc: source NULL target \"\""), "{text}");
+}

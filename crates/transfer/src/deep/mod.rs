@@ -1,0 +1,554 @@
+//! `validate --deep`: every value of every row compared between source
+//! and target, proving the copy exact or naming each difference (the
+//! row's key, the columns, both values).
+//!
+//! Tables with a key are compared in chunks of the source's key order: a
+//! chunk's rows are read from the source through the same reader (and
+//! value converter) a run uses, its keys are sent to a temporary table on
+//! the target, and the target's rows with those keys come back through
+//! `COPY … TO STDOUT (FORMAT binary)`. Both sides are then in PostgreSQL's
+//! binary send form, compared per column after [`compare::canonical`]. Once
+//! every chunk is done, target rows whose key no chunk had are the extra
+//! ones. Matching by key set rather than by key range keeps SQL Server's
+//! collations and uniqueidentifier order out of it. Keyless tables are
+//! compared as multisets of row hashes (counts only: there is no key to
+//! name a row by).
+//!
+//! Rows cross the network once from each side (values are compared in the
+//! tool, where the type conversions live); a source being written to while
+//! it is compared shows those writes as differences.
+
+pub mod compare;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt, pin_mut};
+use mssql_pg_migrate_config::Config;
+use mssql_pg_migrate_schema::ddl;
+use mssql_pg_migrate_schema::ident::quote_pg;
+use mssql_pg_migrate_schema::target::TargetTable;
+use mssql_pg_migrate_typemap::PgType;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+
+use self::compare::{RowFields, RowSplitter, differing_columns, key_of, row_bytes, split_rows};
+use crate::connect::{SourceJob, target_endpoint, with_source};
+use crate::copy::CopyEncoder;
+use crate::engine::read_selected_tables;
+use crate::error::{Side, TransferError};
+use crate::planning::plan_targets;
+use crate::pool::PgPool;
+use crate::source::{PieceSink, ReadSpec, Source};
+
+/// Rows per chunk: both sides of a chunk are held in memory while compared.
+const CHUNK_ROWS: u64 = 10_000;
+/// Bytes per piece the source reader hands over.
+const PIECE_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Clone)]
+pub struct DeepOptions {
+    pub source_schema: Option<String>,
+    pub target_schema: Option<String>,
+    /// Differing rows shown per table (all are counted).
+    pub max_samples: usize,
+}
+
+impl Default for DeepOptions {
+    fn default() -> Self {
+        DeepOptions { source_schema: None, target_schema: None, max_samples: 10 }
+    }
+}
+
+/// One column in which a row differs, with both values as PostgreSQL
+/// renders them in the target's type (`None` for NULL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ColumnDifference {
+    pub column: String,
+    pub source: Option<String>,
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DifferenceKind {
+    /// In the source, not in the target.
+    Missing,
+    /// In the target, not in the source.
+    Extra,
+    /// In both, with other values.
+    Different,
+}
+
+/// One differing row, named by its key (each key column as text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowDifference {
+    pub kind: DifferenceKind,
+    pub key: Vec<String>,
+    pub columns: Vec<ColumnDifference>,
+}
+
+/// One table's comparison.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DeepTable {
+    /// `schema.table` in the source and in the target.
+    pub source: String,
+    pub target: String,
+    /// Whether rows were matched by key (else as a multiset).
+    pub keyed: bool,
+    pub rows_compared: u64,
+    pub chunks: u64,
+    pub missing: u64,
+    pub extra: u64,
+    pub different: u64,
+    /// The first differing rows (keyed tables only).
+    pub samples: Vec<RowDifference>,
+    /// Why the table could not be compared (it is counted as differing).
+    pub error: Option<String>,
+}
+
+impl DeepTable {
+    pub fn matches(&self) -> bool {
+        self.error.is_none() && self.missing == 0 && self.extra == 0 && self.different == 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeepReport {
+    /// Always `true`: tells this report from the count-only one.
+    pub deep: bool,
+    pub tables: Vec<DeepTable>,
+    pub matched: usize,
+    pub mismatched: usize,
+}
+
+impl DeepReport {
+    fn new(tables: Vec<DeepTable>) -> DeepReport {
+        let matched = tables.iter().filter(|t| t.matches()).count();
+        DeepReport { deep: true, mismatched: tables.len() - matched, matched, tables }
+    }
+
+    pub fn is_success(&self) -> bool {
+        self.mismatched == 0
+    }
+
+    pub fn mismatches(&self) -> impl Iterator<Item = &DeepTable> {
+        self.tables.iter().filter(|t| !t.matches())
+    }
+}
+
+/// Compares every selected table value by value.
+///
+/// # Errors
+/// A server that cannot be reached. A table that cannot be compared (a
+/// missing target table, a failed query) is reported as differing.
+pub async fn validate_deep(config: &Config, options: &DeepOptions) -> Result<DeepReport, TransferError> {
+    let target = PgPool::new(&target_endpoint(&config.target), Side::Target, 2)?;
+    with_source(&config.source, 2, DeepJob { config, options, target }).await
+}
+
+struct DeepJob<'a> {
+    config: &'a Config,
+    options: &'a DeepOptions,
+    target: PgPool,
+}
+
+impl SourceJob for DeepJob<'_> {
+    type Output = DeepReport;
+
+    async fn call<S: Source>(self, source: Arc<S>) -> Result<DeepReport, TransferError> {
+        let m = &self.config.migration;
+        let source_schema = self.options.source_schema.clone().unwrap_or_else(|| self.config.source.schema.clone());
+        let target_schema = self.options.target_schema.clone().unwrap_or_else(|| self.config.target.schema.clone());
+        let tables = read_selected_tables(source.as_ref(), &source_schema, m).await?;
+        let plan = plan_targets(tables, m, &target_schema, source.dialect())?;
+        let mut client = self.target.get(Side::Target).await?;
+        // The report's values are rendered on a second session, beside the
+        // first one's transactions.
+        let render_client = self.target.get(Side::Target).await?;
+        let mut reports = Vec::with_capacity(plan.tables.len());
+        for (table, target) in &plan.tables {
+            let spec = ReadSpec::new(table, target);
+            let mut report = DeepTable {
+                source: spec.label.clone(),
+                target: format!("{}.{}", target.schema, target.name),
+                keyed: !spec.key.is_empty(),
+                ..DeepTable::default()
+            };
+            let compared = if report.keyed {
+                let renderer = Renderer::new(&render_client, target).await;
+                match renderer {
+                    Ok(mut renderer) => {
+                        compare_keyed(
+                            source.as_ref(),
+                            &mut client,
+                            &spec,
+                            target,
+                            self.options,
+                            &mut renderer,
+                            &mut report,
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e),
+                }
+            } else {
+                compare_multiset(source.as_ref(), &client, &spec, target, &mut report).await
+            };
+            match compared {
+                Ok(()) => {}
+                Err(e @ (TransferError::Connect { .. } | TransferError::Cancelled)) => return Err(e),
+                Err(e) => report.error = Some(e.to_string()),
+            }
+            tracing::info!(
+                table = %report.source,
+                rows = report.rows_compared,
+                missing = report.missing,
+                extra = report.extra,
+                different = report.different,
+                "compared"
+            );
+            reports.push(report);
+        }
+        Ok(DeepReport::new(reports))
+    }
+}
+
+/// The copied columns' target names and types, in COPY order.
+fn columns_of(target: &TargetTable) -> (Vec<String>, Vec<PgType>) {
+    target.copied_columns().map(|c| (c.name.clone(), c.pg_type)).unzip()
+}
+
+/// Reads one page of the source into memory, as binary COPY bytes.
+async fn read_source_page<S: Source>(
+    source: &S,
+    spec: &ReadSpec,
+    after: Option<&S::Key>,
+    limit: Option<u64>,
+) -> Result<(Vec<u8>, crate::source::Page<S::Key>), TransferError> {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(4);
+    let read = async {
+        let mut sink = PieceSink::new(tx, PIECE_BYTES);
+        let page = source.read_page(spec, after, None, limit, &mut sink).await?;
+        sink.finish().await.map_err(|_| TransferError::Cancelled)?;
+        Ok::<_, TransferError>(page)
+    };
+    let collect = async {
+        let mut data = Vec::new();
+        while let Some(piece) = rx.recv().await {
+            data.extend_from_slice(&piece);
+        }
+        data
+    };
+    let (page, data) = tokio::join!(read, collect);
+    Ok((data, page?))
+}
+
+fn target_error(what: &str, target: &TargetTable) -> impl Fn(tokio_postgres::Error) -> TransferError {
+    let context = format!("{what} {}", ddl::table_name(target));
+    move |e| TransferError::pg(Side::Target, context.as_str(), &e)
+}
+
+/// Bytes read to the end of a `COPY … TO STDOUT`.
+async fn copy_out(client: &tokio_postgres::Transaction<'_>, sql: &str) -> Result<Vec<u8>, tokio_postgres::Error> {
+    let stream = client.copy_out(sql).await?;
+    pin_mut!(stream);
+    let mut data = Vec::new();
+    while let Some(piece) = stream.next().await {
+        data.extend_from_slice(&piece?);
+    }
+    Ok(data)
+}
+
+const KEYS_TABLE: &str = "mssql_pg_migrate_deep_keys";
+const SEEN_TABLE: &str = "mssql_pg_migrate_deep_seen";
+
+async fn compare_keyed<S: Source>(
+    source: &S,
+    client: &mut deadpool_postgres::Object,
+    spec: &ReadSpec,
+    target: &TargetTable,
+    options: &DeepOptions,
+    renderer: &mut Renderer<'_>,
+    report: &mut DeepTable,
+) -> Result<(), TransferError> {
+    let (names, types) = columns_of(target);
+    let key_names: Vec<String> = spec.key.iter().filter_map(|&k| names.get(k).cloned()).collect();
+    let key_list = key_names.iter().map(|n| quote_pg(n)).collect::<Vec<_>>().join(", ");
+    let column_list = names.iter().map(|n| format!("t.{}", quote_pg(n))).collect::<Vec<_>>().join(", ");
+    let table = ddl::table_name(target);
+    // Per session and dropped first, so an earlier table's keys never mix in.
+    let setup = format!(
+        "SET client_min_messages = warning;
+         DROP TABLE IF EXISTS pg_temp.{KEYS_TABLE}, pg_temp.{SEEN_TABLE};
+         CREATE TEMP TABLE {KEYS_TABLE} AS SELECT {key_list} FROM {table} WITH NO DATA;
+         CREATE TEMP TABLE {SEEN_TABLE} AS SELECT {key_list} FROM {table} WITH NO DATA;
+         RESET client_min_messages;"
+    );
+    client.batch_execute(&setup).await.map_err(target_error("preparing to compare", target))?;
+    let fetch = format!(
+        "COPY (SELECT {column_list} FROM {table} t JOIN {KEYS_TABLE} USING ({key_list})) TO STDOUT (FORMAT binary)"
+    );
+    let mut after: Option<S::Key> = None;
+    loop {
+        let (data, page) = read_source_page(source, spec, after.as_ref(), Some(CHUNK_ROWS)).await?;
+        let rows = split_rows(&data).map_err(|e| TransferError::Config(format!("{}: {e}", spec.label)))?;
+        if rows.is_empty() {
+            break;
+        }
+        report.chunks += 1;
+        report.rows_compared += rows.len() as u64;
+
+        // The chunk's keys, already in the target's send form, go in by binary COPY.
+        let mut keys = CopyEncoder::with_capacity(rows.len() * 16);
+        for row in &rows {
+            keys.begin_row(u16::try_from(spec.key.len()).unwrap_or(u16::MAX));
+            for &k in &spec.key {
+                match row.get(k).cloned().flatten() {
+                    Some(range) => keys.raw(&data[range]).map_err(|e| TransferError::Config(e.to_string()))?,
+                    None => keys.null(),
+                }
+            }
+        }
+        keys.finish();
+        let tx = client.transaction().await.map_err(target_error("comparing", target))?;
+        tx.batch_execute(&format!("TRUNCATE {KEYS_TABLE}")).await.map_err(target_error("comparing", target))?;
+        let sink = tx
+            .copy_in(&format!("COPY {KEYS_TABLE} FROM STDIN (FORMAT binary)"))
+            .await
+            .map_err(target_error("comparing", target))?;
+        pin_mut!(sink);
+        sink.send(Bytes::from(keys.into_bytes())).await.map_err(target_error("comparing", target))?;
+        sink.as_mut().finish().await.map_err(target_error("comparing", target))?;
+        tx.batch_execute(&format!("INSERT INTO {SEEN_TABLE} SELECT * FROM {KEYS_TABLE}"))
+            .await
+            .map_err(target_error("comparing", target))?;
+        let target_data = copy_out(&tx, &fetch).await.map_err(target_error("reading", target))?;
+        tx.commit().await.map_err(target_error("comparing", target))?;
+        let target_rows =
+            split_rows(&target_data).map_err(|e| TransferError::Config(format!("{}: {e}", report.target)))?;
+        let by_key: HashMap<Vec<u8>, &RowFields> =
+            target_rows.iter().map(|r| (key_of(&target_data, r, &spec.key, &types), r)).collect();
+
+        for row in &rows {
+            let key = key_of(&data, row, &spec.key, &types);
+            let (kind, columns) = match by_key.get(&key) {
+                None => (DifferenceKind::Missing, Vec::new()),
+                Some(theirs) => {
+                    let columns = differing_columns((&data, row), (&target_data, theirs), &types);
+                    if columns.is_empty() {
+                        continue;
+                    }
+                    (DifferenceKind::Different, columns.into_iter().map(|c| (c, Some(*theirs))).collect())
+                }
+            };
+            match kind {
+                DifferenceKind::Missing => report.missing += 1,
+                _ => report.different += 1,
+            }
+            if report.samples.len() < options.max_samples {
+                let mut rendered_key = Vec::with_capacity(spec.key.len());
+                for &k in &spec.key {
+                    rendered_key.push(renderer.render(k, field(&data, row, k)).await?.unwrap_or_default());
+                }
+                let mut differences = Vec::with_capacity(columns.len());
+                for (c, theirs) in columns {
+                    differences.push(ColumnDifference {
+                        column: names.get(c).cloned().unwrap_or_default(),
+                        source: renderer.render(c, field(&data, row, c)).await?,
+                        target: renderer.render(c, theirs.and_then(|t| field(&target_data, t, c))).await?,
+                    });
+                }
+                report.samples.push(RowDifference { kind, key: rendered_key, columns: differences });
+            }
+        }
+        match page.last_key {
+            Some(last) if page.rows >= CHUNK_ROWS => after = Some(last),
+            _ => break,
+        }
+    }
+
+    // What the target has beyond the source's keys.
+    let not_seen = format!(
+        "FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM {SEEN_TABLE} s WHERE {})",
+        key_names.iter().map(|n| format!("s.{q} = t.{q}", q = quote_pg(n))).collect::<Vec<_>>().join(" AND ")
+    );
+    let extra = client
+        .query_one(&format!("SELECT count(*) {not_seen}"), &[])
+        .await
+        .map_err(target_error("looking for extra rows in", target))?;
+    report.extra = u64::try_from(extra.try_get::<_, i64>(0).map_err(target_error("counting", target))?).unwrap_or(0);
+    let room = options.max_samples.saturating_sub(report.samples.len());
+    if report.extra > 0 && room > 0 {
+        let rendered = key_names.iter().map(|n| format!("t.{}::text", quote_pg(n))).collect::<Vec<_>>().join(", ");
+        let order = key_names.iter().map(|n| format!("t.{}", quote_pg(n))).collect::<Vec<_>>().join(", ");
+        let sql = format!("SELECT {rendered} {not_seen} ORDER BY {order} LIMIT {room}");
+        for row in client.query(&sql, &[]).await.map_err(target_error("looking for extra rows in", target))? {
+            let key = (0..key_names.len()).map(|i| row.try_get::<_, String>(i).unwrap_or_default()).collect();
+            report.samples.push(RowDifference { kind: DifferenceKind::Extra, key, columns: Vec::new() });
+        }
+    }
+    client
+        .batch_execute(&format!("DROP TABLE IF EXISTS pg_temp.{KEYS_TABLE}, pg_temp.{SEEN_TABLE}"))
+        .await
+        .map_err(target_error("cleaning up after comparing", target))?;
+    Ok(())
+}
+
+fn field<'a>(data: &'a [u8], row: &RowFields, column: usize) -> Option<&'a [u8]> {
+    row.get(column).cloned().flatten().map(|range| &data[range])
+}
+
+/// Keyless: the multiset of row hashes on each side.
+async fn compare_multiset<S: Source>(
+    source: &S,
+    client: &tokio_postgres::Client,
+    spec: &ReadSpec,
+    target: &TargetTable,
+    report: &mut DeepTable,
+) -> Result<(), TransferError> {
+    let (names, types) = columns_of(target);
+    let mut counts: HashMap<[u8; 16], i64> = HashMap::new();
+    let hash = |data: &[u8], row: &RowFields| -> [u8; 16] {
+        let digest = Sha256::digest(row_bytes(data, row, &types));
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&digest[..16]);
+        out
+    };
+    // The source streams through; only hashes are kept.
+    let (tx, mut rx) = mpsc::channel::<Bytes>(4);
+    let read = async {
+        let mut sink = PieceSink::new(tx, PIECE_BYTES);
+        let page = source.read_page(spec, None, None, None, &mut sink).await?;
+        sink.finish().await.map_err(|_| TransferError::Cancelled)?;
+        Ok::<_, TransferError>(page)
+    };
+    let fold = async {
+        let mut buffer = BytesMut::new();
+        let mut splitter = RowSplitter::default();
+        let mut at: Option<usize> = None;
+        let mut rows = 0u64;
+        while let Some(piece) = rx.recv().await {
+            buffer.extend_from_slice(&piece);
+            let mut pos = match at {
+                Some(p) => p,
+                None => match splitter.header(&buffer) {
+                    Ok(p) if buffer.len() >= p => p,
+                    _ => continue,
+                },
+            };
+            while let Ok(Some((row, next))) = splitter.row(&buffer, pos) {
+                *counts.entry(hash(&buffer, &row)).or_insert(0) += 1;
+                rows += 1;
+                pos = next;
+            }
+            let _ = buffer.split_to(pos);
+            at = Some(0);
+        }
+        rows
+    };
+    let (page, rows) = tokio::join!(read, fold);
+    page?;
+    report.rows_compared = rows;
+    report.chunks = 1;
+
+    let column_list = names.iter().map(|n| quote_pg(n)).collect::<Vec<_>>().join(", ");
+    let sql = format!("COPY (SELECT {column_list} FROM {}) TO STDOUT (FORMAT binary)", ddl::table_name(target));
+    let stream = client.copy_out(&sql).await.map_err(target_error("reading", target))?;
+    pin_mut!(stream);
+    let mut buffer = BytesMut::new();
+    let mut splitter = RowSplitter::default();
+    let mut at: Option<usize> = None;
+    while let Some(piece) = stream.next().await {
+        buffer.extend_from_slice(&piece.map_err(target_error("reading", target))?);
+        let mut pos = match at {
+            Some(p) => p,
+            None => match splitter.header(&buffer) {
+                Ok(p) if buffer.len() >= p => p,
+                _ => continue,
+            },
+        };
+        while let Ok(Some((row, next))) = splitter.row(&buffer, pos) {
+            *counts.entry(hash(&buffer, &row)).or_insert(0) -= 1;
+            pos = next;
+        }
+        let _ = buffer.split_to(pos);
+        at = Some(0);
+    }
+    for n in counts.values() {
+        match n.signum() {
+            1 => report.missing += n.unsigned_abs(),
+            -1 => report.extra += n.unsigned_abs(),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A value in its send form, handed to the server as a parameter of the
+/// column's type so its receive function reads it.
+#[derive(Debug)]
+struct SendForm<'a>(&'a [u8]);
+
+impl ToSql for SendForm<'_> {
+    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(self.0);
+        Ok(IsNull::No)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// Renders send-form values as PostgreSQL's text for the report, one
+/// prepared `SELECT $1::text` per column type.
+struct Renderer<'c> {
+    client: &'c deadpool_postgres::Object,
+    types: Vec<Option<Type>>,
+    statements: HashMap<u32, tokio_postgres::Statement>,
+}
+
+impl<'c> Renderer<'c> {
+    async fn new(client: &'c deadpool_postgres::Object, target: &TargetTable) -> Result<Renderer<'c>, TransferError> {
+        let sql =
+            "SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = $1::text::regclass AND a.attname = $2::text";
+        let table = ddl::table_name(target);
+        let mut types = Vec::new();
+        for column in target.copied_columns() {
+            let row = client.query_opt(sql, &[&table, &column.name]).await.map_err(target_error("reading", target))?;
+            let oid = row.and_then(|r| r.try_get::<_, u32>(0).ok());
+            types.push(oid.and_then(Type::from_oid));
+        }
+        Ok(Renderer { client, types, statements: HashMap::new() })
+    }
+
+    async fn render(&mut self, column: usize, value: Option<&[u8]>) -> Result<Option<String>, TransferError> {
+        let Some(value) = value else { return Ok(None) };
+        let Some(ty) = self.types.get(column).cloned().flatten() else {
+            return Ok(Some(format!("\\x{}", crate::source::hex(value))));
+        };
+        let statement = match self.statements.get(&ty.oid()) {
+            Some(s) => s.clone(),
+            None => {
+                let s = self
+                    .client
+                    .prepare_typed("SELECT $1::text", std::slice::from_ref(&ty))
+                    .await
+                    .map_err(|e| TransferError::pg(Side::Target, "preparing to show a value", &e))?;
+                self.statements.insert(ty.oid(), s.clone());
+                s
+            }
+        };
+        match self.client.query_one(&statement, &[&SendForm(value)]).await {
+            Ok(row) => Ok(row.try_get::<_, Option<String>>(0).ok().flatten()),
+            // A value the type's receive function refuses is shown as bytes.
+            Err(_) => Ok(Some(format!("\\x{}", crate::source::hex(value)))),
+        }
+    }
+}
