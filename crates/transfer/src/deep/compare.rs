@@ -115,14 +115,22 @@ impl RowSplitter {
 
 /// `value` (the send form of a `ty` value) in the one form equal values share.
 ///
-/// Only numeric has several: its digit groups may carry leading or trailing
-/// zero groups (a sender is free to write them; PostgreSQL strips them).
-/// Everything else is already unique: integers, floats (by their IEEE bits,
-/// so -0 and 0 differ, as the documented conversion keeps them), text as
-/// UTF-8, timestamps as microseconds, uuids as their 16 bytes.
+/// Two types have several: numeric, whose digit groups may carry leading
+/// or trailing zero groups (a sender is free to write them; PostgreSQL
+/// strips them), and `char(n)`, whose trailing spaces are padding, not
+/// value (SQL Server pads `nchar(n)` to n UTF-16 units, PostgreSQL to n
+/// characters, so the two differ in spaces after a character outside the
+/// BMP). Everything else is already unique: integers, floats (by their
+/// IEEE bits, so -0 and 0 differ, as the documented conversion keeps them),
+/// text as UTF-8 (trailing spaces of `varchar` and `text` count),
+/// timestamps as microseconds, uuids as their 16 bytes.
 pub fn canonical(ty: PgType, value: &[u8]) -> Cow<'_, [u8]> {
     match ty {
         PgType::Numeric(_) => canonical_numeric(value).map_or(Cow::Borrowed(value), Cow::Owned),
+        PgType::Char(_) => {
+            let end = value.iter().rposition(|b| *b != b' ').map_or(0, |i| i + 1);
+            Cow::Borrowed(&value[..end])
+        }
         _ => Cow::Borrowed(value),
     }
 }
@@ -273,6 +281,16 @@ mod tests {
         // Not numeric: compared as bytes.
         assert_eq!(canonical(PgType::Integer, &padded), Cow::Borrowed(&padded[..]));
         assert_eq!(canonical(ty, b"\x01"), Cow::Borrowed(&b"\x01"[..]));
+    }
+
+    #[test]
+    fn char_padding_is_not_value_but_varchar_spaces_are() {
+        let padded = "é😀   ".as_bytes();
+        let fewer = "é😀  ".as_bytes();
+        assert_eq!(canonical(PgType::Char(5), padded), canonical(PgType::Char(5), fewer));
+        assert_eq!(canonical(PgType::Char(5), b"     "), Cow::Borrowed(&b""[..]));
+        assert_ne!(canonical(PgType::Varchar(Some(5)), padded), canonical(PgType::Varchar(Some(5)), fewer));
+        assert_ne!(canonical(PgType::Char(5), b" a"), canonical(PgType::Char(5), b"a"), "leading spaces count");
     }
 
     #[test]
