@@ -135,6 +135,11 @@ struct ValidateArgs {
     /// Differing rows shown per table with --deep (all are counted)
     #[arg(long, value_name = "N", default_value_t = 10, requires = "deep")]
     show: usize,
+    /// With --deep: re-copy the missing and different rows (merged by key),
+    /// delete extra ones unless the mode keeps them (upsert without
+    /// delete_missing), then compare again; exit 0 when nothing is left
+    #[arg(long, requires = "deep")]
+    repair: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -132,4 +132,25 @@ async fn a_clean_copy_matches_and_each_injected_corruption_is_named() {
     assert_eq!(code, 4);
     assert!(text.contains("key (1000000000000): missing in the target"), "{text}");
     assert!(text.contains("vc: source NULL target \"\""), "{text}");
+
+    // Repair re-copies exactly the differing rows and deletes the extra
+    // ones (drop_recreate: the target holds only the source's rows).
+    let before: i64 = target.query_one("SELECT count(*) FROM copy.skewed", &[]).await.unwrap().get(0);
+    let (code, stdout, stderr) = s.finish(None, &["--output-json", "validate", "--deep", "--repair"]);
+    assert_eq!(code, 4, "the keyless table cannot be repaired: {stderr}\n{stdout}");
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    assert_matches_schema("output.schema.json", &doc);
+    let report = &doc["report"];
+    let every = table(report, "src.Every Type");
+    assert_eq!((every["repaired"].clone(), every["remaining"].clone()), (Value::from(5), Value::from(0)), "{every}");
+    let skewed = table(report, "src.skewed");
+    assert_eq!((skewed["repaired"].clone(), skewed["deleted"].clone()), (Value::from(1), Value::from(1)), "{skewed}");
+    assert_eq!(table(report, "src.no_key")["remaining"], 1, "keyless: counted, not repaired");
+    assert_eq!(report["mismatched"], 1, "{report:#}");
+    let after: i64 = target.query_one("SELECT count(*) FROM copy.skewed", &[]).await.unwrap().get(0);
+    assert_eq!(after, before, "one row back, one row gone");
+    target.batch_execute("DELETE FROM copy.no_key WHERE ctid = (SELECT max(ctid) FROM copy.no_key)").await.unwrap();
+    let (code, stdout, stderr) = s.finish(None, &["validate", "--deep"]);
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    s.assert_same_data().await;
 }

@@ -55,11 +55,16 @@ pub struct DeepOptions {
     pub target_schema: Option<String>,
     /// Differing rows shown per table (all are counted).
     pub max_samples: usize,
+    /// Re-copy the rows found missing or different (merged by key, as an
+    /// upsert does), and delete the extra ones where the target mode says
+    /// the target holds only what the source has (not in `upsert` without
+    /// `delete_missing`). Keyless tables are not repaired.
+    pub repair: bool,
 }
 
 impl Default for DeepOptions {
     fn default() -> Self {
-        DeepOptions { source_schema: None, target_schema: None, max_samples: 10 }
+        DeepOptions { source_schema: None, target_schema: None, max_samples: 10, repair: false }
     }
 }
 
@@ -106,13 +111,24 @@ pub struct DeepTable {
     pub different: u64,
     /// The first differing rows (keyed tables only).
     pub samples: Vec<RowDifference>,
+    /// With repair: rows re-copied (missing and different) and extra rows deleted.
+    pub repaired: u64,
+    pub deleted: u64,
+    /// With repair: the differences a second comparison still found
+    /// (extra rows a repair may not delete count here).
+    pub remaining: Option<u64>,
     /// Why the table could not be compared (it is counted as differing).
     pub error: Option<String>,
 }
 
 impl DeepTable {
+    /// No difference, or none left after a repair.
     pub fn matches(&self) -> bool {
-        self.error.is_none() && self.missing == 0 && self.extra == 0 && self.different == 0
+        self.error.is_none()
+            && match self.remaining {
+                Some(left) => left == 0,
+                None => self.missing == 0 && self.extra == 0 && self.different == 0,
+            }
     }
 }
 
@@ -147,7 +163,22 @@ impl DeepReport {
 /// missing target table, a failed query) is reported as differing.
 pub async fn validate_deep(config: &Config, options: &DeepOptions) -> Result<DeepReport, TransferError> {
     let target = PgPool::new(&target_endpoint(&config.target), Side::Target, 2)?;
-    with_source(&config.source, 2, DeepJob { config, options, target }).await
+    let first = with_source(&config.source, 2, DeepJob { config, options, target: target.clone() }).await?;
+    if !options.repair {
+        return Ok(first);
+    }
+    // The repaired tables compared again, as a proof rather than a promise.
+    let check = DeepOptions { repair: false, ..options.clone() };
+    let second = with_source(&config.source, 2, DeepJob { config, options: &check, target }).await?;
+    let mut tables = first.tables;
+    for table in &mut tables {
+        let again = second.tables.iter().find(|t| t.source == table.source);
+        table.remaining = Some(again.map_or(0, |t| t.missing + t.extra + t.different));
+        if let Some(e) = again.and_then(|t| t.error.clone()) {
+            table.error.get_or_insert(e);
+        }
+    }
+    Ok(DeepReport::new(tables))
 }
 
 struct DeepJob<'a> {
@@ -182,16 +213,9 @@ impl SourceJob for DeepJob<'_> {
                 let renderer = Renderer::new(&render_client, target).await;
                 match renderer {
                     Ok(mut renderer) => {
-                        compare_keyed(
-                            source.as_ref(),
-                            &mut client,
-                            &spec,
-                            target,
-                            self.options,
-                            &mut renderer,
-                            &mut report,
-                        )
-                        .await
+                        let deletes = self.options.repair && deletes_extra_rows(m, &spec.label);
+                        let context = Keyed { options: self.options, deletes, renderer: &mut renderer };
+                        compare_keyed(source.as_ref(), &mut client, &spec, target, context, &mut report).await
                     }
                     Err(e) => Err(e),
                 }
@@ -214,6 +238,26 @@ impl SourceJob for DeepJob<'_> {
             reports.push(report);
         }
         Ok(DeepReport::new(reports))
+    }
+}
+
+/// What a keyed comparison is told besides the table.
+struct Keyed<'o, 'r> {
+    options: &'o DeepOptions,
+    /// Repair deletes the target's extra rows.
+    deletes: bool,
+    renderer: &'o mut Renderer<'r>,
+}
+
+/// Whether the target of `label` should hold only the source's rows, so
+/// a repair deletes what the source lacks.
+fn deletes_extra_rows(m: &mssql_pg_migrate_config::MigrationConfig, label: &str) -> bool {
+    match m.target_mode {
+        mssql_pg_migrate_config::TargetMode::Upsert => {
+            let (schema, table) = label.split_once('.').unwrap_or(("", label));
+            m.delete_missing.covers(schema, table)
+        }
+        _ => true,
     }
 }
 
@@ -271,10 +315,10 @@ async fn compare_keyed<S: Source>(
     client: &mut deadpool_postgres::Object,
     spec: &ReadSpec,
     target: &TargetTable,
-    options: &DeepOptions,
-    renderer: &mut Renderer<'_>,
+    context: Keyed<'_, '_>,
     report: &mut DeepTable,
 ) -> Result<(), TransferError> {
+    let Keyed { options, deletes, renderer } = context;
     let (names, types) = columns_of(target);
     let key_names: Vec<String> = spec.key.iter().filter_map(|&k| names.get(k).cloned()).collect();
     let key_list = key_names.iter().map(|n| quote_pg(n)).collect::<Vec<_>>().join(", ");
@@ -333,6 +377,7 @@ async fn compare_keyed<S: Source>(
         let by_key: HashMap<Vec<u8>, &RowFields> =
             target_rows.iter().map(|r| (key_of(&target_data, r, &spec.key, &types), r)).collect();
 
+        let mut repairs = CopyEncoder::new();
         for row in &rows {
             let key = key_of(&data, row, &spec.key, &types);
             let (kind, columns) = match by_key.get(&key) {
@@ -348,6 +393,17 @@ async fn compare_keyed<S: Source>(
             match kind {
                 DifferenceKind::Missing => report.missing += 1,
                 _ => report.different += 1,
+            }
+            if options.repair {
+                repairs.begin_row(u16::try_from(row.len()).unwrap_or(u16::MAX));
+                for f in row {
+                    match f {
+                        Some(range) => {
+                            repairs.raw(&data[range.clone()]).map_err(|e| TransferError::Config(e.to_string()))?;
+                        }
+                        None => repairs.null(),
+                    }
+                }
             }
             if report.samples.len() < options.max_samples {
                 let mut rendered_key = Vec::with_capacity(spec.key.len());
@@ -365,6 +421,11 @@ async fn compare_keyed<S: Source>(
                 report.samples.push(RowDifference { kind, key: rendered_key, columns: differences });
             }
         }
+        if repairs.rows() > 0 {
+            report.repaired += repairs.rows();
+            repairs.finish();
+            merge_rows(client, target, &key_names, repairs.into_bytes()).await?;
+        }
         match page.last_key {
             Some(last) if page.rows >= CHUNK_ROWS => after = Some(last),
             _ => break,
@@ -372,10 +433,8 @@ async fn compare_keyed<S: Source>(
     }
 
     // What the target has beyond the source's keys.
-    let not_seen = format!(
-        "FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM {SEEN_TABLE} s WHERE {})",
-        key_names.iter().map(|n| format!("s.{q} = t.{q}", q = quote_pg(n))).collect::<Vec<_>>().join(" AND ")
-    );
+    let matches = key_names.iter().map(|n| format!("s.{q} = t.{q}", q = quote_pg(n))).collect::<Vec<_>>().join(" AND ");
+    let not_seen = format!("FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM {SEEN_TABLE} s WHERE {matches})");
     let extra = client
         .query_one(&format!("SELECT count(*) {not_seen}"), &[])
         .await
@@ -391,11 +450,38 @@ async fn compare_keyed<S: Source>(
             report.samples.push(RowDifference { kind: DifferenceKind::Extra, key, columns: Vec::new() });
         }
     }
+    if deletes && report.extra > 0 {
+        let sql = format!("DELETE FROM {table} AS t WHERE NOT EXISTS (SELECT 1 FROM {SEEN_TABLE} s WHERE {matches})");
+        report.deleted = client.execute(&sql, &[]).await.map_err(target_error("deleting the extra rows of", target))?;
+    }
     client
         .batch_execute(&format!("DROP TABLE IF EXISTS pg_temp.{KEYS_TABLE}, pg_temp.{SEEN_TABLE}"))
         .await
         .map_err(target_error("cleaning up after comparing", target))?;
     Ok(())
+}
+
+/// Merges rows (a binary COPY stream of the copied columns) into the
+/// target by key, as an upsert does: inserted where missing, updated where
+/// different. The run's merge statement, so generated columns and
+/// identities are left to the target.
+async fn merge_rows(
+    client: &mut deadpool_postgres::Object,
+    target: &TargetTable,
+    key_names: &[String],
+    rows: Vec<u8>,
+) -> Result<(), TransferError> {
+    let failed = |what| target_error(what, target);
+    let keys: Vec<&str> = key_names.iter().map(String::as_str).collect();
+    let tx = client.transaction().await.map_err(failed("repairing"))?;
+    let stage = format!("SET LOCAL client_min_messages = warning; {}", ddl::create_merge_stage(target));
+    tx.batch_execute(&stage).await.map_err(failed("repairing"))?;
+    let sink = tx.copy_in(&ddl::copy_into_merge_stage(target)).await.map_err(failed("repairing"))?;
+    pin_mut!(sink);
+    sink.send(Bytes::from(rows)).await.map_err(failed("repairing"))?;
+    sink.as_mut().finish().await.map_err(failed("repairing"))?;
+    tx.query_one(&ddl::merge_from_stage(target, &keys), &[]).await.map_err(failed("repairing"))?;
+    tx.commit().await.map_err(failed("repairing"))
 }
 
 fn field<'a>(data: &'a [u8], row: &RowFields, column: usize) -> Option<&'a [u8]> {
