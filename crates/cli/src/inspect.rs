@@ -50,7 +50,12 @@ pub fn health_check(cli: &Cli) -> Result<(), CliError> {
 pub fn validate(cli: &Cli, args: &ValidateArgs) -> Result<(), CliError> {
     let config = load_config(cli)?;
     if args.deep {
-        let options = DeepOptions { max_samples: args.show, repair: args.repair, ..DeepOptions::default() };
+        let options = DeepOptions {
+            max_samples: args.show,
+            repair: args.repair,
+            sample_percent: args.sample,
+            ..DeepOptions::default()
+        };
         let report = crate::block_on(transfer::validate_deep(&config, &options))??;
         let status = if report.is_success() { "success" } else { "mismatch" };
         let document = output::document("validate", status, &report);
@@ -182,6 +187,9 @@ fn deep_text(report: &DeepReport) -> String {
         );
         if let Some(e) = &t.error {
             let _ = writeln!(text, "    not compared: {e}");
+        }
+        if let Some(percent) = t.sampled_percent {
+            let _ = writeln!(text, "    sampled: {percent}% of its chunks ({}); extra rows not looked for", t.chunks);
         }
         if let Some(left) = t.remaining {
             let _ = writeln!(

@@ -140,6 +140,17 @@ struct ValidateArgs {
     /// delete_missing), then compare again; exit 0 when nothing is left
     #[arg(long, requires = "deep")]
     repair: bool,
+    /// With --deep: compare only PCT percent of each keyed table's chunks,
+    /// spread over its key range (extra rows are then not looked for)
+    #[arg(long, value_name = "PCT", requires = "deep", value_parser = parse_percent)]
+    sample: Option<f64>,
+}
+
+fn parse_percent(text: &str) -> Result<f64, String> {
+    match text.trim_end_matches('%').parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 100.0 => Ok(p),
+        _ => Err(format!("{text:?} is not a percentage above 0 and at most 100")),
+    }
 }
 
 #[derive(Debug, clap::Args)]

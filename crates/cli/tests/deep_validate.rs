@@ -133,6 +133,19 @@ async fn a_clean_copy_matches_and_each_injected_corruption_is_named() {
     assert!(text.contains("key (1000000000000): missing in the target"), "{text}");
     assert!(text.contains("vc: source NULL target \"\""), "{text}");
 
+    // A sample compares some chunks (here, with fewer than 10,000 rows a
+    // table, the one chunk each has) and does not look for extra rows.
+    let (code, stdout, _) = s.finish(None, &["--output-json", "validate", "--deep", "--sample", "25"]);
+    assert_eq!(code, 4);
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    assert_matches_schema("output.schema.json", &doc);
+    let skewed = table(&doc["report"], "src.skewed");
+    assert_eq!((skewed["sampled_percent"].clone(), skewed["missing"].clone()), (Value::from(25.0), Value::from(1)));
+    assert_eq!(skewed["extra"], 0, "not looked for in a sample");
+    let (code, _, stderr) = s.finish(None, &["validate", "--deep", "--sample", "0"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("is not a percentage above 0 and at most 100"), "{stderr}");
+
     // Repair re-copies exactly the differing rows and deletes the extra
     // ones (drop_recreate: the target holds only the source's rows).
     let before: i64 = target.query_one("SELECT count(*) FROM copy.skewed", &[]).await.unwrap().get(0);

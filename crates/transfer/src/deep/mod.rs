@@ -60,11 +60,15 @@ pub struct DeepOptions {
     /// the target holds only what the source has (not in `upsert` without
     /// `delete_missing`). Keyless tables are not repaired.
     pub repair: bool,
+    /// Compare only this share of each keyed table's chunks (spread over
+    /// its key range; extra rows are then not looked for). Keyless tables
+    /// are compared whole.
+    pub sample_percent: Option<f64>,
 }
 
 impl Default for DeepOptions {
     fn default() -> Self {
-        DeepOptions { source_schema: None, target_schema: None, max_samples: 10, repair: false }
+        DeepOptions { source_schema: None, target_schema: None, max_samples: 10, repair: false, sample_percent: None }
     }
 }
 
@@ -97,7 +101,7 @@ pub struct RowDifference {
 }
 
 /// One table's comparison.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct DeepTable {
     /// `schema.table` in the source and in the target.
     pub source: String,
@@ -117,6 +121,8 @@ pub struct DeepTable {
     /// With repair: the differences a second comparison still found
     /// (extra rows a repair may not delete count here).
     pub remaining: Option<u64>,
+    /// With `--sample`: the share of chunks compared.
+    pub sampled_percent: Option<f64>,
     /// Why the table could not be compared (it is counted as differing).
     pub error: Option<String>,
 }
@@ -132,7 +138,7 @@ impl DeepTable {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeepReport {
     /// Always `true`: tells this report from the count-only one.
     pub deep: bool,
@@ -271,12 +277,13 @@ async fn read_source_page<S: Source>(
     source: &S,
     spec: &ReadSpec,
     after: Option<&S::Key>,
+    upto: Option<&S::Key>,
     limit: Option<u64>,
 ) -> Result<(Vec<u8>, crate::source::Page<S::Key>), TransferError> {
     let (tx, mut rx) = mpsc::channel::<Bytes>(4);
     let read = async {
         let mut sink = PieceSink::new(tx, PIECE_BYTES);
-        let page = source.read_page(spec, after, None, limit, &mut sink).await?;
+        let page = source.read_page(spec, after, upto, limit, &mut sink).await?;
         sink.finish().await.map_err(|_| TransferError::Cancelled)?;
         Ok::<_, TransferError>(page)
     };
@@ -336,12 +343,98 @@ async fn compare_keyed<S: Source>(
     let fetch = format!(
         "COPY (SELECT {column_list} FROM {table} t JOIN {KEYS_TABLE} USING ({key_list})) TO STDOUT (FORMAT binary)"
     );
-    let mut after: Option<S::Key> = None;
-    loop {
-        let (data, page) = read_source_page(source, spec, after.as_ref(), Some(CHUNK_ROWS)).await?;
-        let rows = split_rows(&data).map_err(|e| TransferError::Config(format!("{}: {e}", spec.label)))?;
+    let mut chunk =
+        Chunk { spec, target, types: &types, names: &names, key_names: &key_names, fetch: &fetch, options, renderer };
+    match options.sample_percent.filter(|p| *p < 100.0) {
+        None => {
+            let mut after: Option<S::Key> = None;
+            loop {
+                let (data, page) = read_source_page(source, spec, after.as_ref(), None, Some(CHUNK_ROWS)).await?;
+                if !chunk.compare(client, &data, report).await? {
+                    break;
+                }
+                match page.last_key {
+                    Some(last) if page.rows >= CHUNK_ROWS => after = Some(last),
+                    _ => break,
+                }
+            }
+        }
+        Some(percent) => {
+            // Chunks spread over the whole key range, each a range between
+            // two of the server's boundaries; extra rows are not looked for.
+            report.sampled_percent = Some(percent);
+            let bounds = source.boundaries(spec, CHUNK_ROWS).await?;
+            for i in sampled_chunks(bounds.len() + 1, percent) {
+                let after = i.checked_sub(1).and_then(|b| bounds.get(b));
+                let upto = bounds.get(i);
+                let (data, _) = read_source_page(source, spec, after, upto, None).await?;
+                chunk.compare(client, &data, report).await?;
+            }
+        }
+    }
+
+    if report.sampled_percent.is_some() {
+        return drop_temporaries(client, target).await;
+    }
+    // What the target has beyond the source's keys.
+    let matches = key_names.iter().map(|n| format!("s.{q} = t.{q}", q = quote_pg(n))).collect::<Vec<_>>().join(" AND ");
+    let not_seen = format!("FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM {SEEN_TABLE} s WHERE {matches})");
+    let extra = client
+        .query_one(&format!("SELECT count(*) {not_seen}"), &[])
+        .await
+        .map_err(target_error("looking for extra rows in", target))?;
+    report.extra = u64::try_from(extra.try_get::<_, i64>(0).map_err(target_error("counting", target))?).unwrap_or(0);
+    let room = options.max_samples.saturating_sub(report.samples.len());
+    if report.extra > 0 && room > 0 {
+        let rendered = key_names.iter().map(|n| format!("t.{}::text", quote_pg(n))).collect::<Vec<_>>().join(", ");
+        let order = key_names.iter().map(|n| format!("t.{}", quote_pg(n))).collect::<Vec<_>>().join(", ");
+        let sql = format!("SELECT {rendered} {not_seen} ORDER BY {order} LIMIT {room}");
+        for row in client.query(&sql, &[]).await.map_err(target_error("looking for extra rows in", target))? {
+            let key = (0..key_names.len()).map(|i| row.try_get::<_, String>(i).unwrap_or_default()).collect();
+            report.samples.push(RowDifference { kind: DifferenceKind::Extra, key, columns: Vec::new() });
+        }
+    }
+    if deletes && report.extra > 0 {
+        let sql = format!("DELETE FROM {table} AS t WHERE NOT EXISTS (SELECT 1 FROM {SEEN_TABLE} s WHERE {matches})");
+        report.deleted = client.execute(&sql, &[]).await.map_err(target_error("deleting the extra rows of", target))?;
+    }
+    drop_temporaries(client, target).await
+}
+
+async fn drop_temporaries(client: &deadpool_postgres::Object, target: &TargetTable) -> Result<(), TransferError> {
+    client
+        .batch_execute(&format!("DROP TABLE IF EXISTS pg_temp.{KEYS_TABLE}, pg_temp.{SEEN_TABLE}"))
+        .await
+        .map_err(target_error("cleaning up after comparing", target))
+}
+
+/// One table's keyed comparison, chunk by chunk.
+struct Chunk<'a, 'r> {
+    spec: &'a ReadSpec,
+    target: &'a TargetTable,
+    types: &'a [PgType],
+    names: &'a [String],
+    key_names: &'a [String],
+    /// The target's rows whose keys are in the keys table.
+    fetch: &'a str,
+    options: &'a DeepOptions,
+    renderer: &'a mut Renderer<'r>,
+}
+
+impl Chunk<'_, '_> {
+    /// Compares the source rows in `data` (a binary COPY stream) with the
+    /// target's rows of the same keys, repairing when asked. `false` when
+    /// `data` holds no row.
+    async fn compare(
+        &mut self,
+        client: &mut deadpool_postgres::Object,
+        data: &[u8],
+        report: &mut DeepTable,
+    ) -> Result<bool, TransferError> {
+        let Chunk { spec, target, types, names, key_names, fetch, options, .. } = *self;
+        let rows = split_rows(data).map_err(|e| TransferError::Config(format!("{}: {e}", spec.label)))?;
         if rows.is_empty() {
-            break;
+            return Ok(false);
         }
         report.chunks += 1;
         report.rows_compared += rows.len() as u64;
@@ -370,7 +463,7 @@ async fn compare_keyed<S: Source>(
         tx.batch_execute(&format!("INSERT INTO {SEEN_TABLE} SELECT * FROM {KEYS_TABLE}"))
             .await
             .map_err(target_error("comparing", target))?;
-        let target_data = copy_out(&tx, &fetch).await.map_err(target_error("reading", target))?;
+        let target_data = copy_out(&tx, fetch).await.map_err(target_error("reading", target))?;
         tx.commit().await.map_err(target_error("comparing", target))?;
         let target_rows =
             split_rows(&target_data).map_err(|e| TransferError::Config(format!("{}: {e}", report.target)))?;
@@ -408,14 +501,14 @@ async fn compare_keyed<S: Source>(
             if report.samples.len() < options.max_samples {
                 let mut rendered_key = Vec::with_capacity(spec.key.len());
                 for &k in &spec.key {
-                    rendered_key.push(renderer.render(k, field(&data, row, k)).await?.unwrap_or_default());
+                    rendered_key.push(self.renderer.render(k, field(&data, row, k)).await?.unwrap_or_default());
                 }
                 let mut differences = Vec::with_capacity(columns.len());
                 for (c, theirs) in columns {
                     differences.push(ColumnDifference {
                         column: names.get(c).cloned().unwrap_or_default(),
-                        source: renderer.render(c, field(&data, row, c)).await?,
-                        target: renderer.render(c, theirs.and_then(|t| field(&target_data, t, c))).await?,
+                        source: self.renderer.render(c, field(&data, row, c)).await?,
+                        target: self.renderer.render(c, theirs.and_then(|t| field(&target_data, t, c))).await?,
                     });
                 }
                 report.samples.push(RowDifference { kind, key: rendered_key, columns: differences });
@@ -424,41 +517,52 @@ async fn compare_keyed<S: Source>(
         if repairs.rows() > 0 {
             report.repaired += repairs.rows();
             repairs.finish();
-            merge_rows(client, target, &key_names, repairs.into_bytes()).await?;
+            merge_rows(client, target, key_names, repairs.into_bytes()).await?;
         }
-        match page.last_key {
-            Some(last) if page.rows >= CHUNK_ROWS => after = Some(last),
-            _ => break,
-        }
+
+        Ok(true)
+    }
+}
+
+/// Which of `chunks` chunks a `percent` sample compares: evenly spread,
+/// the first and last included, at least one.
+fn sampled_chunks(chunks: usize, percent: f64) -> Vec<usize> {
+    let wanted = ((chunks as f64 * percent / 100.0).ceil() as usize).clamp(1, chunks.max(1));
+    if wanted >= chunks {
+        return (0..chunks).collect();
+    }
+    let step = (chunks - 1) as f64 / (wanted - 1).max(1) as f64;
+    let mut picked: Vec<usize> = (0..wanted).map(|i| (i as f64 * step).round() as usize).collect();
+    picked.dedup();
+    picked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_spreads_over_the_key_range_and_takes_at_least_one_chunk() {
+        assert_eq!(sampled_chunks(100, 10.0).len(), 10);
+        assert_eq!(sampled_chunks(100, 10.0).first(), Some(&0));
+        assert_eq!(sampled_chunks(100, 10.0).last(), Some(&99));
+        assert_eq!(sampled_chunks(3, 1.0), [0], "at least one");
+        assert_eq!(sampled_chunks(4, 100.0), [0, 1, 2, 3]);
+        assert_eq!(sampled_chunks(1, 50.0), [0]);
+        let spread = sampled_chunks(1000, 5.0);
+        assert!(spread.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] <= 21), "evenly spread");
     }
 
-    // What the target has beyond the source's keys.
-    let matches = key_names.iter().map(|n| format!("s.{q} = t.{q}", q = quote_pg(n))).collect::<Vec<_>>().join(" AND ");
-    let not_seen = format!("FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM {SEEN_TABLE} s WHERE {matches})");
-    let extra = client
-        .query_one(&format!("SELECT count(*) {not_seen}"), &[])
-        .await
-        .map_err(target_error("looking for extra rows in", target))?;
-    report.extra = u64::try_from(extra.try_get::<_, i64>(0).map_err(target_error("counting", target))?).unwrap_or(0);
-    let room = options.max_samples.saturating_sub(report.samples.len());
-    if report.extra > 0 && room > 0 {
-        let rendered = key_names.iter().map(|n| format!("t.{}::text", quote_pg(n))).collect::<Vec<_>>().join(", ");
-        let order = key_names.iter().map(|n| format!("t.{}", quote_pg(n))).collect::<Vec<_>>().join(", ");
-        let sql = format!("SELECT {rendered} {not_seen} ORDER BY {order} LIMIT {room}");
-        for row in client.query(&sql, &[]).await.map_err(target_error("looking for extra rows in", target))? {
-            let key = (0..key_names.len()).map(|i| row.try_get::<_, String>(i).unwrap_or_default()).collect();
-            report.samples.push(RowDifference { kind: DifferenceKind::Extra, key, columns: Vec::new() });
-        }
+    #[test]
+    fn a_repair_deletes_extra_rows_unless_an_upsert_keeps_them() {
+        let mode = |migration: &str| crate::testing::config("mssql", migration).migration;
+        assert!(deletes_extra_rows(&mode("target_mode: drop_recreate"), "dbo.t"));
+        assert!(deletes_extra_rows(&mode("target_mode: truncate"), "dbo.t"));
+        assert!(!deletes_extra_rows(&mode("target_mode: upsert"), "dbo.t"));
+        assert!(deletes_extra_rows(&mode("target_mode: upsert, delete_missing: true"), "dbo.t"));
+        let some = mode("target_mode: upsert, delete_missing: [orders]");
+        assert!(deletes_extra_rows(&some, "dbo.orders") && !deletes_extra_rows(&some, "dbo.t"));
     }
-    if deletes && report.extra > 0 {
-        let sql = format!("DELETE FROM {table} AS t WHERE NOT EXISTS (SELECT 1 FROM {SEEN_TABLE} s WHERE {matches})");
-        report.deleted = client.execute(&sql, &[]).await.map_err(target_error("deleting the extra rows of", target))?;
-    }
-    client
-        .batch_execute(&format!("DROP TABLE IF EXISTS pg_temp.{KEYS_TABLE}, pg_temp.{SEEN_TABLE}"))
-        .await
-        .map_err(target_error("cleaning up after comparing", target))?;
-    Ok(())
 }
 
 /// Merges rows (a binary COPY stream of the copied columns) into the
