@@ -468,15 +468,15 @@ impl Chunk<'_, '_> {
         let target_rows =
             split_rows(&target_data).map_err(|e| TransferError::Config(format!("{}: {e}", report.target)))?;
         let by_key: HashMap<Vec<u8>, &RowFields> =
-            target_rows.iter().map(|r| (key_of(&target_data, r, &spec.key, &types), r)).collect();
+            target_rows.iter().map(|r| (key_of(&target_data, r, &spec.key, types), r)).collect();
 
         let mut repairs = CopyEncoder::new();
         for row in &rows {
-            let key = key_of(&data, row, &spec.key, &types);
+            let key = key_of(data, row, &spec.key, types);
             let (kind, columns) = match by_key.get(&key) {
                 None => (DifferenceKind::Missing, Vec::new()),
                 Some(theirs) => {
-                    let columns = differing_columns((&data, row), (&target_data, theirs), &types);
+                    let columns = differing_columns((data, row), (&target_data, theirs), types);
                     if columns.is_empty() {
                         continue;
                     }
@@ -501,13 +501,13 @@ impl Chunk<'_, '_> {
             if report.samples.len() < options.max_samples {
                 let mut rendered_key = Vec::with_capacity(spec.key.len());
                 for &k in &spec.key {
-                    rendered_key.push(self.renderer.render(k, field(&data, row, k)).await?.unwrap_or_default());
+                    rendered_key.push(self.renderer.render(k, field(data, row, k)).await?.unwrap_or_default());
                 }
                 let mut differences = Vec::with_capacity(columns.len());
                 for (c, theirs) in columns {
                     differences.push(ColumnDifference {
                         column: names.get(c).cloned().unwrap_or_default(),
-                        source: self.renderer.render(c, field(&data, row, c)).await?,
+                        source: self.renderer.render(c, field(data, row, c)).await?,
                         target: self.renderer.render(c, theirs.and_then(|t| field(&target_data, t, c))).await?,
                     });
                 }
