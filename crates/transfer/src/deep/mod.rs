@@ -43,6 +43,7 @@ use crate::error::{Side, TransferError};
 use crate::planning::plan_targets;
 use crate::pool::PgPool;
 use crate::source::{PieceSink, ReadSpec, Source};
+use crate::tuning::{Machine, Tuning};
 
 /// Rows per chunk: both sides of a chunk are held in memory while compared.
 const CHUNK_ROWS: u64 = 10_000;
@@ -168,14 +169,18 @@ impl DeepReport {
 /// A server that cannot be reached. A table that cannot be compared (a
 /// missing target table, a failed query) is reported as differing.
 pub async fn validate_deep(config: &Config, options: &DeepOptions) -> Result<DeepReport, TransferError> {
-    let target = PgPool::new(&target_endpoint(&config.target), Side::Target, 2)?;
-    let first = with_source(&config.source, 2, DeepJob { config, options, target: target.clone() }).await?;
+    // Tables are compared `workers` at a time, as a run copies them; each
+    // holds a source connection and two target sessions.
+    let workers = Tuning::resolve(&config.migration, Machine::detect(), None).workers.max(1);
+    let target = PgPool::new(&target_endpoint(&config.target), Side::Target, 2 * workers)?;
+    let job = |options| DeepJob { config, options, target: target.clone(), workers };
+    let first = with_source(&config.source, workers + 1, job(options)).await?;
     if !options.repair {
         return Ok(first);
     }
     // The repaired tables compared again, as a proof rather than a promise.
     let check = DeepOptions { repair: false, ..options.clone() };
-    let second = with_source(&config.source, 2, DeepJob { config, options: &check, target }).await?;
+    let second = with_source(&config.source, workers + 1, job(&check)).await?;
     let mut tables = first.tables;
     for table in &mut tables {
         let again = second.tables.iter().find(|t| t.source == table.source);
@@ -191,6 +196,7 @@ struct DeepJob<'a> {
     config: &'a Config,
     options: &'a DeepOptions,
     target: PgPool,
+    workers: usize,
 }
 
 impl SourceJob for DeepJob<'_> {
@@ -202,12 +208,8 @@ impl SourceJob for DeepJob<'_> {
         let target_schema = self.options.target_schema.clone().unwrap_or_else(|| self.config.target.schema.clone());
         let tables = read_selected_tables(source.as_ref(), &source_schema, m).await?;
         let plan = plan_targets(tables, m, &target_schema, source.dialect())?;
-        let mut client = self.target.get(Side::Target).await?;
-        // The report's values are rendered on a second session, beside the
-        // first one's transactions.
-        let render_client = self.target.get(Side::Target).await?;
-        let mut reports = Vec::with_capacity(plan.tables.len());
-        for (table, target) in &plan.tables {
+        let (source, target_pool, options) = (&source, &self.target, self.options);
+        let compared = futures_util::stream::iter(plan.tables.iter().map(|(table, target)| async move {
             let spec = ReadSpec::new(table, target);
             let mut report = DeepTable {
                 source: spec.label.clone(),
@@ -215,20 +217,7 @@ impl SourceJob for DeepJob<'_> {
                 keyed: !spec.key.is_empty(),
                 ..DeepTable::default()
             };
-            let compared = if report.keyed {
-                let renderer = Renderer::new(&render_client, target).await;
-                match renderer {
-                    Ok(mut renderer) => {
-                        let deletes = self.options.repair && deletes_extra_rows(m, &spec.label);
-                        let context = Keyed { options: self.options, deletes, renderer: &mut renderer };
-                        compare_keyed(source.as_ref(), &mut client, &spec, target, context, &mut report).await
-                    }
-                    Err(e) => Err(e),
-                }
-            } else {
-                compare_multiset(source.as_ref(), &client, &spec, target, &mut report).await
-            };
-            match compared {
+            match compare_table(source.as_ref(), target_pool, &spec, target, options, m, &mut report).await {
                 Ok(()) => {}
                 Err(e @ (TransferError::Connect { .. } | TransferError::Cancelled)) => return Err(e),
                 Err(e) => report.error = Some(e.to_string()),
@@ -241,10 +230,37 @@ impl SourceJob for DeepJob<'_> {
                 different = report.different,
                 "compared"
             );
-            reports.push(report);
-        }
+            Ok(report)
+        }))
+        .buffered(self.workers)
+        .collect::<Vec<_>>()
+        .await;
+        let reports = compared.into_iter().collect::<Result<Vec<_>, _>>()?;
         Ok(DeepReport::new(reports))
     }
+}
+
+/// One table, on sessions of its own.
+async fn compare_table<S: Source>(
+    source: &S,
+    target_pool: &PgPool,
+    spec: &ReadSpec,
+    target: &TargetTable,
+    options: &DeepOptions,
+    m: &mssql_pg_migrate_config::MigrationConfig,
+    report: &mut DeepTable,
+) -> Result<(), TransferError> {
+    let mut client = target_pool.get(Side::Target).await?;
+    if !report.keyed {
+        return compare_multiset(source, &client, spec, target, report).await;
+    }
+    // The report's values are rendered on a second session, beside the
+    // first one's transactions.
+    let render_client = target_pool.get(Side::Target).await?;
+    let mut renderer = Renderer::new(&render_client, target).await?;
+    let deletes = options.repair && deletes_extra_rows(m, &spec.label);
+    let context = Keyed { options, deletes, renderer: &mut renderer };
+    compare_keyed(source, &mut client, spec, target, context, report).await
 }
 
 /// What a keyed comparison is told besides the table.
