@@ -363,15 +363,25 @@ async fn compare_keyed<S: Source>(
         Chunk { spec, target, types: &types, names: &names, key_names: &key_names, fetch: &fetch, options, renderer };
     match options.sample_percent.filter(|p| *p < 100.0) {
         None => {
-            let mut after: Option<S::Key> = None;
+            // The next chunk is read from the source while this one is
+            // compared on the target.
+            let mut current = read_source_page(source, spec, None, None, Some(CHUNK_ROWS)).await?;
             loop {
-                let (data, page) = read_source_page(source, spec, after.as_ref(), None, Some(CHUNK_ROWS)).await?;
-                if !chunk.compare(client, &data, report).await? {
+                let (data, page) = current;
+                let after = page.last_key.filter(|_| page.rows >= CHUNK_ROWS);
+                let read_next = async {
+                    match &after {
+                        Some(key) => Some(read_source_page(source, spec, Some(key), None, Some(CHUNK_ROWS)).await),
+                        None => None,
+                    }
+                };
+                let (compared, next) = tokio::join!(chunk.compare(client, &data, report), read_next);
+                if !compared? {
                     break;
                 }
-                match page.last_key {
-                    Some(last) if page.rows >= CHUNK_ROWS => after = Some(last),
-                    _ => break,
+                match next {
+                    Some(next) => current = next?,
+                    None => break,
                 }
             }
         }
@@ -476,7 +486,9 @@ impl Chunk<'_, '_> {
         pin_mut!(sink);
         sink.send(Bytes::from(keys.into_bytes())).await.map_err(target_error("comparing", target))?;
         sink.as_mut().finish().await.map_err(target_error("comparing", target))?;
-        tx.batch_execute(&format!("INSERT INTO {SEEN_TABLE} SELECT * FROM {KEYS_TABLE}"))
+        // Counted, so the planner looks the keys up by the target's index
+        // rather than scanning the table for each chunk.
+        tx.batch_execute(&format!("ANALYZE {KEYS_TABLE}; INSERT INTO {SEEN_TABLE} SELECT * FROM {KEYS_TABLE}"))
             .await
             .map_err(target_error("comparing", target))?;
         let target_data = copy_out(&tx, fetch).await.map_err(target_error("reading", target))?;
