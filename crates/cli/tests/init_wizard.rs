@@ -26,6 +26,18 @@ fn init(s: &Setup, args: &[&str], answers: &[String]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), stderr)
 }
 
+/// Runs a migration with the config the wizard wrote (passwords from the
+/// variables it names); it must succeed.
+fn run_written(s: &Setup, config: &Path) {
+    let run = s
+        .command_with(config, None, &["run"])
+        .env("SOURCE_PASSWORD", s.source.password())
+        .env("POSTGRES_PASSWORD", SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+}
+
 fn answers(s: &Setup, passwords: &str) -> Vec<String> {
     [
         "postgres",
@@ -70,13 +82,7 @@ async fn the_wizard_writes_a_config_that_runs_and_never_shows_a_password() {
     assert!(written.starts_with("# mssql-pg-migrate configuration"), "{written}");
 
     // The written config works as it is.
-    let run = s
-        .command_with(&path, None, &["run"])
-        .env("SOURCE_PASSWORD", s.source.password())
-        .env("POSTGRES_PASSWORD", SECRET)
-        .output()
-        .unwrap();
-    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    run_written(&s, &path);
     s.assert_same_data().await;
 
     // An existing file is kept unless -f is given.
@@ -238,13 +244,7 @@ async fn on_a_terminal_the_wizard_offers_menus_and_masks_passwords() {
     let include = yaml["migration"]["include_tables"].as_sequence().unwrap();
     assert_eq!(include.len(), 1, "one table ticked: {written}");
 
-    let run = s
-        .command_with(&path, None, &["run"])
-        .env("SOURCE_PASSWORD", s.source.password())
-        .env("POSTGRES_PASSWORD", SECRET)
-        .output()
-        .unwrap();
-    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+    run_written(&s, &path);
     let copied = s.target_scalar("SELECT count(*)::text FROM pg_tables WHERE schemaname = 'copy'").await;
     assert_eq!(copied, "1");
 }

@@ -301,40 +301,29 @@ pub fn plan_table(
         .collect();
 
     let mut indexes = Vec::new();
+    // An index's filter or key expression, or why the index is left out.
+    let index_expression = |text: &Option<String>, usage| text.as_ref().map(|t| translate(t, None, usage)).transpose();
     for index in &table.indexes {
-        let filter = match &index.filter {
-            None => None,
-            Some(f) => match translate(f, None, ExprUse::IndexFilter) {
-                Ok(expr) => Some(expr),
-                Err(why) => {
-                    note(
-                        &mut notes,
-                        NoteKind::Index,
-                        None,
-                        Verdict::Lossy,
-                        format!("filtered index {} left out: filter {f} not translated: {why}", index.name),
-                    );
-                    continue;
-                }
-            },
+        let filter = match index_expression(&index.filter, ExprUse::IndexFilter) {
+            Ok(filter) => filter,
+            Err(why) => {
+                let f = index.filter.as_deref().unwrap_or_default();
+                let message = format!("filtered index {} left out: filter {f} not translated: {why}", index.name);
+                note(&mut notes, NoteKind::Index, None, Verdict::Lossy, message);
+                continue;
+            }
         };
         let mut columns = Vec::with_capacity(index.columns.len());
         for c in &index.columns {
-            let expression = match &c.expression {
-                None => None,
-                Some(e) => match translate(e, None, ExprUse::IndexExpression) {
-                    Ok(expr) => Some(expr),
-                    Err(why) => {
-                        note(
-                            &mut notes,
-                            NoteKind::Index,
-                            None,
-                            Verdict::Lossy,
-                            format!("index {} left out: its expression {e} is not carried over: {why}", index.name),
-                        );
-                        break;
-                    }
-                },
+            let expression = match index_expression(&c.expression, ExprUse::IndexExpression) {
+                Ok(expression) => expression,
+                Err(why) => {
+                    let e = c.expression.as_deref().unwrap_or_default();
+                    let message =
+                        format!("index {} left out: its expression {e} is not carried over: {why}", index.name);
+                    note(&mut notes, NoteKind::Index, None, Verdict::Lossy, message);
+                    break;
+                }
             };
             let name = if expression.is_some() { String::new() } else { target_name(&c.name, case) };
             columns.push(TargetIndexColumn { name, expression, descending: c.descending, opclass: c.opclass.clone() });

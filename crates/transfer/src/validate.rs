@@ -76,11 +76,8 @@ impl SourceJob for ValidateJob<'_> {
     type Output = ValidationReport;
 
     async fn call<S: Source>(self, source: Arc<S>) -> Result<ValidationReport, TransferError> {
-        let m = &self.config.migration;
-        let source_schema = self.options.source_schema.clone().unwrap_or_else(|| self.config.source.schema.clone());
-        let target_schema = self.options.target_schema.clone().unwrap_or_else(|| self.config.target.schema.clone());
-        let tables = read_selected_tables(source.as_ref(), &source_schema, m).await?;
-        let plan = plan_targets(tables, m, &target_schema, source.dialect())?;
+        let schemas = (self.options.source_schema.as_deref(), self.options.target_schema.as_deref());
+        let plan = compared_tables(source.as_ref(), self.config, schemas).await?;
         let client = self.target.get(Side::Target).await?;
         let mut counts = Vec::with_capacity(plan.tables.len());
         for (table, target) in &plan.tables {
@@ -107,6 +104,20 @@ impl SourceJob for ValidateJob<'_> {
         }
         Ok(ValidationReport::new(counts))
     }
+}
+
+/// The selected source tables with their target plans, for the commands
+/// that compare the two sides; `schemas` (source, target) override the
+/// config's.
+pub(crate) async fn compared_tables<S: Source>(
+    source: &S,
+    config: &Config,
+    schemas: (Option<&str>, Option<&str>),
+) -> Result<crate::planning::TargetPlan, TransferError> {
+    let m = &config.migration;
+    let source_schema = schemas.0.unwrap_or(&config.source.schema);
+    let tables = read_selected_tables(source, source_schema, m).await?;
+    plan_targets(tables, m, schemas.1.unwrap_or(&config.target.schema), source.dialect())
 }
 
 #[cfg(test)]

@@ -113,6 +113,46 @@ impl RowSplitter {
     }
 }
 
+/// Rows out of a binary COPY stream that arrives in pieces of any size,
+/// holding only the part of a row not yet complete.
+#[derive(Debug, Default)]
+pub struct RowStream {
+    buffer: Vec<u8>,
+    splitter: RowSplitter,
+    started: bool,
+}
+
+impl RowStream {
+    /// Takes the next piece and hands every row it completes to `row`.
+    /// Returns how many.
+    ///
+    /// # Errors
+    /// The stream is not binary COPY.
+    pub fn feed(&mut self, piece: &[u8], mut row: impl FnMut(&[u8], &RowFields)) -> Result<u64, CopyFormatError> {
+        self.buffer.extend_from_slice(piece);
+        let mut at = 0;
+        if !self.started {
+            // The fixed part of the header: signature, flags, extension length.
+            if self.buffer.len() < SIGNATURE.len() + 8 {
+                return Ok(0);
+            }
+            at = self.splitter.header(&self.buffer)?;
+            if self.buffer.len() < at {
+                return Ok(0);
+            }
+            self.started = true;
+        }
+        let mut rows = 0;
+        while let Some((fields, next)) = self.splitter.row(&self.buffer, at)? {
+            row(&self.buffer, &fields);
+            at = next;
+            rows += 1;
+        }
+        self.buffer.drain(..at);
+        Ok(rows)
+    }
+}
+
 /// `value` (the send form of a `ty` value) in the one form equal values share.
 ///
 /// Two types have several: numeric, whose digit groups may carry leading
@@ -248,6 +288,25 @@ mod tests {
         assert_eq!(row, vec![Some(start + 6..start + 12)]);
         assert_eq!(splitter.row(&data, next).unwrap(), None);
         assert!(splitter.ended(), "the trailer was read");
+    }
+
+    #[test]
+    fn a_stream_in_pieces_of_any_size_gives_every_row_once() {
+        let rows: Vec<Vec<u8>> = (0u8..50).map(|i| vec![i; usize::from(i)]).collect();
+        let fields: Vec<[Option<&[u8]>; 2]> = rows.iter().map(|r| [Some(&r[..]), None]).collect();
+        let refs: Vec<&[Option<&[u8]>]> = fields.iter().map(|f| &f[..]).collect();
+        let data = stream(&refs);
+        for size in [1, 3, 7, 64, data.len()] {
+            let mut stream = RowStream::default();
+            let mut seen = Vec::new();
+            for piece in data.chunks(size) {
+                stream
+                    .feed(piece, |d, row| seen.push(row[0].clone().map(|r| d[r].to_vec()).unwrap_or_default()))
+                    .unwrap();
+            }
+            assert_eq!(seen, rows, "pieces of {size} bytes");
+        }
+        assert!(RowStream::default().feed(b"not a copy stream at all", |_, _| {}).is_err());
     }
 
     fn numeric(ndigits: i16, weight: i16, sign: u16, dscale: u16, digits: &[i16]) -> Vec<u8> {

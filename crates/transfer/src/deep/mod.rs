@@ -35,12 +35,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
-use self::compare::{RowFields, RowSplitter, differing_columns, key_of, row_bytes, split_rows};
+use self::compare::{RowFields, RowStream, differing_columns, key_of, row_bytes, split_rows};
 use crate::connect::{SourceJob, target_endpoint, with_source};
 use crate::copy::CopyEncoder;
-use crate::engine::read_selected_tables;
 use crate::error::{Side, TransferError};
-use crate::planning::plan_targets;
 use crate::pool::PgPool;
 use crate::source::{PieceSink, ReadSpec, Source};
 use crate::tuning::{Machine, Tuning};
@@ -204,10 +202,8 @@ impl SourceJob for DeepJob<'_> {
 
     async fn call<S: Source>(self, source: Arc<S>) -> Result<DeepReport, TransferError> {
         let m = &self.config.migration;
-        let source_schema = self.options.source_schema.clone().unwrap_or_else(|| self.config.source.schema.clone());
-        let target_schema = self.options.target_schema.clone().unwrap_or_else(|| self.config.target.schema.clone());
-        let tables = read_selected_tables(source.as_ref(), &source_schema, m).await?;
-        let plan = plan_targets(tables, m, &target_schema, source.dialect())?;
+        let schemas = (self.options.source_schema.as_deref(), self.options.target_schema.as_deref());
+        let plan = crate::validate::compared_tables(source.as_ref(), self.config, schemas).await?;
         let (source, target_pool, options) = (&source, &self.target, self.options);
         let compared = futures_util::stream::iter(plan.tables.iter().map(|(table, target)| async move {
             let spec = ReadSpec::new(table, target);
@@ -288,6 +284,26 @@ fn columns_of(target: &TargetTable) -> (Vec<String>, Vec<PgType>) {
     target.copied_columns().map(|c| (c.name.clone(), c.pg_type)).unzip()
 }
 
+/// A source page as binary COPY pieces: the read, to be run beside
+/// whatever takes the pieces from the receiver.
+fn source_pieces<'a, S: Source>(
+    source: &'a S,
+    spec: &'a ReadSpec,
+    after: Option<&'a S::Key>,
+    upto: Option<&'a S::Key>,
+    limit: Option<u64>,
+) -> (impl std::future::Future<Output = Result<crate::source::Page<S::Key>, TransferError>> + 'a, mpsc::Receiver<Bytes>)
+{
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    let read = async move {
+        let mut sink = PieceSink::new(tx, PIECE_BYTES);
+        let page = source.read_page(spec, after, upto, limit, &mut sink).await?;
+        sink.finish().await.map_err(|_| TransferError::Cancelled)?;
+        Ok(page)
+    };
+    (read, rx)
+}
+
 /// Reads one page of the source into memory, as binary COPY bytes.
 async fn read_source_page<S: Source>(
     source: &S,
@@ -296,13 +312,7 @@ async fn read_source_page<S: Source>(
     upto: Option<&S::Key>,
     limit: Option<u64>,
 ) -> Result<(Vec<u8>, crate::source::Page<S::Key>), TransferError> {
-    let (tx, mut rx) = mpsc::channel::<Bytes>(4);
-    let read = async {
-        let mut sink = PieceSink::new(tx, PIECE_BYTES);
-        let page = source.read_page(spec, after, upto, limit, &mut sink).await?;
-        sink.finish().await.map_err(|_| TransferError::Cancelled)?;
-        Ok::<_, TransferError>(page)
-    };
+    let (read, mut rx) = source_pieces(source, spec, after, upto, limit);
     let collect = async {
         let mut data = Vec::new();
         while let Some(piece) = rx.recv().await {
@@ -637,64 +647,29 @@ async fn compare_multiset<S: Source>(
         out
     };
     // The source streams through; only hashes are kept.
-    let (tx, mut rx) = mpsc::channel::<Bytes>(4);
-    let read = async {
-        let mut sink = PieceSink::new(tx, PIECE_BYTES);
-        let page = source.read_page(spec, None, None, None, &mut sink).await?;
-        sink.finish().await.map_err(|_| TransferError::Cancelled)?;
-        Ok::<_, TransferError>(page)
-    };
+    let (read, mut rx) = source_pieces(source, spec, None, None, None);
     let fold = async {
-        let mut buffer = BytesMut::new();
-        let mut splitter = RowSplitter::default();
-        let mut at: Option<usize> = None;
-        let mut rows = 0u64;
+        let mut rows = RowStream::default();
+        let mut count = 0;
         while let Some(piece) = rx.recv().await {
-            buffer.extend_from_slice(&piece);
-            let mut pos = match at {
-                Some(p) => p,
-                None => match splitter.header(&buffer) {
-                    Ok(p) if buffer.len() >= p => p,
-                    _ => continue,
-                },
-            };
-            while let Ok(Some((row, next))) = splitter.row(&buffer, pos) {
-                *counts.entry(hash(&buffer, &row)).or_insert(0) += 1;
-                rows += 1;
-                pos = next;
-            }
-            let _ = buffer.split_to(pos);
-            at = Some(0);
+            count += rows.feed(&piece, |data, row| *counts.entry(hash(data, row)).or_insert(0) += 1)?;
         }
-        rows
+        Ok::<_, compare::CopyFormatError>(count)
     };
     let (page, rows) = tokio::join!(read, fold);
     page?;
-    report.rows_compared = rows;
+    report.rows_compared = rows.map_err(|e| TransferError::Config(format!("{}: {e}", spec.label)))?;
     report.chunks = 1;
 
     let column_list = names.iter().map(|n| quote_pg(n)).collect::<Vec<_>>().join(", ");
     let sql = format!("COPY (SELECT {column_list} FROM {}) TO STDOUT (FORMAT binary)", ddl::table_name(target));
     let stream = client.copy_out(&sql).await.map_err(target_error("reading", target))?;
     pin_mut!(stream);
-    let mut buffer = BytesMut::new();
-    let mut splitter = RowSplitter::default();
-    let mut at: Option<usize> = None;
+    let mut rows = RowStream::default();
     while let Some(piece) = stream.next().await {
-        buffer.extend_from_slice(&piece.map_err(target_error("reading", target))?);
-        let mut pos = match at {
-            Some(p) => p,
-            None => match splitter.header(&buffer) {
-                Ok(p) if buffer.len() >= p => p,
-                _ => continue,
-            },
-        };
-        while let Ok(Some((row, next))) = splitter.row(&buffer, pos) {
-            *counts.entry(hash(&buffer, &row)).or_insert(0) -= 1;
-            pos = next;
-        }
-        let _ = buffer.split_to(pos);
-        at = Some(0);
+        let piece = piece.map_err(target_error("reading", target))?;
+        rows.feed(&piece, |data, row| *counts.entry(hash(data, row)).or_insert(0) -= 1)
+            .map_err(|e| TransferError::Config(format!("{}: {e}", report.target)))?;
     }
     for n in counts.values() {
         match n.signum() {
