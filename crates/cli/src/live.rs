@@ -181,6 +181,7 @@ pub fn json_lines(s: &Snapshot) -> Vec<String> {
             "tables_done": s.tables_done,
             "tables_total": s.tables_total,
             "finalizing": s.finalizing,
+            "reconnecting": s.reconnecting,
         })
         .to_string(),
     );
@@ -248,6 +249,9 @@ pub fn overall_line(s: &Snapshot) -> String {
     if let Some(step) = &s.finalizing {
         line.push_str(&format!("; finalizing: {step}"));
     }
+    if let Some(what) = &s.reconnecting {
+        line.push_str(&format!("; reconnecting: {what}"));
+    }
     line
 }
 
@@ -285,6 +289,7 @@ mod tests {
             tables_done: tables.iter().filter(|t| t.phase == Phase::Completed).count(),
             tables_total: tables.len(),
             finalizing: None,
+            reconnecting: None,
             tables,
         }
     }

@@ -92,6 +92,9 @@ pub struct Snapshot {
     pub tables_total: usize,
     /// The finalization step under way, once copying is over.
     pub finalizing: Option<String>,
+    /// A server went away and is being reconnected to: what waits for it
+    /// and the attempt, until work goes on.
+    pub reconnecting: Option<String>,
     pub tables: Vec<TableProgress>,
 }
 
@@ -102,11 +105,12 @@ pub struct Monitor {
     run_id: Option<String>,
     tables: Vec<Table>,
     finalizing: Option<String>,
+    reconnecting: Option<String>,
 }
 
 impl Monitor {
     pub fn new(started: Instant) -> Monitor {
-        Monitor { started, run_id: None, tables: Vec::new(), finalizing: None }
+        Monitor { started, run_id: None, tables: Vec::new(), finalizing: None, reconnecting: None }
     }
 
     /// Takes one event that happened at `at`.
@@ -140,6 +144,7 @@ impl Monitor {
                 }
             }
             Event::ChunkCommitted { table, rows, bytes, .. } => {
+                self.reconnecting = None;
                 if let Some(t) = self.table(table) {
                     t.rows_done += rows;
                     t.bytes += bytes;
@@ -165,9 +170,14 @@ impl Monitor {
                     t.error.clone_from(error);
                 }
             }
-            Event::Finalizing { step } => self.finalizing = Some(step.clone()),
-            // Retries are counted by `metrics`; the display shows the
-            // warning the retry logs.
+            Event::Finalizing { step } => {
+                self.reconnecting = None;
+                self.finalizing = Some(step.clone());
+            }
+            Event::Retrying { what, attempt, outage: true, .. } => {
+                self.reconnecting = Some(format!("{what} (attempt {attempt})"));
+            }
+            // Other retries are counted by `metrics`; the log has their warning.
             Event::Notes { .. } | Event::Retrying { .. } => {}
         }
     }
@@ -227,6 +237,7 @@ impl Monitor {
             tables_done,
             tables_total: tables.len(),
             finalizing: self.finalizing.clone(),
+            reconnecting: self.reconnecting.clone(),
             tables,
         }
     }
@@ -342,6 +353,20 @@ mod tests {
         assert_eq!((s.tables[0].phase, s.tables[0].rows_total), (Phase::Completed, 1200));
         assert_eq!(s.tables[0].rows_per_second, 1200.0 / 2.0, "the rate stops with the table");
         assert_eq!((s.tables_done, s.eta_seconds), (1, Some(0.0)));
+    }
+
+    #[test]
+    fn an_outage_shows_until_a_chunk_commits_and_plain_retries_do_not() {
+        let t0 = Instant::now();
+        let mut m = Monitor::new(t0);
+        m.apply(&planned(&[("a", 1000, 0)]), t0);
+        let retry = |attempt, outage| Event::Retrying { what: "a".into(), attempt, outage, error: "e".into() };
+        m.apply(&retry(1, false), t0);
+        assert_eq!(m.snapshot(t0).reconnecting, None, "a deadlock retried is no outage");
+        m.apply(&retry(2, true), t0);
+        assert_eq!(m.snapshot(t0).reconnecting.as_deref(), Some("a (attempt 2)"));
+        m.apply(&committed("a", 10), t0 + Duration::from_secs(1));
+        assert_eq!(m.snapshot(t0).reconnecting, None);
     }
 
     #[test]

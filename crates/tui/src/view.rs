@@ -33,7 +33,9 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
 }
 
 fn draw_header(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    let reconnecting = app.snapshot.as_ref().and_then(|s| s.reconnecting.as_ref()).filter(|_| !app.is_finished());
     let (label, color) = match &app.phase {
+        RunPhase::Running if reconnecting.is_some() => ("RECONNECTING".to_owned(), Color::Yellow),
         RunPhase::Running => ("RUNNING".to_owned(), Color::Green),
         RunPhase::Paused => ("PAUSED".to_owned(), Color::Yellow),
         RunPhase::Stopping => ("STOPPING".to_owned(), Color::Yellow),
@@ -44,6 +46,9 @@ fn draw_header(frame: &mut Frame<'_>, app: &App, area: Rect) {
         Span::styled(format!(" {label} "), Style::default().fg(Color::Black).bg(color).add_modifier(Modifier::BOLD)),
         Span::raw(format!(" {} ", app.title)),
     ];
+    if let Some(what) = reconnecting {
+        spans.push(Span::styled(format!("| waiting for {what} "), Style::default().fg(Color::Yellow)));
+    }
     if let Some(s) = &app.snapshot {
         let time = if app.is_finished() {
             format!("took {}", eta_text(Some(s.elapsed_seconds)))
@@ -284,6 +289,27 @@ mod tests {
         let posts = lines.iter().position(|l| l.contains("dbo.Posts")).unwrap();
         assert!(posts < votes, "copying before failed: {text}");
         assert!(lines[39].contains("1 table(s) did not complete: dbo.Votes (exit 3) · q quit"), "{text}");
+    }
+
+    #[test]
+    fn a_server_being_reconnected_to_is_shown_until_work_goes_on() {
+        let mut app = mid_run();
+        let outage = |attempt| Event::Retrying {
+            what: "dbo.Posts".into(),
+            attempt,
+            outage: true,
+            error: "target server: connection refused".into(),
+        };
+        app.on_event(&outage(3));
+        let mut s = app.snapshot.clone().unwrap();
+        s.reconnecting = Some("dbo.Posts (attempt 3)".into());
+        app.on_tick(s.clone(), Instant::now() + Duration::from_secs(11));
+        let text = screen(&app, 100, 24);
+        let first = text.lines().next().unwrap();
+        assert!(first.starts_with(" RECONNECTING ") && first.contains("waiting for dbo.Posts (attempt 3)"), "{text}");
+        s.reconnecting = None;
+        app.on_tick(s, Instant::now() + Duration::from_secs(12));
+        assert!(screen(&app, 100, 24).starts_with(" RUNNING "));
     }
 
     #[test]
