@@ -58,6 +58,21 @@ async fn a_clean_copy_matches_and_each_injected_corruption_is_named() {
     assert_eq!(table(report, "src.no_key")["keyed"], false);
 
     let target = s.target.connect("dst").await.unwrap();
+    // A table the target lacks is named, and the others are still compared.
+    target.batch_execute("ALTER TABLE copy.\"user\" RENAME TO user_away").await.unwrap();
+    let (code, stdout, _) = s.finish(None, &["--output-json", "validate", "--deep"]);
+    assert_eq!(code, 4);
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    let missing = table(&doc["report"], "src.user");
+    assert_eq!(
+        missing["error"], "the target has no table \"copy\".\"user\" (run the migration first, or check target.schema)",
+        "{missing}"
+    );
+    assert_eq!(
+        (doc["report"]["matched"].clone(), doc["report"]["mismatched"].clone()),
+        (Value::from(12), Value::from(1))
+    );
+    target.batch_execute("ALTER TABLE copy.user_away RENAME TO \"user\"").await.unwrap();
     target
         .batch_execute(
             r#"

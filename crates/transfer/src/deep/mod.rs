@@ -247,6 +247,12 @@ async fn compare_table<S: Source>(
     report: &mut DeepTable,
 ) -> Result<(), TransferError> {
     let mut client = target_pool.get(Side::Target).await?;
+    let table = ddl::table_name(target);
+    if !crate::progress::relation_exists(&client, &table, "comparing").await? {
+        return Err(TransferError::Config(format!(
+            "the target has no table {table} (run the migration first, or check target.schema)"
+        )));
+    }
     if !report.keyed {
         return compare_multiset(source, &client, spec, target, report).await;
     }
