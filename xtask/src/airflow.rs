@@ -11,43 +11,20 @@
 //! the `resume` path and complete the copy. With `MSSQL_TEST_URL` set, a
 //! fourth run reads the T-SQL fixture from that server.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use mssql_pg_migrate_testkit::PgCluster;
+
+use crate::venv::{root, run, virtualenv};
 use mssql_pg_migrate_testkit::compare::{EDGE_CASE_TABLES, compare_tables, edge_case_fixture};
 use mssql_pg_migrate_testkit::mssql::{MSSQL_EDGE_CASE_TABLES, TestServer, expected_data_sql};
 
 const AIRFLOW: &str = "apache-airflow==2.10.5";
 const DAG_ID: &str = "mssql_to_pg_sync";
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn run(command: &mut Command, what: &str) -> Result<String, String> {
-    let out = command.output().map_err(|e| format!("{what}: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if out.status.success() {
-        Ok(stdout)
-    } else {
-        Err(format!("{what} failed ({}):\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr)))
-    }
-}
-
-/// The virtualenv with Airflow, made on first use.
-fn virtualenv() -> Result<PathBuf, String> {
-    let venv = root().join("target/airflow-venv");
-    if !venv.join("bin/airflow").exists() {
-        eprintln!("installing {AIRFLOW} into {}", venv.display());
-        run(Command::new("python3").arg("-m").arg("venv").arg(&venv), "creating the virtualenv")?;
-        run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", AIRFLOW]), "installing Airflow")?;
-    }
-    Ok(venv)
-}
-
 pub fn airflow_it() -> Result<(), String> {
-    let venv = virtualenv()?;
+    let venv = virtualenv("airflow-venv", AIRFLOW, "bin/airflow")?;
     run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
             "build",

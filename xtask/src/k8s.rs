@@ -4,37 +4,17 @@
 //! `kubernetes-validate`, installed into `target/k8s-venv` on first use.
 //! No cluster is needed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
+
+use crate::venv::{root, run, virtualenv};
 
 const VALIDATOR: &str = "kubernetes-validate==1.37.0";
 /// The Kubernetes version whose schemas the manifests must satisfy.
 const KUBERNETES: &str = "1.30.0";
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn run(command: &mut Command, what: &str) -> Result<(), String> {
-    let out = command.output().map_err(|e| format!("{what}: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    eprint!("{text}");
-    // The validator exits 0 even when a file fails; its ERROR lines say so.
-    if out.status.success() && !text.contains("ERROR") {
-        Ok(())
-    } else {
-        Err(format!("{what} failed ({})", out.status))
-    }
-}
-
 pub fn k8s_validate() -> Result<(), String> {
-    let venv = root().join("target/k8s-venv");
-    let validator = venv.join("bin/kubernetes-validate");
-    if !validator.exists() {
-        eprintln!("installing {VALIDATOR} into {}", venv.display());
-        run(Command::new("python3").arg("-m").arg("venv").arg(&venv), "creating the virtualenv")?;
-        run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", VALIDATOR]), "installing the validator")?;
-    }
+    let venv = virtualenv("k8s-venv", VALIDATOR, "bin/kubernetes-validate")?;
     let dir = root().join("docs/examples/kubernetes");
     let mut manifests: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?
@@ -45,10 +25,17 @@ pub fn k8s_validate() -> Result<(), String> {
     if manifests.is_empty() {
         return Err(format!("no manifests in {}", dir.display()));
     }
-    run(
-        Command::new(&validator).args(["--strict", "--kubernetes-version", KUBERNETES]).args(&manifests),
+    let said = run(
+        Command::new(venv.join("bin/kubernetes-validate"))
+            .args(["--strict", "--kubernetes-version", KUBERNETES])
+            .args(&manifests),
         "validating the manifests",
     )?;
+    eprint!("{said}");
+    // The validator exits 0 even when a file fails; its ERROR lines say so.
+    if said.contains("ERROR") {
+        return Err("a manifest does not validate (ERROR above)".into());
+    }
     eprintln!("{} manifests valid for Kubernetes {KUBERNETES} (strict)", manifests.len());
     Ok(())
 }

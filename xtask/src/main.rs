@@ -33,6 +33,7 @@ mod gendata;
 mod k8s;
 mod sodata;
 mod tds;
+mod venv;
 
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
