@@ -31,11 +31,10 @@ use mssql_pg_migrate_schema::ident::quote_pg;
 use mssql_pg_migrate_schema::target::TargetTable;
 use mssql_pg_migrate_typemap::PgType;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
-use self::compare::{RowFields, RowStream, differing_columns, key_of, row_bytes, split_rows};
+use self::compare::{RowFields, RowStream, differing_columns, key_of, row_digest, split_rows};
 use crate::connect::{SourceJob, target_endpoint, with_source};
 use crate::copy::CopyEncoder;
 use crate::error::{Side, TransferError};
@@ -260,7 +259,7 @@ async fn compare_table<S: Source>(
     // first one's transactions.
     let render_client = target_pool.get(Side::Target).await?;
     let mut renderer = Renderer::new(&render_client, target).await?;
-    let deletes = options.repair && deletes_extra_rows(m, &spec.label);
+    let deletes = options.repair && deletes_extra_rows(m, &spec.schema, &spec.table);
     let context = Keyed { options, deletes, renderer: &mut renderer };
     compare_keyed(source, &mut client, spec, target, context, report).await
 }
@@ -273,16 +272,10 @@ struct Keyed<'o, 'r> {
     renderer: &'o mut Renderer<'r>,
 }
 
-/// Whether the target of `label` should hold only the source's rows, so
+/// Whether the target of `schema.table` should hold only the source's rows, so
 /// a repair deletes what the source lacks.
-fn deletes_extra_rows(m: &mssql_pg_migrate_config::MigrationConfig, label: &str) -> bool {
-    match m.target_mode {
-        mssql_pg_migrate_config::TargetMode::Upsert => {
-            let (schema, table) = label.split_once('.').unwrap_or(("", label));
-            m.delete_missing.covers(schema, table)
-        }
-        _ => true,
-    }
+fn deletes_extra_rows(m: &mssql_pg_migrate_config::MigrationConfig, schema: &str, table: &str) -> bool {
+    m.target_mode != mssql_pg_migrate_config::TargetMode::Upsert || m.delete_missing.covers(schema, table)
 }
 
 /// The copied columns' target names and types, in COPY order.
@@ -600,12 +593,12 @@ mod tests {
     #[test]
     fn a_repair_deletes_extra_rows_unless_an_upsert_keeps_them() {
         let mode = |migration: &str| crate::testing::config("mssql", migration).migration;
-        assert!(deletes_extra_rows(&mode("target_mode: drop_recreate"), "dbo.t"));
-        assert!(deletes_extra_rows(&mode("target_mode: truncate"), "dbo.t"));
-        assert!(!deletes_extra_rows(&mode("target_mode: upsert"), "dbo.t"));
-        assert!(deletes_extra_rows(&mode("target_mode: upsert, delete_missing: true"), "dbo.t"));
+        assert!(deletes_extra_rows(&mode("target_mode: drop_recreate"), "dbo", "t"));
+        assert!(deletes_extra_rows(&mode("target_mode: truncate"), "dbo", "t"));
+        assert!(!deletes_extra_rows(&mode("target_mode: upsert"), "dbo", "t"));
+        assert!(deletes_extra_rows(&mode("target_mode: upsert, delete_missing: true"), "dbo", "t"));
         let some = mode("target_mode: upsert, delete_missing: [orders]");
-        assert!(deletes_extra_rows(&some, "dbo.orders") && !deletes_extra_rows(&some, "dbo.t"));
+        assert!(deletes_extra_rows(&some, "dbo", "orders") && !deletes_extra_rows(&some, "dbo", "t"));
     }
 }
 
@@ -646,12 +639,7 @@ async fn compare_multiset<S: Source>(
 ) -> Result<(), TransferError> {
     let (names, types) = columns_of(target);
     let mut counts: HashMap<[u8; 16], i64> = HashMap::new();
-    let hash = |data: &[u8], row: &RowFields| -> [u8; 16] {
-        let digest = Sha256::digest(row_bytes(data, row, &types));
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&digest[..16]);
-        out
-    };
+    let hash = |data: &[u8], row: &RowFields| row_digest(data, row, &types);
     // The source streams through; only hashes are kept.
     let (read, mut rx) = source_pieces(source, spec, None, None, None);
     let fold = async {
@@ -715,15 +703,12 @@ struct Renderer<'c> {
 
 impl<'c> Renderer<'c> {
     async fn new(client: &'c deadpool_postgres::Object, target: &TargetTable) -> Result<Renderer<'c>, TransferError> {
-        let sql =
-            "SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = $1::text::regclass AND a.attname = $2::text";
-        let table = ddl::table_name(target);
-        let mut types = Vec::new();
-        for column in target.copied_columns() {
-            let row = client.query_opt(sql, &[&table, &column.name]).await.map_err(target_error("reading", target))?;
-            let oid = row.and_then(|r| r.try_get::<_, u32>(0).ok());
-            types.push(oid.and_then(Type::from_oid));
-        }
+        let sql = "SELECT a.attname::text, a.atttypid FROM pg_attribute a \
+                   WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped";
+        let rows = client.query(sql, &[&ddl::table_name(target)]).await.map_err(target_error("reading", target))?;
+        let by_name: HashMap<String, u32> =
+            rows.iter().filter_map(|r| Some((r.try_get::<_, String>(0).ok()?, r.try_get::<_, u32>(1).ok()?))).collect();
+        let types = target.copied_columns().map(|c| by_name.get(&c.name).copied().and_then(Type::from_oid)).collect();
         Ok(Renderer { client, types, statements: HashMap::new() })
     }
 
