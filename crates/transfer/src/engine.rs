@@ -356,7 +356,7 @@ async fn migrate<S: Source>(
 ) -> Result<RunReport, TransferError> {
     let started = Instant::now();
     let m = &config.migration;
-    let backoff = Backoff { events: options.events.clone(), ..Backoff::for_migration(m) };
+    let backoff = progress.backoff().clone();
     let (source_schema, target_schema, resuming) = progress.with(|s| {
         (
             s.source_schema.clone().unwrap_or_else(|| config.source.schema.clone()),

@@ -256,6 +256,11 @@ pub(crate) async fn load(
 }
 
 impl Progress {
+    /// The run's retry policy (told to the run's event sink).
+    pub(crate) fn backoff(&self) -> &Backoff {
+        &self.backoff
+    }
+
     /// Opens the store for `state` (creating the state schema if needed).
     pub(crate) async fn open(
         location: &StateLocation,
