@@ -34,8 +34,9 @@ pub struct BenchArgs {
     pub runs: usize,
     /// `pg` (PostgreSQL → PostgreSQL, the default) or `mssql`.
     pub source: String,
-    /// `full` (a full load against its peers, the default) or `upsert`
-    /// (syncs into the copy, see `bench_upsert`).
+    /// `full` (a full load against its peers, the default), `upsert`
+    /// (syncs into the copy, see `bench_upsert`) or `validate` (proving
+    /// the copy, see `bench_validate`).
     pub mode: String,
 }
 
@@ -52,13 +53,13 @@ impl BenchArgs {
                     other => return Err(format!("--source takes pg or mssql, not {other:?}")),
                 },
                 "--mode" => match rest.next().map(String::as_str) {
-                    Some(mode @ ("full" | "upsert")) => parsed.mode = mode.to_owned(),
-                    other => return Err(format!("--mode takes full or upsert, not {other:?}")),
+                    Some(mode @ ("full" | "upsert" | "validate")) => parsed.mode = mode.to_owned(),
+                    other => return Err(format!("--mode takes full, upsert or validate, not {other:?}")),
                 },
                 other => {
                     return Err(format!(
                         "unexpected argument '{other}' (bench takes --scale S, --runs N, --source pg|mssql \
-                         and --mode full|upsert)"
+                         and --mode full|upsert|validate)"
                     ));
                 }
             }
@@ -85,6 +86,9 @@ pub struct Sample {
 }
 
 pub fn bench(args: &BenchArgs) -> Result<(), String> {
+    if args.mode == "validate" {
+        return crate::bench_validate::bench(args);
+    }
     if args.source == "mssql" {
         if args.mode == "upsert" {
             return Err("--mode upsert reads PostgreSQL for now (--source pg)".into());
@@ -256,12 +260,26 @@ pub fn run_tool_doc(
     config: &Path,
     expected_rows: Option<u64>,
 ) -> Result<(Sample, serde_json::Value), String> {
+    let (sample, doc) = run_command(binary, config, &["run"])?;
+    let rows = doc["report"]["rows"].as_u64().unwrap_or(0);
+    if let Some(expected) = expected_rows
+        && rows != expected
+    {
+        return Err(format!("the tool copied {rows} rows, not {expected}"));
+    }
+    Ok((sample, doc))
+}
+
+/// One timed command of the release binary (`run`, `validate --deep`…),
+/// which must exit 0, with its JSON document.
+pub fn run_command(binary: &Path, config: &Path, command: &[&str]) -> Result<(Sample, serde_json::Value), String> {
     let started = Instant::now();
     let mut child = Command::new(binary)
         .arg("-c")
         .arg(config)
         // BENCH_VERBOSITY=debug shows where a run's time goes (its log, with timestamps).
-        .args(["--output-json", "--verbosity", std::env::var("BENCH_VERBOSITY").as_deref().unwrap_or("warn"), "run"])
+        .args(["--output-json", "--verbosity", std::env::var("BENCH_VERBOSITY").as_deref().unwrap_or("warn")])
+        .args(command)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -276,15 +294,9 @@ pub fn run_tool_doc(
     let seconds = started.elapsed().as_secs_f64();
     let output = reader.join().map_err(|_| "the output reader panicked")?;
     if usage.code != Some(0) {
-        return Err(format!("the tool exited {:?}:\n{output}", usage.code));
+        return Err(format!("the tool's {} exited {:?}:\n{output}", command.join(" "), usage.code));
     }
     let doc: serde_json::Value = serde_json::from_str(&output).map_err(|e| format!("not JSON ({e}): {output}"))?;
-    let rows = doc["report"]["rows"].as_u64().unwrap_or(0);
-    if let Some(expected) = expected_rows
-        && rows != expected
-    {
-        return Err(format!("the tool copied {rows} rows, not {expected}"));
-    }
     let sample = Sample { seconds, peak_rss_bytes: Some(usage.peak_rss_bytes), cpu_seconds: Some(usage.cpu_seconds) };
     Ok((sample, doc))
 }

@@ -50,50 +50,74 @@ fn server() -> Result<(TestServer, Option<crate::tds::StartedServer>), String> {
     Ok((TestServer::parse(&started.url)?, Some(started)))
 }
 
-pub fn bench(args: &BenchArgs) -> Result<(), String> {
-    let binary = build_release()?;
-    let (mut server, _started) = server()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let database = database_for(args.scale);
-    server.database = database.clone();
-    let rows: u64 = TABLES.iter().map(|t| t.rows(args.scale)).sum();
-    if runtime.block_on(loaded_rows(&server)) == Some(rows) {
-        eprintln!("reusing the data set at scale {} in {database}", args.scale);
-    } else {
-        // The load runs in a process of its own: a child forked from a
-        // process that grew while loading starts with that size in its peak RSS.
-        eprintln!("loading the data set at scale {} into {database}", args.scale);
-        let loaded = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-            .args(["gen-data", "--scale", &args.scale.to_string(), "--target", &server.url()])
-            .status()
-            .map_err(|e| format!("cannot run gen-data: {e}"))?;
-        if !loaded.success() {
-            return Err(format!("loading the data set failed ({loaded})"));
-        }
-    }
-    eprintln!("starting the target cluster");
-    let target = PgCluster::start().map_err(|e| e.to_string())?;
-    runtime.block_on(target.create_database("so_dst")).map_err(|e| e.to_string())?;
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let config = dir.path().join("bench.yaml");
-    let yaml = format!(
-        "{}target: {{type: postgres, host: 127.0.0.1, port: {}, database: so_dst, user: postgres, password: '{}', \
-         schema: so, ssl_mode: disable}}\n",
-        server.source_yaml("dbo", &server.password.replace('$', "$$")),
-        target.port(),
-        target.password().replace('$', "$$"),
-    );
-    std::fs::write(&config, yaml).map_err(|e| e.to_string())?;
+/// The release binary, the SQL Server with the set loaded, and an empty
+/// target cluster: what every bench reading SQL Server starts from.
+pub struct MssqlBench {
+    pub binary: std::path::PathBuf,
+    pub server: TestServer,
+    /// The TDS server this bench started, stopped when dropped.
+    _started: Option<crate::tds::StartedServer>,
+    pub runtime: tokio::runtime::Runtime,
+    pub target: PgCluster,
+    /// The tool's config (SQL Server's `dbo` into the target's `so`).
+    pub config: std::path::PathBuf,
+    pub rows: u64,
+    pub database: String,
+    _dir: tempfile::TempDir,
+}
 
+impl MssqlBench {
+    pub fn start(scale: f64) -> Result<MssqlBench, String> {
+        let binary = build_release()?;
+        let (mut server, started) = server()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+        let database = database_for(scale);
+        server.database = database.clone();
+        let rows: u64 = TABLES.iter().map(|t| t.rows(scale)).sum();
+        if runtime.block_on(loaded_rows(&server)) == Some(rows) {
+            eprintln!("reusing the data set at scale {scale} in {database}");
+        } else {
+            // The load runs in a process of its own: a child forked from a
+            // process that grew while loading starts with that size in its peak RSS.
+            eprintln!("loading the data set at scale {scale} into {database}");
+            let loaded = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+                .args(["gen-data", "--scale", &scale.to_string(), "--target", &server.url()])
+                .status()
+                .map_err(|e| format!("cannot run gen-data: {e}"))?;
+            if !loaded.success() {
+                return Err(format!("loading the data set failed ({loaded})"));
+            }
+        }
+        eprintln!("starting the target cluster");
+        let target = PgCluster::start().map_err(|e| e.to_string())?;
+        runtime.block_on(target.create_database("so_dst")).map_err(|e| e.to_string())?;
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let config = dir.path().join("bench.yaml");
+        let yaml = format!(
+            "{}target: {{type: postgres, host: 127.0.0.1, port: {}, database: so_dst, user: postgres, password: '{}', \
+             schema: so, ssl_mode: disable}}\n",
+            server.source_yaml("dbo", &server.password.replace('$', "$$")),
+            target.port(),
+            target.password().replace('$', "$$"),
+        );
+        std::fs::write(&config, yaml).map_err(|e| e.to_string())?;
+        Ok(MssqlBench { binary, server, _started: started, runtime, target, config, rows, database, _dir: dir })
+    }
+}
+
+pub fn bench(args: &BenchArgs) -> Result<(), String> {
+    let bench = MssqlBench::start(args.scale)?;
+    let MssqlBench { binary, server, runtime, target, config, rows, database, .. } = &bench;
+    let (rows, database) = (*rows, database.as_str());
     let babelfish_user = owner_of_listener(server.port);
     let target_user = owner_of_listener(target.port());
     let (mut tool, mut limit) = (Vec::new(), Vec::new());
     let (mut server_cpu, mut target_cpu, mut server_cpu_limit) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=args.runs {
         eprintln!("run {run} of {}", args.runs);
-        runtime.block_on(reset(&target))?;
+        runtime.block_on(reset(target))?;
         let before = (babelfish_user.map(cpu_of_user), target_user.map(cpu_of_user));
-        tool.push(run_tool(&binary, &config, rows)?);
+        tool.push(run_tool(binary, config, rows)?);
         if let (Some(user), Some(b)) = (babelfish_user, before.0) {
             server_cpu.push(cpu_of_user(user) - b);
         }
@@ -101,7 +125,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
             target_cpu.push(cpu_of_user(user) - b);
         }
         let before = babelfish_user.map(cpu_of_user);
-        limit.push(freebcp_all(&server)?);
+        limit.push(freebcp_all(server)?);
         if let (Some(user), Some(b)) = (babelfish_user, before) {
             server_cpu_limit.push(cpu_of_user(user) - b);
         }

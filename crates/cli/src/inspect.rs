@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use mssql_pg_migrate::transfer::deep::{DeepOptions, DeepReport, DifferenceKind};
+use mssql_pg_migrate::transfer::deep::{CompareMethod, DeepOptions, DeepReport, DifferenceKind};
 use mssql_pg_migrate::transfer::dry_run::{Chunking, DryRunPlan};
 use mssql_pg_migrate::transfer::health::{Check, EndpointHealth};
 use mssql_pg_migrate::transfer::{
@@ -177,13 +177,21 @@ fn validation_text(report: &ValidationReport) -> String {
 
 fn deep_text(report: &DeepReport) -> String {
     let mut text = String::new();
-    let _ = writeln!(text, "{:<40} {:>12} {:>9} {:>9} {:>9}  result", "table", "rows", "missing", "extra", "different");
+    let _ = writeln!(
+        text,
+        "{:<40} {:>12} {:>9} {:>9} {:>9} {:>12}  result",
+        "table", "rows", "missing", "extra", "different", "rows read"
+    );
     for t in &report.tables {
         let result = if t.matches() { "ok" } else { "DIFFERS" };
+        let method = match t.method {
+            CompareMethod::Checksum => "checksum",
+            CompareMethod::Rows => "rows",
+        };
         let _ = writeln!(
             text,
-            "{:<40} {:>12} {:>9} {:>9} {:>9}  {result}",
-            t.source, t.rows_compared, t.missing, t.extra, t.different
+            "{:<40} {:>12} {:>9} {:>9} {:>9} {:>12}  {result} ({method})",
+            t.source, t.rows_compared, t.missing, t.extra, t.different, t.rows_fetched
         );
         if let Some(e) = &t.error {
             let _ = writeln!(text, "    not compared: {e}");

@@ -18,7 +18,9 @@
 //! tool, where the type conversions live); a source being written to while
 //! it is compared shows those writes as differences.
 
+pub mod checksum;
 pub mod compare;
+mod narrow;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -98,6 +100,18 @@ pub struct RowDifference {
     pub columns: Vec<ColumnDifference>,
 }
 
+/// How a table's rows were compared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompareMethod {
+    /// Every row read from both sides and compared value by value.
+    #[default]
+    Rows,
+    /// Each server checksummed its rows by key range; only the rows of
+    /// ranges whose checksums differ were read and compared.
+    Checksum,
+}
+
 /// One table's comparison.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct DeepTable {
@@ -106,7 +120,13 @@ pub struct DeepTable {
     pub target: String,
     /// Whether rows were matched by key (else as a multiset).
     pub keyed: bool,
+    /// How the rows were compared.
+    pub method: CompareMethod,
     pub rows_compared: u64,
+    /// Rows read from the source and compared value by value: every row
+    /// with [`CompareMethod::Rows`], only those of differing key ranges
+    /// with [`CompareMethod::Checksum`].
+    pub rows_fetched: u64,
     pub chunks: u64,
     pub missing: u64,
     pub extra: u64,
@@ -252,7 +272,16 @@ async fn compare_table<S: Source>(
             "the target has no table {table} (run the migration first, or check target.schema)"
         )));
     }
+    let hashing = narrow::hashing_for(source, &client, spec, target).await?;
     if !report.keyed {
+        if let Some(hashing) = &hashing
+            && let Some(rows) = narrow::same_multiset(source, &client, spec, target, hashing).await?
+        {
+            report.method = CompareMethod::Checksum;
+            report.rows_compared = rows;
+            report.chunks = 1;
+            return Ok(());
+        }
         return compare_multiset(source, &client, spec, target, report).await;
     }
     // The report's values are rendered on a second session, beside the
@@ -260,7 +289,7 @@ async fn compare_table<S: Source>(
     let render_client = target_pool.get(Side::Target).await?;
     let mut renderer = Renderer::new(&render_client, target).await?;
     let deletes = options.repair && deletes_extra_rows(m, &spec.schema, &spec.table);
-    let context = Keyed { options, deletes, renderer: &mut renderer };
+    let context = Keyed { options, deletes, renderer: &mut renderer, hashing: hashing.as_ref() };
     compare_keyed(source, &mut client, spec, target, context, report).await
 }
 
@@ -270,6 +299,18 @@ struct Keyed<'o, 'r> {
     /// Repair deletes the target's extra rows.
     deletes: bool,
     renderer: &'o mut Renderer<'r>,
+    /// The checksum queries, when both sides can hash the table.
+    hashing: Option<&'o narrow::Hashing>,
+}
+
+/// The target rows looked at for extra ones.
+enum Coverage {
+    /// Every row.
+    All,
+    /// None (a sample).
+    Nothing,
+    /// Those with keys in these ranges (inclusive, disjoint).
+    Ranges(Vec<(i64, i64)>),
 }
 
 /// Whether the target of `schema.table` should hold only the source's rows, so
@@ -339,8 +380,39 @@ async fn copy_out(client: &tokio_postgres::Transaction<'_>, sql: &str) -> Result
     Ok(data)
 }
 
+/// Whether a PostgreSQL session can checksum ([`checksum`]): only a UTF-8
+/// database hashes text as the UTF-8 bytes SQL Server is asked for, and
+/// `hashtextextended` needs PostgreSQL 11 (`hash_record_extended`, 14).
+pub(crate) async fn postgres_checksum_dialect(
+    client: &tokio_postgres::Client,
+) -> Result<Option<checksum::ChecksumDialect>, tokio_postgres::Error> {
+    let row = client
+        .query_one("SELECT current_setting('server_encoding'), current_setting('server_version_num')::int4", &[])
+        .await?;
+    let encoding: String = row.try_get(0)?;
+    let version: i32 = row.try_get(1)?;
+    let record_hash = version >= 140_000;
+    Ok((encoding == "UTF8" && version >= 110_000).then_some(checksum::ChecksumDialect::Postgres { record_hash }))
+}
+
+/// Runs a PostgreSQL query from [`checksum::bucket_sql`].
+pub(crate) async fn postgres_bucket_sums(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    buckets: Option<checksum::Buckets>,
+) -> Result<Vec<checksum::BucketSum>, tokio_postgres::Error> {
+    let rows = match buckets {
+        Some(b) => client.query(sql, &[&b.lo, &b.hi, &b.width]).await?,
+        None => client.query(sql, &[]).await?,
+    };
+    rows.iter()
+        .map(|r| Ok(checksum::BucketSum { bucket: r.try_get(0)?, rows: r.try_get(1)?, sum: r.try_get(2)? }))
+        .collect()
+}
+
 const KEYS_TABLE: &str = "mssql_pg_migrate_deep_keys";
 const SEEN_TABLE: &str = "mssql_pg_migrate_deep_seen";
+const RANGES_TABLE: &str = "mssql_pg_migrate_deep_ranges";
 
 async fn compare_keyed<S: Source>(
     source: &S,
@@ -350,7 +422,7 @@ async fn compare_keyed<S: Source>(
     context: Keyed<'_, '_>,
     report: &mut DeepTable,
 ) -> Result<(), TransferError> {
-    let Keyed { options, deletes, renderer } = context;
+    let Keyed { options, deletes, renderer, hashing } = context;
     let (names, types) = columns_of(target);
     let key_names: Vec<String> = spec.key.iter().filter_map(|&k| names.get(k).cloned()).collect();
     let key_list = key_names.iter().map(|n| quote_pg(n)).collect::<Vec<_>>().join(", ");
@@ -359,7 +431,7 @@ async fn compare_keyed<S: Source>(
     // Per session and dropped first, so an earlier table's keys never mix in.
     let setup = format!(
         "SET client_min_messages = warning;
-         DROP TABLE IF EXISTS pg_temp.{KEYS_TABLE}, pg_temp.{SEEN_TABLE};
+         DROP TABLE IF EXISTS pg_temp.{KEYS_TABLE}, pg_temp.{SEEN_TABLE}, pg_temp.{RANGES_TABLE};
          CREATE TEMP TABLE {KEYS_TABLE} AS SELECT {key_list} FROM {table} WITH NO DATA;
          CREATE TEMP TABLE {SEEN_TABLE} AS SELECT {key_list} FROM {table} WITH NO DATA;
          RESET client_min_messages;"
@@ -370,8 +442,26 @@ async fn compare_keyed<S: Source>(
     );
     let mut chunk =
         Chunk { spec, target, types: &types, names: &names, key_names: &key_names, fetch: &fetch, options, renderer };
-    match options.sample_percent.filter(|p| *p < 100.0) {
-        None => {
+    let narrowed = match (options.sample_percent.filter(|p| *p < 100.0), hashing) {
+        (None, Some(hashing)) => narrow::narrow(source, client, spec, target, hashing).await?,
+        _ => narrow::Narrowed::Everything,
+    };
+    let coverage = match (options.sample_percent.filter(|p| *p < 100.0), narrowed) {
+        (_, narrow::Narrowed::Ranges { leaves, beyond, rows, buckets, keys: (lo, _) }) => {
+            report.method = CompareMethod::Checksum;
+            report.rows_compared = rows;
+            report.chunks = buckets;
+            for &(from, to) in &leaves {
+                // A leaf starting at the source's smallest key is left open
+                // below: the key's type may not hold the value before it.
+                let after = (from > lo).then(|| source.integer_key(spec, from - 1));
+                let upto = source.integer_key(spec, to);
+                let (data, _) = read_source_page(source, spec, after.as_ref(), Some(&upto), None).await?;
+                report.rows_fetched += chunk.compare(client, &data, report).await?;
+            }
+            Coverage::Ranges(leaves.into_iter().chain(beyond).collect())
+        }
+        (None, narrow::Narrowed::Everything) => {
             // The next chunk is read from the source while this one is
             // compared on the target.
             let mut current = read_source_page(source, spec, None, None, Some(CHUNK_ROWS)).await?;
@@ -385,16 +475,21 @@ async fn compare_keyed<S: Source>(
                     }
                 };
                 let (compared, next) = tokio::join!(chunk.compare(client, &data, report), read_next);
-                if !compared? {
+                let rows = compared?;
+                if rows == 0 {
                     break;
                 }
+                report.chunks += 1;
+                report.rows_compared += rows;
+                report.rows_fetched += rows;
                 match next {
                     Some(next) => current = next?,
                     None => break,
                 }
             }
+            Coverage::All
         }
-        Some(percent) => {
+        (Some(percent), narrow::Narrowed::Everything) => {
             // Chunks spread over the whole key range, each a range between
             // two of the server's boundaries; extra rows are not looked for.
             report.sampled_percent = Some(percent);
@@ -403,17 +498,42 @@ async fn compare_keyed<S: Source>(
                 let after = i.checked_sub(1).and_then(|b| bounds.get(b));
                 let upto = bounds.get(i);
                 let (data, _) = read_source_page(source, spec, after, upto, None).await?;
-                chunk.compare(client, &data, report).await?;
+                let rows = chunk.compare(client, &data, report).await?;
+                report.chunks += u64::from(rows > 0);
+                report.rows_compared += rows;
+                report.rows_fetched += rows;
             }
+            Coverage::Nothing
         }
-    }
+    };
 
-    if report.sampled_percent.is_some() {
-        return drop_temporaries(client, target).await;
-    }
     // What the target has beyond the source's keys.
     let matches = key_names.iter().map(|n| format!("s.{q} = t.{q}", q = quote_pg(n))).collect::<Vec<_>>().join(" AND ");
-    let not_seen = format!("FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM {SEEN_TABLE} s WHERE {matches})");
+    let not_seen_in = |from: &str| format!("{from} WHERE NOT EXISTS (SELECT 1 FROM {SEEN_TABLE} s WHERE {matches})");
+    let (not_seen, delete) = match &coverage {
+        Coverage::Nothing => return drop_temporaries(client, target).await,
+        Coverage::Ranges(ranges) if ranges.is_empty() => return drop_temporaries(client, target).await,
+        Coverage::All => (
+            not_seen_in(&format!("FROM {table} t")),
+            format!("DELETE FROM {table} AS t WHERE NOT EXISTS (SELECT 1 FROM {SEEN_TABLE} s WHERE {matches})"),
+        ),
+        Coverage::Ranges(ranges) => {
+            let (from, to): (Vec<i64>, Vec<i64>) = ranges.iter().copied().unzip();
+            let create = format!("CREATE TEMP TABLE {RANGES_TABLE} (lo int8, hi int8)");
+            client.batch_execute(&create).await.map_err(target_error("comparing", target))?;
+            let fill = format!("INSERT INTO {RANGES_TABLE} SELECT * FROM unnest($1::int8[], $2::int8[])");
+            client.execute(&fill, &[&from, &to]).await.map_err(target_error("comparing", target))?;
+            let k = quote_pg(key_names.first().map_or("", String::as_str));
+            let within = format!("t.{k} >= r.lo AND t.{k} <= r.hi");
+            (
+                not_seen_in(&format!("FROM {RANGES_TABLE} r JOIN {table} t ON {within}")),
+                format!(
+                    "DELETE FROM {table} AS t USING {RANGES_TABLE} r WHERE {within} \
+                     AND NOT EXISTS (SELECT 1 FROM {SEEN_TABLE} s WHERE {matches})"
+                ),
+            )
+        }
+    };
     let extra = client
         .query_one(&format!("SELECT count(*) {not_seen}"), &[])
         .await
@@ -430,15 +550,19 @@ async fn compare_keyed<S: Source>(
         }
     }
     if deletes && report.extra > 0 {
-        let sql = format!("DELETE FROM {table} AS t WHERE NOT EXISTS (SELECT 1 FROM {SEEN_TABLE} s WHERE {matches})");
-        report.deleted = client.execute(&sql, &[]).await.map_err(target_error("deleting the extra rows of", target))?;
+        report.deleted =
+            client.execute(&delete, &[]).await.map_err(target_error("deleting the extra rows of", target))?;
     }
     drop_temporaries(client, target).await
 }
 
 async fn drop_temporaries(client: &deadpool_postgres::Object, target: &TargetTable) -> Result<(), TransferError> {
     client
-        .batch_execute(&format!("DROP TABLE IF EXISTS pg_temp.{KEYS_TABLE}, pg_temp.{SEEN_TABLE}"))
+        .batch_execute(&format!(
+            "SET client_min_messages = warning; \
+             DROP TABLE IF EXISTS pg_temp.{KEYS_TABLE}, pg_temp.{SEEN_TABLE}, pg_temp.{RANGES_TABLE}; \
+             RESET client_min_messages"
+        ))
         .await
         .map_err(target_error("cleaning up after comparing", target))
 }
@@ -458,21 +582,19 @@ struct Chunk<'a, 'r> {
 
 impl Chunk<'_, '_> {
     /// Compares the source rows in `data` (a binary COPY stream) with the
-    /// target's rows of the same keys, repairing when asked. `false` when
-    /// `data` holds no row.
+    /// target's rows of the same keys, repairing when asked. Returns the
+    /// rows compared (0 when `data` holds none).
     async fn compare(
         &mut self,
         client: &mut deadpool_postgres::Object,
         data: &[u8],
         report: &mut DeepTable,
-    ) -> Result<bool, TransferError> {
+    ) -> Result<u64, TransferError> {
         let Chunk { spec, target, types, names, key_names, fetch, options, .. } = *self;
         let rows = split_rows(data).map_err(|e| TransferError::Config(format!("{}: {e}", spec.label)))?;
         if rows.is_empty() {
-            return Ok(false);
+            return Ok(0);
         }
-        report.chunks += 1;
-        report.rows_compared += rows.len() as u64;
 
         // The chunk's keys, already in the target's send form, go in by binary COPY.
         let mut keys = CopyEncoder::with_capacity(rows.len() * 16);
@@ -557,7 +679,7 @@ impl Chunk<'_, '_> {
             merge_rows(client, target, key_names, repairs.into_bytes()).await?;
         }
 
-        Ok(true)
+        Ok(rows.len() as u64)
     }
 }
 

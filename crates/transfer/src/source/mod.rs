@@ -16,6 +16,7 @@ use mssql_pg_migrate_typemap::{MssqlType, PgType};
 use tokio::sync::mpsc;
 
 use crate::copy::CopyEncoder;
+use crate::deep::checksum::{BucketSum, Buckets, ChecksumDialect};
 use crate::error::TransferError;
 
 /// One column as the reader selects it.
@@ -354,6 +355,21 @@ pub trait Source: Send + Sync + 'static {
         kind: ChangeKind,
         lookback: u32,
     ) -> impl Future<Output = Result<Option<String>, TransferError>> + Send;
+
+    /// How this server writes row checksums ([`crate::deep::checksum`]),
+    /// asked once per source; `None` for a server that cannot take part
+    /// (a database whose text is not UTF-8).
+    fn checksum_dialect(&self) -> impl Future<Output = Result<Option<ChecksumDialect>, TransferError>> + Send;
+
+    /// Runs a query from [`crate::deep::checksum::bucket_sql`] written for
+    /// this source's dialect, binding `buckets` (lower bound, upper bound,
+    /// width) when the query is keyed.
+    fn checksum_buckets(
+        &self,
+        spec: &ReadSpec,
+        sql: &str,
+        buckets: Option<Buckets>,
+    ) -> impl Future<Output = Result<Vec<BucketSum>, TransferError>> + Send;
 
     /// Renders a key for messages.
     fn describe_key(key: &Self::Key) -> String;

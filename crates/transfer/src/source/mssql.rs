@@ -29,6 +29,7 @@ use super::{
     TableAccess, TableName, hex, join_key_parts, split_key_parts, unhex,
 };
 use crate::copy::{CopyEncoder, EncodeError};
+use crate::deep::checksum::{self, BucketSum, Buckets, ChecksumDialect, MssqlStrings};
 use crate::error::{Side, TransferError, Transience};
 
 /// A tiberius client over a tokio TCP stream.
@@ -222,6 +223,8 @@ pub struct MssqlSource {
     max_size: u32,
     /// The pool's latest failure to open a connection.
     connect_failures: ConnectFailures,
+    /// How the server hashes strings as UTF-8, once asked.
+    checksum_strings: tokio::sync::OnceCell<Option<MssqlStrings>>,
 }
 
 /// What the pool last failed to connect with. bb8 opens connections in
@@ -284,7 +287,14 @@ impl MssqlSource {
         let babelfish = catalog::mssql::is_babelfish(&mut first).await;
         pool.add(first)
             .map_err(|_| TransferError::Config("the SQL Server pool refused its first connection".into()))?;
-        Ok(MssqlSource { pool, babelfish, endpoint: unpooled, max_size, connect_failures })
+        Ok(MssqlSource {
+            pool,
+            babelfish,
+            endpoint: unpooled,
+            max_size,
+            connect_failures,
+            checksum_strings: tokio::sync::OnceCell::new(),
+        })
     }
 
     /// Whether reading the table is permitted: a query for no rows succeeds.
@@ -1138,6 +1148,50 @@ impl Source for MssqlSource {
         query.bind(i64::try_from(every.max(1)).unwrap_or(i64::MAX));
         let rows = self.all_rows(query, &context).await?;
         Ok(rows.into_iter().map(|row| MssqlKey(row.into_iter().collect())).collect())
+    }
+
+    async fn checksum_dialect(&self) -> Result<Option<ChecksumDialect>, TransferError> {
+        let strings = self
+            .checksum_strings
+            .get_or_init(|| async {
+                for (way, sql) in checksum::mssql_string_probes() {
+                    // A way the server does not know fails; the next is tried.
+                    if let Ok(Some(row)) = self.single_row(sql, "asking how the server hashes text").await
+                        && row.try_get::<i32, _>(0).ok().flatten() == Some(1)
+                    {
+                        return Some(way);
+                    }
+                }
+                None
+            })
+            .await;
+        Ok(Some(ChecksumDialect::Mssql { strings: *strings }))
+    }
+
+    async fn checksum_buckets(
+        &self,
+        spec: &ReadSpec,
+        sql: &str,
+        buckets: Option<Buckets>,
+    ) -> Result<Vec<BucketSum>, TransferError> {
+        let context = format!("computing the checksums of {}", spec.label);
+        let mut query = Query::new(sql.to_owned());
+        if let Some(b) = buckets {
+            query.bind(b.lo);
+            query.bind(b.hi);
+            query.bind(b.width);
+        }
+        let rows = self.all_rows(query, &context).await?;
+        rows.iter()
+            .map(|row| {
+                let get = |i| row.try_get::<i64, _>(i).map_err(|e| server_error(&context, &e));
+                Ok(BucketSum {
+                    bucket: get(0)?.unwrap_or(0),
+                    rows: get(1)?.unwrap_or(0),
+                    sum: row.try_get::<&str, _>(2).map_err(|e| server_error(&context, &e))?.map(str::to_owned),
+                })
+            })
+            .collect()
     }
 
     async fn read_page(

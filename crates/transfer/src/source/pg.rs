@@ -17,6 +17,7 @@ use super::{
     ChangeKind, ChangedSince, FieldError, KeyText, Page, PieceSink, ReadSpec, ServerProbe, Source, TableAccess,
     TableName, hex, join_key_parts, split_key_parts, unhex,
 };
+use crate::deep::checksum::{BucketSum, Buckets, ChecksumDialect};
 use crate::error::{Side, TransferError};
 use crate::pool::PgPool;
 
@@ -264,6 +265,25 @@ impl Source for PgSource {
             out.push(key);
         }
         Ok(out)
+    }
+
+    async fn checksum_dialect(&self) -> Result<Option<ChecksumDialect>, TransferError> {
+        let client = self.pool.get(Side::Source).await?;
+        crate::deep::postgres_checksum_dialect(&client)
+            .await
+            .map_err(|e| TransferError::pg(Side::Source, "asking the server's encoding", &e))
+    }
+
+    async fn checksum_buckets(
+        &self,
+        spec: &ReadSpec,
+        sql: &str,
+        buckets: Option<Buckets>,
+    ) -> Result<Vec<BucketSum>, TransferError> {
+        let client = self.pool.get(Side::Source).await?;
+        crate::deep::postgres_bucket_sums(&client, sql, buckets)
+            .await
+            .map_err(|e| Self::err("computing the checksums of", spec, &e))
     }
 
     async fn read_page(

@@ -1,0 +1,565 @@
+//! The pure half of checksummed comparison: the SQL with which each server
+//! hashes its own rows, so equal tables are proven equal without a row
+//! crossing the network.
+//!
+//! Each side renders every value of a row as ASCII text in one canonical
+//! form per type ([`FieldForm`]), joins the fields with `|` (a NULL is
+//! `N`, which no form produces), and takes the first 8 bytes of the MD5 of
+//! that text as a signed integer. A chunk's checksum is its row count and
+//! the sum of its rows' hashes, so rows may be summed in any order and a
+//! duplicated row counts twice. Both engines compute MD5 and read 8
+//! big-endian bytes as a signed integer alike, and ASCII text is the same
+//! bytes in every encoding, so equal rows give equal hashes.
+//!
+//! Strings and binary values enter the row text as the hash of their bytes
+//! (UTF-8 for strings), rendered in decimal: SQL Server hashes an
+//! `nvarchar` as UTF-16, so each dialect says how it gets UTF-8 bytes
+//! ([`MssqlStrings`]), and a server with no way is not asked to hash strings.
+//!
+//! A checksum is only ever a filter: chunks whose checksums agree are
+//! equal; the rows of chunks that disagree are fetched and compared value
+//! by value ([`super::compare`]), which alone reports differences. A form
+//! that renders equal values differently on the two sides therefore costs
+//! time, never a false difference; a form must never render different
+//! values alike, except where the type mapping documents them as equal
+//! (char padding, datetime2's 100 ns digit).
+//!
+//! ```
+//! use mssql_pg_migrate_transfer::deep::checksum::{FieldForm, HashedColumn, bucket_sql, ChecksumDialect};
+//!
+//! let columns = [HashedColumn { name: "Id", form: FieldForm::Integer }];
+//! let sql = bucket_sql(ChecksumDialect::Postgres { record_hash: true }, "\"public\".\"t\"", Some("Id"), &columns).unwrap();
+//! assert!(sql.contains("md5("));
+//! ```
+
+use mssql_pg_migrate_schema::ColumnType;
+use mssql_pg_migrate_schema::ident::{literal_mssql, quote_mssql, quote_pg};
+use mssql_pg_migrate_typemap::{MssqlType, PgType};
+
+/// How both sides render one column's values for the row text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldForm {
+    /// Decimal digits.
+    Integer,
+    /// `0` or `1`.
+    Boolean,
+    /// Decimal digits with exactly `scale` fraction digits.
+    Decimal { scale: u16 },
+    /// The IEEE 754 bits of a double, as a signed integer (every bit counts).
+    Float8,
+    /// The IEEE 754 bits of a single, as a signed integer.
+    Float4,
+    /// `YYYY-MM-DD` and the era.
+    Date,
+    /// Microseconds since midnight. Numbers rather than text: Babelfish
+    /// drops trailing zeros of fractional seconds where SQL Server keeps them.
+    Time,
+    /// Microseconds since 0001-01-01 00:00; on SQL Server the 100 ns
+    /// digit is cut, as a run cuts it.
+    Timestamp,
+    /// `YYYY-MM-DD HH:MI:SS.ffffff` and the era, from SQL Server's
+    /// `datetime`, whose 1/300 s ticks a run rounds to the millisecond SQL
+    /// Server shows (a fixed-width text on both servers).
+    DateTimeMillis,
+    /// The instant in UTC, as [`FieldForm::Timestamp`].
+    TimestampUtc,
+    /// Upper-case hexadecimal with hyphens.
+    Uuid,
+    /// The MD5 of the string's UTF-8 bytes; `padded` strips trailing
+    /// spaces, which a `char(n)` column does not keep as value.
+    Text { padded: bool },
+    /// The MD5 of the bytes.
+    Bytes,
+    /// PostgreSQL to PostgreSQL, the same type on both sides; a row of
+    /// them is hashed whole (see [`row_hash_sql`]).
+    Native(NativeHash),
+}
+
+/// How a column enters PostgreSQL's hash of a whole row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeHash {
+    /// The type's own hash, which tells every two distinct values apart.
+    Exact,
+    /// Text: its own hash under the byte-wise collation `C`, as a
+    /// case-insensitive collation's hash would make `a` and `A` alike.
+    Collated,
+    /// Its text output: the type's hash would make distinct values alike
+    /// (`1.0` and `1.00`, `-0` and `0`, `1 day` and `24 hours`).
+    ViaText,
+}
+
+/// The form a column is hashed in, given its source type and the target
+/// type a run wrote it as; `None` where no form renders both sides alike
+/// (the table is then compared row by row).
+pub fn form_of(source: &ColumnType, target: PgType) -> Option<FieldForm> {
+    match source {
+        ColumnType::Mssql(s) => mssql_form(s, target),
+        // From PostgreSQL the target type is the source's own, so one
+        // rendering serves both sides.
+        ColumnType::Postgres(s) if *s == target => pg_form(target),
+        _ => None,
+    }
+}
+
+fn mssql_form(source: &MssqlType, target: PgType) -> Option<FieldForm> {
+    use FieldForm as F;
+    let timestamp = matches!(target, PgType::Timestamp(None | Some(6)));
+    Some(match (source, target) {
+        (
+            MssqlType::TinyInt | MssqlType::SmallInt | MssqlType::Int | MssqlType::BigInt,
+            PgType::SmallInt | PgType::Integer | PgType::BigInt,
+        ) => F::Integer,
+        (MssqlType::Bit, PgType::Boolean) => F::Boolean,
+        (MssqlType::Decimal { scale, .. }, PgType::Numeric(shape)) => decimal(u16::from(*scale), shape)?,
+        (MssqlType::Money | MssqlType::SmallMoney, PgType::Numeric(shape)) => decimal(4, shape)?,
+        (MssqlType::Float, PgType::DoublePrecision) => F::Float8,
+        (MssqlType::Real, PgType::Real) => F::Float4,
+        (MssqlType::Date, PgType::Date) => F::Date,
+        (MssqlType::Time { .. }, PgType::Time(None | Some(6))) => F::Time,
+        (MssqlType::DateTime2 { .. } | MssqlType::SmallDateTime, _) if timestamp => F::Timestamp,
+        (MssqlType::DateTime, _) if timestamp => F::DateTimeMillis,
+        (MssqlType::DateTimeOffset { .. }, PgType::TimestampTz(None | Some(6))) => F::TimestampUtc,
+        (MssqlType::UniqueIdentifier, PgType::Uuid) => F::Uuid,
+        (
+            MssqlType::Char(_)
+            | MssqlType::NChar(_)
+            | MssqlType::VarChar(_)
+            | MssqlType::NVarChar(_)
+            | MssqlType::Text
+            | MssqlType::NText
+            | MssqlType::Xml,
+            PgType::Text | PgType::Varchar(_) | PgType::Char(_) | PgType::Xml,
+        ) => F::Text { padded: matches!(target, PgType::Char(_)) },
+        (MssqlType::Binary(_) | MssqlType::VarBinary(_) | MssqlType::Image | MssqlType::RowVersion, PgType::Bytea) => {
+            F::Bytes
+        }
+        _ => return None,
+    })
+}
+
+/// A decimal of `scale` fraction digits in a numeric column of `shape`,
+/// which shows the same digits only when it keeps that scale.
+fn decimal(scale: u16, shape: Option<(u16, u16)>) -> Option<FieldForm> {
+    match shape {
+        Some((_, s)) if s != scale => None,
+        _ => Some(FieldForm::Decimal { scale }),
+    }
+}
+
+fn pg_form(ty: PgType) -> Option<FieldForm> {
+    Some(FieldForm::Native(match ty {
+        PgType::SmallInt
+        | PgType::Integer
+        | PgType::BigInt
+        | PgType::Boolean
+        | PgType::Bytea
+        | PgType::Date
+        | PgType::Time(_)
+        | PgType::Timestamp(_)
+        | PgType::TimestampTz(_)
+        | PgType::Uuid => NativeHash::Exact,
+        PgType::Text | PgType::Varchar(_) | PgType::Char(_) => NativeHash::Collated,
+        PgType::Numeric(_) | PgType::Real | PgType::DoublePrecision | PgType::Xml | PgType::Passthrough(_) => {
+            NativeHash::ViaText
+        }
+    }))
+}
+
+/// How a SQL Server hashes a string's UTF-8 bytes, found by asking the
+/// server ([`MSSQL_STRING_PROBES`]) rather than by its version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MssqlStrings {
+    /// A UTF-8 collation (SQL Server 2019 and later) turns the text into
+    /// UTF-8 `varchar`, whose bytes `HASHBYTES` takes.
+    Utf8Collation,
+    /// `HASHBYTES` of an `nvarchar` already takes UTF-8 bytes (Babelfish,
+    /// which stores text as UTF-8).
+    NvarcharBytes,
+}
+
+/// The dialect a checksum query is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumDialect {
+    /// SQL Server; `strings` is `None` on a server with no way to hash
+    /// UTF-8 (before 2019), which then hashes no text.
+    Mssql { strings: Option<MssqlStrings> },
+    /// PostgreSQL 11 or later with a UTF-8 database (`md5(text)` hashes
+    /// the database's bytes; `hashtextextended` arrived in 11);
+    /// `record_hash` when both sides have `hash_record_extended` (14).
+    Postgres { record_hash: bool },
+}
+
+/// A string with characters from several Unicode planes and outside every
+/// single-byte code page.
+pub const PROBE_TEXT: &str = "é€中😀";
+
+/// For each way of hashing strings, a query that returns 1 when the
+/// server's hash of [`PROBE_TEXT`] that way is the hash of its UTF-8
+/// bytes. A way the server does not know fails (and is not taken).
+pub fn mssql_string_probes() -> [(MssqlStrings, String); 2] {
+    let literal = literal_mssql(PROBE_TEXT);
+    let utf8_bytes: String = PROBE_TEXT.bytes().map(|b| format!("{b:02X}")).collect();
+    let probe = |way: MssqlStrings| {
+        format!(
+            "SELECT CASE WHEN {} = HASHBYTES('MD5', 0x{utf8_bytes}) THEN 1 ELSE 0 END",
+            mssql_string_hash(way, &literal)
+        )
+    };
+    [
+        (MssqlStrings::Utf8Collation, probe(MssqlStrings::Utf8Collation)),
+        (MssqlStrings::NvarcharBytes, probe(MssqlStrings::NvarcharBytes)),
+    ]
+}
+
+fn mssql_string_hash(way: MssqlStrings, nvarchar: &str) -> String {
+    match way {
+        MssqlStrings::Utf8Collation => {
+            format!("HASHBYTES('MD5', CONVERT(varchar(max), {nvarchar} COLLATE Latin1_General_100_BIN2_UTF8))")
+        }
+        MssqlStrings::NvarcharBytes => format!("HASHBYTES('MD5', {nvarchar})"),
+    }
+}
+
+/// One column of the row text: its name on the side the SQL is for.
+#[derive(Debug, Clone, Copy)]
+pub struct HashedColumn<'a> {
+    pub name: &'a str,
+    pub form: FieldForm,
+}
+
+/// The first 8 bytes of a `HASHBYTES` result as text, NULL for NULL.
+fn mssql_hash_text(hash: &str) -> String {
+    format!("CONVERT(varchar(20), CAST(SUBSTRING({hash}, 1, 8) AS bigint))")
+}
+
+/// The row text's field for one column on SQL Server; `None` for a form
+/// the server cannot render.
+fn mssql_field(column: &HashedColumn<'_>, strings: Option<MssqlStrings>) -> Option<String> {
+    use FieldForm as F;
+    let c = quote_mssql(column.name);
+    Some(match column.form {
+        F::Integer => format!("CONVERT(varchar(20), {c})"),
+        F::Boolean => format!("CONVERT(varchar(1), {c})"),
+        F::Decimal { scale } => format!("CONVERT(varchar(60), CAST({c} AS decimal(38,{scale})))"),
+        F::Float8 => format!("CONVERT(varchar(20), CAST(CAST({c} AS binary(8)) AS bigint))"),
+        F::Float4 => format!("CONVERT(varchar(11), CAST(CAST({c} AS binary(4)) AS int))"),
+        F::Date => format!("CONVERT(varchar(10), {c}, 23) + 'AD'"),
+        F::Time => format!(
+            "CONVERT(varchar(20), DATEDIFF_BIG(microsecond, CAST('00:00:00' AS time(7)), CAST({c} AS time(7))))"
+        ),
+        F::Timestamp => format!(
+            "CONVERT(varchar(20), DATEDIFF_BIG(microsecond, CAST('0001-01-01' AS datetime2(7)), CAST({c} AS datetime2(7))))"
+        ),
+        F::DateTimeMillis => format!("CONVERT(varchar(23), {c}, 121) + '000AD'"),
+        F::TimestampUtc => format!(
+            "CONVERT(varchar(20), DATEDIFF_BIG(microsecond, CAST('0001-01-01' AS datetime2(7)), \
+             CAST(SWITCHOFFSET({c}, '+00:00') AS datetime2(7))))"
+        ),
+        F::Uuid => format!("CONVERT(varchar(36), {c})"),
+        F::Text { padded } => {
+            let text = if padded {
+                format!("RTRIM(CONVERT(nvarchar(max), {c}))")
+            } else {
+                format!("CONVERT(nvarchar(max), {c})")
+            };
+            mssql_hash_text(&mssql_string_hash(strings?, &text))
+        }
+        F::Bytes => mssql_hash_text(&format!("HASHBYTES('MD5', CAST({c} AS varbinary(max)))")),
+        F::Native(_) => return None,
+    })
+}
+
+/// The first 8 bytes of an `md5()` result (hex) as text.
+fn pg_hash_text(md5: &str) -> String {
+    format!("('x' || left({md5}, 16))::bit(64)::int8::text")
+}
+
+/// The row text's field for one column on PostgreSQL.
+fn pg_field(column: &HashedColumn<'_>) -> String {
+    use FieldForm as F;
+    let c = quote_pg(column.name);
+    // Infinite values (never from SQL Server) keep their text, which no
+    // number or date of the other forms looks like.
+    let finite = |rendered: String| format!("CASE WHEN isfinite({c}) THEN {rendered} ELSE {c}::text END");
+    let micros = |value: &str| {
+        format!(
+            "(({value})::date - DATE '0001-01-01')::int8 * 86400000000 \
+             + (extract(epoch FROM ({value})::time) * 1000000)::int8"
+        )
+    };
+    match column.form {
+        F::Integer | F::Decimal { .. } => format!("{c}::text"),
+        F::Boolean => format!("{c}::int4::text"),
+        F::Float8 => format!("('x' || encode(float8send({c}), 'hex'))::bit(64)::int8::text"),
+        F::Float4 => format!("('x' || encode(float4send({c}), 'hex'))::bit(32)::int4::text"),
+        F::Date => finite(format!("to_char({c}, 'YYYY-MM-DDBC')")),
+        F::Time => format!("(extract(epoch FROM {c}) * 1000000)::int8::text"),
+        F::Timestamp => finite(format!("({})::text", micros(&c))),
+        F::DateTimeMillis => finite(format!("to_char({c}, 'YYYY-MM-DD HH24:MI:SS.USBC')")),
+        F::TimestampUtc => finite(format!("({})::text", micros(&format!("{c} AT TIME ZONE 'UTC'")))),
+        F::Uuid => format!("upper({c}::text)"),
+        // bpchar's text drops the padding.
+        F::Text { .. } => pg_hash_text(&format!("md5({c}::text)")),
+        F::Bytes => pg_hash_text(&format!("md5({c})")),
+        // Only a row of native columns is hashed, as one record.
+        F::Native(_) => format!("quote_nullable({c}::text)"),
+    }
+}
+
+/// The expression of a row's hash (a signed 64-bit integer) in `dialect`;
+/// `None` when a column's form cannot be rendered there.
+pub fn row_hash_sql(dialect: ChecksumDialect, columns: &[HashedColumn<'_>]) -> Option<String> {
+    match dialect {
+        ChecksumDialect::Mssql { strings } => {
+            // varchar(max) from the start: a longer varchar sum would be cut at 8000 bytes.
+            let mut text = String::from("CAST('' AS varchar(max))");
+            for (i, column) in columns.iter().enumerate() {
+                let sep = if i == 0 { "" } else { " + '|'" };
+                text.push_str(&format!("{sep} + ISNULL({}, 'N')", mssql_field(column, strings)?));
+            }
+            Some(format!("CAST(SUBSTRING(HASHBYTES('MD5', {text}), 1, 8) AS bigint)"))
+        }
+        ChecksumDialect::Postgres { record_hash } if columns.iter().all(|c| matches!(c.form, FieldForm::Native(_))) => {
+            // PostgreSQL on both sides: the row hashed by the server's own
+            // 64-bit hashes, which hash partitioning keeps stable across
+            // versions. Field by field with each type's hash where it is
+            // exact (40% cheaper than rendering text); before 14, the row's
+            // text output (quoted where a value needs it, so fields cannot
+            // run together), at a third of MD5's cost.
+            if record_hash {
+                let fields: Vec<String> = columns
+                    .iter()
+                    .map(|c| {
+                        let q = quote_pg(c.name);
+                        match c.form {
+                            FieldForm::Native(NativeHash::Collated) => format!("{q} COLLATE \"C\""),
+                            FieldForm::Native(NativeHash::ViaText) => format!("{q}::text"),
+                            _ => q,
+                        }
+                    })
+                    .collect();
+                Some(format!("hash_record_extended(ROW({}), 0)", fields.join(", ")))
+            } else {
+                let names: Vec<String> = columns.iter().map(|c| quote_pg(c.name)).collect();
+                Some(format!("hashtextextended(ROW({})::text, 0)", names.join(", ")))
+            }
+        }
+        ChecksumDialect::Postgres { .. } => {
+            let fields: Vec<String> = columns.iter().map(|c| format!("coalesce({}, 'N')", pg_field(c))).collect();
+            let text = if fields.is_empty() { "''".to_owned() } else { fields.join(" || '|' || ") };
+            Some(format!("('x' || left(md5({text}), 16))::bit(64)::int8"))
+        }
+    }
+}
+
+/// A query for per-bucket row counts and hash sums of `table`
+/// (already quoted): with a `key`, the rows whose integer key is in
+/// `[p1, p2]`, bucketed by `(key - p1) / p3`; without one, the whole table
+/// as bucket 0. Rows: bucket (int8), count (int8), sum (decimal text, NULL
+/// for no rows). `None` when a column's form cannot be rendered in `dialect`.
+pub fn bucket_sql(
+    dialect: ChecksumDialect,
+    table: &str,
+    key: Option<&str>,
+    columns: &[HashedColumn<'_>],
+) -> Option<String> {
+    let hash = row_hash_sql(dialect, columns)?;
+    Some(match (dialect, key) {
+        (ChecksumDialect::Mssql { .. }, Some(key)) => {
+            let k = quote_mssql(key);
+            format!(
+                "SELECT mpm_b, COUNT_BIG(*), CONVERT(varchar(50), SUM(CAST(mpm_h AS decimal(38,0)))) \
+                 FROM (SELECT (CAST({k} AS bigint) - @P1) / @P3 AS mpm_b, {hash} AS mpm_h \
+                 FROM {table} WHERE {k} >= @P1 AND {k} <= @P2) s GROUP BY mpm_b"
+            )
+        }
+        (ChecksumDialect::Mssql { .. }, None) => format!(
+            "SELECT CAST(0 AS bigint), COUNT_BIG(*), CONVERT(varchar(50), SUM(CAST({hash} AS decimal(38,0)))) FROM {table}"
+        ),
+        (ChecksumDialect::Postgres { .. }, Some(key)) => {
+            let k = quote_pg(key);
+            format!(
+                "SELECT mpm_b, count(*), sum(mpm_h)::text \
+                 FROM (SELECT ({k}::int8 - $1::int8) / $3::int8 AS mpm_b, {hash} AS mpm_h \
+                 FROM {table} WHERE {k} >= $1::int8 AND {k} <= $2::int8) s GROUP BY mpm_b"
+            )
+        }
+        (ChecksumDialect::Postgres { .. }, None) => format!("SELECT 0::int8, count(*), sum({hash})::text FROM {table}"),
+    })
+}
+
+/// One bucket's row count and hash sum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketSum {
+    pub bucket: i64,
+    pub rows: i64,
+    /// The sum in decimal; `None` only for an empty table.
+    pub sum: Option<String>,
+}
+
+/// Key values `[lo, hi]` split into buckets of `width` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buckets {
+    pub lo: i64,
+    pub hi: i64,
+    pub width: i64,
+}
+
+impl Buckets {
+    /// `[lo, hi]` in about `parts` buckets; `None` when the span does not
+    /// fit in 64 bits (such a key is compared row by row).
+    pub fn split(lo: i64, hi: i64, parts: i64) -> Option<Buckets> {
+        let span = hi.checked_sub(lo)?.checked_add(1)?;
+        if span <= 0 {
+            return None;
+        }
+        let parts = parts.clamp(1, span);
+        Some(Buckets { lo, hi, width: span / parts + i64::from(span % parts != 0) })
+    }
+
+    /// The key values of bucket `b`.
+    pub fn range(&self, b: i64) -> (i64, i64) {
+        let from = self.lo.saturating_add(b.saturating_mul(self.width));
+        let to = from.saturating_add(self.width - 1).min(self.hi);
+        (from, to)
+    }
+}
+
+/// The buckets whose count or sum differ between the sides, or that one
+/// side lacks, in order.
+pub fn differing_buckets(source: &[BucketSum], target: &[BucketSum]) -> Vec<i64> {
+    use std::collections::BTreeMap;
+    let mut both: BTreeMap<i64, (Option<&BucketSum>, Option<&BucketSum>)> = BTreeMap::new();
+    for s in source {
+        both.entry(s.bucket).or_default().0 = Some(s);
+    }
+    for t in target {
+        both.entry(t.bucket).or_default().1 = Some(t);
+    }
+    both.into_iter()
+        .filter(|(_, (s, t))| match (s, t) {
+            (Some(s), Some(t)) => s.rows != t.rows || normalized(&s.sum) != normalized(&t.sum),
+            (Some(one), None) | (None, Some(one)) => one.rows != 0,
+            (None, None) => false,
+        })
+        .map(|(b, _)| b)
+        .collect()
+}
+
+/// A decimal sum as digits: SQL Server may show `123.` or `-0`.
+fn normalized(sum: &Option<String>) -> Option<String> {
+    sum.as_ref().map(|s| {
+        let s = s.trim().trim_end_matches('.');
+        if s == "-0" { "0".to_owned() } else { s.to_owned() }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mssql_pg_migrate_typemap::Length;
+
+    fn ms(t: MssqlType) -> ColumnType {
+        ColumnType::Mssql(t)
+    }
+
+    #[test]
+    fn each_source_type_has_the_form_its_run_conversion_keeps() {
+        use FieldForm as F;
+        let cases = [
+            (ms(MssqlType::TinyInt), PgType::SmallInt, Some(F::Integer)),
+            (ms(MssqlType::Bit), PgType::Boolean, Some(F::Boolean)),
+            (
+                ms(MssqlType::Decimal { precision: 18, scale: 4 }),
+                PgType::Numeric(Some((18, 4))),
+                Some(F::Decimal { scale: 4 }),
+            ),
+            // Another scale shows other digits: compared row by row.
+            (ms(MssqlType::Decimal { precision: 18, scale: 4 }), PgType::Numeric(Some((20, 6))), None),
+            (ms(MssqlType::Money), PgType::Numeric(Some((19, 4))), Some(F::Decimal { scale: 4 })),
+            (ms(MssqlType::Float), PgType::DoublePrecision, Some(F::Float8)),
+            (ms(MssqlType::Float), PgType::Real, None),
+            (ms(MssqlType::DateTime2 { scale: 7 }), PgType::Timestamp(None), Some(F::Timestamp)),
+            (ms(MssqlType::DateTime2 { scale: 7 }), PgType::Timestamp(Some(3)), None),
+            (ms(MssqlType::DateTime), PgType::Timestamp(None), Some(F::DateTimeMillis)),
+            (ms(MssqlType::DateTimeOffset { scale: 7 }), PgType::TimestampTz(None), Some(F::TimestampUtc)),
+            (ms(MssqlType::DateTimeOffset { scale: 7 }), PgType::Timestamp(None), None),
+            (ms(MssqlType::NChar(Length::Bounded(10))), PgType::Char(10), Some(F::Text { padded: true })),
+            (ms(MssqlType::NVarChar(Length::Max)), PgType::Text, Some(F::Text { padded: false })),
+            (ms(MssqlType::RowVersion), PgType::Bytea, Some(F::Bytes)),
+            (ms(MssqlType::UniqueIdentifier), PgType::Uuid, Some(F::Uuid)),
+            (ms(MssqlType::UniqueIdentifier), PgType::Text, None),
+            (ms(MssqlType::SqlVariant), PgType::Text, None),
+            (ms(MssqlType::Geography), PgType::Text, None),
+            (ColumnType::Postgres(PgType::Numeric(None)), PgType::Numeric(None), Some(F::Native(NativeHash::ViaText))),
+            (ColumnType::Postgres(PgType::Integer), PgType::BigInt, None),
+        ];
+        for (source, target, form) in cases {
+            assert_eq!(form_of(&source, target), form, "{source} -> {target}");
+        }
+    }
+
+    #[test]
+    fn a_server_without_utf8_strings_hashes_no_text_but_hashes_other_tables() {
+        let text = [HashedColumn { name: "Name", form: FieldForm::Text { padded: false } }];
+        let number = [HashedColumn { name: "Id", form: FieldForm::Integer }];
+        let old = ChecksumDialect::Mssql { strings: None };
+        assert_eq!(row_hash_sql(old, &text), None);
+        assert!(row_hash_sql(old, &number).is_some());
+        let new = ChecksumDialect::Mssql { strings: Some(MssqlStrings::Utf8Collation) };
+        assert!(row_hash_sql(new, &text).unwrap().contains("_UTF8"));
+    }
+
+    #[test]
+    fn postgres_to_postgres_hashes_the_row_with_the_servers_own_hashes() {
+        let columns = [
+            HashedColumn { name: "Id", form: FieldForm::Native(NativeHash::Exact) },
+            HashedColumn { name: "Body", form: FieldForm::Native(NativeHash::Collated) },
+            HashedColumn { name: "Price", form: FieldForm::Native(NativeHash::ViaText) },
+        ];
+        let sql = row_hash_sql(ChecksumDialect::Postgres { record_hash: false }, &columns).unwrap();
+        assert_eq!(sql, "hashtextextended(ROW(\"Id\", \"Body\", \"Price\")::text, 0)");
+        let sql = row_hash_sql(ChecksumDialect::Postgres { record_hash: true }, &columns).unwrap();
+        assert_eq!(sql, "hash_record_extended(ROW(\"Id\", \"Body\" COLLATE \"C\", \"Price\"::text), 0)");
+        assert_eq!(row_hash_sql(ChecksumDialect::Mssql { strings: None }, &columns), None);
+    }
+
+    #[test]
+    fn names_are_quoted_on_both_sides() {
+        let columns = [HashedColumn { name: "we]ird\"name", form: FieldForm::Integer }];
+        let ms = bucket_sql(ChecksumDialect::Mssql { strings: None }, "[dbo].[t]", Some("k]ey"), &columns).unwrap();
+        assert!(ms.contains("[we]]ird\"name]") && ms.contains("[k]]ey]"), "{ms}");
+        let pg =
+            bucket_sql(ChecksumDialect::Postgres { record_hash: true }, "\"public\".\"t\"", Some("k\"ey"), &columns)
+                .unwrap();
+        assert!(pg.contains("\"we]ird\"\"name\"") && pg.contains("\"k\"\"ey\""), "{pg}");
+    }
+
+    #[test]
+    fn the_probes_compare_with_the_utf8_bytes_of_the_probe_text() {
+        let probes = mssql_string_probes();
+        assert!(probes.iter().all(|(_, sql)| sql.contains("0xC3A9E282ACE4B8ADF09F9880")));
+        assert!(probes[0].1.contains("_UTF8"));
+    }
+
+    #[test]
+    fn buckets_cover_the_span_without_overflow() {
+        let b = Buckets::split(1, 100, 8).unwrap();
+        assert_eq!(b.width, 13);
+        assert_eq!(b.range(0), (1, 13));
+        assert_eq!(b.range(7), (92, 100));
+        let whole = Buckets::split(i64::MIN, i64::MAX, 4);
+        assert_eq!(whole, None, "a span wider than 64 bits");
+        let edge = Buckets::split(i64::MAX - 9, i64::MAX, 3).unwrap();
+        assert_eq!(edge.range(2), (i64::MAX - 1, i64::MAX));
+        assert_eq!(Buckets::split(5, 5, 100).unwrap().range(0), (5, 5));
+    }
+
+    #[test]
+    fn buckets_differ_by_count_sum_or_absence() {
+        let b = |bucket, rows, sum: &str| BucketSum { bucket, rows, sum: Some(sum.to_owned()) };
+        let source = [b(0, 10, "123"), b(1, 10, "5"), b(2, 10, "-7"), b(4, 1, "0")];
+        let target = [b(0, 10, "123."), b(1, 9, "5"), b(2, 10, "-8"), b(3, 1, "9"), b(4, 1, "-0")];
+        assert_eq!(differing_buckets(&source, &target), vec![1, 2, 3]);
+    }
+}

@@ -1,0 +1,193 @@
+//! Checksums taken by each server, narrowing a table to the key ranges
+//! whose rows differ somewhere, so only those rows cross the network.
+//!
+//! A keyed table's integer key range is cut into buckets of about
+//! [`BUCKET_KEYS`] values; each side returns per bucket its row count and
+//! the sum of its row hashes ([`super::checksum`]). A bucket that differs
+//! is cut again ([`SPLIT`] ways) until it spans at most [`LEAF_KEYS`] key
+//! values; those leaves are compared row by row. Target rows outside the
+//! source's key range are extra by definition and need no source read.
+
+use mssql_pg_migrate_schema::ident::{qualified_mssql, qualified_pg, quote_pg};
+use mssql_pg_migrate_schema::target::TargetTable;
+
+use super::checksum::{self, BucketSum, Buckets, ChecksumDialect, HashedColumn, differing_buckets};
+use super::{postgres_bucket_sums, postgres_checksum_dialect, target_error};
+use crate::error::TransferError;
+use crate::source::{ReadSpec, Source};
+
+/// Key values per bucket at first.
+const BUCKET_KEYS: i64 = 10_000;
+/// Buckets per table at most, so the answer stays small for sparse keys.
+const MAX_BUCKETS: i64 = 1 << 16;
+/// A differing range is cut this many ways...
+const SPLIT: i64 = 16;
+/// ...until it spans this many key values, whose rows are then fetched.
+const LEAF_KEYS: i64 = 1_024;
+
+/// Each side's checksum query for one table.
+#[derive(Debug, Clone)]
+pub(super) struct Hashing {
+    source_sql: String,
+    target_sql: String,
+    /// The integer key's target name; `None` for a keyless table.
+    target_key: Option<String>,
+}
+
+/// The checksum queries for `spec`'s table, or `None` when it is compared
+/// row by row: a key that is not one integer column, a column no form
+/// renders alike on both sides, or a server that cannot hash text as UTF-8.
+pub(super) async fn hashing_for<S: Source>(
+    source: &S,
+    client: &tokio_postgres::Client,
+    spec: &ReadSpec,
+    target: &TargetTable,
+) -> Result<Option<Hashing>, TransferError> {
+    let keyed = !spec.key.is_empty();
+    if keyed && spec.integer_key().is_none() {
+        return Ok(None);
+    }
+    let Some(mut source_dialect) = source.checksum_dialect().await? else { return Ok(None) };
+    let target_dialect =
+        postgres_checksum_dialect(client).await.map_err(target_error("preparing to compare", target))?;
+    let Some(mut target_dialect) = target_dialect else { return Ok(None) };
+    // Both sides hash a row the same way: by record only if both can.
+    if let (ChecksumDialect::Postgres { record_hash: ours }, ChecksumDialect::Postgres { record_hash: theirs }) =
+        (&mut source_dialect, &mut target_dialect)
+    {
+        let both = *ours && *theirs;
+        (*ours, *theirs) = (both, both);
+    }
+    let target_names: Vec<&str> = target.copied_columns().map(|c| c.name.as_str()).collect();
+    let mut source_columns = Vec::with_capacity(spec.columns.len());
+    let mut target_columns = Vec::with_capacity(spec.columns.len());
+    for (column, target_name) in spec.columns.iter().zip(&target_names) {
+        let Some(form) = checksum::form_of(&column.source_type, column.target) else { return Ok(None) };
+        source_columns.push(HashedColumn { name: &column.source_name, form });
+        target_columns.push(HashedColumn { name: target_name, form });
+    }
+    let source_key = spec.key.first().map(|&k| spec.columns[k].source_name.as_str());
+    let target_key = spec.key.first().and_then(|&k| target_names.get(k).copied());
+    let source_table = match source_dialect {
+        ChecksumDialect::Mssql { .. } => qualified_mssql(&spec.schema, &spec.table),
+        ChecksumDialect::Postgres { .. } => qualified_pg(&spec.schema, &spec.table),
+    };
+    let target_table = mssql_pg_migrate_schema::ddl::table_name(target);
+    let source_sql = checksum::bucket_sql(source_dialect, &source_table, source_key, &source_columns);
+    let target_sql = checksum::bucket_sql(target_dialect, &target_table, target_key, &target_columns);
+    Ok(source_sql.zip(target_sql).map(|(source_sql, target_sql)| Hashing {
+        source_sql,
+        target_sql,
+        target_key: target_key.map(str::to_owned),
+    }))
+}
+
+/// Both sides' sums for `buckets` (the whole table when `None`), taken at once.
+async fn both_sides<S: Source>(
+    source: &S,
+    client: &tokio_postgres::Client,
+    spec: &ReadSpec,
+    target: &TargetTable,
+    hashing: &Hashing,
+    buckets: Option<Buckets>,
+) -> Result<(Vec<BucketSum>, Vec<BucketSum>), TransferError> {
+    let theirs = async {
+        postgres_bucket_sums(client, &hashing.target_sql, buckets)
+            .await
+            .map_err(target_error("computing the checksums of", target))
+    };
+    tokio::try_join!(source.checksum_buckets(spec, &hashing.source_sql, buckets), theirs)
+}
+
+/// A keyless table's rows, when both sides hold the same multiset of rows
+/// (same count and hash sum); `None` when they do not.
+pub(super) async fn same_multiset<S: Source>(
+    source: &S,
+    client: &tokio_postgres::Client,
+    spec: &ReadSpec,
+    target: &TargetTable,
+    hashing: &Hashing,
+) -> Result<Option<u64>, TransferError> {
+    let (ours, theirs) = both_sides(source, client, spec, target, hashing, None).await?;
+    let rows = ours.iter().map(|b| b.rows).sum::<i64>();
+    Ok(differing_buckets(&ours, &theirs).is_empty().then(|| u64::try_from(rows).unwrap_or(0)))
+}
+
+/// What a keyed table's checksums left to compare row by row.
+#[derive(Debug)]
+pub(super) enum Narrowed {
+    Ranges {
+        /// Key ranges (inclusive, in order) whose rows differ somewhere;
+        /// both sides' rows in them are compared.
+        leaves: Vec<(i64, i64)>,
+        /// Target-only ranges beyond the source's keys: every row in them is extra.
+        beyond: Vec<(i64, i64)>,
+        /// The source's rows, all proven by checksum or compared in a leaf.
+        rows: u64,
+        /// Buckets checksummed at the top level.
+        buckets: u64,
+        /// The source's smallest and largest key.
+        keys: (i64, i64),
+    },
+    /// So many buckets differ that narrowing would cost more than reading
+    /// every row (or the source is empty): compare every row.
+    Everything,
+}
+
+/// Narrows a keyed table to the key ranges where its sides differ.
+pub(super) async fn narrow<S: Source>(
+    source: &S,
+    client: &tokio_postgres::Client,
+    spec: &ReadSpec,
+    target: &TargetTable,
+    hashing: &Hashing,
+) -> Result<Narrowed, TransferError> {
+    let Some(key) = hashing.target_key.as_deref() else { return Ok(Narrowed::Everything) };
+    let Some((lo, hi)) = source.integer_range(spec).await? else { return Ok(Narrowed::Everything) };
+    let parts = hi.checked_sub(lo).map_or(MAX_BUCKETS, |span| (span / BUCKET_KEYS + 1).min(MAX_BUCKETS));
+    let Some(top) = Buckets::split(lo, hi, parts) else { return Ok(Narrowed::Everything) };
+    let (ours, theirs) = both_sides(source, client, spec, target, hashing, Some(top)).await?;
+    let rows = u64::try_from(ours.iter().map(|b| b.rows).sum::<i64>()).unwrap_or(0);
+    let buckets = ours.len().max(theirs.len());
+    let differing = differing_buckets(&ours, &theirs);
+    if differing.len() > 8 && differing.len() * 10 > buckets {
+        tracing::warn!(
+            table = %spec.label,
+            differing = differing.len(),
+            buckets,
+            "checksums differ in many key ranges; comparing every row"
+        );
+        return Ok(Narrowed::Everything);
+    }
+    let mut work: Vec<(i64, i64)> = differing.iter().map(|&b| top.range(b)).collect();
+    let mut leaves = Vec::new();
+    while let Some((from, to)) = work.pop() {
+        let split = (to - from >= LEAF_KEYS).then(|| Buckets::split(from, to, SPLIT)).flatten();
+        let Some(sub) = split else {
+            leaves.push((from, to));
+            continue;
+        };
+        let (ours, theirs) = both_sides(source, client, spec, target, hashing, Some(sub)).await?;
+        work.extend(differing_buckets(&ours, &theirs).into_iter().map(|b| sub.range(b)));
+    }
+    leaves.sort_unstable();
+
+    // Beyond the source's keys, the target should have nothing.
+    let k = quote_pg(key);
+    let sql = format!(
+        "SELECT count(*) FILTER (WHERE {k} < $1::int8), count(*) FILTER (WHERE {k} > $2::int8) FROM {} \
+         WHERE {k} < $1::int8 OR {k} > $2::int8",
+        mssql_pg_migrate_schema::ddl::table_name(target)
+    );
+    let row = client.query_one(&sql, &[&lo, &hi]).await.map_err(target_error("looking for extra rows in", target))?;
+    let below: i64 = row.try_get(0).map_err(target_error("counting", target))?;
+    let above: i64 = row.try_get(1).map_err(target_error("counting", target))?;
+    let mut beyond = Vec::new();
+    if below > 0 {
+        beyond.push((i64::MIN, lo - 1));
+    }
+    if above > 0 {
+        beyond.push((hi + 1, i64::MAX));
+    }
+    Ok(Narrowed::Ranges { leaves, beyond, rows, buckets: buckets as u64, keys: (lo, hi) })
+}

@@ -1,0 +1,79 @@
+//! `cargo xtask bench --mode validate`: what proving a copy costs, next to
+//! the load that made it, on the Stack Overflow-shaped set from PostgreSQL
+//! (`--source pg`, the default) or SQL Server (`--source mssql`). Per
+//! round, interleaved:
+//!
+//! - (d) a `drop_recreate` full load: the yardstick, and the copy checked;
+//! - (v) `validate`: row counts only;
+//! - (vd) `validate --deep` of that identical copy, which must exit 0.
+//!
+//! Besides the times, it prints how each table was compared (by checksum or
+//! row by row) and how many rows had to be read, and (vd)'s peak RSS.
+
+use std::path::{Path, PathBuf};
+
+use mssql_pg_migrate_testkit::PgCluster;
+
+use crate::bench::{
+    BenchArgs, PgBench, Sample, median, print_machine_and_data, reset, run_command, run_tool, tool_config,
+};
+use crate::bench_mssql::MssqlBench;
+
+pub fn bench(args: &BenchArgs) -> Result<(), String> {
+    // Either setup stays alive (servers up) until the rounds are done.
+    let (pg, mssql);
+    let (binary, config, target, runtime, rows): (&Path, PathBuf, &PgCluster, &tokio::runtime::Runtime, u64) =
+        if args.source == "mssql" {
+            mssql = MssqlBench::start(args.scale)?;
+            (&mssql.binary, mssql.config.clone(), &mssql.target, &mssql.runtime, mssql.rows)
+        } else {
+            pg = PgBench::start(args.scale)?;
+            let config = pg.dir.path().join("bench.yaml");
+            std::fs::write(&config, tool_config(&pg.source, &pg.target)).map_err(|e| e.to_string())?;
+            print_machine_and_data(args.scale, pg.rows, pg.bytes);
+            (&pg.binary, config, &pg.target, &pg.runtime, pg.rows)
+        };
+
+    let (mut load, mut count, mut deep) = (Vec::new(), Vec::new(), Vec::new());
+    let mut last_deep = serde_json::Value::Null;
+    for run in 1..=args.runs {
+        eprintln!("round {run} of {}", args.runs);
+        runtime.block_on(reset(target))?;
+        load.push(run_tool(binary, &config, rows)?);
+        count.push(run_command(binary, &config, &["validate"])?.0);
+        let (sample, doc) = run_command(binary, &config, &["validate", "--deep"])?;
+        if doc["status"] != "success" {
+            return Err(format!("validate --deep found differences in an identical copy:\n{doc:#}"));
+        }
+        deep.push(sample);
+        last_deep = doc;
+    }
+
+    println!("source: {}; data: scale {}, {rows} rows in 9 tables", args.source, args.scale);
+    let line = |label: &str, samples: &[Sample]| {
+        let m = median(samples);
+        let all: Vec<String> = samples.iter().map(|s| format!("{:.2}", s.seconds)).collect();
+        let peak = samples.iter().filter_map(|s| s.peak_rss_bytes).max().unwrap_or(0);
+        println!(
+            "{label:<34} median {m:>7.2} s {:>10.0} rows/s   peak RSS {:>6.1} MB   (runs: {})",
+            rows as f64 / m,
+            peak as f64 / 1e6,
+            all.join(" ")
+        );
+        m
+    };
+    let d = line("(d) run, drop_recreate", &load);
+    let v = line("(v) validate (row counts)", &count);
+    let vd = line("(vd) validate --deep", &deep);
+    println!("ratios: (vd)/(d) = {:.2}   (v)/(d) = {:.2}", vd / d, v / d);
+    for table in last_deep["report"]["tables"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<24} {:>9} rows  {:<8}  {:>9} rows read",
+            table["source"].as_str().unwrap_or("?"),
+            table["rows_compared"],
+            table["method"].as_str().unwrap_or("?"),
+            table["rows_fetched"]
+        );
+    }
+    Ok(())
+}
