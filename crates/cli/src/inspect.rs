@@ -54,6 +54,10 @@ pub fn validate(cli: &Cli, args: &ValidateArgs) -> Result<(), CliError> {
             max_samples: args.show,
             repair: args.repair,
             sample_percent: args.sample,
+            method: args.method.map(|m| match m {
+                crate::DeepMethod::Checksum => CompareMethod::Checksum,
+                crate::DeepMethod::Rows => CompareMethod::Rows,
+            }),
             ..DeepOptions::default()
         };
         let report = crate::block_on(transfer::validate_deep(&config, &options))??;

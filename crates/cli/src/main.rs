@@ -144,6 +144,19 @@ struct ValidateArgs {
     /// spread over its key range (extra rows are then not looked for)
     #[arg(long, value_name = "PCT", requires = "deep", value_parser = parse_percent)]
     sample: Option<f64>,
+    /// With --deep: how tables are compared. checksum: each server hashes
+    /// its rows by key range and only the rows of ranges that differ are
+    /// read (tables keyed by one integer column, and keyless ones); rows:
+    /// every row read from both sides. Default: checksum, except from
+    /// Babelfish, whose T-SQL hashing costs more than reading the rows
+    #[arg(long, value_name = "HOW", requires = "deep")]
+    method: Option<DeepMethod>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DeepMethod {
+    Checksum,
+    Rows,
 }
 
 fn parse_percent(text: &str) -> Result<f64, String> {

@@ -68,6 +68,14 @@ async fn a_clean_copy_matches_and_each_injected_corruption_is_named() {
         assert_eq!((t["method"].clone(), t["rows_fetched"].clone()), (Value::from("rows"), t["rows_compared"].clone()));
     }
 
+    // Row by row when asked: every row read, the same verdict.
+    let (code, stdout, stderr) = s.finish(None, &["--output-json", "validate", "--deep", "--method", "rows"]);
+    assert_eq!(code, 0, "{stderr}");
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    for t in doc["report"]["tables"].as_array().unwrap() {
+        assert_eq!((t["method"].clone(), t["rows_fetched"].clone()), (Value::from("rows"), t["rows_compared"].clone()));
+    }
+
     let target = s.target.connect("dst").await.unwrap();
     // A table the target lacks is named, and the others are still compared.
     target.batch_execute("ALTER TABLE copy.\"user\" RENAME TO user_away").await.unwrap();

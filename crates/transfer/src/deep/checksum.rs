@@ -25,10 +25,10 @@
 //! (char padding, datetime2's 100 ns digit).
 //!
 //! ```
-//! use mssql_pg_migrate_transfer::deep::checksum::{FieldForm, HashedColumn, bucket_sql, ChecksumDialect};
+//! use mssql_pg_migrate_transfer::deep::checksum::{ChecksumDialect, FieldForm, HashedColumn, Scope, bucket_sql};
 //!
 //! let columns = [HashedColumn { name: "Id", form: FieldForm::Integer }];
-//! let sql = bucket_sql(ChecksumDialect::Postgres { record_hash: true }, "\"public\".\"t\"", Some("Id"), &columns).unwrap();
+//! let sql = bucket_sql(ChecksumDialect::Postgres { record_hash: true }, "\"public\".\"t\"", Some(("Id", Scope::Range)), &columns).unwrap();
 //! assert!(sql.contains("md5("));
 //! ```
 
@@ -181,8 +181,11 @@ pub enum MssqlStrings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChecksumDialect {
     /// SQL Server; `strings` is `None` on a server with no way to hash
-    /// UTF-8 (before 2019), which then hashes no text.
-    Mssql { strings: Option<MssqlStrings> },
+    /// UTF-8 (before 2019), which then hashes no text. `interpreted` for
+    /// Babelfish, whose T-SQL functions run through a translation layer:
+    /// hashing a row there costs several times reading it (measured in
+    /// docs/BENCHMARKS.md), so checksums are used only when asked for.
+    Mssql { strings: Option<MssqlStrings>, interpreted: bool },
     /// PostgreSQL 11 or later with a UTF-8 database (`md5(text)` hashes
     /// the database's bytes; `hashtextextended` arrived in 11);
     /// `record_hash` when both sides have `hash_record_extended` (14).
@@ -193,10 +196,15 @@ pub enum ChecksumDialect {
 /// single-byte code page.
 pub const PROBE_TEXT: &str = "é€中😀";
 
-/// For each way of hashing strings, a query that returns 1 when the
-/// server's hash of [`PROBE_TEXT`] that way is the hash of its UTF-8
-/// bytes. A way the server does not know fails (and is not taken).
-pub fn mssql_string_probes() -> [(MssqlStrings, String); 2] {
+/// The UTF-8 collation [`MssqlStrings::Utf8Collation`] converts through.
+const UTF8_COLLATION: &str = "Latin1_General_100_BIN2_UTF8";
+
+/// For each way of hashing strings: a query that returns 1 when the server
+/// knows what the way needs (asked first, so a server without it is not
+/// sent SQL it cannot compile, an error its log would show), and a query
+/// that returns 1 when the server's hash of [`PROBE_TEXT`] that way is the
+/// hash of its UTF-8 bytes.
+pub fn mssql_string_probes() -> [(MssqlStrings, String, String); 2] {
     let literal = literal_mssql(PROBE_TEXT);
     let utf8_bytes: String = PROBE_TEXT.bytes().map(|b| format!("{b:02X}")).collect();
     let probe = |way: MssqlStrings| {
@@ -205,16 +213,18 @@ pub fn mssql_string_probes() -> [(MssqlStrings, String); 2] {
             mssql_string_hash(way, &literal)
         )
     };
+    let has_collation =
+        format!("SELECT CASE WHEN COLLATIONPROPERTY('{UTF8_COLLATION}', 'CodePage') = 65001 THEN 1 ELSE 0 END");
     [
-        (MssqlStrings::Utf8Collation, probe(MssqlStrings::Utf8Collation)),
-        (MssqlStrings::NvarcharBytes, probe(MssqlStrings::NvarcharBytes)),
+        (MssqlStrings::Utf8Collation, has_collation, probe(MssqlStrings::Utf8Collation)),
+        (MssqlStrings::NvarcharBytes, "SELECT 1".to_owned(), probe(MssqlStrings::NvarcharBytes)),
     ]
 }
 
 fn mssql_string_hash(way: MssqlStrings, nvarchar: &str) -> String {
     match way {
         MssqlStrings::Utf8Collation => {
-            format!("HASHBYTES('MD5', CONVERT(varchar(max), {nvarchar} COLLATE Latin1_General_100_BIN2_UTF8))")
+            format!("HASHBYTES('MD5', CONVERT(varchar(max), {nvarchar} COLLATE {UTF8_COLLATION}))")
         }
         MssqlStrings::NvarcharBytes => format!("HASHBYTES('MD5', {nvarchar})"),
     }
@@ -310,7 +320,7 @@ fn pg_field(column: &HashedColumn<'_>) -> String {
 /// `None` when a column's form cannot be rendered there.
 pub fn row_hash_sql(dialect: ChecksumDialect, columns: &[HashedColumn<'_>]) -> Option<String> {
     match dialect {
-        ChecksumDialect::Mssql { strings } => {
+        ChecksumDialect::Mssql { strings, .. } => {
             // varchar(max) from the start: a longer varchar sum would be cut at 8000 bytes.
             let mut text = String::from("CAST('' AS varchar(max))");
             for (i, column) in columns.iter().enumerate() {
@@ -352,36 +362,64 @@ pub fn row_hash_sql(dialect: ChecksumDialect, columns: &[HashedColumn<'_>]) -> O
     }
 }
 
+/// Which rows a keyed bucket query reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every row, in one scan: rows with keys outside `[p1, p2]` fall into
+    /// bucket [`BEYOND`]. Written without a key condition, so the planner
+    /// scans rather than walking the key's index (a table just loaded has
+    /// no statistics, and a range condition would look selective).
+    Whole,
+    /// Only the rows whose key is in `[p1, p2]`, found through the key's index.
+    Range,
+}
+
+/// The bucket of the rows outside a [`Scope::Whole`] query's key range.
+pub const BEYOND: i64 = -1;
+
 /// A query for per-bucket row counts and hash sums of `table`
-/// (already quoted): with a `key`, the rows whose integer key is in
-/// `[p1, p2]`, bucketed by `(key - p1) / p3`; without one, the whole table
-/// as bucket 0. Rows: bucket (int8), count (int8), sum (decimal text, NULL
-/// for no rows). `None` when a column's form cannot be rendered in `dialect`.
+/// (already quoted): with a `key`, bucketed by `(key - p1) / p3` over the
+/// `scope`; without one, the whole table as bucket 0. Rows: bucket (int8),
+/// count (int8), sum (decimal text, NULL for no rows). `None` when a
+/// column's form cannot be rendered in `dialect`.
 pub fn bucket_sql(
     dialect: ChecksumDialect,
     table: &str,
-    key: Option<&str>,
+    key: Option<(&str, Scope)>,
     columns: &[HashedColumn<'_>],
 ) -> Option<String> {
     let hash = row_hash_sql(dialect, columns)?;
     Some(match (dialect, key) {
-        (ChecksumDialect::Mssql { .. }, Some(key)) => {
+        (ChecksumDialect::Mssql { .. }, Some((key, scope))) => {
             let k = quote_mssql(key);
+            let bucket = format!("(CAST({k} AS bigint) - @P1) / @P3");
+            let (bucket, filter) = match scope {
+                Scope::Whole => {
+                    (format!("CASE WHEN {k} < @P1 OR {k} > @P2 THEN {BEYOND} ELSE {bucket} END"), String::new())
+                }
+                Scope::Range => (bucket, format!(" WHERE {k} >= @P1 AND {k} <= @P2")),
+            };
             format!(
                 "SELECT mpm_b, COUNT_BIG(*), CONVERT(varchar(50), SUM(CAST(mpm_h AS decimal(38,0)))) \
-                 FROM (SELECT (CAST({k} AS bigint) - @P1) / @P3 AS mpm_b, {hash} AS mpm_h \
-                 FROM {table} WHERE {k} >= @P1 AND {k} <= @P2) s GROUP BY mpm_b"
+                 FROM (SELECT {bucket} AS mpm_b, {hash} AS mpm_h FROM {table}{filter}) s GROUP BY mpm_b"
             )
         }
         (ChecksumDialect::Mssql { .. }, None) => format!(
             "SELECT CAST(0 AS bigint), COUNT_BIG(*), CONVERT(varchar(50), SUM(CAST({hash} AS decimal(38,0)))) FROM {table}"
         ),
-        (ChecksumDialect::Postgres { .. }, Some(key)) => {
+        (ChecksumDialect::Postgres { .. }, Some((key, scope))) => {
             let k = quote_pg(key);
+            let bucket = format!("({k}::int8 - $1::int8) / $3::int8");
+            let (bucket, filter) = match scope {
+                Scope::Whole => (
+                    format!("CASE WHEN {k} < $1::int8 OR {k} > $2::int8 THEN {BEYOND} ELSE {bucket} END"),
+                    String::new(),
+                ),
+                Scope::Range => (bucket, format!(" WHERE {k} >= $1::int8 AND {k} <= $2::int8")),
+            };
             format!(
                 "SELECT mpm_b, count(*), sum(mpm_h)::text \
-                 FROM (SELECT ({k}::int8 - $1::int8) / $3::int8 AS mpm_b, {hash} AS mpm_h \
-                 FROM {table} WHERE {k} >= $1::int8 AND {k} <= $2::int8) s GROUP BY mpm_b"
+                 FROM (SELECT {bucket} AS mpm_b, {hash} AS mpm_h FROM {table}{filter}) s GROUP BY mpm_b"
             )
         }
         (ChecksumDialect::Postgres { .. }, None) => format!("SELECT 0::int8, count(*), sum({hash})::text FROM {table}"),
@@ -503,10 +541,10 @@ mod tests {
     fn a_server_without_utf8_strings_hashes_no_text_but_hashes_other_tables() {
         let text = [HashedColumn { name: "Name", form: FieldForm::Text { padded: false } }];
         let number = [HashedColumn { name: "Id", form: FieldForm::Integer }];
-        let old = ChecksumDialect::Mssql { strings: None };
+        let old = ChecksumDialect::Mssql { strings: None, interpreted: false };
         assert_eq!(row_hash_sql(old, &text), None);
         assert!(row_hash_sql(old, &number).is_some());
-        let new = ChecksumDialect::Mssql { strings: Some(MssqlStrings::Utf8Collation) };
+        let new = ChecksumDialect::Mssql { strings: Some(MssqlStrings::Utf8Collation), interpreted: false };
         assert!(row_hash_sql(new, &text).unwrap().contains("_UTF8"));
     }
 
@@ -521,25 +559,32 @@ mod tests {
         assert_eq!(sql, "hashtextextended(ROW(\"Id\", \"Body\", \"Price\")::text, 0)");
         let sql = row_hash_sql(ChecksumDialect::Postgres { record_hash: true }, &columns).unwrap();
         assert_eq!(sql, "hash_record_extended(ROW(\"Id\", \"Body\" COLLATE \"C\", \"Price\"::text), 0)");
-        assert_eq!(row_hash_sql(ChecksumDialect::Mssql { strings: None }, &columns), None);
+        assert_eq!(row_hash_sql(ChecksumDialect::Mssql { strings: None, interpreted: false }, &columns), None);
     }
 
     #[test]
     fn names_are_quoted_on_both_sides() {
         let columns = [HashedColumn { name: "we]ird\"name", form: FieldForm::Integer }];
-        let ms = bucket_sql(ChecksumDialect::Mssql { strings: None }, "[dbo].[t]", Some("k]ey"), &columns).unwrap();
+        let ms = bucket_sql(
+            ChecksumDialect::Mssql { strings: None, interpreted: false },
+            "[dbo].[t]",
+            Some(("k]ey", Scope::Range)),
+            &columns,
+        )
+        .unwrap();
         assert!(ms.contains("[we]]ird\"name]") && ms.contains("[k]]ey]"), "{ms}");
+        let whole = Some(("k\"ey", Scope::Whole));
         let pg =
-            bucket_sql(ChecksumDialect::Postgres { record_hash: true }, "\"public\".\"t\"", Some("k\"ey"), &columns)
-                .unwrap();
+            bucket_sql(ChecksumDialect::Postgres { record_hash: true }, "\"public\".\"t\"", whole, &columns).unwrap();
         assert!(pg.contains("\"we]ird\"\"name\"") && pg.contains("\"k\"\"ey\""), "{pg}");
+        assert!(!pg.contains("WHERE"), "a whole-table scan has no key condition for the planner to use: {pg}");
     }
 
     #[test]
     fn the_probes_compare_with_the_utf8_bytes_of_the_probe_text() {
         let probes = mssql_string_probes();
-        assert!(probes.iter().all(|(_, sql)| sql.contains("0xC3A9E282ACE4B8ADF09F9880")));
-        assert!(probes[0].1.contains("_UTF8"));
+        assert!(probes.iter().all(|(_, _, sql)| sql.contains("0xC3A9E282ACE4B8ADF09F9880")));
+        assert!(probes[0].1.contains("COLLATIONPROPERTY") && probes[0].2.contains("_UTF8"));
     }
 
     #[test]

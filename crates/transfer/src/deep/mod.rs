@@ -64,11 +64,22 @@ pub struct DeepOptions {
     /// its key range; extra rows are then not looked for). Keyless tables
     /// are compared whole.
     pub sample_percent: Option<f64>,
+    /// How tables are compared; `None` picks: by checksum where both
+    /// servers can hash a table and hashing is native to the source (not
+    /// Babelfish, whose T-SQL hashing costs more than reading the rows).
+    pub method: Option<CompareMethod>,
 }
 
 impl Default for DeepOptions {
     fn default() -> Self {
-        DeepOptions { source_schema: None, target_schema: None, max_samples: 10, repair: false, sample_percent: None }
+        DeepOptions {
+            source_schema: None,
+            target_schema: None,
+            max_samples: 10,
+            repair: false,
+            sample_percent: None,
+            method: None,
+        }
     }
 }
 
@@ -224,34 +235,41 @@ impl SourceJob for DeepJob<'_> {
         let schemas = (self.options.source_schema.as_deref(), self.options.target_schema.as_deref());
         let plan = crate::validate::compared_tables(source.as_ref(), self.config, schemas).await?;
         let (source, target_pool, options) = (&source, &self.target, self.options);
-        let compared = futures_util::stream::iter(plan.tables.iter().map(|(table, target)| async move {
-            let spec = ReadSpec::new(table, target);
-            let mut report = DeepTable {
-                source: spec.label.clone(),
-                target: format!("{}.{}", target.schema, target.name),
-                keyed: !spec.key.is_empty(),
-                ..DeepTable::default()
-            };
-            match compare_table(source.as_ref(), target_pool, &spec, target, options, m, &mut report).await {
-                Ok(()) => {}
-                Err(e @ (TransferError::Connect { .. } | TransferError::Cancelled)) => return Err(e),
-                Err(e) => report.error = Some(e.to_string()),
-            }
-            tracing::info!(
-                table = %report.source,
-                rows = report.rows_compared,
-                missing = report.missing,
-                extra = report.extra,
-                different = report.different,
-                "compared"
-            );
-            Ok(report)
-        }))
-        .buffered(self.workers)
+        // Largest first, so no big table is left to run alone at the end;
+        // reported in the plan's order.
+        let mut order: Vec<usize> = (0..plan.tables.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(plan.tables[i].0.size_for_scheduling()));
+        let compared = futures_util::stream::iter(order.into_iter().map(|i| (i, &plan.tables[i])).map(
+            |(i, (table, target))| async move {
+                let spec = ReadSpec::new(table, target);
+                let mut report = DeepTable {
+                    source: spec.label.clone(),
+                    target: format!("{}.{}", target.schema, target.name),
+                    keyed: !spec.key.is_empty(),
+                    ..DeepTable::default()
+                };
+                match compare_table(source.as_ref(), target_pool, &spec, target, options, m, &mut report).await {
+                    Ok(()) => {}
+                    Err(e @ (TransferError::Connect { .. } | TransferError::Cancelled)) => return Err(e),
+                    Err(e) => report.error = Some(e.to_string()),
+                }
+                tracing::info!(
+                    table = %report.source,
+                    rows = report.rows_compared,
+                    missing = report.missing,
+                    extra = report.extra,
+                    different = report.different,
+                    "compared"
+                );
+                Ok((i, report))
+            },
+        ))
+        .buffer_unordered(self.workers)
         .collect::<Vec<_>>()
         .await;
-        let reports = compared.into_iter().collect::<Result<Vec<_>, _>>()?;
-        Ok(DeepReport::new(reports))
+        let mut reports = compared.into_iter().collect::<Result<Vec<_>, _>>()?;
+        reports.sort_by_key(|(i, _)| *i);
+        Ok(DeepReport::new(reports.into_iter().map(|(_, r)| r).collect()))
     }
 }
 
@@ -272,7 +290,10 @@ async fn compare_table<S: Source>(
             "the target has no table {table} (run the migration first, or check target.schema)"
         )));
     }
-    let hashing = narrow::hashing_for(source, &client, spec, target).await?;
+    let hashing = match options.method {
+        Some(CompareMethod::Rows) => None,
+        chosen => narrow::hashing_for(source, &client, spec, target, chosen.is_some()).await?,
+    };
     if !report.keyed {
         if let Some(hashing) = &hashing
             && let Some(rows) = narrow::same_multiset(source, &client, spec, target, hashing).await?
@@ -401,10 +422,17 @@ pub(crate) async fn postgres_bucket_sums(
     sql: &str,
     buckets: Option<checksum::Buckets>,
 ) -> Result<Vec<checksum::BucketSum>, tokio_postgres::Error> {
+    // The planner takes every key for its own group (it cannot know the
+    // buckets are few) and would sort the whole table, spilling to disk;
+    // hashing the few groups stays in memory.
+    client.batch_execute("BEGIN; SET LOCAL enable_sort = off").await?;
     let rows = match buckets {
-        Some(b) => client.query(sql, &[&b.lo, &b.hi, &b.width]).await?,
-        None => client.query(sql, &[]).await?,
+        Some(b) => client.query(sql, &[&b.lo, &b.hi, &b.width]).await,
+        None => client.query(sql, &[]).await,
     };
+    let end = client.batch_execute(if rows.is_ok() { "COMMIT" } else { "ROLLBACK" }).await;
+    let rows = rows?;
+    end?;
     rows.iter()
         .map(|r| Ok(checksum::BucketSum { bucket: r.try_get(0)?, rows: r.try_get(1)?, sum: r.try_get(2)? }))
         .collect()
@@ -775,6 +803,7 @@ async fn compare_multiset<S: Source>(
     let (page, rows) = tokio::join!(read, fold);
     page?;
     report.rows_compared = rows.map_err(|e| TransferError::Config(format!("{}: {e}", spec.label)))?;
+    report.rows_fetched = report.rows_compared;
     report.chunks = 1;
 
     let column_list = names.iter().map(|n| quote_pg(n)).collect::<Vec<_>>().join(", ");

@@ -8,10 +8,10 @@
 //! values; those leaves are compared row by row. Target rows outside the
 //! source's key range are extra by definition and need no source read.
 
-use mssql_pg_migrate_schema::ident::{qualified_mssql, qualified_pg, quote_pg};
+use mssql_pg_migrate_schema::ident::{qualified_mssql, qualified_pg};
 use mssql_pg_migrate_schema::target::TargetTable;
 
-use super::checksum::{self, BucketSum, Buckets, ChecksumDialect, HashedColumn, differing_buckets};
+use super::checksum::{self, BEYOND, BucketSum, Buckets, ChecksumDialect, HashedColumn, Scope, differing_buckets};
 use super::{postgres_bucket_sums, postgres_checksum_dialect, target_error};
 use crate::error::TransferError;
 use crate::source::{ReadSpec, Source};
@@ -25,29 +25,38 @@ const SPLIT: i64 = 16;
 /// ...until it spans this many key values, whose rows are then fetched.
 const LEAF_KEYS: i64 = 1_024;
 
-/// Each side's checksum query for one table.
+/// Each side's checksum queries for one table: over the whole table (or,
+/// keyless, its only query) and over a key range.
 #[derive(Debug, Clone)]
 pub(super) struct Hashing {
     source_sql: String,
     target_sql: String,
+    source_range_sql: String,
+    target_range_sql: String,
     /// The integer key's target name; `None` for a keyless table.
     target_key: Option<String>,
 }
 
 /// The checksum queries for `spec`'s table, or `None` when it is compared
 /// row by row: a key that is not one integer column, a column no form
-/// renders alike on both sides, or a server that cannot hash text as UTF-8.
+/// renders alike on both sides, a server that cannot hash text as UTF-8,
+/// or (unless checksums were `asked` for) a source whose hashing is slower
+/// than reading its rows.
 pub(super) async fn hashing_for<S: Source>(
     source: &S,
     client: &tokio_postgres::Client,
     spec: &ReadSpec,
     target: &TargetTable,
+    asked: bool,
 ) -> Result<Option<Hashing>, TransferError> {
     let keyed = !spec.key.is_empty();
     if keyed && spec.integer_key().is_none() {
         return Ok(None);
     }
     let Some(mut source_dialect) = source.checksum_dialect().await? else { return Ok(None) };
+    if !asked && matches!(source_dialect, ChecksumDialect::Mssql { interpreted: true, .. }) {
+        return Ok(None);
+    }
     let target_dialect =
         postgres_checksum_dialect(client).await.map_err(target_error("preparing to compare", target))?;
     let Some(mut target_dialect) = target_dialect else { return Ok(None) };
@@ -73,13 +82,17 @@ pub(super) async fn hashing_for<S: Source>(
         ChecksumDialect::Postgres { .. } => qualified_pg(&spec.schema, &spec.table),
     };
     let target_table = mssql_pg_migrate_schema::ddl::table_name(target);
-    let source_sql = checksum::bucket_sql(source_dialect, &source_table, source_key, &source_columns);
-    let target_sql = checksum::bucket_sql(target_dialect, &target_table, target_key, &target_columns);
-    Ok(source_sql.zip(target_sql).map(|(source_sql, target_sql)| Hashing {
-        source_sql,
-        target_sql,
-        target_key: target_key.map(str::to_owned),
-    }))
+    let source_sql =
+        |scope| checksum::bucket_sql(source_dialect, &source_table, source_key.map(|k| (k, scope)), &source_columns);
+    let target_sql =
+        |scope| checksum::bucket_sql(target_dialect, &target_table, target_key.map(|k| (k, scope)), &target_columns);
+    let queries =
+        (source_sql(Scope::Whole), target_sql(Scope::Whole), source_sql(Scope::Range), target_sql(Scope::Range));
+    let (Some(source_sql), Some(target_sql), Some(source_range_sql), Some(target_range_sql)) = queries else {
+        return Ok(None);
+    };
+    let target_key = target_key.map(str::to_owned);
+    Ok(Some(Hashing { source_sql, target_sql, source_range_sql, target_range_sql, target_key }))
 }
 
 /// Both sides' sums for `buckets` (the whole table when `None`), taken at once.
@@ -89,14 +102,17 @@ async fn both_sides<S: Source>(
     spec: &ReadSpec,
     target: &TargetTable,
     hashing: &Hashing,
-    buckets: Option<Buckets>,
+    buckets: Option<(Buckets, Scope)>,
 ) -> Result<(Vec<BucketSum>, Vec<BucketSum>), TransferError> {
-    let theirs = async {
-        postgres_bucket_sums(client, &hashing.target_sql, buckets)
-            .await
-            .map_err(target_error("computing the checksums of", target))
+    let (ours, theirs) = match buckets {
+        Some((_, Scope::Range)) => (&hashing.source_range_sql, &hashing.target_range_sql),
+        _ => (&hashing.source_sql, &hashing.target_sql),
     };
-    tokio::try_join!(source.checksum_buckets(spec, &hashing.source_sql, buckets), theirs)
+    let bounds = buckets.map(|(b, _)| b);
+    let theirs = async {
+        postgres_bucket_sums(client, theirs, bounds).await.map_err(target_error("computing the checksums of", target))
+    };
+    tokio::try_join!(source.checksum_buckets(spec, ours, bounds), theirs)
 }
 
 /// A keyless table's rows, when both sides hold the same multiset of rows
@@ -142,14 +158,22 @@ pub(super) async fn narrow<S: Source>(
     target: &TargetTable,
     hashing: &Hashing,
 ) -> Result<Narrowed, TransferError> {
-    let Some(key) = hashing.target_key.as_deref() else { return Ok(Narrowed::Everything) };
+    if hashing.target_key.is_none() {
+        return Ok(Narrowed::Everything);
+    }
     let Some((lo, hi)) = source.integer_range(spec).await? else { return Ok(Narrowed::Everything) };
     let parts = hi.checked_sub(lo).map_or(MAX_BUCKETS, |span| (span / BUCKET_KEYS + 1).min(MAX_BUCKETS));
     let Some(top) = Buckets::split(lo, hi, parts) else { return Ok(Narrowed::Everything) };
-    let (ours, theirs) = both_sides(source, client, spec, target, hashing, Some(top)).await?;
+    let (ours, theirs) = both_sides(source, client, spec, target, hashing, Some((top, Scope::Whole))).await?;
+    if ours.iter().any(|b| b.bucket == BEYOND && b.rows > 0) {
+        // Rows came into the source beyond the keys just read: the ranges
+        // no longer cover it, so every row is compared.
+        return Ok(Narrowed::Everything);
+    }
     let rows = u64::try_from(ours.iter().map(|b| b.rows).sum::<i64>()).unwrap_or(0);
     let buckets = ours.len().max(theirs.len());
-    let differing = differing_buckets(&ours, &theirs);
+    let (beyond, differing): (Vec<i64>, Vec<i64>) =
+        differing_buckets(&ours, &theirs).into_iter().partition(|&b| b == BEYOND);
     if differing.len() > 8 && differing.len() * 10 > buckets {
         tracing::warn!(
             table = %spec.label,
@@ -167,27 +191,21 @@ pub(super) async fn narrow<S: Source>(
             leaves.push((from, to));
             continue;
         };
-        let (ours, theirs) = both_sides(source, client, spec, target, hashing, Some(sub)).await?;
+        let (ours, theirs) = both_sides(source, client, spec, target, hashing, Some((sub, Scope::Range))).await?;
         work.extend(differing_buckets(&ours, &theirs).into_iter().map(|b| sub.range(b)));
     }
     leaves.sort_unstable();
-
-    // Beyond the source's keys, the target should have nothing.
-    let k = quote_pg(key);
-    let sql = format!(
-        "SELECT count(*) FILTER (WHERE {k} < $1::int8), count(*) FILTER (WHERE {k} > $2::int8) FROM {} \
-         WHERE {k} < $1::int8 OR {k} > $2::int8",
-        mssql_pg_migrate_schema::ddl::table_name(target)
-    );
-    let row = client.query_one(&sql, &[&lo, &hi]).await.map_err(target_error("looking for extra rows in", target))?;
-    let below: i64 = row.try_get(0).map_err(target_error("counting", target))?;
-    let above: i64 = row.try_get(1).map_err(target_error("counting", target))?;
-    let mut beyond = Vec::new();
-    if below > 0 {
-        beyond.push((i64::MIN, lo - 1));
+    // Target rows beyond the source's keys are extra; where, the anti-join
+    // over both sides of the range finds (by the key's index).
+    let mut beyond_ranges = Vec::new();
+    if !beyond.is_empty() {
+        if lo > i64::MIN {
+            beyond_ranges.push((i64::MIN, lo - 1));
+        }
+        if hi < i64::MAX {
+            beyond_ranges.push((hi + 1, i64::MAX));
+        }
     }
-    if above > 0 {
-        beyond.push((hi + 1, i64::MAX));
-    }
+    let beyond = beyond_ranges;
     Ok(Narrowed::Ranges { leaves, beyond, rows, buckets: buckets as u64, keys: (lo, hi) })
 }

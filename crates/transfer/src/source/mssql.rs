@@ -490,6 +490,19 @@ pub fn sliced_columns(spec: &ReadSpec) -> Vec<(usize, LobKind)> {
     spec.columns.iter().enumerate().filter_map(|(i, c)| lob_kind(c).map(|kind| (i, kind))).collect()
 }
 
+/// The declared type of a column whose values may be sliced.
+fn declared_lob_type(column: &ReadColumn) -> &'static str {
+    match &column.source_type {
+        ColumnType::Mssql(MssqlType::VarChar(_)) => "varchar(max)",
+        ColumnType::Mssql(MssqlType::Text) => "text",
+        ColumnType::Mssql(MssqlType::NText) => "ntext",
+        ColumnType::Mssql(MssqlType::Xml) => "xml",
+        ColumnType::Mssql(MssqlType::Image) => "image",
+        ColumnType::Mssql(MssqlType::VarBinary(_)) => "varbinary(max)",
+        _ => "nvarchar(max)",
+    }
+}
+
 /// The expression slices are cut from: SUBSTRING takes no text, ntext or xml.
 fn slice_source(column: &ReadColumn) -> String {
     let q = quote_mssql(&column.source_name);
@@ -542,7 +555,11 @@ pub fn page_sql(
     let mut select: Vec<String> = spec.columns.iter().map(select_expression).collect();
     for &(i, _) in sliced {
         let q = quote_mssql(&spec.columns[i].source_name);
-        select[i] = format!("CASE WHEN DATALENGTH({q}) > {LOB_INLINE_LIMIT} THEN NULL ELSE {} END", select[i]);
+        // The NULL typed as the column: Babelfish gives an untyped NULL's
+        // CASE the type varchar, and so turns nvarchar text into code-page
+        // text ('?' for what the code page lacks); SQL Server would not.
+        let null = format!("CAST(NULL AS {})", declared_lob_type(&spec.columns[i]));
+        select[i] = format!("CASE WHEN DATALENGTH({q}) > {LOB_INLINE_LIMIT} THEN {null} ELSE {} END", select[i]);
         select.push(format!("CASE WHEN DATALENGTH({q}) > {LOB_INLINE_LIMIT} THEN CAST(DATALENGTH({q}) AS bigint) END"));
     }
     let columns = select.join(", ");
@@ -1154,18 +1171,19 @@ impl Source for MssqlSource {
         let strings = self
             .checksum_strings
             .get_or_init(|| async {
-                for (way, sql) in checksum::mssql_string_probes() {
-                    // A way the server does not know fails; the next is tried.
-                    if let Ok(Some(row)) = self.single_row(sql, "asking how the server hashes text").await
-                        && row.try_get::<i32, _>(0).ok().flatten() == Some(1)
-                    {
+                let yes = |sql| async move {
+                    let row = self.single_row(sql, "asking how the server hashes text").await;
+                    matches!(row, Ok(Some(row)) if row.try_get::<i32, _>(0).ok().flatten() == Some(1))
+                };
+                for (way, can, hashes_utf8) in checksum::mssql_string_probes() {
+                    if yes(can).await && yes(hashes_utf8).await {
                         return Some(way);
                     }
                 }
                 None
             })
             .await;
-        Ok(Some(ChecksumDialect::Mssql { strings: *strings }))
+        Ok(Some(ChecksumDialect::Mssql { strings: *strings, interpreted: self.babelfish }))
     }
 
     async fn checksum_buckets(
@@ -1671,9 +1689,9 @@ mod tests {
         assert_eq!(sliced, [(1, LobKind::Text), (2, LobKind::Binary), (4, LobKind::Text)]);
         assert_eq!(
             page_sql(&spec, &sliced, false, false, true),
-            "SELECT TOP (@P1) [Id], CASE WHEN DATALENGTH([Body]) > 1048576 THEN NULL ELSE [Body] END, \
-             CASE WHEN DATALENGTH([Blob]) > 1048576 THEN NULL ELSE [Blob] END, [Title], \
-             CASE WHEN DATALENGTH([Old]) > 1048576 THEN NULL ELSE [Old] END, \
+            "SELECT TOP (@P1) [Id], CASE WHEN DATALENGTH([Body]) > 1048576 THEN CAST(NULL AS nvarchar(max)) ELSE [Body] END, \
+             CASE WHEN DATALENGTH([Blob]) > 1048576 THEN CAST(NULL AS varbinary(max)) ELSE [Blob] END, [Title], \
+             CASE WHEN DATALENGTH([Old]) > 1048576 THEN CAST(NULL AS ntext) ELSE [Old] END, \
              CASE WHEN DATALENGTH([Body]) > 1048576 THEN CAST(DATALENGTH([Body]) AS bigint) END, \
              CASE WHEN DATALENGTH([Blob]) > 1048576 THEN CAST(DATALENGTH([Blob]) AS bigint) END, \
              CASE WHEN DATALENGTH([Old]) > 1048576 THEN CAST(DATALENGTH([Old]) AS bigint) END \
