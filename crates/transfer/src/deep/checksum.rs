@@ -16,20 +16,32 @@
 //! `nvarchar` as UTF-16, so each dialect says how it gets UTF-8 bytes
 //! ([`MssqlStrings`]), and a server with no way is not asked to hash strings.
 //!
+//! Between two PostgreSQL servers the row is hashed by the server's own
+//! 64-bit hash functions instead ([`FieldForm::Native`]), at a fraction of
+//! MD5's cost.
+//!
 //! A checksum is only ever a filter: chunks whose checksums agree are
 //! equal; the rows of chunks that disagree are fetched and compared value
 //! by value ([`super::compare`]), which alone reports differences. A form
 //! that renders equal values differently on the two sides therefore costs
 //! time, never a false difference; a form must never render different
 //! values alike, except where the type mapping documents them as equal
-//! (char padding, datetime2's 100 ns digit).
+//! (char padding, datetime2's 100 ns digit, datetime's 1/300 s ticks).
 //!
 //! ```
-//! use mssql_pg_migrate_transfer::deep::checksum::{ChecksumDialect, FieldForm, HashedColumn, Scope, bucket_sql};
+//! use mssql_pg_migrate_schema::ColumnType;
+//! use mssql_pg_migrate_transfer::deep::checksum::{ChecksumDialect, HashedColumn, MssqlStrings, Scope, bucket_sql, form_of};
+//! use mssql_pg_migrate_typemap::{MssqlType, PgType};
 //!
-//! let columns = [HashedColumn { name: "Id", form: FieldForm::Integer }];
-//! let sql = bucket_sql(ChecksumDialect::Postgres { record_hash: true }, "\"public\".\"t\"", Some(("Id", Scope::Range)), &columns).unwrap();
-//! assert!(sql.contains("md5("));
+//! // A datetime2 column copied to timestamp: microseconds on both sides.
+//! let form = form_of(&ColumnType::Mssql(MssqlType::DateTime2 { scale: 7 }), PgType::Timestamp(None)).unwrap();
+//! let column = [HashedColumn { name: "Created", form }];
+//! let sql_server = ChecksumDialect::Mssql { strings: Some(MssqlStrings::Utf8Collation), interpreted: false };
+//! let ours = bucket_sql(sql_server, "[dbo].[t]", Some(("Id", Scope::Whole)), &column).unwrap();
+//! let theirs = bucket_sql(ChecksumDialect::Postgres { record_hash: true }, "\"dbo\".\"t\"", Some(("Id", Scope::Whole)), &column)
+//!     .unwrap();
+//! assert!(ours.contains("DATEDIFF_BIG(microsecond") && ours.contains("HASHBYTES('MD5'"));
+//! assert!(theirs.contains("extract(epoch") && theirs.contains("md5("));
 //! ```
 
 use mssql_pg_migrate_schema::ColumnType;
