@@ -3,7 +3,7 @@
 //!
 //! Two throwaway clusters (source and target) get the Stack Overflow
 //! 2010-shaped data set at `--scale`; then, `--runs` times each and
-//! interleaved so drift hits all three alike:
+//! interleaved so drift hits them all alike:
 //!
 //! - (a) the release binary's full load (`drop_recreate`, default tuning):
 //!   wall time, rows/s, MB/s, peak RSS (from `wait4`);
@@ -12,7 +12,9 @@
 //!   `COPY … FROM STDIN (FORMAT binary)`, two tables at a time, then the
 //!   same primary keys, two at a time;
 //! - (c) `pg_dump -Fc -Z0 | pg_restore` of the schema (uncompressed: the
-//!   fastest form of the pipe).
+//!   fastest form of the pipe);
+//! - (d) `pgcopydb clone` with `--table-jobs` and `--index-jobs` equal to
+//!   the tool's workers, where pgcopydb is installed (Debian `pgcopydb`).
 //!
 //! Medians are reported with every run's time, and the ratios (a)/(b) and
 //! (a)/(c).
@@ -102,7 +104,11 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     let config = dir.path().join("bench.yaml");
     std::fs::write(&config, tool_config(&source, &target)).map_err(|e| e.to_string())?;
 
-    let (mut tool, mut raw, mut dump) = (Vec::new(), Vec::new(), Vec::new());
+    let pgcopydb = pgcopydb_program();
+    if pgcopydb.is_none() {
+        eprintln!("pgcopydb is not installed (apt-get install pgcopydb): contender (d) left out");
+    }
+    let (mut tool, mut raw, mut dump, mut copydb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 1..=args.runs {
         eprintln!("run {run} of {}", args.runs);
         runtime.block_on(reset(&target))?;
@@ -111,6 +117,10 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
         raw.push(runtime.block_on(raw_copy(&source, &target))?);
         runtime.block_on(reset(&target))?;
         dump.push(dump_restore(&source, &target)?);
+        if let Some(program) = &pgcopydb {
+            runtime.block_on(reset(&target))?;
+            copydb.push(pgcopydb_clone(program, &source, &target, dir.path())?);
+        }
     }
     let (a, b, c) = (median(&tool), median(&raw), median(&dump));
     let peak = tool.iter().filter_map(|s| s.peak_rss_bytes).max().unwrap_or(0);
@@ -127,13 +137,20 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     line("(a) mssql-pg-migrate run", a, &tool);
     line("(b) raw binary COPY + keys", b, &raw);
     line("(c) pg_dump -Fc -Z0 | pg_restore", c, &dump);
+    let e = (!copydb.is_empty()).then(|| median(&copydb));
+    if let Some(e) = e {
+        line(&format!("(d) pgcopydb clone, {} jobs", tool_workers()), e, &copydb);
+    }
     println!("peak RSS of (a): {:.1} MB", peak as f64 / 1e6);
     let cpu: Vec<f64> = tool.iter().filter_map(|s| s.cpu_seconds).collect();
     if !cpu.is_empty() {
         let mean = cpu.iter().sum::<f64>() / cpu.len() as f64;
         println!("CPU of (a): {mean:.2} s per run ({:.0}% of one core over the median wall time)", 100.0 * mean / a);
     }
-    println!("ratios: (a)/(b) = {:.2}   (a)/(c) = {:.2}", a / b, a / c);
+    match e {
+        Some(e) => println!("ratios: (a)/(b) = {:.2}   (a)/(c) = {:.2}   (a)/(d) = {:.2}", a / b, a / c, a / e),
+        None => println!("ratios: (a)/(b) = {:.2}   (a)/(c) = {:.2}", a / b, a / c),
+    }
     Ok(())
 }
 
@@ -342,6 +359,55 @@ pub fn two_tables_at_a_time(job: impl Fn(&str) -> Result<(), String> + Sync) -> 
             .collect();
         workers.into_iter().try_for_each(|w| w.join().map_err(|_| "a worker thread panicked".to_owned())?)
     })
+}
+
+/// The tool's default workers on this machine (its tuning: the cores,
+/// between 2 and 8), which pgcopydb gets as table and index jobs.
+fn tool_workers() -> usize {
+    std::thread::available_parallelism().map(usize::from).unwrap_or(2).clamp(2, 8)
+}
+
+fn pgcopydb_program() -> Option<PathBuf> {
+    let found = Command::new("pgcopydb").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    found.is_ok_and(|s| s.success()).then(|| PathBuf::from("pgcopydb"))
+}
+
+/// A libpq key/value connection string (the password quoted as libpq reads it).
+fn conninfo(cluster: &PgCluster, database: &str) -> String {
+    let password = cluster.password().replace('\\', "\\\\").replace('\'', "\\'");
+    format!("host=127.0.0.1 port={} dbname={database} user=postgres password='{password}'", cluster.port())
+}
+
+/// (d): `pgcopydb clone` of the source database (the data set's tables,
+/// keys and indexes, then its VACUUM ANALYZE), with as many table and
+/// index jobs as the tool has workers, its pg_dump and pg_restore from the
+/// server's folder.
+fn pgcopydb_clone(program: &Path, source: &PgCluster, target: &PgCluster, scratch: &Path) -> Result<Sample, String> {
+    let work = scratch.join("pgcopydb");
+    let _ = std::fs::remove_dir_all(&work);
+    let jobs = tool_workers().to_string();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![source.bindir().to_path_buf()];
+    paths.extend(std::env::split_paths(&path));
+    let started = Instant::now();
+    let output = Command::new(program)
+        .args(["clone", "--no-owner", "--no-acl", "--table-jobs", &jobs, "--index-jobs", &jobs, "--dir"])
+        .arg(&work)
+        .args(["--source", &conninfo(source, "so_src"), "--target", &conninfo(target, "so_dst")])
+        .env("PATH", std::env::join_paths(paths).map_err(|e| e.to_string())?)
+        .stdout(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot start pgcopydb: {e}"))?;
+    if !output.status.success() {
+        let log = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        return Err(format!(
+            "pgcopydb clone failed ({}):\n{}",
+            output.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        ));
+    }
+    Ok(Sample { seconds: started.elapsed().as_secs_f64(), peak_rss_bytes: None, cpu_seconds: None })
 }
 
 /// A client program from the server's folder, or from `PATH` (Debian ships
