@@ -108,13 +108,23 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     if pgcopydb.is_none() {
         eprintln!("pgcopydb is not installed (apt-get install pgcopydb): contender (d) left out");
     }
+    // The servers' CPU (both clusters, whose OS users may be one) during (a) and (b).
+    let mut server_users: Vec<u32> =
+        [source.port(), target.port()].into_iter().filter_map(crate::bench_mssql::owner_of_listener).collect();
+    server_users.dedup();
+    let servers_cpu = || server_users.iter().map(|&u| crate::bench_mssql::cpu_of_user(u)).sum::<f64>();
+    let (mut servers_a, mut servers_b) = (Vec::new(), Vec::new());
     let (mut tool, mut raw, mut dump, mut copydb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 1..=args.runs {
         eprintln!("run {run} of {}", args.runs);
         runtime.block_on(reset(&target))?;
+        let before = servers_cpu();
         tool.push(run_tool(&binary, &config, rows)?);
+        servers_a.push(servers_cpu() - before);
         runtime.block_on(reset(&target))?;
+        let before = servers_cpu();
         raw.push(runtime.block_on(raw_copy(&source, &target))?);
+        servers_b.push(servers_cpu() - before);
         runtime.block_on(reset(&target))?;
         dump.push(dump_restore(&source, &target)?);
         if let Some(program) = &pgcopydb {
@@ -146,6 +156,14 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     if !cpu.is_empty() {
         let mean = cpu.iter().sum::<f64>() / cpu.len() as f64;
         println!("CPU of (a): {mean:.2} s per run ({:.0}% of one core over the median wall time)", 100.0 * mean / a);
+    }
+    if !server_users.is_empty() {
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        println!(
+            "CPU of both servers: {:.2} s per run during (a), {:.2} s during (b) (the psql clients of (b) not counted)",
+            mean(&servers_a),
+            mean(&servers_b)
+        );
     }
     match e {
         Some(e) => println!("ratios: (a)/(b) = {:.2}   (a)/(c) = {:.2}   (a)/(d) = {:.2}", a / b, a / c, a / e),

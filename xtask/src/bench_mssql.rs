@@ -286,7 +286,7 @@ fn freebcp_all(server: &TestServer) -> Result<Sample, String> {
 }
 
 /// The OS user owning the process that listens on `port` of 127.0.0.1.
-fn owner_of_listener(port: u16) -> Option<u32> {
+pub fn owner_of_listener(port: u16) -> Option<u32> {
     let hex_port = format!(":{port:04X}");
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
     table.lines().skip(1).find_map(|line| {
@@ -298,7 +298,7 @@ fn owner_of_listener(port: u16) -> Option<u32> {
 
 /// CPU seconds (user + system, own and reaped children) of every process
 /// of OS user `uid`: a server's postmaster collects its backends' time.
-fn cpu_of_user(uid: u32) -> f64 {
+pub fn cpu_of_user(uid: u32) -> f64 {
     let ticks = 100.0; // USER_HZ on Linux
     let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
     let mut total = 0u64;
