@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use futures_util::StreamExt as _;
 use mssql_pg_migrate_testkit::PgCluster;
+use mssql_pg_migrate_transfer::tuning::{Machine, Tuning};
 
 use crate::gendata;
 use crate::sodata::{self, TABLES};
@@ -109,10 +110,9 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
         eprintln!("pgcopydb is not installed (apt-get install pgcopydb): contender (d) left out");
     }
     // The servers' CPU (both clusters, whose OS users may be one) during (a) and (b).
-    let mut server_users: Vec<u32> =
-        [source.port(), target.port()].into_iter().filter_map(crate::bench_mssql::owner_of_listener).collect();
+    let mut server_users: Vec<u32> = [source.port(), target.port()].into_iter().filter_map(owner_of_listener).collect();
     server_users.dedup();
-    let servers_cpu = || server_users.iter().map(|&u| crate::bench_mssql::cpu_of_user(u)).sum::<f64>();
+    let servers_cpu = || server_users.iter().map(|&u| cpu_of_user(u)).sum::<f64>();
     let (mut servers_a, mut servers_b) = (Vec::new(), Vec::new());
     let (mut tool, mut raw, mut dump, mut copydb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 1..=args.runs {
@@ -379,10 +379,44 @@ pub fn two_tables_at_a_time(job: impl Fn(&str) -> Result<(), String> + Sync) -> 
     })
 }
 
-/// The tool's default workers on this machine (its tuning: the cores,
-/// between 2 and 8), which pgcopydb gets as table and index jobs.
+/// The tool's default workers on this machine, which pgcopydb gets as
+/// table and index jobs.
 fn tool_workers() -> usize {
-    std::thread::available_parallelism().map(usize::from).unwrap_or(2).clamp(2, 8)
+    Tuning::default_workers(Machine::detect().cores)
+}
+
+/// The OS user owning the process that listens on `port` of 127.0.0.1.
+pub fn owner_of_listener(port: u16) -> Option<u32> {
+    let hex_port = format!(":{port:04X}");
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // local address, state 0A (LISTEN), uid.
+        (fields.get(1)?.ends_with(&hex_port) && fields.get(3)? == &"0A").then(|| fields.get(7)?.parse().ok())?
+    })
+}
+
+/// CPU seconds (user + system, own and reaped children) of every process
+/// of OS user `uid`: a server's postmaster collects its backends' time.
+pub fn cpu_of_user(uid: u32) -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
+    let mut total = 0u64;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let owned = std::fs::read_to_string(path.join("status")).ok().and_then(|s| {
+            s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u32>().ok())
+        });
+        if owned != Some(uid) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else { continue };
+        // Fields after the command's closing parenthesis; utime is field 14.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let fields: Vec<u64> = rest.split_whitespace().skip(11).take(4).filter_map(|f| f.parse().ok()).collect();
+        total += fields.iter().sum::<u64>();
+    }
+    total as f64 / ticks
 }
 
 fn pgcopydb_program() -> Option<PathBuf> {

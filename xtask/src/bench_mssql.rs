@@ -27,7 +27,10 @@ use std::time::Instant;
 use mssql_pg_migrate_testkit::PgCluster;
 use mssql_pg_migrate_testkit::mssql::TestServer;
 
-use crate::bench::{BenchArgs, Sample, build_release, median, memory_bytes, reset, run_tool, two_tables_at_a_time};
+use crate::bench::{
+    BenchArgs, Sample, build_release, cpu_of_user, median, memory_bytes, owner_of_listener, reset, run_tool,
+    two_tables_at_a_time,
+};
 use crate::sodata::{self, TABLES};
 
 /// Marks a database whose load finished, with the rows loaded; in a schema
@@ -283,38 +286,4 @@ fn freebcp_all(server: &TestServer) -> Result<Sample, String> {
         if status.success() { Ok(()) } else { Err(format!("freebcp of {table} failed ({status})")) }
     })?;
     Ok(Sample { seconds: started.elapsed().as_secs_f64(), peak_rss_bytes: None, cpu_seconds: None })
-}
-
-/// The OS user owning the process that listens on `port` of 127.0.0.1.
-pub fn owner_of_listener(port: u16) -> Option<u32> {
-    let hex_port = format!(":{port:04X}");
-    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        // local address, state 0A (LISTEN), uid.
-        (fields.get(1)?.ends_with(&hex_port) && fields.get(3)? == &"0A").then(|| fields.get(7)?.parse().ok())?
-    })
-}
-
-/// CPU seconds (user + system, own and reaped children) of every process
-/// of OS user `uid`: a server's postmaster collects its backends' time.
-pub fn cpu_of_user(uid: u32) -> f64 {
-    let ticks = 100.0; // USER_HZ on Linux
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
-    let mut total = 0u64;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let owned = std::fs::read_to_string(path.join("status")).ok().and_then(|s| {
-            s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u32>().ok())
-        });
-        if owned != Some(uid) {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else { continue };
-        // Fields after the command's closing parenthesis; utime is field 14.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
-        let fields: Vec<u64> = rest.split_whitespace().skip(11).take(4).filter_map(|f| f.parse().ok()).collect();
-        total += fields.iter().sum::<u64>();
-    }
-    total as f64 / ticks
 }

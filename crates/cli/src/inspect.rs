@@ -61,32 +61,35 @@ pub fn validate(cli: &Cli, args: &ValidateArgs) -> Result<(), CliError> {
             ..DeepOptions::default()
         };
         let report = crate::block_on(transfer::validate_deep(&config, &options))??;
-        let status = if report.is_success() { "success" } else { "mismatch" };
-        let document = output::document("validate", status, &report);
-        if !cli.output_json {
-            output::print_text(&deep_text(&report));
-        }
-        let error = (!report.is_success()).then(|| {
-            let names: Vec<&str> = report.mismatches().map(|t| t.source.as_str()).collect();
-            CliError::new(
-                Exit::Validation,
-                format!("values differ in {} table(s): {}", report.mismatched, names.join(", ")),
-            )
-        });
-        return finish(cli, document, error);
+        let mismatches = report.mismatches().map(|t| t.source.as_str());
+        let text = (!cli.output_json).then(|| deep_text(&report));
+        return finish_validation(cli, &report, report.is_success(), text, "values", report.mismatched, mismatches);
     }
     let report = crate::block_on(transfer::validate(&config, &ValidateOptions::default()))??;
-    let status = if report.is_success() { "success" } else { "mismatch" };
-    let document = output::document("validate", status, &report);
-    if !cli.output_json {
-        output::print_text(&validation_text(&report));
+    let mismatches = report.mismatches().map(|t| t.source.as_str());
+    let text = (!cli.output_json).then(|| validation_text(&report));
+    finish_validation(cli, &report, report.is_success(), text, "row counts", report.mismatched, mismatches)
+}
+
+/// Prints a validation's document (and its `text` for people), exit 4
+/// naming the tables whose `what` differ.
+fn finish_validation<'a>(
+    cli: &Cli,
+    report: &impl serde::Serialize,
+    success: bool,
+    text: Option<String>,
+    what: &str,
+    mismatched: usize,
+    mismatches: impl Iterator<Item = &'a str>,
+) -> Result<(), CliError> {
+    let status = if success { "success" } else { "mismatch" };
+    let document = output::document("validate", status, report);
+    if let Some(text) = text {
+        output::print_text(&text);
     }
-    let error = (!report.is_success()).then(|| {
-        let names: Vec<&str> = report.mismatches().map(|t| t.source.as_str()).collect();
-        CliError::new(
-            Exit::Validation,
-            format!("row counts differ in {} table(s): {}", report.mismatched, names.join(", ")),
-        )
+    let error = (!success).then(|| {
+        let names: Vec<&str> = mismatches.collect();
+        CliError::new(Exit::Validation, format!("{what} differ in {mismatched} table(s): {}", names.join(", ")))
     });
     finish(cli, document, error)
 }

@@ -234,7 +234,15 @@ impl SourceJob for DeepJob<'_> {
         let m = &self.config.migration;
         let schemas = (self.options.source_schema.as_deref(), self.options.target_schema.as_deref());
         let plan = crate::validate::compared_tables(source.as_ref(), self.config, schemas).await?;
-        let (source, target_pool, options) = (&source, &self.target, self.options);
+        let dialects = match self.options.method {
+            Some(CompareMethod::Rows) => None,
+            chosen => {
+                let client = self.target.get(Side::Target).await?;
+                narrow::checksum_dialects(source.as_ref(), &client, chosen.is_some()).await?
+            }
+        };
+        let run = Comparing { options: self.options, migration: m, dialects };
+        let (source, target_pool, run) = (&source, &self.target, &run);
         // Largest first, so no big table is left to run alone at the end;
         // reported in the plan's order.
         let mut order: Vec<usize> = (0..plan.tables.len()).collect();
@@ -248,7 +256,7 @@ impl SourceJob for DeepJob<'_> {
                     keyed: !spec.key.is_empty(),
                     ..DeepTable::default()
                 };
-                match compare_table(source.as_ref(), target_pool, &spec, target, options, m, &mut report).await {
+                match compare_table(source.as_ref(), target_pool, &spec, target, run, &mut report).await {
                     Ok(()) => {}
                     Err(e @ (TransferError::Connect { .. } | TransferError::Cancelled)) => return Err(e),
                     Err(e) => report.error = Some(e.to_string()),
@@ -273,16 +281,25 @@ impl SourceJob for DeepJob<'_> {
     }
 }
 
+/// What every table of one comparison shares.
+struct Comparing<'a> {
+    options: &'a DeepOptions,
+    migration: &'a mssql_pg_migrate_config::MigrationConfig,
+    /// How the source and the target write checksums, asked once; `None`
+    /// when tables are compared row by row.
+    dialects: Option<(checksum::ChecksumDialect, checksum::ChecksumDialect)>,
+}
+
 /// One table, on sessions of its own.
 async fn compare_table<S: Source>(
     source: &S,
     target_pool: &PgPool,
     spec: &ReadSpec,
     target: &TargetTable,
-    options: &DeepOptions,
-    m: &mssql_pg_migrate_config::MigrationConfig,
+    run: &Comparing<'_>,
     report: &mut DeepTable,
 ) -> Result<(), TransferError> {
+    let (options, m) = (run.options, run.migration);
     let mut client = target_pool.get(Side::Target).await?;
     let table = ddl::table_name(target);
     if !crate::progress::relation_exists(&client, &table, "comparing").await? {
@@ -290,10 +307,7 @@ async fn compare_table<S: Source>(
             "the target has no table {table} (run the migration first, or check target.schema)"
         )));
     }
-    let hashing = match options.method {
-        Some(CompareMethod::Rows) => None,
-        chosen => narrow::hashing_for(source, &client, spec, target, chosen.is_some()).await?,
-    };
+    let hashing = run.dialects.and_then(|dialects| narrow::hashing_for(dialects, spec, target));
     if !report.keyed {
         if let Some(hashing) = &hashing
             && let Some(rows) = narrow::same_multiset(source, &client, spec, target, hashing).await?
@@ -470,11 +484,12 @@ async fn compare_keyed<S: Source>(
     );
     let mut chunk =
         Chunk { spec, target, types: &types, names: &names, key_names: &key_names, fetch: &fetch, options, renderer };
-    let narrowed = match (options.sample_percent.filter(|p| *p < 100.0), hashing) {
+    let sample = options.sample_percent.filter(|p| *p < 100.0);
+    let narrowed = match (sample, hashing) {
         (None, Some(hashing)) => narrow::narrow(source, client, spec, target, hashing).await?,
         _ => narrow::Narrowed::Everything,
     };
-    let coverage = match (options.sample_percent.filter(|p| *p < 100.0), narrowed) {
+    let coverage = match (sample, narrowed) {
         (_, narrow::Narrowed::Ranges { leaves, beyond, rows, buckets, keys: (lo, _) }) => {
             report.method = CompareMethod::Checksum;
             report.rows_compared = rows;

@@ -13,7 +13,7 @@ use mssql_pg_migrate_schema::target::TargetTable;
 
 use super::checksum::{self, BEYOND, BucketSum, Buckets, ChecksumDialect, HashedColumn, Scope, differing_buckets};
 use super::{postgres_bucket_sums, postgres_checksum_dialect, target_error};
-use crate::error::TransferError;
+use crate::error::{Side, TransferError};
 use crate::source::{ReadSpec, Source};
 
 /// Key values per bucket at first.
@@ -37,28 +37,22 @@ pub(super) struct Hashing {
     target_key: Option<String>,
 }
 
-/// The checksum queries for `spec`'s table, or `None` when it is compared
-/// row by row: a key that is not one integer column, a column no form
-/// renders alike on both sides, a server that cannot hash text as UTF-8,
-/// or (unless checksums were `asked` for) a source whose hashing is slower
-/// than reading its rows.
-pub(super) async fn hashing_for<S: Source>(
+/// How the source and the target write checksums, agreed between them;
+/// `None` when tables are compared row by row: a server that cannot hash
+/// text as UTF-8, or (unless checksums were `asked` for) a source whose
+/// hashing is slower than reading its rows.
+pub(super) async fn checksum_dialects<S: Source>(
     source: &S,
     client: &tokio_postgres::Client,
-    spec: &ReadSpec,
-    target: &TargetTable,
     asked: bool,
-) -> Result<Option<Hashing>, TransferError> {
-    let keyed = !spec.key.is_empty();
-    if keyed && spec.integer_key().is_none() {
-        return Ok(None);
-    }
+) -> Result<Option<(ChecksumDialect, ChecksumDialect)>, TransferError> {
     let Some(mut source_dialect) = source.checksum_dialect().await? else { return Ok(None) };
     if !asked && matches!(source_dialect, ChecksumDialect::Mssql { interpreted: true, .. }) {
         return Ok(None);
     }
-    let target_dialect =
-        postgres_checksum_dialect(client).await.map_err(target_error("preparing to compare", target))?;
+    let target_dialect = postgres_checksum_dialect(client)
+        .await
+        .map_err(|e| TransferError::pg(Side::Target, "asking the server's encoding", &e))?;
     let Some(mut target_dialect) = target_dialect else { return Ok(None) };
     // Both sides hash a row the same way: by record only if both can.
     if let (ChecksumDialect::Postgres { record_hash: ours }, ChecksumDialect::Postgres { record_hash: theirs }) =
@@ -67,11 +61,25 @@ pub(super) async fn hashing_for<S: Source>(
         let both = *ours && *theirs;
         (*ours, *theirs) = (both, both);
     }
+    Ok(Some((source_dialect, target_dialect)))
+}
+
+/// The checksum queries for `spec`'s table, or `None` when it is compared
+/// row by row: a key that is not one integer column, or a column no form
+/// renders alike on both sides.
+pub(super) fn hashing_for(
+    (source_dialect, target_dialect): (ChecksumDialect, ChecksumDialect),
+    spec: &ReadSpec,
+    target: &TargetTable,
+) -> Option<Hashing> {
+    if !spec.key.is_empty() && spec.integer_key().is_none() {
+        return None;
+    }
     let target_names: Vec<&str> = target.copied_columns().map(|c| c.name.as_str()).collect();
     let mut source_columns = Vec::with_capacity(spec.columns.len());
     let mut target_columns = Vec::with_capacity(spec.columns.len());
     for (column, target_name) in spec.columns.iter().zip(&target_names) {
-        let Some(form) = checksum::form_of(&column.source_type, column.target) else { return Ok(None) };
+        let form = checksum::form_of(&column.source_type, column.target)?;
         source_columns.push(HashedColumn { name: &column.source_name, form });
         target_columns.push(HashedColumn { name: target_name, form });
     }
@@ -89,10 +97,10 @@ pub(super) async fn hashing_for<S: Source>(
     let queries =
         (source_sql(Scope::Whole), target_sql(Scope::Whole), source_sql(Scope::Range), target_sql(Scope::Range));
     let (Some(source_sql), Some(target_sql), Some(source_range_sql), Some(target_range_sql)) = queries else {
-        return Ok(None);
+        return None;
     };
     let target_key = target_key.map(str::to_owned);
-    Ok(Some(Hashing { source_sql, target_sql, source_range_sql, target_range_sql, target_key }))
+    Some(Hashing { source_sql, target_sql, source_range_sql, target_range_sql, target_key })
 }
 
 /// Both sides' sums for `buckets` (the whole table when `None`), taken at once.
@@ -197,15 +205,8 @@ pub(super) async fn narrow<S: Source>(
     leaves.sort_unstable();
     // Target rows beyond the source's keys are extra; where, the anti-join
     // over both sides of the range finds (by the key's index).
-    let mut beyond_ranges = Vec::new();
-    if !beyond.is_empty() {
-        if lo > i64::MIN {
-            beyond_ranges.push((i64::MIN, lo - 1));
-        }
-        if hi < i64::MAX {
-            beyond_ranges.push((hi + 1, i64::MAX));
-        }
-    }
-    let beyond = beyond_ranges;
+    let below = (lo > i64::MIN).then(|| (i64::MIN, lo - 1));
+    let above = (hi < i64::MAX).then(|| (hi + 1, i64::MAX));
+    let beyond = if beyond.is_empty() { Vec::new() } else { below.into_iter().chain(above).collect() };
     Ok(Narrowed::Ranges { leaves, beyond, rows, buckets: buckets as u64, keys: (lo, hi) })
 }
