@@ -137,13 +137,15 @@ async fn drop_recreate_lands_every_value_and_rebuilds_the_schema() {
     assert!(!compared("no_key").keyed);
     // Each server checksummed its rows, and the sums agreed: no row was
     // read for tables whose every column has a checksum form (AllTypes has
-    // a sql_variant, which has none, and other keys than one integer are
-    // compared row by row).
-    for name in ["skewed", "employees", "ca", "Order \"Lines\" x", "no_key", "user"] {
+    // a sql_variant, which has none). Composite, uniqueidentifier and
+    // case-insensitive text keys are bucketed by a hash both servers take
+    // of the key.
+    for name in ["skewed", "employees", "ca", "Order \"Lines\" x", "no_key", "user", "composite", "by_guid", "by_text"]
+    {
         let t = compared(name);
         assert_eq!((t.method, t.rows_fetched), (CompareMethod::Checksum, 0), "{t:#?}");
     }
-    assert_eq!((compared("AllTypes").method, compared("by_guid").method), (CompareMethod::Rows, CompareMethod::Rows));
+    assert_eq!(compared("AllTypes").method, CompareMethod::Rows);
     // By default, SQL Server hashes (natively); Babelfish reads the rows instead.
     let by_default = transfer::validate_deep(&config, &transfer::DeepOptions::default()).await.unwrap();
     let skewed = by_default.tables.iter().find(|t| t.source == "mpm_dr.skewed").unwrap();
@@ -273,7 +275,10 @@ async fn drop_recreate_lands_every_value_and_rebuilds_the_schema() {
         "UPDATE it.\"AllTypes\" SET dt2 = dt2 + interval '1 microsecond' \
            WHERE \"Id\" = (SELECT min(\"Id\") FROM it.\"AllTypes\" WHERE dt2 IS NOT NULL); \
          UPDATE it.\"AllTypes\" SET nvc = nvc || ' ' \
-           WHERE \"Id\" = (SELECT max(\"Id\") FROM it.\"AllTypes\" WHERE nvc IS NOT NULL)",
+           WHERE \"Id\" = (SELECT max(\"Id\") FROM it.\"AllTypes\" WHERE nvc IS NOT NULL); \
+         UPDATE it.by_guid SET v = -v WHERE v = 77; \
+         UPDATE it.by_text SET v = -v WHERE v = 1234; \
+         INSERT INTO it.by_text VALUES ('zz-extra', 0)",
     )
     .await
     .unwrap();
@@ -287,6 +292,26 @@ async fn drop_recreate_lands_every_value_and_rebuilds_the_schema() {
     // (a leaf spans at most 1,024 key values).
     assert_eq!((skewed.missing, skewed.method), (1, CompareMethod::Checksum), "{skewed:#?}");
     assert!((1..=1024).contains(&skewed.rows_fetched), "{skewed:#?}");
+    // Through the buckets of the key's hash: the changed row is found by
+    // its uniqueidentifier and its case-insensitive text key, the extra
+    // one too, and only the rows of the differing buckets were read.
+    let table = |name: &str| deep.tables.iter().find(|t| t.source == format!("mpm_dr.{name}")).unwrap();
+    let guid = table("by_guid");
+    let v77 = source_scalar(&mut source, "SELECT CONVERT(varchar(36), id) FROM mpm_dr.by_guid WHERE v = 77").await;
+    assert_eq!(
+        (guid.method, guid.different, guid.samples[0].key.clone()),
+        (CompareMethod::Checksum, 1, vec![v77.to_lowercase()])
+    );
+    assert_eq!(guid.samples[0].columns[0].source.as_deref(), Some("77"), "{guid:#?}");
+    let text = table("by_text");
+    let v1234 = source_scalar(&mut source, "SELECT k FROM mpm_dr.by_text WHERE v = 1234").await;
+    assert_eq!((text.method, text.different, text.extra), (CompareMethod::Checksum, 1, 1), "{text:#?}");
+    let keys: Vec<&str> = text.samples.iter().map(|s| s.key[0].as_str()).collect();
+    assert!(keys.contains(&v1234.as_str()) && keys.contains(&"zz-extra"), "{text:#?}");
+    for t in [guid, text] {
+        let per_bucket = t.rows_compared / t.chunks;
+        assert!(t.rows_fetched > 0 && t.rows_fetched <= 2 * 3 * per_bucket, "{t:#?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -145,10 +145,11 @@ struct ValidateArgs {
     #[arg(long, value_name = "PCT", requires = "deep", value_parser = parse_percent)]
     sample: Option<f64>,
     /// With --deep: how tables are compared. checksum: each server hashes
-    /// its rows by key range and only the rows of ranges that differ are
-    /// read (tables keyed by one integer column, and keyless ones); rows:
-    /// every row read from both sides. Default: checksum, except from
-    /// Babelfish, whose T-SQL hashing costs more than reading the rows
+    /// its rows in buckets (by key range, or by a hash of the key) and only
+    /// the rows of buckets that differ are read (tables whose every column
+    /// has a common canonical form); rows: every row read from both sides.
+    /// Default: checksum, except from Babelfish, whose T-SQL hashing costs
+    /// more than reading the rows
     #[arg(long, value_name = "HOW", requires = "deep")]
     method: Option<DeepMethod>,
 }

@@ -30,15 +30,15 @@
 //!
 //! ```
 //! use mssql_pg_migrate_schema::ColumnType;
-//! use mssql_pg_migrate_transfer::deep::checksum::{ChecksumDialect, HashedColumn, MssqlStrings, Scope, bucket_sql, form_of};
+//! use mssql_pg_migrate_transfer::deep::checksum::{BucketKey, ChecksumDialect, HashedColumn, MssqlStrings, Scope, bucket_sql, form_of};
 //! use mssql_pg_migrate_typemap::{MssqlType, PgType};
 //!
 //! // A datetime2 column copied to timestamp: microseconds on both sides.
 //! let form = form_of(&ColumnType::Mssql(MssqlType::DateTime2 { scale: 7 }), PgType::Timestamp(None)).unwrap();
 //! let column = [HashedColumn { name: "Created", form }];
 //! let sql_server = ChecksumDialect::Mssql { strings: Some(MssqlStrings::Utf8Collation), interpreted: false };
-//! let ours = bucket_sql(sql_server, "[dbo].[t]", Some(("Id", Scope::Whole)), &column).unwrap();
-//! let theirs = bucket_sql(ChecksumDialect::Postgres { record_hash: true }, "\"dbo\".\"t\"", Some(("Id", Scope::Whole)), &column)
+//! let ours = bucket_sql(sql_server, "[dbo].[t]", Some((BucketKey::Integer("Id"), Scope::Whole)), &column).unwrap();
+//! let theirs = bucket_sql(ChecksumDialect::Postgres { record_hash: true }, "\"dbo\".\"t\"", Some((BucketKey::Integer("Id"), Scope::Whole)), &column)
 //!     .unwrap();
 //! assert!(ours.contains("DATEDIFF_BIG(microsecond") && ours.contains("HASHBYTES('MD5'"));
 //! assert!(theirs.contains("extract(epoch") && theirs.contains("md5("));
@@ -330,50 +330,112 @@ fn pg_field(column: &HashedColumn<'_>) -> String {
     }
 }
 
+/// The row text of `columns` on SQL Server (an ASCII `varchar(max)`);
+/// `None` when a column's form cannot be rendered there.
+fn mssql_row_text(columns: &[HashedColumn<'_>], strings: Option<MssqlStrings>) -> Option<String> {
+    // varchar(max) from the start: a longer varchar sum would be cut at 8000 bytes.
+    let mut text = String::from("CAST('' AS varchar(max))");
+    for (i, column) in columns.iter().enumerate() {
+        let sep = if i == 0 { "" } else { " + '|'" };
+        text.push_str(&format!("{sep} + ISNULL({}, 'N')", mssql_field(column, strings)?));
+    }
+    Some(text)
+}
+
+/// The row text of `columns` on PostgreSQL.
+fn pg_row_text(columns: &[HashedColumn<'_>]) -> String {
+    let fields: Vec<String> = columns.iter().map(|c| format!("coalesce({}, 'N')", pg_field(c))).collect();
+    if fields.is_empty() { "''".to_owned() } else { fields.join(" || '|' || ") }
+}
+
+/// PostgreSQL on both sides: `columns` hashed by the server's own 64-bit
+/// hashes (an `int8`), which hash partitioning keeps stable across
+/// versions. Field by field with each type's hash where it is exact (40%
+/// cheaper than rendering text); before 14, the row's text output (quoted
+/// where a value needs it, so fields cannot run together), at a third of
+/// MD5's cost.
+fn pg_native_hash(columns: &[HashedColumn<'_>], record_hash: bool) -> String {
+    if record_hash {
+        let fields: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                let q = quote_pg(c.name);
+                match c.form {
+                    FieldForm::Native(NativeHash::Collated) => format!("{q} COLLATE \"C\""),
+                    FieldForm::Native(NativeHash::ViaText) => format!("{q}::text"),
+                    _ => q,
+                }
+            })
+            .collect();
+        format!("hash_record_extended(ROW({}), 0)", fields.join(", "))
+    } else {
+        let names: Vec<String> = columns.iter().map(|c| quote_pg(c.name)).collect();
+        format!("hashtextextended(ROW({})::text, 0)", names.join(", "))
+    }
+}
+
+fn all_native(columns: &[HashedColumn<'_>]) -> bool {
+    columns.iter().all(|c| matches!(c.form, FieldForm::Native(_)))
+}
+
 /// The expression of a row's hash (a signed 64-bit integer) in `dialect`;
 /// `None` when a column's form cannot be rendered there.
 pub fn row_hash_sql(dialect: ChecksumDialect, columns: &[HashedColumn<'_>]) -> Option<String> {
     match dialect {
         ChecksumDialect::Mssql { strings, .. } => {
-            // varchar(max) from the start: a longer varchar sum would be cut at 8000 bytes.
-            let mut text = String::from("CAST('' AS varchar(max))");
-            for (i, column) in columns.iter().enumerate() {
-                let sep = if i == 0 { "" } else { " + '|'" };
-                text.push_str(&format!("{sep} + ISNULL({}, 'N')", mssql_field(column, strings)?));
-            }
+            let text = mssql_row_text(columns, strings)?;
             Some(format!("CAST(SUBSTRING(HASHBYTES('MD5', {text}), 1, 8) AS bigint)"))
         }
-        ChecksumDialect::Postgres { record_hash } if columns.iter().all(|c| matches!(c.form, FieldForm::Native(_))) => {
-            // PostgreSQL on both sides: the row hashed by the server's own
-            // 64-bit hashes, which hash partitioning keeps stable across
-            // versions. Field by field with each type's hash where it is
-            // exact (40% cheaper than rendering text); before 14, the row's
-            // text output (quoted where a value needs it, so fields cannot
-            // run together), at a third of MD5's cost.
-            if record_hash {
-                let fields: Vec<String> = columns
-                    .iter()
-                    .map(|c| {
-                        let q = quote_pg(c.name);
-                        match c.form {
-                            FieldForm::Native(NativeHash::Collated) => format!("{q} COLLATE \"C\""),
-                            FieldForm::Native(NativeHash::ViaText) => format!("{q}::text"),
-                            _ => q,
-                        }
-                    })
-                    .collect();
-                Some(format!("hash_record_extended(ROW({}), 0)", fields.join(", ")))
-            } else {
-                let names: Vec<String> = columns.iter().map(|c| quote_pg(c.name)).collect();
-                Some(format!("hashtextextended(ROW({})::text, 0)", names.join(", ")))
-            }
-        }
+        ChecksumDialect::Postgres { record_hash } if all_native(columns) => Some(pg_native_hash(columns, record_hash)),
         ChecksumDialect::Postgres { .. } => {
-            let fields: Vec<String> = columns.iter().map(|c| format!("coalesce({}, 'N')", pg_field(c))).collect();
-            let text = if fields.is_empty() { "''".to_owned() } else { fields.join(" || '|' || ") };
-            Some(format!("('x' || left(md5({text}), 16))::bit(64)::int8"))
+            Some(format!("('x' || left(md5({}), 16))::bit(64)::int8", pg_row_text(columns)))
         }
     }
+}
+
+/// The largest value of [`key_hash_sql`].
+pub const KEY_HASH_MAX: i64 = i32::MAX as i64;
+
+/// The expression of a key's hash in `dialect`: a `bigint` in
+/// `[0, KEY_HASH_MAX]`, the same on both sides for the same key, by which
+/// a table whose key is not one integer column is cut into buckets (its
+/// key order is no use across engines: collations and uniqueidentifier
+/// order differ). `None` when a key column's form cannot be rendered.
+pub fn key_hash_sql(dialect: ChecksumDialect, key: &[HashedColumn<'_>]) -> Option<String> {
+    const LOW_31_BITS: &str = "2147483647";
+    match dialect {
+        ChecksumDialect::Mssql { strings, .. } => {
+            let text = mssql_row_text(key, strings)?;
+            Some(format!("CAST(CAST(SUBSTRING(HASHBYTES('MD5', {text}), 1, 4) AS int) & {LOW_31_BITS} AS bigint)"))
+        }
+        ChecksumDialect::Postgres { record_hash } if all_native(key) => {
+            Some(format!("({} & {LOW_31_BITS})", pg_native_hash(key, record_hash)))
+        }
+        ChecksumDialect::Postgres { .. } => {
+            Some(format!("(('x' || left(md5({}), 8))::bit(32)::int4 & {LOW_31_BITS})::int8", pg_row_text(key)))
+        }
+    }
+}
+
+/// A condition (the same SQL in both dialects) true for the rows whose
+/// `key_hash` (from [`key_hash_sql`]) falls in one of `picked` of `buckets`.
+pub fn bucket_filter_sql(key_hash: &str, buckets: Buckets, picked: &[i64]) -> String {
+    // Numbers the tool computed, written as literals: the condition is
+    // spliced into a page query whose parameters are numbered by its reader.
+    let list = picked.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+    let list = if list.is_empty() { "NULL".to_owned() } else { list };
+    format!("(({key_hash}) - ({})) / {} IN ({list})", buckets.lo, buckets.width)
+}
+
+/// What a keyed bucket query cuts the table by.
+#[derive(Debug, Clone, Copy)]
+pub enum BucketKey<'a> {
+    /// A one-column integer key, by its value (its name on the side the
+    /// SQL is for).
+    Integer(&'a str),
+    /// Any other key, by [`key_hash_sql`] of its columns; the buckets span
+    /// `[0, KEY_HASH_MAX]`, so no row falls beyond them.
+    Hashed(&'a [HashedColumn<'a>]),
 }
 
 /// Which rows a keyed bucket query reads.
@@ -399,44 +461,60 @@ pub const BEYOND: i64 = -1;
 pub fn bucket_sql(
     dialect: ChecksumDialect,
     table: &str,
-    key: Option<(&str, Scope)>,
+    key: Option<(BucketKey<'_>, Scope)>,
     columns: &[HashedColumn<'_>],
 ) -> Option<String> {
     let hash = row_hash_sql(dialect, columns)?;
-    Some(match (dialect, key) {
-        (ChecksumDialect::Mssql { .. }, Some((key, scope))) => {
-            let k = quote_mssql(key);
-            let bucket = format!("(CAST({k} AS bigint) - @P1) / @P3");
-            let (bucket, filter) = match scope {
-                Scope::Whole => {
-                    (format!("CASE WHEN {k} < @P1 OR {k} > @P2 THEN {BEYOND} ELSE {bucket} END"), String::new())
-                }
-                Scope::Range => (bucket, format!(" WHERE {k} >= @P1 AND {k} <= @P2")),
-            };
+    let mssql = matches!(dialect, ChecksumDialect::Mssql { .. });
+    let (p1, p2, p3) = if mssql { ("@P1", "@P2", "@P3") } else { ("$1::int8", "$2::int8", "$3::int8") };
+    let Some((key, scope)) = key else {
+        return Some(if mssql {
             format!(
-                "SELECT mpm_b, COUNT_BIG(*), CONVERT(varchar(50), SUM(CAST(mpm_h AS decimal(38,0)))) \
-                 FROM (SELECT {bucket} AS mpm_b, {hash} AS mpm_h FROM {table}{filter}) s GROUP BY mpm_b"
+                "SELECT CAST(0 AS bigint), COUNT_BIG(*), CONVERT(varchar(50), SUM(CAST({hash} AS decimal(38,0)))) \
+                 FROM {table}"
             )
+        } else {
+            format!("SELECT 0::int8, count(*), sum({hash})::text FROM {table}")
+        });
+    };
+    let (k, outside) = match key {
+        BucketKey::Integer(name) if mssql => {
+            let q = quote_mssql(name);
+            (format!("CAST({q} AS bigint)"), Some(format!("{q} < {p1} OR {q} > {p2}")))
         }
-        (ChecksumDialect::Mssql { .. }, None) => format!(
-            "SELECT CAST(0 AS bigint), COUNT_BIG(*), CONVERT(varchar(50), SUM(CAST({hash} AS decimal(38,0)))) FROM {table}"
-        ),
-        (ChecksumDialect::Postgres { .. }, Some((key, scope))) => {
-            let k = quote_pg(key);
-            let bucket = format!("({k}::int8 - $1::int8) / $3::int8");
-            let (bucket, filter) = match scope {
-                Scope::Whole => (
-                    format!("CASE WHEN {k} < $1::int8 OR {k} > $2::int8 THEN {BEYOND} ELSE {bucket} END"),
-                    String::new(),
-                ),
-                Scope::Range => (bucket, format!(" WHERE {k} >= $1::int8 AND {k} <= $2::int8")),
+        BucketKey::Integer(name) => {
+            let q = quote_pg(name);
+            (format!("{q}::int8"), Some(format!("{q} < {p1} OR {q} > {p2}")))
+        }
+        // Every hash is inside the buckets, and the hash is worked out
+        // once per row rather than once more for a range test.
+        BucketKey::Hashed(key) => (key_hash_sql(dialect, key)?, None),
+    };
+    let bucket = format!("({k} - {p1}) / {p3}");
+    let (bucket, filter) = match (scope, outside) {
+        (Scope::Whole, Some(outside)) => {
+            (format!("CASE WHEN {outside} THEN {BEYOND} ELSE {bucket} END"), String::new())
+        }
+        (Scope::Whole, None) => (bucket, String::new()),
+        (Scope::Range, _) => {
+            let q = match key {
+                BucketKey::Integer(name) if mssql => quote_mssql(name),
+                BucketKey::Integer(name) => quote_pg(name),
+                BucketKey::Hashed(_) => k.clone(),
             };
-            format!(
-                "SELECT mpm_b, count(*), sum(mpm_h)::text \
-                 FROM (SELECT {bucket} AS mpm_b, {hash} AS mpm_h FROM {table}{filter}) s GROUP BY mpm_b"
-            )
+            (bucket, format!(" WHERE {q} >= {p1} AND {q} <= {p2}"))
         }
-        (ChecksumDialect::Postgres { .. }, None) => format!("SELECT 0::int8, count(*), sum({hash})::text FROM {table}"),
+    };
+    Some(if mssql {
+        format!(
+            "SELECT mpm_b, COUNT_BIG(*), CONVERT(varchar(50), SUM(CAST(mpm_h AS decimal(38,0)))) \
+             FROM (SELECT {bucket} AS mpm_b, {hash} AS mpm_h FROM {table}{filter}) s GROUP BY mpm_b"
+        )
+    } else {
+        format!(
+            "SELECT mpm_b, count(*), sum(mpm_h)::text \
+             FROM (SELECT {bucket} AS mpm_b, {hash} AS mpm_h FROM {table}{filter}) s GROUP BY mpm_b"
+        )
     })
 }
 
@@ -582,16 +660,55 @@ mod tests {
         let ms = bucket_sql(
             ChecksumDialect::Mssql { strings: None, interpreted: false },
             "[dbo].[t]",
-            Some(("k]ey", Scope::Range)),
+            Some((BucketKey::Integer("k]ey"), Scope::Range)),
             &columns,
         )
         .unwrap();
         assert!(ms.contains("[we]]ird\"name]") && ms.contains("[k]]ey]"), "{ms}");
-        let whole = Some(("k\"ey", Scope::Whole));
+        let whole = Some((BucketKey::Integer("k\"ey"), Scope::Whole));
         let pg =
             bucket_sql(ChecksumDialect::Postgres { record_hash: true }, "\"public\".\"t\"", whole, &columns).unwrap();
         assert!(pg.contains("\"we]ird\"\"name\"") && pg.contains("\"k\"\"ey\""), "{pg}");
         assert!(!pg.contains("WHERE"), "a whole-table scan has no key condition for the planner to use: {pg}");
+    }
+
+    #[test]
+    fn a_key_that_is_not_one_integer_is_bucketed_by_a_31_bit_hash_worked_out_once_per_row() {
+        let key = [
+            HashedColumn { name: "Region", form: FieldForm::Text { padded: true } },
+            HashedColumn { name: "Id", form: FieldForm::Uuid },
+        ];
+        let columns = [key[0], key[1], HashedColumn { name: "Total", form: FieldForm::Decimal { scale: 2 } }];
+        let ms = ChecksumDialect::Mssql { strings: Some(MssqlStrings::Utf8Collation), interpreted: false };
+        let pg = ChecksumDialect::Postgres { record_hash: true };
+        let ms_key = key_hash_sql(ms, &key).unwrap();
+        assert!(ms_key.starts_with("CAST(CAST(SUBSTRING(HASHBYTES('MD5', ") && ms_key.contains("AS int) & 2147483647"));
+        assert!(ms_key.contains("RTRIM(") && ms_key.contains("CONVERT(varchar(36), [Id])"), "{ms_key}");
+        let pg_key = key_hash_sql(pg, &key).unwrap();
+        assert!(pg_key.contains("left(md5(") && pg_key.contains("::bit(32)::int4 & 2147483647)::int8"), "{pg_key}");
+        assert!(pg_key.contains("upper(\"Id\"::text)"), "{pg_key}");
+        for (dialect, hash) in [(ms, &ms_key), (pg, &pg_key)] {
+            let sql = bucket_sql(dialect, "t", Some((BucketKey::Hashed(&key), Scope::Whole)), &columns).unwrap();
+            assert_eq!(sql.matches(hash.as_str()).count(), 1, "the key's hash once per row: {sql}");
+            assert!(!sql.contains("CASE WHEN") && !sql.contains("WHERE"), "no row is beyond: {sql}");
+        }
+        let native = [HashedColumn { name: "Code", form: FieldForm::Native(NativeHash::Collated) }];
+        assert_eq!(
+            key_hash_sql(pg, &native).unwrap(),
+            "(hash_record_extended(ROW(\"Code\" COLLATE \"C\"), 0) & 2147483647)"
+        );
+        let old = ChecksumDialect::Mssql { strings: None, interpreted: false };
+        assert_eq!(key_hash_sql(old, &key), None, "a server that cannot hash text cannot hash a text key");
+    }
+
+    #[test]
+    fn a_bucket_filter_picks_buckets_of_the_hash() {
+        let buckets = Buckets::split(0, KEY_HASH_MAX, 1 << 12).unwrap();
+        assert_eq!(buckets.width, 1 << 19);
+        assert_eq!(bucket_filter_sql("h", buckets, &[3, 17]), "((h) - (0)) / 524288 IN (3, 17)");
+        assert_eq!(bucket_filter_sql("h", buckets, &[]), "((h) - (0)) / 524288 IN (NULL)", "picks nothing");
+        let negative = Buckets { lo: -5, hi: 5, width: 2 };
+        assert_eq!(bucket_filter_sql("h", negative, &[0]), "((h) - (-5)) / 2 IN (0)");
     }
 
     #[test]

@@ -346,6 +346,8 @@ enum Coverage {
     Nothing,
     /// Those with keys in these ranges (inclusive, disjoint).
     Ranges(Vec<(i64, i64)>),
+    /// Those meeting this condition on the target's columns.
+    Filtered(String),
 }
 
 /// Whether the target of `schema.table` should hold only the source's rows, so
@@ -441,7 +443,11 @@ pub(crate) async fn postgres_bucket_sums(
     // hashing the few groups stays in memory.
     client.batch_execute("BEGIN; SET LOCAL enable_sort = off").await?;
     let rows = match buckets {
-        Some(b) => client.query(sql, &[&b.lo, &b.hi, &b.width]).await,
+        // Typed, as a query over a key's hash has no use for the upper bound.
+        Some(b) => match client.prepare_typed(sql, &[Type::INT8, Type::INT8, Type::INT8]).await {
+            Ok(statement) => client.query(&statement, &[&b.lo, &b.hi, &b.width]).await,
+            Err(e) => Err(e),
+        },
         None => client.query(sql, &[]).await,
     };
     let end = client.batch_execute(if rows.is_ok() { "COMMIT" } else { "ROLLBACK" }).await;
@@ -504,6 +510,18 @@ async fn compare_keyed<S: Source>(
             }
             Coverage::Ranges(leaves.into_iter().chain(beyond).collect())
         }
+        (_, narrow::Narrowed::Hashed { buckets, differing, source_hash, target_hash, rows }) => {
+            report.method = CompareMethod::Checksum;
+            report.rows_compared = rows;
+            report.chunks = u64::try_from(buckets.hi / buckets.width + 1).unwrap_or(0);
+            for group in differing.chunks(narrow::HASHED_READ_BUCKETS) {
+                let within = checksum::bucket_filter_sql(&source_hash, buckets, group);
+                let filtered = ReadSpec { within_buckets: Some(within), ..spec.clone() };
+                let (data, _) = read_source_page(source, &filtered, None, None, None).await?;
+                report.rows_fetched += chunk.compare(client, &data, report).await?;
+            }
+            Coverage::Filtered(checksum::bucket_filter_sql(&target_hash, buckets, &differing))
+        }
         (None, narrow::Narrowed::Everything) => {
             // The next chunk is read from the source while this one is
             // compared on the target.
@@ -559,6 +577,13 @@ async fn compare_keyed<S: Source>(
         Coverage::All => (
             not_seen_in(&format!("FROM {table} t")),
             format!("DELETE FROM {table} AS t WHERE NOT EXISTS (SELECT 1 FROM {SEEN_TABLE} s WHERE {matches})"),
+        ),
+        Coverage::Filtered(condition) => (
+            not_seen_in(&format!("FROM (SELECT * FROM {table} WHERE {condition}) t")),
+            format!(
+                "DELETE FROM {table} AS t WHERE ({condition}) \
+                 AND NOT EXISTS (SELECT 1 FROM {SEEN_TABLE} s WHERE {matches})"
+            ),
         ),
         Coverage::Ranges(ranges) => {
             let (from, to): (Vec<i64>, Vec<i64>) = ranges.iter().copied().unzip();

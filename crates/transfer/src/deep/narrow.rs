@@ -7,11 +7,19 @@
 //! is cut again ([`SPLIT`] ways) until it spans at most [`LEAF_KEYS`] key
 //! values; those leaves are compared row by row. Target rows outside the
 //! source's key range are extra by definition and need no source read.
+//!
+//! Any other key (composite, uuid, text) is cut by a hash of its canonical
+//! form instead, into buckets of about [`LEAF_KEYS`] rows at once: a hash
+//! range has no index to narrow it by, so each level would be another scan
+//! of both tables. The rows of differing buckets are read in a few scans
+//! filtered by the hash ([`HASHED_READ_BUCKETS`] buckets each).
 
 use mssql_pg_migrate_schema::ident::{qualified_mssql, qualified_pg};
 use mssql_pg_migrate_schema::target::TargetTable;
 
-use super::checksum::{self, BEYOND, BucketSum, Buckets, ChecksumDialect, HashedColumn, Scope, differing_buckets};
+use super::checksum::{
+    self, BEYOND, BucketKey, BucketSum, Buckets, ChecksumDialect, HashedColumn, KEY_HASH_MAX, Scope, differing_buckets,
+};
 use super::{postgres_bucket_sums, postgres_checksum_dialect, target_error};
 use crate::error::{Side, TransferError};
 use crate::source::{ReadSpec, Source};
@@ -24,6 +32,11 @@ const MAX_BUCKETS: i64 = 1 << 16;
 const SPLIT: i64 = 16;
 /// ...until it spans this many key values, whose rows are then fetched.
 const LEAF_KEYS: i64 = 1_024;
+/// A hashed key's differing buckets read per scan of the source (about a
+/// comparison chunk's rows)...
+pub(super) const HASHED_READ_BUCKETS: usize = (super::CHUNK_ROWS / LEAF_KEYS as u64) as usize;
+/// ...and at most this many scans: past that, reading every row once costs less.
+const HASHED_READ_SCANS: usize = 4;
 
 /// Each side's checksum queries for one table: over the whole table (or,
 /// keyless, its only query) and over a key range.
@@ -33,8 +46,20 @@ pub(super) struct Hashing {
     target_sql: String,
     source_range_sql: String,
     target_range_sql: String,
-    /// The integer key's target name; `None` for a keyless table.
-    target_key: Option<String>,
+    key: HashingKey,
+}
+
+/// What a table's buckets are cut by.
+#[derive(Debug, Clone)]
+enum HashingKey {
+    Keyless,
+    /// A one-column integer key.
+    Integer,
+    /// Any other key: the expression of its hash on each side.
+    Hashed {
+        source: String,
+        target: String,
+    },
 }
 
 /// How the source and the target write checksums, agreed between them;
@@ -65,16 +90,12 @@ pub(super) async fn checksum_dialects<S: Source>(
 }
 
 /// The checksum queries for `spec`'s table, or `None` when it is compared
-/// row by row: a key that is not one integer column, or a column no form
-/// renders alike on both sides.
+/// row by row: a column no form renders alike on both sides.
 pub(super) fn hashing_for(
     (source_dialect, target_dialect): (ChecksumDialect, ChecksumDialect),
     spec: &ReadSpec,
     target: &TargetTable,
 ) -> Option<Hashing> {
-    if !spec.key.is_empty() && spec.integer_key().is_none() {
-        return None;
-    }
     let target_names: Vec<&str> = target.copied_columns().map(|c| c.name.as_str()).collect();
     let mut source_columns = Vec::with_capacity(spec.columns.len());
     let mut target_columns = Vec::with_capacity(spec.columns.len());
@@ -83,24 +104,40 @@ pub(super) fn hashing_for(
         source_columns.push(HashedColumn { name: &column.source_name, form });
         target_columns.push(HashedColumn { name: target_name, form });
     }
-    let source_key = spec.key.first().map(|&k| spec.columns[k].source_name.as_str());
-    let target_key = spec.key.first().and_then(|&k| target_names.get(k).copied());
+    let source_key: Vec<HashedColumn<'_>> = spec.key.iter().filter_map(|&k| source_columns.get(k).copied()).collect();
+    let target_key: Vec<HashedColumn<'_>> = spec.key.iter().filter_map(|&k| target_columns.get(k).copied()).collect();
+    let integer = spec.integer_key().is_some();
+    let (source_bucket_key, target_bucket_key, key) = match (source_key.as_slice(), target_key.as_slice()) {
+        ([], _) | (_, []) => (None, None, HashingKey::Keyless),
+        ([ours], [theirs]) if integer => {
+            (Some(BucketKey::Integer(ours.name)), Some(BucketKey::Integer(theirs.name)), HashingKey::Integer)
+        }
+        (ours, theirs) => (
+            Some(BucketKey::Hashed(ours)),
+            Some(BucketKey::Hashed(theirs)),
+            HashingKey::Hashed {
+                source: checksum::key_hash_sql(source_dialect, ours)?,
+                target: checksum::key_hash_sql(target_dialect, theirs)?,
+            },
+        ),
+    };
     let source_table = match source_dialect {
         ChecksumDialect::Mssql { .. } => qualified_mssql(&spec.schema, &spec.table),
         ChecksumDialect::Postgres { .. } => qualified_pg(&spec.schema, &spec.table),
     };
     let target_table = mssql_pg_migrate_schema::ddl::table_name(target);
-    let source_sql =
-        |scope| checksum::bucket_sql(source_dialect, &source_table, source_key.map(|k| (k, scope)), &source_columns);
-    let target_sql =
-        |scope| checksum::bucket_sql(target_dialect, &target_table, target_key.map(|k| (k, scope)), &target_columns);
+    let source_sql = |scope| {
+        checksum::bucket_sql(source_dialect, &source_table, source_bucket_key.map(|k| (k, scope)), &source_columns)
+    };
+    let target_sql = |scope| {
+        checksum::bucket_sql(target_dialect, &target_table, target_bucket_key.map(|k| (k, scope)), &target_columns)
+    };
     let queries =
         (source_sql(Scope::Whole), target_sql(Scope::Whole), source_sql(Scope::Range), target_sql(Scope::Range));
     let (Some(source_sql), Some(target_sql), Some(source_range_sql), Some(target_range_sql)) = queries else {
         return None;
     };
-    let target_key = target_key.map(str::to_owned);
-    Some(Hashing { source_sql, target_sql, source_range_sql, target_range_sql, target_key })
+    Some(Hashing { source_sql, target_sql, source_range_sql, target_range_sql, key })
 }
 
 /// Both sides' sums for `buckets` (the whole table when `None`), taken at once.
@@ -153,6 +190,19 @@ pub(super) enum Narrowed {
         /// The source's smallest and largest key.
         keys: (i64, i64),
     },
+    /// A key that is not one integer column, cut by its hash.
+    Hashed {
+        /// The buckets of the key's hash...
+        buckets: Buckets,
+        /// ...whose checksums differ (in order): both sides' rows in them are compared.
+        differing: Vec<i64>,
+        /// The expression of the key's hash on each side, for
+        /// [`checksum::bucket_filter_sql`].
+        source_hash: String,
+        target_hash: String,
+        /// The source's rows, all proven by checksum or compared.
+        rows: u64,
+    },
     /// So many buckets differ that narrowing would cost more than reading
     /// every row (or the source is empty): compare every row.
     Everything,
@@ -166,8 +216,12 @@ pub(super) async fn narrow<S: Source>(
     target: &TargetTable,
     hashing: &Hashing,
 ) -> Result<Narrowed, TransferError> {
-    if hashing.target_key.is_none() {
-        return Ok(Narrowed::Everything);
+    match &hashing.key {
+        HashingKey::Keyless => return Ok(Narrowed::Everything),
+        HashingKey::Hashed { source: source_hash, target: target_hash } => {
+            return narrow_hashed(source, client, spec, target, hashing, (source_hash, target_hash)).await;
+        }
+        HashingKey::Integer => {}
     }
     let Some((lo, hi)) = source.integer_range(spec).await? else { return Ok(Narrowed::Everything) };
     let parts = hi.checked_sub(lo).map_or(MAX_BUCKETS, |span| (span / BUCKET_KEYS + 1).min(MAX_BUCKETS));
@@ -209,4 +263,47 @@ pub(super) async fn narrow<S: Source>(
     let above = (hi < i64::MAX).then(|| (hi + 1, i64::MAX));
     let beyond = if beyond.is_empty() { Vec::new() } else { below.into_iter().chain(above).collect() };
     Ok(Narrowed::Ranges { leaves, beyond, rows, buckets: buckets as u64, keys: (lo, hi) })
+}
+
+/// Narrows a table keyed other than by one integer to the buckets of its
+/// key's hash where its sides differ: one scan of each side with buckets
+/// sized from the catalog's row estimate, and a second with buckets sized
+/// from the rows counted, when the first's were too coarse to read.
+async fn narrow_hashed<S: Source>(
+    source: &S,
+    client: &tokio_postgres::Client,
+    spec: &ReadSpec,
+    target: &TargetTable,
+    hashing: &Hashing,
+    (source_hash, target_hash): (&str, &str),
+) -> Result<Narrowed, TransferError> {
+    let parts_for = |rows: u64| (i64::try_from(rows).unwrap_or(i64::MAX) / LEAF_KEYS).clamp(16, MAX_BUCKETS);
+    let mut parts = parts_for(target.estimated_rows);
+    let mut tried_finer = false;
+    loop {
+        let Some(buckets) = Buckets::split(0, KEY_HASH_MAX, parts) else { return Ok(Narrowed::Everything) };
+        let (ours, theirs) = both_sides(source, client, spec, target, hashing, Some((buckets, Scope::Whole))).await?;
+        let rows = u64::try_from(ours.iter().map(|b| b.rows).sum::<i64>()).unwrap_or(0);
+        let differing = differing_buckets(&ours, &theirs);
+        let rows_in = |b: i64| {
+            let of = |sums: &[BucketSum]| sums.iter().find(|s| s.bucket == b).map_or(0, |s| s.rows);
+            of(&ours).max(of(&theirs))
+        };
+        let coarse = differing.iter().any(|&b| rows_in(b) > 4 * LEAF_KEYS);
+        if coarse && !tried_finer && parts_for(rows) > parts {
+            (parts, tried_finer) = (parts_for(rows), true);
+            continue;
+        }
+        if differing.len() > HASHED_READ_BUCKETS * HASHED_READ_SCANS {
+            tracing::warn!(
+                table = %spec.label,
+                differing = differing.len(),
+                buckets = parts,
+                "checksums differ in many buckets of the key's hash; comparing every row"
+            );
+            return Ok(Narrowed::Everything);
+        }
+        let (source_hash, target_hash) = (source_hash.to_owned(), target_hash.to_owned());
+        return Ok(Narrowed::Hashed { buckets, differing, source_hash, target_hash, rows });
+    }
 }

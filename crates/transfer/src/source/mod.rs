@@ -45,6 +45,10 @@ pub struct ReadSpec {
     pub widest_row: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Read only the rows changed since a mark (an incremental upsert).
     pub changed_since: Option<ChangedSince>,
+    /// Read only the rows meeting this condition, written in the source's
+    /// SQL by [`crate::deep::checksum::bucket_filter_sql`]: a deep
+    /// validation reading the buckets whose checksums differ.
+    pub within_buckets: Option<String>,
 }
 
 /// How a change column's values rise, which decides how a mark is taken.
@@ -118,6 +122,7 @@ impl ReadSpec {
             label: target.source_label(),
             widest_row: std::sync::Arc::default(),
             changed_since: None,
+            within_buckets: None,
         }
     }
 

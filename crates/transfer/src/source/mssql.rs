@@ -577,6 +577,9 @@ pub fn page_sql(
     if let Some(changed) = &spec.changed_since {
         conditions.push(changed_condition(changed));
     }
+    if let Some(within) = &spec.within_buckets {
+        conditions.push(within.clone());
+    }
     if !conditions.is_empty() {
         let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
     }
@@ -1630,6 +1633,7 @@ mod tests {
             label: "dbo.Order]Lines".into(),
             widest_row: Default::default(),
             changed_since: None,
+            within_buckets: None,
         };
         assert_eq!(
             page_sql(&spec, &sliced_columns(&spec), true, true, true),
@@ -1684,6 +1688,7 @@ mod tests {
             label: "dbo.Docs".into(),
             widest_row: Default::default(),
             changed_since: None,
+            within_buckets: None,
         };
         let sliced = sliced_columns(&spec);
         assert_eq!(sliced, [(1, LobKind::Text), (2, LobKind::Binary), (4, LobKind::Text)]);

@@ -106,6 +106,9 @@ pub fn page_sql(spec: &ReadSpec, has_after: bool, has_upto: bool, has_limit: boo
     if let Some(changed) = &spec.changed_since {
         conditions.push(changed_condition(changed));
     }
+    if let Some(within) = &spec.within_buckets {
+        conditions.push(within.clone());
+    }
     if !conditions.is_empty() {
         let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
     }
@@ -537,6 +540,7 @@ mod tests {
             label: "s.T".into(),
             widest_row: Default::default(),
             changed_since: None,
+            within_buckets: None,
         }
     }
 
