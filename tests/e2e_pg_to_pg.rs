@@ -123,6 +123,16 @@ async fn drop_recreate_copies_every_value_and_rebuilds_the_schema() {
     );
     let logged = scalar(&t, "SELECT string_agg(DISTINCT relpersistence::text, '') FROM pg_class WHERE relnamespace = 'copy'::regnamespace AND relkind = 'r'").await;
     assert_eq!(logged, "p");
+    // Every table was analyzed once loaded (by the run: autovacuum's would be last_autoanalyze).
+    let unanalyzed = scalar(
+        &t,
+        "SELECT coalesce(string_agg(relname, ', ' ORDER BY relname), '') FROM pg_stat_user_tables \
+         WHERE schemaname = 'copy' AND last_analyze IS NULL",
+    )
+    .await;
+    assert_eq!(unanalyzed, "", "tables the run did not analyze");
+    let estimated = scalar(&t, "SELECT reltuples::int8::text FROM pg_class WHERE oid = 'copy.skewed'::regclass").await;
+    assert_eq!(estimated, "4103");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,6 +150,10 @@ async fn unlogged_load_and_truncate_mode_give_the_same_data() {
     assert_eq!(persistence, "p", "tables are LOGGED after the load");
 
     // Rows the target gained since are gone after a truncate run; the structure stays.
+    let analyzed_at = "SELECT coalesce(last_analyze::text, 'never') FROM pg_stat_user_tables \
+                       WHERE schemaname = 'copy' AND relname = 'skewed'";
+    let first_analyze = scalar(&t, analyzed_at).await;
+    assert_ne!(first_analyze, "never");
     t.batch_execute("INSERT INTO copy.skewed VALUES (-100, 'extra'); CREATE INDEX keep_me ON copy.skewed (v)")
         .await
         .unwrap();
@@ -148,6 +162,8 @@ async fn unlogged_load_and_truncate_mode_give_the_same_data() {
     assert!(second.is_success(), "{second:#?}");
     assert_same_data(&source, &target).await;
     assert_eq!(scalar(&t, "SELECT count(*)::text FROM pg_indexes WHERE indexname = 'keep_me'").await, "1");
+    let second_analyze = scalar(&t, analyzed_at).await;
+    assert!(second_analyze > first_analyze, "analyzed again after the reload: {first_analyze} then {second_analyze}");
     let fks = scalar(
         &t,
         "SELECT count(*)::text FROM pg_constraint WHERE contype = 'f' AND connamespace = 'copy'::regnamespace",

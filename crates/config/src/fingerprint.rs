@@ -23,6 +23,7 @@ const TUNING_KEYS: &[&str] = &[
     "upsert_parallel_tasks",
     "max_retries",
     "reconnect_timeout",
+    "analyze_after_load",
 ];
 
 /// Keys never hashed: secrets, and where a secret is read from.

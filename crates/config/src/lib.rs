@@ -267,6 +267,9 @@ pub struct MigrationConfig {
     pub create_indexes: bool,
     pub create_foreign_keys: bool,
     pub create_check_constraints: bool,
+    /// `ANALYZE` each table once it is loaded, so the planner knows it at
+    /// once rather than after autovacuum's next visit.
+    pub analyze_after_load: bool,
     pub identifier_case: IdentifierCase,
     #[serde(serialize_with = "overrides")]
     pub type_overrides: Vec<TypeOverride>,

@@ -152,6 +152,12 @@ pub const KEYS: &[KeyDoc] = &[
         "true",
         "Build the source's check constraints on the target.",
     ),
+    key(
+        "migration.analyze_after_load",
+        "true or false",
+        "true",
+        "ANALYZE each table once loaded (drop_recreate, truncate, and tables an upsert creates), so its copy is planned well at once.",
+    ),
     key("migration.identifier_case", "preserve, lower or snake", "preserve", "How target names are spelled."),
     key(
         "migration.type_overrides",

@@ -133,7 +133,7 @@ fn the_same_config_loads_identically_from_yaml_json_and_toml() {
     assert_eq!((m.large_table_threshold, m.max_partitions, m.min_rows_per_partition), (5_000_000, 12, 200_000));
     assert_eq!((m.copy_buffer_rows, m.upsert_batch_size, m.upsert_parallel_tasks), (10_000, None, None));
     assert!(m.use_binary_copy && !m.use_unlogged_tables);
-    assert!(m.create_indexes && m.create_foreign_keys && m.create_check_constraints);
+    assert!(m.create_indexes && m.create_foreign_keys && m.create_check_constraints && m.analyze_after_load);
     assert_eq!(m.identifier_case, IdentifierCase::Snake);
     assert_eq!(m.type_overrides.len(), 2);
     assert_eq!(m.type_overrides[0].scope, OverrideScope::SourceType("xml".into()));

@@ -346,6 +346,10 @@ fn comparable(row: &str, column: &TargetColumn) -> String {
     }
 }
 
+pub fn analyze(table: &TargetTable) -> String {
+    format!("ANALYZE {}", table_name(table))
+}
+
 pub fn set_logged(table: &TargetTable) -> String {
     format!("ALTER TABLE {} SET LOGGED", table_name(table))
 }

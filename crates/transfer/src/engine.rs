@@ -33,8 +33,8 @@ use crate::failpoint;
 use crate::pause::PauseSwitch;
 use crate::plan::{Partition, PlanSettings, TableSize, integer_bounds, partition_count, partitions_from_bounds};
 use crate::planning::{
-    Step, apply_upsert_keys, change_column, foreign_key_steps, plan_targets, post_load_steps, require_change_columns,
-    require_upsert_keys,
+    Step, analyze_step, apply_upsert_keys, change_column, foreign_key_steps, plan_targets, post_load_steps,
+    require_change_columns, require_upsert_keys,
 };
 use crate::pool::PgPool;
 use crate::progress::{self, ChunkEnd, MigrationLock, Progress, StateLocation};
@@ -503,6 +503,10 @@ async fn migrate<S: Source>(
     };
     let fatal =
         transfer_all(source, target, &work, &context, m.continue_on_error, &options.cancel, &options.abort).await;
+    // The writers' connections are free now: the builds still waiting
+    // run side by side rather than one after another.
+    let parallel = tuning.max_target_connections.saturating_sub(1).max(1);
+    context.finalizing.widen(parallel);
     let early_errors = context.finalizing.finish(&options.abort).await;
     if let Some(e) = fatal {
         return Err(e);
@@ -511,7 +515,6 @@ async fn migrate<S: Source>(
     // Finalize the tables whose data is complete (those not finalized
     // while others loaded), then the foreign keys.
     let restore = progress.with(|s| s.restore.clone());
-    let parallel = tuning.max_target_connections.saturating_sub(1).max(1);
     let mut finalization_errors = early_errors;
     finalization_errors.extend(finalize(target, &work, &restore, config, parallel, &backoff, options).await);
 
@@ -1609,7 +1612,12 @@ async fn finalize_table<K>(
     stop: &CancellationToken,
 ) -> Vec<String> {
     let t = &w.target;
-    let steps = if w.created { post_load_steps(t, m) } else { Vec::new() };
+    let steps = match (w.created, m.target_mode) {
+        (true, _) => post_load_steps(t, m),
+        // Reloaded in place: its keys and indexes are the table's own.
+        (false, TargetMode::Truncate) => analyze_step(t, m).into_iter().collect(),
+        (false, _) => Vec::new(),
+    };
     let mut errors = Vec::new();
     for Step { sql, what } in steps {
         emit(events, Event::Finalizing { step: what.clone() });
@@ -1689,8 +1697,9 @@ async fn run_step(
 /// Finalizes each table as soon as its data is complete, one table at a
 /// time, while the others still load: index builds then use the target's
 /// CPU while the run's last tables would leave it idle, instead of all
-/// waiting for the last row. One at a time so that the writers keep their
-/// connections (the pool has room for one more beside the state's).
+/// waiting for the last row. One at a time while rows load, so that the
+/// writers keep their connections (the pool has room for one more beside
+/// the state's); side by side once they are done ([`EarlyFinalizer::widen`]).
 #[derive(Clone)]
 struct EarlyFinalizer {
     target: PgPool,
@@ -1698,7 +1707,7 @@ struct EarlyFinalizer {
     backoff: Backoff,
     events: Option<EventSink>,
     stop: CancellationToken,
-    one_at_a_time: Arc<Semaphore>,
+    slots: Arc<Semaphore>,
     tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<Vec<String>>>>,
 }
 
@@ -1710,7 +1719,7 @@ impl EarlyFinalizer {
             backoff,
             events: options.events.clone(),
             stop: options.cancel.clone(),
-            one_at_a_time: Arc::new(Semaphore::new(1)),
+            slots: Arc::new(Semaphore::new(1)),
             tasks: Arc::default(),
         }
     }
@@ -1722,12 +1731,17 @@ impl EarlyFinalizer {
         }
         let this = self.clone();
         let task = async move {
-            let Ok(_slot) = this.one_at_a_time.acquire().await else { return Vec::new() };
+            let Ok(_slot) = this.slots.acquire().await else { return Vec::new() };
             finalize_table(&this.target, &table, &this.migration, &this.backoff, this.events.as_ref(), &this.stop).await
         };
         if let Ok(mut tasks) = self.tasks.lock() {
             tasks.spawn(tracing::Instrument::in_current_span(task));
         }
+    }
+
+    /// Lets up to `parallel` finalizations run at once from now on.
+    fn widen(&self, parallel: usize) {
+        self.slots.add_permits(parallel.saturating_sub(1));
     }
 
     /// Waits for the finalizations started, or abandons them when `abort`

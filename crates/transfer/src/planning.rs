@@ -217,7 +217,14 @@ pub fn post_load_steps(t: &TargetTable, m: &MigrationConfig) -> Vec<Step> {
     if m.use_unlogged_tables {
         steps.push(Step { sql: ddl::set_logged(t), what: format!("SET LOGGED on {}", t.name) });
     }
+    steps.extend(analyze_step(t, m));
     steps
+}
+
+/// The planner's statistics of a table just loaded (last, so they see its
+/// indexes), unless switched off.
+pub fn analyze_step(t: &TargetTable, m: &MigrationConfig) -> Option<Step> {
+    m.analyze_after_load.then(|| Step { sql: ddl::analyze(t), what: format!("analyzing {}", t.name) })
 }
 
 /// The foreign keys of a table created by the run, built after every
@@ -300,15 +307,19 @@ mod tests {
         let child = &plan.tables.iter().find(|(s, _)| s.name == "Child").unwrap().1;
         let m = migration("");
         let steps = post_load_steps(child, &m);
-        assert_eq!(steps.len(), 1, "{steps:?}");
+        assert_eq!(steps.len(), 2, "{steps:?}");
         assert!(steps[0].sql.starts_with("ALTER TABLE \"t\".\"child\" ADD CONSTRAINT"), "{}", steps[0].sql);
         assert!(steps[0].sql.contains("PRIMARY KEY (\"id\")"), "{}", steps[0].sql);
+        assert_eq!(steps[1].sql, "ANALYZE \"t\".\"child\"", "statistics last, after the key");
+        let unanalyzed = post_load_steps(child, &migration("analyze_after_load: false"));
+        assert_eq!(unanalyzed.len(), 1, "{unanalyzed:?}");
         let fks = foreign_key_steps(child, &m);
         assert_eq!(fks.len(), 1);
         assert!(fks[0].sql.contains("REFERENCES \"t\".\"parent\""), "{}", fks[0].sql);
         assert!(foreign_key_steps(child, &migration("create_foreign_keys: false")).is_empty());
         let unlogged = post_load_steps(child, &migration("use_unlogged_tables: true"));
-        assert_eq!(unlogged.last().map(|s| s.sql.as_str()), Some("ALTER TABLE \"t\".\"child\" SET LOGGED"));
+        let last_two: Vec<&str> = unlogged.iter().rev().take(2).map(|s| s.sql.as_str()).collect();
+        assert_eq!(last_two, ["ANALYZE \"t\".\"child\"", "ALTER TABLE \"t\".\"child\" SET LOGGED"]);
 
         // A foreign key to a table outside the run is left out.
         let alone = plan_targets(vec![table("Child", int(), Some("Parent"))], &m, "t", Dialect::Postgres).unwrap();
