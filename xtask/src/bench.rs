@@ -92,14 +92,11 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     if args.mode == "validate" {
         return crate::bench_validate::bench(args);
     }
-    if args.source == "mssql" {
-        if args.mode == "upsert" {
-            return Err("--mode upsert reads PostgreSQL for now (--source pg)".into());
-        }
-        return crate::bench_mssql::bench(args);
-    }
     if args.mode == "upsert" {
         return crate::bench_upsert::bench(args);
+    }
+    if args.source == "mssql" {
+        return crate::bench_mssql::bench(args);
     }
     let PgBench { binary, source, target, runtime, rows, bytes, dir } = PgBench::start(args.scale)?;
     let config = dir.path().join("bench.yaml");

@@ -71,10 +71,20 @@ pub struct MssqlBench {
 
 impl MssqlBench {
     pub fn start(scale: f64) -> Result<MssqlBench, String> {
+        MssqlBench::start_in(scale, &database_for(scale))
+    }
+
+    /// As [`MssqlBench::start`], with the set in a database of its own
+    /// (`<the scale's database>_<suffix>`), for a bench that changes it.
+    pub fn start_changing(scale: f64, suffix: &str) -> Result<MssqlBench, String> {
+        MssqlBench::start_in(scale, &format!("{}_{suffix}", database_for(scale)))
+    }
+
+    fn start_in(scale: f64, database: &str) -> Result<MssqlBench, String> {
         let binary = build_release()?;
         let (mut server, started) = server()?;
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
-        let database = database_for(scale);
+        let database = database.to_owned();
         server.database = database.clone();
         let rows: u64 = TABLES.iter().map(|t| t.rows(scale)).sum();
         if runtime.block_on(loaded_rows(&server)) == Some(rows) {

@@ -1,6 +1,8 @@
-//! `cargo xtask bench --mode upsert`: what keeping a PostgreSQL copy current
-//! costs, on the same Stack Overflow-shaped data and clusters as `bench`.
-//! Per round, interleaved:
+//! `cargo xtask bench --mode upsert [--source mssql]`: what keeping a
+//! PostgreSQL copy current costs, on the same Stack Overflow-shaped data as
+//! `bench`, from a PostgreSQL cluster or from SQL Server (the TDS server
+//! `bench --source mssql` uses, in a database of its own, `…_upsert`, as
+//! the bench changes it). Per round, interleaved:
 //!
 //! - (d) a `drop_recreate` full load, the yardstick;
 //! - (u1) the first upsert, into an empty target;
@@ -15,9 +17,19 @@
 //! Each upsert's report is checked: the 1% syncs must update exactly the
 //! rows changed, the others none.
 
+use std::path::{Path, PathBuf};
+
 use mssql_pg_migrate_testkit::PgCluster;
+use mssql_pg_migrate_testkit::mssql::TestServer;
 
 use crate::bench::{BenchArgs, PgBench, Sample, median, print_machine_and_data, reset, run_tool_doc, tool_config};
+use crate::bench_mssql::MssqlBench;
+
+/// The source the bench changes between syncs.
+enum Changing<'a> {
+    Postgres(&'a PgCluster),
+    Mssql(&'a TestServer),
+}
 
 /// The column each scaled table changes in (u2); an integer, so a change is
 /// `+ 1` whatever the value.
@@ -31,52 +43,68 @@ const CHANGED: &[(&str, &str)] = &[
 ];
 
 pub fn bench(args: &BenchArgs) -> Result<(), String> {
-    let PgBench { binary, source, target, runtime, rows, bytes, dir } = PgBench::start(args.scale)?;
-    let full = dir.path().join("full.yaml");
-    std::fs::write(&full, tool_config(&source, &target)).map_err(|e| e.to_string())?;
+    // Either setup stays alive (servers up) until the rounds are done.
+    let (pg, mssql);
+    let (binary, full, target, runtime, rows, source): (&Path, PathBuf, &PgCluster, &tokio::runtime::Runtime, u64, _) =
+        if args.source == "mssql" {
+            mssql = MssqlBench::start_changing(args.scale, "upsert")?;
+            (
+                &mssql.binary,
+                mssql.config.clone(),
+                &mssql.target,
+                &mssql.runtime,
+                mssql.rows,
+                Changing::Mssql(&mssql.server),
+            )
+        } else {
+            pg = PgBench::start(args.scale)?;
+            let full = pg.dir.path().join("full.yaml");
+            std::fs::write(&full, tool_config(&pg.source, &pg.target)).map_err(|e| e.to_string())?;
+            print_machine_and_data(args.scale, pg.rows, pg.bytes);
+            (&pg.binary, full, &pg.target, &pg.runtime, pg.rows, Changing::Postgres(&pg.source))
+        };
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let base = std::fs::read_to_string(&full).map_err(|e| e.to_string())?;
     runtime.block_on(add_modified_columns(&source))?;
     let upsert = dir.path().join("upsert.yaml");
-    std::fs::write(&upsert, format!("{}migration: {{target_mode: upsert}}\n", tool_config(&source, &target)))
-        .map_err(|e| e.to_string())?;
+    std::fs::write(&upsert, format!("{base}migration: {{target_mode: upsert}}\n")).map_err(|e| e.to_string())?;
     let incremental = dir.path().join("incremental.yaml");
     std::fs::write(
         &incremental,
-        format!(
-            "{}migration: {{target_mode: upsert, change_columns: {{'*': Modified}}, change_lookback: 0}}\n",
-            tool_config(&source, &target)
-        ),
+        format!("{base}migration: {{target_mode: upsert, change_columns: {{'*': Modified}}, change_lookback: 0}}\n"),
     )
     .map_err(|e| e.to_string())?;
+    let (binary, full) = (binary, full.as_path());
 
     let mut samples: [Vec<Sample>; 6] = Default::default();
     let [d, u1, u2c, u3c, u2, u3] = &mut samples;
     for run in 1..=args.runs {
         eprintln!("round {run} of {}", args.runs);
-        runtime.block_on(reset(&target))?;
-        d.push(run_tool_doc(&binary, &full, Some(rows))?.0);
-        runtime.block_on(reset(&target))?;
+        runtime.block_on(reset(target))?;
+        d.push(run_tool_doc(binary, full, Some(rows))?.0);
+        runtime.block_on(reset(target))?;
         // Takes the marks the incremental syncs start from.
-        let (sample, doc) = run_tool_doc(&binary, &incremental, Some(rows))?;
+        let (sample, doc) = run_tool_doc(binary, &incremental, Some(rows))?;
         check_merged(&doc, "u1", Some(rows), Some(0))?;
         u1.push(sample);
         let changed = runtime.block_on(change_one_percent(&source, 2 * run))?;
-        let (sample, doc) = run_tool_doc(&binary, &incremental, None)?;
+        let (sample, doc) = run_tool_doc(binary, &incremental, None)?;
         check_merged(&doc, "u2c", Some(0), Some(changed))?;
         u2c.push(sample);
-        let (sample, doc) = run_tool_doc(&binary, &incremental, None)?;
+        let (sample, doc) = run_tool_doc(binary, &incremental, None)?;
         check_merged(&doc, "u3c", Some(0), Some(0))?;
         u3c.push(sample);
         let changed = runtime.block_on(change_one_percent(&source, 2 * run + 1))?;
-        let (sample, doc) = run_tool_doc(&binary, &upsert, Some(rows))?;
+        let (sample, doc) = run_tool_doc(binary, &upsert, Some(rows))?;
         check_merged(&doc, "u2", Some(0), Some(changed))?;
         u2.push(sample);
-        let (sample, doc) = run_tool_doc(&binary, &upsert, Some(rows))?;
+        let (sample, doc) = run_tool_doc(binary, &upsert, Some(rows))?;
         check_merged(&doc, "u3", Some(0), Some(0))?;
         u3.push(sample);
     }
     let peak = samples[1..].iter().flatten().filter_map(|s| s.peak_rss_bytes).max().unwrap_or(0);
     let [d, u1, u2c, u3c, u2, u3] = &samples;
-    print_machine_and_data(args.scale, rows, bytes);
+    println!("source: {}; data: scale {}, {rows} rows in 9 tables", args.source, args.scale);
     let line = |label: &str, samples: &[Sample]| {
         let m = median(samples);
         let all: Vec<String> = samples.iter().map(|s| format!("{:.2}", s.seconds)).collect();
@@ -104,18 +132,41 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
 /// Gives every table the change column `Modified` (2020-01-01, a constant
 /// default, so no table is rewritten; the last row a day later, so the
 /// maximum is one row as in a live table), indexed as a change column is
-/// where such syncs run.
-async fn add_modified_columns(source: &PgCluster) -> Result<(), String> {
-    let client = source.connect("so_src").await.map_err(|e| e.to_string())?;
-    for table in crate::sodata::TABLES {
-        let t = format!("so.\"{}\"", table.name);
-        let sql = format!(
-            "ALTER TABLE {t} ADD COLUMN \"Modified\" timestamp(3) NOT NULL DEFAULT '2020-01-01';
-             UPDATE {t} SET \"Modified\" = '2020-01-02' WHERE \"Id\" = (SELECT max(\"Id\") FROM {t});
-             CREATE INDEX ON {t} (\"Modified\");
-             ANALYZE {t};"
-        );
-        client.batch_execute(&sql).await.map_err(|e| format!("adding Modified to {}: {e}", table.name))?;
+/// where such syncs run. On SQL Server only where missing: its database
+/// is kept between benches.
+async fn add_modified_columns(source: &Changing<'_>) -> Result<(), String> {
+    match source {
+        Changing::Postgres(source) => {
+            let client = source.connect("so_src").await.map_err(|e| e.to_string())?;
+            for table in crate::sodata::TABLES {
+                let t = format!("so.\"{}\"", table.name);
+                let sql = format!(
+                    "ALTER TABLE {t} ADD COLUMN \"Modified\" timestamp(3) NOT NULL DEFAULT '2020-01-01';
+                     UPDATE {t} SET \"Modified\" = '2020-01-02' WHERE \"Id\" = (SELECT max(\"Id\") FROM {t});
+                     CREATE INDEX ON {t} (\"Modified\");
+                     ANALYZE {t};"
+                );
+                client.batch_execute(&sql).await.map_err(|e| format!("adding Modified to {}: {e}", table.name))?;
+            }
+        }
+        Changing::Mssql(server) => {
+            let mut client = server.connect().await?;
+            for table in crate::sodata::TABLES {
+                let name = table.name;
+                let sql = format!(
+                    "IF COL_LENGTH(N'dbo.{name}', N'Modified') IS NULL
+                     BEGIN
+                       ALTER TABLE dbo.[{name}] ADD [Modified] datetime2(3) NOT NULL
+                         CONSTRAINT [DF_{name}_Modified] DEFAULT '2020-01-01';
+                       EXEC(N'UPDATE dbo.[{name}] SET [Modified] = ''2020-01-02''
+                              WHERE [Id] = (SELECT MAX([Id]) FROM dbo.[{name}]);
+                              CREATE INDEX [IX_{name}_Modified] ON dbo.[{name}] ([Modified]);');
+                     END"
+                );
+                let results = client.simple_query(sql).await.map_err(|e| format!("adding Modified to {name}: {e}"))?;
+                results.into_results().await.map_err(|e| format!("adding Modified to {name}: {e}"))?;
+            }
+        }
     }
     Ok(())
 }
@@ -123,18 +174,34 @@ async fn add_modified_columns(source: &PgCluster) -> Result<(), String> {
 /// Changes one column of every hundredth row of each scaled table (a
 /// different hundredth each round), and its `Modified` time; returns the
 /// rows changed.
-async fn change_one_percent(source: &PgCluster, round: usize) -> Result<u64, String> {
-    let client = source.connect("so_src").await.map_err(|e| e.to_string())?;
+async fn change_one_percent(source: &Changing<'_>, round: usize) -> Result<u64, String> {
     let mut changed = 0;
-    for (table, column) in CHANGED {
-        let sql = format!(
-            "UPDATE so.\"{table}\" SET \"{column}\" = coalesce(\"{column}\", 0) + 1, \"Modified\" = localtimestamp \
-             WHERE \"Id\" % 100 = {}",
-            round % 100
-        );
-        changed += client.execute(&sql, &[]).await.map_err(|e| format!("changing {table}: {e}"))?;
+    match source {
+        Changing::Postgres(source) => {
+            let client = source.connect("so_src").await.map_err(|e| e.to_string())?;
+            for (table, column) in CHANGED {
+                let sql = format!(
+                    "UPDATE so.\"{table}\" SET \"{column}\" = coalesce(\"{column}\", 0) + 1, \"Modified\" = localtimestamp \
+                     WHERE \"Id\" % 100 = {}",
+                    round % 100
+                );
+                changed += client.execute(&sql, &[]).await.map_err(|e| format!("changing {table}: {e}"))?;
+            }
+            client.batch_execute("VACUUM ANALYZE").await.map_err(|e| e.to_string())?;
+        }
+        Changing::Mssql(server) => {
+            let mut client = server.connect().await?;
+            for (table, column) in CHANGED {
+                let sql = format!(
+                    "UPDATE dbo.[{table}] SET [{column}] = ISNULL([{column}], 0) + 1, [Modified] = SYSDATETIME() \
+                     WHERE [Id] % 100 = {}",
+                    round % 100
+                );
+                let done = client.execute(sql, &[]).await.map_err(|e| format!("changing {table}: {e}"))?;
+                changed += done.total();
+            }
+        }
     }
-    client.batch_execute("VACUUM ANALYZE").await.map_err(|e| e.to_string())?;
     Ok(changed)
 }
 
