@@ -6,7 +6,8 @@
 //! interleaved so drift hits them all alike:
 //!
 //! - (a) the release binary's full load (`drop_recreate`, default tuning):
-//!   wall time, rows/s, MB/s, peak RSS (from `wait4`);
+//!   wall time, rows/s, MB/s, peak RSS (from `wait4`); (a2) the same with
+//!   `analyze_after_load: false`, the raw pipe's work alone;
 //! - (b) the raw limit for the same work: each table as
 //!   `COPY … TO STDOUT (FORMAT binary)` piped (between two `psql`) into
 //!   `COPY … FROM STDIN (FORMAT binary)`, two tables at a time, then the
@@ -101,6 +102,11 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     let PgBench { binary, source, target, runtime, rows, bytes, dir } = PgBench::start(args.scale)?;
     let config = dir.path().join("bench.yaml");
     std::fs::write(&config, tool_config(&source, &target)).map_err(|e| e.to_string())?;
+    // The raw pipe does not analyze what it loaded; the tool does by
+    // default, so (a2) shows it doing the raw pipe's work alone.
+    let unanalyzed = dir.path().join("unanalyzed.yaml");
+    let yaml = format!("{}migration: {{analyze_after_load: false}}\n", tool_config(&source, &target));
+    std::fs::write(&unanalyzed, yaml).map_err(|e| e.to_string())?;
 
     let pgcopydb = pgcopydb_program();
     if pgcopydb.is_none() {
@@ -112,12 +118,15 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     let servers_cpu = || server_users.iter().map(|&u| cpu_of_user(u)).sum::<f64>();
     let (mut servers_a, mut servers_b) = (Vec::new(), Vec::new());
     let (mut tool, mut raw, mut dump, mut copydb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut tool_unanalyzed = Vec::new();
     for run in 1..=args.runs {
         eprintln!("run {run} of {}", args.runs);
         runtime.block_on(reset(&target))?;
         let before = servers_cpu();
         tool.push(run_tool(&binary, &config, rows)?);
         servers_a.push(servers_cpu() - before);
+        runtime.block_on(reset(&target))?;
+        tool_unanalyzed.push(run_tool(&binary, &unanalyzed, rows)?);
         runtime.block_on(reset(&target))?;
         let before = servers_cpu();
         raw.push(runtime.block_on(raw_copy(&source, &target))?);
@@ -142,6 +151,8 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
         );
     };
     line("(a) mssql-pg-migrate run", a, &tool);
+    let a2 = median(&tool_unanalyzed);
+    line("(a2) the same without ANALYZE", a2, &tool_unanalyzed);
     line("(b) raw binary COPY + keys", b, &raw);
     line("(c) pg_dump -Fc -Z0 | pg_restore", c, &dump);
     let e = (!copydb.is_empty()).then(|| median(&copydb));
@@ -166,6 +177,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
         Some(e) => println!("ratios: (a)/(b) = {:.2}   (a)/(c) = {:.2}   (a)/(d) = {:.2}", a / b, a / c, a / e),
         None => println!("ratios: (a)/(b) = {:.2}   (a)/(c) = {:.2}", a / b, a / c),
     }
+    println!("without ANALYZE: (a2)/(b) = {:.2}", a2 / b);
     Ok(())
 }
 

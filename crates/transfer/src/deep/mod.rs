@@ -310,7 +310,8 @@ async fn compare_table<S: Source>(
     let hashing = run.dialects.and_then(|dialects| narrow::hashing_for(dialects, spec, target));
     if !report.keyed {
         if let Some(hashing) = &hashing
-            && let Some(rows) = narrow::same_multiset(source, &client, spec, target, hashing).await?
+            && let Some(rows) =
+                (narrow::Sides { source, client: &client, spec, target, hashing }).same_multiset().await?
         {
             report.method = CompareMethod::Checksum;
             report.rows_compared = rows;
@@ -492,7 +493,7 @@ async fn compare_keyed<S: Source>(
         Chunk { spec, target, types: &types, names: &names, key_names: &key_names, fetch: &fetch, options, renderer };
     let sample = options.sample_percent.filter(|p| *p < 100.0);
     let narrowed = match (sample, hashing) {
-        (None, Some(hashing)) => narrow::narrow(source, client, spec, target, hashing).await?,
+        (None, Some(hashing)) => (narrow::Sides { source, client, spec, target, hashing }).narrow().await?,
         _ => narrow::Narrowed::Everything,
     };
     let coverage = match (sample, narrowed) {

@@ -140,38 +140,39 @@ pub(super) fn hashing_for(
     Some(Hashing { source_sql, target_sql, source_range_sql, target_range_sql, key })
 }
 
-/// Both sides' sums for `buckets` (the whole table when `None`), taken at once.
-async fn both_sides<S: Source>(
-    source: &S,
-    client: &tokio_postgres::Client,
-    spec: &ReadSpec,
-    target: &TargetTable,
-    hashing: &Hashing,
-    buckets: Option<(Buckets, Scope)>,
-) -> Result<(Vec<BucketSum>, Vec<BucketSum>), TransferError> {
-    let (ours, theirs) = match buckets {
-        Some((_, Scope::Range)) => (&hashing.source_range_sql, &hashing.target_range_sql),
-        _ => (&hashing.source_sql, &hashing.target_sql),
-    };
-    let bounds = buckets.map(|(b, _)| b);
-    let theirs = async {
-        postgres_bucket_sums(client, theirs, bounds).await.map_err(target_error("computing the checksums of", target))
-    };
-    tokio::try_join!(source.checksum_buckets(spec, ours, bounds), theirs)
+/// One table on both servers, with its checksum queries.
+pub(super) struct Sides<'a, S> {
+    pub source: &'a S,
+    pub client: &'a tokio_postgres::Client,
+    pub spec: &'a ReadSpec,
+    pub target: &'a TargetTable,
+    pub hashing: &'a Hashing,
 }
 
-/// A keyless table's rows, when both sides hold the same multiset of rows
-/// (same count and hash sum); `None` when they do not.
-pub(super) async fn same_multiset<S: Source>(
-    source: &S,
-    client: &tokio_postgres::Client,
-    spec: &ReadSpec,
-    target: &TargetTable,
-    hashing: &Hashing,
-) -> Result<Option<u64>, TransferError> {
-    let (ours, theirs) = both_sides(source, client, spec, target, hashing, None).await?;
-    let rows = ours.iter().map(|b| b.rows).sum::<i64>();
-    Ok(differing_buckets(&ours, &theirs).is_empty().then(|| u64::try_from(rows).unwrap_or(0)))
+impl<S: Source> Sides<'_, S> {
+    /// Both sides' sums for `buckets` (the whole table when `None`), taken at once.
+    async fn sums(&self, buckets: Option<(Buckets, Scope)>) -> Result<(Vec<BucketSum>, Vec<BucketSum>), TransferError> {
+        let hashing = self.hashing;
+        let (ours, theirs) = match buckets {
+            Some((_, Scope::Range)) => (&hashing.source_range_sql, &hashing.target_range_sql),
+            _ => (&hashing.source_sql, &hashing.target_sql),
+        };
+        let bounds = buckets.map(|(b, _)| b);
+        let theirs = async {
+            postgres_bucket_sums(self.client, theirs, bounds)
+                .await
+                .map_err(target_error("computing the checksums of", self.target))
+        };
+        tokio::try_join!(self.source.checksum_buckets(self.spec, ours, bounds), theirs)
+    }
+
+    /// A keyless table's rows, when both sides hold the same multiset of
+    /// rows (same count and hash sum); `None` when they do not.
+    pub(super) async fn same_multiset(&self) -> Result<Option<u64>, TransferError> {
+        let (ours, theirs) = self.sums(None).await?;
+        let rows = ours.iter().map(|b| b.rows).sum::<i64>();
+        Ok(differing_buckets(&ours, &theirs).is_empty().then(|| u64::try_from(rows).unwrap_or(0)))
+    }
 }
 
 /// What a keyed table's checksums left to compare row by row.
@@ -208,102 +209,93 @@ pub(super) enum Narrowed {
     Everything,
 }
 
-/// Narrows a keyed table to the key ranges where its sides differ.
-pub(super) async fn narrow<S: Source>(
-    source: &S,
-    client: &tokio_postgres::Client,
-    spec: &ReadSpec,
-    target: &TargetTable,
-    hashing: &Hashing,
-) -> Result<Narrowed, TransferError> {
-    match &hashing.key {
-        HashingKey::Keyless => return Ok(Narrowed::Everything),
-        HashingKey::Hashed { source: source_hash, target: target_hash } => {
-            return narrow_hashed(source, client, spec, target, hashing, (source_hash, target_hash)).await;
+impl<S: Source> Sides<'_, S> {
+    /// Narrows a keyed table to the key ranges where its sides differ.
+    pub(super) async fn narrow(&self) -> Result<Narrowed, TransferError> {
+        let Sides { source, spec, hashing, .. } = *self;
+        match &hashing.key {
+            HashingKey::Keyless => return Ok(Narrowed::Everything),
+            HashingKey::Hashed { source: source_hash, target: target_hash } => {
+                return self.narrow_hashed((source_hash, target_hash)).await;
+            }
+            HashingKey::Integer => {}
         }
-        HashingKey::Integer => {}
-    }
-    let Some((lo, hi)) = source.integer_range(spec).await? else { return Ok(Narrowed::Everything) };
-    let parts = hi.checked_sub(lo).map_or(MAX_BUCKETS, |span| (span / BUCKET_KEYS + 1).min(MAX_BUCKETS));
-    let Some(top) = Buckets::split(lo, hi, parts) else { return Ok(Narrowed::Everything) };
-    let (ours, theirs) = both_sides(source, client, spec, target, hashing, Some((top, Scope::Whole))).await?;
-    if ours.iter().any(|b| b.bucket == BEYOND && b.rows > 0) {
-        // Rows came into the source beyond the keys just read: the ranges
-        // no longer cover it, so every row is compared.
-        return Ok(Narrowed::Everything);
-    }
-    let rows = u64::try_from(ours.iter().map(|b| b.rows).sum::<i64>()).unwrap_or(0);
-    let buckets = ours.len().max(theirs.len());
-    let (beyond, differing): (Vec<i64>, Vec<i64>) =
-        differing_buckets(&ours, &theirs).into_iter().partition(|&b| b == BEYOND);
-    if differing.len() > 8 && differing.len() * 10 > buckets {
-        tracing::warn!(
-            table = %spec.label,
-            differing = differing.len(),
-            buckets,
-            "checksums differ in many key ranges; comparing every row"
-        );
-        return Ok(Narrowed::Everything);
-    }
-    let mut work: Vec<(i64, i64)> = differing.iter().map(|&b| top.range(b)).collect();
-    let mut leaves = Vec::new();
-    while let Some((from, to)) = work.pop() {
-        let split = (to - from >= LEAF_KEYS).then(|| Buckets::split(from, to, SPLIT)).flatten();
-        let Some(sub) = split else {
-            leaves.push((from, to));
-            continue;
-        };
-        let (ours, theirs) = both_sides(source, client, spec, target, hashing, Some((sub, Scope::Range))).await?;
-        work.extend(differing_buckets(&ours, &theirs).into_iter().map(|b| sub.range(b)));
-    }
-    leaves.sort_unstable();
-    // Target rows beyond the source's keys are extra; where, the anti-join
-    // over both sides of the range finds (by the key's index).
-    let below = (lo > i64::MIN).then(|| (i64::MIN, lo - 1));
-    let above = (hi < i64::MAX).then(|| (hi + 1, i64::MAX));
-    let beyond = if beyond.is_empty() { Vec::new() } else { below.into_iter().chain(above).collect() };
-    Ok(Narrowed::Ranges { leaves, beyond, rows, buckets: buckets as u64, keys: (lo, hi) })
-}
-
-/// Narrows a table keyed other than by one integer to the buckets of its
-/// key's hash where its sides differ: one scan of each side with buckets
-/// sized from the catalog's row estimate, and a second with buckets sized
-/// from the rows counted, when the first's were too coarse to read.
-async fn narrow_hashed<S: Source>(
-    source: &S,
-    client: &tokio_postgres::Client,
-    spec: &ReadSpec,
-    target: &TargetTable,
-    hashing: &Hashing,
-    (source_hash, target_hash): (&str, &str),
-) -> Result<Narrowed, TransferError> {
-    let parts_for = |rows: u64| (i64::try_from(rows).unwrap_or(i64::MAX) / LEAF_KEYS).clamp(16, MAX_BUCKETS);
-    let mut parts = parts_for(target.estimated_rows);
-    let mut tried_finer = false;
-    loop {
-        let Some(buckets) = Buckets::split(0, KEY_HASH_MAX, parts) else { return Ok(Narrowed::Everything) };
-        let (ours, theirs) = both_sides(source, client, spec, target, hashing, Some((buckets, Scope::Whole))).await?;
+        let Some((lo, hi)) = source.integer_range(spec).await? else { return Ok(Narrowed::Everything) };
+        let parts = hi.checked_sub(lo).map_or(MAX_BUCKETS, |span| (span / BUCKET_KEYS + 1).min(MAX_BUCKETS));
+        let Some(top) = Buckets::split(lo, hi, parts) else { return Ok(Narrowed::Everything) };
+        let (ours, theirs) = self.sums(Some((top, Scope::Whole))).await?;
+        if ours.iter().any(|b| b.bucket == BEYOND && b.rows > 0) {
+            // Rows came into the source beyond the keys just read: the ranges
+            // no longer cover it, so every row is compared.
+            return Ok(Narrowed::Everything);
+        }
         let rows = u64::try_from(ours.iter().map(|b| b.rows).sum::<i64>()).unwrap_or(0);
-        let differing = differing_buckets(&ours, &theirs);
-        let rows_in = |b: i64| {
-            let of = |sums: &[BucketSum]| sums.iter().find(|s| s.bucket == b).map_or(0, |s| s.rows);
-            of(&ours).max(of(&theirs))
-        };
-        let coarse = differing.iter().any(|&b| rows_in(b) > 4 * LEAF_KEYS);
-        if coarse && !tried_finer && parts_for(rows) > parts {
-            (parts, tried_finer) = (parts_for(rows), true);
-            continue;
-        }
-        if differing.len() > HASHED_READ_BUCKETS * HASHED_READ_SCANS {
+        let buckets = ours.len().max(theirs.len());
+        let (beyond, differing): (Vec<i64>, Vec<i64>) =
+            differing_buckets(&ours, &theirs).into_iter().partition(|&b| b == BEYOND);
+        if differing.len() > 8 && differing.len() * 10 > buckets {
             tracing::warn!(
                 table = %spec.label,
                 differing = differing.len(),
-                buckets = parts,
-                "checksums differ in many buckets of the key's hash; comparing every row"
+                buckets,
+                "checksums differ in many key ranges; comparing every row"
             );
             return Ok(Narrowed::Everything);
         }
-        let (source_hash, target_hash) = (source_hash.to_owned(), target_hash.to_owned());
-        return Ok(Narrowed::Hashed { buckets, differing, source_hash, target_hash, rows });
+        let mut work: Vec<(i64, i64)> = differing.iter().map(|&b| top.range(b)).collect();
+        let mut leaves = Vec::new();
+        while let Some((from, to)) = work.pop() {
+            let split = (to - from >= LEAF_KEYS).then(|| Buckets::split(from, to, SPLIT)).flatten();
+            let Some(sub) = split else {
+                leaves.push((from, to));
+                continue;
+            };
+            let (ours, theirs) = self.sums(Some((sub, Scope::Range))).await?;
+            work.extend(differing_buckets(&ours, &theirs).into_iter().map(|b| sub.range(b)));
+        }
+        leaves.sort_unstable();
+        // Target rows beyond the source's keys are extra; where, the anti-join
+        // over both sides of the range finds (by the key's index).
+        let below = (lo > i64::MIN).then(|| (i64::MIN, lo - 1));
+        let above = (hi < i64::MAX).then(|| (hi + 1, i64::MAX));
+        let beyond = if beyond.is_empty() { Vec::new() } else { below.into_iter().chain(above).collect() };
+        Ok(Narrowed::Ranges { leaves, beyond, rows, buckets: buckets as u64, keys: (lo, hi) })
+    }
+
+    /// Narrows a table keyed other than by one integer to the buckets of its
+    /// key's hash where its sides differ: one scan of each side with buckets
+    /// sized from the catalog's row estimate, and a second with buckets sized
+    /// from the rows counted, when the first's were too coarse to read.
+    async fn narrow_hashed(&self, (source_hash, target_hash): (&str, &str)) -> Result<Narrowed, TransferError> {
+        let Sides { spec, target, .. } = *self;
+        let parts_for = |rows: u64| (i64::try_from(rows).unwrap_or(i64::MAX) / LEAF_KEYS).clamp(16, MAX_BUCKETS);
+        let mut parts = parts_for(target.estimated_rows);
+        let mut tried_finer = false;
+        loop {
+            let Some(buckets) = Buckets::split(0, KEY_HASH_MAX, parts) else { return Ok(Narrowed::Everything) };
+            let (ours, theirs) = self.sums(Some((buckets, Scope::Whole))).await?;
+            let rows = u64::try_from(ours.iter().map(|b| b.rows).sum::<i64>()).unwrap_or(0);
+            let differing = differing_buckets(&ours, &theirs);
+            let rows_in = |b: i64| {
+                let of = |sums: &[BucketSum]| sums.iter().find(|s| s.bucket == b).map_or(0, |s| s.rows);
+                of(&ours).max(of(&theirs))
+            };
+            let coarse = differing.iter().any(|&b| rows_in(b) > 4 * LEAF_KEYS);
+            if coarse && !tried_finer && parts_for(rows) > parts {
+                (parts, tried_finer) = (parts_for(rows), true);
+                continue;
+            }
+            if differing.len() > HASHED_READ_BUCKETS * HASHED_READ_SCANS {
+                tracing::warn!(
+                    table = %spec.label,
+                    differing = differing.len(),
+                    buckets = parts,
+                    "checksums differ in many buckets of the key's hash; comparing every row"
+                );
+                return Ok(Narrowed::Everything);
+            }
+            let (source_hash, target_hash) = (source_hash.to_owned(), target_hash.to_owned());
+            return Ok(Narrowed::Hashed { buckets, differing, source_hash, target_hash, rows });
+        }
     }
 }
