@@ -343,7 +343,7 @@ struct Keyed<'o, 'r> {
 enum Coverage {
     /// Every row.
     All,
-    /// None (a sample).
+    /// None: a sample, or checksums that agreed everywhere.
     Nothing,
     /// Those with keys in these ranges (inclusive, disjoint).
     Ranges(Vec<(i64, i64)>),
@@ -521,7 +521,12 @@ async fn compare_keyed<S: Source>(
                 let (data, _) = read_source_page(source, &filtered, None, None, None).await?;
                 report.rows_fetched += chunk.compare(client, &data, report).await?;
             }
-            Coverage::Filtered(checksum::bucket_filter_sql(&target_hash, buckets, &differing))
+            if differing.is_empty() {
+                // Every bucket agreed: no target row can be extra.
+                Coverage::Nothing
+            } else {
+                Coverage::Filtered(checksum::bucket_filter_sql(&target_hash, buckets, &differing))
+            }
         }
         (None, narrow::Narrowed::Everything) => {
             // The next chunk is read from the source while this one is
