@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -499,14 +499,20 @@ async fn migrate<S: Source>(
         backoff: backoff.clone(),
         events: options.events.clone(),
         pause: options.pause.clone(),
-        finalizing: EarlyFinalizer::new(target.clone(), m.clone(), backoff.clone(), options),
+        finalizing: EarlyFinalizer::new(
+            target.clone(),
+            m.clone(),
+            backoff.clone(),
+            options,
+            finalization_width(&tuning),
+        ),
     };
     let fatal =
         transfer_all(source, target, &work, &context, m.continue_on_error, &options.cancel, &options.abort).await;
     // The writers' connections are free now: the builds still waiting
     // run side by side rather than one after another.
-    let parallel = tuning.max_target_connections.saturating_sub(1).max(1);
-    context.finalizing.widen(parallel);
+    let parallel = finalization_width(&tuning);
+    context.finalizing.grow(parallel);
     let early_errors = context.finalizing.finish(&options.abort).await;
     if let Some(e) = fatal {
         return Err(e);
@@ -1158,7 +1164,12 @@ async fn transfer_all<S: Source>(
                         }
                         continue;
                     }
-                    Next::Finished => return,
+                    Next::Finished => {
+                        // No copy is left for this reader: its writer's
+                        // connection can build keys instead.
+                        context.finalizing.grow(1);
+                        return;
+                    }
                 };
                 let table = &work[job.table];
                 if table.failure().is_none() {
@@ -1694,12 +1705,19 @@ async fn run_step(
     .await
 }
 
+/// Statements the finalization runs at once: every target connection but
+/// the state's.
+fn finalization_width(tuning: &Tuning) -> usize {
+    tuning.max_target_connections.saturating_sub(1).max(1)
+}
+
 /// Finalizes each table as soon as its data is complete, one table at a
 /// time, while the others still load: index builds then use the target's
 /// CPU while the run's last tables would leave it idle, instead of all
-/// waiting for the last row. One at a time while rows load, so that the
-/// writers keep their connections (the pool has room for one more beside
-/// the state's); side by side once they are done ([`EarlyFinalizer::widen`]).
+/// waiting for the last row. One at a time while every reader copies, so
+/// that the writers keep their connections (the pool has room for one more
+/// beside the state's); one more for each reader left without a copy, and
+/// as many as the pool serves once all are done ([`EarlyFinalizer::grow`]).
 #[derive(Clone)]
 struct EarlyFinalizer {
     target: PgPool,
@@ -1708,11 +1726,14 @@ struct EarlyFinalizer {
     events: Option<EventSink>,
     stop: CancellationToken,
     slots: Arc<Semaphore>,
+    /// Slots given so far, and the most there may be.
+    granted: Arc<AtomicUsize>,
+    widest: usize,
     tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<Vec<String>>>>,
 }
 
 impl EarlyFinalizer {
-    fn new(target: PgPool, migration: MigrationConfig, backoff: Backoff, options: &RunOptions) -> Self {
+    fn new(target: PgPool, migration: MigrationConfig, backoff: Backoff, options: &RunOptions, widest: usize) -> Self {
         EarlyFinalizer {
             target,
             migration: Arc::new(migration),
@@ -1720,6 +1741,8 @@ impl EarlyFinalizer {
             events: options.events.clone(),
             stop: options.cancel.clone(),
             slots: Arc::new(Semaphore::new(1)),
+            granted: Arc::new(AtomicUsize::new(1)),
+            widest: widest.max(1),
             tasks: Arc::default(),
         }
     }
@@ -1739,9 +1762,15 @@ impl EarlyFinalizer {
         }
     }
 
-    /// Lets up to `parallel` finalizations run at once from now on.
-    fn widen(&self, parallel: usize) {
-        self.slots.add_permits(parallel.saturating_sub(1));
+    /// Lets `more` finalizations more run at once from now on, up to the
+    /// width the pool serves.
+    fn grow(&self, more: usize) {
+        let widest = self.widest;
+        let previous = self
+            .granted
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |g| Some((g + more).min(widest)))
+            .unwrap_or(widest);
+        self.slots.add_permits((previous + more).min(widest).saturating_sub(previous));
     }
 
     /// Waits for the finalizations started, or abandons them when `abort`
@@ -1817,6 +1846,21 @@ mod tests {
     fn scheduler(jobs: &[(usize, usize)], workers: usize) -> Scheduler {
         let jobs = jobs.iter().map(|&(table, partition)| Job { table, partition }).collect();
         Scheduler { jobs, active: HashMap::new(), workers }
+    }
+
+    #[tokio::test]
+    async fn finalization_widens_a_slot_per_idle_reader_up_to_what_the_pool_serves() {
+        let config = crate::testing::config("postgres", "");
+        let pool = PgPool::new(&target_endpoint(&config.target), Side::Target, 4).unwrap();
+        let backoff = Backoff::for_migration(&config.migration);
+        let finalizer = EarlyFinalizer::new(pool, config.migration, backoff, &RunOptions::default(), 3);
+        assert_eq!(finalizer.slots.available_permits(), 1, "one at a time while every reader copies");
+        finalizer.grow(1);
+        assert_eq!(finalizer.slots.available_permits(), 2, "a reader left without a copy gives its slot");
+        finalizer.grow(3);
+        assert_eq!(finalizer.slots.available_permits(), 3, "never wider than the pool serves");
+        finalizer.grow(3);
+        assert_eq!(finalizer.slots.available_permits(), 3);
     }
 
     #[test]
