@@ -131,8 +131,10 @@ async fn drop_recreate_copies_every_value_and_rebuilds_the_schema() {
     )
     .await;
     assert_eq!(unanalyzed, "", "tables the run did not analyze");
-    let estimated = scalar(&t, "SELECT reltuples::int8::text FROM pg_class WHERE oid = 'copy.skewed'::regclass").await;
-    assert_eq!(estimated, "4103");
+    // Statistics per column, which only ANALYZE writes (an index build sets the row count, not these).
+    let columns_with_statistics =
+        scalar(&t, "SELECT count(*)::text FROM pg_stats WHERE schemaname = 'copy' AND tablename = 'skewed'").await;
+    assert_eq!(columns_with_statistics, "2", "id and v");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -302,12 +302,17 @@ async fn drop_recreate_lands_every_value_and_rebuilds_the_schema() {
         (guid.method, guid.different, guid.samples[0].key.clone()),
         (CompareMethod::Checksum, 1, vec![v77.to_lowercase()])
     );
-    assert_eq!(guid.samples[0].columns[0].source.as_deref(), Some("77"), "{guid:#?}");
+    let both =
+        |c: &mssql_pg_migrate::transfer::deep::ColumnDifference| (c.column.clone(), c.source.clone(), c.target.clone());
+    let v = |s: &str| Some(s.to_owned());
+    assert_eq!(both(&guid.samples[0].columns[0]), ("v".to_owned(), v("77"), v("-77")), "{guid:#?}");
     let text = table("by_text");
     let v1234 = source_scalar(&mut source, "SELECT k FROM mpm_dr.by_text WHERE v = 1234").await;
     assert_eq!((text.method, text.different, text.extra), (CompareMethod::Checksum, 1, 1), "{text:#?}");
-    let keys: Vec<&str> = text.samples.iter().map(|s| s.key[0].as_str()).collect();
-    assert!(keys.contains(&v1234.as_str()) && keys.contains(&"zz-extra"), "{text:#?}");
+    let changed = text.samples.iter().find(|s| s.key == [v1234.clone()]).expect("the changed row by its key");
+    assert_eq!(changed.columns.iter().map(both).collect::<Vec<_>>(), [("v".to_owned(), v("1234"), v("-1234"))]);
+    let extra = text.samples.iter().find(|s| s.key == ["zz-extra"]).expect("the extra row by its key");
+    assert_eq!(extra.kind, mssql_pg_migrate::transfer::deep::DifferenceKind::Extra, "{text:#?}");
     for t in [guid, text] {
         let per_bucket = t.rows_compared / t.chunks;
         assert!(t.rows_fetched > 0 && t.rows_fetched <= 2 * 3 * per_bucket, "{t:#?}");

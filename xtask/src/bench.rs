@@ -28,6 +28,7 @@ use futures_util::StreamExt as _;
 use mssql_pg_migrate_testkit::PgCluster;
 use mssql_pg_migrate_transfer::tuning::{Machine, Tuning};
 
+use crate::bench_mssql::MssqlBench;
 use crate::gendata;
 use crate::sodata::{self, TABLES};
 
@@ -210,6 +211,68 @@ pub fn build_release() -> Result<PathBuf, String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     Ok(target_dir.join("release").join("mssql-pg-migrate"))
+}
+
+/// What a bench that reads either source (`--source`) starts from: the
+/// servers, up while it lives, and the tool's config for a full load.
+pub enum Sourced {
+    Postgres { bench: PgBench, config: PathBuf },
+    Mssql(MssqlBench),
+}
+
+impl Sourced {
+    /// `changes`: the bench changes the set, so from SQL Server it gets a
+    /// database of its own with this suffix (a PostgreSQL set is loaded
+    /// afresh every time).
+    pub fn start(args: &BenchArgs, changes: Option<&str>) -> Result<Sourced, String> {
+        if args.source == "mssql" {
+            let bench = match changes {
+                Some(suffix) => MssqlBench::start_changing(args.scale, suffix)?,
+                None => MssqlBench::start(args.scale)?,
+            };
+            return Ok(Sourced::Mssql(bench));
+        }
+        let bench = PgBench::start(args.scale)?;
+        let config = bench.dir.path().join("bench.yaml");
+        std::fs::write(&config, tool_config(&bench.source, &bench.target)).map_err(|e| e.to_string())?;
+        print_machine_and_data(args.scale, bench.rows, bench.bytes);
+        Ok(Sourced::Postgres { bench, config })
+    }
+
+    pub fn binary(&self) -> &Path {
+        match self {
+            Sourced::Postgres { bench, .. } => &bench.binary,
+            Sourced::Mssql(bench) => &bench.binary,
+        }
+    }
+
+    pub fn config(&self) -> &Path {
+        match self {
+            Sourced::Postgres { config, .. } => config,
+            Sourced::Mssql(bench) => &bench.config,
+        }
+    }
+
+    pub fn target(&self) -> &PgCluster {
+        match self {
+            Sourced::Postgres { bench, .. } => &bench.target,
+            Sourced::Mssql(bench) => &bench.target,
+        }
+    }
+
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        match self {
+            Sourced::Postgres { bench, .. } => &bench.runtime,
+            Sourced::Mssql(bench) => &bench.runtime,
+        }
+    }
+
+    pub fn rows(&self) -> u64 {
+        match self {
+            Sourced::Postgres { bench, .. } => bench.rows,
+            Sourced::Mssql(bench) => bench.rows,
+        }
+    }
 }
 
 /// The release binary and two clusters, the source loaded: what every

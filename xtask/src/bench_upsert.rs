@@ -17,13 +17,10 @@
 //! Each upsert's report is checked: the 1% syncs must update exactly the
 //! rows changed, the others none.
 
-use std::path::{Path, PathBuf};
-
 use mssql_pg_migrate_testkit::PgCluster;
 use mssql_pg_migrate_testkit::mssql::TestServer;
 
-use crate::bench::{BenchArgs, PgBench, Sample, median, print_machine_and_data, reset, run_tool_doc, tool_config};
-use crate::bench_mssql::MssqlBench;
+use crate::bench::{BenchArgs, Sample, Sourced, median, reset, run_tool_doc};
 
 /// The source the bench changes between syncs.
 enum Changing<'a> {
@@ -43,28 +40,15 @@ const CHANGED: &[(&str, &str)] = &[
 ];
 
 pub fn bench(args: &BenchArgs) -> Result<(), String> {
-    // Either setup stays alive (servers up) until the rounds are done.
-    let (pg, mssql);
-    let (binary, full, target, runtime, rows, source): (&Path, PathBuf, &PgCluster, &tokio::runtime::Runtime, u64, _) =
-        if args.source == "mssql" {
-            mssql = MssqlBench::start_changing(args.scale, "upsert")?;
-            (
-                &mssql.binary,
-                mssql.config.clone(),
-                &mssql.target,
-                &mssql.runtime,
-                mssql.rows,
-                Changing::Mssql(&mssql.server),
-            )
-        } else {
-            pg = PgBench::start(args.scale)?;
-            let full = pg.dir.path().join("full.yaml");
-            std::fs::write(&full, tool_config(&pg.source, &pg.target)).map_err(|e| e.to_string())?;
-            print_machine_and_data(args.scale, pg.rows, pg.bytes);
-            (&pg.binary, full, &pg.target, &pg.runtime, pg.rows, Changing::Postgres(&pg.source))
-        };
+    let servers = Sourced::start(args, Some("upsert"))?;
+    let (binary, full, target, runtime, rows) =
+        (servers.binary(), servers.config(), servers.target(), servers.runtime(), servers.rows());
+    let source = match &servers {
+        Sourced::Postgres { bench, .. } => Changing::Postgres(&bench.source),
+        Sourced::Mssql(bench) => Changing::Mssql(&bench.server),
+    };
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let base = std::fs::read_to_string(&full).map_err(|e| e.to_string())?;
+    let base = std::fs::read_to_string(full).map_err(|e| e.to_string())?;
     runtime.block_on(add_modified_columns(&source))?;
     let upsert = dir.path().join("upsert.yaml");
     std::fs::write(&upsert, format!("{base}migration: {{target_mode: upsert}}\n")).map_err(|e| e.to_string())?;
@@ -74,7 +58,6 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
         format!("{base}migration: {{target_mode: upsert, change_columns: {{'*': Modified}}, change_lookback: 0}}\n"),
     )
     .map_err(|e| e.to_string())?;
-    let (binary, full) = (binary, full.as_path());
 
     let mut samples: [Vec<Sample>; 6] = Default::default();
     let [d, u1, u2c, u3c, u2, u3] = &mut samples;

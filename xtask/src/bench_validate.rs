@@ -12,39 +12,22 @@
 //! (by checksum, or row by row where no checksum applies) and how many rows
 //! it had to read.
 
-use std::path::{Path, PathBuf};
-
-use mssql_pg_migrate_testkit::PgCluster;
-
-use crate::bench::{
-    BenchArgs, PgBench, Sample, median, print_machine_and_data, reset, run_command, run_tool, tool_config,
-};
-use crate::bench_mssql::MssqlBench;
+use crate::bench::{BenchArgs, Sample, Sourced, median, reset, run_command, run_tool};
 
 pub fn bench(args: &BenchArgs) -> Result<(), String> {
-    // Either setup stays alive (servers up) until the rounds are done.
-    let (pg, mssql);
-    let (binary, config, target, runtime, rows): (&Path, PathBuf, &PgCluster, &tokio::runtime::Runtime, u64) =
-        if args.source == "mssql" {
-            mssql = MssqlBench::start(args.scale)?;
-            (&mssql.binary, mssql.config.clone(), &mssql.target, &mssql.runtime, mssql.rows)
-        } else {
-            pg = PgBench::start(args.scale)?;
-            let config = pg.dir.path().join("bench.yaml");
-            std::fs::write(&config, tool_config(&pg.source, &pg.target)).map_err(|e| e.to_string())?;
-            print_machine_and_data(args.scale, pg.rows, pg.bytes);
-            (&pg.binary, config, &pg.target, &pg.runtime, pg.rows)
-        };
+    let servers = Sourced::start(args, None)?;
+    let (binary, config, target, runtime, rows) =
+        (servers.binary(), servers.config(), servers.target(), servers.runtime(), servers.rows());
 
     let (mut load, mut count, mut deep, mut rows_deep) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut last_deep = serde_json::Value::Null;
     for run in 1..=args.runs {
         eprintln!("round {run} of {}", args.runs);
         runtime.block_on(reset(target))?;
-        load.push(run_tool(binary, &config, rows)?);
-        count.push(run_command(binary, &config, &["validate"])?.0);
+        load.push(run_tool(binary, config, rows)?);
+        count.push(run_command(binary, config, &["validate"])?.0);
         for (method, samples) in [("checksum", &mut deep), ("rows", &mut rows_deep)] {
-            let (sample, doc) = run_command(binary, &config, &["validate", "--deep", "--method", method])?;
+            let (sample, doc) = run_command(binary, config, &["validate", "--deep", "--method", method])?;
             if doc["status"] != "success" {
                 return Err(format!("validate --deep found differences in an identical copy:\n{doc:#}"));
             }

@@ -492,6 +492,7 @@ async fn migrate<S: Source>(
     let work: Vec<Arc<TableWork<S::Key>>> = work.into_iter().map(Arc::new).collect();
 
     // Copy.
+    let parallel = finalization_width(&tuning);
     let context = CopyContext {
         progress: Arc::clone(progress),
         upsert: (m.target_mode == TargetMode::Upsert).then(|| m.delete_missing.clone()),
@@ -499,19 +500,12 @@ async fn migrate<S: Source>(
         backoff: backoff.clone(),
         events: options.events.clone(),
         pause: options.pause.clone(),
-        finalizing: EarlyFinalizer::new(
-            target.clone(),
-            m.clone(),
-            backoff.clone(),
-            options,
-            finalization_width(&tuning),
-        ),
+        finalizing: EarlyFinalizer::new(target.clone(), m.clone(), backoff.clone(), options, parallel),
     };
     let fatal =
         transfer_all(source, target, &work, &context, m.continue_on_error, &options.cancel, &options.abort).await;
     // The writers' connections are free now: the builds still waiting
     // run side by side rather than one after another.
-    let parallel = finalization_width(&tuning);
     context.finalizing.grow(parallel);
     let early_errors = context.finalizing.finish(&options.abort).await;
     if let Some(e) = fatal {

@@ -53,15 +53,15 @@ const MAX_PIECE: usize = 1 << 20;
 const MIN_PIECE: usize = 64 << 10;
 
 impl Tuning {
-    /// Resolves every `auto` setting. One reader and one writer per core keep
-    /// both servers busy without oversubscribing a small machine; pieces are
-    /// sized so that every buffer in flight fits in the memory budget.
     /// Tables worked on at once when `workers` is auto: one per core, at
     /// least 2 and at most 8.
     pub fn default_workers(cores: usize) -> usize {
         cores.clamp(2, 8)
     }
 
+    /// Resolves every `auto` setting. One reader and one writer per core keep
+    /// both servers busy without oversubscribing a small machine; pieces are
+    /// sized so that every buffer in flight fits in the memory budget.
     pub fn resolve(m: &MigrationConfig, machine: Machine, workers_override: Option<u32>) -> Tuning {
         let cores = machine.cores.max(1);
         let pick = |explicit: Option<u32>, auto: usize| explicit.map_or(auto, |v| v as usize).max(1);

@@ -477,31 +477,31 @@ pub fn bucket_sql(
             format!("SELECT 0::int8, count(*), sum({hash})::text FROM {table}")
         });
     };
-    let (k, outside) = match key {
+    // The integer key's column (compared as it is, so its index serves a
+    // range) and the key as a bigint.
+    let (column, k) = match key {
         BucketKey::Integer(name) if mssql => {
             let q = quote_mssql(name);
-            (format!("CAST({q} AS bigint)"), Some(format!("{q} < {p1} OR {q} > {p2}")))
+            let k = format!("CAST({q} AS bigint)");
+            (Some(q), k)
         }
         BucketKey::Integer(name) => {
             let q = quote_pg(name);
-            (format!("{q}::int8"), Some(format!("{q} < {p1} OR {q} > {p2}")))
+            let k = format!("{q}::int8");
+            (Some(q), k)
+        }
+        BucketKey::Hashed(key) => (None, key_hash_sql(dialect, key)?),
+    };
+    let bucket = format!("({k} - {p1}) / {p3}");
+    let (bucket, filter) = match (scope, &column) {
+        (Scope::Whole, Some(q)) => {
+            (format!("CASE WHEN {q} < {p1} OR {q} > {p2} THEN {BEYOND} ELSE {bucket} END"), String::new())
         }
         // Every hash is inside the buckets, and the hash is worked out
         // once per row rather than once more for a range test.
-        BucketKey::Hashed(key) => (key_hash_sql(dialect, key)?, None),
-    };
-    let bucket = format!("({k} - {p1}) / {p3}");
-    let (bucket, filter) = match (scope, outside) {
-        (Scope::Whole, Some(outside)) => {
-            (format!("CASE WHEN {outside} THEN {BEYOND} ELSE {bucket} END"), String::new())
-        }
         (Scope::Whole, None) => (bucket, String::new()),
-        (Scope::Range, _) => {
-            let q = match key {
-                BucketKey::Integer(name) if mssql => quote_mssql(name),
-                BucketKey::Integer(name) => quote_pg(name),
-                BucketKey::Hashed(_) => k.clone(),
-            };
+        (Scope::Range, column) => {
+            let q = column.as_deref().unwrap_or(&k);
             (bucket, format!(" WHERE {q} >= {p1} AND {q} <= {p2}"))
         }
     };

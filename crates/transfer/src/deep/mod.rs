@@ -443,14 +443,13 @@ pub(crate) async fn postgres_bucket_sums(
     // buckets are few) and would sort the whole table, spilling to disk;
     // hashing the few groups stays in memory.
     client.batch_execute("BEGIN; SET LOCAL enable_sort = off").await?;
-    let rows = match buckets {
+    let query = async {
+        let Some(b) = buckets else { return client.query(sql, &[]).await };
         // Typed, as a query over a key's hash has no use for the upper bound.
-        Some(b) => match client.prepare_typed(sql, &[Type::INT8, Type::INT8, Type::INT8]).await {
-            Ok(statement) => client.query(&statement, &[&b.lo, &b.hi, &b.width]).await,
-            Err(e) => Err(e),
-        },
-        None => client.query(sql, &[]).await,
+        let statement = client.prepare_typed(sql, &[Type::INT8, Type::INT8, Type::INT8]).await?;
+        client.query(&statement, &[&b.lo, &b.hi, &b.width]).await
     };
+    let rows = query.await;
     let end = client.batch_execute(if rows.is_ok() { "COMMIT" } else { "ROLLBACK" }).await;
     let rows = rows?;
     end?;

@@ -38,14 +38,12 @@ pub(super) const HASHED_READ_BUCKETS: usize = (super::CHUNK_ROWS / LEAF_KEYS as 
 /// ...and at most this many scans: past that, reading every row once costs less.
 const HASHED_READ_SCANS: usize = 4;
 
-/// Each side's checksum queries for one table: over the whole table (or,
-/// keyless, its only query) and over a key range.
+/// Each side's checksum query for one table: over the whole table (or,
+/// keyless, its only query).
 #[derive(Debug, Clone)]
 pub(super) struct Hashing {
     source_sql: String,
     target_sql: String,
-    source_range_sql: String,
-    target_range_sql: String,
     key: HashingKey,
 }
 
@@ -53,8 +51,12 @@ pub(super) struct Hashing {
 #[derive(Debug, Clone)]
 enum HashingKey {
     Keyless,
-    /// A one-column integer key.
-    Integer,
+    /// A one-column integer key, with each side's query over a key range
+    /// (what bisection asks).
+    Integer {
+        source_range_sql: String,
+        target_range_sql: String,
+    },
     /// Any other key: the expression of its hash on each side.
     Hashed {
         source: String,
@@ -106,38 +108,34 @@ pub(super) fn hashing_for(
     }
     let source_key: Vec<HashedColumn<'_>> = spec.key.iter().filter_map(|&k| source_columns.get(k).copied()).collect();
     let target_key: Vec<HashedColumn<'_>> = spec.key.iter().filter_map(|&k| target_columns.get(k).copied()).collect();
+    let source_table = match source_dialect {
+        ChecksumDialect::Mssql { .. } => qualified_mssql(&spec.schema, &spec.table),
+        ChecksumDialect::Postgres { .. } => qualified_pg(&spec.schema, &spec.table),
+    };
+    let target_table = mssql_pg_migrate_schema::ddl::table_name(target);
+    let sides = |ours: Option<BucketKey<'_>>, theirs: Option<BucketKey<'_>>, scope| {
+        let source_sql = checksum::bucket_sql(source_dialect, &source_table, ours.map(|k| (k, scope)), &source_columns);
+        let target_sql =
+            checksum::bucket_sql(target_dialect, &target_table, theirs.map(|k| (k, scope)), &target_columns);
+        source_sql.zip(target_sql)
+    };
     let integer = spec.integer_key().is_some();
-    let (source_bucket_key, target_bucket_key, key) = match (source_key.as_slice(), target_key.as_slice()) {
-        ([], _) | (_, []) => (None, None, HashingKey::Keyless),
+    let ((source_sql, target_sql), key) = match (source_key.as_slice(), target_key.as_slice()) {
+        ([], _) | (_, []) => (sides(None, None, Scope::Whole)?, HashingKey::Keyless),
         ([ours], [theirs]) if integer => {
-            (Some(BucketKey::Integer(ours.name)), Some(BucketKey::Integer(theirs.name)), HashingKey::Integer)
+            let (ours, theirs) = (BucketKey::Integer(ours.name), BucketKey::Integer(theirs.name));
+            let (source_range_sql, target_range_sql) = sides(Some(ours), Some(theirs), Scope::Range)?;
+            (sides(Some(ours), Some(theirs), Scope::Whole)?, HashingKey::Integer { source_range_sql, target_range_sql })
         }
         (ours, theirs) => (
-            Some(BucketKey::Hashed(ours)),
-            Some(BucketKey::Hashed(theirs)),
+            sides(Some(BucketKey::Hashed(ours)), Some(BucketKey::Hashed(theirs)), Scope::Whole)?,
             HashingKey::Hashed {
                 source: checksum::key_hash_sql(source_dialect, ours)?,
                 target: checksum::key_hash_sql(target_dialect, theirs)?,
             },
         ),
     };
-    let source_table = match source_dialect {
-        ChecksumDialect::Mssql { .. } => qualified_mssql(&spec.schema, &spec.table),
-        ChecksumDialect::Postgres { .. } => qualified_pg(&spec.schema, &spec.table),
-    };
-    let target_table = mssql_pg_migrate_schema::ddl::table_name(target);
-    let source_sql = |scope| {
-        checksum::bucket_sql(source_dialect, &source_table, source_bucket_key.map(|k| (k, scope)), &source_columns)
-    };
-    let target_sql = |scope| {
-        checksum::bucket_sql(target_dialect, &target_table, target_bucket_key.map(|k| (k, scope)), &target_columns)
-    };
-    let queries =
-        (source_sql(Scope::Whole), target_sql(Scope::Whole), source_sql(Scope::Range), target_sql(Scope::Range));
-    let (Some(source_sql), Some(target_sql), Some(source_range_sql), Some(target_range_sql)) = queries else {
-        return None;
-    };
-    Some(Hashing { source_sql, target_sql, source_range_sql, target_range_sql, key })
+    Some(Hashing { source_sql, target_sql, key })
 }
 
 /// One table on both servers, with its checksum queries.
@@ -153,8 +151,10 @@ impl<S: Source> Sides<'_, S> {
     /// Both sides' sums for `buckets` (the whole table when `None`), taken at once.
     async fn sums(&self, buckets: Option<(Buckets, Scope)>) -> Result<(Vec<BucketSum>, Vec<BucketSum>), TransferError> {
         let hashing = self.hashing;
-        let (ours, theirs) = match buckets {
-            Some((_, Scope::Range)) => (&hashing.source_range_sql, &hashing.target_range_sql),
+        let (ours, theirs) = match (buckets, &hashing.key) {
+            (Some((_, Scope::Range)), HashingKey::Integer { source_range_sql, target_range_sql }) => {
+                (source_range_sql, target_range_sql)
+            }
             _ => (&hashing.source_sql, &hashing.target_sql),
         };
         let bounds = buckets.map(|(b, _)| b);
@@ -218,7 +218,7 @@ impl<S: Source> Sides<'_, S> {
             HashingKey::Hashed { source: source_hash, target: target_hash } => {
                 return self.narrow_hashed((source_hash, target_hash)).await;
             }
-            HashingKey::Integer => {}
+            HashingKey::Integer { .. } => {}
         }
         let Some((lo, hi)) = source.integer_range(spec).await? else { return Ok(Narrowed::Everything) };
         let parts = hi.checked_sub(lo).map_or(MAX_BUCKETS, |span| (span / BUCKET_KEYS + 1).min(MAX_BUCKETS));
@@ -276,15 +276,8 @@ impl<S: Source> Sides<'_, S> {
             let (ours, theirs) = self.sums(Some((buckets, Scope::Whole))).await?;
             let rows = u64::try_from(ours.iter().map(|b| b.rows).sum::<i64>()).unwrap_or(0);
             let differing = differing_buckets(&ours, &theirs);
-            let rows_in = |b: i64| {
-                let of = |sums: &[BucketSum]| sums.iter().find(|s| s.bucket == b).map_or(0, |s| s.rows);
-                of(&ours).max(of(&theirs))
-            };
-            let coarse = differing.iter().any(|&b| rows_in(b) > 4 * LEAF_KEYS);
-            if coarse && !tried_finer && parts_for(rows) > parts {
-                (parts, tried_finer) = (parts_for(rows), true);
-                continue;
-            }
+            // Asked first: finer buckets only split the differing ones, so
+            // they cannot bring the count back under the limit.
             if differing.len() > HASHED_READ_BUCKETS * HASHED_READ_SCANS {
                 tracing::warn!(
                     table = %spec.label,
@@ -293,6 +286,15 @@ impl<S: Source> Sides<'_, S> {
                     "checksums differ in many buckets of the key's hash; comparing every row"
                 );
                 return Ok(Narrowed::Everything);
+            }
+            let rows_in = |b: i64| {
+                let of = |sums: &[BucketSum]| sums.iter().find(|s| s.bucket == b).map_or(0, |s| s.rows);
+                of(&ours).max(of(&theirs))
+            };
+            let coarse = differing.iter().any(|&b| rows_in(b) > 4 * LEAF_KEYS);
+            if coarse && !tried_finer && parts_for(rows) > parts {
+                (parts, tried_finer) = (parts_for(rows), true);
+                continue;
             }
             let (source_hash, target_hash) = (source_hash.to_owned(), target_hash.to_owned());
             return Ok(Narrowed::Hashed { buckets, differing, source_hash, target_hash, rows });

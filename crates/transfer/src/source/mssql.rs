@@ -490,19 +490,6 @@ pub fn sliced_columns(spec: &ReadSpec) -> Vec<(usize, LobKind)> {
     spec.columns.iter().enumerate().filter_map(|(i, c)| lob_kind(c).map(|kind| (i, kind))).collect()
 }
 
-/// The declared type of a column whose values may be sliced.
-fn declared_lob_type(column: &ReadColumn) -> &'static str {
-    match &column.source_type {
-        ColumnType::Mssql(MssqlType::VarChar(_)) => "varchar(max)",
-        ColumnType::Mssql(MssqlType::Text) => "text",
-        ColumnType::Mssql(MssqlType::NText) => "ntext",
-        ColumnType::Mssql(MssqlType::Xml) => "xml",
-        ColumnType::Mssql(MssqlType::Image) => "image",
-        ColumnType::Mssql(MssqlType::VarBinary(_)) => "varbinary(max)",
-        _ => "nvarchar(max)",
-    }
-}
-
 /// The expression slices are cut from: SUBSTRING takes no text, ntext or xml.
 fn slice_source(column: &ReadColumn) -> String {
     let q = quote_mssql(&column.source_name);
@@ -558,7 +545,7 @@ pub fn page_sql(
         // The NULL typed as the column: Babelfish gives an untyped NULL's
         // CASE the type varchar, and so turns nvarchar text into code-page
         // text ('?' for what the code page lacks); SQL Server would not.
-        let null = format!("CAST(NULL AS {})", declared_lob_type(&spec.columns[i]));
+        let null = format!("CAST(NULL AS {})", spec.columns[i].source_type);
         select[i] = format!("CASE WHEN DATALENGTH({q}) > {LOB_INLINE_LIMIT} THEN {null} ELSE {} END", select[i]);
         select.push(format!("CASE WHEN DATALENGTH({q}) > {LOB_INLINE_LIMIT} THEN CAST(DATALENGTH({q}) AS bigint) END"));
     }
