@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::SinkExt as _;
-use mssql_pg_migrate_transfer::copy::CopyEncoder;
+use mssql_pg_migrate_transfer::copy::{CellEncoder as _, CopyEncoder};
 use tokio_postgres::Client;
 
 use crate::sodata::{self, Sizes, TABLES, Value};

@@ -7,6 +7,10 @@
 //! - [`config`]: load, validate and redact a configuration;
 //! - [`typemap`]: SQL Server → PostgreSQL type mapping with fidelity verdicts;
 //! - [`schema`]: the schema model and identifier quoting;
+//! - [`dialect`]: the contract between the engine and each database (the
+//!   `Source` trait, the row sink, the shared error);
+//! - [`mssql`] and [`postgres`]: everything about each database: catalog
+//!   readers, row readers, and for PostgreSQL the COPY encoder, DDL and pool;
 //! - [`state`]: the resumable run state;
 //! - [`transfer`]: run, resume, dry run, validate and health-check, with
 //!   typed events and cancellation.
@@ -28,6 +32,9 @@
 #![deny(missing_docs)]
 
 pub use mssql_pg_migrate_config as config;
+pub use mssql_pg_migrate_dialect as dialect;
+pub use mssql_pg_migrate_mssql as mssql;
+pub use mssql_pg_migrate_postgres as postgres;
 pub use mssql_pg_migrate_schema as schema;
 pub use mssql_pg_migrate_state as state;
 pub use mssql_pg_migrate_transfer as transfer;

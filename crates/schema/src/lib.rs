@@ -2,8 +2,11 @@
 //!
 //! A migration first reads the source's catalog into this model (tables,
 //! columns, keys, indexes, foreign keys, checks), whatever the source
-//! server is; DDL generation and chunk planning work only on the model.
-//! Catalog readers for SQL Server and PostgreSQL fill it.
+//! server is; target planning ([`target`]) and chunk planning work only on
+//! the model. Each dialect's crate (`mssql-pg-migrate-mssql`,
+//! `mssql-pg-migrate-postgres`) reads its catalog into the flat rows of
+//! [`catalog`], from which [`catalog::assemble`] builds the model the same
+//! way for both. This crate does no I/O.
 //!
 //! Every identifier that reaches SQL goes through [`ident::quote_pg`] or
 //! [`ident::quote_mssql`]: the one place each dialect's quoting lives.
@@ -18,7 +21,6 @@
 //! ```
 
 pub mod catalog;
-pub mod ddl;
 mod error;
 pub mod expr;
 pub mod ident;

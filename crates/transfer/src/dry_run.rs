@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use mssql_pg_migrate_config::{Config, TargetMode};
-use mssql_pg_migrate_schema::ddl;
+use mssql_pg_migrate_postgres::ddl;
 use mssql_pg_migrate_schema::target::{Note, TargetTable};
 use mssql_pg_migrate_typemap::Verdict;
 use serde::Serialize;

@@ -11,6 +11,7 @@
 //! chunk's progress reaches the state around that commit is in
 //! [`crate::progress`].
 
+use mssql_pg_migrate_postgres::pg_error;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -19,8 +20,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt, pin_mut};
 use mssql_pg_migrate_config::{Config, DeleteMissing, Fingerprint, MigrationConfig, TargetMode};
+use mssql_pg_migrate_postgres::ddl;
 use mssql_pg_migrate_schema::target::{Note, NoteKind, TargetTable};
-use mssql_pg_migrate_schema::{ColumnType, Table, catalog, ddl};
+use mssql_pg_migrate_schema::{ColumnType, Table};
 use mssql_pg_migrate_state::{ChangeMark, PartitionState, RunState, RunStatus, TableState, WorkStatus, now_rfc3339};
 use mssql_pg_migrate_typemap::Verdict;
 use tokio::sync::{Mutex, Notify, Semaphore, mpsc, oneshot};
@@ -325,7 +327,7 @@ impl<K> TableWork<K> {
 
 async fn execute(client: &tokio_postgres::Client, sql: &str, context: &str) -> Result<(), TransferError> {
     tracing::debug!(sql, "target");
-    client.batch_execute(sql).await.map_err(|e| TransferError::pg(Side::Target, context, &e))
+    client.batch_execute(sql).await.map_err(|e| pg_error(Side::Target, context, &e))
 }
 
 fn skipped_report(source: String, error: String) -> TableReport {
@@ -737,7 +739,7 @@ async fn resume_table<S: Source>(
         let emptied: bool = client
             .query_opt(&sql, &[])
             .await
-            .map_err(|e| TransferError::pg(Side::Target, format!("checking {label} before resuming"), &e))?
+            .map_err(|e| pg_error(Side::Target, format!("checking {label} before resuming"), &e))?
             .and_then(|r| r.try_get::<_, Option<bool>>(0).ok().flatten())
             .unwrap_or(false);
         if emptied {
@@ -799,7 +801,9 @@ async fn prepare_target(
         }
         TargetMode::Truncate | TargetMode::Upsert => {
             let all = |_: &str, _: &str| true;
-            let existing = catalog::pg::read_schema(&client, target_schema, &all).await.map_err(TransferError::from)?;
+            let existing = mssql_pg_migrate_postgres::catalog::read_schema(&client, target_schema, &all)
+                .await
+                .map_err(TransferError::from)?;
             let mut to_truncate = Vec::new();
             let mut restore = Vec::new();
             let mut drops = Vec::new();
@@ -1462,7 +1466,7 @@ async fn write_chunk<K>(
     let label = table.label();
     let failed = |what: &str| {
         let context = format!("{what} {label}");
-        move |e: tokio_postgres::Error| TransferError::pg(Side::Target, context, &e)
+        move |e: tokio_postgres::Error| pg_error(Side::Target, context, &e)
     };
     let _permit = writers.acquire().await.map_err(|_| TransferError::Cancelled)?;
     let mut client = target.get(Side::Target).await?;
@@ -1667,7 +1671,7 @@ async fn delete_missing_rows(
     keys: &[&str],
     what: &str,
 ) -> Result<u64, TransferError> {
-    let failed = |e: tokio_postgres::Error| TransferError::pg(Side::Target, what, &e);
+    let failed = |e: tokio_postgres::Error| pg_error(Side::Target, what, &e);
     let mut client = target.get(Side::Target).await?;
     let seen = mssql_pg_migrate_schema::ident::qualified_pg(progress::STATE_SCHEMA, &ddl::seen_keys_name(table));
     if !progress::relation_exists(&client, &seen, what).await? {
@@ -1806,7 +1810,7 @@ async fn execute_once(client: &tokio_postgres::Client, sql: &str, what: &str) ->
                 tracing::info!(step = %what, "already in place");
                 Ok(())
             } else {
-                Err(TransferError::pg(Side::Target, what, &e))
+                Err(pg_error(Side::Target, what, &e))
             }
         }
     }
@@ -1822,8 +1826,8 @@ async fn align_identity(
     let row = client
         .query_one(&ddl::identity_extreme(table, column), &[])
         .await
-        .map_err(|e| TransferError::pg(Side::Target, what, &e))?;
-    let extreme: Option<String> = row.try_get(0).map_err(|e| TransferError::pg(Side::Target, what, &e))?;
+        .map_err(|e| pg_error(Side::Target, what, &e))?;
+    let extreme: Option<String> = row.try_get(0).map_err(|e| pg_error(Side::Target, what, &e))?;
     let loaded = extreme.and_then(|s| s.parse::<i128>().ok());
     let Some(next) = ddl::identity_next(identity.seed, identity.increment, identity.current, loaded, column.pg_type)
     else {

@@ -3,6 +3,7 @@
 //! the logins hold every permission the run needs. Nothing is written to
 //! either server.
 
+use mssql_pg_migrate_postgres::pg_error;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -322,27 +323,23 @@ async fn target_checks(
         schemas.push(("state_schema", STATE_SCHEMA));
     }
     for (name, schema) in schemas {
-        let row = client
-            .query_one(SCHEMA_PRIVILEGES, &[&schema])
-            .await
-            .map_err(|e| TransferError::pg(Side::Target, context, &e))?;
-        let get = |i| row.try_get::<_, bool>(i).map_err(|e| TransferError::pg(Side::Target, context, &e));
+        let row =
+            client.query_one(SCHEMA_PRIVILEGES, &[&schema]).await.map_err(|e| pg_error(Side::Target, context, &e))?;
+        let get = |i| row.try_get::<_, bool>(i).map_err(|e| pg_error(Side::Target, context, &e));
         let (exists, create_in_schema, create_in_database) = (get(0)?, get(1)?, get(2)?);
-        let database: String = row.try_get(3).map_err(|e| TransferError::pg(Side::Target, context, &e))?;
-        let login: String = row.try_get(4).map_err(|e| TransferError::pg(Side::Target, context, &e))?;
+        let database: String = row.try_get(3).map_err(|e| pg_error(Side::Target, context, &e))?;
+        let login: String = row.try_get(4).map_err(|e| pg_error(Side::Target, context, &e))?;
         let place = Place { schema, database: &database, login: &login };
         checks.push(schema_check(name, &place, exists, create_in_schema, create_in_database));
     }
     if let Some(names) = planned {
-        let rows = client
-            .query(OWNERSHIP, &[&schema, &names])
-            .await
-            .map_err(|e| TransferError::pg(Side::Target, context, &e))?;
+        let rows =
+            client.query(OWNERSHIP, &[&schema, &names]).await.map_err(|e| pg_error(Side::Target, context, &e))?;
         let mut existing = 0;
         let mut not_owned = Vec::new();
         for row in rows {
-            let name: String = row.try_get(0).map_err(|e| TransferError::pg(Side::Target, context, &e))?;
-            let owned: bool = row.try_get(1).map_err(|e| TransferError::pg(Side::Target, context, &e))?;
+            let name: String = row.try_get(0).map_err(|e| pg_error(Side::Target, context, &e))?;
+            let owned: bool = row.try_get(1).map_err(|e| pg_error(Side::Target, context, &e))?;
             existing += 1;
             if !owned {
                 not_owned.push(format!("{schema}.{name}"));

@@ -1,12 +1,17 @@
 //! The transfer engine of mssql-pg-migrate.
 //!
 //! The engine plans chunks by key range, reads them in parallel with keyset
-//! paging, encodes PostgreSQL binary COPY straight into buffers, and streams
-//! them through parallel writers within a memory budget ([`run`]). The
-//! parts without I/O are kept apart so they are tested without servers:
-//! [`copy`] (the binary COPY encoder), [`plan`] (partitioning) and
-//! [`tuning`]. Sources implement [`source::Source`]; the engine is generic
-//! over it, so the per-row path has no dynamic dispatch.
+//! paging, and streams the encoded rows through parallel writers within a
+//! memory budget ([`run`]); it keeps the run state, retries and reconnects,
+//! reports events, validates and repairs. It reads through the dialect
+//! contract ([`source::Source`], from `mssql-pg-migrate-dialect`), which
+//! `mssql-pg-migrate-mssql` and `mssql-pg-migrate-postgres` implement; the
+//! engine is generic over it, so the per-row path has no dynamic dispatch.
+//! One private module (`connect`) picks a dialect from the configuration.
+//! The parts without I/O are kept apart
+//! so they are tested without servers: [`plan`] (partitioning),
+//! [`planning`] (the steps of a table), [`tuning`] and
+//! [`deep::checksum`] (the checksum queries).
 //!
 //! Embedding a full load:
 //!
@@ -20,28 +25,11 @@
 //! println!("{} rows at {:.0} rows/s", report.rows, report.rows_per_second);
 //! # Ok(()) }
 //! ```
-//!
-//! The encoder on its own:
-//!
-//! ```
-//! use mssql_pg_migrate_transfer::copy::CopyEncoder;
-//!
-//! let mut rows = CopyEncoder::new();
-//! rows.begin_row(2);
-//! rows.int4(42);
-//! rows.text("forty-two")?;
-//! rows.finish();
-//! let bytes = rows.take();
-//! assert!(bytes.starts_with(b"PGCOPY\n\xff\r\n\0"));
-//! # Ok::<(), mssql_pg_migrate_transfer::copy::EncodeError>(())
-//! ```
 
 mod connect;
-pub mod copy;
 pub mod deep;
 pub mod dry_run;
 pub mod engine;
-pub mod error;
 pub mod events;
 mod failpoint;
 pub mod health;
@@ -50,16 +38,28 @@ pub mod monitor;
 pub mod pause;
 pub mod plan;
 pub mod planning;
-pub mod pool;
 pub mod progress;
 pub mod report;
 pub mod retry;
-pub mod source;
 #[cfg(test)]
 mod testing;
-pub mod tls;
 pub mod tuning;
 pub mod validate;
+
+/// The error every dialect and the engine report in (from the dialect contract).
+pub use mssql_pg_migrate_dialect::error;
+/// The PostgreSQL pieces the engine writes with, under their long-standing paths.
+pub use mssql_pg_migrate_postgres::{copy, pool, tls};
+
+/// Sources: the contract the engine reads through, and both dialects'
+/// implementations of it, under their long-standing paths.
+pub mod source {
+    pub use mssql_pg_migrate_dialect::sink::{CellEncoder, EncodeError, FieldError, RowSink, WriterGone};
+    pub use mssql_pg_migrate_dialect::source::*;
+    pub use mssql_pg_migrate_mssql::{prelogin, reader as mssql};
+    pub use mssql_pg_migrate_postgres::reader as pg;
+    pub use mssql_pg_migrate_postgres::sink::PieceSink;
+}
 
 pub use connect::target_endpoint;
 pub use deep::{DeepOptions, DeepReport, validate_deep};

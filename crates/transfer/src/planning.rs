@@ -6,10 +6,11 @@
 use std::collections::BTreeSet;
 
 use mssql_pg_migrate_config::{MigrationConfig, TargetMode};
+use mssql_pg_migrate_postgres::ddl;
+use mssql_pg_migrate_schema::Table;
 use mssql_pg_migrate_schema::target::{
     Dialect, TargetOptions, TargetTable, assign_relation_names, plan_table, reject_collisions,
 };
-use mssql_pg_migrate_schema::{Table, ddl};
 
 use crate::error::TransferError;
 use crate::source::{ChangeKind, ReadSpec};

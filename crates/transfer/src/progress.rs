@@ -13,6 +13,7 @@
 //! Either way one session holds an advisory lock on the migration for the
 //! whole run, so two runs of the same migration cannot overlap.
 
+use mssql_pg_migrate_postgres::pg_error;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -37,15 +38,6 @@ pub enum StateLocation {
     Target,
     /// A JSON file in the guide's format.
     File(PathBuf),
-}
-
-impl From<StateError> for TransferError {
-    fn from(error: StateError) -> Self {
-        match error {
-            StateError::Io { .. } => TransferError::Io(error.to_string()),
-            StateError::NotFound { .. } | StateError::Corrupt { .. } => TransferError::State(error.to_string()),
-        }
-    }
 }
 
 /// A snapshot to write, and where to say how it went (the error's text
@@ -113,7 +105,7 @@ fn state_io(path: &Path) -> impl Fn(&str) -> TransferError + '_ {
 }
 
 fn target_error(context: &str, e: &tokio_postgres::Error) -> TransferError {
-    TransferError::pg(Side::Target, context, e)
+    pg_error(Side::Target, context, e)
 }
 
 const CREATE_STORE: &str = "CREATE SCHEMA IF NOT EXISTS mssql_pg_migrate;

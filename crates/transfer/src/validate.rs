@@ -3,10 +3,11 @@
 //! sides, at the same moment per table), so a source that is still being
 //! written to can differ for that reason alone.
 
+use mssql_pg_migrate_postgres::pg_error;
 use std::sync::Arc;
 
 use mssql_pg_migrate_config::Config;
-use mssql_pg_migrate_schema::ddl;
+use mssql_pg_migrate_postgres::ddl;
 use serde::Serialize;
 
 use crate::connect::{SourceJob, target_endpoint, with_source};
@@ -88,11 +89,11 @@ impl SourceJob for ValidateJob<'_> {
             let source_rows = source_rows?;
             let target_rows = match target_rows {
                 Ok(row) => {
-                    let n: i64 = row.try_get(0).map_err(|e| TransferError::pg(Side::Target, context.as_str(), &e))?;
+                    let n: i64 = row.try_get(0).map_err(|e| pg_error(Side::Target, context.as_str(), &e))?;
                     Some(u64::try_from(n).unwrap_or(0))
                 }
                 Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => None,
-                Err(e) => return Err(TransferError::pg(Side::Target, context, &e)),
+                Err(e) => return Err(pg_error(Side::Target, context, &e)),
             };
             counts.push(TableCount {
                 source: spec.label.clone(),

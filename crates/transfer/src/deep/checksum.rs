@@ -44,8 +44,10 @@
 //! assert!(theirs.contains("extract(epoch") && theirs.contains("md5("));
 //! ```
 
+pub use mssql_pg_migrate_dialect::checksum::{BucketSum, Buckets, ChecksumDialect, MssqlStrings};
+use mssql_pg_migrate_mssql::checksum::string_hash;
 use mssql_pg_migrate_schema::ColumnType;
-use mssql_pg_migrate_schema::ident::{literal_mssql, quote_mssql, quote_pg};
+use mssql_pg_migrate_schema::ident::{quote_mssql, quote_pg};
 use mssql_pg_migrate_typemap::{MssqlType, PgType};
 
 /// How both sides render one column's values for the row text.
@@ -178,71 +180,6 @@ fn pg_form(ty: PgType) -> Option<FieldForm> {
     }))
 }
 
-/// How a SQL Server hashes a string's UTF-8 bytes, found by asking the
-/// server ([`MSSQL_STRING_PROBES`]) rather than by its version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MssqlStrings {
-    /// A UTF-8 collation (SQL Server 2019 and later) turns the text into
-    /// UTF-8 `varchar`, whose bytes `HASHBYTES` takes.
-    Utf8Collation,
-    /// `HASHBYTES` of an `nvarchar` already takes UTF-8 bytes (Babelfish,
-    /// which stores text as UTF-8).
-    NvarcharBytes,
-}
-
-/// The dialect a checksum query is written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChecksumDialect {
-    /// SQL Server; `strings` is `None` on a server with no way to hash
-    /// UTF-8 (before 2019), which then hashes no text. `interpreted` for
-    /// Babelfish, whose T-SQL functions run through a translation layer:
-    /// hashing a row there costs several times reading it (measured in
-    /// docs/BENCHMARKS.md), so checksums are used only when asked for.
-    Mssql { strings: Option<MssqlStrings>, interpreted: bool },
-    /// PostgreSQL 11 or later with a UTF-8 database (`md5(text)` hashes
-    /// the database's bytes; `hashtextextended` arrived in 11);
-    /// `record_hash` when both sides have `hash_record_extended` (14).
-    Postgres { record_hash: bool },
-}
-
-/// A string with characters from several Unicode planes and outside every
-/// single-byte code page.
-pub const PROBE_TEXT: &str = "é€中😀";
-
-/// The UTF-8 collation [`MssqlStrings::Utf8Collation`] converts through.
-const UTF8_COLLATION: &str = "Latin1_General_100_BIN2_UTF8";
-
-/// For each way of hashing strings: a query that returns 1 when the server
-/// knows what the way needs (asked first, so a server without it is not
-/// sent SQL it cannot compile, an error its log would show), and a query
-/// that returns 1 when the server's hash of [`PROBE_TEXT`] that way is the
-/// hash of its UTF-8 bytes.
-pub fn mssql_string_probes() -> [(MssqlStrings, String, String); 2] {
-    let literal = literal_mssql(PROBE_TEXT);
-    let utf8_bytes: String = PROBE_TEXT.bytes().map(|b| format!("{b:02X}")).collect();
-    let probe = |way: MssqlStrings| {
-        format!(
-            "SELECT CASE WHEN {} = HASHBYTES('MD5', 0x{utf8_bytes}) THEN 1 ELSE 0 END",
-            mssql_string_hash(way, &literal)
-        )
-    };
-    let has_collation =
-        format!("SELECT CASE WHEN COLLATIONPROPERTY('{UTF8_COLLATION}', 'CodePage') = 65001 THEN 1 ELSE 0 END");
-    [
-        (MssqlStrings::Utf8Collation, has_collation, probe(MssqlStrings::Utf8Collation)),
-        (MssqlStrings::NvarcharBytes, "SELECT 1".to_owned(), probe(MssqlStrings::NvarcharBytes)),
-    ]
-}
-
-fn mssql_string_hash(way: MssqlStrings, nvarchar: &str) -> String {
-    match way {
-        MssqlStrings::Utf8Collation => {
-            format!("HASHBYTES('MD5', CONVERT(varchar(max), {nvarchar} COLLATE {UTF8_COLLATION}))")
-        }
-        MssqlStrings::NvarcharBytes => format!("HASHBYTES('MD5', {nvarchar})"),
-    }
-}
-
 /// One column of the row text: its name on the side the SQL is for.
 #[derive(Debug, Clone, Copy)]
 pub struct HashedColumn<'a> {
@@ -287,7 +224,7 @@ fn mssql_field(column: &HashedColumn<'_>, strings: Option<MssqlStrings>) -> Opti
             } else {
                 format!("CONVERT(nvarchar(max), {c})")
             };
-            mssql_hash_text(&mssql_string_hash(strings?, &text))
+            mssql_hash_text(&string_hash(strings?, &text))
         }
         F::Bytes => mssql_hash_text(&format!("HASHBYTES('MD5', CAST({c} AS varbinary(max)))")),
         F::Native(_) => return None,
@@ -518,43 +455,6 @@ pub fn bucket_sql(
     })
 }
 
-/// One bucket's row count and hash sum.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BucketSum {
-    pub bucket: i64,
-    pub rows: i64,
-    /// The sum in decimal; `None` only for an empty table.
-    pub sum: Option<String>,
-}
-
-/// Key values `[lo, hi]` split into buckets of `width` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Buckets {
-    pub lo: i64,
-    pub hi: i64,
-    pub width: i64,
-}
-
-impl Buckets {
-    /// `[lo, hi]` in about `parts` buckets; `None` when the span does not
-    /// fit in 64 bits (such a key is compared row by row).
-    pub fn split(lo: i64, hi: i64, parts: i64) -> Option<Buckets> {
-        let span = hi.checked_sub(lo)?.checked_add(1)?;
-        if span <= 0 {
-            return None;
-        }
-        let parts = parts.clamp(1, span);
-        Some(Buckets { lo, hi, width: span / parts + i64::from(span % parts != 0) })
-    }
-
-    /// The key values of bucket `b`.
-    pub fn range(&self, b: i64) -> (i64, i64) {
-        let from = self.lo.saturating_add(b.saturating_mul(self.width));
-        let to = from.saturating_add(self.width - 1).min(self.hi);
-        (from, to)
-    }
-}
-
 /// The buckets whose count or sum differ between the sides, or that one
 /// side lacks, in order.
 pub fn differing_buckets(source: &[BucketSum], target: &[BucketSum]) -> Vec<i64> {
@@ -709,13 +609,6 @@ mod tests {
         assert_eq!(bucket_filter_sql("h", buckets, &[]), "((h) - (0)) / 524288 IN (NULL)", "picks nothing");
         let negative = Buckets { lo: -5, hi: 5, width: 2 };
         assert_eq!(bucket_filter_sql("h", negative, &[0]), "((h) - (-5)) / 2 IN (0)");
-    }
-
-    #[test]
-    fn the_probes_compare_with_the_utf8_bytes_of_the_probe_text() {
-        let probes = mssql_string_probes();
-        assert!(probes.iter().all(|(_, _, sql)| sql.contains("0xC3A9E282ACE4B8ADF09F9880")));
-        assert!(probes[0].1.contains("COLLATIONPROPERTY") && probes[0].2.contains("_UTF8"));
     }
 
     #[test]

@@ -264,7 +264,7 @@ pub fn differing_columns(left: (&[u8], &RowFields), right: (&[u8], &RowFields), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::copy::CopyEncoder;
+    use crate::copy::{CellEncoder as _, CopyEncoder};
 
     fn stream(rows: &[&[Option<&[u8]>]]) -> Vec<u8> {
         let mut e = CopyEncoder::new();

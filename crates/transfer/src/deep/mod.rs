@@ -22,13 +22,14 @@ pub mod checksum;
 pub mod compare;
 mod narrow;
 
+use mssql_pg_migrate_postgres::pg_error;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt, pin_mut};
 use mssql_pg_migrate_config::Config;
-use mssql_pg_migrate_schema::ddl;
+use mssql_pg_migrate_postgres::ddl;
 use mssql_pg_migrate_schema::ident::quote_pg;
 use mssql_pg_migrate_schema::target::TargetTable;
 use mssql_pg_migrate_typemap::PgType;
@@ -38,7 +39,7 @@ use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use self::compare::{RowFields, RowStream, differing_columns, key_of, row_digest, split_rows};
 use crate::connect::{SourceJob, target_endpoint, with_source};
-use crate::copy::CopyEncoder;
+use crate::copy::{CellEncoder as _, CopyEncoder};
 use crate::error::{Side, TransferError};
 use crate::pool::PgPool;
 use crate::source::{PieceSink, ReadSpec, Source};
@@ -404,7 +405,7 @@ async fn read_source_page<S: Source>(
 
 fn target_error(what: &str, target: &TargetTable) -> impl Fn(tokio_postgres::Error) -> TransferError {
     let context = format!("{what} {}", ddl::table_name(target));
-    move |e| TransferError::pg(Side::Target, context.as_str(), &e)
+    move |e| pg_error(Side::Target, context.as_str(), &e)
 }
 
 /// Bytes read to the end of a `COPY … TO STDOUT`.
@@ -416,46 +417,6 @@ async fn copy_out(client: &tokio_postgres::Transaction<'_>, sql: &str) -> Result
         data.extend_from_slice(&piece?);
     }
     Ok(data)
-}
-
-/// Whether a PostgreSQL session can checksum ([`checksum`]): only a UTF-8
-/// database hashes text as the UTF-8 bytes SQL Server is asked for, and
-/// `hashtextextended` needs PostgreSQL 11 (`hash_record_extended`, 14).
-pub(crate) async fn postgres_checksum_dialect(
-    client: &tokio_postgres::Client,
-) -> Result<Option<checksum::ChecksumDialect>, tokio_postgres::Error> {
-    let row = client
-        .query_one("SELECT current_setting('server_encoding'), current_setting('server_version_num')::int4", &[])
-        .await?;
-    let encoding: String = row.try_get(0)?;
-    let version: i32 = row.try_get(1)?;
-    let record_hash = version >= 140_000;
-    Ok((encoding == "UTF8" && version >= 110_000).then_some(checksum::ChecksumDialect::Postgres { record_hash }))
-}
-
-/// Runs a PostgreSQL query from [`checksum::bucket_sql`].
-pub(crate) async fn postgres_bucket_sums(
-    client: &tokio_postgres::Client,
-    sql: &str,
-    buckets: Option<checksum::Buckets>,
-) -> Result<Vec<checksum::BucketSum>, tokio_postgres::Error> {
-    // The planner takes every key for its own group (it cannot know the
-    // buckets are few) and would sort the whole table, spilling to disk;
-    // hashing the few groups stays in memory.
-    client.batch_execute("BEGIN; SET LOCAL enable_sort = off").await?;
-    let query = async {
-        let Some(b) = buckets else { return client.query(sql, &[]).await };
-        // Typed, as a query over a key's hash has no use for the upper bound.
-        let statement = client.prepare_typed(sql, &[Type::INT8, Type::INT8, Type::INT8]).await?;
-        client.query(&statement, &[&b.lo, &b.hi, &b.width]).await
-    };
-    let rows = query.await;
-    let end = client.batch_execute(if rows.is_ok() { "COMMIT" } else { "ROLLBACK" }).await;
-    let rows = rows?;
-    end?;
-    rows.iter()
-        .map(|r| Ok(checksum::BucketSum { bucket: r.try_get(0)?, rows: r.try_get(1)?, sum: r.try_get(2)? }))
-        .collect()
 }
 
 const KEYS_TABLE: &str = "mssql_pg_migrate_deep_keys";
@@ -920,7 +881,7 @@ impl<'c> Renderer<'c> {
                     .client
                     .prepare_typed("SELECT $1::text", std::slice::from_ref(&ty))
                     .await
-                    .map_err(|e| TransferError::pg(Side::Target, "preparing to show a value", &e))?;
+                    .map_err(|e| pg_error(Side::Target, "preparing to show a value", &e))?;
                 self.statements.insert(ty.oid(), s.clone());
                 s
             }

@@ -14,13 +14,18 @@
 //! of both tables. The rows of differing buckets are read in a few scans
 //! filtered by the hash ([`HASHED_READ_BUCKETS`] buckets each).
 
+use mssql_pg_migrate_postgres::pg_error;
 use mssql_pg_migrate_schema::ident::{qualified_mssql, qualified_pg};
 use mssql_pg_migrate_schema::target::TargetTable;
 
 use super::checksum::{
     self, BEYOND, BucketKey, BucketSum, Buckets, ChecksumDialect, HashedColumn, KEY_HASH_MAX, Scope, differing_buckets,
 };
-use super::{postgres_bucket_sums, postgres_checksum_dialect, target_error};
+use mssql_pg_migrate_postgres::checksum::{
+    bucket_sums as postgres_bucket_sums, session_checksum_dialect as postgres_checksum_dialect,
+};
+
+use super::target_error;
 use crate::error::{Side, TransferError};
 use crate::source::{ReadSpec, Source};
 
@@ -79,7 +84,7 @@ pub(super) async fn checksum_dialects<S: Source>(
     }
     let target_dialect = postgres_checksum_dialect(client)
         .await
-        .map_err(|e| TransferError::pg(Side::Target, "asking the server's encoding", &e))?;
+        .map_err(|e| pg_error(Side::Target, "asking the server's encoding", &e))?;
     let Some(mut target_dialect) = target_dialect else { return Ok(None) };
     // Both sides hash a row the same way: by record only if both can.
     if let (ChecksumDialect::Postgres { record_hash: ours }, ChecksumDialect::Postgres { record_hash: theirs }) =
@@ -112,7 +117,7 @@ pub(super) fn hashing_for(
         ChecksumDialect::Mssql { .. } => qualified_mssql(&spec.schema, &spec.table),
         ChecksumDialect::Postgres { .. } => qualified_pg(&spec.schema, &spec.table),
     };
-    let target_table = mssql_pg_migrate_schema::ddl::table_name(target);
+    let target_table = mssql_pg_migrate_postgres::ddl::table_name(target);
     let sides = |ours: Option<BucketKey<'_>>, theirs: Option<BucketKey<'_>>, scope| {
         let source_sql = checksum::bucket_sql(source_dialect, &source_table, ours.map(|k| (k, scope)), &source_columns);
         let target_sql =

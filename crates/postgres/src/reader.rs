@@ -7,18 +7,21 @@ use std::fmt::Write as _;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{TryStreamExt, pin_mut};
+use mssql_pg_migrate_schema::Table;
 use mssql_pg_migrate_schema::ident::{literal_pg, qualified_pg, quote_pg};
 use mssql_pg_migrate_schema::target::Dialect;
-use mssql_pg_migrate_schema::{Table, catalog};
 use mssql_pg_migrate_typemap::PgType;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
-use super::{
-    ChangeKind, ChangedSince, FieldError, KeyText, Page, PieceSink, ReadSpec, ServerProbe, Source, TableAccess,
-    TableName, hex, join_key_parts, split_key_parts, unhex,
+use mssql_pg_migrate_dialect::checksum::{BucketSum, Buckets, ChecksumDialect};
+use mssql_pg_migrate_dialect::sink::{CellEncoder as _, FieldError, RowSink};
+use mssql_pg_migrate_dialect::source::{
+    ChangeKind, ChangedSince, KeyText, Page, ReadSpec, ServerProbe, Source, TableAccess, TableName, hex,
+    join_key_parts, split_key_parts, unhex,
 };
-use crate::deep::checksum::{BucketSum, Buckets, ChecksumDialect};
-use crate::error::{Side, TransferError};
+use mssql_pg_migrate_dialect::{Side, TransferError};
+
+use crate::error::pg_error;
 use crate::pool::PgPool;
 
 /// One key part: the column's type and its value in binary send format.
@@ -70,7 +73,7 @@ impl PgSource {
     }
 
     fn err(context: &str, spec: &ReadSpec, e: &tokio_postgres::Error) -> TransferError {
-        TransferError::pg(Side::Source, format!("{context} {}", spec.label), e)
+        pg_error(Side::Source, format!("{context} {}", spec.label), e)
     }
 }
 
@@ -175,11 +178,11 @@ impl Source for PgSource {
         let rows = client
             .query(TABLE_ACCESS, &[&schema, &names])
             .await
-            .map_err(|e| TransferError::pg(Side::Source, context.as_str(), &e))?;
+            .map_err(|e| pg_error(Side::Source, context.as_str(), &e))?;
         let mut granted = std::collections::HashMap::new();
         for row in rows {
-            let name: String = row.try_get(0).map_err(|e| TransferError::pg(Side::Source, context.as_str(), &e))?;
-            let select: bool = row.try_get(1).map_err(|e| TransferError::pg(Side::Source, context.as_str(), &e))?;
+            let name: String = row.try_get(0).map_err(|e| pg_error(Side::Source, context.as_str(), &e))?;
+            let select: bool = row.try_get(1).map_err(|e| pg_error(Side::Source, context.as_str(), &e))?;
             granted.insert(name, select);
         }
         Ok(tables
@@ -195,13 +198,13 @@ impl Source for PgSource {
     async fn list_tables(&self) -> Result<Vec<TableName>, TransferError> {
         let client = self.pool.get(Side::Source).await?;
         let context = "listing the tables";
-        let rows = client.query(LIST_TABLES, &[]).await.map_err(|e| TransferError::pg(Side::Source, context, &e))?;
+        let rows = client.query(LIST_TABLES, &[]).await.map_err(|e| pg_error(Side::Source, context, &e))?;
         rows.iter()
             .map(|r| {
-                let rows: i64 = r.try_get(2).map_err(|e| TransferError::pg(Side::Source, context, &e))?;
+                let rows: i64 = r.try_get(2).map_err(|e| pg_error(Side::Source, context, &e))?;
                 Ok(TableName {
-                    schema: r.try_get(0).map_err(|e| TransferError::pg(Side::Source, context, &e))?,
-                    name: r.try_get(1).map_err(|e| TransferError::pg(Side::Source, context, &e))?,
+                    schema: r.try_get(0).map_err(|e| pg_error(Side::Source, context, &e))?,
+                    name: r.try_get(1).map_err(|e| pg_error(Side::Source, context, &e))?,
                     estimated_rows: u64::try_from(rows).unwrap_or(0),
                 })
             })
@@ -222,7 +225,7 @@ impl Source for PgSource {
         select: &(dyn Fn(&str, &str) -> bool + Sync),
     ) -> Result<Vec<Table>, TransferError> {
         let client = self.pool.get(Side::Source).await?;
-        Ok(catalog::pg::read_schema(&client, schema, select).await?)
+        Ok(crate::catalog::read_schema(&client, schema, select).await?)
     }
 
     async fn integer_range(&self, spec: &ReadSpec) -> Result<Option<(i64, i64)>, TransferError> {
@@ -272,9 +275,9 @@ impl Source for PgSource {
 
     async fn checksum_dialect(&self) -> Result<Option<ChecksumDialect>, TransferError> {
         let client = self.pool.get(Side::Source).await?;
-        crate::deep::postgres_checksum_dialect(&client)
+        crate::checksum::session_checksum_dialect(&client)
             .await
-            .map_err(|e| TransferError::pg(Side::Source, "asking the server's encoding", &e))
+            .map_err(|e| pg_error(Side::Source, "asking the server's encoding", &e))
     }
 
     async fn checksum_buckets(
@@ -284,18 +287,18 @@ impl Source for PgSource {
         buckets: Option<Buckets>,
     ) -> Result<Vec<BucketSum>, TransferError> {
         let client = self.pool.get(Side::Source).await?;
-        crate::deep::postgres_bucket_sums(&client, sql, buckets)
+        crate::checksum::bucket_sums(&client, sql, buckets)
             .await
             .map_err(|e| Self::err("computing the checksums of", spec, &e))
     }
 
-    async fn read_page(
+    async fn read_page<S: RowSink>(
         &self,
         spec: &ReadSpec,
         after: Option<&Self::Key>,
         upto: Option<&Self::Key>,
         limit: Option<u64>,
-        sink: &mut PieceSink,
+        sink: &mut S,
     ) -> Result<Page<Self::Key>, TransferError> {
         let context = "reading";
         let fail = |e: tokio_postgres::Error| Self::err(context, spec, &e);
@@ -433,13 +436,13 @@ FROM (SELECT 1) one LEFT JOIN pg_stat_ssl s ON s.pid = pg_backend_pid()";
 pub async fn probe_pg(pool: &PgPool, side: Side) -> Result<ServerProbe, TransferError> {
     let client = pool.get(side).await?;
     let context = "reading the server version";
-    let row = client.query_one(PROBE, &[]).await.map_err(|e| TransferError::pg(side, context, &e))?;
-    let tls: Option<bool> = row.try_get(2).map_err(|e| TransferError::pg(side, context, &e))?;
-    let protocol: Option<String> = row.try_get(3).map_err(|e| TransferError::pg(side, context, &e))?;
-    let cipher: Option<String> = row.try_get(4).map_err(|e| TransferError::pg(side, context, &e))?;
+    let row = client.query_one(PROBE, &[]).await.map_err(|e| pg_error(side, context, &e))?;
+    let tls: Option<bool> = row.try_get(2).map_err(|e| pg_error(side, context, &e))?;
+    let protocol: Option<String> = row.try_get(3).map_err(|e| pg_error(side, context, &e))?;
+    let cipher: Option<String> = row.try_get(4).map_err(|e| pg_error(side, context, &e))?;
     Ok(ServerProbe {
-        version: row.try_get(0).map_err(|e| TransferError::pg(side, context, &e))?,
-        user: row.try_get(1).map_err(|e| TransferError::pg(side, context, &e))?,
+        version: row.try_get(0).map_err(|e| pg_error(side, context, &e))?,
+        user: row.try_get(1).map_err(|e| pg_error(side, context, &e))?,
         tls,
         tls_detail: Some(match (tls, protocol, cipher) {
             (Some(true), Some(protocol), Some(cipher)) => {
@@ -457,7 +460,7 @@ pub async fn probe_pg(pool: &PgPool, side: Side) -> Result<ServerProbe, Transfer
 /// When no session can be had or the server does not answer.
 pub async fn ping_pg(pool: &PgPool, side: Side) -> Result<(), TransferError> {
     let client = pool.get(side).await?;
-    client.simple_query("").await.map_err(|e| TransferError::pg(side, "measuring the round trip", &e))?;
+    client.simple_query("").await.map_err(|e| pg_error(side, "measuring the round trip", &e))?;
     Ok(())
 }
 
@@ -524,7 +527,7 @@ mod tests {
     use mssql_pg_migrate_schema::ColumnType;
 
     use super::*;
-    use crate::source::ReadColumn;
+    use mssql_pg_migrate_dialect::source::ReadColumn;
 
     fn spec(key: Vec<usize>) -> ReadSpec {
         let col = |n: &str| ReadColumn {

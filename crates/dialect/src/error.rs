@@ -1,8 +1,11 @@
-//! The transfer crate's one error type.
+//! The error every dialect and the engine report in, so the engine can
+//! tell from any failure how it may pass ([`Transience`]) and which exit
+//! code it earns ([`ErrorKind`]).
 
 use std::fmt;
 
 use mssql_pg_migrate_schema::SchemaError;
+use mssql_pg_migrate_state::StateError;
 
 /// Which server an error came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +118,7 @@ impl TransferError {
 
     /// The error with a note that reconnecting went on for `waited` and
     /// which setting waits longer.
-    pub(crate) fn after_outage(self, waited: std::time::Duration) -> Self {
+    pub fn after_outage(self, waited: std::time::Duration) -> Self {
         let note = |message: String| {
             format!(
                 "{message} (still unavailable after reconnecting for {} s; \
@@ -133,59 +136,13 @@ impl TransferError {
             other => other,
         }
     }
-
-    pub(crate) fn pg(side: Side, context: impl Into<String>, e: &tokio_postgres::Error) -> Self {
-        let message = match e.as_db_error() {
-            Some(db) => {
-                let mut m = db.message().to_owned();
-                if let Some(detail) = db.detail() {
-                    m.push_str(" (");
-                    m.push_str(detail);
-                    m.push(')');
-                }
-                m
-            }
-            None => e.to_string(),
-        };
-        TransferError::Server { side, context: context.into(), message, transience: pg_transience(e) }
-    }
 }
 
-/// How a PostgreSQL failure may pass: class 08 connection exceptions,
-/// 57P01-57P03 shutdown and startup, 53300 too many connections, a closed
-/// or reset socket are outages; 40001 serialization failure and 40P01
-/// deadlock are retried; anything else (a refused password, a missing
-/// database, a TLS failure) is permanent.
-pub(crate) fn pg_transience(e: &tokio_postgres::Error) -> Transience {
-    if let Some(db) = e.as_db_error() {
-        let code = db.code().code();
-        return if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300") {
-            Transience::Outage
-        } else if matches!(code, "40001" | "40P01") {
-            Transience::Retry
-        } else {
-            Transience::Permanent
-        };
-    }
-    let text = e.to_string();
-    // A handshake refused over a certificate fails the same way next time.
-    if text.contains("TLS") {
-        return Transience::Permanent;
-    }
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            let tls = io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
-                || io.kind() == std::io::ErrorKind::InvalidData;
-            return if tls { Transience::Permanent } else { Transience::Outage };
+impl From<StateError> for TransferError {
+    fn from(error: StateError) -> Self {
+        match error {
+            StateError::Io { .. } => TransferError::Io(error.to_string()),
+            StateError::NotFound { .. } | StateError::Corrupt { .. } => TransferError::State(error.to_string()),
         }
-        cause = c.source();
-    }
-    // tokio-postgres says "connection closed" for a socket the server shut,
-    // and "timeout waiting for server" for a connect_timeout.
-    if e.is_closed() || text.contains("connection closed") || text.contains("timeout") {
-        Transience::Outage
-    } else {
-        Transience::Permanent
     }
 }

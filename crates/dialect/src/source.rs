@@ -1,23 +1,17 @@
-//! Sources: what the engine needs from the server it copies from. One
-//! implementation per dialect; the engine is generic over [`Source`], so
-//! the per-row path has no dynamic dispatch.
-
-pub mod mssql;
-pub mod pg;
-pub mod prelogin;
+//! Sources: what the engine needs from the server it copies from. Each
+//! dialect's crate implements [`Source`]; the engine is generic over it,
+//! so the per-row path has no dynamic dispatch.
 
 use std::fmt;
 use std::future::Future;
 
-use bytes::Bytes;
 use mssql_pg_migrate_schema::target::{Dialect, TargetTable};
 use mssql_pg_migrate_schema::{ColumnType, Table};
 use mssql_pg_migrate_typemap::{MssqlType, PgType};
-use tokio::sync::mpsc;
 
-use crate::copy::CopyEncoder;
-use crate::deep::checksum::{BucketSum, Buckets, ChecksumDialect};
+use crate::checksum::{BucketSum, Buckets, ChecksumDialect};
 use crate::error::TransferError;
+use crate::sink::RowSink;
 
 /// One column as the reader selects it.
 #[derive(Debug, Clone)]
@@ -46,7 +40,7 @@ pub struct ReadSpec {
     /// Read only the rows changed since a mark (an incremental upsert).
     pub changed_since: Option<ChangedSince>,
     /// Read only the rows meeting this condition, written in the source's
-    /// SQL by [`crate::deep::checksum::bucket_filter_sql`]: a deep
+    /// SQL by the engine's `deep::checksum::bucket_filter_sql`: a deep
     /// validation reading the buckets whose checksums differ.
     pub within_buckets: Option<String>,
 }
@@ -156,106 +150,6 @@ pub struct Page<K> {
     pub last_key: Option<K>,
 }
 
-/// Where a reader puts encoded rows: a COPY encoder whose full buffers go
-/// to the writer through a bounded channel, so memory stays bounded however
-/// large the chunk is.
-#[derive(Debug)]
-pub struct PieceSink {
-    encoder: CopyEncoder,
-    pieces: mpsc::Sender<Bytes>,
-    piece_bytes: usize,
-    sent_bytes: u64,
-}
-
-/// The writer went away (it failed, and reports why).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WriterGone;
-
-/// Why a field could not be added.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FieldError {
-    Encode(crate::copy::EncodeError),
-    WriterGone,
-}
-
-impl PieceSink {
-    pub fn new(pieces: mpsc::Sender<Bytes>, piece_bytes: usize) -> Self {
-        PieceSink {
-            encoder: CopyEncoder::with_capacity(piece_bytes + piece_bytes / 4),
-            pieces,
-            piece_bytes,
-            sent_bytes: 0,
-        }
-    }
-
-    #[inline]
-    pub fn encoder(&mut self) -> &mut CopyEncoder {
-        &mut self.encoder
-    }
-
-    /// Call after each row: sends the buffer on once it is full.
-    #[inline]
-    pub async fn row_done(&mut self) -> Result<(), WriterGone> {
-        if self.encoder.len() >= self.piece_bytes { self.flush().await } else { Ok(()) }
-    }
-
-    /// Adds a field already in binary send format. One larger than a piece
-    /// is streamed through in piece-sized parts, so no buffer grows to the
-    /// value's size: memory stays bounded by pieces, whatever the values.
-    #[inline]
-    pub async fn field(&mut self, bytes: &[u8]) -> Result<(), FieldError> {
-        if bytes.len() <= self.piece_bytes {
-            return self.encoder.raw(bytes).map_err(FieldError::Encode);
-        }
-        self.begin_field(bytes.len())?;
-        for part in bytes.chunks(self.piece_bytes) {
-            self.field_part(part).await?;
-        }
-        Ok(())
-    }
-
-    /// Starts a field of `len` bytes whose content follows through
-    /// [`PieceSink::field_part`], for a value the source hands over in parts.
-    ///
-    /// # Errors
-    /// [`FieldError::Encode`] for a field above PostgreSQL's 1 GB limit.
-    pub fn begin_field(&mut self, len: usize) -> Result<(), FieldError> {
-        self.encoder.field_length(len).map_err(FieldError::Encode)
-    }
-
-    /// Adds bytes of the field begun by [`PieceSink::begin_field`] (parts
-    /// no larger than a piece keep memory at a few pieces), sending the
-    /// buffer on once it is full.
-    ///
-    /// # Errors
-    /// [`FieldError::WriterGone`].
-    pub async fn field_part(&mut self, part: &[u8]) -> Result<(), FieldError> {
-        self.encoder.extend(part);
-        if self.encoder.len() >= self.piece_bytes {
-            self.flush().await.map_err(|WriterGone| FieldError::WriterGone)?;
-        }
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), WriterGone> {
-        let piece = self.encoder.take();
-        self.sent_bytes += piece.len() as u64;
-        self.pieces.send(Bytes::from(piece)).await.map_err(|_| WriterGone)
-    }
-
-    /// Ends the COPY stream and sends what is left (at least the trailer),
-    /// handing over the buffer itself rather than allocating its successor.
-    /// Returns the bytes sent in all.
-    pub async fn finish(self) -> Result<u64, WriterGone> {
-        let PieceSink { mut encoder, pieces, sent_bytes, .. } = self;
-        encoder.finish();
-        let last = encoder.into_bytes();
-        let total = sent_bytes + last.len() as u64;
-        pieces.send(Bytes::from(last)).await.map_err(|_| WriterGone)?;
-        Ok(total)
-    }
-}
-
 /// What a source server says about itself and the session the tool holds.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ServerProbe {
@@ -340,13 +234,13 @@ pub trait Source: Send + Sync + 'static {
 
     /// Reads up to `limit` rows (all when `None`) with keys in `(after, upto]`,
     /// in key order, encoding each into `sink`.
-    fn read_page(
+    fn read_page<S: RowSink>(
         &self,
         spec: &ReadSpec,
         after: Option<&Self::Key>,
         upto: Option<&Self::Key>,
         limit: Option<u64>,
-        sink: &mut PieceSink,
+        sink: &mut S,
     ) -> impl Future<Output = Result<Page<Self::Key>, TransferError>> + Send;
 
     /// Where the next incremental read of `spec`'s table by `column` starts,
@@ -361,12 +255,12 @@ pub trait Source: Send + Sync + 'static {
         lookback: u32,
     ) -> impl Future<Output = Result<Option<String>, TransferError>> + Send;
 
-    /// How this server writes row checksums ([`crate::deep::checksum`]),
+    /// How this server writes row checksums (the engine's `deep::checksum`),
     /// asked once per source; `None` for a server that cannot take part
     /// (a database whose text is not UTF-8).
     fn checksum_dialect(&self) -> impl Future<Output = Result<Option<ChecksumDialect>, TransferError>> + Send;
 
-    /// Runs a query from [`crate::deep::checksum::bucket_sql`] written for
+    /// Runs a query from the engine's `deep::checksum::bucket_sql` written for
     /// this source's dialect, binding `buckets` (lower bound, upper bound,
     /// width) when the query is keyed.
     fn checksum_buckets(
@@ -393,13 +287,13 @@ pub trait Source: Send + Sync + 'static {
 }
 
 /// Joins the per-part texts of a key for the state (see [`Source::key_to_state`]).
-pub(crate) fn join_key_parts(parts: Vec<String>) -> String {
+pub fn join_key_parts(parts: Vec<String>) -> String {
     serde_json::Value::Array(parts.into_iter().map(serde_json::Value::String).collect()).to_string()
 }
 
 /// Splits a key's state text into its part texts, or `Ok(None)` for the
 /// single-integer form, whose value is returned separately.
-pub(crate) fn split_key_parts(spec: &ReadSpec, text: &str) -> Result<KeyText, String> {
+pub fn split_key_parts(spec: &ReadSpec, text: &str) -> Result<KeyText, String> {
     if spec.integer_key().is_some()
         && let Ok(value) = text.parse::<i64>()
     {
@@ -420,12 +314,12 @@ pub(crate) fn split_key_parts(spec: &ReadSpec, text: &str) -> Result<KeyText, St
 
 /// A key's state text, split.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum KeyText {
+pub enum KeyText {
     Integer(i64),
     Parts(Vec<String>),
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
         let _ = write!(s, "{b:02x}");
@@ -433,7 +327,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     })
 }
 
-pub(crate) fn unhex(text: &str) -> Result<Vec<u8>, String> {
+pub fn unhex(text: &str) -> Result<Vec<u8>, String> {
     if !text.len().is_multiple_of(2) {
         return Err(format!("{text:?} is not hexadecimal"));
     }
@@ -445,72 +339,4 @@ pub(crate) fn unhex(text: &str) -> Result<Vec<u8>, String> {
                 .ok_or_else(|| format!("{text:?} is not hexadecimal"))
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn pieces_concatenate_to_one_copy_stream_and_count_every_byte() {
-        let (tx, mut rx) = mpsc::channel(64);
-        let mut sink = PieceSink::new(tx, 100);
-        let mut whole = CopyEncoder::new();
-        for i in 0..50 {
-            for enc in [sink.encoder(), &mut whole] {
-                enc.begin_row(2);
-                enc.int4(i);
-                enc.text("twenty bytes of text").unwrap();
-            }
-            sink.row_done().await.unwrap();
-        }
-        let sent = sink.finish().await.unwrap();
-        whole.finish();
-        let mut pieces = Vec::new();
-        while let Some(p) = rx.recv().await {
-            pieces.push(p);
-        }
-        assert!(pieces.len() > 10, "small pieces: {}", pieces.len());
-        assert!(pieces[..pieces.len() - 1].iter().all(|p| p.len() >= 100));
-        let joined: Vec<u8> = pieces.concat();
-        assert_eq!(joined, whole.into_bytes());
-        assert_eq!(sent, joined.len() as u64);
-    }
-
-    #[tokio::test]
-    async fn a_field_larger_than_a_piece_streams_in_pieces_of_bounded_size() {
-        let (tx, mut rx) = mpsc::channel(1024);
-        let mut sink = PieceSink::new(tx, 1000);
-        let big: Vec<u8> = (0..10_500u32).map(|i| (i % 251) as u8).collect();
-        let mut whole = CopyEncoder::new();
-        sink.encoder().begin_row(3);
-        whole.begin_row(3);
-        for enc in [sink.encoder(), &mut whole] {
-            enc.int4(7);
-        }
-        sink.field(&big).await.unwrap();
-        whole.raw(&big).unwrap();
-        sink.field(b"small").await.unwrap();
-        whole.raw(b"small").unwrap();
-        sink.row_done().await.unwrap();
-        sink.finish().await.unwrap();
-        whole.finish();
-        let mut pieces = Vec::new();
-        while let Some(p) = rx.recv().await {
-            pieces.push(p);
-        }
-        assert!(pieces.len() >= 10, "{} pieces", pieces.len());
-        assert!(pieces.iter().all(|p| p.len() <= 2000), "{:?}", pieces.iter().map(|p| p.len()).collect::<Vec<_>>());
-        assert_eq!(pieces.concat(), whole.into_bytes(), "the same COPY stream as one buffer would give");
-    }
-
-    #[tokio::test]
-    async fn a_vanished_writer_stops_the_reader() {
-        let (tx, rx) = mpsc::channel(1);
-        drop(rx);
-        let mut sink = PieceSink::new(tx, 1);
-        sink.encoder().begin_row(1);
-        sink.encoder().int8(1);
-        assert_eq!(sink.row_done().await, Err(WriterGone));
-    }
 }

@@ -1,9 +1,8 @@
-//! Catalog readers. Each dialect's queries return flat rows (one per key
-//! or index column, in order); [`assemble`] builds the model from them the
-//! same way for every source, so only the SQL and the row decoding differ.
-
-pub mod mssql;
-pub mod pg;
+//! What catalog readers return, and how the model is built from it. Each
+//! dialect's crate queries its server's catalog into these flat rows (one
+//! per key or index column, in order); [`assemble`] builds the model from
+//! them the same way for every source, so only the SQL and the row
+//! decoding differ, and those live with the dialect.
 
 use std::collections::BTreeMap;
 
@@ -218,7 +217,7 @@ pub fn assemble(rows: CatalogRows, select: &dyn Fn(&str, &str) -> bool) -> Vec<T
 
 /// Parses an integer the catalog returns as text (SQL Server's identity
 /// values are `sql_variant`s, cast to text so every integer type reads alike).
-pub(crate) fn parse_i128(
+pub fn parse_i128(
     text: Option<&str>,
     what: &'static str,
     server: &'static str,

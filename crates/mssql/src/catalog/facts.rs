@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 
 use super::{ColumnParts, column_from_parts, referential_action};
-use crate::SchemaError;
-use crate::catalog::{
+use mssql_pg_migrate_schema::SchemaError;
+use mssql_pg_migrate_schema::catalog::{
     CatalogRows, CheckRow, ColumnRow, ForeignKeyColumnRow, IndexColumnRow, KeyColumnRow, KeyKind, ObjectId, TableRow,
     UnsupportedRow,
 };
@@ -175,7 +175,7 @@ fn row_count(partitions: &[PartitionFact]) -> i64 {
     if base.is_empty() { partitions.iter().map(|p| p.rows).max().unwrap_or(0) } else { base.iter().sum() }
 }
 
-/// Joins the facts into the rows [`crate::catalog::assemble`] takes, in the
+/// Joins the facts into the rows [`mssql_pg_migrate_schema::catalog::assemble`] takes, in the
 /// order it needs (each object's columns consecutive and in order). Only
 /// objects of the tables in `objects.tables` are kept.
 ///
@@ -333,7 +333,7 @@ fn column(
     facts: &ColumnFacts,
     computed: &HashMap<(ObjectId, i32), &ComputedFact>,
     identities: &HashMap<(ObjectId, i32), &IdentityFact>,
-) -> Result<crate::model::Column, SchemaError> {
+) -> Result<mssql_pg_migrate_schema::Column, SchemaError> {
     let declared = types.get(&c.user_type_id);
     let is_assembly_type = declared.is_some_and(|t| t.is_assembly_type);
     let base_type = if is_assembly_type {
@@ -380,8 +380,8 @@ mod tests {
     use mssql_pg_migrate_typemap::{Length, MssqlType};
 
     use super::*;
-    use crate::catalog::assemble;
-    use crate::model::{ColumnType, Computed, Identity, IndexColumn, Key, ReferentialAction};
+    use mssql_pg_migrate_schema::catalog::assemble;
+    use mssql_pg_migrate_schema::{ColumnType, Computed, Identity, IndexColumn, Key, ReferentialAction};
 
     fn table(object_id: ObjectId, name: &str) -> TableFact {
         TableFact { object_id, schema: "dbo".into(), name: name.into() }

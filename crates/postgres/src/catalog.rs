@@ -7,9 +7,10 @@ use mssql_pg_migrate_typemap::{BuiltinName, PgType};
 use tokio_postgres::Row;
 use tokio_postgres::types::FromSql;
 
-use super::{CatalogRows, CheckRow, ColumnRow, ForeignKeyColumnRow, IndexColumnRow, KeyColumnRow, KeyKind, TableRow};
-use crate::SchemaError;
-use crate::model::{Column, ColumnType, Computed, Identity, ReferentialAction, Table};
+use mssql_pg_migrate_schema::catalog::{
+    CatalogRows, CheckRow, ColumnRow, ForeignKeyColumnRow, IndexColumnRow, KeyColumnRow, KeyKind, TableRow,
+};
+use mssql_pg_migrate_schema::{Column, ColumnType, Computed, Identity, ReferentialAction, SchemaError, Table};
 
 /// Tables of one schema with the planner's row estimate and the heap plus
 /// TOAST size as of the last VACUUM or ANALYZE (no privilege needed).
@@ -162,9 +163,11 @@ pub async fn read_schema(
     for r in query(client, COLUMNS, schema, "columns").await? {
         let w = "columns";
         let identity = if get::<bool>(&r, 7, w)? {
-            let seed = super::parse_i128(get::<Option<&str>>(&r, 8, w)?, w, SERVER)?.unwrap_or(1);
-            let increment = super::parse_i128(get::<Option<&str>>(&r, 9, w)?, w, SERVER)?.unwrap_or(1);
-            let current = super::parse_i128(get::<Option<&str>>(&r, 10, w)?, w, SERVER)?;
+            let seed =
+                mssql_pg_migrate_schema::catalog::parse_i128(get::<Option<&str>>(&r, 8, w)?, w, SERVER)?.unwrap_or(1);
+            let increment =
+                mssql_pg_migrate_schema::catalog::parse_i128(get::<Option<&str>>(&r, 9, w)?, w, SERVER)?.unwrap_or(1);
+            let current = mssql_pg_migrate_schema::catalog::parse_i128(get::<Option<&str>>(&r, 10, w)?, w, SERVER)?;
             Some(Identity { seed, increment, current })
         } else {
             None
@@ -225,5 +228,5 @@ pub async fn read_schema(
         let w = "check constraints";
         rows.checks.push(CheckRow { object_id: get(&r, 0, w)?, name: get(&r, 1, w)?, expression: get(&r, 2, w)? });
     }
-    Ok(super::assemble(rows, select))
+    Ok(mssql_pg_migrate_schema::catalog::assemble(rows, select))
 }

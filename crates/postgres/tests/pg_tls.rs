@@ -10,11 +10,11 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use mssql_pg_migrate_config::{Secret, SslMode};
+use mssql_pg_migrate_dialect::Side;
+use mssql_pg_migrate_postgres::pool::{PgEndpoint, PgPool};
+use mssql_pg_migrate_postgres::reader::probe_pg;
+use mssql_pg_migrate_postgres::tls::TlsFiles;
 use mssql_pg_migrate_testkit::{PgCluster, SUPERUSER};
-use mssql_pg_migrate_transfer::error::Side;
-use mssql_pg_migrate_transfer::pool::{PgEndpoint, PgPool};
-use mssql_pg_migrate_transfer::source::pg::probe_pg;
-use mssql_pg_migrate_transfer::tls::TlsFiles;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
 
 struct Ca {

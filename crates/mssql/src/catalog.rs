@@ -10,13 +10,12 @@ use tiberius::{Client, Row};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::compat::Compat;
 
-use super::{CatalogRows, TableRow};
-use crate::SchemaError;
-use crate::ident::qualified_mssql;
+use mssql_pg_migrate_schema::catalog::{CatalogRows, TableRow};
+use mssql_pg_migrate_schema::ident::qualified_mssql;
+use mssql_pg_migrate_schema::{Column, ColumnType, Computed, Identity, ReferentialAction, SchemaError, Table};
 
 pub mod facts;
 
-use crate::model::{Column, ColumnType, Computed, Identity, ReferentialAction, Table};
 use facts::{
     CheckFact, ColumnFact, ColumnFacts, ComputedFact, ForeignKeyColumnFact, ForeignKeyFact, IdentityFact,
     IndexColumnFact, IndexFact, ObjectFacts, PartitionFact, TableFact, TypeFact,
@@ -171,12 +170,12 @@ pub fn column_from_parts(p: &ColumnParts<'_>) -> Result<Column, SchemaError> {
         Err(e) => ColumnType::Unsupported { type_name: p.base_type.to_owned(), reason: e.to_string() },
     };
     let w = "identity columns";
-    let identity = match super::parse_i128(p.identity_seed, w, SERVER)? {
+    let identity = match mssql_pg_migrate_schema::catalog::parse_i128(p.identity_seed, w, SERVER)? {
         None => None,
         Some(seed) => Some(Identity {
             seed,
-            increment: super::parse_i128(p.identity_increment, w, SERVER)?.unwrap_or(1),
-            current: super::parse_i128(p.identity_current, w, SERVER)?,
+            increment: mssql_pg_migrate_schema::catalog::parse_i128(p.identity_increment, w, SERVER)?.unwrap_or(1),
+            current: mssql_pg_migrate_schema::catalog::parse_i128(p.identity_current, w, SERVER)?,
         }),
     };
     Ok(Column {
@@ -271,7 +270,7 @@ where
         apply_declared_names(&mut rows, &declared);
         count_unanalyzed_tables(client, &mut rows.tables).await;
     }
-    Ok(super::assemble(rows, select))
+    Ok(mssql_pg_migrate_schema::catalog::assemble(rows, select))
 }
 
 /// The columns of `schema` with their types, defaults, computed
@@ -539,7 +538,7 @@ pub fn apply_declared_names(rows: &mut CatalogRows, declared: &[DeclaredColumn])
         tables.entry((s.clone(), t.clone())).or_insert(&d.table);
         columns.entry((s, t, c)).or_insert(&d.column);
     }
-    let mut owner: HashMap<super::ObjectId, (String, String)> = HashMap::new();
+    let mut owner: HashMap<mssql_pg_migrate_schema::catalog::ObjectId, (String, String)> = HashMap::new();
     for t in &mut rows.tables {
         let key = (fold(&t.schema), fold(&t.name));
         if let Some(name) = tables.get(&key) {
@@ -589,7 +588,9 @@ mod tests {
     use mssql_pg_migrate_typemap::Length;
 
     use super::*;
-    use crate::catalog::{ColumnRow, ForeignKeyColumnRow, IndexColumnRow, KeyColumnRow, KeyKind, TableRow};
+    use mssql_pg_migrate_schema::catalog::{
+        ColumnRow, ForeignKeyColumnRow, IndexColumnRow, KeyColumnRow, KeyKind, TableRow,
+    };
 
     #[test]
     fn catalog_rows_decode_into_columns() {

@@ -4,8 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is the failure report.
 
 use futures_util::{SinkExt, StreamExt};
+use mssql_pg_migrate_postgres::copy::{
+    CellEncoder as _, CopyEncoder, UNIX_TO_PG_EPOCH_DAYS, UNIX_TO_PG_EPOCH_MICROS, days_from_civil,
+};
 use mssql_pg_migrate_testkit::PgCluster;
-use mssql_pg_migrate_transfer::copy::{CopyEncoder, UNIX_TO_PG_EPOCH_DAYS, UNIX_TO_PG_EPOCH_MICROS, days_from_civil};
 
 type Encode = Box<dyn Fn(&mut CopyEncoder)>;
 /// id, amount, note, raw, at: one loaded row as the server prints it.

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use mssql_pg_migrate_config::Secret;
-use mssql_pg_migrate_transfer::source::mssql::MssqlEndpoint;
+use mssql_pg_migrate_mssql::MssqlEndpoint;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 

@@ -1,14 +1,14 @@
 //! PostgreSQL DDL for planned target tables. Pure: every statement is built
-//! from [`TargetTable`] with identifiers through [`quote_pg`] and literals
-//! through [`literal_pg`].
+//! from [`TargetTable`] with identifiers through [`quote_pg`](mssql_pg_migrate_schema::ident::quote_pg) and literals
+//! through [`literal_pg`](mssql_pg_migrate_schema::ident::literal_pg).
 
 use std::fmt::Write as _;
 
 use mssql_pg_migrate_typemap::PgType;
 
-use crate::ident::{qualified_pg, quote_pg};
-use crate::model::ReferentialAction;
-use crate::target::{TargetColumn, TargetForeignKey, TargetIndex, TargetKey, TargetTable};
+use mssql_pg_migrate_schema::ReferentialAction;
+use mssql_pg_migrate_schema::ident::{qualified_pg, quote_pg};
+use mssql_pg_migrate_schema::target::{TargetColumn, TargetForeignKey, TargetIndex, TargetKey, TargetTable};
 
 fn column_list<'a>(names: impl IntoIterator<Item = &'a String>) -> String {
     names.into_iter().map(|n| quote_pg(n)).collect::<Vec<_>>().join(", ")
@@ -409,8 +409,8 @@ mod tests {
     use mssql_pg_migrate_typemap::{Fidelity, MssqlType};
 
     use super::*;
-    use crate::model::{ColumnType, Identity};
-    use crate::target::{TargetCheck, TargetIndexColumn, TargetKey};
+    use mssql_pg_migrate_schema::target::{TargetCheck, TargetIndexColumn, TargetKey};
+    use mssql_pg_migrate_schema::{ColumnType, Identity};
 
     fn col(name: &str, ty: PgType) -> TargetColumn {
         TargetColumn {

@@ -6,7 +6,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use mssql_pg_migrate_config::{Secret, SslMode};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::error::{Side, TransferError, Transience, pg_transience};
+use mssql_pg_migrate_dialect::{Side, TransferError, Transience};
+
+use crate::error::pg_transience;
 use crate::tls::{self, TlsFiles};
 
 /// Where and how to connect to a PostgreSQL server.

@@ -16,21 +16,24 @@ use futures_util::TryStreamExt;
 use mssql_pg_migrate_config::Secret;
 use mssql_pg_migrate_schema::ident::{literal_mssql, qualified_mssql, quote_mssql};
 use mssql_pg_migrate_schema::target::Dialect;
-use mssql_pg_migrate_schema::{ColumnType, Table, catalog};
+use mssql_pg_migrate_schema::{ColumnType, Table};
 use mssql_pg_migrate_typemap::{Length, MssqlType, PgType};
 use tiberius::{AuthMethod, Client, ColumnData, Config, EncryptionLevel, Query};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
-use super::prelogin::{self, ServerEncryption};
-use super::{
-    ChangeKind, ChangedSince, FieldError, KeyText, Page, PieceSink, ReadColumn, ReadSpec, ServerProbe, Source,
-    TableAccess, TableName, hex, join_key_parts, split_key_parts, unhex,
+use mssql_pg_migrate_dialect::checksum::{BucketSum, Buckets, ChecksumDialect, MssqlStrings};
+use mssql_pg_migrate_dialect::sink::{CellEncoder, EncodeError, FieldError, RowSink};
+use mssql_pg_migrate_dialect::source::{
+    ChangeKind, ChangedSince, KeyText, Page, ReadColumn, ReadSpec, ServerProbe, Source, TableAccess, TableName, hex,
+    join_key_parts, split_key_parts, unhex,
 };
-use crate::copy::{CopyEncoder, EncodeError};
-use crate::deep::checksum::{self, BucketSum, Buckets, ChecksumDialect, MssqlStrings};
-use crate::error::{Side, TransferError, Transience};
+use mssql_pg_migrate_dialect::{Side, TransferError, Transience};
+
+use crate::checksum;
+use crate::error::{server_error, tiberius_transience};
+use crate::prelogin::{self, ServerEncryption};
 
 /// A tiberius client over a tokio TCP stream.
 pub type MssqlClient = Client<Compat<TcpStream>>;
@@ -172,43 +175,6 @@ impl bb8::ManageConnection for MssqlManager {
     }
 }
 
-fn server_error(context: &str, e: &tiberius::error::Error) -> TransferError {
-    let message = match e {
-        tiberius::error::Error::Server(token) => format!("error {}: {}", token.code(), token.message()),
-        other => other.to_string(),
-    };
-    TransferError::Server {
-        side: Side::Source,
-        context: context.to_owned(),
-        message,
-        transience: tiberius_transience(e),
-    }
-}
-
-/// How a SQL Server failure may pass. Outages: a broken socket; 4060
-/// (database not available yet), 40613/40197/40501 (Azure SQL failover and
-/// busy), 10928/10929 (resource limits), 49918-49920 (too many operations),
-/// 233/64/10053/10054/10060 (the session or network dropped). 1205 (deadlock
-/// victim) is retried. Anything else, a refused login or TLS among them,
-/// is permanent.
-pub(crate) fn tiberius_transience(e: &tiberius::error::Error) -> Transience {
-    match e {
-        tiberius::error::Error::Server(token) => error_number_transience(token.code()),
-        tiberius::error::Error::Io { .. } => Transience::Outage,
-        _ => Transience::Permanent,
-    }
-}
-
-fn error_number_transience(number: u32) -> Transience {
-    match number {
-        1205 => Transience::Retry,
-        4060 | 40613 | 40197 | 40501 | 10928 | 10929 | 49918 | 49919 | 49920 | 233 | 64 | 10053 | 10054 | 10060 => {
-            Transience::Outage
-        }
-        _ => Transience::Permanent,
-    }
-}
-
 /// A SQL Server database read through a bb8 pool.
 #[derive(Debug, Clone)]
 pub struct MssqlSource {
@@ -284,7 +250,7 @@ impl MssqlSource {
                 }
             });
         }
-        let babelfish = catalog::mssql::is_babelfish(&mut first).await;
+        let babelfish = crate::catalog::is_babelfish(&mut first).await;
         pool.add(first)
             .map_err(|_| TransferError::Config("the SQL Server pool refused its first connection".into()))?;
         Ok(MssqlSource {
@@ -637,7 +603,7 @@ fn time_micros(increments: u64, scale: u8) -> i64 {
     if scale <= 6 { inc * 10i64.pow(6 - u32::from(scale)) } else { inc / 10i64.pow(u32::from(scale) - 6) }
 }
 
-fn write_integer(enc: &mut CopyEncoder, v: i64, target: PgType) -> Result<(), CellError> {
+fn write_integer<E: CellEncoder>(enc: &mut E, v: i64, target: PgType) -> Result<(), CellError> {
     let out_of_range = || CellError::OutOfRange { value: v.to_string(), target };
     match target {
         PgType::SmallInt => enc.int2(i16::try_from(v).map_err(|_| out_of_range())?),
@@ -654,7 +620,7 @@ fn write_integer(enc: &mut CopyEncoder, v: i64, target: PgType) -> Result<(), Ce
 }
 
 /// Writes a timestamp given as days since 2000-01-01 plus microseconds.
-fn write_timestamp(enc: &mut CopyEncoder, days: i64, micros: i64, target: PgType) -> Result<(), CellError> {
+fn write_timestamp<E: CellEncoder>(enc: &mut E, days: i64, micros: i64, target: PgType) -> Result<(), CellError> {
     match target {
         PgType::Timestamp(_) | PgType::TimestampTz(_) => enc.timestamp(days * MICROS_PER_DAY + micros),
         PgType::Date => enc.date(days as i32),
@@ -668,7 +634,7 @@ fn write_timestamp(enc: &mut CopyEncoder, days: i64, micros: i64, target: PgType
 /// # Errors
 /// [`CellError`] for a value PostgreSQL would refuse (NUL in text, out of
 /// range) or a pairing the type mapping does not allow.
-pub fn encode_cell(enc: &mut CopyEncoder, data: &ColumnData<'_>, target: PgType) -> Result<(), CellError> {
+pub fn encode_cell<E: CellEncoder>(enc: &mut E, data: &ColumnData<'_>, target: PgType) -> Result<(), CellError> {
     let unconvertible = || CellError::Unconvertible { source_type: variant_name(data), target };
     match data {
         ColumnData::U8(None)
@@ -856,7 +822,7 @@ fn spooled(e: std::io::Error) -> ValueFailure {
 }
 
 impl LargeValue<'_> {
-    async fn copy_into(&self, client: &mut MssqlClient, sink: &mut PieceSink) -> Result<(), ValueFailure> {
+    async fn copy_into(&self, client: &mut MssqlClient, sink: &mut impl RowSink) -> Result<(), ValueFailure> {
         match self.kind {
             LobKind::Binary => {
                 let len = usize::try_from(self.stored).map_err(|_| ValueFailure::Value("negative length".into()))?;
@@ -915,7 +881,7 @@ impl LargeValue<'_> {
     }
 
     /// Copies the bytes into `sink`; returns how many.
-    async fn binary_slices(&self, client: &mut MssqlClient, sink: &mut PieceSink) -> Result<usize, ValueFailure> {
+    async fn binary_slices(&self, client: &mut MssqlClient, sink: &mut impl RowSink) -> Result<usize, ValueFailure> {
         let mut total = 0usize;
         loop {
             let row = self.slice(client, total as i64 + 1, LOB_SLICE_BYTES).await?;
@@ -941,7 +907,7 @@ impl LargeValue<'_> {
                 return Ok(total);
             }
             if text.as_bytes().contains(&0) {
-                return Err(ValueFailure::Value(crate::copy::EncodeError::NulInText.to_string()));
+                return Err(ValueFailure::Value(EncodeError::NulInText.to_string()));
             }
             spool.write_all(text.as_bytes()).await.map_err(spooled)?;
             total += text.len();
@@ -1113,9 +1079,9 @@ impl Source for MssqlSource {
         // it later); the catalog reads on one alone otherwise. The columns,
         // the slowest part, go to the connection that is ready first.
         let Some(mut second) = (if self.max_size > 1 { Some(self.conn().await?) } else { None }) else {
-            return Ok(catalog::mssql::read_schema(&mut first, None, schema, self.babelfish, select).await?);
+            return Ok(crate::catalog::read_schema(&mut first, None, schema, self.babelfish, select).await?);
         };
-        Ok(catalog::mssql::read_schema(&mut second, Some(&mut first), schema, self.babelfish, select).await?)
+        Ok(crate::catalog::read_schema(&mut second, Some(&mut first), schema, self.babelfish, select).await?)
     }
 
     async fn integer_range(&self, spec: &ReadSpec) -> Result<Option<(i64, i64)>, TransferError> {
@@ -1165,7 +1131,7 @@ impl Source for MssqlSource {
                     let row = self.single_row(sql, "asking how the server hashes text").await;
                     matches!(row, Ok(Some(row)) if row.try_get::<i32, _>(0).ok().flatten() == Some(1))
                 };
-                for (way, can, hashes_utf8) in checksum::mssql_string_probes() {
+                for (way, can, hashes_utf8) in checksum::string_probes() {
                     if yes(can).await && yes(hashes_utf8).await {
                         return Some(way);
                     }
@@ -1202,13 +1168,13 @@ impl Source for MssqlSource {
             .collect()
     }
 
-    async fn read_page(
+    async fn read_page<S: RowSink>(
         &self,
         spec: &ReadSpec,
         after: Option<&Self::Key>,
         upto: Option<&Self::Key>,
         limit: Option<u64>,
-        sink: &mut PieceSink,
+        sink: &mut S,
     ) -> Result<Page<Self::Key>, TransferError> {
         let sliced = sliced_columns(spec);
         let slice_sqls: Vec<String> = sliced.iter().map(|&(i, kind)| slice_sql(spec, &spec.columns[i], kind)).collect();
@@ -1417,27 +1383,9 @@ mod tests {
     use tiberius::xml::XmlData;
     use uuid::Uuid;
 
-    use super::*;
-    use crate::copy::days_from_civil;
+    use mssql_pg_migrate_postgres::copy::{CopyEncoder, days_from_civil};
 
-    #[test]
-    fn failovers_and_dropped_sessions_are_outages_deadlocks_retries_and_logins_permanent() {
-        for number in [4060, 40613, 40197, 40501, 10928, 10929, 233, 64, 10054] {
-            assert_eq!(error_number_transience(number), Transience::Outage, "{number}");
-        }
-        assert_eq!(error_number_transience(1205), Transience::Retry);
-        // 18456 login failed, 208 invalid object, 8152 truncation: the same again.
-        for number in [18456, 208, 8152] {
-            assert_eq!(error_number_transience(number), Transience::Permanent, "{number}");
-        }
-        let reset = tiberius::error::Error::Io {
-            kind: std::io::ErrorKind::ConnectionReset,
-            message: "connection reset by peer".into(),
-        };
-        assert_eq!(tiberius_transience(&reset), Transience::Outage);
-        let tls = tiberius::error::Error::Tls("invalid peer certificate: UnknownIssuer".into());
-        assert_eq!(tiberius_transience(&tls), Transience::Permanent);
-    }
+    use super::*;
 
     /// Encodes one value and returns the field bytes (length prefix removed; `None` for NULL).
     fn field(data: ColumnData<'_>, target: PgType) -> Result<Option<Vec<u8>>, CellError> {

@@ -10,6 +10,8 @@
 //! one byte for byte with what a real server sends for
 //! `COPY ... TO STDOUT (FORMAT binary)`.
 
+pub use mssql_pg_migrate_dialect::sink::{CellEncoder, EncodeError};
+
 /// The fixed 11-byte signature, then flags (0) and header-extension length (0).
 const HEADER: &[u8; 19] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
@@ -17,19 +19,6 @@ const HEADER: &[u8; 19] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 pub const UNIX_TO_PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// Days between 1970-01-01 and 2000-01-01.
 pub const UNIX_TO_PG_EPOCH_DAYS: i32 = 10_957;
-
-/// A value PostgreSQL would refuse, named so the caller can report the cell.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EncodeError {
-    #[error("text contains a NUL character (U+0000), which PostgreSQL text cannot store")]
-    NulInText,
-    #[error("text is not valid UTF-16: unpaired surrogate 0x{0:04X}")]
-    UnpairedSurrogate(u16),
-    #[error("a field of {0} bytes exceeds PostgreSQL's 1 GB field limit")]
-    FieldTooLarge(usize),
-    #[error("numeric scale {0} is above 38")]
-    NumericScale(u8),
-}
 
 /// Largest field PostgreSQL accepts (1 GB - 1).
 const MAX_FIELD: usize = (1 << 30) - 1;
@@ -73,13 +62,6 @@ impl CopyEncoder {
         self.rows
     }
 
-    /// Starts a row of `fields` values; exactly that many value calls must follow.
-    #[inline]
-    pub fn begin_row(&mut self, fields: u16) {
-        self.rows += 1;
-        self.buf.extend_from_slice(&fields.to_be_bytes());
-    }
-
     /// Ends the COPY stream (the -1 trailer). Send [`CopyEncoder::take`]'s bytes afterwards.
     pub fn finish(&mut self) {
         self.buf.extend_from_slice(&(-1i16).to_be_bytes());
@@ -101,68 +83,6 @@ impl CopyEncoder {
     fn fixed(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
         self.buf.extend_from_slice(bytes);
-    }
-
-    #[inline]
-    pub fn null(&mut self) {
-        self.buf.extend_from_slice(&(-1i32).to_be_bytes());
-    }
-
-    #[inline]
-    pub fn bool(&mut self, v: bool) {
-        self.fixed(&[u8::from(v)]);
-    }
-
-    #[inline]
-    pub fn int2(&mut self, v: i16) {
-        self.fixed(&v.to_be_bytes());
-    }
-
-    #[inline]
-    pub fn int4(&mut self, v: i32) {
-        self.fixed(&v.to_be_bytes());
-    }
-
-    #[inline]
-    pub fn int8(&mut self, v: i64) {
-        self.fixed(&v.to_be_bytes());
-    }
-
-    /// `real`; the bits as they are, so -0.0 stays -0.0.
-    #[inline]
-    pub fn float4(&mut self, v: f32) {
-        self.fixed(&v.to_bits().to_be_bytes());
-    }
-
-    /// `double precision`; the bits as they are, so -0.0 stays -0.0.
-    #[inline]
-    pub fn float8(&mut self, v: f64) {
-        self.fixed(&v.to_bits().to_be_bytes());
-    }
-
-    /// `uuid` in RFC 4122 byte order (most significant byte first).
-    #[inline]
-    pub fn uuid(&mut self, bytes: [u8; 16]) {
-        self.fixed(&bytes);
-    }
-
-    /// `date` as days since 2000-01-01.
-    #[inline]
-    pub fn date(&mut self, days_since_2000: i32) {
-        self.int4(days_since_2000);
-    }
-
-    /// `time` as microseconds since midnight.
-    #[inline]
-    pub fn time(&mut self, micros: i64) {
-        self.int8(micros);
-    }
-
-    /// `timestamp` (wall clock) or `timestamptz` (UTC) as microseconds since
-    /// 2000-01-01 00:00:00.
-    #[inline]
-    pub fn timestamp(&mut self, micros_since_2000: i64) {
-        self.int8(micros_since_2000);
     }
 
     /// A field already in PostgreSQL's binary send format (from a
@@ -192,60 +112,6 @@ impl CopyEncoder {
     /// Bytes of the field begun by [`CopyEncoder::field_length`].
     pub fn extend(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
-    }
-
-    /// `bytea`.
-    ///
-    /// # Errors
-    /// [`EncodeError::FieldTooLarge`] above 1 GB.
-    #[inline]
-    pub fn bytea(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
-        if bytes.len() > MAX_FIELD {
-            return Err(EncodeError::FieldTooLarge(bytes.len()));
-        }
-        self.fixed(bytes);
-        Ok(())
-    }
-
-    /// `text`, `varchar`, `char`, `xml` from UTF-8.
-    ///
-    /// # Errors
-    /// [`EncodeError::NulInText`]; [`EncodeError::FieldTooLarge`] above 1 GB.
-    #[inline]
-    pub fn text(&mut self, s: &str) -> Result<(), EncodeError> {
-        if s.len() > MAX_FIELD {
-            return Err(EncodeError::FieldTooLarge(s.len()));
-        }
-        if s.as_bytes().contains(&0) {
-            return Err(EncodeError::NulInText);
-        }
-        self.fixed(s.as_bytes());
-        Ok(())
-    }
-
-    /// Text from UTF-16 code units (SQL Server's `nvarchar` wire form),
-    /// transcoded straight into the buffer: no intermediate `String`.
-    ///
-    /// # Errors
-    /// [`EncodeError::NulInText`], [`EncodeError::UnpairedSurrogate`],
-    /// [`EncodeError::FieldTooLarge`]. On error the buffer is as it was.
-    pub fn text_utf16(&mut self, units: &[u16]) -> Result<(), EncodeError> {
-        let start = self.buf.len();
-        self.buf.extend_from_slice(&[0; 4]);
-        // At most 3 UTF-8 bytes per UTF-16 unit; reserving once keeps the loop allocation-free.
-        self.buf.reserve(units.len() * 3);
-        let result = self.push_utf16(units);
-        if let Err(e) = result {
-            self.buf.truncate(start);
-            return Err(e);
-        }
-        let len = self.buf.len() - start - 4;
-        if len > MAX_FIELD {
-            self.buf.truncate(start);
-            return Err(EncodeError::FieldTooLarge(len));
-        }
-        self.buf[start..start + 4].copy_from_slice(&(len as i32).to_be_bytes());
-        Ok(())
     }
 
     fn push_utf16(&mut self, units: &[u16]) -> Result<(), EncodeError> {
@@ -281,6 +147,131 @@ impl CopyEncoder {
         }
         Ok(())
     }
+}
+
+impl CellEncoder for CopyEncoder {
+    /// Starts a row of `fields` values; exactly that many value calls must follow.
+    #[inline]
+    fn begin_row(&mut self, fields: u16) {
+        self.rows += 1;
+        self.buf.extend_from_slice(&fields.to_be_bytes());
+    }
+
+    #[inline]
+    fn null(&mut self) {
+        self.buf.extend_from_slice(&(-1i32).to_be_bytes());
+    }
+
+    #[inline]
+    fn bool(&mut self, v: bool) {
+        self.fixed(&[u8::from(v)]);
+    }
+
+    #[inline]
+    fn int2(&mut self, v: i16) {
+        self.fixed(&v.to_be_bytes());
+    }
+
+    #[inline]
+    fn int4(&mut self, v: i32) {
+        self.fixed(&v.to_be_bytes());
+    }
+
+    #[inline]
+    fn int8(&mut self, v: i64) {
+        self.fixed(&v.to_be_bytes());
+    }
+
+    /// `real`; the bits as they are, so -0.0 stays -0.0.
+    #[inline]
+    fn float4(&mut self, v: f32) {
+        self.fixed(&v.to_bits().to_be_bytes());
+    }
+
+    /// `double precision`; the bits as they are, so -0.0 stays -0.0.
+    #[inline]
+    fn float8(&mut self, v: f64) {
+        self.fixed(&v.to_bits().to_be_bytes());
+    }
+
+    /// `uuid` in RFC 4122 byte order (most significant byte first).
+    #[inline]
+    fn uuid(&mut self, bytes: [u8; 16]) {
+        self.fixed(&bytes);
+    }
+
+    /// `date` as days since 2000-01-01.
+    #[inline]
+    fn date(&mut self, days_since_2000: i32) {
+        self.int4(days_since_2000);
+    }
+
+    /// `time` as microseconds since midnight.
+    #[inline]
+    fn time(&mut self, micros: i64) {
+        self.int8(micros);
+    }
+
+    /// `timestamp` (wall clock) or `timestamptz` (UTC) as microseconds since
+    /// 2000-01-01 00:00:00.
+    #[inline]
+    fn timestamp(&mut self, micros_since_2000: i64) {
+        self.int8(micros_since_2000);
+    }
+
+    /// `bytea`.
+    ///
+    /// # Errors
+    /// [`EncodeError::FieldTooLarge`] above 1 GB.
+    #[inline]
+    fn bytea(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+        if bytes.len() > MAX_FIELD {
+            return Err(EncodeError::FieldTooLarge(bytes.len()));
+        }
+        self.fixed(bytes);
+        Ok(())
+    }
+
+    /// `text`, `varchar`, `char`, `xml` from UTF-8.
+    ///
+    /// # Errors
+    /// [`EncodeError::NulInText`]; [`EncodeError::FieldTooLarge`] above 1 GB.
+    #[inline]
+    fn text(&mut self, s: &str) -> Result<(), EncodeError> {
+        if s.len() > MAX_FIELD {
+            return Err(EncodeError::FieldTooLarge(s.len()));
+        }
+        if s.as_bytes().contains(&0) {
+            return Err(EncodeError::NulInText);
+        }
+        self.fixed(s.as_bytes());
+        Ok(())
+    }
+
+    /// Text from UTF-16 code units (SQL Server's `nvarchar` wire form),
+    /// transcoded straight into the buffer: no intermediate `String`.
+    ///
+    /// # Errors
+    /// [`EncodeError::NulInText`], [`EncodeError::UnpairedSurrogate`],
+    /// [`EncodeError::FieldTooLarge`]. On error the buffer is as it was.
+    fn text_utf16(&mut self, units: &[u16]) -> Result<(), EncodeError> {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0; 4]);
+        // At most 3 UTF-8 bytes per UTF-16 unit; reserving once keeps the loop allocation-free.
+        self.buf.reserve(units.len() * 3);
+        let result = self.push_utf16(units);
+        if let Err(e) = result {
+            self.buf.truncate(start);
+            return Err(e);
+        }
+        let len = self.buf.len() - start - 4;
+        if len > MAX_FIELD {
+            self.buf.truncate(start);
+            return Err(EncodeError::FieldTooLarge(len));
+        }
+        self.buf[start..start + 4].copy_from_slice(&(len as i32).to_be_bytes());
+        Ok(())
+    }
 
     /// `numeric` from an unscaled integer and a scale: `mantissa × 10^-scale`
     /// (SQL Server's decimal and money values have this shape). The display
@@ -288,7 +279,7 @@ impl CopyEncoder {
     ///
     /// # Errors
     /// [`EncodeError::NumericScale`] above 38.
-    pub fn numeric(&mut self, mantissa: i128, scale: u8) -> Result<(), EncodeError> {
+    fn numeric(&mut self, mantissa: i128, scale: u8) -> Result<(), EncodeError> {
         if scale > 38 {
             return Err(EncodeError::NumericScale(scale));
         }

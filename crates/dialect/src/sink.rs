@@ -1,0 +1,103 @@
+//! Where a reader puts the rows it reads.
+//!
+//! A reader decodes each cell from its server's wire format and hands it to
+//! a [`CellEncoder`] in one vocabulary: PostgreSQL's binary forms (dates as
+//! days since 2000-01-01, timestamps as microseconds since then, numerics as
+//! a mantissa and a scale, text as UTF-8). A [`RowSink`] owns the encoder
+//! and passes full buffers on to the writer, so memory stays bounded however
+//! large a chunk is. Both are traits the reader is generic over: the
+//! per-cell path is monomorphised, with no dynamic dispatch.
+
+use std::future::Future;
+
+/// A value the target would refuse, named so the caller can report the cell.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    #[error("text contains a NUL character (U+0000), which PostgreSQL text cannot store")]
+    NulInText,
+    #[error("text is not valid UTF-16: unpaired surrogate 0x{0:04X}")]
+    UnpairedSurrogate(u16),
+    #[error("a field of {0} bytes exceeds PostgreSQL's 1 GB field limit")]
+    FieldTooLarge(usize),
+    #[error("numeric scale {0} is above 38")]
+    NumericScale(u8),
+}
+
+/// Encodes one row's cells, in the target's column order.
+pub trait CellEncoder {
+    /// Starts a row of `fields` cells.
+    fn begin_row(&mut self, fields: u16);
+    fn null(&mut self);
+    fn bool(&mut self, v: bool);
+    fn int2(&mut self, v: i16);
+    fn int4(&mut self, v: i32);
+    fn int8(&mut self, v: i64);
+    fn float4(&mut self, v: f32);
+    fn float8(&mut self, v: f64);
+    /// A uuid in RFC 4122 byte order.
+    fn uuid(&mut self, bytes: [u8; 16]);
+    fn date(&mut self, days_since_2000: i32);
+    /// A time of day in microseconds.
+    fn time(&mut self, micros: i64);
+    /// A timestamp in microseconds since 2000-01-01 00:00 (UTC for a
+    /// `timestamptz`).
+    fn timestamp(&mut self, micros_since_2000: i64);
+    /// `mantissa × 10^-scale`.
+    ///
+    /// # Errors
+    /// [`EncodeError::NumericScale`] for a scale above 38.
+    fn numeric(&mut self, mantissa: i128, scale: u8) -> Result<(), EncodeError>;
+    /// # Errors
+    /// [`EncodeError::NulInText`] or [`EncodeError::FieldTooLarge`].
+    fn text(&mut self, s: &str) -> Result<(), EncodeError>;
+    /// Text given as UTF-16 code units (SQL Server's `nvarchar`), converted
+    /// on the way in.
+    ///
+    /// # Errors
+    /// As [`CellEncoder::text`], and [`EncodeError::UnpairedSurrogate`].
+    fn text_utf16(&mut self, units: &[u16]) -> Result<(), EncodeError>;
+    /// # Errors
+    /// [`EncodeError::FieldTooLarge`].
+    fn bytea(&mut self, bytes: &[u8]) -> Result<(), EncodeError>;
+}
+
+/// The writer went away (it failed, and reports why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterGone;
+
+/// Why a field could not be added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldError {
+    Encode(EncodeError),
+    WriterGone,
+}
+
+/// Where a reader puts encoded rows, and how they reach the writer.
+pub trait RowSink: Send {
+    type Encoder: CellEncoder + Send;
+
+    /// The encoder of the row being built.
+    fn encoder(&mut self) -> &mut Self::Encoder;
+
+    /// Call after each row: passes the buffer on once it is full.
+    fn row_done(&mut self) -> impl Future<Output = Result<(), WriterGone>> + Send;
+
+    /// Adds a field already in PostgreSQL's binary send format (a
+    /// PostgreSQL source's own bytes). One larger than a buffer is passed on
+    /// in parts, so no buffer grows to the value's size.
+    fn field(&mut self, bytes: &[u8]) -> impl Future<Output = Result<(), FieldError>> + Send;
+
+    /// Starts a field of `len` bytes in binary send format whose content
+    /// follows through [`RowSink::field_part`], for a value the source hands
+    /// over in parts (a large text or binary value).
+    ///
+    /// # Errors
+    /// [`FieldError::Encode`] for a field above the target's limit.
+    fn begin_field(&mut self, len: usize) -> Result<(), FieldError>;
+
+    /// Adds bytes of the field begun by [`RowSink::begin_field`].
+    ///
+    /// # Errors
+    /// [`FieldError::WriterGone`].
+    fn field_part(&mut self, part: &[u8]) -> impl Future<Output = Result<(), FieldError>> + Send;
+}

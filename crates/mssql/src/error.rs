@@ -1,0 +1,67 @@
+//! SQL Server failures as [`TransferError`]s, classified by error number.
+
+use mssql_pg_migrate_dialect::{Side, TransferError, Transience};
+
+/// A SQL Server failure as the engine reports it, with the server's error
+/// number, what the tool was doing, and how the failure may pass.
+pub fn server_error(context: &str, e: &tiberius::error::Error) -> TransferError {
+    let message = match e {
+        tiberius::error::Error::Server(token) => format!("error {}: {}", token.code(), token.message()),
+        other => other.to_string(),
+    };
+    TransferError::Server {
+        side: Side::Source,
+        context: context.to_owned(),
+        message,
+        transience: tiberius_transience(e),
+    }
+}
+
+/// How a SQL Server failure may pass. Outages: a broken socket; 4060
+/// (database not available yet), 40613/40197/40501 (Azure SQL failover and
+/// busy), 10928/10929 (resource limits), 49918-49920 (too many operations),
+/// 233/64/10053/10054/10060 (the session or network dropped). 1205 (deadlock
+/// victim) is retried. Anything else, a refused login or TLS among them,
+/// is permanent.
+pub fn tiberius_transience(e: &tiberius::error::Error) -> Transience {
+    match e {
+        tiberius::error::Error::Server(token) => error_number_transience(token.code()),
+        tiberius::error::Error::Io { .. } => Transience::Outage,
+        _ => Transience::Permanent,
+    }
+}
+
+/// How a SQL Server error number may pass (see [`tiberius_transience`]).
+pub fn error_number_transience(number: u32) -> Transience {
+    match number {
+        1205 => Transience::Retry,
+        4060 | 40613 | 40197 | 40501 | 10928 | 10929 | 49918 | 49919 | 49920 | 233 | 64 | 10053 | 10054 | 10060 => {
+            Transience::Outage
+        }
+        _ => Transience::Permanent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failovers_and_dropped_sessions_are_outages_deadlocks_retries_and_logins_permanent() {
+        for number in [4060, 40613, 40197, 40501, 10928, 10929, 233, 64, 10054] {
+            assert_eq!(error_number_transience(number), Transience::Outage, "{number}");
+        }
+        assert_eq!(error_number_transience(1205), Transience::Retry);
+        // 18456 login failed, 208 invalid object, 8152 truncation: the same again.
+        for number in [18456, 208, 8152] {
+            assert_eq!(error_number_transience(number), Transience::Permanent, "{number}");
+        }
+        let reset = tiberius::error::Error::Io {
+            kind: std::io::ErrorKind::ConnectionReset,
+            message: "connection reset by peer".into(),
+        };
+        assert_eq!(tiberius_transience(&reset), Transience::Outage);
+        let tls = tiberius::error::Error::Tls("invalid peer certificate: UnknownIssuer".into());
+        assert_eq!(tiberius_transience(&tls), Transience::Permanent);
+    }
+}

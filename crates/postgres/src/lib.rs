@@ -1,0 +1,45 @@
+//! Everything mssql-pg-migrate knows about PostgreSQL, over tokio-postgres.
+//!
+//! - [`catalog`]: reads a PostgreSQL catalog into the schema model;
+//! - [`reader`]: [`PgSource`], the engine's [`Source`](mssql_pg_migrate_dialect::source::Source)
+//!   for a PostgreSQL server: keyset pages fetched in binary, each field's
+//!   bytes passed on as they are;
+//! - [`copy`]: the binary COPY encoder, pure and tested byte for byte
+//!   against a server, and [`sink::PieceSink`], which streams its buffers
+//!   to a writer;
+//! - [`ddl`]: the target's DDL, generated from a target plan;
+//! - [`pool`] and [`tls`]: pooled sessions over rustls;
+//! - [`checksum`]: the PostgreSQL side of a checksummed comparison;
+//! - [`error`]: failures classified by SQLSTATE into the engine's
+//!   [`TransferError`](mssql_pg_migrate_dialect::TransferError).
+//!
+//! The encoder on its own:
+//!
+//! ```
+//! use mssql_pg_migrate_postgres::copy::{CellEncoder as _, CopyEncoder};
+//!
+//! let mut rows = CopyEncoder::new();
+//! rows.begin_row(2);
+//! rows.int4(42);
+//! rows.text("forty-two")?;
+//! rows.finish();
+//! let bytes = rows.take();
+//! assert!(bytes.starts_with(b"PGCOPY\n\xff\r\n\0"));
+//! # Ok::<(), mssql_pg_migrate_postgres::copy::EncodeError>(())
+//! ```
+
+pub mod catalog;
+pub mod checksum;
+pub mod copy;
+pub mod ddl;
+pub mod error;
+pub mod pool;
+pub mod reader;
+pub mod sink;
+pub mod tls;
+
+pub use copy::CopyEncoder;
+pub use error::{pg_error, pg_transience};
+pub use pool::{PgEndpoint, PgPool};
+pub use reader::PgSource;
+pub use sink::PieceSink;
