@@ -120,6 +120,18 @@ impl ReadSpec {
         }
     }
 
+    /// Appends the page query's ` WHERE` clause: `keyset` (the key bounds
+    /// the reader wrote in its dialect), then the spec's own filters (the
+    /// change mark as `changed` renders it, and the buckets), joined by AND.
+    pub fn write_where(&self, sql: &mut String, mut keyset: Vec<String>, changed: impl Fn(&ChangedSince) -> String) {
+        keyset.extend(self.changed_since.as_ref().map(changed));
+        keyset.extend(self.within_buckets.iter().cloned());
+        if !keyset.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&keyset.join(" AND "));
+        }
+    }
+
     /// The target's names of the key columns (`target` is the plan this
     /// spec was built from).
     pub fn key_target_names(&self, target: &TargetTable) -> Vec<String> {

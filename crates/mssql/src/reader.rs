@@ -527,15 +527,7 @@ pub fn page_sql(
     if has_upto {
         conditions.push(keyset_condition(spec, next, "<", "<="));
     }
-    if let Some(changed) = &spec.changed_since {
-        conditions.push(changed_condition(changed));
-    }
-    if let Some(within) = &spec.within_buckets {
-        conditions.push(within.clone());
-    }
-    if !conditions.is_empty() {
-        let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
-    }
+    spec.write_where(&mut sql, conditions, changed_condition);
     if !spec.key.is_empty() {
         let keys = spec.key.iter().map(|&k| quote_mssql(&spec.columns[k].source_name)).collect::<Vec<_>>();
         let _ = write!(sql, " ORDER BY {}", keys.join(", "));

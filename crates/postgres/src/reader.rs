@@ -106,15 +106,7 @@ pub fn page_sql(spec: &ReadSpec, has_after: bool, has_upto: bool, has_limit: boo
         conditions.push(format!("({keys}) <= ({})", placeholders(next, n)));
         next += n;
     }
-    if let Some(changed) = &spec.changed_since {
-        conditions.push(changed_condition(changed));
-    }
-    if let Some(within) = &spec.within_buckets {
-        conditions.push(within.clone());
-    }
-    if !conditions.is_empty() {
-        let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
-    }
+    spec.write_where(&mut sql, conditions, changed_condition);
     if !spec.key.is_empty() {
         let _ = write!(sql, " ORDER BY {keys}");
     }

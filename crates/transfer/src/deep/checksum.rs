@@ -44,64 +44,13 @@
 //! assert!(theirs.contains("extract(epoch") && theirs.contains("md5("));
 //! ```
 
-pub use mssql_pg_migrate_dialect::checksum::{BucketSum, Buckets, ChecksumDialect, MssqlStrings};
-use mssql_pg_migrate_mssql::checksum::string_hash;
+pub use mssql_pg_migrate_dialect::checksum::{
+    BucketSum, Buckets, ChecksumDialect, ChecksumSql, FieldForm, HashedColumn, KEY_HASH_MAX, MssqlStrings, NativeHash,
+};
+use mssql_pg_migrate_mssql::checksum::TsqlChecksum;
+use mssql_pg_migrate_postgres::checksum::PgChecksum;
 use mssql_pg_migrate_schema::ColumnType;
-use mssql_pg_migrate_schema::ident::{quote_mssql, quote_pg};
 use mssql_pg_migrate_typemap::{MssqlType, PgType};
-
-/// How both sides render one column's values for the row text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FieldForm {
-    /// Decimal digits.
-    Integer,
-    /// `0` or `1`.
-    Boolean,
-    /// Decimal digits with exactly `scale` fraction digits.
-    Decimal { scale: u16 },
-    /// The IEEE 754 bits of a double, as a signed integer (every bit counts).
-    Float8,
-    /// The IEEE 754 bits of a single, as a signed integer.
-    Float4,
-    /// Days since 0001-01-01. Numbers rather than text for every date and
-    /// time form: Babelfish drops trailing zeros of fractional seconds
-    /// where SQL Server keeps them, and its style conversions cost 30 µs a
-    /// value.
-    Date,
-    /// Microseconds since midnight.
-    Time,
-    /// Microseconds since 0001-01-01 00:00; on SQL Server the 100 ns
-    /// digit is cut, as a run cuts it.
-    Timestamp,
-    /// The same from SQL Server's `datetime`, whose 1/300 s ticks a run
-    /// rounds to the millisecond SQL Server shows, as `datetime2(3)` does.
-    DateTimeMillis,
-    /// The instant in UTC, as [`FieldForm::Timestamp`].
-    TimestampUtc,
-    /// Upper-case hexadecimal with hyphens.
-    Uuid,
-    /// The MD5 of the string's UTF-8 bytes; `padded` strips trailing
-    /// spaces, which a `char(n)` column does not keep as value.
-    Text { padded: bool },
-    /// The MD5 of the bytes.
-    Bytes,
-    /// PostgreSQL to PostgreSQL, the same type on both sides; a row of
-    /// them is hashed whole (see [`row_hash_sql`]).
-    Native(NativeHash),
-}
-
-/// How a column enters PostgreSQL's hash of a whole row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NativeHash {
-    /// The type's own hash, which tells every two distinct values apart.
-    Exact,
-    /// Text: its own hash under the byte-wise collation `C`, as a
-    /// case-insensitive collation's hash would make `a` and `A` alike.
-    Collated,
-    /// Its text output: the type's hash would make distinct values alike
-    /// (`1.0` and `1.00`, `-0` and `0`, `1 day` and `24 hours`).
-    ViaText,
-}
 
 /// The form a column is hashed in, given its source type and the target
 /// type a run wrote it as; `None` where no form renders both sides alike
@@ -180,158 +129,19 @@ fn pg_form(ty: PgType) -> Option<FieldForm> {
     }))
 }
 
-/// One column of the row text: its name on the side the SQL is for.
-#[derive(Debug, Clone, Copy)]
-pub struct HashedColumn<'a> {
-    pub name: &'a str,
-    pub form: FieldForm,
-}
-
-/// The first 8 bytes of a `HASHBYTES` result as text, NULL for NULL.
-fn mssql_hash_text(hash: &str) -> String {
-    format!("CONVERT(varchar(20), CAST(SUBSTRING({hash}, 1, 8) AS bigint))")
-}
-
-/// The row text's field for one column on SQL Server; `None` for a form
-/// the server cannot render.
-fn mssql_field(column: &HashedColumn<'_>, strings: Option<MssqlStrings>) -> Option<String> {
-    use FieldForm as F;
-    let c = quote_mssql(column.name);
-    Some(match column.form {
-        F::Integer => format!("CONVERT(varchar(20), {c})"),
-        F::Boolean => format!("CONVERT(varchar(1), {c})"),
-        F::Decimal { scale } => format!("CONVERT(varchar(60), CAST({c} AS decimal(38,{scale})))"),
-        F::Float8 => format!("CONVERT(varchar(20), CAST(CAST({c} AS binary(8)) AS bigint))"),
-        F::Float4 => format!("CONVERT(varchar(11), CAST(CAST({c} AS binary(4)) AS int))"),
-        F::Date => format!("CONVERT(varchar(10), DATEDIFF(day, CAST('0001-01-01' AS date), {c}))"),
-        F::Time => format!(
-            "CONVERT(varchar(20), DATEDIFF_BIG(microsecond, CAST('00:00:00' AS time(7)), CAST({c} AS time(7))))"
-        ),
-        F::Timestamp => format!(
-            "CONVERT(varchar(20), DATEDIFF_BIG(microsecond, CAST('0001-01-01' AS datetime2(7)), CAST({c} AS datetime2(7))))"
-        ),
-        F::DateTimeMillis => format!(
-            "CONVERT(varchar(20), DATEDIFF_BIG(microsecond, CAST('0001-01-01' AS datetime2(7)), CAST({c} AS datetime2(3))))"
-        ),
-        F::TimestampUtc => format!(
-            "CONVERT(varchar(20), DATEDIFF_BIG(microsecond, CAST('0001-01-01' AS datetime2(7)), \
-             CAST(SWITCHOFFSET({c}, '+00:00') AS datetime2(7))))"
-        ),
-        F::Uuid => format!("CONVERT(varchar(36), {c})"),
-        F::Text { padded } => {
-            let text = if padded {
-                format!("RTRIM(CONVERT(nvarchar(max), {c}))")
-            } else {
-                format!("CONVERT(nvarchar(max), {c})")
-            };
-            mssql_hash_text(&string_hash(strings?, &text))
-        }
-        F::Bytes => mssql_hash_text(&format!("HASHBYTES('MD5', CAST({c} AS varbinary(max)))")),
-        F::Native(_) => return None,
-    })
-}
-
-/// The first 8 bytes of an `md5()` result (hex) as text.
-fn pg_hash_text(md5: &str) -> String {
-    format!("('x' || left({md5}, 16))::bit(64)::int8::text")
-}
-
-/// The row text's field for one column on PostgreSQL.
-fn pg_field(column: &HashedColumn<'_>) -> String {
-    use FieldForm as F;
-    let c = quote_pg(column.name);
-    // Infinite values (never from SQL Server) keep their text, which no
-    // number or date of the other forms looks like.
-    let finite = |rendered: String| format!("CASE WHEN isfinite({c}) THEN {rendered} ELSE {c}::text END");
-    let micros = |value: &str| {
-        format!(
-            "(({value})::date - DATE '0001-01-01')::int8 * 86400000000 \
-             + (extract(epoch FROM ({value})::time) * 1000000)::int8"
-        )
-    };
-    match column.form {
-        F::Integer | F::Decimal { .. } => format!("{c}::text"),
-        F::Boolean => format!("{c}::int4::text"),
-        F::Float8 => format!("('x' || encode(float8send({c}), 'hex'))::bit(64)::int8::text"),
-        F::Float4 => format!("('x' || encode(float4send({c}), 'hex'))::bit(32)::int4::text"),
-        F::Date => finite(format!("({c} - DATE '0001-01-01')::text")),
-        F::Time => format!("(extract(epoch FROM {c}) * 1000000)::int8::text"),
-        F::Timestamp | F::DateTimeMillis => finite(format!("({})::text", micros(&c))),
-        F::TimestampUtc => finite(format!("({})::text", micros(&format!("{c} AT TIME ZONE 'UTC'")))),
-        F::Uuid => format!("upper({c}::text)"),
-        // bpchar's text drops the padding.
-        F::Text { .. } => pg_hash_text(&format!("md5({c}::text)")),
-        F::Bytes => pg_hash_text(&format!("md5({c})")),
-        // Only a row of native columns is hashed, as one record.
-        F::Native(_) => format!("quote_nullable({c}::text)"),
+/// The pieces of a checksum query as `dialect` writes them.
+fn pieces(dialect: ChecksumDialect) -> Box<dyn ChecksumSql> {
+    match dialect {
+        ChecksumDialect::Mssql { strings, .. } => Box::new(TsqlChecksum { strings }),
+        ChecksumDialect::Postgres { record_hash } => Box::new(PgChecksum { record_hash }),
     }
-}
-
-/// The row text of `columns` on SQL Server (an ASCII `varchar(max)`);
-/// `None` when a column's form cannot be rendered there.
-fn mssql_row_text(columns: &[HashedColumn<'_>], strings: Option<MssqlStrings>) -> Option<String> {
-    // varchar(max) from the start: a longer varchar sum would be cut at 8000 bytes.
-    let mut text = String::from("CAST('' AS varchar(max))");
-    for (i, column) in columns.iter().enumerate() {
-        let sep = if i == 0 { "" } else { " + '|'" };
-        text.push_str(&format!("{sep} + ISNULL({}, 'N')", mssql_field(column, strings)?));
-    }
-    Some(text)
-}
-
-/// The row text of `columns` on PostgreSQL.
-fn pg_row_text(columns: &[HashedColumn<'_>]) -> String {
-    let fields: Vec<String> = columns.iter().map(|c| format!("coalesce({}, 'N')", pg_field(c))).collect();
-    if fields.is_empty() { "''".to_owned() } else { fields.join(" || '|' || ") }
-}
-
-/// PostgreSQL on both sides: `columns` hashed by the server's own 64-bit
-/// hashes (an `int8`), which hash partitioning keeps stable across
-/// versions. Field by field with each type's hash where it is exact (40%
-/// cheaper than rendering text); before 14, the row's text output (quoted
-/// where a value needs it, so fields cannot run together), at a third of
-/// MD5's cost.
-fn pg_native_hash(columns: &[HashedColumn<'_>], record_hash: bool) -> String {
-    if record_hash {
-        let fields: Vec<String> = columns
-            .iter()
-            .map(|c| {
-                let q = quote_pg(c.name);
-                match c.form {
-                    FieldForm::Native(NativeHash::Collated) => format!("{q} COLLATE \"C\""),
-                    FieldForm::Native(NativeHash::ViaText) => format!("{q}::text"),
-                    _ => q,
-                }
-            })
-            .collect();
-        format!("hash_record_extended(ROW({}), 0)", fields.join(", "))
-    } else {
-        let names: Vec<String> = columns.iter().map(|c| quote_pg(c.name)).collect();
-        format!("hashtextextended(ROW({})::text, 0)", names.join(", "))
-    }
-}
-
-fn all_native(columns: &[HashedColumn<'_>]) -> bool {
-    columns.iter().all(|c| matches!(c.form, FieldForm::Native(_)))
 }
 
 /// The expression of a row's hash (a signed 64-bit integer) in `dialect`;
 /// `None` when a column's form cannot be rendered there.
 pub fn row_hash_sql(dialect: ChecksumDialect, columns: &[HashedColumn<'_>]) -> Option<String> {
-    match dialect {
-        ChecksumDialect::Mssql { strings, .. } => {
-            let text = mssql_row_text(columns, strings)?;
-            Some(format!("CAST(SUBSTRING(HASHBYTES('MD5', {text}), 1, 8) AS bigint)"))
-        }
-        ChecksumDialect::Postgres { record_hash } if all_native(columns) => Some(pg_native_hash(columns, record_hash)),
-        ChecksumDialect::Postgres { .. } => {
-            Some(format!("('x' || left(md5({}), 16))::bit(64)::int8", pg_row_text(columns)))
-        }
-    }
+    pieces(dialect).row_hash(columns)
 }
-
-/// The largest value of [`key_hash_sql`].
-pub const KEY_HASH_MAX: i64 = i32::MAX as i64;
 
 /// The expression of a key's hash in `dialect`: a `bigint` in
 /// `[0, KEY_HASH_MAX]`, the same on both sides for the same key, by which
@@ -339,19 +149,7 @@ pub const KEY_HASH_MAX: i64 = i32::MAX as i64;
 /// key order is no use across engines: collations and uniqueidentifier
 /// order differ). `None` when a key column's form cannot be rendered.
 pub fn key_hash_sql(dialect: ChecksumDialect, key: &[HashedColumn<'_>]) -> Option<String> {
-    const LOW_31_BITS: &str = "2147483647";
-    match dialect {
-        ChecksumDialect::Mssql { strings, .. } => {
-            let text = mssql_row_text(key, strings)?;
-            Some(format!("CAST(CAST(SUBSTRING(HASHBYTES('MD5', {text}), 1, 4) AS int) & {LOW_31_BITS} AS bigint)"))
-        }
-        ChecksumDialect::Postgres { record_hash } if all_native(key) => {
-            Some(format!("({} & {LOW_31_BITS})", pg_native_hash(key, record_hash)))
-        }
-        ChecksumDialect::Postgres { .. } => {
-            Some(format!("(('x' || left(md5({}), 8))::bit(32)::int4 & {LOW_31_BITS})::int8", pg_row_text(key)))
-        }
-    }
+    pieces(dialect).key_hash(key)
 }
 
 /// A condition (the same SQL in both dialects) true for the rows whose
@@ -401,33 +199,19 @@ pub fn bucket_sql(
     key: Option<(BucketKey<'_>, Scope)>,
     columns: &[HashedColumn<'_>],
 ) -> Option<String> {
-    let hash = row_hash_sql(dialect, columns)?;
-    let mssql = matches!(dialect, ChecksumDialect::Mssql { .. });
-    let (p1, p2, p3) = if mssql { ("@P1", "@P2", "@P3") } else { ("$1::int8", "$2::int8", "$3::int8") };
-    let Some((key, scope)) = key else {
-        return Some(if mssql {
-            format!(
-                "SELECT CAST(0 AS bigint), COUNT_BIG(*), CONVERT(varchar(50), SUM(CAST({hash} AS decimal(38,0)))) \
-                 FROM {table}"
-            )
-        } else {
-            format!("SELECT 0::int8, count(*), sum({hash})::text FROM {table}")
-        });
-    };
+    let sql = pieces(dialect);
+    let hash = sql.row_hash(columns)?;
+    let [p1, p2, p3] = sql.parameters();
+    let Some((key, scope)) = key else { return Some(sql.whole_table(table, &hash)) };
     // The integer key's column (compared as it is, so its index serves a
     // range) and the key as a bigint.
     let (column, k) = match key {
-        BucketKey::Integer(name) if mssql => {
-            let q = quote_mssql(name);
-            let k = format!("CAST({q} AS bigint)");
-            (Some(q), k)
-        }
         BucketKey::Integer(name) => {
-            let q = quote_pg(name);
-            let k = format!("{q}::int8");
+            let q = sql.quote(name);
+            let k = sql.int8(&q);
             (Some(q), k)
         }
-        BucketKey::Hashed(key) => (None, key_hash_sql(dialect, key)?),
+        BucketKey::Hashed(key) => (None, sql.key_hash(key)?),
     };
     let bucket = format!("({k} - {p1}) / {p3}");
     let (bucket, filter) = match (scope, &column) {
@@ -442,17 +226,7 @@ pub fn bucket_sql(
             (bucket, format!(" WHERE {q} >= {p1} AND {q} <= {p2}"))
         }
     };
-    Some(if mssql {
-        format!(
-            "SELECT mpm_b, COUNT_BIG(*), CONVERT(varchar(50), SUM(CAST(mpm_h AS decimal(38,0)))) \
-             FROM (SELECT {bucket} AS mpm_b, {hash} AS mpm_h FROM {table}{filter}) s GROUP BY mpm_b"
-        )
-    } else {
-        format!(
-            "SELECT mpm_b, count(*), sum(mpm_h)::text \
-             FROM (SELECT {bucket} AS mpm_b, {hash} AS mpm_h FROM {table}{filter}) s GROUP BY mpm_b"
-        )
-    })
+    Some(sql.grouped(table, &bucket, &hash, &filter))
 }
 
 /// The buckets whose count or sum differ between the sides, or that one
