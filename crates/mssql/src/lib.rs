@@ -11,6 +11,10 @@
 //!   values streamed in slices;
 //! - [`prelogin`]: asks the server whether it offers TLS before tiberius
 //!   connects, so `encrypt` is honoured exactly;
+//! - [`ddl`]: the T-SQL of a SQL Server target (tables, then keys,
+//!   indexes, checks, identities and foreign keys after the data), pure;
+//! - [`writer`]: rows into a SQL Server table through the TDS bulk load,
+//!   identities and NULLs kept, values above 64 KB written by key after it;
 //! - [`checksum`]: how this server hashes UTF-8 for a checksummed comparison;
 //! - [`error`]: failures classified by error number.
 //!
@@ -29,8 +33,10 @@
 
 pub mod catalog;
 pub mod checksum;
+pub mod ddl;
 pub mod error;
 pub mod prelogin;
 pub mod reader;
+pub mod writer;
 
 pub use reader::{MssqlEndpoint, MssqlSource};

@@ -753,7 +753,9 @@ pub fn describe_cell(data: &ColumnData<'_>) -> String {
     }
 }
 
-fn owned(data: &ColumnData<'_>) -> ColumnData<'static> {
+/// A cell that outlives the row it was read from (a key kept between
+/// pages, or a value passed on to a bulk load).
+pub fn owned(data: &ColumnData<'_>) -> ColumnData<'static> {
     match data {
         ColumnData::String(s) => ColumnData::String(s.as_ref().map(|s| Cow::Owned(s.to_string()))),
         ColumnData::Binary(b) => ColumnData::Binary(b.as_ref().map(|b| Cow::Owned(b.to_vec()))),

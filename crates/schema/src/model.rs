@@ -212,6 +212,24 @@ pub struct Table {
 }
 
 impl Table {
+    /// A table of `columns` with no keys, indexes or constraints, and no
+    /// catalog estimates.
+    pub fn new(schema: impl Into<String>, name: impl Into<String>, columns: Vec<Column>) -> Table {
+        Table {
+            schema: schema.into(),
+            name: name.into(),
+            columns,
+            primary_key: None,
+            unique_constraints: Vec::new(),
+            indexes: Vec::new(),
+            foreign_keys: Vec::new(),
+            checks: Vec::new(),
+            estimated_rows: 0,
+            estimated_bytes: 0,
+            unsupported: Vec::new(),
+        }
+    }
+
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }

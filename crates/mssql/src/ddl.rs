@@ -1,0 +1,421 @@
+//! T-SQL DDL for a SQL Server target, generated from the schema model read
+//! from a SQL Server source. Pure: every statement is built from a
+//! [`Table`] with names through [`quote_mssql`] and literals through
+//! [`literal_mssql`].
+//!
+//! A copy between two SQL Servers keeps every type as it is, so a column's
+//! type is written as the source declared it. Expressions (defaults,
+//! computed columns, checks, index filters) are the source server's own
+//! definitions from its catalog, which SQL Server writes back in a form it
+//! parses again; they are carried as they are.
+//!
+//! The order follows the load: [`create_table`] makes a bare table with
+//! its columns, identities and defaults (defaults first, since a bulk load
+//! with `KEEP_NULLS` never applies them); the data goes in; then
+//! [`primary_key`], [`unique_constraints`], [`indexes`], [`checks`], the
+//! identity's [`reseed_identity`], and last [`foreign_keys`], which need
+//! the keys of the tables they reference.
+//!
+//! ```
+//! use mssql_pg_migrate_mssql::ddl::create_table;
+//! use mssql_pg_migrate_schema::{Column, ColumnType, Identity, Table};
+//! use mssql_pg_migrate_typemap::{Length, MssqlType};
+//!
+//! let mut id = Column::new("Id", ColumnType::Mssql(MssqlType::Int));
+//! id.identity = Some(Identity { seed: 1, increment: 1, current: Some(41) });
+//! let mut name = Column::new("Name", ColumnType::Mssql(MssqlType::NVarChar(Length::Bounded(40))));
+//! name.nullable = true;
+//! let table = Table::new("dbo", "Users", vec![id, name]);
+//! assert_eq!(
+//!     create_table("copy", &table)?,
+//!     "CREATE TABLE [copy].[Users] ([Id] int IDENTITY(1,1) NOT NULL, [Name] nvarchar(40) NULL)"
+//! );
+//! # Ok::<(), mssql_pg_migrate_dialect::TransferError>(())
+//! ```
+
+use std::fmt::Write as _;
+
+use mssql_pg_migrate_dialect::TransferError;
+use mssql_pg_migrate_schema::ident::{literal_mssql, qualified_mssql, quote_mssql};
+use mssql_pg_migrate_schema::{Column, ColumnType, ReferentialAction, Table};
+use mssql_pg_migrate_typemap::MssqlType;
+
+/// A comma-separated list of quoted names.
+fn names<'a>(names: impl IntoIterator<Item = &'a String>) -> String {
+    names.into_iter().map(|n| quote_mssql(n)).collect::<Vec<_>>().join(", ")
+}
+
+/// One column's definition in `CREATE TABLE`.
+fn column_definition(table: &Table, column: &Column) -> Result<String, TransferError> {
+    let name = quote_mssql(&column.name);
+    if let Some(computed) = &column.computed {
+        let persisted = if computed.persisted { " PERSISTED" } else { "" };
+        return Ok(format!("{name} AS {}{persisted}", computed.expression));
+    }
+    let ty = match &column.data_type {
+        ColumnType::Mssql(ty) => ty,
+        other => {
+            return Err(TransferError::Incompatible {
+                table: format!("{}.{}", table.schema, table.name),
+                message: format!(
+                    "column {} has type {other}, which a SQL Server target cannot declare as it is",
+                    column.name
+                ),
+            });
+        }
+    };
+    let mut sql = format!("{name} {}", copy_type(ty));
+    if let Some(collation) = &column.collation {
+        // A collation name is a bare word (letters, digits, underscores);
+        // anything else did not come from a catalog and is refused.
+        if !collation.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(TransferError::Incompatible {
+                table: format!("{}.{}", table.schema, table.name),
+                message: format!("column {} has a collation that is not a name: {collation:?}", column.name),
+            });
+        }
+        let _ = write!(sql, " COLLATE {collation}");
+    }
+    if let Some(identity) = &column.identity {
+        let _ = write!(sql, " IDENTITY({},{})", identity.seed, identity.increment);
+    }
+    // A rowversion is never NULL and takes no NULL clause on SQL Server.
+    if *ty != MssqlType::RowVersion {
+        sql.push_str(if column.nullable { " NULL" } else { " NOT NULL" });
+    }
+    if let Some(default) = &column.default {
+        let _ = write!(sql, " DEFAULT {default}");
+    }
+    Ok(sql)
+}
+
+/// The type a copied column is declared with: the source's, except the
+/// deprecated `text`, `ntext` and `image`, which become `varchar(max)`,
+/// `nvarchar(max)` and `varbinary(max)` (the types Microsoft names as their
+/// replacements, holding the same values): the TDS bulk load cannot write
+/// an `image` at all, and writes an empty `text` as NULL.
+pub fn copy_type(ty: &MssqlType) -> std::borrow::Cow<'_, MssqlType> {
+    use mssql_pg_migrate_typemap::Length;
+    use std::borrow::Cow;
+    match ty {
+        MssqlType::Text => Cow::Owned(MssqlType::VarChar(Length::Max)),
+        MssqlType::NText => Cow::Owned(MssqlType::NVarChar(Length::Max)),
+        MssqlType::Image => Cow::Owned(MssqlType::VarBinary(Length::Max)),
+        other => Cow::Borrowed(other),
+    }
+}
+
+/// `CREATE TABLE` in `schema` with the table's columns, identities and
+/// defaults, and no keys, indexes or constraints (they come after the data).
+///
+/// # Errors
+/// [`TransferError::Incompatible`] for a column whose type is not a SQL
+/// Server type (a table read from PostgreSQL), or whose collation is not a
+/// name.
+pub fn create_table(schema: &str, table: &Table) -> Result<String, TransferError> {
+    let columns = table.columns.iter().map(|c| column_definition(table, c)).collect::<Result<Vec<_>, _>>()?.join(", ");
+    Ok(format!("CREATE TABLE {} ({columns})", qualified_mssql(schema, &table.name)))
+}
+
+/// Drops the table in `schema` if it is there. Foreign keys that reference
+/// it from other tables stop the drop, as they should: the run names them.
+pub fn drop_table(schema: &str, table: &str) -> String {
+    format!("DROP TABLE IF EXISTS {}", qualified_mssql(schema, table))
+}
+
+/// The columns a bulk load writes, in order: every column but computed
+/// ones and rowversions, whose values the target server makes itself.
+pub fn loaded_columns(table: &Table) -> impl Iterator<Item = &Column> {
+    table
+        .columns
+        .iter()
+        .filter(|c| c.computed.is_none() && !matches!(c.data_type, ColumnType::Mssql(MssqlType::RowVersion)))
+}
+
+/// The primary key, added after the data.
+pub fn primary_key(schema: &str, table: &Table) -> Option<String> {
+    let key = table.primary_key.as_ref()?;
+    Some(format!(
+        "ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})",
+        qualified_mssql(schema, &table.name),
+        quote_mssql(&key.name),
+        names(&key.columns)
+    ))
+}
+
+/// The unique constraints, added after the data.
+pub fn unique_constraints(schema: &str, table: &Table) -> Vec<String> {
+    table
+        .unique_constraints
+        .iter()
+        .map(|key| {
+            format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} UNIQUE ({})",
+                qualified_mssql(schema, &table.name),
+                quote_mssql(&key.name),
+                names(&key.columns)
+            )
+        })
+        .collect()
+}
+
+/// The indexes, with their sort directions, included columns and filters.
+/// An index on an expression (only PostgreSQL has them) is left out.
+pub fn indexes(schema: &str, table: &Table) -> Vec<String> {
+    table
+        .indexes
+        .iter()
+        .filter(|index| index.columns.iter().all(|c| c.expression.is_none()))
+        .map(|index| {
+            let columns = index
+                .columns
+                .iter()
+                .map(|c| format!("{}{}", quote_mssql(&c.name), if c.descending { " DESC" } else { "" }))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut sql = format!(
+                "CREATE {}INDEX {} ON {} ({columns})",
+                if index.unique { "UNIQUE " } else { "" },
+                quote_mssql(&index.name),
+                qualified_mssql(schema, &table.name)
+            );
+            if !index.included.is_empty() {
+                let _ = write!(sql, " INCLUDE ({})", names(&index.included));
+            }
+            if let Some(filter) = &index.filter {
+                let _ = write!(sql, " WHERE {filter}");
+            }
+            sql
+        })
+        .collect()
+}
+
+/// The check constraints, added after the data (so the load does not
+/// check each row) and checked as they are added: `WITH CHECK` is what
+/// SQL Server assumes for a new constraint, so it is not written
+/// (Babelfish refuses the clause).
+pub fn checks(schema: &str, table: &Table) -> Vec<String> {
+    table
+        .checks
+        .iter()
+        .map(|check| {
+            format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} CHECK {}",
+                qualified_mssql(schema, &table.name),
+                quote_mssql(&check.name),
+                parenthesized(&check.expression)
+            )
+        })
+        .collect()
+}
+
+/// `expression` in parentheses, unless the catalog already wrote them.
+fn parenthesized(expression: &str) -> String {
+    let trimmed = expression.trim();
+    if trimmed.starts_with('(') && trimmed.ends_with(')') { trimmed.to_owned() } else { format!("({trimmed})") }
+}
+
+fn action(action: ReferentialAction) -> &'static str {
+    match action {
+        // T-SQL has no RESTRICT; NO ACTION refuses the same changes.
+        ReferentialAction::NoAction | ReferentialAction::Restrict => "NO ACTION",
+        ReferentialAction::Cascade => "CASCADE",
+        ReferentialAction::SetNull => "SET NULL",
+        ReferentialAction::SetDefault => "SET DEFAULT",
+    }
+}
+
+/// The foreign keys, added last. A key referencing a table in the source
+/// table's own schema references the copy in `schema`; one referencing
+/// another schema keeps it.
+pub fn foreign_keys(schema: &str, table: &Table) -> Vec<String> {
+    table
+        .foreign_keys
+        .iter()
+        .map(|fk| {
+            let referenced_schema = if fk.referenced_schema == table.schema { schema } else { &fk.referenced_schema };
+            format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) \
+                 ON DELETE {} ON UPDATE {}",
+                qualified_mssql(schema, &table.name),
+                quote_mssql(&fk.name),
+                names(&fk.columns),
+                qualified_mssql(referenced_schema, &fk.referenced_table),
+                names(&fk.referenced_columns),
+                action(fk.on_delete),
+                action(fk.on_update)
+            )
+        })
+        .collect()
+}
+
+/// Sets the identity's current value to the source's, so the next row the
+/// copy takes gets the number the source would give next. Without a current
+/// value from the source (a table that never took a row), the server sets
+/// it from the rows the copy holds.
+pub fn reseed_identity(schema: &str, table: &Table) -> Option<String> {
+    let identity = table.columns.iter().find_map(|c| c.identity)?;
+    // DBCC takes the table's name as text. Plain names go as the documented
+    // 'schema.table', which both SQL Server and Babelfish read (Babelfish
+    // takes brackets, and an N prefix, as part of the name); others need
+    // brackets and Unicode on SQL Server.
+    let plain = |name: &str| {
+        name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let name = if plain(schema) && plain(&table.name) {
+        format!("'{schema}.{}'", table.name)
+    } else {
+        literal_mssql(&qualified_mssql(schema, &table.name))
+    };
+    Some(match identity.current {
+        Some(current) => format!("DBCC CHECKIDENT ({name}, RESEED, {current}) WITH NO_INFOMSGS"),
+        None => format!("DBCC CHECKIDENT ({name}, RESEED) WITH NO_INFOMSGS"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use mssql_pg_migrate_schema::{CheckConstraint, Computed, ForeignKey, Identity, Index, IndexColumn, Key};
+    use mssql_pg_migrate_typemap::Length;
+
+    use super::*;
+
+    fn ms(ty: MssqlType) -> ColumnType {
+        ColumnType::Mssql(ty)
+    }
+
+    fn orders() -> Table {
+        let mut id = Column::new("Id", ms(MssqlType::BigInt));
+        id.identity = Some(Identity { seed: 100, increment: 5, current: Some(1_000) });
+        let mut note = Column::new("Note]s", ms(MssqlType::NVarChar(Length::Max)));
+        note.nullable = true;
+        note.collation = Some("Latin1_General_CI_AS".into());
+        let mut qty = Column::new("Qty", ms(MssqlType::Decimal { precision: 18, scale: 4 }));
+        qty.default = Some("((0))".into());
+        let mut total = Column::new("Total", ms(MssqlType::Decimal { precision: 38, scale: 4 }));
+        total.computed = Some(Computed { expression: "([Qty]*(2))".into(), persisted: true });
+        let version = Column::new("Version", ms(MssqlType::RowVersion));
+        let at = Column::new("At", ms(MssqlType::DateTime2 { scale: 7 }));
+        let mut scan = Column::new("Scan", ms(MssqlType::Image));
+        scan.nullable = true;
+        let memo = Column::new("Memo", ms(MssqlType::NText));
+        let mut table = Table::new("sales", "Orders", vec![id, note, qty, total, version, at, scan, memo]);
+        table.primary_key = Some(Key { name: "PK_Orders".into(), columns: vec!["Id".into()] });
+        table.unique_constraints = vec![Key { name: "UQ_At".into(), columns: vec!["At".into(), "Id".into()] }];
+        table.indexes = vec![Index {
+            name: "IX_Qty".into(),
+            columns: vec![
+                IndexColumn { name: "Qty".into(), descending: true, ..IndexColumn::default() },
+                IndexColumn { name: "At".into(), ..IndexColumn::default() },
+            ],
+            included: vec!["Note]s".into()],
+            unique: false,
+            filter: Some("([Qty]>(0))".into()),
+            method: None,
+        }];
+        table.checks = vec![CheckConstraint { name: "CK_Qty".into(), expression: "([Qty]>=(0))".into() }];
+        table.foreign_keys = vec![
+            ForeignKey {
+                name: "FK_Same".into(),
+                columns: vec!["Id".into()],
+                referenced_schema: "sales".into(),
+                referenced_table: "Heads".into(),
+                referenced_columns: vec!["HeadId".into()],
+                on_delete: ReferentialAction::Cascade,
+                on_update: ReferentialAction::Restrict,
+            },
+            ForeignKey {
+                name: "FK_Other".into(),
+                columns: vec!["Qty".into()],
+                referenced_schema: "ref".into(),
+                referenced_table: "Qtys".into(),
+                referenced_columns: vec!["Q".into()],
+                on_delete: ReferentialAction::SetNull,
+                on_update: ReferentialAction::NoAction,
+            },
+        ];
+        table
+    }
+
+    #[test]
+    fn a_table_is_created_with_its_types_identities_collations_defaults_computed_columns_and_no_deprecated_lob_types() {
+        assert_eq!(
+            create_table("copy", &orders()).unwrap(),
+            "CREATE TABLE [copy].[Orders] ([Id] bigint IDENTITY(100,5) NOT NULL, \
+             [Note]]s] nvarchar(max) COLLATE Latin1_General_CI_AS NULL, \
+             [Qty] decimal(18,4) NOT NULL DEFAULT ((0)), \
+             [Total] AS ([Qty]*(2)) PERSISTED, \
+             [Version] rowversion, \
+             [At] datetime2(7) NOT NULL, \
+             [Scan] varbinary(max) NULL, \
+             [Memo] nvarchar(max) NOT NULL)"
+        );
+    }
+
+    #[test]
+    fn a_bulk_load_writes_neither_computed_columns_nor_rowversions() {
+        let table = orders();
+        let loaded: Vec<&str> = loaded_columns(&table).map(|c| c.name.as_str()).collect();
+        assert_eq!(loaded, ["Id", "Note]s", "Qty", "At", "Scan", "Memo"]);
+    }
+
+    #[test]
+    fn keys_indexes_and_checks_come_after_the_data_with_every_name_quoted() {
+        let table = orders();
+        assert_eq!(
+            primary_key("copy", &table).unwrap(),
+            "ALTER TABLE [copy].[Orders] ADD CONSTRAINT [PK_Orders] PRIMARY KEY ([Id])"
+        );
+        assert_eq!(
+            unique_constraints("copy", &table),
+            ["ALTER TABLE [copy].[Orders] ADD CONSTRAINT [UQ_At] UNIQUE ([At], [Id])"]
+        );
+        assert_eq!(
+            indexes("copy", &table),
+            ["CREATE INDEX [IX_Qty] ON [copy].[Orders] ([Qty] DESC, [At]) INCLUDE ([Note]]s]) WHERE ([Qty]>(0))"]
+        );
+        assert_eq!(checks("copy", &table), ["ALTER TABLE [copy].[Orders] ADD CONSTRAINT [CK_Qty] CHECK ([Qty]>=(0))"]);
+    }
+
+    #[test]
+    fn foreign_keys_follow_the_schema_their_table_moved_to_and_restrict_becomes_no_action() {
+        assert_eq!(
+            foreign_keys("copy", &orders()),
+            [
+                "ALTER TABLE [copy].[Orders] ADD CONSTRAINT [FK_Same] FOREIGN KEY ([Id]) \
+                 REFERENCES [copy].[Heads] ([HeadId]) ON DELETE CASCADE ON UPDATE NO ACTION",
+                "ALTER TABLE [copy].[Orders] ADD CONSTRAINT [FK_Other] FOREIGN KEY ([Qty]) \
+                 REFERENCES [ref].[Qtys] ([Q]) ON DELETE SET NULL ON UPDATE NO ACTION",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_identity_is_reseeded_to_the_source_current_value_or_from_the_rows_naming_the_table_as_text() {
+        let mut table = orders();
+        assert_eq!(
+            reseed_identity("co'py", &table).unwrap(),
+            "DBCC CHECKIDENT (N'[co''py].[Orders]', RESEED, 1000) WITH NO_INFOMSGS"
+        );
+        table.columns[0].identity = Some(Identity { seed: 1, increment: 1, current: None });
+        assert_eq!(
+            reseed_identity("copy", &table).unwrap(),
+            "DBCC CHECKIDENT ('copy.Orders', RESEED) WITH NO_INFOMSGS"
+        );
+        table.columns[0].identity = None;
+        assert_eq!(reseed_identity("copy", &table), None);
+    }
+
+    #[test]
+    fn a_column_that_is_not_a_sql_server_type_or_has_an_odd_collation_is_refused_by_name() {
+        let mut table = orders();
+        table.columns[5].data_type = ColumnType::Postgres(mssql_pg_migrate_typemap::PgType::Text);
+        let error = create_table("copy", &table).unwrap_err().to_string();
+        assert!(error.contains("sales.Orders") && error.contains("column At has type text"), "{error}");
+        let mut table = orders();
+        table.columns[1].collation = Some("x; DROP TABLE y".into());
+        let error = create_table("copy", &table).unwrap_err().to_string();
+        assert!(error.contains("column Note]s has a collation that is not a name"), "{error}");
+    }
+}
