@@ -535,7 +535,16 @@ impl Walker<'_> {
 
     fn target(&mut self, d: &Dict, base: &Path) -> TargetConfig {
         let p = "target";
-        let kind = if d.contains_key("type") {
+        let sql_server = self.string(d, p, "type").is_some_and(|t| {
+            matches!(t.trim().to_ascii_lowercase().as_str(), "mssql" | "sqlserver" | "sql_server")
+        });
+        let kind = if sql_server {
+            self.report(
+                "target.type",
+                "a SQL Server target is not available in this version; the target must be PostgreSQL (postgres)",
+            );
+            TargetKind::Postgres
+        } else if d.contains_key("type") {
             self.choice(
                 d,
                 p,

@@ -537,3 +537,20 @@ fn reconnect_timeout_defaults_to_two_minutes_and_a_resume_may_change_it() {
 fn the_configuration_reference_is_generated_from_the_documented_keys() {
     mssql_pg_migrate_testkit::check_generated("docs/CONFIG.md", &mssql_pg_migrate_config::reference::markdown());
 }
+
+#[test]
+fn a_sql_server_target_is_refused_by_name_with_what_the_target_must_be() {
+    for kind in ["mssql", "SQLServer"] {
+        let yaml = format!(
+            "source: {{type: mssql, host: h, database: d, user: u, password: p}}\n\
+             target: {{type: {kind}, host: h2, database: d2, user: u2, password: p2}}\n"
+        );
+        let p = problems(Loader::new().load_str(&yaml, "yaml"));
+        let keys: Vec<&str> = p.0.iter().map(|x| x.key.as_str()).collect();
+        assert_eq!(keys, ["target.type"], "{p}");
+        assert!(
+            problem_for(&p, "target.type").contains("a SQL Server target is not available in this version"),
+            "{p}"
+        );
+    }
+}
