@@ -155,7 +155,8 @@ fn stage_table(columns: &[&Column]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ");
-    format!("CREATE TABLE {STAGE_TABLE} ({definitions})")
+    // A load that failed on this session may have left it behind.
+    format!("DROP TABLE IF EXISTS {STAGE_TABLE}; CREATE TABLE {STAGE_TABLE} ({definitions})")
 }
 
 async fn execute<S>(client: &mut Client<Compat<S>>, sql: &str, context: &str) -> Result<(), TransferError>
