@@ -535,9 +535,9 @@ impl Walker<'_> {
 
     fn target(&mut self, d: &Dict, base: &Path) -> TargetConfig {
         let p = "target";
-        let sql_server = self.string(d, p, "type").is_some_and(|t| {
-            matches!(t.trim().to_ascii_lowercase().as_str(), "mssql" | "sqlserver" | "sql_server")
-        });
+        let sql_server = self
+            .string(d, p, "type")
+            .is_some_and(|t| matches!(t.trim().to_ascii_lowercase().as_str(), "mssql" | "sqlserver" | "sql_server"));
         let kind = if sql_server {
             self.report(
                 "target.type",

@@ -548,9 +548,6 @@ fn a_sql_server_target_is_refused_by_name_with_what_the_target_must_be() {
         let p = problems(Loader::new().load_str(&yaml, "yaml"));
         let keys: Vec<&str> = p.0.iter().map(|x| x.key.as_str()).collect();
         assert_eq!(keys, ["target.type"], "{p}");
-        assert!(
-            problem_for(&p, "target.type").contains("a SQL Server target is not available in this version"),
-            "{p}"
-        );
+        assert!(problem_for(&p, "target.type").contains("a SQL Server target is not available in this version"), "{p}");
     }
 }
