@@ -26,7 +26,7 @@ pub struct ReadColumn {
 pub struct ReadSpec {
     pub schema: String,
     pub table: String,
-    /// The copied columns, in the target COPY's order.
+    /// The copied columns, in the order the target takes them.
     pub columns: Vec<ReadColumn>,
     /// Positions in `columns` of the primary key, in key order; empty when
     /// the table has no usable key and is read as one stream.

@@ -1,8 +1,9 @@
 //! A SQL Server source over tiberius 0.13, pooled with bb8 through
 //! [`MssqlManager`].
 //!
-//! Values go from tiberius' [`ColumnData`] straight into the COPY buffer
-//! ([`encode_cell`]), without an owned value per cell. Types tiberius would
+//! Values go from tiberius' [`ColumnData`] straight into the run's
+//! [`CellEncoder`] ([`encode_cell`]; binary COPY for a PostgreSQL target),
+//! without an owned value per cell. Types tiberius would
 //! read inexactly are converted by the server in the SELECT list instead
 //! ([`select_expression`]): money arrives as `f64` from tiberius, so it is
 //! cast to `decimal`; datetimeoffset is shifted to UTC.

@@ -14,16 +14,24 @@
 //! - no constraint checks and no triggers: keys and checks are added after
 //!   the data, and checked then.
 //!
-//! tiberius' bulk load refuses a string or binary value above 64 KB (it
-//! checks it against a `(max)` column's 16-bit length word), so such
-//! values are loaded empty and written afterwards by the row's primary key.
+//! Where tiberius or the server would not take a value as it is:
+//!
+//! - tiberius refuses a string or binary value above 64 KB (it checks it
+//!   against a `(max)` column's 16-bit length word), so such values are
+//!   loaded empty and written afterwards by the row's primary key;
+//! - tiberius sends a time's increments at the scale it was read at, and
+//!   the server reads them at the column's, so times are rescaled to the
+//!   column's scale first;
+//! - Babelfish misreads bulk-loaded decimals and negative smallmoney, so
+//!   there a table with numbers goes through a staging table (see
+//!   [`bulk_load`]).
+
+use std::borrow::Cow;
 
 use mssql_pg_migrate_dialect::TransferError;
 use mssql_pg_migrate_schema::ident::{qualified_mssql, quote_mssql};
 use mssql_pg_migrate_schema::{Column, ColumnType, Table};
 use mssql_pg_migrate_typemap::MssqlType;
-use std::borrow::Cow;
-
 use tiberius::time::{DateTime2, DateTimeOffset, Time};
 use tiberius::{Client, ColumnData, SqlBulkCopyOption, SqlBulkCopyOptions, TokenRow, TypeInfo, VarLenType};
 use tokio::io::{AsyncRead, AsyncWrite};

@@ -1,5 +1,5 @@
 //! PostgreSQL DDL for planned target tables. Pure: every statement is built
-//! from [`TargetTable`] with identifiers through [`quote_pg`](mssql_pg_migrate_schema::ident::quote_pg) and literals
+//! from [`TargetTable`] with identifiers through [`quote_pg`] and literals
 //! through [`literal_pg`](mssql_pg_migrate_schema::ident::literal_pg).
 
 use std::fmt::Write as _;

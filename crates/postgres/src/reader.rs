@@ -1,6 +1,7 @@
 //! A PostgreSQL source. Rows are fetched in binary format and each field's
-//! bytes go into the COPY buffer as they are: PostgreSQL's binary send
-//! format is also binary COPY's field format, so no value is decoded.
+//! bytes go to the row sink as they are ([`RowSink::field`]): PostgreSQL's
+//! binary send format is also binary COPY's field format, so no value is
+//! decoded.
 
 use std::error::Error;
 use std::fmt::Write as _;
