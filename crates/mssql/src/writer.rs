@@ -197,7 +197,9 @@ struct Deferred {
 /// # Errors
 /// [`TransferError::Server`] naming the table when the server refuses the
 /// load or a row; [`TransferError::Value`] for a value above 64 KB in a
-/// table without a primary key, which no UPDATE could find again.
+/// table without a primary key, which no UPDATE could find again. After
+/// an error the session may be in the middle of the bulk-load protocol:
+/// drop it rather than reuse it.
 pub async fn bulk_load<S, R>(
     client: &mut Client<Compat<S>>,
     schema: &str,

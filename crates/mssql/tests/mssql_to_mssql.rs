@@ -220,6 +220,42 @@ async fn a_copy_between_two_databases_keeps_every_value_key_index_check_and_iden
     let ours = scalar(&mut copy, &next_id(COPY_SCHEMA)).await;
     assert_eq!(ours, theirs, "the copy's next identity");
 
+    // A value above 64 KB in a table without a key has no row to be
+    // written into after the load: the load stops, naming the column.
+    let keyless = Table::new(
+        SOURCE_SCHEMA,
+        "keyless_big",
+        vec![{
+            let mut body = Column::new(
+                "Body",
+                mssql_pg_migrate_schema::ColumnType::Mssql(mssql_pg_migrate_typemap::MssqlType::NVarChar(
+                    mssql_pg_migrate_typemap::Length::Max,
+                )),
+            );
+            body.nullable = true;
+            body
+        }],
+    );
+    execute(&mut copy, &ddl::create_table(COPY_SCHEMA, &keyless).unwrap()).await;
+    let big = vec![vec![ColumnData::String(Some("x".repeat(40_000).into()))]];
+    let error = writer::bulk_load(&mut copy, COPY_SCHEMA, &keyless, big, babelfish).await.unwrap_err();
+    assert!(
+        matches!(&error, mssql_pg_migrate_dialect::TransferError::Value { column, .. } if column == "Body"),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("no primary key"), "{error}");
+    // A failed load leaves its session mid-protocol: the next load takes another.
+    drop(copy);
+    let mut copy = copy_server.connect().await.unwrap();
+    let small = vec![vec![ColumnData::String(Some("x".repeat(30_000).into()))]];
+    assert_eq!(writer::bulk_load(&mut copy, COPY_SCHEMA, &keyless, small, babelfish).await.unwrap(), 1);
+    let stored = scalar(
+        &mut copy,
+        &format!("SELECT CAST(LEN(Body) AS int) FROM {}", qualified_mssql(COPY_SCHEMA, "keyless_big")),
+    )
+    .await;
+    assert_eq!(stored, ColumnData::I32(Some(30_000)));
+
     drop(copy);
     execute_script(&mut admin, &format!("DROP DATABASE {COPY_DATABASE}\nGO\n")).await;
 }
