@@ -99,11 +99,6 @@ pub trait ChecksumSql {
     fn grouped(&self, table: &str, bucket: &str, hash: &str, filter: &str) -> String;
 }
 
-/// Whether every column of `columns` is hashed by the server's own hash.
-pub fn all_native(columns: &[HashedColumn<'_>]) -> bool {
-    columns.iter().all(|c| matches!(c.form, FieldForm::Native(_)))
-}
-
 /// How a SQL Server hashes a string's UTF-8 bytes, found by asking the
 /// server (the probes in the SQL Server crate) rather than by its version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,14 +5,13 @@
 //! unit tests, and the integration suite (run when `MSSQL_TEST_URL` is
 //! set) runs the queries against a real server.
 
+use mssql_pg_migrate_schema::catalog::{CatalogRows, TableRow};
+use mssql_pg_migrate_schema::ident::qualified_mssql;
+use mssql_pg_migrate_schema::{Column, ColumnType, Computed, Identity, ReferentialAction, SchemaError, Table};
 use mssql_pg_migrate_typemap::{CatalogType, MssqlType};
 use tiberius::{Client, Row};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::compat::Compat;
-
-use mssql_pg_migrate_schema::catalog::{CatalogRows, TableRow};
-use mssql_pg_migrate_schema::ident::qualified_mssql;
-use mssql_pg_migrate_schema::{Column, ColumnType, Computed, Identity, ReferentialAction, SchemaError, Table};
 
 pub mod facts;
 

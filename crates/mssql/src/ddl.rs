@@ -37,7 +37,7 @@ use std::fmt::Write as _;
 
 use mssql_pg_migrate_dialect::TransferError;
 use mssql_pg_migrate_schema::ident::{literal_mssql, qualified_mssql, quote_mssql};
-use mssql_pg_migrate_schema::{Column, ColumnType, ReferentialAction, Table};
+use mssql_pg_migrate_schema::{CheckConstraint, Column, ColumnType, ForeignKey, Key, ReferentialAction, Table};
 use mssql_pg_migrate_typemap::MssqlType;
 
 /// A comma-separated list of quoted names.
@@ -132,31 +132,21 @@ pub fn loaded_columns(table: &Table) -> impl Iterator<Item = &Column> {
         .filter(|c| c.computed.is_none() && !matches!(c.data_type, ColumnType::Mssql(MssqlType::RowVersion)))
 }
 
+/// `ALTER TABLE … ADD CONSTRAINT name body` on the table's copy in `schema`.
+fn add_constraint(schema: &str, table: &Table, name: &str, body: &str) -> String {
+    format!("ALTER TABLE {} ADD CONSTRAINT {} {body}", qualified_mssql(schema, &table.name), quote_mssql(name))
+}
+
 /// The primary key, added after the data.
 pub fn primary_key(schema: &str, table: &Table) -> Option<String> {
     let key = table.primary_key.as_ref()?;
-    Some(format!(
-        "ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})",
-        qualified_mssql(schema, &table.name),
-        quote_mssql(&key.name),
-        names(&key.columns)
-    ))
+    Some(add_constraint(schema, table, &key.name, &format!("PRIMARY KEY ({})", names(&key.columns))))
 }
 
 /// The unique constraints, added after the data.
 pub fn unique_constraints(schema: &str, table: &Table) -> Vec<String> {
-    table
-        .unique_constraints
-        .iter()
-        .map(|key| {
-            format!(
-                "ALTER TABLE {} ADD CONSTRAINT {} UNIQUE ({})",
-                qualified_mssql(schema, &table.name),
-                quote_mssql(&key.name),
-                names(&key.columns)
-            )
-        })
-        .collect()
+    let unique = |key: &Key| add_constraint(schema, table, &key.name, &format!("UNIQUE ({})", names(&key.columns)));
+    table.unique_constraints.iter().map(unique).collect()
 }
 
 /// The indexes, with their sort directions, included columns and filters.
@@ -195,18 +185,10 @@ pub fn indexes(schema: &str, table: &Table) -> Vec<String> {
 /// SQL Server assumes for a new constraint, so it is not written
 /// (Babelfish refuses the clause).
 pub fn checks(schema: &str, table: &Table) -> Vec<String> {
-    table
-        .checks
-        .iter()
-        .map(|check| {
-            format!(
-                "ALTER TABLE {} ADD CONSTRAINT {} CHECK {}",
-                qualified_mssql(schema, &table.name),
-                quote_mssql(&check.name),
-                parenthesized(&check.expression)
-            )
-        })
-        .collect()
+    let check = |c: &CheckConstraint| {
+        add_constraint(schema, table, &c.name, &format!("CHECK {}", parenthesized(&c.expression)))
+    };
+    table.checks.iter().map(check).collect()
 }
 
 /// `expression` in parentheses, unless the catalog already wrote them.
@@ -229,24 +211,19 @@ fn action(action: ReferentialAction) -> &'static str {
 /// table's own schema references the copy in `schema`; one referencing
 /// another schema keeps it.
 pub fn foreign_keys(schema: &str, table: &Table) -> Vec<String> {
-    table
-        .foreign_keys
-        .iter()
-        .map(|fk| {
-            let referenced_schema = if fk.referenced_schema == table.schema { schema } else { &fk.referenced_schema };
-            format!(
-                "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) \
-                 ON DELETE {} ON UPDATE {}",
-                qualified_mssql(schema, &table.name),
-                quote_mssql(&fk.name),
-                names(&fk.columns),
-                qualified_mssql(referenced_schema, &fk.referenced_table),
-                names(&fk.referenced_columns),
-                action(fk.on_delete),
-                action(fk.on_update)
-            )
-        })
-        .collect()
+    let foreign_key = |fk: &ForeignKey| {
+        let referenced_schema = if fk.referenced_schema == table.schema { schema } else { &fk.referenced_schema };
+        let body = format!(
+            "FOREIGN KEY ({}) REFERENCES {} ({}) ON DELETE {} ON UPDATE {}",
+            names(&fk.columns),
+            qualified_mssql(referenced_schema, &fk.referenced_table),
+            names(&fk.referenced_columns),
+            action(fk.on_delete),
+            action(fk.on_update)
+        );
+        add_constraint(schema, table, &fk.name, &body)
+    };
+    table.foreign_keys.iter().map(foreign_key).collect()
 }
 
 /// Sets the identity's current value to the source's, so the next row the

@@ -15,6 +15,13 @@ use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use mssql_pg_migrate_config::Secret;
+use mssql_pg_migrate_dialect::checksum::{BucketSum, Buckets, ChecksumDialect, MssqlStrings};
+use mssql_pg_migrate_dialect::sink::{CellEncoder, EncodeError, FieldError, RowSink};
+use mssql_pg_migrate_dialect::source::{
+    ChangeKind, ChangedSince, KeyText, Page, ReadColumn, ReadSpec, ServerProbe, Source, TableAccess, TableName, hex,
+    join_key_parts, split_key_parts, unhex,
+};
+use mssql_pg_migrate_dialect::{Side, TransferError, Transience};
 use mssql_pg_migrate_schema::ident::{literal_mssql, qualified_mssql, quote_mssql};
 use mssql_pg_migrate_schema::target::Dialect;
 use mssql_pg_migrate_schema::{ColumnType, Table};
@@ -23,14 +30,6 @@ use tiberius::{AuthMethod, Client, ColumnData, Config, EncryptionLevel, Query};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
-
-use mssql_pg_migrate_dialect::checksum::{BucketSum, Buckets, ChecksumDialect, MssqlStrings};
-use mssql_pg_migrate_dialect::sink::{CellEncoder, EncodeError, FieldError, RowSink};
-use mssql_pg_migrate_dialect::source::{
-    ChangeKind, ChangedSince, KeyText, Page, ReadColumn, ReadSpec, ServerProbe, Source, TableAccess, TableName, hex,
-    join_key_parts, split_key_parts, unhex,
-};
-use mssql_pg_migrate_dialect::{Side, TransferError, Transience};
 
 use crate::checksum;
 use crate::error::{server_error, tiberius_transience};

@@ -39,7 +39,6 @@ use tokio_util::compat::Compat;
 
 use crate::ddl::loaded_columns;
 use crate::error::server_error;
-use crate::reader;
 
 /// How a copy reads `column` from a SQL Server source so the bulk load
 /// writes it exactly: tiberius decodes `money` as a float, so it is read as
@@ -243,18 +242,19 @@ where
         .map_err(|e| server_error(&context, &e))?;
     for row in rows {
         let mut token = TokenRow::with_capacity(row.len());
-        let key_values = || key.iter().filter_map(|&k| row.get(k).map(reader::owned)).collect::<Vec<_>>();
-        let mut row_key = None;
-        for (index, cell) in row.iter().enumerate() {
-            if !too_large(cell) {
-                let cell = at_scale(cell.clone(), scales.get(index).copied().flatten());
-                token.push(match cell {
+        // The key is copied only for a row that has a value to write later;
+        // every other cell moves into the load as it is.
+        let row_key: Option<Vec<ColumnData<'static>>> =
+            row.iter().any(too_large).then(|| key.iter().filter_map(|&k| row.get(k).cloned()).collect());
+        for (index, cell) in row.into_iter().enumerate() {
+            if !too_large(&cell) {
+                token.push(match at_scale(cell, scales.get(index).copied().flatten()) {
                     ColumnData::Numeric(n) if staged => ColumnData::String(n.map(|n| Cow::Owned(n.to_string()))),
                     other => other,
                 });
                 continue;
             }
-            if !keyed {
+            let Some(key) = row_key.as_ref().filter(|_| keyed) else {
                 return Err(TransferError::Value {
                     table: target,
                     column: loaded.get(index).map_or_else(String::new, |c| c.name.clone()),
@@ -263,10 +263,9 @@ where
                               by which to write it afterwards"
                         .into(),
                 });
-            }
-            token.push(placeholder(cell));
-            let key = row_key.get_or_insert_with(key_values).clone();
-            deferred.push(Deferred { key, column: index, value: cell.clone() });
+            };
+            token.push(placeholder(&cell));
+            deferred.push(Deferred { key: key.clone(), column: index, value: cell });
         }
         load.send(token).await.map_err(|e| server_error(&context, &e))?;
     }
@@ -280,13 +279,9 @@ where
         }
         execute(client, &sql, &context).await?;
     }
+    let condition =
+        key.iter().enumerate().map(|(i, &k)| format!("{} = @P{}", columns[k], i + 2)).collect::<Vec<_>>().join(" AND ");
     for Deferred { key: key_values, column, value } in deferred {
-        let condition = key
-            .iter()
-            .enumerate()
-            .map(|(i, &k)| format!("{} = @P{}", columns[k], i + 2))
-            .collect::<Vec<_>>()
-            .join(" AND ");
         let sql = format!("UPDATE {target} SET {} = @P1 WHERE {condition}", columns[column]);
         let mut params: Vec<&dyn tiberius::ToSql> = vec![&value];
         params.extend(key_values.iter().map(|k| k as &dyn tiberius::ToSql));

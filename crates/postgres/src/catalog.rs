@@ -3,14 +3,13 @@
 
 use std::str::FromStr;
 
-use mssql_pg_migrate_typemap::{BuiltinName, PgType};
-use tokio_postgres::Row;
-use tokio_postgres::types::FromSql;
-
 use mssql_pg_migrate_schema::catalog::{
     CatalogRows, CheckRow, ColumnRow, ForeignKeyColumnRow, IndexColumnRow, KeyColumnRow, KeyKind, TableRow,
 };
 use mssql_pg_migrate_schema::{Column, ColumnType, Computed, Identity, ReferentialAction, SchemaError, Table};
+use mssql_pg_migrate_typemap::{BuiltinName, PgType};
+use tokio_postgres::Row;
+use tokio_postgres::types::FromSql;
 
 /// Tables of one schema with the planner's row estimate and the heap plus
 /// TOAST size as of the last VACUUM or ANALYZE (no privilege needed).

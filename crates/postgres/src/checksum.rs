@@ -4,7 +4,7 @@
 //! `deep::checksum` says why the forms are what they are.
 
 use mssql_pg_migrate_dialect::checksum::{
-    BucketSum, Buckets, ChecksumDialect, ChecksumSql, FieldForm, HashedColumn, KEY_HASH_MAX, NativeHash, all_native,
+    BucketSum, Buckets, ChecksumDialect, ChecksumSql, FieldForm, HashedColumn, KEY_HASH_MAX, NativeHash,
 };
 use mssql_pg_migrate_schema::ident::quote_pg;
 use tokio_postgres::types::Type;
@@ -161,4 +161,9 @@ impl ChecksumSql for PgChecksum {
              FROM (SELECT {bucket} AS mpm_b, {hash} AS mpm_h FROM {table}{filter}) s GROUP BY mpm_b"
         )
     }
+}
+
+/// Whether every column of `columns` is hashed by the server's own hash.
+fn all_native(columns: &[HashedColumn<'_>]) -> bool {
+    columns.iter().all(|c| matches!(c.form, FieldForm::Native(_)))
 }

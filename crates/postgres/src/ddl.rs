@@ -4,11 +4,10 @@
 
 use std::fmt::Write as _;
 
-use mssql_pg_migrate_typemap::PgType;
-
 use mssql_pg_migrate_schema::ReferentialAction;
 use mssql_pg_migrate_schema::ident::{qualified_pg, quote_pg};
 use mssql_pg_migrate_schema::target::{TargetColumn, TargetForeignKey, TargetIndex, TargetKey, TargetTable};
+use mssql_pg_migrate_typemap::PgType;
 
 fn column_list<'a>(names: impl IntoIterator<Item = &'a String>) -> String {
     names.into_iter().map(|n| quote_pg(n)).collect::<Vec<_>>().join(", ")

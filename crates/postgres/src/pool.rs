@@ -4,9 +4,8 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use mssql_pg_migrate_config::{Secret, SslMode};
-use tokio_postgres_rustls::MakeRustlsConnect;
-
 use mssql_pg_migrate_dialect::{Side, TransferError, Transience};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::pg_transience;
 use crate::tls::{self, TlsFiles};

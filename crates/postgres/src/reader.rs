@@ -8,12 +8,6 @@ use std::fmt::Write as _;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{TryStreamExt, pin_mut};
-use mssql_pg_migrate_schema::Table;
-use mssql_pg_migrate_schema::ident::{literal_pg, qualified_pg, quote_pg};
-use mssql_pg_migrate_schema::target::Dialect;
-use mssql_pg_migrate_typemap::PgType;
-use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
-
 use mssql_pg_migrate_dialect::checksum::{BucketSum, Buckets, ChecksumDialect};
 use mssql_pg_migrate_dialect::sink::{CellEncoder as _, FieldError, RowSink};
 use mssql_pg_migrate_dialect::source::{
@@ -21,6 +15,11 @@ use mssql_pg_migrate_dialect::source::{
     join_key_parts, split_key_parts, unhex,
 };
 use mssql_pg_migrate_dialect::{Side, TransferError};
+use mssql_pg_migrate_schema::Table;
+use mssql_pg_migrate_schema::ident::{literal_pg, qualified_pg, quote_pg};
+use mssql_pg_migrate_schema::target::Dialect;
+use mssql_pg_migrate_typemap::PgType;
+use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
 use crate::error::pg_error;
 use crate::pool::PgPool;

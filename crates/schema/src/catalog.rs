@@ -107,17 +107,9 @@ pub fn assemble(rows: CatalogRows, select: &dyn Fn(&str, &str) -> bool) -> Vec<T
         .filter(|t| select(&t.schema, &t.name))
         .map(|t| {
             let table = Table {
-                schema: t.schema,
-                name: t.name,
-                columns: Vec::new(),
-                primary_key: None,
-                unique_constraints: Vec::new(),
-                indexes: Vec::new(),
-                foreign_keys: Vec::new(),
-                checks: Vec::new(),
                 estimated_rows: u64::try_from(t.estimated_rows).unwrap_or(0),
                 estimated_bytes: u64::try_from(t.estimated_bytes).unwrap_or(0),
-                unsupported: Vec::new(),
+                ..Table::new(t.schema, t.name, Vec::new())
             };
             (t.object_id, table)
         })

@@ -263,21 +263,17 @@ mod tests {
     fn without_a_catalog_size_wide_tables_outweigh_long_narrow_ones() {
         use mssql_pg_migrate_typemap::Length;
         let table = |rows: u64, bytes: u64, types: Vec<MssqlType>| Table {
-            schema: "dbo".into(),
-            name: "t".into(),
-            columns: types
-                .into_iter()
-                .enumerate()
-                .map(|(i, t)| Column::new(format!("c{i}"), ColumnType::Mssql(t)))
-                .collect(),
-            primary_key: None,
-            unique_constraints: vec![],
-            indexes: vec![],
-            foreign_keys: vec![],
-            checks: vec![],
             estimated_rows: rows,
             estimated_bytes: bytes,
-            unsupported: vec![],
+            ..Table::new(
+                "dbo",
+                "t",
+                types
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, t)| Column::new(format!("c{i}"), ColumnType::Mssql(t)))
+                    .collect(),
+            )
         };
         // Stack Overflow's shape: votes are many narrow rows, posts fewer
         // rows with a document each.

@@ -11,7 +11,6 @@
 //! chunk's progress reaches the state around that commit is in
 //! [`crate::progress`].
 
-use mssql_pg_migrate_postgres::pg_error;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -20,7 +19,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt, pin_mut};
 use mssql_pg_migrate_config::{Config, DeleteMissing, Fingerprint, MigrationConfig, TargetMode};
-use mssql_pg_migrate_postgres::ddl;
+use mssql_pg_migrate_postgres::{ddl, pg_error};
 use mssql_pg_migrate_schema::target::{Note, NoteKind, TargetTable};
 use mssql_pg_migrate_schema::{ColumnType, Table};
 use mssql_pg_migrate_state::{ChangeMark, PartitionState, RunState, RunStatus, TableState, WorkStatus, now_rfc3339};

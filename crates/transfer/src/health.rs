@@ -3,12 +3,12 @@
 //! the logins hold every permission the run needs. Nothing is written to
 //! either server.
 
-use mssql_pg_migrate_postgres::pg_error;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use mssql_pg_migrate_config::{Config, SourceConfig, TargetConfig, TargetMode};
+use mssql_pg_migrate_postgres::pg_error;
 use mssql_pg_migrate_schema::ident::quote_pg;
 use serde::Serialize;
 

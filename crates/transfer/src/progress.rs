@@ -13,10 +13,10 @@
 //! Either way one session holds an advisory lock on the migration for the
 //! whole run, so two runs of the same migration cannot overlap.
 
-use mssql_pg_migrate_postgres::pg_error;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use mssql_pg_migrate_postgres::pg_error;
 use mssql_pg_migrate_schema::ident::literal_pg;
 use mssql_pg_migrate_state::{ChangeMark, RunState, StateError, WorkStatus, now_rfc3339, write_atomically};
 use tokio::sync::oneshot;

@@ -3,11 +3,10 @@
 //! sides, at the same moment per table), so a source that is still being
 //! written to can differ for that reason alone.
 
-use mssql_pg_migrate_postgres::pg_error;
 use std::sync::Arc;
 
 use mssql_pg_migrate_config::Config;
-use mssql_pg_migrate_postgres::ddl;
+use mssql_pg_migrate_postgres::{ddl, pg_error};
 use serde::Serialize;
 
 use crate::connect::{SourceJob, target_endpoint, with_source};

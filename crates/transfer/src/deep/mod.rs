@@ -22,14 +22,13 @@ pub mod checksum;
 pub mod compare;
 mod narrow;
 
-use mssql_pg_migrate_postgres::pg_error;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt, pin_mut};
 use mssql_pg_migrate_config::Config;
-use mssql_pg_migrate_postgres::ddl;
+use mssql_pg_migrate_postgres::{ddl, pg_error};
 use mssql_pg_migrate_schema::ident::quote_pg;
 use mssql_pg_migrate_schema::target::TargetTable;
 use mssql_pg_migrate_typemap::PgType;

@@ -14,6 +14,7 @@
 //! of both tables. The rows of differing buckets are read in a few scans
 //! filtered by the hash ([`HASHED_READ_BUCKETS`] buckets each).
 
+use mssql_pg_migrate_postgres::checksum::{bucket_sums, session_checksum_dialect};
 use mssql_pg_migrate_postgres::pg_error;
 use mssql_pg_migrate_schema::ident::{qualified_mssql, qualified_pg};
 use mssql_pg_migrate_schema::target::TargetTable;
@@ -21,10 +22,6 @@ use mssql_pg_migrate_schema::target::TargetTable;
 use super::checksum::{
     self, BEYOND, BucketKey, BucketSum, Buckets, ChecksumDialect, HashedColumn, KEY_HASH_MAX, Scope, differing_buckets,
 };
-use mssql_pg_migrate_postgres::checksum::{
-    bucket_sums as postgres_bucket_sums, session_checksum_dialect as postgres_checksum_dialect,
-};
-
 use super::target_error;
 use crate::error::{Side, TransferError};
 use crate::source::{ReadSpec, Source};
@@ -82,7 +79,7 @@ pub(super) async fn checksum_dialects<S: Source>(
     if !asked && matches!(source_dialect, ChecksumDialect::Mssql { interpreted: true, .. }) {
         return Ok(None);
     }
-    let target_dialect = postgres_checksum_dialect(client)
+    let target_dialect = session_checksum_dialect(client)
         .await
         .map_err(|e| pg_error(Side::Target, "asking the server's encoding", &e))?;
     let Some(mut target_dialect) = target_dialect else { return Ok(None) };
@@ -164,7 +161,7 @@ impl<S: Source> Sides<'_, S> {
         };
         let bounds = buckets.map(|(b, _)| b);
         let theirs = async {
-            postgres_bucket_sums(self.client, theirs, bounds)
+            bucket_sums(self.client, theirs, bounds)
                 .await
                 .map_err(target_error("computing the checksums of", self.target))
         };
