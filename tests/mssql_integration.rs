@@ -15,7 +15,7 @@ use mssql_pg_migrate::transfer::deep::CompareMethod;
 use mssql_pg_migrate::transfer::dry_run::Chunking;
 use mssql_pg_migrate::transfer::source::mssql::MssqlEndpoint;
 use mssql_pg_migrate::transfer::{
-    self, DryRunOptions, Health, HealthOptions, RunOptions, TableStatus, TransferError, ValidateOptions,
+    self, DryRunOptions, Health, HealthOptions, RunOptions, Side, TableStatus, TransferError, ValidateOptions,
 };
 use mssql_pg_migrate_testkit::PgCluster;
 use mssql_pg_migrate_testkit::compare::compare_tables;
@@ -34,6 +34,7 @@ fn endpoint(server: &TestServer) -> MssqlEndpoint {
         strict: false,
         trust_server_cert: server.trust_server_cert,
         ca_cert: None,
+        side: Side::Source,
     }
 }
 

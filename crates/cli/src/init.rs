@@ -382,6 +382,7 @@ impl<P: Prompter, S: Servers> Wizard<'_, P, S> {
             };
             let target = TargetConfig {
                 kind: mssql_pg_migrate::config::TargetKind::Postgres,
+                mssql_tls: None,
                 host,
                 port,
                 database,

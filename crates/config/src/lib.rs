@@ -157,11 +157,23 @@ impl Serialize for Encrypt {
     }
 }
 
-/// The only target kind: PostgreSQL.
+/// The database a migration writes into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TargetKind {
     Postgres,
+    /// SQL Server (or Azure SQL): a copy between two SQL Servers, as the
+    /// SQL Server → SQL Server DAG of an Airflow pipeline does.
+    Mssql,
+}
+
+/// The TLS settings of a SQL Server target, as a SQL Server source has them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MssqlTls {
+    pub encrypt: Encrypt,
+    pub trust_server_cert: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// libpq's `sslmode` for a PostgreSQL connection (see the transfer
@@ -193,8 +205,12 @@ pub struct TargetConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_command: Option<String>,
     pub schema: String,
+    /// A PostgreSQL target's TLS (its defaults for a SQL Server target, which ignores them).
     #[serde(flatten)]
     pub tls: PgTls,
+    /// A SQL Server target's TLS (`None` for PostgreSQL).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub mssql_tls: Option<MssqlTls>,
 }
 
 /// How the target tables are prepared before data moves.

@@ -11,8 +11,8 @@ use crate::error::{Problem, Problems};
 use crate::glob::TablePattern;
 use crate::load::Origins;
 use crate::{
-    ChangeColumn, Config, DeleteMissing, Encrypt, IdentifierCase, MigrationConfig, PgTls, Secret, SourceConfig,
-    SourceKind, SslMode, TargetConfig, TargetKind, TargetMode, UpsertKey,
+    ChangeColumn, Config, DeleteMissing, Encrypt, IdentifierCase, MigrationConfig, MssqlTls, PgTls, Secret,
+    SourceConfig, SourceKind, SslMode, TargetConfig, TargetKind, TargetMode, UpsertKey,
 };
 
 const TOP_KEYS: &[&str] = &["source", "target", "migration"];
@@ -48,6 +48,9 @@ pub(crate) const TARGET_KEYS: &[&str] = &[
     "ssl_root_cert",
     "ssl_cert",
     "ssl_key",
+    "encrypt",
+    "trust_server_cert",
+    "ca_cert",
 ];
 pub(crate) const MIGRATION_KEYS: &[&str] = &[
     "target_mode",
@@ -451,6 +454,31 @@ impl Walker<'_> {
         self.uint(d, path, "port", 1..=65535).and_then(|p| u16::try_from(p).ok()).unwrap_or(default)
     }
 
+    /// The TLS keys of a SQL Server connection (the source, or a SQL Server target).
+    fn mssql_tls(&mut self, d: &Dict, p: &str, base: &Path) -> MssqlTls {
+        let encrypt = match d.get("encrypt") {
+            Some(Value::String(_, s)) if s.trim().eq_ignore_ascii_case("strict") => Encrypt::Strict,
+            _ if self.boolean(d, p, "encrypt", true) => Encrypt::On,
+            _ => Encrypt::Off,
+        };
+        let trust_server_cert = self.boolean(d, p, "trust_server_cert", false);
+        let ca_cert = self.string(d, p, "ca_cert").map(|file| {
+            let file = std::path::PathBuf::from(file);
+            let resolved = if file.is_absolute() { file } else { base.join(file) };
+            if !resolved.is_file() {
+                self.report(join(p, "ca_cert"), format!("{} is not a readable file", resolved.display()));
+            }
+            resolved
+        });
+        if ca_cert.is_some() && trust_server_cert {
+            self.report(
+                join(p, "ca_cert"),
+                "set either ca_cert (verify against this CA) or trust_server_cert: true (verify nothing), not both",
+            );
+        }
+        MssqlTls { encrypt, trust_server_cert, ca_cert }
+    }
+
     fn source(&mut self, d: &Dict, base: &Path) -> SourceConfig {
         let p = "source";
         let kind = if d.contains_key("type") {
@@ -496,26 +524,7 @@ impl Walker<'_> {
             self.report(join(p, key), format!("is not a setting of this source type; its TLS settings are {own}"));
         }
         let tls = (kind == SourceKind::Postgres).then(|| self.pg_tls(d, p, base));
-        let encrypt = match d.get("encrypt") {
-            Some(Value::String(_, s)) if s.trim().eq_ignore_ascii_case("strict") => Encrypt::Strict,
-            _ if self.boolean(d, p, "encrypt", true) => Encrypt::On,
-            _ => Encrypt::Off,
-        };
-        let trust_server_cert = self.boolean(d, p, "trust_server_cert", false);
-        let ca_cert = self.string(d, p, "ca_cert").map(|file| {
-            let file = std::path::PathBuf::from(file);
-            let resolved = if file.is_absolute() { file } else { base.join(file) };
-            if !resolved.is_file() {
-                self.report(join(p, "ca_cert"), format!("{} is not a readable file", resolved.display()));
-            }
-            resolved
-        });
-        if ca_cert.is_some() && trust_server_cert {
-            self.report(
-                join(p, "ca_cert"),
-                "set either ca_cert (verify against this CA) or trust_server_cert: true (verify nothing), not both",
-            );
-        }
+        let MssqlTls { encrypt, trust_server_cert, ca_cert } = self.mssql_tls(d, p, base);
         SourceConfig {
             kind,
             host,
@@ -535,38 +544,51 @@ impl Walker<'_> {
 
     fn target(&mut self, d: &Dict, base: &Path) -> TargetConfig {
         let p = "target";
-        let sql_server = self
-            .string(d, p, "type")
-            .is_some_and(|t| matches!(t.trim().to_ascii_lowercase().as_str(), "mssql" | "sqlserver" | "sql_server"));
-        let kind = if sql_server {
-            self.report(
-                "target.type",
-                "a SQL Server target is not available in this version; the target must be PostgreSQL (postgres)",
-            );
-            TargetKind::Postgres
-        } else if d.contains_key("type") {
+        let kind = if d.contains_key("type") {
             self.choice(
                 d,
                 p,
                 "type",
-                &[("postgres", TargetKind::Postgres), ("postgresql", TargetKind::Postgres)],
+                &[
+                    ("postgres", TargetKind::Postgres),
+                    ("postgresql", TargetKind::Postgres),
+                    ("mssql", TargetKind::Mssql),
+                    ("sqlserver", TargetKind::Mssql),
+                ],
                 TargetKind::Postgres,
             )
         } else {
-            self.report("target.type", "required key is missing (postgres or postgresql)");
+            self.report("target.type", "required key is missing (postgres, postgresql, mssql or sqlserver)");
             TargetKind::Postgres
         };
+        let (default_port, default_schema) = match kind {
+            TargetKind::Postgres => (5432, "public"),
+            TargetKind::Mssql => (1433, "dbo"),
+        };
         let host = self.required_string(d, p, "host");
-        let port = self.port(d, p, 5432);
+        let port = self.port(d, p, default_port);
         let database = self.required_string(d, p, "database");
         let user = self.required_string(d, p, "user");
-        let login = PgLogin { host: &host, port, database: &database, user: &user };
-        let credentials = self.password(d, p, base, Some(login));
-        let schema = self.string(d, p, "schema").unwrap_or_else(|| "public".to_owned());
+        let libpq =
+            (kind == TargetKind::Postgres).then_some(PgLogin { host: &host, port, database: &database, user: &user });
+        let credentials = self.password(d, p, base, libpq);
+        let schema = self.string(d, p, "schema").unwrap_or_else(|| default_schema.to_owned());
         if schema.trim().is_empty() {
             self.report("target.schema", "must not be empty");
         }
-        let tls = self.pg_tls(d, p, base);
+        let (mssql_keys, pg_keys) =
+            (["encrypt", "trust_server_cert", "ca_cert"], ["ssl_mode", "ssl_root_cert", "ssl_cert", "ssl_key"]);
+        let (foreign, own): (&[&str], &str) = match kind {
+            TargetKind::Mssql => (&pg_keys, "encrypt, trust_server_cert and ca_cert"),
+            TargetKind::Postgres => (&mssql_keys, "ssl_mode, ssl_root_cert, ssl_cert and ssl_key"),
+        };
+        for key in foreign.iter().filter(|k| d.contains_key(**k)) {
+            self.report(join(p, key), format!("is not a setting of this target type; its TLS settings are {own}"));
+        }
+        let (tls, mssql_tls) = match kind {
+            TargetKind::Postgres => (self.pg_tls(d, p, base), None),
+            TargetKind::Mssql => (PgTls::with_mode(SslMode::Prefer), Some(self.mssql_tls(d, p, base))),
+        };
         TargetConfig {
             kind,
             host,
@@ -578,6 +600,7 @@ impl Walker<'_> {
             password_command: credentials.command,
             schema,
             tls,
+            mssql_tls,
         }
     }
 
@@ -772,7 +795,11 @@ impl Walker<'_> {
 
     fn cross_checks(&mut self, c: &Config) {
         let m = &c.migration;
-        if c.source.kind == SourceKind::Postgres
+        let same_kind = matches!(
+            (c.source.kind, c.target.kind),
+            (SourceKind::Postgres, TargetKind::Postgres) | (SourceKind::Mssql, TargetKind::Mssql)
+        );
+        if same_kind
             && c.source.host.eq_ignore_ascii_case(&c.target.host)
             && c.source.port == c.target.port
             && c.source.database == c.target.database
@@ -785,6 +812,28 @@ impl Walker<'_> {
                     c.target.database, c.target.schema, c.target.host, c.target.port
                 ),
             );
+        }
+        if c.target.kind == TargetKind::Mssql {
+            if c.source.kind == SourceKind::Postgres {
+                self.report(
+                    "target.type",
+                    "a PostgreSQL source cannot be copied into a SQL Server target in this version \
+                     (there is no PostgreSQL → SQL Server type map yet); the target of a PostgreSQL source must be \
+                     PostgreSQL (postgres)",
+                );
+            }
+            if m.target_mode == TargetMode::Upsert {
+                self.report(
+                    "migration.target_mode",
+                    "upsert into a SQL Server target is not available in this version; use drop_recreate or truncate",
+                );
+            }
+            if m.use_unlogged_tables {
+                self.report(
+                    "migration.use_unlogged_tables",
+                    "is a PostgreSQL setting; a SQL Server target has no UNLOGGED tables",
+                );
+            }
         }
         if m.use_unlogged_tables && m.target_mode == TargetMode::Upsert {
             self.report(

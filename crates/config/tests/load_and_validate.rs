@@ -539,15 +539,39 @@ fn the_configuration_reference_is_generated_from_the_documented_keys() {
 }
 
 #[test]
-fn a_sql_server_target_is_refused_by_name_with_what_the_target_must_be() {
+fn a_sql_server_target_takes_its_own_defaults_and_tls_keys() {
     for kind in ["mssql", "SQLServer"] {
         let yaml = format!(
             "source: {{type: mssql, host: h, database: d, user: u, password: p}}\n\
-             target: {{type: {kind}, host: h2, database: d2, user: u2, password: p2}}\n"
+             target: {{type: {kind}, host: h2, database: d2, user: u2, password: p2, trust_server_cert: true}}\n"
         );
-        let p = problems(Loader::new().load_str(&yaml, "yaml"));
-        let keys: Vec<&str> = p.0.iter().map(|x| x.key.as_str()).collect();
-        assert_eq!(keys, ["target.type"], "{p}");
-        assert!(problem_for(&p, "target.type").contains("a SQL Server target is not available in this version"), "{p}");
+        let config = Loader::new().load_str(&yaml, "yaml").unwrap();
+        assert_eq!(config.target.kind, mssql_pg_migrate_config::TargetKind::Mssql);
+        assert_eq!((config.target.port, config.target.schema.as_str()), (1433, "dbo"));
+        let tls = config.target.mssql_tls.as_ref().unwrap();
+        assert_eq!((tls.encrypt, tls.trust_server_cert), (mssql_pg_migrate_config::Encrypt::On, true));
     }
+}
+
+#[test]
+fn a_sql_server_target_refuses_what_it_cannot_do_naming_the_key() {
+    let mssql_target = "target: {type: mssql, host: h2, database: d2, user: u2, password: p2, ssl_mode: require}\n";
+    let yaml = format!(
+        "source: {{type: postgres, host: h, database: d, user: u, password: p}}\n{mssql_target}\
+                        migration: {{target_mode: upsert}}\n"
+    );
+    let p = problems(Loader::new().load_str(&yaml, "yaml"));
+    assert!(
+        problem_for(&p, "target.type").contains("a PostgreSQL source cannot be copied into a SQL Server target"),
+        "{p}"
+    );
+    assert!(
+        problem_for(&p, "migration.target_mode").contains("upsert into a SQL Server target is not available"),
+        "{p}"
+    );
+    assert!(problem_for(&p, "target.ssl_mode").contains("is not a setting of this target type"), "{p}");
+    let same = "source: {type: mssql, host: h, database: d, user: u, password: p}\n\
+                target: {type: mssql, host: H, database: d, user: u, password: p}\n";
+    let p = problems(Loader::new().load_str(same, "yaml"));
+    assert!(problem_for(&p, "target.schema").contains("overwrite its own source"), "{p}");
 }

@@ -21,6 +21,22 @@ pub enum EncodeError {
     FieldTooLarge(usize),
     #[error("numeric scale {0} is above 38")]
     NumericScale(u8),
+    #[error("{0} cannot be written to this target")]
+    Unsupported(&'static str),
+}
+
+/// Microseconds a day has.
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// Microseconds in `increments` of 10^-`scale` s; digits below a
+/// microsecond (scale 7) are cut, as the type mapping documents.
+pub fn micros_of(increments: u64, scale: u8) -> i64 {
+    let increments = i64::try_from(increments).unwrap_or(i64::MAX);
+    if scale <= 6 {
+        increments.saturating_mul(10i64.pow(6 - u32::from(scale)))
+    } else {
+        increments / 10i64.pow(u32::from(scale.min(18)) - 6)
+    }
 }
 
 /// Encodes one row's cells, in the target's column order.
@@ -42,6 +58,25 @@ pub trait CellEncoder {
     /// A timestamp in microseconds since 2000-01-01 00:00 (UTC for a
     /// `timestamptz`).
     fn timestamp(&mut self, micros_since_2000: i64);
+    /// A time of day at the source's own precision: `increments` of
+    /// 10^-`scale` s (SQL Server's `time(0)`…`time(7)`). A target with
+    /// microseconds (PostgreSQL) takes [`CellEncoder::time`], cutting 100 ns digits.
+    fn time_fraction(&mut self, increments: u64, scale: u8) {
+        self.time(micros_of(increments, scale));
+    }
+    /// A date and time at the source's own precision: the days since
+    /// 2000-01-01 and the time of day as in [`CellEncoder::time_fraction`].
+    fn timestamp_fraction(&mut self, days_since_2000: i64, increments: u64, scale: u8) {
+        self.timestamp(days_since_2000 * MICROS_PER_DAY + micros_of(increments, scale));
+    }
+    /// An instant with the offset it was written at (SQL Server's
+    /// `datetimeoffset`): the UTC date and time as in
+    /// [`CellEncoder::timestamp_fraction`], and minutes east of UTC. A
+    /// target without offsets (PostgreSQL's `timestamptz`) keeps the instant.
+    fn timestamp_offset(&mut self, utc_days_since_2000: i64, increments: u64, scale: u8, offset_minutes: i16) {
+        let _ = offset_minutes;
+        self.timestamp_fraction(utc_days_since_2000, increments, scale);
+    }
     /// `mantissa × 10^-scale`.
     ///
     /// # Errors

@@ -37,7 +37,7 @@ use std::fmt::Write as _;
 
 use mssql_pg_migrate_dialect::TransferError;
 use mssql_pg_migrate_schema::ident::{literal_mssql, qualified_mssql, quote_mssql};
-use mssql_pg_migrate_schema::{CheckConstraint, Column, ColumnType, ForeignKey, Key, ReferentialAction, Table};
+use mssql_pg_migrate_schema::{CheckConstraint, Column, ColumnType, ForeignKey, Index, Key, ReferentialAction, Table};
 use mssql_pg_migrate_typemap::MssqlType;
 
 /// A comma-separated list of quoted names.
@@ -149,13 +149,19 @@ pub fn unique_constraints(schema: &str, table: &Table) -> Vec<String> {
     table.unique_constraints.iter().map(unique).collect()
 }
 
+/// Whether SQL Server can build `index`: one on an expression (only
+/// PostgreSQL has them) cannot.
+fn buildable(index: &Index) -> bool {
+    index.columns.iter().all(|c| c.expression.is_none())
+}
+
 /// The indexes, with their sort directions, included columns and filters.
 /// An index on an expression (only PostgreSQL has them) is left out.
 pub fn indexes(schema: &str, table: &Table) -> Vec<String> {
     table
         .indexes
         .iter()
-        .filter(|index| index.columns.iter().all(|c| c.expression.is_none()))
+        .filter(|index| buildable(index))
         .map(|index| {
             let columns = index
                 .columns
@@ -205,6 +211,54 @@ fn action(action: ReferentialAction) -> &'static str {
         ReferentialAction::SetNull => "SET NULL",
         ReferentialAction::SetDefault => "SET DEFAULT",
     }
+}
+
+/// `sql` run only if `schema` has no object (a constraint) named `name`:
+/// a resumed run redoes every step, and one done already is skipped on the
+/// server, SQL Server and Babelfish alike, rather than failing.
+fn unless_object(schema: &str, name: &str, sql: String) -> String {
+    format!("IF OBJECT_ID({}) IS NULL {sql}", literal_mssql(&qualified_mssql(schema, name)))
+}
+
+/// What completes a loaded table, in order, each statement with what it
+/// builds (for messages): the primary key, unique constraints, indexes
+/// (`with_indexes`) and checks (`with_checks`). Each is skipped when its
+/// object exists already (built by the run a resume continues).
+pub fn after_load(schema: &str, table: &Table, with_indexes: bool, with_checks: bool) -> Vec<(String, String)> {
+    let on = |kind: &str, name: &str| format!("{kind} {name} on {}", table.name);
+    let mut steps: Vec<(String, String)> = Vec::new();
+    if let (Some(key), Some(sql)) = (&table.primary_key, primary_key(schema, table)) {
+        steps.push((on("primary key", &key.name), unless_object(schema, &key.name, sql)));
+    }
+    let unique = table.unique_constraints.iter().zip(unique_constraints(schema, table));
+    steps.extend(unique.map(|(key, sql)| (on("unique constraint", &key.name), unless_object(schema, &key.name, sql))));
+    if with_indexes {
+        let built = table.indexes.iter().filter(|index| buildable(index)).zip(indexes(schema, table));
+        steps.extend(built.map(|(index, sql)| {
+            let guarded = format!(
+                "IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID({}) AND name = {}) {sql}",
+                literal_mssql(&qualified_mssql(schema, &table.name)),
+                literal_mssql(&index.name)
+            );
+            (on("index", &index.name), guarded)
+        }));
+    }
+    if with_checks {
+        let checks = table.checks.iter().zip(checks(schema, table));
+        steps.extend(checks.map(|(c, sql)| (on("check", &c.name), unless_object(schema, &c.name, sql))));
+    }
+    steps
+}
+
+/// The foreign keys as [`foreign_keys`], each with what it builds (for
+/// messages) and skipped when it exists already.
+pub fn named_foreign_keys(schema: &str, table: &Table) -> Vec<(String, String)> {
+    table
+        .foreign_keys
+        .iter()
+        .zip(foreign_keys(schema, table))
+        .map(|(fk, sql)| (format!("foreign key {} on {}", fk.name, table.name), unless_object(schema, &fk.name, sql)))
+        .collect()
 }
 
 /// The foreign keys, added last. A key referencing a table in the source
@@ -353,6 +407,32 @@ mod tests {
             ["CREATE INDEX [IX_Qty] ON [copy].[Orders] ([Qty] DESC, [At]) INCLUDE ([Note]]s]) WHERE ([Qty]>(0))"]
         );
         assert_eq!(checks("copy", &table), ["ALTER TABLE [copy].[Orders] ADD CONSTRAINT [CK_Qty] CHECK ([Qty]>=(0))"]);
+    }
+
+    #[test]
+    fn a_resumed_run_skips_each_finalization_step_whose_object_exists() {
+        let steps = after_load("copy", &orders(), true, false);
+        let what: Vec<&str> = steps.iter().map(|(w, _)| w.as_str()).collect();
+        assert_eq!(
+            what,
+            ["primary key PK_Orders on Orders", "unique constraint UQ_At on Orders", "index IX_Qty on Orders"]
+        );
+        assert_eq!(
+            steps[0].1,
+            "IF OBJECT_ID(N'[copy].[PK_Orders]') IS NULL \
+             ALTER TABLE [copy].[Orders] ADD CONSTRAINT [PK_Orders] PRIMARY KEY ([Id])"
+        );
+        assert!(
+            steps[2].1.starts_with(
+                "IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE object_id = OBJECT_ID(N'[copy].[Orders]') \
+                 AND name = N'IX_Qty') CREATE INDEX [IX_Qty]"
+            ),
+            "{}",
+            steps[2].1
+        );
+        let fks = named_foreign_keys("copy", &orders());
+        assert_eq!(fks[0].0, "foreign key FK_Same on Orders");
+        assert!(fks[0].1.starts_with("IF OBJECT_ID(N'[copy].[FK_Same]') IS NULL ALTER TABLE"), "{}", fks[0].1);
     }
 
     #[test]

@@ -5,16 +5,20 @@ use mssql_pg_migrate_dialect::{Side, TransferError, Transience};
 /// A SQL Server failure as the engine reports it, with the server's error
 /// number, what the tool was doing, and how the failure may pass.
 pub fn server_error(context: &str, e: &tiberius::error::Error) -> TransferError {
+    server_error_on(Side::Source, context, e)
+}
+
+/// As [`server_error`], for a SQL Server target.
+pub fn target_error(context: &str, e: &tiberius::error::Error) -> TransferError {
+    server_error_on(Side::Target, context, e)
+}
+
+fn server_error_on(side: Side, context: &str, e: &tiberius::error::Error) -> TransferError {
     let message = match e {
         tiberius::error::Error::Server(token) => format!("error {}: {}", token.code(), token.message()),
         other => other.to_string(),
     };
-    TransferError::Server {
-        side: Side::Source,
-        context: context.to_owned(),
-        message,
-        transience: tiberius_transience(e),
-    }
+    TransferError::Server { side, context: context.to_owned(), message, transience: tiberius_transience(e) }
 }
 
 /// How a SQL Server failure may pass. Outages: a broken socket; 4060

@@ -37,6 +37,8 @@ pub mod ddl;
 pub mod error;
 pub mod prelogin;
 pub mod reader;
+pub mod sink;
+pub mod target;
 pub mod writer;
 
 pub use reader::{MssqlEndpoint, MssqlSource};

@@ -6,7 +6,8 @@
 //! without an owned value per cell. Types tiberius would
 //! read inexactly are converted by the server in the SELECT list instead
 //! ([`select_expression`]): money arrives as `f64` from tiberius, so it is
-//! cast to `decimal`; datetimeoffset is shifted to UTC.
+//! cast to `decimal`. A datetimeoffset arrives as TDS has it (the UTC
+//! instant and its offset), for the encoder to keep what its target can.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -16,7 +17,7 @@ use std::time::Duration;
 use futures_util::TryStreamExt;
 use mssql_pg_migrate_config::Secret;
 use mssql_pg_migrate_dialect::checksum::{BucketSum, Buckets, ChecksumDialect, MssqlStrings};
-use mssql_pg_migrate_dialect::sink::{CellEncoder, EncodeError, FieldError, RowSink};
+use mssql_pg_migrate_dialect::sink::{CellEncoder, EncodeError, FieldError, RowSink, micros_of};
 use mssql_pg_migrate_dialect::source::{
     ChangeKind, ChangedSince, KeyText, Page, ReadColumn, ReadSpec, ServerProbe, Source, TableAccess, TableName, hex,
     join_key_parts, split_key_parts, unhex,
@@ -60,6 +61,8 @@ pub struct MssqlEndpoint {
     pub trust_server_cert: bool,
     /// A CA file the server's certificate must chain to.
     pub ca_cert: Option<std::path::PathBuf>,
+    /// Which end of the migration the server is, for messages.
+    pub side: Side,
 }
 
 impl MssqlEndpoint {
@@ -93,7 +96,7 @@ impl MssqlEndpoint {
     pub async fn connect(&self) -> Result<MssqlClient, TransferError> {
         let fail_as = |transience: Transience| {
             move |message: String| TransferError::Connect {
-                side: Side::Source,
+                side: self.side,
                 address: self.address(),
                 message,
                 transience,
@@ -114,8 +117,9 @@ impl MssqlEndpoint {
             match prelogin::server_offers_tls(&address, Duration::from_secs(15)).await.map_err(fail)? {
                 ServerEncryption::NotSupported => {
                     tracing::warn!(
-                        "the source server at {} offers no TLS: with encrypt: false the login, password \
+                        "the {} server at {} offers no TLS: with encrypt: false the login, password \
                          included, and all data cross the network in clear text",
+                        self.side,
                         self.address()
                     );
                     EncryptionLevel::NotSupported
@@ -135,8 +139,9 @@ impl MssqlEndpoint {
                 // A server without TDS 8.0 waits for a TDS PRELOGIN that a strict
                 // client never sends, so the handshake times out.
                 fail(format!(
-                    "{e} (source.encrypt: strict needs a server with TDS 8.0, such as SQL Server 2022 or Azure \
-                     SQL; use encrypt: true for older servers)"
+                    "{e} ({}.encrypt: strict needs a server with TDS 8.0, such as SQL Server 2022 or Azure \
+                     SQL; use encrypt: true for older servers)",
+                    self.side
                 ))
             } else {
                 fail(e.to_string())
@@ -175,10 +180,13 @@ impl bb8::ManageConnection for MssqlManager {
     }
 }
 
-/// A SQL Server database read through a bb8 pool.
+/// A SQL Server database reached through a bb8 pool: read as a source, and
+/// the sessions a SQL Server target writes through.
 #[derive(Debug, Clone)]
 pub struct MssqlSource {
     pool: bb8::Pool<MssqlManager>,
+    /// Which end of the migration the server is, for messages.
+    side: Side,
     /// Whether the server is Babelfish, for the few answers where it is not
     /// SQL Server (see the README of ../shared/babelfish).
     babelfish: bool,
@@ -226,6 +234,14 @@ impl MssqlSource {
     /// # Errors
     /// [`TransferError::Connect`] when the first connection fails.
     pub async fn connect(endpoint: MssqlEndpoint, max_size: u32) -> Result<MssqlSource, TransferError> {
+        MssqlSource::connect_as(endpoint, max_size, Side::Source).await
+    }
+
+    /// As [`MssqlSource::connect`], for the `side` of the migration the server is.
+    ///
+    /// # Errors
+    /// [`TransferError::Connect`] when the first connection fails.
+    pub async fn connect_as(endpoint: MssqlEndpoint, max_size: u32, side: Side) -> Result<MssqlSource, TransferError> {
         let unpooled = endpoint.clone();
         let mut first = endpoint.connect().await?;
         let max_size = max_size.max(1);
@@ -255,6 +271,7 @@ impl MssqlSource {
             .map_err(|_| TransferError::Config("the SQL Server pool refused its first connection".into()))?;
         Ok(MssqlSource {
             pool,
+            side,
             babelfish,
             endpoint: unpooled,
             max_size,
@@ -292,10 +309,28 @@ impl MssqlSource {
             .map_err(|e| server_error(context, &e))
     }
 
+    /// Whether the server is Babelfish.
+    pub fn is_babelfish(&self) -> bool {
+        self.babelfish
+    }
+
+    /// How to connect, outside the pool.
+    pub fn endpoint(&self) -> &MssqlEndpoint {
+        &self.endpoint
+    }
+
+    /// A pooled session, or the reason the pool cannot open one.
+    ///
+    /// # Errors
+    /// [`TransferError::Connect`].
+    pub async fn session(&self) -> Result<bb8::PooledConnection<'_, MssqlManager>, TransferError> {
+        self.conn().await
+    }
+
     /// A pooled connection, or the reason the pool cannot open one.
     async fn conn(&self) -> Result<bb8::PooledConnection<'_, MssqlManager>, TransferError> {
         let connect_error = |failure: ConnectFailure| TransferError::Connect {
-            side: Side::Source,
+            side: self.side,
             address: self.endpoint.address(),
             message: failure.message,
             transience: failure.transience,
@@ -317,7 +352,7 @@ impl MssqlSource {
             got = self.pool.get() => got.map_err(|e| match e {
                 bb8::RunError::User(e) => e,
                 bb8::RunError::TimedOut => TransferError::Connect {
-                    side: Side::Source,
+                    side: self.side,
                     address: self.endpoint.address(),
                     message: "no pooled connection became free within 60 s".into(),
                     transience: Transience::Outage,
@@ -360,9 +395,6 @@ pub fn select_expression(column: &ReadColumn) -> String {
     match &column.source_type {
         ColumnType::Mssql(MssqlType::Money) => format!("CAST({q} AS decimal(19,4))"),
         ColumnType::Mssql(MssqlType::SmallMoney) => format!("CAST({q} AS decimal(10,4))"),
-        ColumnType::Mssql(MssqlType::DateTimeOffset { .. }) => {
-            format!("CAST(SWITCHOFFSET({q}, '+00:00') AS datetime2(7))")
-        }
         ColumnType::Mssql(MssqlType::HierarchyId) => format!("CAST({q} AS nvarchar(4000))"),
         ColumnType::Mssql(MssqlType::Geography | MssqlType::Geometry) => format!("{q}.ToString()"),
         ColumnType::Mssql(MssqlType::SqlVariant) => format!("CAST({q} AS nvarchar(4000))"),
@@ -588,13 +620,6 @@ fn variant_name(data: &ColumnData<'_>) -> &'static str {
     }
 }
 
-/// Microseconds in a `time` value of `increments` at `scale` digits;
-/// 100 ns digits (scale 7) are truncated, as the type mapping documents.
-fn time_micros(increments: u64, scale: u8) -> i64 {
-    let inc = increments as i64;
-    if scale <= 6 { inc * 10i64.pow(6 - u32::from(scale)) } else { inc / 10i64.pow(u32::from(scale) - 6) }
-}
-
 fn write_integer<E: CellEncoder>(enc: &mut E, v: i64, target: PgType) -> Result<(), CellError> {
     let out_of_range = || CellError::OutOfRange { value: v.to_string(), target };
     match target {
@@ -699,15 +724,18 @@ pub fn encode_cell<E: CellEncoder>(enc: &mut E, data: &ColumnData<'_>, target: P
         },
         ColumnData::Date(Some(d)) => write_timestamp(enc, i64::from(d.days()) - DAYS_0001_TO_2000, 0, target)?,
         ColumnData::Time(Some(t)) => match target {
-            PgType::Time(_) => enc.time(time_micros(t.increments(), t.scale())),
+            PgType::Time(_) => enc.time_fraction(t.increments(), t.scale()),
             _ => return Err(unconvertible()),
         },
-        ColumnData::DateTime2(Some(dt)) => write_timestamp(
-            enc,
-            i64::from(dt.date().days()) - DAYS_0001_TO_2000,
-            time_micros(dt.time().increments(), dt.time().scale()),
-            target,
-        )?,
+        ColumnData::DateTime2(Some(dt)) => {
+            let days = i64::from(dt.date().days()) - DAYS_0001_TO_2000;
+            match target {
+                PgType::Timestamp(_) | PgType::TimestampTz(_) => {
+                    enc.timestamp_fraction(days, dt.time().increments(), dt.time().scale());
+                }
+                _ => write_timestamp(enc, days, micros_of(dt.time().increments(), dt.time().scale()), target)?,
+            }
+        }
         ColumnData::DateTime(Some(dt)) => {
             // 1/300 s ticks, rounded to the millisecond SQL Server shows
             // (.000/.003/.007), as the type mapping documents: 299 ticks
@@ -721,15 +749,15 @@ pub fn encode_cell<E: CellEncoder>(enc: &mut E, data: &ColumnData<'_>, target: P
             write_timestamp(enc, i64::from(dt.days()) - DAYS_1900_TO_2000, micros, target)?;
         }
         ColumnData::DateTimeOffset(Some(dto)) => {
-            // Only reached if the SELECT did not shift to UTC; the stored
-            // date and time are UTC in TDS, the offset is presentation.
+            // TDS carries the UTC date and time; the offset is how it was written.
             let dt = dto.datetime2();
-            write_timestamp(
-                enc,
-                i64::from(dt.date().days()) - DAYS_0001_TO_2000,
-                time_micros(dt.time().increments(), dt.time().scale()),
-                target,
-            )?;
+            let days = i64::from(dt.date().days()) - DAYS_0001_TO_2000;
+            match target {
+                PgType::Timestamp(_) | PgType::TimestampTz(_) => {
+                    enc.timestamp_offset(days, dt.time().increments(), dt.time().scale(), dto.offset());
+                }
+                _ => write_timestamp(enc, days, micros_of(dt.time().increments(), dt.time().scale()), target)?,
+            }
         }
     }
     Ok(())
@@ -1567,7 +1595,7 @@ mod tests {
         assert_eq!(
             page_sql(&spec, &sliced_columns(&spec), true, true, true),
             "SELECT TOP (@P1) [Region], [Id], CAST([Cash] AS decimal(19,4)), \
-             CAST(SWITCHOFFSET([At], '+00:00') AS datetime2(7)) FROM [dbo].[Order]]Lines] \
+             [At] FROM [dbo].[Order]]Lines] \
              WHERE (([Region] > CAST(@P2 AS varchar(8000))) OR ([Region] = CAST(@P2 AS varchar(8000)) AND [Id] > @P3)) \
              AND (([Region] < CAST(@P4 AS varchar(8000))) OR ([Region] = CAST(@P4 AS varchar(8000)) AND [Id] <= @P5)) \
              ORDER BY [Region], [Id]"
@@ -1597,7 +1625,7 @@ mod tests {
         assert_eq!(
             page_sql(&keyless, &sliced_columns(&keyless), false, false, false),
             "SELECT [Region], [Id], CAST([Cash] AS decimal(19,4)), \
-             CAST(SWITCHOFFSET([At], '+00:00') AS datetime2(7)) FROM [dbo].[Order]]Lines]"
+             [At] FROM [dbo].[Order]]Lines]"
         );
     }
 

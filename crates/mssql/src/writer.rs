@@ -38,7 +38,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::compat::Compat;
 
 use crate::ddl::loaded_columns;
-use crate::error::server_error;
+use crate::error::target_error;
 
 /// How a copy reads `column` from a SQL Server source so the bulk load
 /// writes it exactly: tiberius decodes `money` as a float, so it is read as
@@ -148,13 +148,13 @@ fn as_text_in_stage(ty: &ColumnType) -> bool {
 }
 
 /// The staging table for `columns`: their types, all nullable, no
-/// identity, numbers as text.
-fn stage_table(columns: &[&Column]) -> String {
+/// identity, numbers as text when asked.
+fn stage_table(columns: &[&Column], numbers_as_text: bool) -> String {
     let definitions = columns
         .iter()
         .map(|c| {
             let ty = match &c.data_type {
-                ty if as_text_in_stage(ty) => "nvarchar(60)".to_owned(),
+                ty if numbers_as_text && as_text_in_stage(ty) => "nvarchar(60)".to_owned(),
                 ColumnType::Mssql(ty) => crate::ddl::copy_type(ty).to_string(),
                 other => other.to_string(),
             };
@@ -173,32 +173,246 @@ where
     client
         .simple_query(sql)
         .await
-        .map_err(|e| server_error(context, &e))?
+        .map_err(|e| target_error(context, &e))?
         .into_results()
         .await
-        .map_err(|e| server_error(context, &e))?;
+        .map_err(|e| target_error(context, &e))?;
     Ok(())
 }
 
 /// A value set aside from the bulk load: its row's key, and its column.
+#[derive(Debug)]
 struct Deferred {
     key: Vec<ColumnData<'static>>,
     column: usize,
     value: ColumnData<'static>,
 }
 
+/// One load of rows into a table's copy: [`TableLoad::prepare`], then
+/// [`TableLoad::begin`] the bulk load and [`TableLoad::send`] each row
+/// into it, finalize it, and [`TableLoad::complete`] what the bulk load
+/// could not do itself. The rows may arrive while the load runs, so a
+/// writer streams them from its reader.
+///
+/// A load goes through the session's staging table (`#mpm_stage`) when it
+/// replaces rows (a chunk whose earlier commit is in doubt: the rows with
+/// its keys are deleted and its rows inserted, in the caller's
+/// transaction), and on Babelfish when the table has numbers (it misreads
+/// a bulk-loaded decimal whose length byte is shorter than its column's,
+/// which SQL Server takes as MS-TDS allows, and a negative smallmoney; the
+/// stage takes them as text and one `INSERT … SELECT` converts them exactly).
+#[derive(Debug)]
+pub struct TableLoad {
+    target: String,
+    context: String,
+    /// The loaded columns, quoted, in load order.
+    columns: Vec<String>,
+    /// Their names as they are, for messages.
+    names: Vec<String>,
+    /// Positions of the primary key's columns in `columns`.
+    key: Vec<usize>,
+    /// Whether every key column is loaded (so a row can be found again).
+    keyed: bool,
+    identity: bool,
+    staged: bool,
+    numbers_as_text: bool,
+    replace: bool,
+    scales: Vec<Option<u8>>,
+    deferred: Vec<Deferred>,
+}
+
+impl TableLoad {
+    /// Prepares a load of `table`'s copy in `schema` on `client` (with
+    /// `replace`, rows replace those with the same keys).
+    ///
+    /// # Errors
+    /// [`TransferError::Server`] naming the table.
+    pub async fn prepare<S>(
+        client: &mut Client<Compat<S>>,
+        schema: &str,
+        table: &Table,
+        babelfish: bool,
+        replace: bool,
+    ) -> Result<TableLoad, TransferError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let target = qualified_mssql(schema, &table.name);
+        let context = format!("bulk-loading {target}");
+        let loaded: Vec<&Column> = loaded_columns(table).collect();
+        let numbers_as_text = babelfish && loaded.iter().any(|c| as_text_in_stage(&c.data_type));
+        let staged = numbers_as_text || replace;
+        if staged {
+            execute(client, &stage_table(&loaded, numbers_as_text), &context).await?;
+        }
+        let key: Vec<usize> = table
+            .primary_key
+            .iter()
+            .flat_map(|pk| pk.columns.iter())
+            .filter_map(|name| loaded.iter().position(|c| &c.name == name))
+            .collect();
+        let keyed = table.primary_key.as_ref().is_some_and(|pk| pk.columns.len() == key.len());
+        if replace && !keyed {
+            return Err(TransferError::Incompatible {
+                table: target,
+                message: "rows can be replaced only by a primary key, and the table has none".into(),
+            });
+        }
+        let columns: Vec<String> = loaded.iter().map(|c| quote_mssql(&c.name)).collect();
+        let quoted: Vec<&str> = columns.iter().map(String::as_str).collect();
+        let load_into = if staged { STAGE_TABLE } else { target.as_str() };
+        let scales = time_scales(client, load_into, &quoted).await.map_err(|e| target_error(&context, &e))?;
+        Ok(TableLoad {
+            identity: loaded.iter().any(|c| c.identity.is_some()),
+            target,
+            context,
+            columns,
+            names: loaded.iter().map(|c| c.name.clone()).collect(),
+            key,
+            keyed,
+            staged,
+            numbers_as_text,
+            replace,
+            scales,
+            deferred: Vec::new(),
+        })
+    }
+
+    /// "bulk-loading [schema].[table]", for errors about this load.
+    pub fn context(&self) -> &str {
+        &self.context
+    }
+
+    /// What the bulk load writes into (the table, or the session's stage)
+    /// and its columns, quoted, for [`TableLoad::begin`].
+    pub fn destination(&self) -> (String, Vec<String>) {
+        let into = if self.staged { STAGE_TABLE.to_owned() } else { self.target.clone() };
+        (into, self.columns.clone())
+    }
+
+    /// Starts the bulk load into `into` (from [`TableLoad::destination`]);
+    /// send the rows into what it returns, then finalize that.
+    ///
+    /// # Errors
+    /// [`TransferError::Server`] naming the table.
+    pub async fn begin<'c, S>(
+        client: &'c mut Client<Compat<S>>,
+        into: &'c str,
+        names: &'c [&'c str],
+    ) -> Result<tiberius::BulkLoadRequest<'c, Compat<S>>, TransferError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        client
+            .bulk_insert_with_options(into, names, copy_options(), &[])
+            .await
+            .map_err(|e| target_error(&format!("bulk-loading {into}"), &e))
+    }
+
+    /// Sends one row (a value per loaded column, in order) into `load`.
+    ///
+    /// # Errors
+    /// [`TransferError::Server`] when the server refuses it;
+    /// [`TransferError::Value`] for a value above 64 KB in a table without
+    /// a primary key, which no UPDATE could find again.
+    pub async fn send<S>(
+        &mut self,
+        load: &mut tiberius::BulkLoadRequest<'_, Compat<S>>,
+        row: Vec<ColumnData<'static>>,
+    ) -> Result<(), TransferError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let mut token = TokenRow::with_capacity(row.len());
+        // The key is copied only for a row that has a value to write later;
+        // every other cell moves into the load as it is.
+        let row_key: Option<Vec<ColumnData<'static>>> =
+            row.iter().any(too_large).then(|| self.key.iter().filter_map(|&k| row.get(k).cloned()).collect());
+        for (index, cell) in row.into_iter().enumerate() {
+            if !too_large(&cell) {
+                token.push(match at_scale(cell, self.scales.get(index).copied().flatten()) {
+                    ColumnData::Numeric(n) if self.numbers_as_text => {
+                        ColumnData::String(n.map(|n| Cow::Owned(n.to_string())))
+                    }
+                    other => other,
+                });
+                continue;
+            }
+            let Some(key) = row_key.as_ref().filter(|_| self.keyed) else {
+                return Err(TransferError::Value {
+                    table: self.target.clone(),
+                    column: self.names.get(index).cloned().unwrap_or_default(),
+                    key: "(none)".into(),
+                    message: "a value above 64 KB cannot be bulk-loaded, and the table has no primary key \
+                              by which to write it afterwards"
+                        .into(),
+                });
+            };
+            token.push(placeholder(&cell));
+            self.deferred.push(Deferred { key: key.clone(), column: index, value: cell });
+        }
+        load.send(token).await.map_err(|e| target_error(&self.context, &e))
+    }
+
+    /// After the bulk load is finalized: moves staged rows into the table
+    /// (replacing those with the same keys when asked), then writes the
+    /// values set aside, by key.
+    ///
+    /// # Errors
+    /// [`TransferError::Server`] naming the table.
+    pub async fn complete<S>(self, client: &mut Client<Compat<S>>) -> Result<(), TransferError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let target = &self.target;
+        if self.staged {
+            let list = self.columns.join(", ");
+            let mut sql = String::new();
+            if self.replace {
+                let matches = self
+                    .key
+                    .iter()
+                    .map(|&k| format!("t.{0} = s.{0}", self.columns[k]))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                sql = format!(
+                    "DELETE t FROM {target} AS t WHERE EXISTS (SELECT 1 FROM {STAGE_TABLE} AS s WHERE {matches}); "
+                );
+            }
+            let insert = format!("INSERT INTO {target} ({list}) SELECT {list} FROM {STAGE_TABLE}");
+            if self.identity {
+                sql.push_str(&format!("SET IDENTITY_INSERT {target} ON; {insert}; SET IDENTITY_INSERT {target} OFF; "));
+            } else {
+                sql.push_str(&insert);
+                sql.push_str("; ");
+            }
+            sql.push_str(&format!("DROP TABLE {STAGE_TABLE}"));
+            execute(client, &sql, &self.context).await?;
+        }
+        let condition = self
+            .key
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| format!("{} = @P{}", self.columns[k], i + 2))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        for Deferred { key: key_values, column, value } in self.deferred {
+            let sql = format!("UPDATE {target} SET {} = @P1 WHERE {condition}", self.columns[column]);
+            let mut params: Vec<&dyn tiberius::ToSql> = vec![&value];
+            params.extend(key_values.iter().map(|k| k as &dyn tiberius::ToSql));
+            client.execute(sql, &params).await.map_err(|e| target_error(&self.context, &e))?;
+        }
+        Ok(())
+    }
+}
+
 /// Loads `rows` (each with one value per [`loaded_columns`] of `table`, in
 /// order) into the table's copy in `schema`, in one bulk load on `client`
-/// (on Babelfish, through a staging table where the table has numbers);
-/// values above 64 KB go in afterwards, one parameterized UPDATE each, by
-/// the row's primary key. Returns the number of rows the server took.
+/// (see [`TableLoad`]). Returns the number of rows the server took.
 ///
 /// # Errors
-/// [`TransferError::Server`] naming the table when the server refuses the
-/// load or a row; [`TransferError::Value`] for a value above 64 KB in a
-/// table without a primary key, which no UPDATE could find again. After
-/// an error the session may be in the middle of the bulk-load protocol:
-/// drop it rather than reuse it.
+/// As [`TableLoad::send`]. After an error the session may be in the middle
+/// of the bulk-load protocol: drop it rather than reuse it.
 pub async fn bulk_load<S, R>(
     client: &mut Client<Compat<S>>,
     schema: &str,
@@ -210,83 +424,15 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
     R: IntoIterator<Item = Vec<ColumnData<'static>>>,
 {
-    let target = qualified_mssql(schema, &table.name);
-    let context = format!("bulk-loading {target}");
-    let loaded: Vec<&Column> = loaded_columns(table).collect();
-    // Babelfish misreads a bulk-loaded decimal whose length byte is shorter
-    // than its column's (SQL Server takes each value's own length, as
-    // MS-TDS allows) and a negative smallmoney; there such tables go
-    // through a staging table that takes those columns as text, and one
-    // INSERT ... SELECT converts them exactly.
-    let staged = babelfish && loaded.iter().any(|c| as_text_in_stage(&c.data_type));
-    let load_into = if staged {
-        execute(client, &stage_table(&loaded), &context).await?;
-        STAGE_TABLE.to_owned()
-    } else {
-        target.clone()
-    };
-    let key: Vec<usize> = table
-        .primary_key
-        .iter()
-        .flat_map(|pk| pk.columns.iter())
-        .filter_map(|name| loaded.iter().position(|c| &c.name == name))
-        .collect();
-    let keyed = table.primary_key.as_ref().is_some_and(|pk| pk.columns.len() == key.len());
-    let columns: Vec<String> = loaded.iter().map(|c| quote_mssql(&c.name)).collect();
-    let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
-    let scales = time_scales(client, &load_into, &columns).await.map_err(|e| server_error(&context, &e))?;
-    let mut deferred = Vec::new();
-    let mut load = client
-        .bulk_insert_with_options(&load_into, &columns, copy_options(), &[])
-        .await
-        .map_err(|e| server_error(&context, &e))?;
+    let mut table_load = TableLoad::prepare(client, schema, table, babelfish, false).await?;
+    let (into, columns) = table_load.destination();
+    let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let mut load = TableLoad::begin(client, &into, &names).await?;
     for row in rows {
-        let mut token = TokenRow::with_capacity(row.len());
-        // The key is copied only for a row that has a value to write later;
-        // every other cell moves into the load as it is.
-        let row_key: Option<Vec<ColumnData<'static>>> =
-            row.iter().any(too_large).then(|| key.iter().filter_map(|&k| row.get(k).cloned()).collect());
-        for (index, cell) in row.into_iter().enumerate() {
-            if !too_large(&cell) {
-                token.push(match at_scale(cell, scales.get(index).copied().flatten()) {
-                    ColumnData::Numeric(n) if staged => ColumnData::String(n.map(|n| Cow::Owned(n.to_string()))),
-                    other => other,
-                });
-                continue;
-            }
-            let Some(key) = row_key.as_ref().filter(|_| keyed) else {
-                return Err(TransferError::Value {
-                    table: target,
-                    column: loaded.get(index).map_or_else(String::new, |c| c.name.clone()),
-                    key: "(none)".into(),
-                    message: "a value above 64 KB cannot be bulk-loaded, and the table has no primary key \
-                              by which to write it afterwards"
-                        .into(),
-                });
-            };
-            token.push(placeholder(&cell));
-            deferred.push(Deferred { key: key.clone(), column: index, value: cell });
-        }
-        load.send(token).await.map_err(|e| server_error(&context, &e))?;
+        table_load.send(&mut load, row).await?;
     }
-    let done = load.finalize().await.map_err(|e| server_error(&context, &e))?;
-    if staged {
-        let list = columns.join(", ");
-        let mut sql =
-            format!("INSERT INTO {target} ({list}) SELECT {list} FROM {STAGE_TABLE}; DROP TABLE {STAGE_TABLE}");
-        if loaded.iter().any(|c| c.identity.is_some()) {
-            sql = format!("SET IDENTITY_INSERT {target} ON; {sql}; SET IDENTITY_INSERT {target} OFF");
-        }
-        execute(client, &sql, &context).await?;
-    }
-    let condition =
-        key.iter().enumerate().map(|(i, &k)| format!("{} = @P{}", columns[k], i + 2)).collect::<Vec<_>>().join(" AND ");
-    for Deferred { key: key_values, column, value } in deferred {
-        let sql = format!("UPDATE {target} SET {} = @P1 WHERE {condition}", columns[column]);
-        let mut params: Vec<&dyn tiberius::ToSql> = vec![&value];
-        params.extend(key_values.iter().map(|k| k as &dyn tiberius::ToSql));
-        client.execute(sql, &params).await.map_err(|e| server_error(&context, &e))?;
-    }
+    let done = load.finalize().await.map_err(|e| target_error(&table_load.context, &e))?;
+    table_load.complete(client).await?;
     Ok(done.total())
 }
 

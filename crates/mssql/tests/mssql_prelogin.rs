@@ -9,6 +9,7 @@
 use std::time::{Duration, Instant};
 
 use mssql_pg_migrate_config::Secret;
+use mssql_pg_migrate_dialect::Side;
 use mssql_pg_migrate_mssql::MssqlEndpoint;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -67,6 +68,7 @@ async fn encrypt_false_logs_in_clear_text_to_a_server_without_tls() {
         strict: false,
         trust_server_cert: false,
         ca_cert: None,
+        side: Side::Source,
     };
     let started = Instant::now();
     let result = tokio::time::timeout(Duration::from_secs(10), endpoint.connect()).await;

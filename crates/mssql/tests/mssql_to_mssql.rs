@@ -14,7 +14,7 @@ use mssql_pg_migrate_mssql::reader::owned;
 use mssql_pg_migrate_mssql::{catalog, ddl, writer};
 use mssql_pg_migrate_schema::ident::{qualified_mssql, quote_mssql};
 use mssql_pg_migrate_schema::{Column, Table};
-use mssql_pg_migrate_testkit::mssql::{MSSQL_EDGE_CASE_TABLES, TestClient, TestServer, execute_script};
+use mssql_pg_migrate_testkit::mssql::{MSSQL_EDGE_CASE_TABLES, TestClient, TestServer, exact_rows, execute_script};
 use tiberius::ColumnData;
 
 const SOURCE_SCHEMA: &str = "mm_src";
@@ -23,58 +23,6 @@ const COPY_SCHEMA: &str = "mm_copy";
 
 async fn execute(client: &mut TestClient, sql: &str) {
     client.execute(sql, &[]).await.unwrap_or_else(|e| panic!("{e}\nin: {sql}"));
-}
-
-/// Every row of `table` in `schema`, each cell in its exact debug form,
-/// sorted, so two tables compare value by value whatever their order.
-async fn rows(client: &mut TestClient, schema: &str, table: &Table) -> Vec<Vec<String>> {
-    let columns: Vec<String> = table.columns.iter().map(select_expression).collect();
-    let sql = format!("SELECT {} FROM {}", columns.join(", "), qualified_mssql(schema, &table.name));
-    let mut stream = client.simple_query(sql).await.unwrap();
-    let mut out = Vec::new();
-    while let Some(item) = stream.try_next().await.unwrap() {
-        if let Some(row) = item.into_row() {
-            out.push(row.into_iter().map(|cell| canonical(&cell)).collect());
-        }
-    }
-    out.sort();
-    out
-}
-
-/// A cell's exact value as text. Times are written in 100 ns whatever
-/// scale the server sent them at (Babelfish sends a `time(7)` at 6 or 7
-/// depending on how the row was written; the instant is what must match).
-fn canonical(cell: &ColumnData<'_>) -> String {
-    use tiberius::time::Time;
-    let ticks = |t: Time| t.increments() * 10u64.pow(7 - u32::from(t.scale()));
-    match cell {
-        ColumnData::Time(Some(t)) => format!("Time({})", ticks(*t)),
-        ColumnData::DateTime2(Some(d)) => format!("DateTime2({}, {})", d.date().days(), ticks(d.time())),
-        ColumnData::DateTimeOffset(Some(o)) => {
-            let d = o.datetime2();
-            format!("DateTimeOffset({}, {}, {})", d.date().days(), ticks(d.time()), o.offset())
-        }
-        other => format!("{other:?}"),
-    }
-}
-
-/// A column as it is read for comparing and copying: tiberius reads money
-/// as a float and sql_variant not at all, so both come as exact text, and
-/// a rowversion (which the copy's server makes anew) is left out.
-fn select_expression(column: &Column) -> String {
-    use mssql_pg_migrate_schema::ColumnType;
-    use mssql_pg_migrate_typemap::MssqlType;
-    let q = quote_mssql(&column.name);
-    match &column.data_type {
-        ColumnType::Mssql(MssqlType::Money | MssqlType::SmallMoney) => format!("CONVERT(varchar(30), {q}, 2)"),
-        ColumnType::Mssql(MssqlType::SqlVariant) => {
-            format!(
-                "CONCAT(CONVERT(nvarchar(128), SQL_VARIANT_PROPERTY({q}, 'BaseType')), N':', CONVERT(nvarchar(4000), {q}))"
-            )
-        }
-        ColumnType::Mssql(MssqlType::RowVersion) => "NULL".to_owned(),
-        _ => q,
-    }
 }
 
 /// The rows to load: the loaded columns, as tiberius decodes them.
@@ -151,8 +99,8 @@ async fn a_copy_between_two_databases_keeps_every_value_key_index_check_and_iden
 
     // Every value, compared in its exact decoded form.
     for table in &tables {
-        let ours = rows(&mut copy, COPY_SCHEMA, table).await;
-        let theirs = rows(&mut source, SOURCE_SCHEMA, table).await;
+        let ours = exact_rows(&mut copy, COPY_SCHEMA, &table.name).await;
+        let theirs = exact_rows(&mut source, SOURCE_SCHEMA, &table.name).await;
         assert_eq!(ours.len(), theirs.len(), "{}", table.name);
         for (a, b) in ours.iter().zip(&theirs) {
             assert_eq!(a, b, "a row of {}", table.name);
@@ -161,7 +109,7 @@ async fn a_copy_between_two_databases_keeps_every_value_key_index_check_and_iden
     // A NULL with a default stays NULL; datetime2(7) keeps its last digit
     // where the server has it.
     let one_row = tables.iter().find(|t| t.name == "one_row").unwrap();
-    assert_eq!(rows(&mut copy, COPY_SCHEMA, one_row).await, [["I32(Some(42))", "String(None)"]]);
+    assert_eq!(exact_rows(&mut copy, COPY_SCHEMA, &one_row.name).await, [["I32(Some(42))", "String(None)"]]);
 
     // The copy's catalog, read as the source's is, holds the same objects.
     let copied = catalog::read_schema(&mut copy, None, COPY_SCHEMA, babelfish, &wanted).await.unwrap();

@@ -233,6 +233,86 @@ pub async fn execute_script(client: &mut TestClient, script: &str) {
     }
 }
 
+/// Every row of table `schema.table`, each cell in an exact text form,
+/// sorted, so two copies of a table compare value by value whatever their
+/// row order. Money is read as exact text (tiberius decodes it as a
+/// float), a `sql_variant` as its base type and value, and a rowversion
+/// (which each server makes anew) as NULL; times are written in 100 ns
+/// whatever scale the server sent them at (Babelfish sends a `time(7)` at 6
+/// or 7 depending on how the row was written: the instant must match).
+///
+/// # Panics
+/// When a query fails.
+pub async fn exact_rows(client: &mut TestClient, schema: &str, table: &str) -> Vec<Vec<String>> {
+    let quote = |name: &str| format!("[{}]", name.replace(']', "]]"));
+    let literal = |text: &str| format!("N'{}'", text.replace('\'', "''"));
+    let qualified = format!("{}.{}", quote(schema), quote(table));
+    let columns_sql = format!(
+        "SELECT c.name, TYPE_NAME(c.system_type_id) FROM sys.columns c \
+         WHERE c.object_id = OBJECT_ID({}) ORDER BY c.column_id",
+        literal(&qualified)
+    );
+    let query = |e: tiberius::error::Error| -> ! { panic!("reading {qualified}: {e}") };
+    let columns = match client.simple_query(columns_sql).await {
+        Ok(stream) => stream.into_first_result().await.unwrap_or_else(|e| query(e)),
+        Err(e) => query(e),
+    };
+    assert!(!columns.is_empty(), "{qualified} has no columns");
+    let select: Vec<String> = columns
+        .iter()
+        .map(|row| {
+            let name = quote(row.get::<&str, _>(0).unwrap_or_default());
+            match row.get::<&str, _>(1).unwrap_or_default() {
+                "money" | "smallmoney" => format!("CONVERT(varchar(30), {name}, 2)"),
+                "sql_variant" => format!(
+                    "CONCAT(CONVERT(nvarchar(128), SQL_VARIANT_PROPERTY({name}, 'BaseType')), N':', \
+                     CONVERT(nvarchar(4000), {name}))"
+                ),
+                "timestamp" | "rowversion" => "NULL".to_owned(),
+                _ => name,
+            }
+        })
+        .collect();
+    let sql = format!("SELECT {} FROM {qualified}", select.join(", "));
+    let rows = match client.simple_query(sql).await {
+        Ok(stream) => stream.into_first_result().await.unwrap_or_else(|e| query(e)),
+        Err(e) => query(e),
+    };
+    let mut out: Vec<Vec<String>> = rows.iter().map(|row| row.cells().map(|(_, cell)| exact(cell)).collect()).collect();
+    out.sort();
+    out
+}
+
+/// The first cell of the first row `sql` returns (of any of its results),
+/// in the exact text form of [`exact_rows`].
+///
+/// # Panics
+/// When the query fails or returns no row.
+pub async fn first_cell(client: &mut TestClient, sql: &str) -> String {
+    let failed = |e: tiberius::error::Error| -> ! { panic!("{e}\nin: {sql}") };
+    let results = match client.simple_query(sql).await {
+        Ok(stream) => stream.into_results().await.unwrap_or_else(|e| failed(e)),
+        Err(e) => failed(e),
+    };
+    let row = results.iter().flatten().next().unwrap_or_else(|| panic!("no row from: {sql}"));
+    row.cells().next().map(|(_, cell)| exact(cell)).unwrap_or_default()
+}
+
+fn exact(cell: &tiberius::ColumnData<'_>) -> String {
+    use tiberius::ColumnData;
+    use tiberius::time::Time;
+    let ticks = |t: Time| t.increments() * 10u64.pow(7 - u32::from(t.scale()));
+    match cell {
+        ColumnData::Time(Some(t)) => format!("Time({})", ticks(*t)),
+        ColumnData::DateTime2(Some(d)) => format!("DateTime2({}, {})", d.date().days(), ticks(d.time())),
+        ColumnData::DateTimeOffset(Some(o)) => {
+            let d = o.datetime2();
+            format!("DateTimeOffset({}, {}, {})", d.date().days(), ticks(d.time()), o.offset())
+        }
+        other => format!("{other:?}"),
+    }
+}
+
 /// The PostgreSQL script that builds schema `expected` with the rows the
 /// migrated fixture must hold, its tables made LIKE those in `target_schema`.
 ///

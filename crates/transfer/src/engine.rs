@@ -16,32 +16,31 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt, pin_mut};
-use mssql_pg_migrate_config::{Config, DeleteMissing, Fingerprint, MigrationConfig, TargetMode};
-use mssql_pg_migrate_postgres::{ddl, pg_error};
-use mssql_pg_migrate_schema::target::{Note, NoteKind, TargetTable};
-use mssql_pg_migrate_schema::{ColumnType, Table};
+use futures_util::StreamExt;
+use mssql_pg_migrate_config::{Config, DeleteMissing, Fingerprint, MigrationConfig, TargetKind, TargetMode};
+use mssql_pg_migrate_schema::Table;
+use mssql_pg_migrate_schema::target::TargetTable;
 use mssql_pg_migrate_state::{ChangeMark, PartitionState, RunState, RunStatus, TableState, WorkStatus, now_rfc3339};
-use mssql_pg_migrate_typemap::Verdict;
 use tokio::sync::{Mutex, Notify, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::connect::{SourceJob, target_endpoint, with_source};
+use crate::connect::{SourceJob, mssql_target_endpoint, target_endpoint, with_source};
 use crate::error::{Side, TransferError};
 use crate::events::{Event, EventSink, PlannedTable, emit};
 use crate::failpoint;
 use crate::pause::PauseSwitch;
 use crate::plan::{Partition, PlanSettings, TableSize, integer_bounds, partition_count, partitions_from_bounds};
 use crate::planning::{
-    Step, analyze_step, apply_upsert_keys, change_column, foreign_key_steps, plan_targets, post_load_steps,
-    require_change_columns, require_upsert_keys,
+    Step, apply_upsert_keys, change_column, plan_targets, require_change_columns, require_upsert_keys,
 };
 use crate::pool::PgPool;
-use crate::progress::{self, ChunkEnd, MigrationLock, Progress, StateLocation};
+use crate::progress::{self, Progress, StateLocation};
 use crate::report::{MergeCounts, RunReport, TableReport, TableStatus, rate};
 use crate::retry::{Backoff, with_retries};
-use crate::source::{ChangedSince, PieceSink, ReadSpec, Source};
+use crate::source::{ChangedSince, ReadSpec, Source};
+use crate::target::mssql::MssqlTarget;
+use crate::target::postgres::PgTarget;
+use crate::target::{ChunkWrite, ReadEnd, RunLock, Target, WriteMode};
 use crate::tuning::{Machine, Tuning};
 
 /// Per-run choices that are not in the configuration file.
@@ -94,18 +93,28 @@ impl RunOptions {
 pub async fn run(config: &Config, options: &RunOptions) -> Result<RunReport, TransferError> {
     let tuning = Tuning::resolve(&config.migration, Machine::detect(), options.workers);
     tracing::debug!(?tuning, "tuning");
-    let target = PgPool::new(&target_endpoint(&config.target), Side::Target, tuning.max_target_connections)?;
-    with_source(&config.source, tuning.max_source_connections, RunJob { target, config, tuning, options }).await
+    let max_target = tuning.max_target_connections;
+    match config.target.kind {
+        TargetKind::Postgres => {
+            let pool = PgPool::new(&target_endpoint(&config.target), Side::Target, max_target)?;
+            let target = PgTarget::new(pool)?;
+            with_source(&config.source, tuning.max_source_connections, RunJob { target, config, tuning, options }).await
+        }
+        TargetKind::Mssql => {
+            let target = MssqlTarget::connect(mssql_target_endpoint(&config.target), max_target).await?;
+            with_source(&config.source, tuning.max_source_connections, RunJob { target, config, tuning, options }).await
+        }
+    }
 }
 
-struct RunJob<'a> {
-    target: PgPool,
+struct RunJob<'a, T> {
+    target: T,
     config: &'a Config,
     tuning: Tuning,
     options: &'a RunOptions,
 }
 
-impl SourceJob for RunJob<'_> {
+impl<T: Target> SourceJob for RunJob<'_, T> {
     type Output = RunReport;
 
     async fn call<S: Source>(self, source: Arc<S>) -> Result<RunReport, TransferError> {
@@ -189,26 +198,34 @@ fn begin_state(
 ///
 /// # Errors
 /// See [`run`].
-pub async fn run_with<S: Source>(
+pub(crate) async fn run_with<S: Source, T: Target>(
     source: Arc<S>,
-    target: PgPool,
+    target: T,
     config: &Config,
     tuning: Tuning,
     options: &RunOptions,
 ) -> Result<RunReport, TransferError> {
-    // One session holds the lock; another saves the run document; a third
-    // takes the lock again after a restart while the dead session is let go.
-    let control = target.sibling(3)?;
+    let control = target.state_store().cloned();
     let key = config.target.schema.clone();
-    let where_ = match &options.state {
-        StateLocation::File(path) => format!("state file {}", path.display()),
-        StateLocation::Target => {
+    let where_ = match (&options.state, &control) {
+        (StateLocation::File(path), _) => format!("state file {}", path.display()),
+        (StateLocation::Target, Some(control)) => {
             format!("schema {} of the target database {}", progress::STATE_SCHEMA, control.address())
         }
+        (StateLocation::Target, None) => {
+            return Err(TransferError::Config(format!(
+                "the SQL Server target {} keeps no run state; give the run a state file (--state-file FILE)",
+                target.address()
+            )));
+        }
     };
+    // Losing the lock to another run (while the target was restarting)
+    // abandons the chunks in flight, as a second signal would.
+    let options = &RunOptions { abort: options.abort.child_token(), ..options.clone() };
+    let backoff = Backoff { events: options.events.clone(), ..Backoff::for_migration(&config.migration) };
     let setup = async {
-        let lock = MigrationLock::acquire(&control, &key).await?;
-        let saved = progress::load(&options.state, &control, &key).await?;
+        let lock = target.lock(&key, backoff.clone(), options.abort.clone()).await?;
+        let saved = progress::load(&options.state, control.as_ref(), &key).await?;
         Ok::<_, TransferError>((lock, saved))
     };
     // A new run knows its source schema before any state: its catalog is
@@ -224,10 +241,11 @@ pub async fn run_with<S: Source>(
     let (setup, catalog) = futures_util::future::join(setup, catalog).await;
     let (lock, saved) = setup?;
     // Marks kept in the target win over a state's: a state file may be per run.
-    let kept_marks = if options.resume || config.migration.change_columns.is_empty() {
-        Default::default()
-    } else {
-        progress::load_marks(&control, &key).await?
+    let kept_marks = match &control {
+        Some(control) if !options.resume && !config.migration.change_columns.is_empty() => {
+            progress::load_marks(control, &key).await?
+        }
+        _ => Default::default(),
     };
     // Upsert refuses keyless tables before any state or table is written
     // (a resume checks its tables when it plans them).
@@ -244,12 +262,7 @@ pub async fn run_with<S: Source>(
     let mut state = begin_state(config, options, saved, &where_)?;
     state.marks.extend(kept_marks);
     let run_id = state.run_id.clone();
-    let backoff = Backoff { events: options.events.clone(), ..Backoff::for_migration(&config.migration) };
-    // Losing the lock to another run (while the target was restarting)
-    // abandons the chunks in flight, as a second signal would.
-    let options = &RunOptions { abort: options.abort.child_token(), ..options.clone() };
-    let lock = lock.keep(control.clone(), key.clone(), backoff.clone(), options.abort.clone());
-    let progress = Arc::new(Progress::open(&options.state, &control, &key, state, backoff).await?);
+    let progress = Arc::new(Progress::open(&options.state, control.as_ref(), &key, state, backoff).await?);
     progress.save().await?;
     options.emit(Event::Started { run_id: run_id.clone(), resumed: options.resume });
 
@@ -278,6 +291,9 @@ pub async fn run_with<S: Source>(
 /// One table's work, shared by the tasks that copy its partitions.
 struct TableWork<K> {
     target: TargetTable,
+    /// The source table as its catalog describes it (a SQL Server target
+    /// declares its copy from it).
+    source: Table,
     spec: ReadSpec,
     estimated_rows: u64,
     /// [`Table::size_for_scheduling`]: larger tables start first.
@@ -324,11 +340,6 @@ impl<K> TableWork<K> {
     }
 }
 
-async fn execute(client: &tokio_postgres::Client, sql: &str, context: &str) -> Result<(), TransferError> {
-    tracing::debug!(sql, "target");
-    client.batch_execute(sql).await.map_err(|e| pg_error(Side::Target, context, &e))
-}
-
 fn skipped_report(source: String, error: String) -> TableReport {
     TableReport {
         source,
@@ -346,9 +357,9 @@ fn skipped_report(source: String, error: String) -> TableReport {
     }
 }
 
-async fn migrate<S: Source>(
+async fn migrate<S: Source, T: Target>(
     source: &Arc<S>,
-    target: &PgPool,
+    target: &T,
     config: &Config,
     tuning: Tuning,
     options: &RunOptions,
@@ -373,7 +384,8 @@ async fn migrate<S: Source>(
     apply_upsert_keys(&mut tables, m)?;
     failpoint::reached("catalog-read").await;
 
-    let plan = plan_targets(tables, m, &target_schema, source.dialect())?;
+    let mut plan = plan_targets(tables, m, &target_schema, source.dialect())?;
+    target.adjust_plan(&mut plan.tables);
     // Before anything is written.
     require_upsert_keys(&plan.tables, m)?;
     require_change_columns(&plan.tables, m)?;
@@ -392,7 +404,7 @@ async fn migrate<S: Source>(
             );
         }
     } else {
-        let prepared = prepare_target(target, &planned, config, &target_schema, progress).await?;
+        let prepared = target.prepare(&planned, config, &target_schema, progress).await?;
         failpoint::reached("target-prepared").await;
         let mut states = std::collections::BTreeMap::new();
         let mut marks = std::collections::BTreeMap::new();
@@ -501,7 +513,7 @@ async fn migrate<S: Source>(
         backoff: backoff.clone(),
         events: options.events.clone(),
         pause: options.pause.clone(),
-        finalizing: EarlyFinalizer::new(target.clone(), m.clone(), backoff.clone(), options, parallel),
+        finalizing: EarlyFinalizer::new(target.clone(), config.clone(), backoff.clone(), options, parallel),
     };
     let fatal =
         transfer_all(source, target, &work, &context, m.continue_on_error, &options.cancel, &options.abort).await;
@@ -629,6 +641,7 @@ fn new_work<K>(
         remaining: AtomicU64::new(partitions.len() as u64),
         partitions,
         target,
+        source: table.clone(),
         spec,
         estimated_rows: table.estimated_rows,
         scheduling_size: table.size_for_scheduling(),
@@ -680,9 +693,9 @@ fn check_resumable(
 }
 
 /// Rebuilds one table's work from the saved state.
-async fn resume_table<S: Source>(
+async fn resume_table<S: Source, T: Target>(
     source: &S,
-    target: &PgPool,
+    target: &T,
     progress: &Progress,
     (table, target_table): (Table, TargetTable),
     (settings, run_bytes): (PlanSettings, u64),
@@ -729,18 +742,7 @@ async fn resume_table<S: Source>(
     } else if unlogged && saved.created && saved.committed_rows() > 0 {
         // A crash of the target server empties UNLOGGED tables; their
         // recorded progress is then void and the table starts over.
-        let client = target.get(Side::Target).await?;
-        let sql = format!(
-            "SELECT c.relpersistence = 'u' AND NOT EXISTS (SELECT 1 FROM {}) FROM pg_class c WHERE c.oid = {}::regclass",
-            ddl::table_name(&target_table),
-            mssql_pg_migrate_schema::ident::literal_pg(&ddl::table_name(&target_table))
-        );
-        let emptied: bool = client
-            .query_opt(&sql, &[])
-            .await
-            .map_err(|e| pg_error(Side::Target, format!("checking {label} before resuming"), &e))?
-            .and_then(|r| r.try_get::<_, Option<bool>>(0).ok().flatten())
-            .unwrap_or(false);
+        let emptied = target.emptied_by_restart(&target_table, &label).await?;
         if emptied {
             tracing::warn!(table = %label, "UNLOGGED target table was emptied by a server restart; copying it again");
             progress
@@ -761,235 +763,6 @@ async fn resume_table<S: Source>(
         Ordering::Relaxed,
     );
     Ok(work)
-}
-
-/// What preparing the target did with one table.
-struct Prepared {
-    /// Created by this run (rather than found).
-    created: bool,
-    /// Why the table cannot be loaded, when `continue_on_error` lets the
-    /// others go on.
-    failed: Option<TransferError>,
-    /// How the table was changed to follow the source (upsert).
-    notes: Vec<Note>,
-}
-
-/// Drops and creates the target tables (drop_recreate), or checks the
-/// existing ones and creates the missing (truncate empties the existing;
-/// upsert keeps their rows, needs their key, and adds the columns the
-/// source gained).
-async fn prepare_target(
-    target: &PgPool,
-    planned: &[(Table, TargetTable)],
-    config: &Config,
-    target_schema: &str,
-    progress: &Progress,
-) -> Result<Vec<Prepared>, TransferError> {
-    let m = &config.migration;
-    let client = target.get(Side::Target).await?;
-    execute(&client, &ddl::create_schema(target_schema), "creating the target schema").await?;
-    let targets: Vec<&TargetTable> = planned.iter().map(|(_, t)| t).collect();
-    let mut prepared: Vec<Prepared> =
-        targets.iter().map(|_| Prepared { created: true, failed: None, notes: Vec::new() }).collect();
-    let upsert = m.target_mode == TargetMode::Upsert;
-    match m.target_mode {
-        TargetMode::DropRecreate => {
-            if let Some(sql) = ddl::drop_tables(&targets) {
-                execute(&client, &sql, "dropping the target tables").await?;
-            }
-        }
-        TargetMode::Truncate | TargetMode::Upsert => {
-            let all = |_: &str, _: &str| true;
-            let existing = mssql_pg_migrate_postgres::catalog::read_schema(&client, target_schema, &all)
-                .await
-                .map_err(TransferError::from)?;
-            let mut to_truncate = Vec::new();
-            let mut restore = Vec::new();
-            let mut drops = Vec::new();
-            for (i, (source, t)) in planned.iter().enumerate() {
-                if let Some(current) = existing.iter().find(|e| e.name == t.name) {
-                    prepared[i].created = false;
-                    match check_compatible(t, current, upsert) {
-                        Ok(()) => {}
-                        Err(e) if m.continue_on_error => {
-                            tracing::error!(table = %t.source_label(), error = %e, "table skipped");
-                            prepared[i].failed = Some(e);
-                            continue;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                    if upsert {
-                        prepared[i].notes = follow_source_columns(&client, t, current).await?;
-                        let key = ReadSpec::new(source, t).key_target_names(t);
-                        check_merge_key(t, current, &key)?;
-                        if m.delete_missing.covers(&source.schema, &source.name) {
-                            let key: Vec<&str> = key.iter().map(String::as_str).collect();
-                            let sql = format!(
-                                "CREATE SCHEMA IF NOT EXISTS {}; {}",
-                                mssql_pg_migrate_schema::ident::quote_pg(progress::STATE_SCHEMA),
-                                ddl::create_seen_keys(t, &key, progress::STATE_SCHEMA)
-                            );
-                            execute(&client, &sql, &format!("preparing the deletes of {}", t.name)).await?;
-                        }
-                    } else {
-                        to_truncate.push(t);
-                    }
-                    // Foreign keys are dropped for the load (chunks land in any
-                    // order) and put back afterwards exactly as they were.
-                    for fk in &current.foreign_keys {
-                        let saved = mssql_pg_migrate_schema::target::TargetForeignKey {
-                            name: fk.name.clone(),
-                            columns: fk.columns.clone(),
-                            referenced_table: fk.referenced_table.clone(),
-                            referenced_columns: fk.referenced_columns.clone(),
-                            on_delete: fk.on_delete,
-                            on_update: fk.on_update,
-                        };
-                        restore.push(ddl::add_foreign_key(t, &saved));
-                        drops.push(format!(
-                            "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
-                            ddl::table_name(t),
-                            mssql_pg_migrate_schema::ident::quote_pg(&fk.name)
-                        ));
-                    }
-                }
-            }
-            // Recorded before anything is dropped: a crash in between must not lose them.
-            progress
-                .save_with(|s| {
-                    for statement in restore {
-                        if !s.restore.contains(&statement) {
-                            s.restore.push(statement);
-                        }
-                    }
-                })
-                .await?;
-            for sql in drops {
-                execute(&client, &sql, "dropping foreign keys for the load").await?;
-            }
-            if let Some(sql) = ddl::truncate_tables(&to_truncate) {
-                execute(&client, &sql, "truncating the target tables").await?;
-            }
-        }
-    }
-    for (t, p) in targets.iter().zip(&prepared) {
-        if p.created {
-            execute(&client, &ddl::create_table(t, m.use_unlogged_tables), &format!("creating {}", ddl::table_name(t)))
-                .await?;
-        }
-    }
-    Ok(prepared)
-}
-
-/// Adds to an existing table the columns the source gained since it was
-/// made, and says which columns the source no longer has (they stay, with
-/// their values). Returns what changed, as notes for the report.
-async fn follow_source_columns(
-    client: &tokio_postgres::Client,
-    planned: &TargetTable,
-    existing: &Table,
-) -> Result<Vec<Note>, TransferError> {
-    let note = |column: &str, message: String| Note {
-        kind: NoteKind::Drift,
-        table: planned.source_label(),
-        column: Some(column.to_owned()),
-        verdict: Verdict::Exact,
-        message,
-    };
-    let mut notes = Vec::new();
-    for column in planned.copied_columns().filter(|c| existing.column(&c.name).is_none()) {
-        let sql = ddl::add_column(planned, column);
-        execute(client, &sql, &format!("adding column {} to {}", column.name, planned.name)).await?;
-        tracing::warn!(table = %planned.source_label(), column = %column.name, "column added at the source; added to the target");
-        notes.push(note(
-            &column.source_name,
-            format!(
-                "added at the source: added to the target as {} (nullable) and filled by this sync",
-                column.pg_type
-            ),
-        ));
-    }
-    for column in existing.columns.iter().filter(|c| planned.columns.iter().all(|p| p.name != c.name)) {
-        tracing::warn!(table = %planned.source_label(), column = %column.name, "column no longer in the source; kept");
-        notes.push(note(
-            &column.name,
-            "no longer in the source: kept in the target with its values; rows inserted from now on get its default"
-                .to_owned(),
-        ));
-    }
-    Ok(notes)
-}
-
-/// An existing table merged into must have a primary key or a unique index
-/// (not partial) on exactly the merge key's columns: `ON CONFLICT` needs it.
-fn check_merge_key(planned: &TargetTable, existing: &Table, key: &[String]) -> Result<(), TransferError> {
-    let same = |columns: &mut dyn Iterator<Item = &String>| {
-        let mut got: Vec<&String> = columns.collect();
-        let mut want: Vec<&String> = key.iter().collect();
-        got.sort();
-        want.sort();
-        got == want
-    };
-    let has = existing.primary_key.iter().any(|pk| same(&mut pk.columns.iter()))
-        || existing.unique_constraints.iter().any(|u| same(&mut u.columns.iter()))
-        || existing
-            .indexes
-            .iter()
-            .any(|i| i.unique && i.filter.is_none() && same(&mut i.columns.iter().map(|c| &c.name)));
-    if has {
-        return Ok(());
-    }
-    Err(TransferError::Incompatible {
-        table: format!("{}.{}", planned.schema, planned.name),
-        message: format!(
-            "upsert merges on ({}), but the table has no primary key or unique index on exactly those columns; \
-             add one (ALTER TABLE ... ADD PRIMARY KEY ({}))",
-            key.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", "),
-            key.join(", ")
-        ),
-    })
-}
-
-/// Checks that an existing target table can take the planned columns;
-/// with `adds_missing` (upsert), a column it lacks is one to add.
-fn check_compatible(planned: &TargetTable, existing: &Table, adds_missing: bool) -> Result<(), TransferError> {
-    let label = format!("{}.{}", planned.schema, planned.name);
-    for column in planned.copied_columns() {
-        let Some(current) = existing.column(&column.name) else {
-            if adds_missing {
-                continue;
-            }
-            return Err(TransferError::Incompatible {
-                table: label,
-                message: format!("it has no column \"{}\" (source column {})", column.name, column.source_name),
-            });
-        };
-        if current.data_type != ColumnType::Postgres(column.pg_type) {
-            let shown = &current.data_type;
-            return Err(TransferError::Incompatible {
-                table: label,
-                message: format!(
-                    "column \"{}\" is {shown}, but the source column {} needs {}",
-                    column.name, column.source_name, column.pg_type
-                ),
-            });
-        }
-        if !current.nullable && column.nullable {
-            tracing::warn!(table = %label, column = %column.name, "target column is NOT NULL; source allows NULL");
-        }
-    }
-    if let Some(extra) = existing.columns.iter().find(|c| {
-        !c.nullable && c.default.is_none() && c.identity.is_none() && planned.columns.iter().all(|p| p.name != c.name)
-    }) {
-        return Err(TransferError::Incompatible {
-            table: label,
-            message: format!(
-                "column \"{}\" is NOT NULL without a default, and the source has no such column",
-                extra.name
-            ),
-        });
-    }
-    Ok(())
 }
 
 /// The total size the planner balances readers over.
@@ -1084,8 +857,7 @@ impl Scheduler {
 }
 
 /// What every copy task shares.
-#[derive(Clone)]
-struct CopyContext {
+struct CopyContext<T> {
     progress: Arc<Progress>,
     /// Upsert mode (chunks of tables that existed are merged into their
     /// rows), with the tables whose merged batches record their keys
@@ -1095,21 +867,36 @@ struct CopyContext {
     backoff: Backoff,
     events: Option<EventSink>,
     pause: PauseSwitch,
-    finalizing: EarlyFinalizer,
+    finalizing: EarlyFinalizer<T>,
 }
 
-impl CopyContext {
+// Derived Clone would ask `T: Clone` of the fields' owner rather than of the target alone.
+impl<T: Target> Clone for CopyContext<T> {
+    fn clone(&self) -> Self {
+        CopyContext {
+            progress: Arc::clone(&self.progress),
+            upsert: self.upsert.clone(),
+            tuning: self.tuning,
+            backoff: self.backoff.clone(),
+            events: self.events.clone(),
+            pause: self.pause.clone(),
+            finalizing: self.finalizing.clone(),
+        }
+    }
+}
+
+impl<T> CopyContext<T> {
     fn emit(&self, event: Event) {
         emit(self.events.as_ref(), event);
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn transfer_all<S: Source>(
+async fn transfer_all<S: Source, T: Target>(
     source: &Arc<S>,
-    target: &PgPool,
+    target: &T,
     work: &[Arc<TableWork<S::Key>>],
-    context: &CopyContext,
+    context: &CopyContext<T>,
     continue_on_error: bool,
     cancel: &CancellationToken,
     abort: &CancellationToken,
@@ -1222,7 +1009,7 @@ async fn transfer_all<S: Source>(
 }
 
 /// Records that a table has no partition left to copy.
-async fn finish_table<K>(table: &TableWork<K>, context: &CopyContext) {
+async fn finish_table<K, T>(table: &TableWork<K>, context: &CopyContext<T>) {
     if let Ok(mut f) = table.finished.lock() {
         *f = Some(Instant::now());
     }
@@ -1265,24 +1052,6 @@ async fn finish_table<K>(table: &TableWork<K>, context: &CopyContext) {
     });
 }
 
-/// How a chunk's rows reach the target table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WriteMode {
-    /// COPY straight into the table.
-    Append,
-    /// COPY into a stage, then replace the rows with the same keys: for a
-    /// chunk whose earlier commit may or may not have happened.
-    Replace,
-    /// Empty the table first, in the same transaction: a keyless table is
-    /// one chunk, and is copied whole again whenever it is redone.
-    TruncateFirst,
-    /// COPY into the session's stage, then merge on the key (upsert mode).
-    /// Merging is idempotent, so a chunk whose commit is in doubt (`redo`)
-    /// is simply merged again. `record_keys`: the batch's keys are added
-    /// to the table's seen keys (`delete_missing`).
-    Merge { redo: bool, record_keys: bool },
-}
-
 /// One chunk's read: keys in `(after, upto]`, at most `limit` rows.
 struct ChunkRead<'a, K> {
     after: Option<&'a K>,
@@ -1299,12 +1068,12 @@ struct ChunkDone<K> {
     completes: bool,
 }
 
-async fn copy_partition<S: Source>(
+async fn copy_partition<S: Source, T: Target>(
     source: &S,
-    target: &PgPool,
+    target: &T,
     table: &TableWork<S::Key>,
     partition: usize,
-    context: &CopyContext,
+    context: &CopyContext<T>,
     writers: &Semaphore,
     stop: &CancellationToken,
 ) -> Result<(), TransferError> {
@@ -1393,24 +1162,24 @@ async fn copy_partition<S: Source>(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn copy_chunk<S: Source>(
+async fn copy_chunk<S: Source, T: Target>(
     source: &S,
-    target: &PgPool,
+    target: &T,
     table: &TableWork<S::Key>,
     partition: usize,
     read: &ChunkRead<'_, S::Key>,
-    context: &CopyContext,
+    context: &CopyContext<T>,
     writers: &Semaphore,
     uncertain: &std::sync::Mutex<Option<String>>,
 ) -> Result<ChunkDone<S::Key>, TransferError> {
     context.emit(Event::ChunkStarted { table: table.label().to_owned(), partition });
     let tuning = context.tuning;
-    let (pieces_tx, pieces_rx) = mpsc::channel::<Bytes>(tuning.read_ahead_buffers);
+    let (pieces_tx, pieces_rx) = mpsc::channel::<T::Piece>(tuning.read_ahead_buffers);
     let (end_tx, end_rx) = oneshot::channel::<ReadEnd>();
     let reader = async {
-        let mut sink = PieceSink::new(pieces_tx, tuning.piece_bytes);
+        let mut sink = target.sink(&table.spec, &table.source, pieces_tx, tuning.piece_bytes);
         let page = source.read_page(&table.spec, read.after, read.upto, read.limit, &mut sink).await?;
-        let bytes = sink.finish().await.map_err(|_| TransferError::Cancelled)?;
+        let bytes = T::finish_sink(sink).await.map_err(|_| TransferError::Cancelled)?;
         let completes = match (read.mode, read.limit) {
             (WriteMode::Replace | WriteMode::Merge { redo: true, .. }, _) => false,
             (_, Some(limit)) => page.rows < limit,
@@ -1420,13 +1189,27 @@ async fn copy_chunk<S: Source>(
             end_tx.send(ReadEnd { rows: page.rows, last_key: page.last_key.as_ref().map(S::key_to_state), completes });
         Ok::<_, TransferError>((page, bytes, completes))
     };
-    let writer = write_chunk(target, writers, table, partition, read, pieces_rx, end_rx, &context.progress, uncertain);
+    let chunk = ChunkWrite {
+        target: &table.target,
+        source: &table.source,
+        label: table.label(),
+        key_columns: &table.key_columns,
+        partition,
+        mode: read.mode,
+        rows_before: read.rows_before,
+        progress: &context.progress,
+        writers,
+        uncertain,
+    };
+    let writer = target.write_chunk(chunk, pieces_rx, end_rx);
     let (read_result, write_result) = tokio::join!(reader, writer);
     // The writer's error is the cause when both failed: the reader then
     // only saw its channel close.
     let written = write_result?;
     let (page, bytes, completes) = read_result?;
-    debug_assert_eq!(written, page.rows);
+    debug_assert_eq!(written.rows, page.rows);
+    table.inserted.fetch_add(written.inserted, Ordering::Relaxed);
+    table.updated.fetch_add(written.updated, Ordering::Relaxed);
     table.rows.fetch_add(page.rows, Ordering::Relaxed);
     table.bytes.fetch_add(bytes, Ordering::Relaxed);
     context.emit(Event::ChunkCommitted { table: table.label().to_owned(), partition, rows: page.rows, bytes });
@@ -1435,139 +1218,12 @@ async fn copy_chunk<S: Source>(
     Ok(ChunkDone { rows: page.rows, last_key: page.last_key, completes })
 }
 
-/// What the reader tells the writer once its page is complete.
-struct ReadEnd {
-    rows: u64,
-    last_key: Option<String>,
-    completes: bool,
-}
-
-/// Streams one chunk's pieces into a COPY and commits it, with its
-/// progress, once the reader has confirmed the page is complete. Returns
-/// the rows the server copied.
-#[allow(clippy::too_many_arguments)]
-async fn write_chunk<K>(
-    target: &PgPool,
-    writers: &Semaphore,
-    table: &TableWork<K>,
-    partition: usize,
-    read: &ChunkRead<'_, K>,
-    mut pieces: mpsc::Receiver<Bytes>,
-    end: oneshot::Receiver<ReadEnd>,
-    progress: &Progress,
-    uncertain: &std::sync::Mutex<Option<String>>,
-) -> Result<u64, TransferError> {
-    let Some(first) = pieces.recv().await else {
-        // Every page sends at least the COPY header, so the reader failed
-        // before producing anything; it reports why.
-        return Ok(0);
-    };
-    let label = table.label();
-    let failed = |what: &str| {
-        let context = format!("{what} {label}");
-        move |e: tokio_postgres::Error| pg_error(Side::Target, context, &e)
-    };
-    let _permit = writers.acquire().await.map_err(|_| TransferError::Cancelled)?;
-    let mut client = target.get(Side::Target).await?;
-    let tx = client.transaction().await.map_err(failed("starting a chunk of"))?;
-    let copy_sql = match read.mode {
-        WriteMode::Append => ddl::copy_in(&table.target),
-        WriteMode::TruncateFirst => {
-            let sql = ddl::truncate_tables(&[&table.target]).unwrap_or_default();
-            tx.batch_execute(&sql).await.map_err(failed("emptying"))?;
-            ddl::copy_in(&table.target)
-        }
-        WriteMode::Replace => {
-            tx.batch_execute(&ddl::create_stage(&table.target)).await.map_err(failed("staging a chunk of"))?;
-            ddl::copy_into_stage(&table.target)
-        }
-        WriteMode::Merge { .. } => {
-            // The session's stage exists after its first chunk; saying so each time is noise.
-            let sql = format!("SET LOCAL client_min_messages = warning; {}", ddl::create_merge_stage(&table.target));
-            tx.batch_execute(&sql).await.map_err(failed("staging a chunk of"))?;
-            ddl::copy_into_merge_stage(&table.target)
-        }
-    };
-    let sink = tx.copy_in(&copy_sql).await.map_err(failed("copying into"))?;
-    pin_mut!(sink);
-    for part in parts(first) {
-        sink.feed(part).await.map_err(failed("copying into"))?;
-    }
-    failpoint::reached("mid-copy").await;
-    while let Some(piece) = pieces.recv().await {
-        for part in parts(piece) {
-            sink.feed(part).await.map_err(failed("copying into"))?;
-        }
-    }
-    let Ok(end) = end.await else {
-        // Dropping the sink aborts the COPY, and dropping the transaction rolls it back.
-        return Ok(0);
-    };
-    let rows = sink.as_mut().finish().await.map_err(failed("copying into"))?;
-    let keys: Vec<&str> = table.key_columns.iter().map(String::as_str).collect();
-    let mut merged = (0, 0);
-    match read.mode {
-        WriteMode::Replace => {
-            tx.batch_execute(&ddl::replace_from_stage(&table.target, &keys))
-                .await
-                .map_err(failed("replacing a chunk of"))?;
-        }
-        WriteMode::Merge { record_keys, .. } => {
-            let counts = tx.query_one(&ddl::merge_from_stage(&table.target, &keys), &[]).await;
-            let counts = counts.map_err(failed("merging a chunk into"))?;
-            let count = |i: usize| counts.try_get::<_, i64>(i).map(|n| u64::try_from(n).unwrap_or(0));
-            merged =
-                (count(0).map_err(failed("merging a chunk into"))?, count(1).map_err(failed("merging a chunk into"))?);
-            if record_keys {
-                tx.batch_execute(&ddl::record_seen_keys(&table.target, &keys, progress::STATE_SCHEMA))
-                    .await
-                    .map_err(failed("recording the keys read of"))?;
-            }
-        }
-        WriteMode::Append | WriteMode::TruncateFirst => {}
-    }
-    let chunk = ChunkEnd {
-        table: label,
-        partition,
-        last_key: end.last_key.as_deref(),
-        rows_total: read.rows_before + end.rows,
-        completes: end.completes,
-    };
-    progress.before_commit(&tx, &chunk).await?;
-    failpoint::reached("before-commit").await;
-    if let Ok(mut u) = uncertain.lock()
-        && let Some(key) = &end.last_key
-    {
-        *u = Some(key.clone());
-    }
-    tx.commit().await.map_err(failed("committing a chunk of"))?;
-    table.inserted.fetch_add(merged.0, Ordering::Relaxed);
-    table.updated.fetch_add(merged.1, Ordering::Relaxed);
-    failpoint::reached("after-commit").await;
-    progress.after_commit(&chunk).await?;
-    if let Ok(mut u) = uncertain.lock() {
-        *u = None;
-    }
-    Ok(rows)
-}
-
-/// Largest COPY message sent to the target. The driver copies each message
-/// into its write buffer, so a piece holding one huge value (a SQL Server
-/// `nvarchar(max)` cell is encoded whole) goes out in slices of this size,
-/// which share the piece's memory.
-const MAX_COPY_MESSAGE: usize = 1 << 20;
-
-fn parts(piece: Bytes) -> impl Iterator<Item = Bytes> {
-    let len = piece.len();
-    (0..len.max(1)).step_by(MAX_COPY_MESSAGE).map(move |start| piece.slice(start..(start + MAX_COPY_MESSAGE).min(len)))
-}
-
 /// Builds keys, indexes, constraints and identities after the data, in
 /// parallel across tables, then the foreign keys. Every step tolerates
 /// finding its object already there, so a resumed run can redo them all.
 /// Returns what failed.
-async fn finalize<K: Send + Sync + 'static>(
-    target: &PgPool,
+async fn finalize<K: Send + Sync + 'static, T: Target>(
+    target: &T,
     work: &[Arc<TableWork<K>>],
     restore: &[String],
     config: &Config,
@@ -1575,21 +1231,23 @@ async fn finalize<K: Send + Sync + 'static>(
     backoff: &Backoff,
     options: &RunOptions,
 ) -> Vec<String> {
-    let m = &config.migration;
     let complete: Vec<&Arc<TableWork<K>>> = work.iter().filter(|w| w.failure().is_none()).collect();
     let per_table = futures_util::stream::iter(
         complete
             .iter()
             .filter(|w| !w.finalized.swap(true, Ordering::AcqRel))
-            .map(|w| finalize_table(target, w, m, backoff, options.events.as_ref(), &options.cancel)),
+            .map(|w| finalize_table(target, w, config, backoff, options.events.as_ref(), &options.cancel)),
     )
     .buffer_unordered(parallel)
     .collect::<Vec<_>>()
     .await;
     let mut errors: Vec<String> = per_table.into_iter().flatten().collect();
 
-    let mut fk_steps: Vec<Step> =
-        complete.iter().filter(|w| w.created).flat_map(|w| foreign_key_steps(&w.target, m)).collect();
+    let mut fk_steps: Vec<Step> = complete
+        .iter()
+        .filter(|w| w.created)
+        .flat_map(|w| target.foreign_key_steps(&w.target, &w.source, config))
+        .collect();
     for sql in restore {
         fk_steps.push(Step { sql: sql.clone(), what: "putting back a foreign key dropped for the load".to_owned() });
     }
@@ -1611,21 +1269,17 @@ async fn finalize<K: Send + Sync + 'static>(
 
 /// Builds one table's keys, indexes and checks (when the run created it)
 /// and aligns its identities; returns what failed.
-async fn finalize_table<K>(
-    target: &PgPool,
+async fn finalize_table<K, T: Target>(
+    target: &T,
     w: &TableWork<K>,
-    m: &MigrationConfig,
+    config: &Config,
     backoff: &Backoff,
     events: Option<&EventSink>,
     stop: &CancellationToken,
 ) -> Vec<String> {
+    let m = &config.migration;
     let t = &w.target;
-    let steps = match (w.created, m.target_mode) {
-        (true, _) => post_load_steps(t, m),
-        // Reloaded in place: its keys and indexes are the table's own.
-        (false, TargetMode::Truncate) => analyze_step(t, m).into_iter().collect(),
-        (false, _) => Vec::new(),
-    };
+    let steps = target.table_steps(t, &w.source, w.created, config);
     let mut errors = Vec::new();
     for Step { sql, what } in steps {
         emit(events, Event::Finalizing { step: what.clone() });
@@ -1639,7 +1293,7 @@ async fn finalize_table<K>(
         emit(events, Event::Finalizing { step: what.clone() });
         failpoint::reached("finalize-step").await;
         let keys: Vec<&str> = w.key_columns.iter().map(String::as_str).collect();
-        let deleted = with_retries(backoff, &what, stop, |_| delete_missing_rows(target, t, &keys, &what)).await;
+        let deleted = with_retries(backoff, &what, stop, |_| target.delete_missing_rows(t, &keys, &what)).await;
         match deleted {
             Ok(n) => {
                 w.deleted.fetch_add(n, Ordering::Relaxed);
@@ -1649,11 +1303,7 @@ async fn finalize_table<K>(
     }
     for column in t.columns.iter().filter(|c| c.identity.is_some()) {
         let what = format!("aligning the identity of {}.{}", t.name, column.name);
-        let aligned = with_retries(backoff, &what, stop, |_| async {
-            let client = target.get(Side::Target).await?;
-            align_identity(&client, t, column, &what).await
-        })
-        .await;
+        let aligned = with_retries(backoff, &what, stop, |_| target.align_identity(t, &w.source, column, &what)).await;
         if let Err(e) = aligned {
             errors.push(e.to_string());
         }
@@ -1661,45 +1311,17 @@ async fn finalize_table<K>(
     errors
 }
 
-/// Deletes the rows of `table` the sync did not read from the source and
-/// drops the keys it read, in one transaction; returns the rows deleted.
-/// Without the keys' table (a redo after that commit) there is nothing left to do.
-async fn delete_missing_rows(
-    target: &PgPool,
-    table: &TargetTable,
-    keys: &[&str],
-    what: &str,
-) -> Result<u64, TransferError> {
-    let failed = |e: tokio_postgres::Error| pg_error(Side::Target, what, &e);
-    let mut client = target.get(Side::Target).await?;
-    let seen = mssql_pg_migrate_schema::ident::qualified_pg(progress::STATE_SCHEMA, &ddl::seen_keys_name(table));
-    if !progress::relation_exists(&client, &seen, what).await? {
-        tracing::info!(table = %table.name, "deletes already done");
-        return Ok(0);
-    }
-    let tx = client.transaction().await.map_err(failed)?;
-    let row = tx.query_one(&ddl::delete_unseen(table, keys, progress::STATE_SCHEMA), &[]).await.map_err(failed)?;
-    let deleted: i64 = row.try_get(0).map_err(failed)?;
-    tx.batch_execute(&ddl::drop_seen_keys(table, progress::STATE_SCHEMA)).await.map_err(failed)?;
-    tx.commit().await.map_err(failed)?;
-    Ok(u64::try_from(deleted).unwrap_or(0))
-}
-
 /// Runs one finalization statement with the run's retry policy, on a
 /// connection taken per attempt: a step cut off by a server restart is
 /// redone on a new session ([`execute_once`] accepts what it finds built).
-async fn run_step(
-    target: &PgPool,
+async fn run_step<T: Target>(
+    target: &T,
     sql: &str,
     what: &str,
     backoff: &Backoff,
     stop: &CancellationToken,
 ) -> Result<(), TransferError> {
-    with_retries(backoff, what, stop, |_| async {
-        let client = target.get(Side::Target).await?;
-        execute_once(&client, sql, what).await
-    })
-    .await
+    with_retries(backoff, what, stop, |_| target.run_step(sql, what)).await
 }
 
 /// Statements the finalization runs at once: every target connection but
@@ -1715,10 +1337,9 @@ fn finalization_width(tuning: &Tuning) -> usize {
 /// that the writers keep their connections (the pool has room for one more
 /// beside the state's); one more for each reader left without a copy, and
 /// as many as the pool serves once all are done ([`EarlyFinalizer::grow`]).
-#[derive(Clone)]
-struct EarlyFinalizer {
-    target: PgPool,
-    migration: Arc<MigrationConfig>,
+struct EarlyFinalizer<T> {
+    target: T,
+    config: Arc<Config>,
     backoff: Backoff,
     events: Option<EventSink>,
     stop: CancellationToken,
@@ -1729,11 +1350,27 @@ struct EarlyFinalizer {
     tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<Vec<String>>>>,
 }
 
-impl EarlyFinalizer {
-    fn new(target: PgPool, migration: MigrationConfig, backoff: Backoff, options: &RunOptions, widest: usize) -> Self {
+impl<T: Target> Clone for EarlyFinalizer<T> {
+    fn clone(&self) -> Self {
+        EarlyFinalizer {
+            target: self.target.clone(),
+            config: Arc::clone(&self.config),
+            backoff: self.backoff.clone(),
+            events: self.events.clone(),
+            stop: self.stop.clone(),
+            slots: Arc::clone(&self.slots),
+            granted: Arc::clone(&self.granted),
+            widest: self.widest,
+            tasks: Arc::clone(&self.tasks),
+        }
+    }
+}
+
+impl<T: Target> EarlyFinalizer<T> {
+    fn new(target: T, config: Config, backoff: Backoff, options: &RunOptions, widest: usize) -> Self {
         EarlyFinalizer {
             target,
-            migration: Arc::new(migration),
+            config: Arc::new(config),
             backoff,
             events: options.events.clone(),
             stop: options.cancel.clone(),
@@ -1752,7 +1389,7 @@ impl EarlyFinalizer {
         let this = self.clone();
         let task = async move {
             let Ok(_slot) = this.slots.acquire().await else { return Vec::new() };
-            finalize_table(&this.target, &table, &this.migration, &this.backoff, this.events.as_ref(), &this.stop).await
+            finalize_table(&this.target, &table, &this.config, &this.backoff, this.events.as_ref(), &this.stop).await
         };
         if let Ok(mut tasks) = self.tasks.lock() {
             tasks.spawn(tracing::Instrument::in_current_span(task));
@@ -1794,48 +1431,6 @@ impl EarlyFinalizer {
     }
 }
 
-/// Runs a finalization statement; an object that already exists (built by
-/// the interrupted run this one resumes) counts as done.
-async fn execute_once(client: &tokio_postgres::Client, sql: &str, what: &str) -> Result<(), TransferError> {
-    tracing::debug!(sql, "target");
-    match client.batch_execute(sql).await {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let code = e.code().map(|c| c.code().to_owned()).unwrap_or_default();
-            // 42P07: the index's relation exists; 42710: the constraint
-            // exists; 42P16: the table has its primary key already.
-            let exists = matches!(code.as_str(), "42P07" | "42710") || (code == "42P16" && sql.contains("PRIMARY KEY"));
-            if exists {
-                tracing::info!(step = %what, "already in place");
-                Ok(())
-            } else {
-                Err(pg_error(Side::Target, what, &e))
-            }
-        }
-    }
-}
-
-async fn align_identity(
-    client: &tokio_postgres::Client,
-    table: &TargetTable,
-    column: &mssql_pg_migrate_schema::target::TargetColumn,
-    what: &str,
-) -> Result<(), TransferError> {
-    let Some(identity) = column.identity else { return Ok(()) };
-    let row = client
-        .query_one(&ddl::identity_extreme(table, column), &[])
-        .await
-        .map_err(|e| pg_error(Side::Target, what, &e))?;
-    let extreme: Option<String> = row.try_get(0).map_err(|e| pg_error(Side::Target, what, &e))?;
-    let loaded = extreme.and_then(|s| s.parse::<i128>().ok());
-    let Some(next) = ddl::identity_next(identity.seed, identity.increment, identity.current, loaded, column.pg_type)
-    else {
-        tracing::warn!(table = %table.name, column = %column.name, "identity is exhausted; not restarted");
-        return Ok(());
-    };
-    execute(client, &ddl::restart_identity(table, column, next), what).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1850,7 +1445,7 @@ mod tests {
         let config = crate::testing::config("postgres", "");
         let pool = PgPool::new(&target_endpoint(&config.target), Side::Target, 4).unwrap();
         let backoff = Backoff::for_migration(&config.migration);
-        let finalizer = EarlyFinalizer::new(pool, config.migration, backoff, &RunOptions::default(), 3);
+        let finalizer = EarlyFinalizer::new(PgTarget::new(pool).unwrap(), config, backoff, &RunOptions::default(), 3);
         assert_eq!(finalizer.slots.available_permits(), 1, "one at a time while every reader copies");
         finalizer.grow(1);
         assert_eq!(finalizer.slots.available_permits(), 2, "a reader left without a copy gives its slot");

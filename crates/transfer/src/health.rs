@@ -12,7 +12,7 @@ use mssql_pg_migrate_postgres::pg_error;
 use mssql_pg_migrate_schema::ident::quote_pg;
 use serde::Serialize;
 
-use crate::connect::{SourceJob, source_address, target_endpoint, with_source};
+use crate::connect::{SourceJob, postgres_target, source_address, with_source};
 use crate::error::{ErrorKind, Side, TransferError};
 use crate::planning::plan_targets;
 use crate::pool::PgPool;
@@ -133,7 +133,7 @@ impl HealthReport {
 pub async fn health_check(config: &Config, options: &HealthOptions) -> Result<HealthReport, TransferError> {
     let source_schema = options.source_schema.clone().unwrap_or_else(|| config.source.schema.clone());
     let target_schema = options.target_schema.clone().unwrap_or_else(|| config.target.schema.clone());
-    let target = PgPool::new(&target_endpoint(&config.target), Side::Target, 2)?;
+    let target = PgPool::new(&postgres_target(&config.target, "health-check")?, Side::Target, 2)?;
 
     let job = SourceHealth { config, schema: &source_schema, target_schema: &target_schema };
     let (source, planned_names) = match with_source(&config.source, 2, job).await {
@@ -180,7 +180,7 @@ pub async fn list_source_tables(source: &SourceConfig) -> Result<(ServerProbe, V
 /// # Errors
 /// When the server cannot be reached, or the SSL mode is not supported.
 pub async fn probe_target(target: &TargetConfig) -> Result<ServerProbe, TransferError> {
-    let pool = PgPool::new(&target_endpoint(target), Side::Target, 1)?;
+    let pool = PgPool::new(&postgres_target(target, "probing the target")?, Side::Target, 1)?;
     probe_pg(&pool, Side::Target).await
 }
 

@@ -88,9 +88,9 @@ pub(crate) struct Progress {
     run_id: String,
     /// A save to the target waits out its restart as a chunk does.
     backoff: Backoff,
-    /// The target's control pool and the migration's key, for the marks
-    /// kept in the target whatever the store.
-    control: PgPool,
+    /// The target's control pool (a PostgreSQL target's) and the
+    /// migration's key, for the marks kept in the target whatever the store.
+    control: Option<PgPool>,
     key: String,
 }
 
@@ -102,6 +102,13 @@ enum Save {
 
 fn state_io(path: &Path) -> impl Fn(&str) -> TransferError + '_ {
     move |why| TransferError::Io(format!("cannot write state file {}: {why}", path.display()))
+}
+
+/// The state or marks asked of a target that cannot keep them.
+fn no_state_in_target() -> TransferError {
+    TransferError::Config(
+        "this target keeps no run state or marks in its database; give the run a state file (--state-file FILE)".into(),
+    )
 }
 
 fn target_error(context: &str, e: &tokio_postgres::Error) -> TransferError {
@@ -185,7 +192,7 @@ pub(crate) async fn relation_exists(
 /// an unreadable file, and server errors of the target.
 pub(crate) async fn load(
     location: &StateLocation,
-    control: &PgPool,
+    control: Option<&PgPool>,
     key: &str,
 ) -> Result<Option<RunState>, TransferError> {
     match location {
@@ -195,6 +202,7 @@ pub(crate) async fn load(
             Err(e) => Err(e.into()),
         },
         StateLocation::Target => {
+            let control = control.ok_or_else(no_state_in_target)?;
             let client = control.get(Side::Target).await?;
             let context = "reading the saved run state";
             if !relation_exists(&client, "mssql_pg_migrate.runs", context).await? {
@@ -256,7 +264,7 @@ impl Progress {
     /// Opens the store for `state` (creating the state schema if needed).
     pub(crate) async fn open(
         location: &StateLocation,
-        control: &PgPool,
+        control: Option<&PgPool>,
         key: &str,
         state: RunState,
         backoff: Backoff,
@@ -264,6 +272,7 @@ impl Progress {
         let store = match location {
             StateLocation::File(path) => Store::File { path: path.clone(), writer: FileWriter::start(path.clone()) },
             StateLocation::Target => {
+                let control = control.ok_or_else(no_state_in_target)?;
                 let client = control.get(Side::Target).await?;
                 client.batch_execute(CREATE_STORE).await.map_err(|e| target_error("creating the state schema", &e))?;
                 // Progress rows of earlier runs of this migration are dead weight.
@@ -279,7 +288,14 @@ impl Progress {
             }
         };
         let run_id = state.run_id.clone();
-        Ok(Progress { state: Mutex::new(state), store, run_id, backoff, control: control.clone(), key: key.to_owned() })
+        Ok(Progress {
+            state: Mutex::new(state),
+            store,
+            run_id,
+            backoff,
+            control: control.cloned(),
+            key: key.to_owned(),
+        })
     }
 
     /// Reads the live state.
@@ -351,8 +367,9 @@ impl Progress {
     /// whatever its state location.
     pub(crate) async fn keep_mark(&self, table: &str, column: &str, mark: Option<&str>) -> Result<(), TransferError> {
         let never = CancellationToken::new();
+        let control = self.control.as_ref().ok_or_else(no_state_in_target)?;
         with_retries(&self.backoff, "keeping the incremental mark", &never, |_| async {
-            let client = self.control.get(Side::Target).await?;
+            let client = control.get(Side::Target).await?;
             let context = "keeping the incremental mark";
             client.batch_execute(CREATE_MARKS).await.map_err(|e| target_error(context, &e))?;
             client
@@ -382,9 +399,12 @@ impl Progress {
     /// Called with the chunk's transaction open and its rows copied, just
     /// before the commit. `rows_total` is the partition's total once this
     /// chunk commits.
+    /// `tx` is the chunk's transaction on a PostgreSQL target, which
+    /// records the progress of a state kept there; a target without it
+    /// keeps its state in a file.
     pub(crate) async fn before_commit(
         &self,
-        tx: &tokio_postgres::Transaction<'_>,
+        tx: Option<&tokio_postgres::Transaction<'_>>,
         chunk: &ChunkEnd<'_>,
     ) -> Result<(), TransferError> {
         match &self.store {
@@ -399,6 +419,7 @@ impl Progress {
                 .await
             }
             Store::Target { .. } => {
+                let tx = tx.ok_or_else(no_state_in_target)?;
                 let partition = i32::try_from(chunk.partition).unwrap_or(i32::MAX);
                 let rows = i64::try_from(chunk.rows_total).unwrap_or(i64::MAX);
                 let last_pk = chunk.last_key.map(str::to_owned).or_else(|| {

@@ -9,7 +9,7 @@ use mssql_pg_migrate_config::Config;
 use mssql_pg_migrate_postgres::{ddl, pg_error};
 use serde::Serialize;
 
-use crate::connect::{SourceJob, target_endpoint, with_source};
+use crate::connect::{SourceJob, postgres_target, with_source};
 use crate::engine::read_selected_tables;
 use crate::error::{Side, TransferError};
 use crate::planning::plan_targets;
@@ -62,7 +62,7 @@ impl ValidationReport {
 /// A server that cannot be reached or a count that fails. A missing target
 /// table is a mismatch in the report, not an error.
 pub async fn validate(config: &Config, options: &ValidateOptions) -> Result<ValidationReport, TransferError> {
-    let target = PgPool::new(&target_endpoint(&config.target), Side::Target, 2)?;
+    let target = PgPool::new(&postgres_target(&config.target, "validate")?, Side::Target, 2)?;
     with_source(&config.source, 2, ValidateJob { config, options, target }).await
 }
 

@@ -37,7 +37,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use self::compare::{RowFields, RowStream, differing_columns, key_of, row_digest, split_rows};
-use crate::connect::{SourceJob, target_endpoint, with_source};
+use crate::connect::{SourceJob, postgres_target, with_source};
 use crate::copy::{CellEncoder as _, CopyEncoder};
 use crate::error::{Side, TransferError};
 use crate::pool::PgPool;
@@ -200,7 +200,7 @@ pub async fn validate_deep(config: &Config, options: &DeepOptions) -> Result<Dee
     // Tables are compared `workers` at a time, as a run copies them; each
     // holds a source connection and two target sessions.
     let workers = Tuning::resolve(&config.migration, Machine::detect(), None).workers.max(1);
-    let target = PgPool::new(&target_endpoint(&config.target), Side::Target, 2 * workers)?;
+    let target = PgPool::new(&postgres_target(&config.target, "validate --deep")?, Side::Target, 2 * workers)?;
     let job = |options| DeepJob { config, options, target: target.clone(), workers };
     let first = with_source(&config.source, workers + 1, job(options)).await?;
     if !options.repair {

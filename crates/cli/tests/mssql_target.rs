@@ -1,0 +1,239 @@
+//! SQL Server → SQL Server through the real binary, on the server
+//! `MSSQL_TEST_URL` names (two databases on one server): `run` copies the
+//! edge-case fixture, every value and schema object compared with the
+//! source; SIGKILL at named steps then `resume` converges to the same copy;
+//! a second run meanwhile is refused by the lock; what a SQL Server target
+//! cannot do is refused naming the cause.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is the failure report.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::pair::{binary, finish, start_until};
+use mssql_pg_migrate::mssql::catalog;
+use mssql_pg_migrate::schema::{ColumnType, Table};
+use mssql_pg_migrate_testkit::mssql::{
+    MSSQL_EDGE_CASE_TABLES, TestClient, TestServer, exact_rows, execute_script, first_cell,
+};
+
+/// The copy's schema (each test copies into a database of its own).
+const COPY_SCHEMA: &str = "mt_copy";
+
+struct Setup {
+    server: TestServer,
+    schema: String,
+    copy_database: String,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+/// Loads the fixture into `schema`, makes an empty copy database, and
+/// writes a config between them with `migration` added.
+async fn setup(server: TestServer, schema: &str, migration: &str) -> Setup {
+    server.load_edge_cases(schema).await;
+    let copy_database = format!("{schema}_copy");
+    let mut admin = server.connect().await.unwrap();
+    // sql_variant is refused by a SQL Server target (its own test below);
+    // the rest of the type coverage stays.
+    execute_script(&mut admin, &format!("ALTER TABLE [{schema}].AllTypes DROP COLUMN sv\nGO\n")).await;
+    execute_script(
+        &mut admin,
+        &format!(
+            "IF DB_ID(N'{copy_database}') IS NOT NULL DROP DATABASE {copy_database}\nGO\n\
+             CREATE DATABASE {copy_database}\nGO\n"
+        ),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("copy.yaml");
+    let text = format!(
+        "{}target: {{type: mssql, host: '{}', port: {}, database: {copy_database}, user: '{}', password: '${{DST_PW}}', \
+         schema: {COPY_SCHEMA}, encrypt: {}, trust_server_cert: {}}}\n\
+         migration: {{chunk_size: 300, large_table_threshold: 1000, min_rows_per_partition: 400, max_partitions: 4, \
+         max_retries: 3{migration}}}\n",
+        server.source_yaml(schema, "${SRC_PW}"),
+        server.host,
+        server.port,
+        server.user,
+        server.encrypt,
+        server.trust_server_cert
+    );
+    std::fs::write(&config, text).unwrap();
+    Setup { server, schema: schema.to_owned(), copy_database, dir, config }
+}
+
+impl Setup {
+    fn command(&self, state_file: Option<&Path>, args: &[&str]) -> Command {
+        let mut cmd = binary(&self.config, state_file, args);
+        cmd.env("SRC_PW", &self.server.password).env("DST_PW", &self.server.password);
+        cmd
+    }
+
+    async fn copy_client(&self) -> TestClient {
+        TestServer { database: self.copy_database.clone(), ..self.server.clone() }.connect().await.unwrap()
+    }
+
+    /// The fixture's tables as the catalog reads them, from the source and the copy.
+    async fn catalogs(&self) -> (Vec<Table>, Vec<Table>) {
+        let babelfish = self.server.is_babelfish().await;
+        let wanted = |_: &str, name: &str| MSSQL_EDGE_CASE_TABLES.contains(&name);
+        let mut source = self.server.connect().await.unwrap();
+        let theirs = catalog::read_schema(&mut source, None, &self.schema, babelfish, &wanted).await.unwrap();
+        let mut copy = self.copy_client().await;
+        let ours = catalog::read_schema(&mut copy, None, COPY_SCHEMA, babelfish, &wanted).await.unwrap();
+        (theirs, ours)
+    }
+
+    /// Every table of the copy holds exactly the source's rows, and the
+    /// copy's catalog the source's keys, indexes, checks and foreign keys,
+    /// each once.
+    async fn assert_same_as_source(&self, when: &str) {
+        let mut source = self.server.connect().await.unwrap();
+        let mut copy = self.copy_client().await;
+        for table in MSSQL_EDGE_CASE_TABLES {
+            let ours = exact_rows(&mut copy, COPY_SCHEMA, table).await;
+            let theirs = exact_rows(&mut source, &self.schema, table).await;
+            assert_eq!(ours.len(), theirs.len(), "{when}: rows of {table}");
+            for (a, b) in ours.iter().zip(&theirs) {
+                assert_eq!(a, b, "{when}: a row of {table}");
+            }
+        }
+        let (theirs, ours) = self.catalogs().await;
+        assert_eq!(ours.len(), theirs.len(), "{when}: tables");
+        for (t, o) in theirs.iter().zip(&ours) {
+            let types = |t: &Table| {
+                t.columns
+                    .iter()
+                    .map(|c| {
+                        let ty = match &c.data_type {
+                            ColumnType::Mssql(ty) => mssql_pg_migrate::mssql::ddl::copy_type(ty).to_string(),
+                            other => other.to_string(),
+                        };
+                        (c.name.clone(), ty, c.nullable, c.identity.map(|i| (i.seed, i.increment)), c.default.is_some())
+                    })
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(types(o), types(t), "{when}: columns of {}", t.name);
+            assert_eq!(o.primary_key, t.primary_key, "{when}: primary key of {}", t.name);
+            assert_eq!(o.unique_constraints, t.unique_constraints, "{when}: unique constraints of {}", t.name);
+            let indexes = |t: &Table| {
+                let mut v: Vec<_> = t
+                    .indexes
+                    .iter()
+                    .map(|i| (i.name.clone(), i.columns.clone(), i.included.clone(), i.unique))
+                    .collect();
+                v.sort_by(|a, b| a.0.cmp(&b.0));
+                v
+            };
+            assert_eq!(indexes(o), indexes(t), "{when}: indexes of {}", t.name);
+            let checks = |t: &Table| t.checks.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+            assert_eq!(checks(o), checks(t), "{when}: checks of {}", t.name);
+            let fks = |t: &Table| {
+                t.foreign_keys
+                    .iter()
+                    .map(|f| (f.name.clone(), f.referenced_table.clone(), f.on_delete))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(fks(o), fks(t), "{when}: foreign keys of {}", t.name);
+        }
+    }
+
+    /// The identity value the next insert gets, in the copy and in the source.
+    async fn next_identities(&self) -> (String, String) {
+        let next = |schema: &str| {
+            format!(
+                "BEGIN TRAN; INSERT INTO [{schema}].AllTypes (Created) VALUES ('2024-01-01'); \
+                 SELECT CAST(SCOPE_IDENTITY() AS int); ROLLBACK"
+            )
+        };
+        let mut source = self.server.connect().await.unwrap();
+        let mut copy = self.copy_client().await;
+        (first_cell(&mut copy, &next(COPY_SCHEMA)).await, first_cell(&mut source, &next(&self.schema)).await)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_copies_sql_server_into_sql_server_exactly_and_resumes_after_sigkill() {
+    let test = "run_copies_sql_server_into_sql_server_exactly_and_resumes_after_sigkill";
+    let Some(server) = TestServer::from_env(test) else { return };
+    let s = setup(server, "mt_src", "").await;
+    let state_file = s.dir.path().join("copy.state");
+
+    let (code, stdout, stderr) = finish(&mut s.command(Some(&state_file), &["--output-json", "run"]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["status"], "success", "{stdout}");
+    let tables = report["report"]["tables"].as_array().unwrap();
+    let skewed = tables.iter().find(|t| t["source"] == "mt_src.skewed").unwrap();
+    assert_eq!((skewed["rows"].as_u64(), skewed["target"].as_str()), (Some(4_103), Some("mt_copy.skewed")));
+    assert!(skewed["partitions"].as_u64().unwrap() > 1, "a large table is split: {skewed}");
+    let notes = tables.iter().flat_map(|t| t["notes"].as_array().unwrap()).count();
+    assert_eq!(notes, 0, "every type is kept as it is, so there is nothing to say: {stdout}");
+    s.assert_same_as_source("after run").await;
+    let (ours, theirs) = s.next_identities().await;
+    assert_eq!(ours, theirs, "the copy's next identity is the source's");
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    assert_eq!(saved["status"], "completed");
+    assert!(!saved.to_string().contains(&s.server.password), "no password in the state");
+
+    for point in ["mid-copy:3", "before-commit:2", "after-commit:4", "chunk-saved:5", "finalize-step:2"] {
+        let mut running = start_until(&mut s.command(Some(&state_file), &["run"]), point);
+        if point == "mid-copy:3" {
+            // The frozen run holds the migration's lock: another is refused, naming why.
+            let (code, stdout, stderr) = finish(&mut s.command(Some(&s.dir.path().join("other.state")), &["run"]));
+            assert_eq!(code, 6, "a second run while one holds the lock:\n{stdout}\n{stderr}");
+            assert!(stderr.contains("another run of this migration"), "{stderr}");
+        }
+        running.child.kill().unwrap(); // SIGKILL on Unix
+        running.child.wait().unwrap();
+        let (code, stdout, stderr) = finish(&mut s.command(Some(&state_file), &["--output-json", "resume"]));
+        assert_eq!(code, 0, "resume after SIGKILL at {point}:\n{stdout}\n{stderr}");
+        let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(doc["status"], "success", "{point}: {stdout}");
+        s.assert_same_as_source(&format!("resume after SIGKILL at {point}")).await;
+    }
+
+    // truncate: the existing tables are emptied and loaded again, their
+    // foreign keys dropped for the load and put back as they were.
+    let mut copy = s.copy_client().await;
+    execute_script(&mut copy, &format!("INSERT INTO [{COPY_SCHEMA}].[user] (id, name) VALUES (-7, N'extra')\nGO\n"))
+        .await;
+    let truncate = s.dir.path().join("truncate.yaml");
+    let text =
+        std::fs::read_to_string(&s.config).unwrap().replace("max_retries: 3", "max_retries: 3, target_mode: truncate");
+    std::fs::write(&truncate, text).unwrap();
+    let mut cmd = binary(&truncate, Some(&s.dir.path().join("t.state")), &["run"]);
+    cmd.env("SRC_PW", &s.server.password).env("DST_PW", &s.server.password);
+    let (code, stdout, stderr) = finish(&mut cmd);
+    assert_eq!(code, 0, "truncate:\n{stdout}\n{stderr}");
+    s.assert_same_as_source("after a truncate run").await;
+    drop(copy);
+
+    let mut admin = s.server.connect().await.unwrap();
+    execute_script(&mut admin, &format!("DROP DATABASE {}\nGO\n", s.copy_database)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_sql_server_target_cannot_do_is_refused_naming_the_cause() {
+    let test = "what_a_sql_server_target_cannot_do_is_refused_naming_the_cause";
+    let Some(server) = TestServer::from_env(test) else { return };
+    let s = setup(server, "mt_refuse", ", include_tables: [variants]").await;
+    let mut source = s.server.connect().await.unwrap();
+    execute_script(
+        &mut source,
+        "CREATE TABLE mt_refuse.variants (id int NOT NULL PRIMARY KEY, v sql_variant NULL)\nGO\n\
+         INSERT INTO mt_refuse.variants VALUES (1, CAST(2 AS int))\nGO\n",
+    )
+    .await;
+    let (code, stdout, stderr) = finish(&mut s.command(Some(&s.dir.path().join("v.state")), &["run"]));
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(stderr.contains("column v is sql_variant, which the TDS bulk load cannot write"), "{stderr}");
+
+    // The state cannot live in a SQL Server target.
+    let (code, stdout, stderr) = finish(&mut s.command(None, &["run"]));
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(stderr.contains("--state-file"), "{stderr}");
+}

@@ -1,0 +1,116 @@
+//! What a SQL Server target runs besides the bulk load ([`crate::writer`]):
+//! statements on a session, the migration's application lock, the foreign
+//! keys to drop before a table is replaced, and finalization statements
+//! that accept finding their object built already.
+
+use mssql_pg_migrate_dialect::TransferError;
+use mssql_pg_migrate_schema::ident::{literal_mssql, qualified_mssql, quote_mssql};
+
+use crate::error::target_error;
+use crate::reader::MssqlClient;
+
+/// Runs a batch of statements and reads every result.
+///
+/// # Errors
+/// [`TransferError::Server`] with `context`.
+pub async fn execute(client: &mut MssqlClient, sql: &str, context: &str) -> Result<(), TransferError> {
+    tracing::debug!(sql, "target");
+    client
+        .simple_query(sql)
+        .await
+        .map_err(|e| target_error(context, &e))?
+        .into_results()
+        .await
+        .map_err(|e| target_error(context, &e))?;
+    Ok(())
+}
+
+/// Runs a finalization statement once; an object that already exists (built
+/// by the interrupted run this one resumes) counts as done.
+///
+/// # Errors
+/// [`TransferError::Server`] with `what`.
+pub async fn execute_once(client: &mut MssqlClient, sql: &str, what: &str) -> Result<(), TransferError> {
+    tracing::debug!(sql, "target");
+    let result = match client.simple_query(sql).await {
+        Ok(stream) => stream.into_results().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => Ok(()),
+        // 1779: the table has a primary key already; 1913: the index
+        // exists; 2714: an object (the constraint) of that name exists.
+        Err(tiberius::error::Error::Server(token)) if matches!(token.code(), 1779 | 1913 | 2714) => {
+            tracing::info!(step = %what, "already in place");
+            Ok(())
+        }
+        Err(e) => Err(target_error(what, &e)),
+    }
+}
+
+/// `IF … CREATE SCHEMA`: T-SQL has no `IF NOT EXISTS` for schemas.
+pub fn create_schema(schema: &str) -> String {
+    format!(
+        "IF SCHEMA_ID({}) IS NULL EXEC({})",
+        literal_mssql(schema),
+        literal_mssql(&format!("CREATE SCHEMA {}", quote_mssql(schema)))
+    )
+}
+
+/// Takes the exclusive application lock `resource` for the life of
+/// `session` (`sp_getapplock` owned by the session, no wait). Returns
+/// whether it was granted.
+///
+/// # Errors
+/// [`TransferError::Server`].
+pub async fn take_app_lock(session: &mut MssqlClient, resource: &str) -> Result<bool, TransferError> {
+    let context = "taking the migration lock";
+    // sp_getapplock returns 0 or 1 when granted, below 0 when not.
+    let sql = "DECLARE @granted int; \
+               EXEC @granted = sp_getapplock @Resource = @P1, @LockMode = 'Exclusive', \
+               @LockOwner = 'Session', @LockTimeout = 0; SELECT @granted";
+    let row = session
+        .query(sql, &[&resource])
+        .await
+        .map_err(|e| target_error(context, &e))?
+        .into_row()
+        .await
+        .map_err(|e| target_error(context, &e))?;
+    Ok(row.and_then(|r| r.get::<i32, _>(0)).is_some_and(|granted| granted >= 0))
+}
+
+/// The foreign keys that reference the table `qualified` (a quoted
+/// `[schema].[name]`) from any table, as `ALTER TABLE … DROP CONSTRAINT`s:
+/// they stop the table being dropped or emptied.
+///
+/// # Errors
+/// [`TransferError::Server`].
+pub async fn drop_referencing_keys(client: &mut MssqlClient, qualified: &str) -> Result<Vec<String>, TransferError> {
+    let context = format!("reading the foreign keys that reference {qualified}");
+    let sql = "SELECT fk.name, OBJECT_SCHEMA_NAME(fk.parent_object_id), OBJECT_NAME(fk.parent_object_id) \
+               FROM sys.foreign_keys fk WHERE fk.referenced_object_id = OBJECT_ID(@P1)";
+    let rows = client
+        .query(sql, &[&qualified])
+        .await
+        .map_err(|e| target_error(&context, &e))?
+        .into_first_result()
+        .await
+        .map_err(|e| target_error(&context, &e))?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let (name, schema, owner) = (r.get::<&str, _>(0)?, r.get::<&str, _>(1)?, r.get::<&str, _>(2)?);
+            Some(format!("ALTER TABLE {} DROP CONSTRAINT {}", qualified_mssql(schema, owner), quote_mssql(name)))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schema_is_created_only_when_missing_with_its_name_quoted_twice_over() {
+        assert_eq!(create_schema("o'k]"), "IF SCHEMA_ID(N'o''k]') IS NULL EXEC(N'CREATE SCHEMA [o''k]]]')");
+    }
+}

@@ -1,0 +1,402 @@
+//! The SQL Server target, for a SQL Server source: each chunk goes through
+//! the TDS bulk load in one transaction ([`mssql::writer::TableLoad`]),
+//! every type as the source declared it ([`mssql::ddl`]); keys, indexes
+//! and checks after the data, foreign keys last, identities reseeded to
+//! the source's. The run state is a file; the migration lock is an
+//! application lock (`sp_getapplock`) held by a session of its own.
+//!
+//! A chunk's session is its own until the chunk commits: a session a
+//! failed or abandoned chunk used may be in the middle of the bulk-load
+//! protocol or of a transaction, so it is closed rather than reused.
+
+use std::sync::Arc;
+
+use mssql_pg_migrate_config::{Config, TargetMode};
+use mssql_pg_migrate_mssql as mssql;
+use mssql_pg_migrate_mssql::reader::MssqlClient;
+use mssql_pg_migrate_mssql::sink::{Batch, LoadType, Slot, TdsSink};
+use mssql_pg_migrate_mssql::target::execute;
+use mssql_pg_migrate_mssql::writer::TableLoad;
+use mssql_pg_migrate_mssql::{MssqlEndpoint, MssqlSource};
+use mssql_pg_migrate_schema::ident::{literal_mssql, qualified_mssql, quote_mssql};
+use mssql_pg_migrate_schema::target::{TargetColumn, TargetTable};
+use mssql_pg_migrate_schema::{ColumnType, Table};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{ChunkWrite, Prepared, ReadEnd, RunLock, Target, WriteMode, Written};
+use crate::error::{Side, TransferError};
+use crate::failpoint;
+use crate::planning::Step;
+use crate::pool::PgPool;
+use crate::progress::{ChunkEnd, Progress};
+use crate::retry::Backoff;
+use crate::source::{ReadSpec, WriterGone};
+
+/// A SQL Server target: a pool for statements, and the clean sessions
+/// chunks have committed on, for the next chunks.
+#[derive(Clone)]
+pub(crate) struct MssqlTarget {
+    server: MssqlSource,
+    idle: Arc<std::sync::Mutex<Vec<MssqlClient>>>,
+}
+
+impl MssqlTarget {
+    pub(crate) async fn connect(endpoint: MssqlEndpoint, max_connections: usize) -> Result<MssqlTarget, TransferError> {
+        let max = u32::try_from(max_connections).unwrap_or(u32::MAX);
+        let server = MssqlSource::connect_as(endpoint, max, Side::Target).await?;
+        Ok(MssqlTarget { server, idle: Arc::default() })
+    }
+
+    /// A session for one chunk: an idle one, or a new one.
+    async fn chunk_session(&self) -> Result<MssqlClient, TransferError> {
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        match idle {
+            Some(session) => Ok(session),
+            None => self.server.endpoint().connect().await,
+        }
+    }
+
+    async fn statement(&self, sql: &str, context: &str) -> Result<(), TransferError> {
+        let mut session = self.server.session().await?;
+        mssql::target::execute(&mut session, sql, context).await
+    }
+}
+
+/// The lock's session; closing it (dropping this) releases the lock.
+pub(crate) struct MssqlLock {
+    _session: tokio::sync::Mutex<MssqlClient>,
+}
+
+impl RunLock for MssqlLock {
+    fn lost(&self) -> Option<String> {
+        // The lock ends with its session; a chunk on a server that went
+        // away fails on its own, and a resume takes the lock again.
+        None
+    }
+}
+
+/// The slot of each cell a reader hands over for `spec`: its type in the
+/// load, or left out (a rowversion or computed column the server makes).
+fn slots(spec: &ReadSpec, source: &Table) -> Arc<[Slot]> {
+    let loaded: Vec<&str> = mssql::ddl::loaded_columns(source).map(|c| c.name.as_str()).collect();
+    spec.columns
+        .iter()
+        .map(|read| {
+            let column = source.column(&read.source_name).filter(|c| loaded.contains(&c.name.as_str()));
+            match column.map(|c| &c.data_type) {
+                Some(ColumnType::Mssql(ty)) => LoadType::of(&mssql::ddl::copy_type(ty)).map_or(Slot::Skip, Slot::Load),
+                _ => Slot::Skip,
+            }
+        })
+        .collect()
+}
+
+/// Why a table cannot be loaded into SQL Server, if it cannot: a column
+/// whose type the bulk load cannot write.
+fn unloadable(source: &Table) -> Option<TransferError> {
+    let column = mssql::ddl::loaded_columns(source).find(|c| match &c.data_type {
+        ColumnType::Mssql(ty) => LoadType::of(&mssql::ddl::copy_type(ty)).is_none(),
+        _ => true,
+    })?;
+    Some(TransferError::Incompatible {
+        table: format!("{}.{}", source.schema, source.name),
+        message: format!(
+            "column {} is {}, which the TDS bulk load cannot write (CLR types and sql_variant); \
+             exclude the table, or copy it into PostgreSQL",
+            column.name, column.data_type
+        ),
+    })
+}
+
+/// Whether an existing table has every column the load writes, of the same type.
+fn check_compatible(source: &Table, existing: &Table) -> Result<(), TransferError> {
+    for column in mssql::ddl::loaded_columns(source) {
+        let Some(current) = existing.column(&column.name) else {
+            return Err(TransferError::Incompatible {
+                table: format!("{}.{}", existing.schema, existing.name),
+                message: format!("it has no column {} (source column {})", column.name, column.name),
+            });
+        };
+        let same = match (&current.data_type, &column.data_type) {
+            (ColumnType::Mssql(have), ColumnType::Mssql(want)) => {
+                mssql::ddl::copy_type(have) == mssql::ddl::copy_type(want)
+            }
+            _ => false,
+        };
+        if !same {
+            return Err(TransferError::Incompatible {
+                table: format!("{}.{}", existing.schema, existing.name),
+                message: format!(
+                    "column {} is {}, but the source column is {}",
+                    column.name, current.data_type, column.data_type
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Target for MssqlTarget {
+    type Piece = Batch;
+    type Sink = TdsSink;
+    type Lock = MssqlLock;
+
+    fn address(&self) -> String {
+        self.server.endpoint().address()
+    }
+
+    fn state_store(&self) -> Option<&PgPool> {
+        None
+    }
+
+    async fn lock(&self, key: &str, _backoff: Backoff, _abort: CancellationToken) -> Result<MssqlLock, TransferError> {
+        let mut session = self.server.endpoint().connect().await?;
+        // Application locks are per database on SQL Server; naming the
+        // database keeps them so on servers where they are not (Babelfish).
+        let resource = format!("mssql-pg-migrate {}.{key}", self.server.endpoint().database);
+        if !mssql::target::take_app_lock(&mut session, &resource).await? {
+            return Err(TransferError::State(format!(
+                "another run of this migration (target schema {}) is in progress on {} (it holds the \
+                 application lock {}); wait for it to finish or stop it",
+                literal_mssql(key),
+                self.address(),
+                literal_mssql(&resource)
+            )));
+        }
+        Ok(MssqlLock { _session: tokio::sync::Mutex::new(session) })
+    }
+
+    fn adjust_plan(&self, planned: &mut [(Table, TargetTable)]) {
+        // A copy between SQL Servers keeps every name as the source spells
+        // it, and every type and collation: the PostgreSQL type mapping's
+        // notes do not apply.
+        for (source, target) in planned {
+            target.name = source.name.clone();
+            target.notes.clear();
+        }
+    }
+
+    async fn prepare(
+        &self,
+        planned: &[(Table, TargetTable)],
+        config: &Config,
+        target_schema: &str,
+        progress: &Progress,
+    ) -> Result<Vec<Prepared>, TransferError> {
+        let m = &config.migration;
+        let mut session = self.server.session().await?;
+        execute(&mut session, &mssql::target::create_schema(target_schema), "creating the target schema").await?;
+        let mut prepared = Vec::with_capacity(planned.len());
+        let existing = if m.target_mode == TargetMode::Truncate {
+            let wanted = |_: &str, name: &str| planned.iter().any(|(s, _)| s.name == name);
+            mssql::catalog::read_schema(&mut session, None, target_schema, self.server.is_babelfish(), &wanted)
+                .await
+                .map_err(TransferError::from)?
+        } else {
+            Vec::new()
+        };
+        let mut restore = Vec::new();
+        let mut drops = Vec::new();
+        let mut empty = Vec::new();
+        for (source, _) in planned {
+            let mut p = Prepared { created: true, failed: None, notes: Vec::new() };
+            let problem = match existing.iter().find(|e| e.name == source.name) {
+                Some(current) => {
+                    p.created = false;
+                    check_compatible(source, current).err()
+                }
+                None => unloadable(source),
+            };
+            if let Some(e) = problem {
+                if !m.continue_on_error {
+                    return Err(e);
+                }
+                tracing::error!(table = %format!("{}.{}", source.schema, source.name), error = %e, "table skipped");
+                p.failed = Some(e);
+                prepared.push(p);
+                continue;
+            }
+            let name = qualified_mssql(target_schema, &source.name);
+            match m.target_mode {
+                TargetMode::DropRecreate => {
+                    drops.extend(mssql::target::drop_referencing_keys(&mut session, &name).await?);
+                    empty.push(mssql::ddl::drop_table(target_schema, &source.name));
+                }
+                _ if !p.created => {
+                    // Dropped for the load and put back afterwards exactly as they were.
+                    if let Some(current) = existing.iter().find(|e| e.name == source.name) {
+                        restore.extend(mssql::ddl::foreign_keys(target_schema, current));
+                        let own = current
+                            .foreign_keys
+                            .iter()
+                            .map(|fk| format!("ALTER TABLE {name} DROP CONSTRAINT {}", quote_mssql(&fk.name)));
+                        drops.extend(own);
+                    }
+                    empty.push(format!("TRUNCATE TABLE {name}"));
+                }
+                _ => {}
+            }
+            prepared.push(p);
+        }
+        // Recorded before anything is dropped: a crash in between must not lose them.
+        progress
+            .save_with(|s| {
+                for statement in restore {
+                    if !s.restore.contains(&statement) {
+                        s.restore.push(statement);
+                    }
+                }
+            })
+            .await?;
+        drops.sort();
+        drops.dedup();
+        for sql in drops.iter().chain(&empty) {
+            execute(&mut session, sql, "preparing the target tables").await?;
+        }
+        for ((source, _), p) in planned.iter().zip(&prepared) {
+            if p.created && p.failed.is_none() {
+                let sql = mssql::ddl::create_table(target_schema, source)?;
+                execute(&mut session, &sql, &format!("creating {}", qualified_mssql(target_schema, &source.name)))
+                    .await?;
+            }
+        }
+        Ok(prepared)
+    }
+
+    fn sink(&self, spec: &ReadSpec, source: &Table, pieces: mpsc::Sender<Batch>, piece_bytes: usize) -> TdsSink {
+        TdsSink::new(slots(spec, source), pieces, piece_bytes)
+    }
+
+    async fn finish_sink(sink: TdsSink) -> Result<u64, WriterGone> {
+        sink.finish().await
+    }
+
+    async fn write_chunk(
+        &self,
+        chunk: ChunkWrite<'_>,
+        mut pieces: mpsc::Receiver<Batch>,
+        end: oneshot::Receiver<ReadEnd>,
+    ) -> Result<Written, TransferError> {
+        let ChunkWrite { target, source, label, partition, mode, rows_before, progress, writers, uncertain, .. } =
+            chunk;
+        let Some(first) = pieces.recv().await else {
+            // Every page sends at least one batch, so the reader failed
+            // before producing anything; it reports why.
+            return Ok(Written::default());
+        };
+        let _permit = writers.acquire().await.map_err(|_| TransferError::Cancelled)?;
+        let context = format!("writing a chunk of {label}");
+        let mut session = self.chunk_session().await?;
+        // A session is only reused after a commit, so no transaction is
+        // open; XACT_ABORT makes any error end the transaction whole.
+        execute(&mut session, "SET XACT_ABORT ON; BEGIN TRANSACTION", &context).await?;
+        let name = qualified_mssql(&target.schema, &source.name);
+        match mode {
+            WriteMode::Append | WriteMode::Replace => {}
+            WriteMode::TruncateFirst => execute(&mut session, &format!("TRUNCATE TABLE {name}"), &context).await?,
+            WriteMode::Merge { .. } => {
+                return Err(TransferError::Config("upsert into a SQL Server target is not available".into()));
+            }
+        }
+        let babelfish = self.server.is_babelfish();
+        let mut load =
+            TableLoad::prepare(&mut session, &target.schema, source, babelfish, mode == WriteMode::Replace).await?;
+        let (into, columns) = load.destination();
+        let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+        let done = {
+            let mut bulk = TableLoad::begin(&mut session, &into, &names).await?;
+            for row in first {
+                load.send(&mut bulk, row).await?;
+            }
+            failpoint::reached("mid-copy").await;
+            while let Some(batch) = pieces.recv().await {
+                for row in batch {
+                    load.send(&mut bulk, row).await?;
+                }
+            }
+            let Ok(end) = end.await else {
+                // The reader failed: the session is dropped mid-load, and
+                // the server rolls its transaction back.
+                return Ok(Written::default());
+            };
+            let rows = bulk.finalize().await.map_err(|e| mssql::error::target_error(load.context(), &e))?.total();
+            (end, rows)
+        };
+        let (end, rows) = done;
+        load.complete(&mut session).await?;
+        let chunk = ChunkEnd {
+            table: label,
+            partition,
+            last_key: end.last_key.as_deref(),
+            rows_total: rows_before + end.rows,
+            completes: end.completes,
+        };
+        progress.before_commit(None, &chunk).await?;
+        failpoint::reached("before-commit").await;
+        if let Ok(mut u) = uncertain.lock()
+            && let Some(key) = &end.last_key
+        {
+            *u = Some(key.clone());
+        }
+        execute(&mut session, "COMMIT TRANSACTION", &format!("committing a chunk of {label}")).await?;
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(session);
+        }
+        failpoint::reached("after-commit").await;
+        progress.after_commit(&chunk).await?;
+        if let Ok(mut u) = uncertain.lock() {
+            *u = None;
+        }
+        Ok(Written { rows, inserted: 0, updated: 0 })
+    }
+
+    fn table_steps(&self, target: &TargetTable, source: &Table, created: bool, config: &Config) -> Vec<Step> {
+        if !created {
+            // Reloaded in place: its keys and indexes are the table's own.
+            return Vec::new();
+        }
+        let m = &config.migration;
+        mssql::ddl::after_load(&target.schema, source, m.create_indexes, m.create_check_constraints)
+            .into_iter()
+            .map(|(what, sql)| Step { sql, what })
+            .collect()
+    }
+
+    fn foreign_key_steps(&self, target: &TargetTable, source: &Table, config: &Config) -> Vec<Step> {
+        if !config.migration.create_foreign_keys {
+            return Vec::new();
+        }
+        mssql::ddl::named_foreign_keys(&target.schema, source)
+            .into_iter()
+            .map(|(what, sql)| Step { sql, what })
+            .collect()
+    }
+
+    async fn run_step(&self, sql: &str, what: &str) -> Result<(), TransferError> {
+        let mut session = self.server.session().await?;
+        mssql::target::execute_once(&mut session, sql, what).await
+    }
+
+    async fn align_identity(
+        &self,
+        target: &TargetTable,
+        source: &Table,
+        _column: &TargetColumn,
+        what: &str,
+    ) -> Result<(), TransferError> {
+        match mssql::ddl::reseed_identity(&target.schema, source) {
+            Some(sql) => self.statement(&sql, what).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn delete_missing_rows(
+        &self,
+        _target: &TargetTable,
+        _keys: &[&str],
+        what: &str,
+    ) -> Result<u64, TransferError> {
+        Err(TransferError::Config(format!("{what}: upsert into a SQL Server target is not available")))
+    }
+}
