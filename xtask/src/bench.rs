@@ -39,6 +39,9 @@ pub struct BenchArgs {
     pub runs: usize,
     /// `pg` (PostgreSQL → PostgreSQL, the default) or `mssql`.
     pub source: String,
+    /// `pg` (the default) or `mssql` (with `--source mssql`: SQL Server →
+    /// SQL Server, see `bench_mssql_copy`).
+    pub target: String,
     /// `full` (a full load against its peers, the default), `upsert`
     /// (syncs into the copy, see `bench_upsert`) or `validate` (proving
     /// the copy, see `bench_validate`).
@@ -47,7 +50,8 @@ pub struct BenchArgs {
 
 impl BenchArgs {
     pub fn parse(args: &[String]) -> Result<BenchArgs, String> {
-        let mut parsed = BenchArgs { scale: 0.05, runs: 3, source: "pg".into(), mode: "full".into() };
+        let mut parsed =
+            BenchArgs { scale: 0.05, runs: 3, source: "pg".into(), target: "pg".into(), mode: "full".into() };
         let mut rest = args.iter();
         while let Some(arg) = rest.next() {
             match arg.as_str() {
@@ -57,17 +61,24 @@ impl BenchArgs {
                     Some(source @ ("pg" | "mssql")) => parsed.source = source.to_owned(),
                     other => return Err(format!("--source takes pg or mssql, not {other:?}")),
                 },
+                "--target" => match rest.next().map(String::as_str) {
+                    Some(target @ ("pg" | "mssql")) => parsed.target = target.to_owned(),
+                    other => return Err(format!("--target takes pg or mssql, not {other:?}")),
+                },
                 "--mode" => match rest.next().map(String::as_str) {
                     Some(mode @ ("full" | "upsert" | "validate")) => parsed.mode = mode.to_owned(),
                     other => return Err(format!("--mode takes full, upsert or validate, not {other:?}")),
                 },
                 other => {
                     return Err(format!(
-                        "unexpected argument '{other}' (bench takes --scale S, --runs N, --source pg|mssql \
-                         and --mode full|upsert|validate)"
+                        "unexpected argument '{other}' (bench takes --scale S, --runs N, --source pg|mssql, \
+                         --target pg|mssql and --mode full|upsert|validate)"
                     ));
                 }
             }
+        }
+        if parsed.target == "mssql" && (parsed.source != "mssql" || parsed.mode != "full") {
+            return Err("--target mssql takes --source mssql and the full mode".into());
         }
         if !(parsed.scale > 0.0 && parsed.scale <= 10.0) {
             return Err(format!("--scale must be in (0, 10], not {}", parsed.scale));
@@ -96,6 +107,9 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     }
     if args.mode == "upsert" {
         return crate::bench_upsert::bench(args);
+    }
+    if args.target == "mssql" {
+        return crate::bench_mssql_copy::bench(args);
     }
     if args.source == "mssql" {
         return crate::bench_mssql::bench(args);

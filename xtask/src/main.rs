@@ -15,10 +15,11 @@
 //!   and with `--tsql` writes that T-SQL script to a file.
 //! - `docs`: rewrites the generated references (docs/CLI.md, docs/TYPES.md, docs/CONFIG.md)
 //!   through the tests that check them (`UPDATE_DOCS=1`).
-//! - `bench [--scale S] [--runs N] [--source pg|mssql] [--mode full|upsert|validate]`: the tool's full load
+//! - `bench [--scale S] [--runs N] [--source pg|mssql] [--target pg|mssql] [--mode full|upsert|validate]`: the tool's full load
 //!   against raw binary COPY and against `pg_dump | pg_restore`, on throwaway
 //!   clusters; with `--source mssql`, reading SQL Server (`MSSQL_TEST_URL`, or
-//!   the Babelfish TDS server) against `freebcp out`; with `--mode upsert`,
+//!   the Babelfish TDS server) against `freebcp out`, and with `--target
+//!   mssql` too, copying into SQL Server against `freebcp out | freebcp in`; with `--mode upsert`,
 //!   syncs into the copy (first, after 1% changed, nothing changed) against
 //!   a full load; with `--mode validate`, `validate --deep` of the copy
 //!   against the load that made it; see docs/BENCHMARKS.md.
@@ -29,6 +30,7 @@
 mod airflow;
 mod bench;
 mod bench_mssql;
+mod bench_mssql_copy;
 mod bench_upsert;
 mod bench_validate;
 mod gendata;
@@ -56,7 +58,7 @@ fn main() -> ExitCode {
             println!(
                 "usage: cargo xtask mssql-it [--image IMAGE] [-- CARGO_TEST_ARGS...]\n       \
                  cargo xtask gen-data --scale S --target postgresql://USER:PASSWORD@HOST:PORT/DB|mssql://USER:PASSWORD@HOST:PORT/DB [--schema NAME] [--tsql PATH]\n       \
-                 cargo xtask bench [--scale S] [--runs N] [--source pg|mssql] [--mode full|upsert|validate]\n       \
+                 cargo xtask bench [--scale S] [--runs N] [--source pg|mssql] [--target pg|mssql] [--mode full|upsert|validate]\n       \
                  cargo xtask airflow-it\n       \
                  cargo xtask k8s-validate\n       \
                  cargo xtask docs"

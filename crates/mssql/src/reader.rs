@@ -286,15 +286,23 @@ impl MssqlSource {
         self.single_row(sql, "checking SELECT permission").await.is_ok()
     }
 
+    /// A failure of this server, on its side of the migration.
+    fn failure(&self, context: &str, e: &tiberius::error::Error) -> TransferError {
+        match self.side {
+            Side::Source => server_error(context, e),
+            Side::Target => crate::error::target_error(context, e),
+        }
+    }
+
     /// The first row of a query without parameters.
     async fn single_row(&self, sql: String, context: &str) -> Result<Option<tiberius::Row>, TransferError> {
         let mut conn = self.conn().await?;
         conn.simple_query(sql)
             .await
-            .map_err(|e| server_error(context, &e))?
+            .map_err(|e| self.failure(context, &e))?
             .into_row()
             .await
-            .map_err(|e| server_error(context, &e))
+            .map_err(|e| self.failure(context, &e))
     }
 
     /// Every row of the first result of a bound query.
@@ -303,10 +311,10 @@ impl MssqlSource {
         query
             .query(&mut conn)
             .await
-            .map_err(|e| server_error(context, &e))?
+            .map_err(|e| self.failure(context, &e))?
             .into_first_result()
             .await
-            .map_err(|e| server_error(context, &e))
+            .map_err(|e| self.failure(context, &e))
     }
 
     /// Whether the server is Babelfish.
@@ -1067,10 +1075,10 @@ impl Source for MssqlSource {
         rows.iter()
             .map(|r| {
                 let text = |i: usize| -> Result<String, TransferError> {
-                    let v: Option<&str> = r.try_get(i).map_err(|e| server_error(context, &e))?;
+                    let v: Option<&str> = r.try_get(i).map_err(|e| self.failure(context, &e))?;
                     Ok(v.unwrap_or_default().to_owned())
                 };
-                let rows: Option<i64> = r.try_get(2).map_err(|e| server_error(context, &e))?;
+                let rows: Option<i64> = r.try_get(2).map_err(|e| self.failure(context, &e))?;
                 Ok(TableName {
                     schema: text(0)?,
                     name: text(1)?,
@@ -1085,7 +1093,7 @@ impl Source for MssqlSource {
         let context = format!("counting the rows of {}", spec.label);
         let row = self.single_row(sql, &context).await?;
         let count: Option<i64> = match row {
-            Some(r) => r.try_get(0).map_err(|e| server_error(&context, &e))?,
+            Some(r) => r.try_get(0).map_err(|e| self.failure(&context, &e))?,
             None => None,
         };
         Ok(count.and_then(|c| u64::try_from(c).ok()).unwrap_or(0))

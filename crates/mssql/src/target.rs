@@ -6,6 +6,10 @@
 use mssql_pg_migrate_dialect::TransferError;
 use mssql_pg_migrate_schema::ident::{literal_mssql, qualified_mssql, quote_mssql};
 
+use tiberius::Client;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::compat::Compat;
+
 use crate::error::target_error;
 use crate::reader::MssqlClient;
 
@@ -13,7 +17,10 @@ use crate::reader::MssqlClient;
 ///
 /// # Errors
 /// [`TransferError::Server`] with `context`.
-pub async fn execute(client: &mut MssqlClient, sql: &str, context: &str) -> Result<(), TransferError> {
+pub async fn execute<S>(client: &mut Client<Compat<S>>, sql: &str, context: &str) -> Result<(), TransferError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     tracing::debug!(sql, "target");
     client
         .simple_query(sql)

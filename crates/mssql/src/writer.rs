@@ -39,6 +39,7 @@ use tokio_util::compat::Compat;
 
 use crate::ddl::loaded_columns;
 use crate::error::target_error;
+use crate::target::execute;
 
 /// How a copy reads `column` from a SQL Server source so the bulk load
 /// writes it exactly: tiberius decodes `money` as a float, so it is read as
@@ -164,20 +165,6 @@ fn stage_table(columns: &[&Column], numbers_as_text: bool) -> String {
         .join(", ");
     // A load that failed on this session may have left it behind.
     format!("DROP TABLE IF EXISTS {STAGE_TABLE}; CREATE TABLE {STAGE_TABLE} ({definitions})")
-}
-
-async fn execute<S>(client: &mut Client<Compat<S>>, sql: &str, context: &str) -> Result<(), TransferError>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    client
-        .simple_query(sql)
-        .await
-        .map_err(|e| target_error(context, &e))?
-        .into_results()
-        .await
-        .map_err(|e| target_error(context, &e))?;
-    Ok(())
 }
 
 /// A value set aside from the bulk load: its row's key, and its column.

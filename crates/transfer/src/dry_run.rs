@@ -9,9 +9,11 @@
 
 use std::sync::Arc;
 
-use mssql_pg_migrate_config::{Config, TargetMode};
+use mssql_pg_migrate_config::{Config, TargetKind, TargetMode};
 use mssql_pg_migrate_postgres::ddl;
+use mssql_pg_migrate_schema::ident::qualified_mssql;
 use mssql_pg_migrate_schema::target::{Note, TargetTable};
+use mssql_pg_migrate_schema::{ColumnType, Table};
 use mssql_pg_migrate_typemap::Verdict;
 use serde::Serialize;
 
@@ -180,6 +182,9 @@ impl SourceJob for DryRunJob<'_> {
             };
             let mut table_plan =
                 table_plan(target, table.estimated_rows, table.estimated_bytes, chunking, &self.tuning, self.config);
+            if self.config.target.kind == TargetKind::Mssql {
+                sql_server_statements(&mut table_plan, table, &target_schema, self.config)?;
+            }
             if m.target_mode == TargetMode::Upsert {
                 let key = spec.key_target_names(target);
                 let key_refs: Vec<&str> = key.iter().map(String::as_str).collect();
@@ -195,8 +200,42 @@ impl SourceJob for DryRunJob<'_> {
         }
         let skipped = plan.skipped.into_iter().map(|(source, error)| SkippedTable { source, error }).collect();
         let targets: Vec<&TargetTable> = plan.tables.iter().map(|(_, t)| t).collect();
-        Ok(assemble(source_schema, target_schema, self.config, self.tuning, &targets, planned, skipped))
+        let mut whole = assemble(source_schema, target_schema, self.config, self.tuning, &targets, planned, skipped);
+        if self.config.target.kind == TargetKind::Mssql {
+            whole.prepare = vec![mssql_pg_migrate_mssql::target::create_schema(&whole.target_schema)];
+            let schema = &whole.target_schema;
+            whole.prepare.extend(plan.tables.iter().map(|(t, _)| match self.config.migration.target_mode {
+                TargetMode::Truncate => format!("TRUNCATE TABLE {}", qualified_mssql(schema, &t.name)),
+                _ => mssql_pg_migrate_mssql::ddl::drop_table(schema, &t.name),
+            }));
+        }
+        Ok(whole)
     }
+}
+
+/// A table's statements as a SQL Server target runs them: every column as
+/// the source declares it, so the PostgreSQL mapping's types and notes give
+/// way to the source's.
+fn sql_server_statements(
+    plan: &mut TablePlan,
+    table: &Table,
+    schema: &str,
+    config: &Config,
+) -> Result<(), TransferError> {
+    plan.target = format!("{schema}.{}", table.name);
+    plan.create_table = mssql_pg_migrate_mssql::ddl::create_table(schema, table)?;
+    plan.after_load = crate::target::mssql::after_load_steps(schema, table, config);
+    plan.foreign_keys = crate::target::mssql::foreign_key_steps(schema, table, config);
+    for column in &mut plan.columns {
+        if let Some(ColumnType::Mssql(ty)) = table.column(&column.source).map(|c| &c.data_type) {
+            column.target = column.source.clone();
+            column.target_type = mssql_pg_migrate_mssql::ddl::copy_type(ty).to_string();
+            column.verdict = Verdict::Exact;
+            column.reason = None;
+        }
+    }
+    plan.notes.clear();
+    Ok(())
 }
 
 fn table_plan(

@@ -41,7 +41,7 @@ pub mod planning;
 pub mod progress;
 pub mod report;
 pub mod retry;
-mod target;
+pub(crate) mod target;
 #[cfg(test)]
 mod testing;
 pub mod tuning;

@@ -5,16 +5,18 @@
 
 use std::sync::Arc;
 
-use mssql_pg_migrate_config::Config;
+use mssql_pg_migrate_config::{Config, TargetKind};
+use mssql_pg_migrate_mssql::MssqlSource;
 use mssql_pg_migrate_postgres::{ddl, pg_error};
+use mssql_pg_migrate_schema::target::TargetTable;
 use serde::Serialize;
 
-use crate::connect::{SourceJob, postgres_target, with_source};
+use crate::connect::{SourceJob, mssql_target_endpoint, target_endpoint, with_source};
 use crate::engine::read_selected_tables;
 use crate::error::{Side, TransferError};
 use crate::planning::plan_targets;
 use crate::pool::PgPool;
-use crate::source::{ReadSpec, Source};
+use crate::source::{ReadSpec, Source, TableName};
 
 #[derive(Debug, Clone, Default)]
 pub struct ValidateOptions {
@@ -62,14 +64,85 @@ impl ValidationReport {
 /// A server that cannot be reached or a count that fails. A missing target
 /// table is a mismatch in the report, not an error.
 pub async fn validate(config: &Config, options: &ValidateOptions) -> Result<ValidationReport, TransferError> {
-    let target = PgPool::new(&postgres_target(&config.target, "validate")?, Side::Target, 2)?;
+    let target = match config.target.kind {
+        TargetKind::Postgres => Counted::Postgres(PgPool::new(&target_endpoint(&config.target), Side::Target, 2)?),
+        TargetKind::Mssql => {
+            Counted::Mssql(MssqlSource::connect_as(mssql_target_endpoint(&config.target), 2, Side::Target).await?)
+        }
+    };
     with_source(&config.source, 2, ValidateJob { config, options, target }).await
+}
+
+/// The target whose rows are counted.
+enum Counted {
+    Postgres(PgPool),
+    /// A SQL Server target, counted as a SQL Server source is.
+    Mssql(MssqlSource),
+}
+
+impl Counted {
+    /// The tables a SQL Server target has (`None` for PostgreSQL, whose
+    /// count says when a table is missing).
+    async fn tables(&self) -> Result<Option<Vec<TableName>>, TransferError> {
+        match self {
+            Counted::Postgres(_) => Ok(None),
+            Counted::Mssql(server) => server.list_tables().await.map(Some),
+        }
+    }
+
+    /// The rows of the target table, or `None` when it is missing.
+    async fn rows(
+        &self,
+        target: &TargetTable,
+        spec: &ReadSpec,
+        present: Option<&[TableName]>,
+    ) -> Result<Option<u64>, TransferError> {
+        match self {
+            Counted::Postgres(pool) => {
+                let client = pool.get(Side::Target).await?;
+                let sql = format!("SELECT count(*) FROM {}", ddl::table_name(target));
+                let context = format!("counting the rows of {}", ddl::table_name(target));
+                match client.query_one(&sql, &[]).await {
+                    Ok(row) => {
+                        let n: i64 = row.try_get(0).map_err(|e| pg_error(Side::Target, context.as_str(), &e))?;
+                        Ok(Some(u64::try_from(n).unwrap_or(0)))
+                    }
+                    Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(None),
+                    Err(e) => Err(pg_error(Side::Target, context, &e)),
+                }
+            }
+            Counted::Mssql(server) => {
+                // The copy keeps the source's table names. Babelfish lists
+                // them folded to lower case; the count itself names the
+                // table as it is spelled.
+                let same = |a: &str, b: &str| a == b || a.to_lowercase() == b.to_lowercase();
+                let listed = present.unwrap_or_default();
+                if !listed.iter().any(|t| same(&t.schema, &target.schema) && same(&t.name, &spec.table)) {
+                    return Ok(None);
+                }
+                let copy = ReadSpec {
+                    schema: target.schema.clone(),
+                    label: format!("{}.{}", target.schema, spec.table),
+                    ..spec.clone()
+                };
+                server.count_rows(&copy).await.map(Some)
+            }
+        }
+    }
+
+    /// `schema.table` of the target table.
+    fn label(&self, target: &TargetTable, spec: &ReadSpec) -> String {
+        match self {
+            Counted::Postgres(_) => format!("{}.{}", target.schema, target.name),
+            Counted::Mssql(_) => format!("{}.{}", target.schema, spec.table),
+        }
+    }
 }
 
 struct ValidateJob<'a> {
     config: &'a Config,
     options: &'a ValidateOptions,
-    target: PgPool,
+    target: Counted,
 }
 
 impl SourceJob for ValidateJob<'_> {
@@ -78,25 +151,16 @@ impl SourceJob for ValidateJob<'_> {
     async fn call<S: Source>(self, source: Arc<S>) -> Result<ValidationReport, TransferError> {
         let schemas = (self.options.source_schema.as_deref(), self.options.target_schema.as_deref());
         let plan = compared_tables(source.as_ref(), self.config, schemas).await?;
-        let client = self.target.get(Side::Target).await?;
+        let present = self.target.tables().await?;
         let mut counts = Vec::with_capacity(plan.tables.len());
         for (table, target) in &plan.tables {
             let spec = ReadSpec::new(table, target);
-            let sql = format!("SELECT count(*) FROM {}", ddl::table_name(target));
-            let context = format!("counting the rows of {}", ddl::table_name(target));
-            let (source_rows, target_rows) = tokio::join!(source.count_rows(&spec), client.query_one(&sql, &[]));
-            let source_rows = source_rows?;
-            let target_rows = match target_rows {
-                Ok(row) => {
-                    let n: i64 = row.try_get(0).map_err(|e| pg_error(Side::Target, context.as_str(), &e))?;
-                    Some(u64::try_from(n).unwrap_or(0))
-                }
-                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => None,
-                Err(e) => return Err(pg_error(Side::Target, context, &e)),
-            };
+            let target_rows = self.target.rows(target, &spec, present.as_deref());
+            let (source_rows, target_rows) = tokio::join!(source.count_rows(&spec), target_rows);
+            let (source_rows, target_rows) = (source_rows?, target_rows?);
             counts.push(TableCount {
                 source: spec.label.clone(),
-                target: format!("{}.{}", target.schema, target.name),
+                target: self.target.label(target, &spec),
                 source_rows,
                 target_rows,
                 matches: target_rows == Some(source_rows),

@@ -137,6 +137,23 @@ fn check_compatible(source: &Table, existing: &Table) -> Result<(), TransferErro
     Ok(())
 }
 
+/// The steps that complete a table created in `schema` (also what a dry run shows).
+pub(crate) fn after_load_steps(schema: &str, source: &Table, config: &Config) -> Vec<Step> {
+    let m = &config.migration;
+    mssql::ddl::after_load(schema, source, m.create_indexes, m.create_check_constraints)
+        .into_iter()
+        .map(|(what, sql)| Step { sql, what })
+        .collect()
+}
+
+/// The foreign keys of a table created in `schema`, built after every table's data.
+pub(crate) fn foreign_key_steps(schema: &str, source: &Table, config: &Config) -> Vec<Step> {
+    if !config.migration.create_foreign_keys {
+        return Vec::new();
+    }
+    mssql::ddl::named_foreign_keys(schema, source).into_iter().map(|(what, sql)| Step { sql, what }).collect()
+}
+
 impl Target for MssqlTarget {
     type Piece = Batch;
     type Sink = TdsSink;
@@ -356,21 +373,11 @@ impl Target for MssqlTarget {
             // Reloaded in place: its keys and indexes are the table's own.
             return Vec::new();
         }
-        let m = &config.migration;
-        mssql::ddl::after_load(&target.schema, source, m.create_indexes, m.create_check_constraints)
-            .into_iter()
-            .map(|(what, sql)| Step { sql, what })
-            .collect()
+        after_load_steps(&target.schema, source, config)
     }
 
     fn foreign_key_steps(&self, target: &TargetTable, source: &Table, config: &Config) -> Vec<Step> {
-        if !config.migration.create_foreign_keys {
-            return Vec::new();
-        }
-        mssql::ddl::named_foreign_keys(&target.schema, source)
-            .into_iter()
-            .map(|(what, sql)| Step { sql, what })
-            .collect()
+        foreign_key_steps(&target.schema, source, config)
     }
 
     async fn run_step(&self, sql: &str, what: &str) -> Result<(), TransferError> {
