@@ -558,17 +558,16 @@ fn a_sql_server_target_refuses_what_it_cannot_do_naming_the_key() {
     let mssql_target = "target: {type: mssql, host: h2, database: d2, user: u2, password: p2, ssl_mode: require}\n";
     let yaml = format!(
         "source: {{type: postgres, host: h, database: d, user: u, password: p}}\n{mssql_target}\
-                        migration: {{target_mode: upsert}}\n"
+         migration: {{target_mode: upsert, change_columns: {{'dbo.t': c}}, delete_missing: true}}\n"
     );
     let p = problems(Loader::new().load_str(&yaml, "yaml"));
     assert!(
         problem_for(&p, "target.type").contains("a PostgreSQL source cannot be copied into a SQL Server target"),
         "{p}"
     );
-    assert!(
-        problem_for(&p, "migration.target_mode").contains("upsert into a SQL Server target is not available"),
-        "{p}"
-    );
+    assert!(problem_for(&p, "migration.change_columns").contains("SQL Server target"), "{p}");
+    assert!(problem_for(&p, "migration.delete_missing").contains("not available for a SQL Server target"), "{p}");
+    assert!(p.0.iter().all(|x| x.key != "migration.target_mode"), "upsert itself is allowed: {p}");
     assert!(problem_for(&p, "target.ssl_mode").contains("is not a setting of this target type"), "{p}");
     let same = "source: {type: mssql, host: h, database: d, user: u, password: p}\n\
                 target: {type: mssql, host: H, database: d, user: u, password: p}\n";

@@ -27,6 +27,7 @@
 //!   [`bulk_load`]).
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 
 use mssql_pg_migrate_dialect::TransferError;
 use mssql_pg_migrate_schema::ident::{qualified_mssql, quote_mssql};
@@ -182,12 +183,23 @@ struct Deferred {
 /// writer streams them from its reader.
 ///
 /// A load goes through the session's staging table (`#mpm_stage`) when it
-/// replaces rows (a chunk whose earlier commit is in doubt: the rows with
-/// its keys are deleted and its rows inserted, in the caller's
-/// transaction), and on Babelfish when the table has numbers (it misreads
+/// replaces or merges rows ([`LoadMode`]), and on Babelfish when the table has numbers (it misreads
 /// a bulk-loaded decimal whose length byte is shorter than its column's,
 /// which SQL Server takes as MS-TDS allows, and a negative smallmoney; the
 /// stage takes them as text and one `INSERT … SELECT` converts them exactly).
+/// What a load does with rows whose keys the table holds already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadMode {
+    /// Nothing: the rows are new (the bulk load's own fast path).
+    Insert,
+    /// A chunk whose earlier commit is in doubt: the rows with its keys are
+    /// deleted and its rows inserted, in the caller's transaction.
+    Replace,
+    /// Upsert: rows whose values differ are updated, new keys inserted,
+    /// equal rows left untouched (no write at all).
+    Merge,
+}
+
 #[derive(Debug)]
 pub struct TableLoad {
     target: String,
@@ -203,14 +215,18 @@ pub struct TableLoad {
     identity: bool,
     staged: bool,
     numbers_as_text: bool,
-    replace: bool,
+    mode: LoadMode,
+    /// Positions in `columns` of the identity column, if loaded.
+    identity_at: Option<usize>,
+    /// Positions in `columns` of xml columns, which a comparison reads as text.
+    xml_at: Vec<usize>,
     scales: Vec<Option<u8>>,
     deferred: Vec<Deferred>,
 }
 
 impl TableLoad {
-    /// Prepares a load of `table`'s copy in `schema` on `client` (with
-    /// `replace`, rows replace those with the same keys).
+    /// Prepares a load of `table`'s copy in `schema` on `client`; rows whose
+    /// keys the table has go as `mode` says, by the table's primary key.
     ///
     /// # Errors
     /// [`TransferError::Server`] naming the table.
@@ -219,7 +235,7 @@ impl TableLoad {
         schema: &str,
         table: &Table,
         babelfish: bool,
-        replace: bool,
+        mode: LoadMode,
     ) -> Result<TableLoad, TransferError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -228,7 +244,7 @@ impl TableLoad {
         let context = format!("bulk-loading {target}");
         let loaded: Vec<&Column> = loaded_columns(table).collect();
         let numbers_as_text = babelfish && loaded.iter().any(|c| as_text_in_stage(&c.data_type));
-        let staged = numbers_as_text || replace;
+        let staged = numbers_as_text || mode != LoadMode::Insert;
         if staged {
             execute(client, &stage_table(&loaded, numbers_as_text), &context).await?;
         }
@@ -239,10 +255,10 @@ impl TableLoad {
             .filter_map(|name| loaded.iter().position(|c| &c.name == name))
             .collect();
         let keyed = table.primary_key.as_ref().is_some_and(|pk| pk.columns.len() == key.len());
-        if replace && !keyed {
+        if mode != LoadMode::Insert && !keyed {
             return Err(TransferError::Incompatible {
                 table: target,
-                message: "rows can be replaced only by a primary key, and the table has none".into(),
+                message: "rows can be replaced or merged only by a primary key, and the table has none".into(),
             });
         }
         let columns: Vec<String> = loaded.iter().map(|c| quote_mssql(&c.name)).collect();
@@ -251,6 +267,10 @@ impl TableLoad {
         let scales = time_scales(client, load_into, &quoted).await.map_err(|e| target_error(&context, &e))?;
         Ok(TableLoad {
             identity: loaded.iter().any(|c| c.identity.is_some()),
+            identity_at: loaded.iter().position(|c| c.identity.is_some()),
+            xml_at: (0..loaded.len())
+                .filter(|&i| matches!(loaded[i].data_type, ColumnType::Mssql(MssqlType::Xml)))
+                .collect(),
             target,
             context,
             columns,
@@ -259,7 +279,7 @@ impl TableLoad {
             keyed,
             staged,
             numbers_as_text,
-            replace,
+            mode,
             scales,
             deferred: Vec::new(),
         })
@@ -342,39 +362,31 @@ impl TableLoad {
     }
 
     /// After the bulk load is finalized: moves staged rows into the table
-    /// (replacing those with the same keys when asked), then writes the
-    /// values set aside, by key.
+    /// as the [`LoadMode`] says, then writes the values set aside, by key.
+    /// Returns the rows a merge inserted and updated (zeros otherwise).
     ///
     /// # Errors
     /// [`TransferError::Server`] naming the table.
-    pub async fn complete<S>(self, client: &mut Client<Compat<S>>) -> Result<(), TransferError>
+    pub async fn complete<S>(self, client: &mut Client<Compat<S>>) -> Result<(u64, u64), TransferError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
         let target = &self.target;
+        let mut merged = (0, 0);
         if self.staged {
-            let list = self.columns.join(", ");
-            let mut sql = String::new();
-            if self.replace {
-                let matches = self
-                    .key
-                    .iter()
-                    .map(|&k| format!("t.{0} = s.{0}", self.columns[k]))
-                    .collect::<Vec<_>>()
-                    .join(" AND ");
-                sql = format!(
-                    "DELETE t FROM {target} AS t WHERE EXISTS (SELECT 1 FROM {STAGE_TABLE} AS s WHERE {matches}); "
-                );
+            let sql = self.unstage_sql();
+            let results = client
+                .simple_query(sql)
+                .await
+                .map_err(|e| target_error(&self.context, &e))?
+                .into_results()
+                .await
+                .map_err(|e| target_error(&self.context, &e))?;
+            if self.mode == LoadMode::Merge {
+                let counts = results.iter().flatten().last();
+                let count = |i: usize| counts.and_then(|r| r.get::<i64, _>(i)).and_then(|n| u64::try_from(n).ok());
+                merged = (count(0).unwrap_or(0), count(1).unwrap_or(0));
             }
-            let insert = format!("INSERT INTO {target} ({list}) SELECT {list} FROM {STAGE_TABLE}");
-            if self.identity {
-                sql.push_str(&format!("SET IDENTITY_INSERT {target} ON; {insert}; SET IDENTITY_INSERT {target} OFF; "));
-            } else {
-                sql.push_str(&insert);
-                sql.push_str("; ");
-            }
-            sql.push_str(&format!("DROP TABLE {STAGE_TABLE}"));
-            execute(client, &sql, &self.context).await?;
         }
         let condition = self
             .key
@@ -389,7 +401,82 @@ impl TableLoad {
             params.extend(key_values.iter().map(|k| k as &dyn tiberius::ToSql));
             client.execute(sql, &params).await.map_err(|e| target_error(&self.context, &e))?;
         }
-        Ok(())
+        Ok(merged)
+    }
+
+    /// The batch that moves the staged rows into the table and drops the
+    /// stage: an insert; a delete of the rows with the stage's keys first
+    /// (replace); or an update of the rows whose values differ and an insert
+    /// of the new keys, answering how many of each (merge).
+    fn unstage_sql(&self) -> String {
+        let target = &self.target;
+        let list = self.columns.join(", ");
+        let matches =
+            self.key.iter().map(|&k| format!("t.{0} = s.{0}", self.columns[k])).collect::<Vec<_>>().join(" AND ");
+        let with_identity = |statement: String| {
+            if self.identity {
+                format!("SET IDENTITY_INSERT {target} ON; {statement}; SET IDENTITY_INSERT {target} OFF; ")
+            } else {
+                format!("{statement}; ")
+            }
+        };
+        let insert =
+            |filter: &str| format!("INSERT INTO {target} ({list}) SELECT {list} FROM {STAGE_TABLE} AS s{filter}");
+        let mut sql = String::new();
+        match self.mode {
+            LoadMode::Insert => sql.push_str(&with_identity(insert(""))),
+            LoadMode::Replace => {
+                let _ = write!(
+                    sql,
+                    "DELETE t FROM {target} AS t WHERE EXISTS (SELECT 1 FROM {STAGE_TABLE} AS s WHERE {matches}); "
+                );
+                sql.push_str(&with_identity(insert("")));
+            }
+            LoadMode::Merge => {
+                // EXCEPT compares NULLs as equal, so a row is updated only
+                // when some value really differs; xml is compared as text,
+                // which EXCEPT can compare. An identity cannot be updated
+                // (it is the key, or equal by the key).
+                let changing: Vec<usize> =
+                    (0..self.columns.len()).filter(|i| !self.key.contains(i) && Some(*i) != self.identity_at).collect();
+                sql.push_str("DECLARE @mpm_updated bigint = 0, @mpm_inserted bigint; ");
+                if !changing.is_empty() {
+                    let side = |alias: &str| {
+                        changing
+                            .iter()
+                            .map(|&i| {
+                                let column = format!("{alias}.{}", self.columns[i]);
+                                if self.xml_at.contains(&i) {
+                                    format!("CAST({column} AS nvarchar(max))")
+                                } else {
+                                    column
+                                }
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    let set = changing
+                        .iter()
+                        .map(|&i| format!("{0} = s.{0}", self.columns[i]))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let _ = write!(
+                        sql,
+                        "UPDATE t SET {set} FROM {target} AS t JOIN {STAGE_TABLE} AS s ON {matches} \
+                         WHERE EXISTS (SELECT {} EXCEPT SELECT {}); SET @mpm_updated = @@ROWCOUNT; ",
+                        side("s"),
+                        side("t")
+                    );
+                }
+                let new_keys = format!(" WHERE NOT EXISTS (SELECT 1 FROM {target} AS t WHERE {matches})");
+                sql.push_str(&with_identity(format!("{}; SET @mpm_inserted = @@ROWCOUNT", insert(&new_keys))));
+            }
+        }
+        let _ = write!(sql, "DROP TABLE {STAGE_TABLE}");
+        if self.mode == LoadMode::Merge {
+            sql.push_str("; SELECT @mpm_inserted, @mpm_updated");
+        }
+        sql
     }
 }
 
@@ -411,7 +498,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
     R: IntoIterator<Item = Vec<ColumnData<'static>>>,
 {
-    let mut table_load = TableLoad::prepare(client, schema, table, babelfish, false).await?;
+    let mut table_load = TableLoad::prepare(client, schema, table, babelfish, LoadMode::Insert).await?;
     let (into, columns) = table_load.destination();
     let names: Vec<&str> = columns.iter().map(String::as_str).collect();
     let mut load = TableLoad::begin(client, &into, &names).await?;
@@ -444,6 +531,44 @@ mod tests {
         let ColumnData::DateTimeOffset(Some(o)) = at_scale(read, Some(7)) else { panic!() };
         assert_eq!((o.datetime2().time().increments(), o.offset()), (504_000_000_000, -840));
         assert_eq!(at_scale(ColumnData::I32(Some(4)), None), ColumnData::I32(Some(4)));
+    }
+
+    fn staged(mode: LoadMode, identity: bool) -> TableLoad {
+        TableLoad {
+            target: "[c].[t]".into(),
+            context: "bulk-loading [c].[t]".into(),
+            columns: vec!["[id]".into(), "[v]".into(), "[x]".into()],
+            names: vec!["id".into(), "v".into(), "x".into()],
+            key: vec![0],
+            keyed: true,
+            identity,
+            staged: true,
+            numbers_as_text: false,
+            mode,
+            identity_at: identity.then_some(0),
+            xml_at: vec![2],
+            scales: Vec::new(),
+            deferred: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_merge_updates_only_rows_whose_values_differ_and_inserts_new_keys() {
+        assert_eq!(
+            staged(LoadMode::Merge, true).unstage_sql(),
+            "DECLARE @mpm_updated bigint = 0, @mpm_inserted bigint; \
+             UPDATE t SET [v] = s.[v], [x] = s.[x] FROM [c].[t] AS t JOIN #mpm_stage AS s ON t.[id] = s.[id] \
+             WHERE EXISTS (SELECT s.[v], CAST(s.[x] AS nvarchar(max)) EXCEPT SELECT t.[v], CAST(t.[x] AS nvarchar(max))); \
+             SET @mpm_updated = @@ROWCOUNT; \
+             SET IDENTITY_INSERT [c].[t] ON; INSERT INTO [c].[t] ([id], [v], [x]) SELECT [id], [v], [x] FROM #mpm_stage AS s \
+             WHERE NOT EXISTS (SELECT 1 FROM [c].[t] AS t WHERE t.[id] = s.[id]); SET @mpm_inserted = @@ROWCOUNT; \
+             SET IDENTITY_INSERT [c].[t] OFF; DROP TABLE #mpm_stage; SELECT @mpm_inserted, @mpm_updated"
+        );
+        assert_eq!(
+            staged(LoadMode::Replace, false).unstage_sql(),
+            "DELETE t FROM [c].[t] AS t WHERE EXISTS (SELECT 1 FROM #mpm_stage AS s WHERE t.[id] = s.[id]); \
+             INSERT INTO [c].[t] ([id], [v], [x]) SELECT [id], [v], [x] FROM #mpm_stage AS s; DROP TABLE #mpm_stage"
+        );
     }
 
     #[test]

@@ -199,3 +199,33 @@ pub(crate) trait Target: Clone + Send + Sync + 'static {
         what: &str,
     ) -> impl Future<Output = Result<u64, TransferError>> + Send;
 }
+
+/// An existing table merged into must have a primary key or a unique index
+/// (not partial) on exactly the merge key's columns: `ON CONFLICT` needs it.
+pub(crate) fn check_merge_key(planned: &TargetTable, existing: &Table, key: &[String]) -> Result<(), TransferError> {
+    let same = |columns: &mut dyn Iterator<Item = &String>| {
+        let mut got: Vec<&String> = columns.collect();
+        let mut want: Vec<&String> = key.iter().collect();
+        got.sort();
+        want.sort();
+        got == want
+    };
+    let has = existing.primary_key.iter().any(|pk| same(&mut pk.columns.iter()))
+        || existing.unique_constraints.iter().any(|u| same(&mut u.columns.iter()))
+        || existing
+            .indexes
+            .iter()
+            .any(|i| i.unique && i.filter.is_none() && same(&mut i.columns.iter().map(|c| &c.name)));
+    if has {
+        return Ok(());
+    }
+    Err(TransferError::Incompatible {
+        table: format!("{}.{}", planned.schema, planned.name),
+        message: format!(
+            "upsert merges on ({}), but the table has no primary key or unique index on exactly those columns; \
+             add one (ALTER TABLE ... ADD PRIMARY KEY ({}))",
+            key.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", "),
+            key.join(", ")
+        ),
+    })
+}

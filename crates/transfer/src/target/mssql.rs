@@ -16,7 +16,7 @@ use mssql_pg_migrate_mssql as mssql;
 use mssql_pg_migrate_mssql::reader::MssqlClient;
 use mssql_pg_migrate_mssql::sink::{Batch, LoadType, Slot, TdsSink};
 use mssql_pg_migrate_mssql::target::execute;
-use mssql_pg_migrate_mssql::writer::TableLoad;
+use mssql_pg_migrate_mssql::writer::{LoadMode, TableLoad};
 use mssql_pg_migrate_mssql::{MssqlEndpoint, MssqlSource};
 use mssql_pg_migrate_schema::ident::{literal_mssql, qualified_mssql, quote_mssql};
 use mssql_pg_migrate_schema::target::{TargetColumn, TargetTable};
@@ -205,7 +205,7 @@ impl Target for MssqlTarget {
         let mut session = self.server.session().await?;
         execute(&mut session, &mssql::target::create_schema(target_schema), "creating the target schema").await?;
         let mut prepared = Vec::with_capacity(planned.len());
-        let existing = if m.target_mode == TargetMode::Truncate {
+        let existing = if m.target_mode != TargetMode::DropRecreate {
             let wanted = |_: &str, name: &str| planned.iter().any(|(s, _)| s.name == name);
             mssql::catalog::read_schema(&mut session, None, target_schema, self.server.is_babelfish(), &wanted)
                 .await
@@ -221,7 +221,14 @@ impl Target for MssqlTarget {
             let problem = match existing.iter().find(|e| e.name == source.name) {
                 Some(current) => {
                     p.created = false;
-                    check_compatible(source, current).err()
+                    let merge_key = || {
+                        let key = source.primary_key.as_ref().map(|k| k.columns.clone()).unwrap_or_default();
+                        let planned = planned.iter().find(|(s, _)| s.name == source.name).map(|(_, t)| t);
+                        planned.map_or(Ok(()), |t| super::check_merge_key(t, current, &key))
+                    };
+                    check_compatible(source, current)
+                        .and_then(|()| if m.target_mode == TargetMode::Upsert { merge_key() } else { Ok(()) })
+                        .err()
                 }
                 None => unloadable(source),
             };
@@ -240,7 +247,7 @@ impl Target for MssqlTarget {
                     drops.extend(mssql::target::drop_referencing_keys(&mut session, &name).await?);
                     empty.push(mssql::ddl::drop_table(target_schema, &source.name));
                 }
-                _ if !p.created => {
+                TargetMode::Truncate if !p.created => {
                     // Dropped for the load and put back afterwards exactly as they were.
                     if let Some(current) = existing.iter().find(|e| e.name == source.name) {
                         restore.extend(mssql::ddl::foreign_keys(target_schema, current));
@@ -309,16 +316,24 @@ impl Target for MssqlTarget {
         // open; XACT_ABORT makes any error end the transaction whole.
         execute(&mut session, "SET XACT_ABORT ON; BEGIN TRANSACTION", &context).await?;
         let name = qualified_mssql(&target.schema, &source.name);
-        match mode {
-            WriteMode::Append | WriteMode::Replace => {}
-            WriteMode::TruncateFirst => execute(&mut session, &format!("TRUNCATE TABLE {name}"), &context).await?,
-            WriteMode::Merge { .. } => {
-                return Err(TransferError::Config("upsert into a SQL Server target is not available".into()));
+        let load_mode = match mode {
+            WriteMode::Append => LoadMode::Insert,
+            WriteMode::Replace => LoadMode::Replace,
+            WriteMode::TruncateFirst => {
+                execute(&mut session, &format!("TRUNCATE TABLE {name}"), &context).await?;
+                LoadMode::Insert
             }
-        }
+            // Merging again what may have been merged is harmless, so a
+            // chunk in doubt is simply merged again.
+            WriteMode::Merge { record_keys: false, .. } => LoadMode::Merge,
+            WriteMode::Merge { record_keys: true, .. } => {
+                return Err(TransferError::Config(
+                    "delete_missing is not available for a SQL Server target in this version".into(),
+                ));
+            }
+        };
         let babelfish = self.server.is_babelfish();
-        let mut load =
-            TableLoad::prepare(&mut session, &target.schema, source, babelfish, mode == WriteMode::Replace).await?;
+        let mut load = TableLoad::prepare(&mut session, &target.schema, source, babelfish, load_mode).await?;
         let (into, columns) = load.destination();
         let names: Vec<&str> = columns.iter().map(String::as_str).collect();
         let done = {
@@ -341,7 +356,7 @@ impl Target for MssqlTarget {
             (end, rows)
         };
         let (end, rows) = done;
-        load.complete(&mut session).await?;
+        let (inserted, updated) = load.complete(&mut session).await?;
         let chunk = ChunkEnd {
             table: label,
             partition,
@@ -365,7 +380,7 @@ impl Target for MssqlTarget {
         if let Ok(mut u) = uncertain.lock() {
             *u = None;
         }
-        Ok(Written { rows, inserted: 0, updated: 0 })
+        Ok(Written { rows, inserted, updated })
     }
 
     fn table_steps(&self, target: &TargetTable, source: &Table, created: bool, config: &Config) -> Vec<Step> {

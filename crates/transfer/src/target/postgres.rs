@@ -191,7 +191,7 @@ async fn prepare_tables(
                     if upsert {
                         prepared[i].notes = follow_source_columns(&client, t, current).await?;
                         let key = ReadSpec::new(source, t).key_target_names(t);
-                        check_merge_key(t, current, &key)?;
+                        super::check_merge_key(t, current, &key)?;
                         if m.delete_missing.covers(&source.schema, &source.name) {
                             let key: Vec<&str> = key.iter().map(String::as_str).collect();
                             let sql = format!(
@@ -288,36 +288,6 @@ async fn follow_source_columns(
         ));
     }
     Ok(notes)
-}
-
-/// An existing table merged into must have a primary key or a unique index
-/// (not partial) on exactly the merge key's columns: `ON CONFLICT` needs it.
-fn check_merge_key(planned: &TargetTable, existing: &Table, key: &[String]) -> Result<(), TransferError> {
-    let same = |columns: &mut dyn Iterator<Item = &String>| {
-        let mut got: Vec<&String> = columns.collect();
-        let mut want: Vec<&String> = key.iter().collect();
-        got.sort();
-        want.sort();
-        got == want
-    };
-    let has = existing.primary_key.iter().any(|pk| same(&mut pk.columns.iter()))
-        || existing.unique_constraints.iter().any(|u| same(&mut u.columns.iter()))
-        || existing
-            .indexes
-            .iter()
-            .any(|i| i.unique && i.filter.is_none() && same(&mut i.columns.iter().map(|c| &c.name)));
-    if has {
-        return Ok(());
-    }
-    Err(TransferError::Incompatible {
-        table: format!("{}.{}", planned.schema, planned.name),
-        message: format!(
-            "upsert merges on ({}), but the table has no primary key or unique index on exactly those columns; \
-             add one (ALTER TABLE ... ADD PRIMARY KEY ({}))",
-            key.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", "),
-            key.join(", ")
-        ),
-    })
 }
 
 /// Checks that an existing target table can take the planned columns;
