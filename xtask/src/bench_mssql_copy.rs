@@ -8,7 +8,7 @@
 //! - (a) the release binary's `run` (`drop_recreate`, default tuning, state
 //!   in a file): bare tables, the bulk loads, keys and indexes after;
 //! - (b) the same work by FreeTDS (C): the same bare tables, then per
-//!   table, two tables at a time, `freebcp out` in native format to a file
+//!   table, two tables at a time, `freebcp out` in character format to a file
 //!   and `freebcp in` from it (`TABLOCK`, identities kept, 100,000-row
 //!   batches), then the same keys and indexes.
 
@@ -44,6 +44,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     let state = dir.path().join("copy.state");
     let state_arg = state.to_string_lossy().into_owned();
     let (mut tool, mut peer) = (Vec::new(), Vec::new());
+    let mut peer_failed: Option<String> = None;
     for run in 1..=args.runs {
         eprintln!("run {run} of {}", args.runs);
         runtime.block_on(recreate(&copy))?;
@@ -54,10 +55,18 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
             return Err(format!("the tool copied {copied} rows, not {rows}"));
         }
         tool.push(sample);
-        runtime.block_on(recreate(&copy))?;
-        peer.push(runtime.block_on(freebcp_copy(server, &copy, dir.path()))?);
+        if peer_failed.is_none() {
+            runtime.block_on(recreate(&copy))?;
+            match runtime.block_on(freebcp_copy(server, &copy, dir.path())) {
+                Ok(sample) => peer.push(sample),
+                // Babelfish refuses some of FreeTDS's bulk loads ("Trying to
+                // read more data than available in BCP request"); the tool's
+                // numbers still stand.
+                Err(e) => peer_failed = Some(e),
+            }
+        }
     }
-    let (a, b) = (median(&tool), median(&peer));
+    let a = median(&tool);
     let peak = tool.iter().filter_map(|s| s.peak_rss_bytes).max().unwrap_or(0);
     let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(0);
     println!("machine: {cores} cores, {:.1} GiB memory", memory_bytes() as f64 / (1u64 << 30) as f64);
@@ -70,13 +79,18 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
         println!("{label:<46} median {m:>7.2} s {:>9.0} rows/s   (runs: {})", *rows as f64 / m, all.join(" "));
     };
     line("(a) mssql-pg-migrate run (SQL Server → SQL Server)", a, &tool);
-    line("(b) freebcp out | freebcp in, keys and indexes", b, &peer);
+    match &peer_failed {
+        None => line("(b) freebcp out | freebcp in, keys and indexes", median(&peer), &peer),
+        Some(e) => println!("(b) freebcp out | freebcp in: not measurable on this server: {e}"),
+    }
     println!("peak RSS of (a): {:.1} MB", peak as f64 / 1e6);
     let cpu: Vec<f64> = tool.iter().filter_map(|s| s.cpu_seconds).collect();
     if !cpu.is_empty() {
         println!("CPU of the tool during (a): {:.2} s per run", cpu.iter().sum::<f64>() / cpu.len() as f64);
     }
-    println!("ratio: (a)/(b) = {:.2}", a / b);
+    if peer_failed.is_none() {
+        println!("ratio: (a)/(b) = {:.2}", a / median(&peer));
+    }
     runtime.block_on(drop_database(&copy))?;
     Ok(())
 }
@@ -114,11 +128,22 @@ async fn freebcp_copy(source: &TestServer, copy: &TestServer, scratch: &Path) ->
         let sql = ddl::create_table("dbo", table).map_err(|e| e.to_string())?;
         execute_script(&mut to, &format!("{sql}\nGO\n")).await;
     }
+    // -E (keep identity values) makes freebcp set IDENTITY_INSERT, which a
+    // table without an identity refuses.
+    let with_identity: Vec<String> = tables
+        .iter()
+        .filter(|t| t.columns.iter().any(|c| c.identity.is_some()))
+        .map(|t| t.name.to_lowercase())
+        .collect();
     tokio::task::block_in_place(|| {
         two_tables_at_a_time(|table| {
             let file = scratch.join(format!("{table}.bcp"));
             bcp(source, table, "out", &file, &[])?;
-            bcp(copy, table, "in", &file, &["-b", "100000", "-E", "-h", "TABLOCK"])?;
+            let mut options = vec!["-b", "100000", "-h", "TABLOCK"];
+            if with_identity.contains(&table.to_lowercase()) {
+                options.push("-E");
+            }
+            bcp(copy, table, "in", &file, &options)?;
             std::fs::remove_file(&file).map_err(|e| e.to_string())
         })
     })?;
@@ -135,7 +160,10 @@ fn bcp(server: &TestServer, table: &str, direction: &str, file: &Path, extra: &[
         .arg(format!("dbo.{table}"))
         .arg(direction)
         .arg(file)
-        .args(["-n", "-S"])
+        // Character format with control characters as terminators: the
+        // native format fails on Babelfish ("Unknown datatype"), and text
+        // holds tabs and newlines.
+        .args(["-c", "-t", "\u{1f}", "-r", "\u{1e}", "-S"])
         .arg(format!("{}:{}", server.host, server.port))
         .args(["-U", &server.user, "-P", &server.password, "-D", &server.database])
         .args(extra)
