@@ -308,10 +308,16 @@ async fn upsert_into_sql_server_writes_only_what_changed() {
          UPDATE mt_up.by_guid SET v = v + 1 WHERE v < 10\nGO\n\
          UPDATE mt_up.by_text SET v = v WHERE v < 10\nGO\n\
          INSERT INTO mt_up.composite (region, seq, v) VALUES ('zz', 1, 5), ('zz', 2, NULL)\nGO\n\
-         UPDATE mt_up.skewed SET v = '' WHERE id IN (SELECT TOP (3) id FROM mt_up.skewed ORDER BY id)\nGO\n",
+         UPDATE mt_up.skewed SET v = '' WHERE id IN (SELECT TOP (3) id FROM mt_up.skewed ORDER BY id)\nGO\n\
+         ALTER TABLE mt_up.one_row ADD extra nvarchar(10) NULL\nGO\n\
+         UPDATE mt_up.one_row SET extra = N'gained'\nGO\n",
     )
     .await;
-    let second = merged(&sync("second"));
+    let second_doc = sync("second");
+    let second = merged(&second_doc);
+    assert_eq!(second["mt_up.one_row"], (0, 1), "a column the source gained, added and filled");
+    let notes = second_doc["report"]["tables"].as_array().unwrap().iter().find(|t| t["source"] == "mt_up.one_row");
+    assert!(notes.unwrap()["notes"].to_string().contains("added at the source"), "{second_doc}");
     assert_eq!(second["mt_up.user"], (0, 1), "a value set to NULL");
     assert_eq!(second["mt_up.composite"], (2, 0), "two new keys");
     assert_eq!(second["mt_up.skewed"], (0, 3), "values set to empty strings");

@@ -117,6 +117,21 @@ pub fn create_table(schema: &str, table: &Table) -> Result<String, TransferError
     Ok(format!("CREATE TABLE {} ({columns})", qualified_mssql(schema, &table.name)))
 }
 
+/// Adds `column` (one the source gained since the copy was made) to the
+/// table's copy in `schema`: nullable, without identity or default, so the
+/// rows already there take NULL until a sync fills them.
+///
+/// # Errors
+/// As [`create_table`].
+pub fn add_column(schema: &str, table: &Table, column: &Column) -> Result<String, TransferError> {
+    let mut added = column.clone();
+    added.nullable = true;
+    added.identity = None;
+    added.default = None;
+    let definition = column_definition(table, &added)?;
+    Ok(format!("ALTER TABLE {} ADD {definition}", qualified_mssql(schema, &table.name)))
+}
+
 /// Drops the table in `schema` if it is there. Foreign keys that reference
 /// it from other tables stop the drop, as they should: the run names them.
 pub fn drop_table(schema: &str, table: &str) -> String {
@@ -433,6 +448,16 @@ mod tests {
         let fks = named_foreign_keys("copy", &orders());
         assert_eq!(fks[0].0, "foreign key FK_Same on Orders");
         assert!(fks[0].1.starts_with("IF OBJECT_ID(N'[copy].[FK_Same]') IS NULL ALTER TABLE"), "{}", fks[0].1);
+    }
+
+    #[test]
+    fn a_column_the_source_gained_is_added_nullable_without_identity_or_default() {
+        let mut table = orders();
+        let mut gained = table.columns[0].clone();
+        gained.name = "Extra".into();
+        gained.default = Some("((7))".into());
+        table.columns.push(gained.clone());
+        assert_eq!(add_column("copy", &table, &gained).unwrap(), "ALTER TABLE [copy].[Orders] ADD [Extra] bigint NULL");
     }
 
     #[test]

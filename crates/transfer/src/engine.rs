@@ -4,8 +4,9 @@
 //!
 //! Each chunk is one page of at most `chunk_size` rows, read by keyset
 //! (`(key) > last ORDER BY key`) within its partition, and written in one
-//! target transaction: a reader encodes rows into pieces that a writer
-//! streams through `COPY ... FROM STDIN (FORMAT binary)` as they arrive.
+//! target transaction: a reader fills the target's row sink, whose pieces
+//! a writer streams as they arrive (`COPY ... FROM STDIN (FORMAT binary)`
+//! into PostgreSQL, the TDS bulk load into SQL Server; see the `target` module).
 //! The writer commits only when the reader reports that the page is
 //! complete, so a failed read never leaves a partial chunk behind. How the
 //! chunk's progress reaches the state around that commit is in

@@ -19,8 +19,9 @@ use mssql_pg_migrate_mssql::target::execute;
 use mssql_pg_migrate_mssql::writer::{LoadMode, TableLoad};
 use mssql_pg_migrate_mssql::{MssqlEndpoint, MssqlSource};
 use mssql_pg_migrate_schema::ident::{literal_mssql, qualified_mssql, quote_mssql};
-use mssql_pg_migrate_schema::target::{TargetColumn, TargetTable};
-use mssql_pg_migrate_schema::{ColumnType, Table};
+use mssql_pg_migrate_schema::target::{Note, NoteKind, TargetColumn, TargetTable};
+use mssql_pg_migrate_schema::{Column, ColumnType, Table};
+use mssql_pg_migrate_typemap::Verdict;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -109,10 +110,21 @@ fn unloadable(source: &Table) -> Option<TransferError> {
     })
 }
 
-/// Whether an existing table has every column the load writes, of the same type.
-fn check_compatible(source: &Table, existing: &Table) -> Result<(), TransferError> {
+/// Checks that an existing table can take the load: every column the load
+/// writes, of the same type. Returns the columns it lacks, which an upsert
+/// adds (`adds_missing`); any other mode stops naming the first.
+fn check_compatible<'t>(
+    source: &'t Table,
+    existing: &Table,
+    adds_missing: bool,
+) -> Result<Vec<&'t Column>, TransferError> {
+    let mut missing = Vec::new();
     for column in mssql::ddl::loaded_columns(source) {
         let Some(current) = existing.column(&column.name) else {
+            if adds_missing {
+                missing.push(column);
+                continue;
+            }
             return Err(TransferError::Incompatible {
                 table: format!("{}.{}", existing.schema, existing.name),
                 message: format!("it has no column {} (source column {})", column.name, column.name),
@@ -134,7 +146,31 @@ fn check_compatible(source: &Table, existing: &Table) -> Result<(), TransferErro
             });
         }
     }
-    Ok(())
+    let fills_itself = |c: &Column| {
+        c.nullable
+            || c.default.is_some()
+            || c.identity.is_some()
+            || c.computed.is_some()
+            || matches!(c.data_type, ColumnType::Mssql(mssql_pg_migrate_typemap::MssqlType::RowVersion))
+    };
+    if let Some(extra) = existing.columns.iter().find(|c| source.column(&c.name).is_none() && !fills_itself(c)) {
+        return Err(TransferError::Incompatible {
+            table: format!("{}.{}", existing.schema, existing.name),
+            message: format!("column {} is NOT NULL without a default, and the source has no such column", extra.name),
+        });
+    }
+    Ok(missing)
+}
+
+/// A note on how an upsert followed the source's columns.
+fn drift_note(source: &Table, column: &str, message: &str) -> Note {
+    Note {
+        kind: NoteKind::Drift,
+        table: format!("{}.{}", source.schema, source.name),
+        column: Some(column.to_owned()),
+        verdict: Verdict::Exact,
+        message: message.to_owned(),
+    }
 }
 
 /// The steps that complete a table created in `schema` (also what a dry run shows).
@@ -226,9 +262,33 @@ impl Target for MssqlTarget {
                         let planned = planned.iter().find(|(s, _)| s.name == source.name).map(|(_, t)| t);
                         planned.map_or(Ok(()), |t| super::check_merge_key(t, current, &key))
                     };
-                    check_compatible(source, current)
-                        .and_then(|()| if m.target_mode == TargetMode::Upsert { merge_key() } else { Ok(()) })
-                        .err()
+                    let upsert = m.target_mode == TargetMode::Upsert;
+                    match check_compatible(source, current, upsert) {
+                        Ok(missing) => {
+                            // Columns the source gained are added and filled by this sync.
+                            for column in missing {
+                                let sql = mssql::ddl::add_column(target_schema, source, column)?;
+                                let what = format!("adding column {} to {}", column.name, source.name);
+                                execute(&mut session, &sql, &what).await?;
+                                tracing::warn!(table = %source.name, column = %column.name, "column added at the source; added to the target");
+                                p.notes.push(drift_note(
+                                    source,
+                                    &column.name,
+                                    "added at the source: added to the target (nullable) and filled by this sync",
+                                ));
+                            }
+                            let gone = current.columns.iter().filter(|c| source.column(&c.name).is_none());
+                            for column in gone {
+                                p.notes.push(drift_note(
+                                    source,
+                                    &column.name,
+                                    "no longer in the source: kept in the target with its values",
+                                ));
+                            }
+                            if upsert { merge_key().err() } else { None }
+                        }
+                        Err(e) => Some(e),
+                    }
                 }
                 None => unloadable(source),
             };
