@@ -254,9 +254,13 @@ impl Target for MssqlTarget {
         let mut empty = Vec::new();
         for (source, _) in planned {
             let mut p = Prepared { created: true, failed: None, notes: Vec::new() };
-            let problem = match existing.iter().find(|e| e.name == source.name) {
+            let mut problem = unloadable(source);
+            let found = existing.iter().find(|e| e.name == source.name).filter(|_| problem.is_none());
+            if found.is_some() {
+                p.created = false;
+            }
+            problem = problem.or(match found {
                 Some(current) => {
-                    p.created = false;
                     let merge_key = || {
                         let key = source.primary_key.as_ref().map(|k| k.columns.clone()).unwrap_or_default();
                         let planned = planned.iter().find(|(s, _)| s.name == source.name).map(|(_, t)| t);
@@ -290,8 +294,8 @@ impl Target for MssqlTarget {
                         Err(e) => Some(e),
                     }
                 }
-                None => unloadable(source),
-            };
+                None => None,
+            });
             if let Some(e) = problem {
                 if !m.continue_on_error {
                     return Err(e);
@@ -310,7 +314,10 @@ impl Target for MssqlTarget {
                 TargetMode::Truncate if !p.created => {
                     // Dropped for the load and put back afterwards exactly as they were.
                     if let Some(current) = existing.iter().find(|e| e.name == source.name) {
-                        restore.extend(mssql::ddl::foreign_keys(target_schema, current));
+                        // Guarded, so a resumed run puts back only what is missing.
+                        restore.extend(
+                            mssql::ddl::named_foreign_keys(target_schema, current).into_iter().map(|(_, sql)| sql),
+                        );
                         let own = current
                             .foreign_keys
                             .iter()
