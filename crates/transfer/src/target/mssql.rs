@@ -381,7 +381,14 @@ impl Target for MssqlTarget {
         let mut session = self.chunk_session().await?;
         // A session is only reused after a commit, so no transaction is
         // open; XACT_ABORT makes any error end the transaction whole.
-        execute(&mut session, "SET XACT_ABORT ON; BEGIN TRANSACTION", &context).await?;
+        if let Err(e) = execute(&mut session, "SET XACT_ABORT ON; BEGIN TRANSACTION", &context).await {
+            // The server dropped this session, so likely the idle ones too
+            // (a restart): the retry starts on a new one.
+            if let Ok(mut idle) = self.idle.lock() {
+                idle.clear();
+            }
+            return Err(e);
+        }
         let name = qualified_mssql(&target.schema, &source.name);
         let load_mode = match mode {
             WriteMode::Append => LoadMode::Insert,
