@@ -264,6 +264,26 @@ async fn what_a_sql_server_target_cannot_do_is_refused_naming_the_cause() {
     let (code, stdout, stderr) = finish(&mut s.command(None, &["run"]));
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     assert!(stderr.contains("--state-file"), "{stderr}");
+
+    // health-check reaches the target and checks what the login may do there.
+    let state = s.dir.path().join("h.state");
+    let (code, stdout, stderr) = finish(&mut s.command(Some(&state), &["--output-json", "health-check"]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let target = &doc["report"]["target"];
+    assert_eq!(target["reachable"], true, "{stdout}");
+    let checks: Vec<(String, bool)> = target["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap().to_owned(), c["ok"].as_bool().unwrap()))
+        .collect();
+    for name in ["create_table_in_database", "create_on_target_schema"] {
+        assert!(checks.contains(&(name.to_owned(), true)), "{name}: {stdout}");
+    }
+    let (code, stdout, stderr) = finish(&mut s.command(None, &["health-check"]));
+    assert_eq!(code, 1, "without a state file:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("--state-file") || stderr.contains("--state-file"), "{stdout}\n{stderr}");
 }
 
 /// The merge counts of each table in a run's JSON document, by source name.

@@ -112,6 +112,48 @@ pub async fn drop_referencing_keys(client: &mut MssqlClient, qualified: &str) ->
         .collect())
 }
 
+/// What the login may do where a copy goes: create tables in the database,
+/// and alter `schema` (`None` when the schema does not exist yet, which
+/// then needs `CREATE SCHEMA`), with the database's and the login's names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyPermissions {
+    pub create_table: bool,
+    pub alter_schema: Option<bool>,
+    pub create_schema: bool,
+    pub database: String,
+    pub login: String,
+}
+
+/// Asks the server what the login may do for a copy into `schema`.
+///
+/// # Errors
+/// [`TransferError::Server`].
+pub async fn copy_permissions(client: &mut MssqlClient, schema: &str) -> Result<CopyPermissions, TransferError> {
+    let context = "checking the target's permissions";
+    let sql = "SELECT CAST(HAS_PERMS_BY_NAME(DB_NAME(), 'DATABASE', 'CREATE TABLE') AS int), \
+               CAST(CASE WHEN SCHEMA_ID(@P1) IS NULL THEN NULL \
+                    ELSE HAS_PERMS_BY_NAME(QUOTENAME(@P1), 'SCHEMA', 'ALTER') END AS int), \
+               CAST(HAS_PERMS_BY_NAME(DB_NAME(), 'DATABASE', 'CREATE SCHEMA') AS int), \
+               CAST(DB_NAME() AS nvarchar(128)), CAST(SUSER_SNAME() AS nvarchar(128))";
+    let row = client
+        .query(sql, &[&schema])
+        .await
+        .map_err(|e| target_error(context, &e))?
+        .into_row()
+        .await
+        .map_err(|e| target_error(context, &e))?
+        .ok_or_else(|| TransferError::Config(format!("{context}: the server returned no row")))?;
+    let flag = |i: usize| row.get::<i32, _>(i).map(|v| v == 1);
+    let text = |i: usize| row.get::<&str, _>(i).unwrap_or_default().to_owned();
+    Ok(CopyPermissions {
+        create_table: flag(0).unwrap_or(false),
+        alter_schema: flag(1),
+        create_schema: flag(2).unwrap_or(false),
+        database: text(3),
+        login: text(4),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,8 +85,8 @@ pub(crate) fn postgres_target(t: &TargetConfig, what: &str) -> Result<PgEndpoint
     match t.kind {
         TargetKind::Postgres => Ok(target_endpoint(t)),
         TargetKind::Mssql => Err(TransferError::Config(format!(
-            "{what} is not available for a SQL Server target in this version (run, resume and validate \
-             are); compare the databases with SQL Server's own tools meanwhile"
+            "{what} is not available for a SQL Server target in this version (run, resume, validate \
+             and health-check are); compare the databases with SQL Server's own tools meanwhile"
         ))),
     }
 }

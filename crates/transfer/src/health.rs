@@ -7,12 +7,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mssql_pg_migrate_config::{Config, SourceConfig, TargetConfig, TargetMode};
+use mssql_pg_migrate_config::{Config, SourceConfig, TargetConfig, TargetKind, TargetMode};
+use mssql_pg_migrate_mssql::MssqlSource;
+use mssql_pg_migrate_mssql::target::CopyPermissions;
 use mssql_pg_migrate_postgres::pg_error;
-use mssql_pg_migrate_schema::ident::quote_pg;
+use mssql_pg_migrate_schema::ident::{quote_mssql, quote_pg};
 use serde::Serialize;
 
-use crate::connect::{SourceJob, postgres_target, source_address, with_source};
+use crate::connect::{SourceJob, mssql_target_endpoint, postgres_target, source_address, target_endpoint, with_source};
 use crate::error::{ErrorKind, Side, TransferError};
 use crate::planning::plan_targets;
 use crate::pool::PgPool;
@@ -133,7 +135,10 @@ impl HealthReport {
 pub async fn health_check(config: &Config, options: &HealthOptions) -> Result<HealthReport, TransferError> {
     let source_schema = options.source_schema.clone().unwrap_or_else(|| config.source.schema.clone());
     let target_schema = options.target_schema.clone().unwrap_or_else(|| config.target.schema.clone());
-    let target = PgPool::new(&postgres_target(&config.target, "health-check")?, Side::Target, 2)?;
+    if config.target.kind == TargetKind::Mssql {
+        return sql_server_health(config, options, &source_schema, &target_schema).await;
+    }
+    let target = PgPool::new(&target_endpoint(&config.target), Side::Target, 2)?;
 
     let job = SourceHealth { config, schema: &source_schema, target_schema: &target_schema };
     let (source, planned_names) = match with_source(&config.source, 2, job).await {
@@ -157,6 +162,84 @@ pub async fn health_check(config: &Config, options: &HealthOptions) -> Result<He
         target_health.checks.push(state_file_check(path));
     }
     Ok(HealthReport::new(source, target_health))
+}
+
+/// [`health_check`] for a SQL Server target: reached as a SQL Server source
+/// is (version, login, TLS, latency), then whether the login may create
+/// the copy's tables and schema, and where the run state can live.
+async fn sql_server_health(
+    config: &Config,
+    options: &HealthOptions,
+    source_schema: &str,
+    target_schema: &str,
+) -> Result<HealthReport, TransferError> {
+    let job = SourceHealth { config, schema: source_schema, target_schema };
+    let (source, _) = match with_source(&config.source, 2, job).await {
+        Ok(found) => found,
+        Err(e) if e.kind() == ErrorKind::Config => return Err(e),
+        Err(e) => (EndpointHealth::unreachable(source_address(&config.source), &e), None),
+    };
+    let endpoint = mssql_target_endpoint(&config.target);
+    let address = endpoint.address();
+    let probed = async {
+        let server = MssqlSource::connect_as(endpoint, 2, Side::Target).await?;
+        let probe = server.probe().await?;
+        let latency = median_latency_ms(|| server.ping()).await?;
+        let mut session = server.session().await?;
+        let permissions = mssql_pg_migrate_mssql::target::copy_permissions(&mut session, target_schema).await?;
+        Ok::<_, TransferError>((probe, latency, permissions))
+    };
+    let mut target = match probed.await {
+        Ok((probe, latency, permissions)) => {
+            let mut health = EndpointHealth::reachable(address, probe, latency);
+            health.checks = sql_server_checks(&permissions, target_schema);
+            health
+        }
+        Err(e) => EndpointHealth::unreachable(address, &e),
+    };
+    match &options.state {
+        StateLocation::File(path) => target.checks.push(state_file_check(path)),
+        StateLocation::Target => target.checks.push(Check::new(
+            "state_location",
+            false,
+            "a SQL Server target keeps no run state in its database: give the run a state file (--state-file FILE)",
+        )),
+    }
+    Ok(HealthReport::new(source, target))
+}
+
+/// The verdicts on what the login may do in a SQL Server target. A failure
+/// spells out the GRANT that fixes it.
+fn sql_server_checks(p: &CopyPermissions, schema: &str) -> Vec<Check> {
+    let login = quote_mssql(&p.login);
+    let create_table = if p.create_table {
+        Check::new("create_table_in_database", true, format!("CREATE TABLE in database {}", p.database))
+    } else {
+        Check::new(
+            "create_table_in_database",
+            false,
+            format!("CREATE TABLE missing in database {}: GRANT CREATE TABLE TO {login}", p.database),
+        )
+    };
+    let in_schema = match p.alter_schema {
+        Some(true) => Check::new("create_on_target_schema", true, format!("ALTER on schema {schema}")),
+        Some(false) => Check::new(
+            "create_on_target_schema",
+            false,
+            format!("ALTER missing on schema {schema}: GRANT ALTER ON SCHEMA::{} TO {login}", quote_mssql(schema)),
+        ),
+        None if p.create_schema => Check::new(
+            "create_on_target_schema",
+            true,
+            format!("schema {schema} does not exist yet; the login may create it"),
+        ),
+        None => Check::new(
+            "create_on_target_schema",
+            false,
+            format!("schema {schema} does not exist and the login may not create it: GRANT CREATE SCHEMA TO {login}"),
+        ),
+    };
+    vec![create_table, in_schema]
 }
 
 /// Connects to a source and lists what its login can see, for a wizard
