@@ -454,6 +454,21 @@ impl Walker<'_> {
         self.uint(d, path, "port", 1..=65535).and_then(|p| u16::try_from(p).ok()).unwrap_or(default)
     }
 
+    /// Each kind of server has its own TLS keys; the other kind's, in section
+    /// `p`, are a mistake worth naming.
+    fn refuse_other_tls_keys(&mut self, d: &Dict, p: &str, sql_server: bool) {
+        let (mssql_keys, pg_keys) =
+            (["encrypt", "trust_server_cert", "ca_cert"], ["ssl_mode", "ssl_root_cert", "ssl_cert", "ssl_key"]);
+        let (foreign, own): (&[&str], &str) = if sql_server {
+            (&pg_keys, "encrypt, trust_server_cert and ca_cert")
+        } else {
+            (&mssql_keys, "ssl_mode, ssl_root_cert, ssl_cert and ssl_key")
+        };
+        for key in foreign.iter().filter(|k| d.contains_key(**k)) {
+            self.report(join(p, key), format!("is not a setting of this {p} type; its TLS settings are {own}"));
+        }
+    }
+
     /// The TLS keys of a SQL Server connection (the source, or a SQL Server target).
     fn mssql_tls(&mut self, d: &Dict, p: &str, base: &Path) -> MssqlTls {
         let encrypt = match d.get("encrypt") {
@@ -513,16 +528,7 @@ impl Walker<'_> {
         if schema.trim().is_empty() {
             self.report("source.schema", "must not be empty");
         }
-        // Each kind's own TLS keys; the other kind's are a mistake worth naming.
-        let (mssql_keys, pg_keys) =
-            (["encrypt", "trust_server_cert", "ca_cert"], ["ssl_mode", "ssl_root_cert", "ssl_cert", "ssl_key"]);
-        let (foreign, own): (&[&str], &str) = match kind {
-            SourceKind::Mssql => (&pg_keys, "encrypt, trust_server_cert and ca_cert"),
-            SourceKind::Postgres => (&mssql_keys, "ssl_mode, ssl_root_cert, ssl_cert and ssl_key"),
-        };
-        for key in foreign.iter().filter(|k| d.contains_key(**k)) {
-            self.report(join(p, key), format!("is not a setting of this source type; its TLS settings are {own}"));
-        }
+        self.refuse_other_tls_keys(d, p, kind == SourceKind::Mssql);
         let tls = (kind == SourceKind::Postgres).then(|| self.pg_tls(d, p, base));
         let MssqlTls { encrypt, trust_server_cert, ca_cert } = self.mssql_tls(d, p, base);
         SourceConfig {
@@ -576,15 +582,7 @@ impl Walker<'_> {
         if schema.trim().is_empty() {
             self.report("target.schema", "must not be empty");
         }
-        let (mssql_keys, pg_keys) =
-            (["encrypt", "trust_server_cert", "ca_cert"], ["ssl_mode", "ssl_root_cert", "ssl_cert", "ssl_key"]);
-        let (foreign, own): (&[&str], &str) = match kind {
-            TargetKind::Mssql => (&pg_keys, "encrypt, trust_server_cert and ca_cert"),
-            TargetKind::Postgres => (&mssql_keys, "ssl_mode, ssl_root_cert, ssl_cert and ssl_key"),
-        };
-        for key in foreign.iter().filter(|k| d.contains_key(**k)) {
-            self.report(join(p, key), format!("is not a setting of this target type; its TLS settings are {own}"));
-        }
+        self.refuse_other_tls_keys(d, p, kind == TargetKind::Mssql);
         let (tls, mssql_tls) = match kind {
             TargetKind::Postgres => (self.pg_tls(d, p, base), None),
             TargetKind::Mssql => (PgTls::with_mode(SslMode::Prefer), Some(self.mssql_tls(d, p, base))),

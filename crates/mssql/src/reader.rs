@@ -185,8 +185,6 @@ impl bb8::ManageConnection for MssqlManager {
 #[derive(Debug, Clone)]
 pub struct MssqlSource {
     pool: bb8::Pool<MssqlManager>,
-    /// Which end of the migration the server is, for messages.
-    side: Side,
     /// Whether the server is Babelfish, for the few answers where it is not
     /// SQL Server (see the README of ../shared/babelfish).
     babelfish: bool,
@@ -229,19 +227,12 @@ impl bb8::ErrorSink<TransferError> for ConnectFailures {
 }
 
 impl MssqlSource {
-    /// Builds the pool and opens one connection to prove the server is there.
+    /// Builds the pool and opens one connection to prove the server is
+    /// there; which end of the migration it is comes from `endpoint.side`.
     ///
     /// # Errors
     /// [`TransferError::Connect`] when the first connection fails.
     pub async fn connect(endpoint: MssqlEndpoint, max_size: u32) -> Result<MssqlSource, TransferError> {
-        MssqlSource::connect_as(endpoint, max_size, Side::Source).await
-    }
-
-    /// As [`MssqlSource::connect`], for the `side` of the migration the server is.
-    ///
-    /// # Errors
-    /// [`TransferError::Connect`] when the first connection fails.
-    pub async fn connect_as(endpoint: MssqlEndpoint, max_size: u32, side: Side) -> Result<MssqlSource, TransferError> {
         let unpooled = endpoint.clone();
         let mut first = endpoint.connect().await?;
         let max_size = max_size.max(1);
@@ -271,7 +262,6 @@ impl MssqlSource {
             .map_err(|_| TransferError::Config("the SQL Server pool refused its first connection".into()))?;
         Ok(MssqlSource {
             pool,
-            side,
             babelfish,
             endpoint: unpooled,
             max_size,
@@ -288,7 +278,7 @@ impl MssqlSource {
 
     /// A failure of this server, on its side of the migration.
     fn failure(&self, context: &str, e: &tiberius::error::Error) -> TransferError {
-        match self.side {
+        match self.endpoint.side {
             Side::Source => server_error(context, e),
             Side::Target => crate::error::target_error(context, e),
         }
@@ -338,7 +328,7 @@ impl MssqlSource {
     /// A pooled connection, or the reason the pool cannot open one.
     async fn conn(&self) -> Result<bb8::PooledConnection<'_, MssqlManager>, TransferError> {
         let connect_error = |failure: ConnectFailure| TransferError::Connect {
-            side: self.side,
+            side: self.endpoint.side,
             address: self.endpoint.address(),
             message: failure.message,
             transience: failure.transience,
@@ -360,7 +350,7 @@ impl MssqlSource {
             got = self.pool.get() => got.map_err(|e| match e {
                 bb8::RunError::User(e) => e,
                 bb8::RunError::TimedOut => TransferError::Connect {
-                    side: self.side,
+                    side: self.endpoint.side,
                     address: self.endpoint.address(),
                     message: "no pooled connection became free within 60 s".into(),
                     transience: Transience::Outage,

@@ -342,10 +342,11 @@ impl CellEncoder for TdsEncoder {
 
     fn text_utf16(&mut self, units: &[u16]) -> Result<(), EncodeError> {
         let Some(ty) = self.next() else { return Ok(()) };
-        let mut s = String::with_capacity(units.len());
-        for c in char::decode_utf16(units.iter().copied()) {
-            s.push(c.map_err(|e| EncodeError::UnpairedSurrogate(e.unpaired_surrogate()))?);
-        }
+        let s = String::from_utf16(units).map_err(|_| {
+            // Only a failed conversion looks for which unit was unpaired.
+            let unpaired = char::decode_utf16(units.iter().copied()).find_map(Result::err);
+            EncodeError::UnpairedSurrogate(unpaired.map_or(0, |e| e.unpaired_surrogate()))
+        })?;
         self.string(ty, s);
         Ok(())
     }

@@ -55,6 +55,22 @@ pub async fn execute_once(client: &mut MssqlClient, sql: &str, what: &str) -> Re
     }
 }
 
+/// The first row of a bound query, if any.
+async fn first_row(
+    client: &mut MssqlClient,
+    sql: &str,
+    params: &[&dyn tiberius::ToSql],
+    context: &str,
+) -> Result<Option<tiberius::Row>, TransferError> {
+    client
+        .query(sql, params)
+        .await
+        .map_err(|e| target_error(context, &e))?
+        .into_row()
+        .await
+        .map_err(|e| target_error(context, &e))
+}
+
 /// `IF … CREATE SCHEMA`: T-SQL has no `IF NOT EXISTS` for schemas.
 pub fn create_schema(schema: &str) -> String {
     format!(
@@ -76,13 +92,7 @@ pub async fn take_app_lock(session: &mut MssqlClient, resource: &str) -> Result<
     let sql = "DECLARE @granted int; \
                EXEC @granted = sp_getapplock @Resource = @P1, @LockMode = 'Exclusive', \
                @LockOwner = 'Session', @LockTimeout = 0; SELECT @granted";
-    let row = session
-        .query(sql, &[&resource])
-        .await
-        .map_err(|e| target_error(context, &e))?
-        .into_row()
-        .await
-        .map_err(|e| target_error(context, &e))?;
+    let row = first_row(session, sql, &[&resource], context).await?;
     Ok(row.and_then(|r| r.get::<i32, _>(0)).is_some_and(|granted| granted >= 0))
 }
 
@@ -135,13 +145,8 @@ pub async fn copy_permissions(client: &mut MssqlClient, schema: &str) -> Result<
                     ELSE HAS_PERMS_BY_NAME(QUOTENAME(@P1), 'SCHEMA', 'ALTER') END AS int), \
                CAST(HAS_PERMS_BY_NAME(DB_NAME(), 'DATABASE', 'CREATE SCHEMA') AS int), \
                CAST(DB_NAME() AS nvarchar(128)), CAST(SUSER_SNAME() AS nvarchar(128))";
-    let row = client
-        .query(sql, &[&schema])
-        .await
-        .map_err(|e| target_error(context, &e))?
-        .into_row()
-        .await
-        .map_err(|e| target_error(context, &e))?
+    let row = first_row(client, sql, &[&schema], context)
+        .await?
         .ok_or_else(|| TransferError::Config(format!("{context}: the server returned no row")))?;
     let flag = |i: usize| row.get::<i32, _>(i).map(|v| v == 1);
     let text = |i: usize| row.get::<&str, _>(i).unwrap_or_default().to_owned();

@@ -47,12 +47,6 @@ pub async fn with_source<J: SourceJob>(
             job.call(Arc::new(source)).await
         }
         SourceKind::Mssql => {
-            if s.trust_server_cert {
-                tracing::warn!(
-                    "source.trust_server_cert is true: the SQL Server's certificate is not verified, so the \
-                     connection is encrypted but its peer is not proven (set ca_cert instead to verify a private CA)"
-                );
-            }
             let tls =
                 MssqlTls { encrypt: s.encrypt, trust_server_cert: s.trust_server_cert, ca_cert: s.ca_cert.clone() };
             let endpoint = mssql_endpoint((&s.host, s.port, &s.database, &s.user), &s.password, &tls, Side::Source);
@@ -98,6 +92,12 @@ fn mssql_endpoint(
     tls: &MssqlTls,
     side: Side,
 ) -> MssqlEndpoint {
+    if tls.trust_server_cert {
+        tracing::warn!(
+            "{side}.trust_server_cert is true: the SQL Server's certificate is not verified, so the \
+             connection is encrypted but its peer is not proven (set ca_cert instead to verify a private CA)"
+        );
+    }
     MssqlEndpoint {
         host: host.to_owned(),
         port,
@@ -116,12 +116,6 @@ fn mssql_endpoint(
 pub(crate) fn mssql_target_endpoint(t: &TargetConfig) -> MssqlEndpoint {
     let default = MssqlTls { encrypt: Encrypt::On, trust_server_cert: false, ca_cert: None };
     let tls = t.mssql_tls.as_ref().unwrap_or(&default);
-    if tls.trust_server_cert {
-        tracing::warn!(
-            "target.trust_server_cert is true: the SQL Server's certificate is not verified, so the \
-             connection is encrypted but its peer is not proven (set ca_cert instead to verify a private CA)"
-        );
-    }
     mssql_endpoint((&t.host, t.port, &t.database, &t.user), &t.password, tls, Side::Target)
 }
 

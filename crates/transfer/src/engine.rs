@@ -858,6 +858,7 @@ impl Scheduler {
 }
 
 /// What every copy task shares.
+#[derive(Clone)]
 struct CopyContext<T> {
     progress: Arc<Progress>,
     /// Upsert mode (chunks of tables that existed are merged into their
@@ -869,21 +870,6 @@ struct CopyContext<T> {
     events: Option<EventSink>,
     pause: PauseSwitch,
     finalizing: EarlyFinalizer<T>,
-}
-
-// Derived Clone would ask `T: Clone` of the fields' owner rather than of the target alone.
-impl<T: Target> Clone for CopyContext<T> {
-    fn clone(&self) -> Self {
-        CopyContext {
-            progress: Arc::clone(&self.progress),
-            upsert: self.upsert.clone(),
-            tuning: self.tuning,
-            backoff: self.backoff.clone(),
-            events: self.events.clone(),
-            pause: self.pause.clone(),
-            finalizing: self.finalizing.clone(),
-        }
-    }
 }
 
 impl<T> CopyContext<T> {
@@ -1338,6 +1324,7 @@ fn finalization_width(tuning: &Tuning) -> usize {
 /// that the writers keep their connections (the pool has room for one more
 /// beside the state's); one more for each reader left without a copy, and
 /// as many as the pool serves once all are done ([`EarlyFinalizer::grow`]).
+#[derive(Clone)]
 struct EarlyFinalizer<T> {
     target: T,
     config: Arc<Config>,
@@ -1349,22 +1336,6 @@ struct EarlyFinalizer<T> {
     granted: Arc<AtomicUsize>,
     widest: usize,
     tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<Vec<String>>>>,
-}
-
-impl<T: Target> Clone for EarlyFinalizer<T> {
-    fn clone(&self) -> Self {
-        EarlyFinalizer {
-            target: self.target.clone(),
-            config: Arc::clone(&self.config),
-            backoff: self.backoff.clone(),
-            events: self.events.clone(),
-            stop: self.stop.clone(),
-            slots: Arc::clone(&self.slots),
-            granted: Arc::clone(&self.granted),
-            widest: self.widest,
-            tasks: Arc::clone(&self.tasks),
-        }
-    }
 }
 
 impl<T: Target> EarlyFinalizer<T> {

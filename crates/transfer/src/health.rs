@@ -182,7 +182,7 @@ async fn sql_server_health(
     let endpoint = mssql_target_endpoint(&config.target);
     let address = endpoint.address();
     let probed = async {
-        let server = MssqlSource::connect_as(endpoint, 2, Side::Target).await?;
+        let server = MssqlSource::connect(endpoint, 2).await?;
         let probe = server.probe().await?;
         let latency = median_latency_ms(|| server.ping()).await?;
         let mut session = server.session().await?;

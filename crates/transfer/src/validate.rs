@@ -3,6 +3,7 @@
 //! sides, at the same moment per table), so a source that is still being
 //! written to can differ for that reason alone.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use mssql_pg_migrate_config::{Config, TargetKind};
@@ -16,7 +17,7 @@ use crate::engine::read_selected_tables;
 use crate::error::{Side, TransferError};
 use crate::planning::plan_targets;
 use crate::pool::PgPool;
-use crate::source::{ReadSpec, Source, TableName};
+use crate::source::{ReadSpec, Source};
 
 #[derive(Debug, Clone, Default)]
 pub struct ValidateOptions {
@@ -66,9 +67,7 @@ impl ValidationReport {
 pub async fn validate(config: &Config, options: &ValidateOptions) -> Result<ValidationReport, TransferError> {
     let target = match config.target.kind {
         TargetKind::Postgres => Counted::Postgres(PgPool::new(&target_endpoint(&config.target), Side::Target, 2)?),
-        TargetKind::Mssql => {
-            Counted::Mssql(MssqlSource::connect_as(mssql_target_endpoint(&config.target), 2, Side::Target).await?)
-        }
+        TargetKind::Mssql => Counted::Mssql(MssqlSource::connect(mssql_target_endpoint(&config.target), 2).await?),
     };
     with_source(&config.source, 2, ValidateJob { config, options, target }).await
 }
@@ -81,12 +80,17 @@ enum Counted {
 }
 
 impl Counted {
-    /// The tables a SQL Server target has (`None` for PostgreSQL, whose
-    /// count says when a table is missing).
-    async fn tables(&self) -> Result<Option<Vec<TableName>>, TransferError> {
+    /// The tables a SQL Server target has, as lower-case `(schema, name)`
+    /// (`None` for PostgreSQL, whose count says when a table is missing).
+    /// Babelfish lists names folded to lower case; the count itself names
+    /// the table as it is spelled.
+    async fn tables(&self) -> Result<Option<HashSet<(String, String)>>, TransferError> {
         match self {
             Counted::Postgres(_) => Ok(None),
-            Counted::Mssql(server) => server.list_tables().await.map(Some),
+            Counted::Mssql(server) => {
+                let listed = server.list_tables().await?;
+                Ok(Some(listed.into_iter().map(|t| (t.schema.to_lowercase(), t.name.to_lowercase())).collect()))
+            }
         }
     }
 
@@ -95,7 +99,7 @@ impl Counted {
         &self,
         target: &TargetTable,
         spec: &ReadSpec,
-        present: Option<&[TableName]>,
+        present: Option<&HashSet<(String, String)>>,
     ) -> Result<Option<u64>, TransferError> {
         match self {
             Counted::Postgres(pool) => {
@@ -112,12 +116,9 @@ impl Counted {
                 }
             }
             Counted::Mssql(server) => {
-                // The copy keeps the source's table names. Babelfish lists
-                // them folded to lower case; the count itself names the
-                // table as it is spelled.
-                let same = |a: &str, b: &str| a == b || a.to_lowercase() == b.to_lowercase();
-                let listed = present.unwrap_or_default();
-                if !listed.iter().any(|t| same(&t.schema, &target.schema) && same(&t.name, &spec.table)) {
+                // The copy keeps the source's table names.
+                let key = (target.schema.to_lowercase(), spec.table.to_lowercase());
+                if !present.is_some_and(|p| p.contains(&key)) {
                     return Ok(None);
                 }
                 let copy = ReadSpec {
@@ -155,7 +156,7 @@ impl SourceJob for ValidateJob<'_> {
         let mut counts = Vec::with_capacity(plan.tables.len());
         for (table, target) in &plan.tables {
             let spec = ReadSpec::new(table, target);
-            let target_rows = self.target.rows(target, &spec, present.as_deref());
+            let target_rows = self.target.rows(target, &spec, present.as_ref());
             let (source_rows, target_rows) = tokio::join!(source.count_rows(&spec), target_rows);
             let (source_rows, target_rows) = (source_rows?, target_rows?);
             counts.push(TableCount {

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{ChunkWrite, Prepared, ReadEnd, RunLock, Target, WriteMode, Written};
-use crate::error::{Side, TransferError};
+use crate::error::TransferError;
 use crate::failpoint;
 use crate::planning::Step;
 use crate::pool::PgPool;
@@ -45,7 +45,7 @@ pub(crate) struct MssqlTarget {
 impl MssqlTarget {
     pub(crate) async fn connect(endpoint: MssqlEndpoint, max_connections: usize) -> Result<MssqlTarget, TransferError> {
         let max = u32::try_from(max_connections).unwrap_or(u32::MAX);
-        let server = MssqlSource::connect_as(endpoint, max, Side::Target).await?;
+        let server = MssqlSource::connect(endpoint, max).await?;
         Ok(MssqlTarget { server, idle: Arc::default() })
     }
 
@@ -313,7 +313,7 @@ impl Target for MssqlTarget {
                 }
                 TargetMode::Truncate if !p.created => {
                     // Dropped for the load and put back afterwards exactly as they were.
-                    if let Some(current) = existing.iter().find(|e| e.name == source.name) {
+                    if let Some(current) = found {
                         // Guarded, so a resumed run puts back only what is missing.
                         restore.extend(
                             mssql::ddl::named_foreign_keys(target_schema, current).into_iter().map(|(_, sql)| sql),
