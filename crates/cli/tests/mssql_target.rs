@@ -32,6 +32,12 @@ struct Setup {
     config: PathBuf,
 }
 
+/// The rows `sql` answers, every column text (NULL as "NULL").
+async fn text_rows(client: &mut TestClient, sql: &str) -> Vec<Vec<String>> {
+    let rows = client.simple_query(sql).await.unwrap().into_first_result().await.unwrap();
+    rows.iter().map(|r| (0..r.len()).map(|i| r.get::<&str, _>(i).unwrap_or("NULL").to_owned()).collect()).collect()
+}
+
 /// Loads the fixture into `schema`, makes an empty copy database, and
 /// writes a config between them with `migration` added.
 async fn setup(server: TestServer, schema: &str, migration: &str) -> Setup {
@@ -80,6 +86,33 @@ impl Setup {
     /// The fixture's tables the config copies.
     fn tables(&self) -> impl Iterator<Item = &'static str> + '_ {
         MSSQL_EDGE_CASE_TABLES.iter().copied().filter(|t| !self.left_out.contains(t))
+    }
+
+    /// The run document in the copy's database is run `run_id`'s, completed,
+    /// without the password, and every partition's chunk row is complete.
+    async fn assert_state_in_copy_completed(&self, run_id: &str) {
+        let mut copy = self.copy_client().await;
+        let runs = text_rows(
+            &mut copy,
+            &format!("SELECT run_id, state FROM mssql_pg_migrate.runs WHERE migration = N'{COPY_SCHEMA}'"),
+        )
+        .await;
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        assert_eq!(runs[0][0], run_id, "the resumed run's document");
+        let document: serde_json::Value = serde_json::from_str(&runs[0][1]).unwrap();
+        assert_eq!(document["status"], "completed", "{document}");
+        assert!(!runs[0][1].contains(&self.server.password), "no password in the state");
+        let partitions: usize =
+            document["tables"].as_object().unwrap().values().map(|t| t["partitions"].as_array().unwrap().len()).sum();
+        let chunks = text_rows(
+            &mut copy,
+            &format!(
+                "SELECT CAST(COUNT(*) AS nvarchar(20)), CAST(SUM(CAST(completed AS int)) AS nvarchar(20)) \
+                 FROM mssql_pg_migrate.chunks WHERE run_id = N'{run_id}'"
+            ),
+        )
+        .await;
+        assert_eq!(chunks, [[partitions.to_string(), partitions.to_string()]], "one complete chunk row per partition");
     }
 
     async fn copy_client(&self) -> TestClient {
@@ -204,8 +237,18 @@ async fn run_copies_sql_server_into_sql_server_exactly_and_resumes_after_sigkill
     assert!(stdout.contains(r#""target":"mt_copy.skewed","target_rows":4103"#), "{stdout}");
     assert!(!saved.to_string().contains(&s.server.password), "no password in the state");
 
-    for point in ["mid-copy:3", "before-commit:2", "after-commit:4", "chunk-saved:5", "finalize-step:2"] {
-        let mut running = start_until(&mut s.command(Some(&state_file), &["run"]), point);
+    // Killed at each step, then resumed: with the state in a file, and in
+    // the copy's database (its chunk rows committed with each chunk's rows).
+    let in_file = Some(state_file.as_path());
+    for (point, state) in [
+        ("mid-copy:3", in_file),
+        ("before-commit:2", None),
+        ("before-commit:3", in_file),
+        ("after-commit:4", None),
+        ("chunk-saved:5", in_file),
+        ("finalize-step:2", None),
+    ] {
+        let mut running = start_until(&mut s.command(state, &["run"]), point);
         if point == "mid-copy:3" {
             // The frozen run holds the migration's lock: another is refused, naming why.
             let (code, stdout, stderr) = finish(&mut s.command(Some(&s.dir.path().join("other.state")), &["run"]));
@@ -214,11 +257,14 @@ async fn run_copies_sql_server_into_sql_server_exactly_and_resumes_after_sigkill
         }
         running.child.kill().unwrap(); // SIGKILL on Unix
         running.child.wait().unwrap();
-        let (code, stdout, stderr) = finish(&mut s.command(Some(&state_file), &["--output-json", "resume"]));
+        let (code, stdout, stderr) = finish(&mut s.command(state, &["--output-json", "resume"]));
         assert_eq!(code, 0, "resume after SIGKILL at {point}:\n{stdout}\n{stderr}");
         let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         assert_eq!(doc["status"], "success", "{point}: {stdout}");
         s.assert_same_as_source(&format!("resume after SIGKILL at {point}")).await;
+        if state.is_none() {
+            s.assert_state_in_copy_completed(doc["run_id"].as_str().unwrap()).await;
+        }
     }
 
     // truncate: the existing tables are emptied and loaded again, their
@@ -259,11 +305,6 @@ async fn what_a_sql_server_target_cannot_do_is_refused_naming_the_cause() {
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     assert!(stderr.contains("column v is sql_variant, which the TDS bulk load cannot write"), "{stderr}");
 
-    // The state cannot live in a SQL Server target.
-    let (code, stdout, stderr) = finish(&mut s.command(None, &["run"]));
-    assert_eq!(code, 1, "{stdout}\n{stderr}");
-    assert!(stderr.contains("--state-file"), "{stderr}");
-
     // health-check reaches the target and checks what the login may do there.
     let state = s.dir.path().join("h.state");
     let (code, stdout, stderr) = finish(&mut s.command(Some(&state), &["--output-json", "health-check"]));
@@ -280,9 +321,11 @@ async fn what_a_sql_server_target_cannot_do_is_refused_naming_the_cause() {
     for name in ["create_table_in_database", "create_on_target_schema"] {
         assert!(checks.contains(&(name.to_owned(), true)), "{name}: {stdout}");
     }
-    let (code, stdout, stderr) = finish(&mut s.command(None, &["health-check"]));
-    assert_eq!(code, 1, "without a state file:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("--state-file") || stderr.contains("--state-file"), "{stdout}\n{stderr}");
+    // Without a state file, the state goes into the target database, in a
+    // schema of its own the login may create.
+    let (code, stdout, stderr) = finish(&mut s.command(None, &["--output-json", "health-check"]));
+    assert_eq!(code, 0, "without a state file:\n{stdout}\n{stderr}");
+    assert!(stdout.contains(r#""name":"state_schema","ok":true"#), "{stdout}");
 }
 
 /// The merge counts of each table in a run's JSON document, by source name.

@@ -12,7 +12,8 @@
 //!   cell, generic so the per-cell path has no dynamic dispatch;
 //! - [`TransferError`]: the one error every side reports in, with how it
 //!   may pass and which exit code it earns;
-//! - [`checksum`]: the bucket sums both sides of a comparison produce.
+//! - [`checksum`]: the bucket sums both sides of a comparison produce;
+//! - [`store::StateStore`]: a target database that keeps the run state.
 //!
 //! ```
 //! use mssql_pg_migrate_dialect::{ErrorKind, Side, TransferError, Transience};
@@ -32,5 +33,6 @@ pub mod checksum;
 pub mod error;
 pub mod sink;
 pub mod source;
+pub mod store;
 
 pub use error::{ErrorKind, Side, TransferError, Transience};

@@ -16,6 +16,7 @@
 //! - [`writer`]: rows into a SQL Server table through the TDS bulk load,
 //!   identities and NULLs kept, values above 64 KB written by key after it;
 //! - [`checksum`]: how this server hashes UTF-8 for a checksummed comparison;
+//! - [`store`]: the run state kept in a SQL Server target database;
 //! - [`error`]: failures classified by error number.
 //!
 //! Errors are the engine's
@@ -38,6 +39,7 @@ pub mod error;
 pub mod prelogin;
 pub mod reader;
 pub mod sink;
+pub mod store;
 pub mod target;
 pub mod writer;
 

@@ -71,6 +71,22 @@ async fn first_row(
         .map_err(|e| target_error(context, &e))
 }
 
+/// Every row of the first result of a bound query.
+pub(crate) async fn bound_rows(
+    client: &mut MssqlClient,
+    sql: &str,
+    params: &[&dyn tiberius::ToSql],
+    context: &str,
+) -> Result<Vec<tiberius::Row>, TransferError> {
+    client
+        .query(sql, params)
+        .await
+        .map_err(|e| target_error(context, &e))?
+        .into_first_result()
+        .await
+        .map_err(|e| target_error(context, &e))
+}
+
 /// `IF … CREATE SCHEMA`: T-SQL has no `IF NOT EXISTS` for schemas.
 pub fn create_schema(schema: &str) -> String {
     format!(
@@ -106,13 +122,7 @@ pub async fn drop_referencing_keys(client: &mut MssqlClient, qualified: &str) ->
     let context = format!("reading the foreign keys that reference {qualified}");
     let sql = "SELECT fk.name, OBJECT_SCHEMA_NAME(fk.parent_object_id), OBJECT_NAME(fk.parent_object_id) \
                FROM sys.foreign_keys fk WHERE fk.referenced_object_id = OBJECT_ID(@P1)";
-    let rows = client
-        .query(sql, &[&qualified])
-        .await
-        .map_err(|e| target_error(&context, &e))?
-        .into_first_result()
-        .await
-        .map_err(|e| target_error(&context, &e))?;
+    let rows = bound_rows(client, sql, &[&qualified], &context).await?;
     Ok(rows
         .iter()
         .filter_map(|r| {

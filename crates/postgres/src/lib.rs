@@ -10,6 +10,7 @@
 //! - [`ddl`]: the target's DDL, generated from a target plan;
 //! - [`pool`] and [`tls`]: pooled sessions over rustls;
 //! - [`checksum`]: the PostgreSQL side of a checksummed comparison;
+//! - [`store`]: the run state kept in the target database;
 //! - [`error`]: failures classified by SQLSTATE into the engine's
 //!   [`TransferError`](mssql_pg_migrate_dialect::TransferError).
 //!
@@ -36,6 +37,7 @@ pub mod error;
 pub mod pool;
 pub mod reader;
 pub mod sink;
+pub mod store;
 pub mod tls;
 
 pub use copy::CopyEncoder;

@@ -206,7 +206,7 @@ pub(crate) async fn run_with<S: Source, T: Target>(
     tuning: Tuning,
     options: &RunOptions,
 ) -> Result<RunReport, TransferError> {
-    let control = target.state_store().cloned();
+    let control = target.state_store();
     let key = config.target.schema.clone();
     let where_ = match (&options.state, &control) {
         (StateLocation::File(path), _) => format!("state file {}", path.display()),
@@ -215,7 +215,7 @@ pub(crate) async fn run_with<S: Source, T: Target>(
         }
         (StateLocation::Target, None) => {
             return Err(TransferError::Config(format!(
-                "the SQL Server target {} keeps no run state; give the run a state file (--state-file FILE)",
+                "the target {} keeps no run state; give the run a state file (--state-file FILE)",
                 target.address()
             )));
         }
@@ -226,7 +226,7 @@ pub(crate) async fn run_with<S: Source, T: Target>(
     let backoff = Backoff { events: options.events.clone(), ..Backoff::for_migration(&config.migration) };
     let setup = async {
         let lock = target.lock(&key, backoff.clone(), options.abort.clone()).await?;
-        let saved = progress::load(&options.state, control.as_ref(), &key).await?;
+        let saved = progress::load(&options.state, control.as_deref(), &key).await?;
         Ok::<_, TransferError>((lock, saved))
     };
     // A new run knows its source schema before any state: its catalog is
@@ -244,7 +244,7 @@ pub(crate) async fn run_with<S: Source, T: Target>(
     // Marks kept in the target win over a state's: a state file may be per run.
     let kept_marks = match &control {
         Some(control) if !options.resume && !config.migration.change_columns.is_empty() => {
-            progress::load_marks(control, &key).await?
+            progress::load_marks(control.as_ref(), &key).await?
         }
         _ => Default::default(),
     };
@@ -263,7 +263,7 @@ pub(crate) async fn run_with<S: Source, T: Target>(
     let mut state = begin_state(config, options, saved, &where_)?;
     state.marks.extend(kept_marks);
     let run_id = state.run_id.clone();
-    let progress = Arc::new(Progress::open(&options.state, control.as_ref(), &key, state, backoff).await?);
+    let progress = Arc::new(Progress::open(&options.state, control, &key, state, backoff).await?);
     progress.save().await?;
     options.emit(Event::Started { run_id: run_id.clone(), resumed: options.resume });
 

@@ -187,23 +187,27 @@ async fn sql_server_health(
         let latency = median_latency_ms(|| server.ping()).await?;
         let mut session = server.session().await?;
         let permissions = mssql_pg_migrate_mssql::target::copy_permissions(&mut session, target_schema).await?;
-        Ok::<_, TransferError>((probe, latency, permissions))
+        let state = match options.state {
+            StateLocation::Target => {
+                Some(mssql_pg_migrate_mssql::target::copy_permissions(&mut session, STATE_SCHEMA).await?)
+            }
+            StateLocation::File(_) => None,
+        };
+        Ok::<_, TransferError>((probe, latency, permissions, state))
     };
     let mut target = match probed.await {
-        Ok((probe, latency, permissions)) => {
+        Ok((probe, latency, permissions, state)) => {
             let mut health = EndpointHealth::reachable(address, probe, latency);
             health.checks = sql_server_checks(&permissions, target_schema);
+            if let Some(state) = state {
+                health.checks.push(sql_server_schema_check("state_schema", &state, STATE_SCHEMA));
+            }
             health
         }
         Err(e) => EndpointHealth::unreachable(address, &e),
     };
-    match &options.state {
-        StateLocation::File(path) => target.checks.push(state_file_check(path)),
-        StateLocation::Target => target.checks.push(Check::new(
-            "state_location",
-            false,
-            "a SQL Server target keeps no run state in its database: give the run a state file (--state-file FILE)",
-        )),
+    if let StateLocation::File(path) = &options.state {
+        target.checks.push(state_file_check(path));
     }
     Ok(HealthReport::new(source, target))
 }
@@ -221,25 +225,29 @@ fn sql_server_checks(p: &CopyPermissions, schema: &str) -> Vec<Check> {
             format!("CREATE TABLE missing in database {}: GRANT CREATE TABLE TO {login}", p.database),
         )
     };
-    let in_schema = match p.alter_schema {
-        Some(true) => Check::new("create_on_target_schema", true, format!("ALTER on schema {schema}")),
+    vec![create_table, sql_server_schema_check("create_on_target_schema", p, schema)]
+}
+
+/// Check `name`: whether the login may create tables in `schema` (ALTER on
+/// it), or create the schema when it does not exist yet.
+fn sql_server_schema_check(name: &'static str, p: &CopyPermissions, schema: &str) -> Check {
+    let login = quote_mssql(&p.login);
+    match p.alter_schema {
+        Some(true) => Check::new(name, true, format!("ALTER on schema {schema}")),
         Some(false) => Check::new(
-            "create_on_target_schema",
+            name,
             false,
             format!("ALTER missing on schema {schema}: GRANT ALTER ON SCHEMA::{} TO {login}", quote_mssql(schema)),
         ),
-        None if p.create_schema => Check::new(
-            "create_on_target_schema",
-            true,
-            format!("schema {schema} does not exist yet; the login may create it"),
-        ),
+        None if p.create_schema => {
+            Check::new(name, true, format!("schema {schema} does not exist yet; the login may create it"))
+        }
         None => Check::new(
-            "create_on_target_schema",
+            name,
             false,
             format!("schema {schema} does not exist and the login may not create it: GRANT CREATE SCHEMA TO {login}"),
         ),
-    };
-    vec![create_table, in_schema]
+    }
 }
 
 /// Connects to a source and lists what its login can see, for a wizard

@@ -16,18 +16,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use mssql_pg_migrate_postgres::pg_error;
-use mssql_pg_migrate_schema::ident::literal_pg;
+use mssql_pg_migrate_dialect::store::{ChunkRecord, KeptMark, StateStore};
 use mssql_pg_migrate_state::{ChangeMark, RunState, StateError, WorkStatus, now_rfc3339, write_atomically};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{Side, TransferError};
-use crate::pool::PgPool;
+use crate::error::TransferError;
 use crate::retry::{Backoff, with_retries};
 
-/// The schema of the target database that holds run states.
-pub const STATE_SCHEMA: &str = "mssql_pg_migrate";
+pub use mssql_pg_migrate_dialect::store::STATE_SCHEMA;
 
 /// Where a run keeps its state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -76,7 +73,7 @@ impl FileWriter {
 #[derive(Debug)]
 enum Store {
     File { path: PathBuf, writer: FileWriter },
-    Target { control: PgPool, key: String },
+    Target { store: Arc<dyn StateStore>, key: String },
 }
 
 /// The live run state and its store.
@@ -88,9 +85,9 @@ pub(crate) struct Progress {
     run_id: String,
     /// A save to the target waits out its restart as a chunk does.
     backoff: Backoff,
-    /// The target's control pool (a PostgreSQL target's) and the
-    /// migration's key, for the marks kept in the target whatever the store.
-    control: Option<PgPool>,
+    /// The target's state store, if it keeps one, and the migration's
+    /// key, for the marks kept in the target whatever the store.
+    control: Option<Arc<dyn StateStore>>,
     key: String,
 }
 
@@ -111,37 +108,6 @@ fn no_state_in_target() -> TransferError {
     )
 }
 
-fn target_error(context: &str, e: &tokio_postgres::Error) -> TransferError {
-    pg_error(Side::Target, context, e)
-}
-
-const CREATE_STORE: &str = "CREATE SCHEMA IF NOT EXISTS mssql_pg_migrate;
-CREATE TABLE IF NOT EXISTS mssql_pg_migrate.runs (
-    migration text PRIMARY KEY,
-    run_id text NOT NULL,
-    state jsonb NOT NULL,
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS mssql_pg_migrate.chunks (
-    run_id text NOT NULL,
-    table_name text NOT NULL,
-    partition_id integer NOT NULL,
-    last_pk text,
-    rows_transferred bigint NOT NULL,
-    completed boolean NOT NULL,
-    PRIMARY KEY (run_id, table_name, partition_id)
-);";
-
-const CREATE_MARKS: &str = "CREATE SCHEMA IF NOT EXISTS mssql_pg_migrate;
-CREATE TABLE IF NOT EXISTS mssql_pg_migrate.marks (
-    migration text NOT NULL,
-    table_name text NOT NULL,
-    change_column text NOT NULL,
-    mark text,
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (migration, table_name)
-);";
-
 /// The incremental marks of a migration kept in the target (see
 /// [`Progress::keep_mark`]): they outlive any run state, so that syncs
 /// whose state files are per run (the guide's Airflow DAG) still read only
@@ -150,39 +116,15 @@ CREATE TABLE IF NOT EXISTS mssql_pg_migrate.marks (
 /// # Errors
 /// Server errors of the target.
 pub(crate) async fn load_marks(
-    control: &PgPool,
+    store: &dyn StateStore,
     key: &str,
 ) -> Result<std::collections::BTreeMap<String, ChangeMark>, TransferError> {
-    let client = control.get(Side::Target).await?;
-    let context = "reading the incremental marks";
-    let mut marks = std::collections::BTreeMap::new();
-    if !relation_exists(&client, "mssql_pg_migrate.marks", context).await? {
-        return Ok(marks);
-    }
-    let rows = client
-        .query("SELECT table_name, change_column, mark FROM mssql_pg_migrate.marks WHERE migration = $1", &[&key])
-        .await
-        .map_err(|e| target_error(context, &e))?;
-    for row in rows {
-        let table: String = row.try_get(0).map_err(|e| target_error(context, &e))?;
-        let column: String = row.try_get(1).map_err(|e| target_error(context, &e))?;
-        let mark: Option<String> = row.try_get(2).map_err(|e| target_error(context, &e))?;
-        marks.insert(table, ChangeMark { column, mark, next: None });
-    }
-    Ok(marks)
-}
-
-/// Whether the target has the relation `qualified` (a quoted `schema.name`).
-pub(crate) async fn relation_exists(
-    client: &tokio_postgres::Client,
-    qualified: &str,
-    context: &str,
-) -> Result<bool, TransferError> {
-    client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&qualified])
-        .await
-        .and_then(|r| r.try_get(0))
-        .map_err(|e| target_error(context, &e))
+    Ok(store
+        .load_marks(key)
+        .await?
+        .into_iter()
+        .map(|m| (m.table, ChangeMark { column: m.change_column, mark: m.mark, next: None }))
+        .collect())
 }
 
 /// Loads the saved state of a migration, if there is one.
@@ -192,7 +134,7 @@ pub(crate) async fn relation_exists(
 /// an unreadable file, and server errors of the target.
 pub(crate) async fn load(
     location: &StateLocation,
-    control: Option<&PgPool>,
+    store: Option<&dyn StateStore>,
     key: &str,
 ) -> Result<Option<RunState>, TransferError> {
     match location {
@@ -202,50 +144,27 @@ pub(crate) async fn load(
             Err(e) => Err(e.into()),
         },
         StateLocation::Target => {
-            let control = control.ok_or_else(no_state_in_target)?;
-            let client = control.get(Side::Target).await?;
-            let context = "reading the saved run state";
-            if !relation_exists(&client, "mssql_pg_migrate.runs", context).await? {
-                return Ok(None);
-            }
-            let Some(row) = client
-                .query_opt("SELECT state::text FROM mssql_pg_migrate.runs WHERE migration = $1", &[&key])
-                .await
-                .map_err(|e| target_error(context, &e))?
-            else {
-                return Ok(None);
-            };
-            let text: String = row.try_get(0).map_err(|e| target_error(context, &e))?;
-            let origin = PathBuf::from(format!("{STATE_SCHEMA}.runs[{key}] in {}", control.address()));
-            let mut state = RunState::from_json(text.as_bytes(), &origin)?;
+            let store = store.ok_or_else(no_state_in_target)?;
+            let Some(saved) = store.load(key).await? else { return Ok(None) };
+            let origin = PathBuf::from(format!("{STATE_SCHEMA}.runs[{key}] in {}", store.address()));
+            let mut state = RunState::from_json(saved.document.as_bytes(), &origin)?;
             // The chunk rows committed with the data; they are the truth.
-            let rows = client
-                .query(
-                    "SELECT table_name, partition_id, last_pk, rows_transferred, completed \
-                     FROM mssql_pg_migrate.chunks WHERE run_id = $1",
-                    &[&state.run_id],
-                )
-                .await
-                .map_err(|e| target_error(context, &e))?;
-            for row in rows {
-                let table: String = row.try_get(0).map_err(|e| target_error(context, &e))?;
-                let partition: i32 = row.try_get(1).map_err(|e| target_error(context, &e))?;
-                let last_pk: Option<String> = row.try_get(2).map_err(|e| target_error(context, &e))?;
-                let rows_transferred: i64 = row.try_get(3).map_err(|e| target_error(context, &e))?;
-                let completed: bool = row.try_get(4).map_err(|e| target_error(context, &e))?;
+            for chunk in saved.chunks {
                 let slot = state
                     .tables
-                    .get_mut(&table)
-                    .and_then(|t| t.partitions.get_mut(usize::try_from(partition).unwrap_or(usize::MAX)));
+                    .get_mut(&chunk.table)
+                    .and_then(|t| t.partitions.get_mut(usize::try_from(chunk.partition).unwrap_or(usize::MAX)));
                 let Some(p) = slot else {
                     return Err(TransferError::State(format!(
-                        "{}: chunk progress names partition {partition} of table {table}, which the run state does not have",
-                        origin.display()
+                        "{}: chunk progress names partition {} of table {}, which the run state does not have",
+                        origin.display(),
+                        chunk.partition,
+                        chunk.table
                     )));
                 };
-                p.last_pk = last_pk;
-                p.rows_transferred = u64::try_from(rows_transferred).unwrap_or_default();
-                p.status = if completed { WorkStatus::Completed } else { WorkStatus::InProgress };
+                p.last_pk = chunk.last_pk;
+                p.rows_transferred = u64::try_from(chunk.rows_transferred).unwrap_or_default();
+                p.status = if chunk.completed { WorkStatus::Completed } else { WorkStatus::InProgress };
             }
             for table in state.tables.values_mut() {
                 table.transferred_rows = table.committed_rows();
@@ -264,7 +183,7 @@ impl Progress {
     /// Opens the store for `state` (creating the state schema if needed).
     pub(crate) async fn open(
         location: &StateLocation,
-        control: Option<&PgPool>,
+        control: Option<Arc<dyn StateStore>>,
         key: &str,
         state: RunState,
         backoff: Backoff,
@@ -272,30 +191,14 @@ impl Progress {
         let store = match location {
             StateLocation::File(path) => Store::File { path: path.clone(), writer: FileWriter::start(path.clone()) },
             StateLocation::Target => {
-                let control = control.ok_or_else(no_state_in_target)?;
-                let client = control.get(Side::Target).await?;
-                client.batch_execute(CREATE_STORE).await.map_err(|e| target_error("creating the state schema", &e))?;
+                let store = control.clone().ok_or_else(no_state_in_target)?;
                 // Progress rows of earlier runs of this migration are dead weight.
-                client
-                    .execute(
-                        "DELETE FROM mssql_pg_migrate.chunks c USING mssql_pg_migrate.runs r \
-                         WHERE r.migration = $1 AND c.run_id = r.run_id AND r.run_id <> $2",
-                        &[&key, &state.run_id],
-                    )
-                    .await
-                    .map_err(|e| target_error("clearing the progress of an earlier run", &e))?;
-                Store::Target { control: control.clone(), key: key.to_owned() }
+                store.open(key, &state.run_id).await?;
+                Store::Target { store, key: key.to_owned() }
             }
         };
         let run_id = state.run_id.clone();
-        Ok(Progress {
-            state: Mutex::new(state),
-            store,
-            run_id,
-            backoff,
-            control: control.cloned(),
-            key: key.to_owned(),
-        })
+        Ok(Progress { state: Mutex::new(state), store, run_id, backoff, control, key: key.to_owned() })
     }
 
     /// Reads the live state.
@@ -340,21 +243,11 @@ impl Progress {
                 Ok(result) => result.map_err(TransferError::Io),
                 Err(_) => Err(state_io(path)("the writer stopped")),
             },
-            (Save::Target(text), Store::Target { control, key }) => {
+            (Save::Target(text), Store::Target { store, key }) => {
                 // Never cancelled: the state of a stopping run must still be saved.
                 let saving = CancellationToken::new();
                 with_retries(&self.backoff, "saving the run state", &saving, |_| async {
-                    let client = control.get(Side::Target).await?;
-                    client
-                        .execute(
-                            "INSERT INTO mssql_pg_migrate.runs (migration, run_id, state, updated_at) \
-                             VALUES ($1, $2, $3::text::jsonb, now()) ON CONFLICT (migration) DO UPDATE \
-                             SET run_id = EXCLUDED.run_id, state = EXCLUDED.state, updated_at = now()",
-                            &[key, &self.run_id, &text],
-                        )
-                        .await
-                        .map_err(|e| target_error("saving the run state", &e))?;
-                    Ok(())
+                    store.save(key, &self.run_id, &text).await
                 })
                 .await
             }
@@ -368,20 +261,10 @@ impl Progress {
     pub(crate) async fn keep_mark(&self, table: &str, column: &str, mark: Option<&str>) -> Result<(), TransferError> {
         let never = CancellationToken::new();
         let control = self.control.as_ref().ok_or_else(no_state_in_target)?;
+        let mark =
+            KeptMark { table: table.to_owned(), change_column: column.to_owned(), mark: mark.map(str::to_owned) };
         with_retries(&self.backoff, "keeping the incremental mark", &never, |_| async {
-            let client = control.get(Side::Target).await?;
-            let context = "keeping the incremental mark";
-            client.batch_execute(CREATE_MARKS).await.map_err(|e| target_error(context, &e))?;
-            client
-                .execute(
-                    "INSERT INTO mssql_pg_migrate.marks (migration, table_name, change_column, mark) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (migration, table_name) DO UPDATE \
-                     SET change_column = EXCLUDED.change_column, mark = EXCLUDED.mark, updated_at = now()",
-                    &[&self.key, &table, &column, &mark],
-                )
-                .await
-                .map_err(|e| target_error(context, &e))?;
-            Ok(())
+            control.keep_mark(&self.key, &mark).await
         })
         .await
     }
@@ -396,48 +279,45 @@ impl Progress {
         matches!(self.store, Store::Target { .. })
     }
 
+    /// The run's id, which a target writes into its chunk rows.
+    pub(crate) fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
     /// Called with the chunk's transaction open and its rows copied, just
     /// before the commit. `rows_total` is the partition's total once this
     /// chunk commits.
-    /// `tx` is the chunk's transaction on a PostgreSQL target, which
-    /// records the progress of a state kept there; a target without it
-    /// keeps its state in a file.
-    pub(crate) async fn before_commit(
-        &self,
-        tx: Option<&tokio_postgres::Transaction<'_>>,
-        chunk: &ChunkEnd<'_>,
-    ) -> Result<(), TransferError> {
+    ///
+    /// A state file records the chunk's end key as pending now; a state in
+    /// the target gets the row the target must write in the chunk's
+    /// transaction (with [`Progress::run_id`]), so that rows and progress
+    /// commit together.
+    pub(crate) async fn before_commit(&self, chunk: &ChunkEnd<'_>) -> Result<Option<ChunkRecord>, TransferError> {
         match &self.store {
             Store::File { .. } => {
-                let Some(key) = chunk.last_key else { return Ok(()) };
+                let Some(key) = chunk.last_key else { return Ok(None) };
                 self.save_with(|s| {
                     if let Some(p) = partition_mut(s, chunk.table, chunk.partition) {
                         p.pending_pk = Some(key.to_owned());
                         p.status = WorkStatus::InProgress;
                     }
                 })
-                .await
+                .await?;
+                Ok(None)
             }
             Store::Target { .. } => {
-                let tx = tx.ok_or_else(no_state_in_target)?;
-                let partition = i32::try_from(chunk.partition).unwrap_or(i32::MAX);
-                let rows = i64::try_from(chunk.rows_total).unwrap_or(i64::MAX);
                 let last_pk = chunk.last_key.map(str::to_owned).or_else(|| {
                     self.with(|s| {
                         s.tables.get(chunk.table).and_then(|t| t.partitions.get(chunk.partition)?.last_pk.clone())
                     })
                 });
-                tx.execute(
-                    "INSERT INTO mssql_pg_migrate.chunks \
-                     (run_id, table_name, partition_id, last_pk, rows_transferred, completed) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, table_name, partition_id) DO UPDATE \
-                     SET last_pk = EXCLUDED.last_pk, rows_transferred = EXCLUDED.rows_transferred, \
-                     completed = EXCLUDED.completed",
-                    &[&self.run_id, &chunk.table, &partition, &last_pk, &rows, &chunk.completes],
-                )
-                .await
-                .map_err(|e| target_error(&format!("recording the progress of {}", chunk.table), &e))?;
-                Ok(())
+                Ok(Some(ChunkRecord {
+                    table: chunk.table.to_owned(),
+                    partition: i32::try_from(chunk.partition).unwrap_or(i32::MAX),
+                    last_pk,
+                    rows_transferred: i64::try_from(chunk.rows_total).unwrap_or(i64::MAX),
+                    completed: chunk.completes,
+                }))
             }
         }
     }
@@ -488,132 +368,4 @@ pub(crate) struct ChunkEnd<'a> {
     pub rows_total: u64,
     /// Whether this chunk finishes its partition.
     pub completes: bool,
-}
-
-/// An advisory lock on one migration, held by its own session for the run.
-///
-/// A restart of the target ends that session and with it the lock, so a
-/// keeper task ([`MigrationLock::keep`]) watches the session and takes the
-/// lock again once the server is back. Should another run have taken it
-/// meanwhile, the keeper aborts this run, which then must not touch the
-/// migration's state again.
-#[derive(Debug)]
-pub(crate) struct MigrationLock {
-    session: deadpool_postgres::Object,
-}
-
-/// How often the keeper looks at the lock's session.
-const LOCK_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
-
-impl MigrationLock {
-    /// Takes the lock, or says which session holds it.
-    pub(crate) async fn acquire(control: &PgPool, key: &str) -> Result<MigrationLock, TransferError> {
-        let session = control.get(Side::Target).await?;
-        if take(&session, key).await? {
-            return Ok(MigrationLock { session });
-        }
-        Err(held_elsewhere(&session, control, key).await)
-    }
-
-    /// Keeps the lock for as long as the returned keeper lives: takes it
-    /// again after the target drops its session, waiting for the server as
-    /// `backoff` allows, and cancels `abort` if another run holds it by then.
-    pub(crate) fn keep(self, control: PgPool, key: String, backoff: Backoff, abort: CancellationToken) -> LockKeeper {
-        let lost = Arc::new(Mutex::new(None));
-        let lost_to = Arc::clone(&lost);
-        let task = tokio::spawn(async move {
-            let mut session = self.session;
-            let never = CancellationToken::new();
-            loop {
-                tokio::time::sleep(LOCK_CHECK_INTERVAL).await;
-                if !session.is_closed() {
-                    continue;
-                }
-                tracing::warn!("the target closed the session holding the migration lock; taking the lock again");
-                let taken = with_retries(&backoff, "taking the migration lock again", &never, |_| async {
-                    let fresh = control.get(Side::Target).await?;
-                    let got = take(&fresh, &key).await?;
-                    Ok((fresh, got))
-                })
-                .await;
-                match taken {
-                    Ok((fresh, true)) => {
-                        tracing::info!("migration lock taken again");
-                        session = fresh;
-                    }
-                    Ok((fresh, false)) => {
-                        let e = held_elsewhere(&fresh, &control, &key).await;
-                        tracing::error!(error = %e, "lost the migration lock while the target was away; stopping");
-                        if let Ok(mut slot) = lost_to.lock() {
-                            *slot = Some(format!("{e} (it was taken while this run waited for the target)"));
-                        }
-                        abort.cancel();
-                        return;
-                    }
-                    // The chunks waiting for the same server fail with the same cause.
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot take the migration lock again");
-                        return;
-                    }
-                }
-            }
-        });
-        LockKeeper { task, lost }
-    }
-}
-
-/// The lock's keeper task; dropping it releases the lock.
-#[derive(Debug)]
-pub(crate) struct LockKeeper {
-    task: tokio::task::JoinHandle<()>,
-    lost: Arc<Mutex<Option<String>>>,
-}
-
-impl LockKeeper {
-    /// Why the lock was lost to another run, if it was.
-    pub(crate) fn lost(&self) -> Option<String> {
-        self.lost.lock().ok().and_then(|l| l.clone())
-    }
-}
-
-impl Drop for LockKeeper {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn lock_key(key: &str) -> String {
-    format!("mssql-pg-migrate {key}")
-}
-
-async fn take(session: &tokio_postgres::Client, key: &str) -> Result<bool, TransferError> {
-    session
-        .query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[&lock_key(key)])
-        .await
-        .and_then(|r| r.try_get(0))
-        .map_err(|e| target_error("taking the migration lock", &e))
-}
-
-/// The error for a lock another session holds, naming that session.
-async fn held_elsewhere(session: &tokio_postgres::Client, control: &PgPool, key: &str) -> TransferError {
-    let holder: Option<String> = session
-        .query_opt(
-            "SELECT format('backend pid %s (%s, connected since %s)', a.pid, \
-             coalesce(nullif(a.client_addr::text, ''), 'local'), a.backend_start) \
-             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-             WHERE l.locktype = 'advisory' AND l.granted \
-             AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($1, 0)",
-            &[&lock_key(key)],
-        )
-        .await
-        .ok()
-        .flatten()
-        .and_then(|r| r.try_get(0).ok());
-    TransferError::State(format!(
-        "another run of this migration (target schema {}) is in progress on {}, held by {}; \
-         wait for it to finish or stop it",
-        literal_pg(key),
-        control.address(),
-        holder.unwrap_or_else(|| "another session".into())
-    ))
 }

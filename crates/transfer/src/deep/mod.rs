@@ -302,7 +302,7 @@ async fn compare_table<S: Source>(
     let (options, m) = (run.options, run.migration);
     let mut client = target_pool.get(Side::Target).await?;
     let table = ddl::table_name(target);
-    if !crate::progress::relation_exists(&client, &table, "comparing").await? {
+    if !mssql_pg_migrate_postgres::store::relation_exists(&client, &table, "comparing").await? {
         return Err(TransferError::Config(format!(
             "the target has no table {table} (run the migration first, or check target.schema)"
         )));

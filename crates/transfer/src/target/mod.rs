@@ -13,15 +13,16 @@
 //! them to the engine's chunks, state and retries.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use mssql_pg_migrate_config::Config;
+use mssql_pg_migrate_dialect::store::StateStore;
 use mssql_pg_migrate_schema::Table;
 use mssql_pg_migrate_schema::target::{Note, TargetColumn, TargetTable};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::error::TransferError;
 use crate::planning::Step;
-use crate::pool::PgPool;
 use crate::progress::Progress;
 use crate::retry::Backoff;
 use crate::source::{ReadSpec, RowSink, WriterGone};
@@ -111,9 +112,9 @@ pub(crate) trait Target: Clone + Send + Sync + 'static {
     /// `host:port/database`, for messages.
     fn address(&self) -> String;
 
-    /// The PostgreSQL sessions that can keep the run state in the target
-    /// (`None`: the state must be a file).
-    fn state_store(&self) -> Option<&PgPool>;
+    /// Where the run state can live in the target database (`None`: the
+    /// state must be a file).
+    fn state_store(&self) -> Option<Arc<dyn StateStore>>;
 
     /// Takes the lock on migration `key` for the run, or says who holds
     /// it; `abort` is cancelled should the lock be lost to another run.

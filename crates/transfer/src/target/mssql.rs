@@ -2,8 +2,10 @@
 //! the TDS bulk load in one transaction ([`mssql::writer::TableLoad`]),
 //! every type as the source declared it ([`mssql::ddl`]); keys, indexes
 //! and checks after the data, foreign keys last, identities reseeded to
-//! the source's. The run state is a file; the migration lock is an
-//! application lock (`sp_getapplock`) held by a session of its own.
+//! the source's. The run state is a file or lives in the target database
+//! (its chunk rows written in each chunk's transaction); the migration
+//! lock is an application lock (`sp_getapplock`) held by a session of its
+//! own.
 //!
 //! A chunk's session is its own until the chunk commits: a session a
 //! failed or abandoned chunk used may be in the middle of the bulk-load
@@ -12,9 +14,11 @@
 use std::sync::Arc;
 
 use mssql_pg_migrate_config::{Config, TargetMode};
+use mssql_pg_migrate_dialect::store::StateStore;
 use mssql_pg_migrate_mssql as mssql;
 use mssql_pg_migrate_mssql::reader::MssqlClient;
 use mssql_pg_migrate_mssql::sink::{Batch, LoadType, Slot, TdsSink};
+use mssql_pg_migrate_mssql::store::MssqlStateStore;
 use mssql_pg_migrate_mssql::target::execute;
 use mssql_pg_migrate_mssql::writer::{LoadMode, TableLoad};
 use mssql_pg_migrate_mssql::{MssqlEndpoint, MssqlSource};
@@ -29,7 +33,6 @@ use super::{ChunkWrite, Prepared, ReadEnd, RunLock, Target, WriteMode, Written};
 use crate::error::TransferError;
 use crate::failpoint;
 use crate::planning::Step;
-use crate::pool::PgPool;
 use crate::progress::{ChunkEnd, Progress};
 use crate::retry::Backoff;
 use crate::source::{ReadSpec, WriterGone};
@@ -40,13 +43,15 @@ use crate::source::{ReadSpec, WriterGone};
 pub(crate) struct MssqlTarget {
     server: MssqlSource,
     idle: Arc<std::sync::Mutex<Vec<MssqlClient>>>,
+    store: Arc<MssqlStateStore>,
 }
 
 impl MssqlTarget {
     pub(crate) async fn connect(endpoint: MssqlEndpoint, max_connections: usize) -> Result<MssqlTarget, TransferError> {
         let max = u32::try_from(max_connections).unwrap_or(u32::MAX);
         let server = MssqlSource::connect(endpoint, max).await?;
-        Ok(MssqlTarget { server, idle: Arc::default() })
+        let store = Arc::new(MssqlStateStore::new(server.clone()));
+        Ok(MssqlTarget { server, idle: Arc::default(), store })
     }
 
     /// A session for one chunk: an idle one, or a new one.
@@ -199,8 +204,8 @@ impl Target for MssqlTarget {
         self.server.endpoint().address()
     }
 
-    fn state_store(&self) -> Option<&PgPool> {
-        None
+    fn state_store(&self) -> Option<Arc<dyn StateStore>> {
+        Some(self.store.clone())
     }
 
     async fn lock(&self, key: &str, _backoff: Backoff, _abort: CancellationToken) -> Result<MssqlLock, TransferError> {
@@ -438,7 +443,9 @@ impl Target for MssqlTarget {
             rows_total: rows_before + end.rows,
             completes: end.completes,
         };
-        progress.before_commit(None, &chunk).await?;
+        if let Some(record) = progress.before_commit(&chunk).await? {
+            mssql::store::record_chunk(&mut session, progress.run_id(), &record).await?;
+        }
         failpoint::reached("before-commit").await;
         if let Ok(mut u) = uncertain.lock()
             && let Some(key) = &end.last_key

@@ -2,10 +2,15 @@
 //! stage to replace or merge from), the run state and the migration lock
 //! in the target database, keys and indexes after the data.
 
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
 use futures_util::{SinkExt, pin_mut};
 use mssql_pg_migrate_config::{Config, TargetMode};
+use mssql_pg_migrate_dialect::store::StateStore;
+use mssql_pg_migrate_postgres::store::{PgStateStore, record_chunk, relation_exists};
 use mssql_pg_migrate_postgres::{ddl, pg_error};
+use mssql_pg_migrate_schema::ident::literal_pg;
 use mssql_pg_migrate_schema::target::{Note, NoteKind, TargetColumn, TargetTable};
 use mssql_pg_migrate_schema::{ColumnType, Table};
 use mssql_pg_migrate_typemap::Verdict;
@@ -17,8 +22,8 @@ use crate::error::{Side, TransferError};
 use crate::failpoint;
 use crate::planning::{Step, analyze_step, foreign_key_steps, post_load_steps};
 use crate::pool::PgPool;
-use crate::progress::{self, ChunkEnd, LockKeeper, MigrationLock, Progress};
-use crate::retry::Backoff;
+use crate::progress::{self, ChunkEnd, Progress};
+use crate::retry::{Backoff, with_retries};
 use crate::source::{PieceSink, ReadSpec, WriterGone};
 
 /// A PostgreSQL target: the writers' pool, and a small one beside it for
@@ -29,12 +34,14 @@ pub(crate) struct PgTarget {
     /// One session holds the lock; another saves the run document; a third
     /// takes the lock again after a restart while the dead session is let go.
     control: PgPool,
+    store: Arc<PgStateStore>,
 }
 
 impl PgTarget {
     pub(crate) fn new(pool: PgPool) -> Result<PgTarget, TransferError> {
         let control = pool.sibling(3)?;
-        Ok(PgTarget { pool, control })
+        let store = Arc::new(PgStateStore::new(control.clone()));
+        Ok(PgTarget { pool, control, store })
     }
 }
 
@@ -53,8 +60,8 @@ impl Target for PgTarget {
         self.control.address().to_owned()
     }
 
-    fn state_store(&self) -> Option<&PgPool> {
-        Some(&self.control)
+    fn state_store(&self) -> Option<Arc<dyn StateStore>> {
+        Some(self.store.clone())
     }
 
     async fn lock(&self, key: &str, backoff: Backoff, abort: CancellationToken) -> Result<LockKeeper, TransferError> {
@@ -416,7 +423,9 @@ async fn write_copy(
         rows_total: rows_before + end.rows,
         completes: end.completes,
     };
-    progress.before_commit(Some(&tx), &chunk).await?;
+    if let Some(record) = progress.before_commit(&chunk).await? {
+        record_chunk(&tx, progress.run_id(), &record).await?;
+    }
     failpoint::reached("before-commit").await;
     if let Ok(mut u) = uncertain.lock()
         && let Some(key) = &end.last_key
@@ -455,7 +464,7 @@ async fn delete_unseen_rows(
     let failed = |e: tokio_postgres::Error| pg_error(Side::Target, what, &e);
     let mut client = target.get(Side::Target).await?;
     let seen = mssql_pg_migrate_schema::ident::qualified_pg(progress::STATE_SCHEMA, &ddl::seen_keys_name(table));
-    if !progress::relation_exists(&client, &seen, what).await? {
+    if !relation_exists(&client, &seen, what).await? {
         tracing::info!(table = %table.name, "deletes already done");
         return Ok(0);
     }
@@ -507,4 +516,132 @@ async fn restart_identity(
         return Ok(());
     };
     execute(client, &ddl::restart_identity(table, column, next), what).await
+}
+
+/// An advisory lock on one migration, held by its own session for the run.
+///
+/// A restart of the target ends that session and with it the lock, so a
+/// keeper task ([`MigrationLock::keep`]) watches the session and takes the
+/// lock again once the server is back. Should another run have taken it
+/// meanwhile, the keeper aborts this run, which then must not touch the
+/// migration's state again.
+#[derive(Debug)]
+pub(crate) struct MigrationLock {
+    session: deadpool_postgres::Object,
+}
+
+/// How often the keeper looks at the lock's session.
+const LOCK_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl MigrationLock {
+    /// Takes the lock, or says which session holds it.
+    pub(crate) async fn acquire(control: &PgPool, key: &str) -> Result<MigrationLock, TransferError> {
+        let session = control.get(Side::Target).await?;
+        if take(&session, key).await? {
+            return Ok(MigrationLock { session });
+        }
+        Err(held_elsewhere(&session, control, key).await)
+    }
+
+    /// Keeps the lock for as long as the returned keeper lives: takes it
+    /// again after the target drops its session, waiting for the server as
+    /// `backoff` allows, and cancels `abort` if another run holds it by then.
+    pub(crate) fn keep(self, control: PgPool, key: String, backoff: Backoff, abort: CancellationToken) -> LockKeeper {
+        let lost = Arc::new(Mutex::new(None));
+        let lost_to = Arc::clone(&lost);
+        let task = tokio::spawn(async move {
+            let mut session = self.session;
+            let never = CancellationToken::new();
+            loop {
+                tokio::time::sleep(LOCK_CHECK_INTERVAL).await;
+                if !session.is_closed() {
+                    continue;
+                }
+                tracing::warn!("the target closed the session holding the migration lock; taking the lock again");
+                let taken = with_retries(&backoff, "taking the migration lock again", &never, |_| async {
+                    let fresh = control.get(Side::Target).await?;
+                    let got = take(&fresh, &key).await?;
+                    Ok((fresh, got))
+                })
+                .await;
+                match taken {
+                    Ok((fresh, true)) => {
+                        tracing::info!("migration lock taken again");
+                        session = fresh;
+                    }
+                    Ok((fresh, false)) => {
+                        let e = held_elsewhere(&fresh, &control, &key).await;
+                        tracing::error!(error = %e, "lost the migration lock while the target was away; stopping");
+                        if let Ok(mut slot) = lost_to.lock() {
+                            *slot = Some(format!("{e} (it was taken while this run waited for the target)"));
+                        }
+                        abort.cancel();
+                        return;
+                    }
+                    // The chunks waiting for the same server fail with the same cause.
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot take the migration lock again");
+                        return;
+                    }
+                }
+            }
+        });
+        LockKeeper { task, lost }
+    }
+}
+
+/// The lock's keeper task; dropping it releases the lock.
+#[derive(Debug)]
+pub(crate) struct LockKeeper {
+    task: tokio::task::JoinHandle<()>,
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+impl LockKeeper {
+    /// Why the lock was lost to another run, if it was.
+    pub(crate) fn lost(&self) -> Option<String> {
+        self.lost.lock().ok().and_then(|l| l.clone())
+    }
+}
+
+impl Drop for LockKeeper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn lock_key(key: &str) -> String {
+    format!("mssql-pg-migrate {key}")
+}
+
+async fn take(session: &tokio_postgres::Client, key: &str) -> Result<bool, TransferError> {
+    session
+        .query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[&lock_key(key)])
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| pg_error(Side::Target, "taking the migration lock", &e))
+}
+
+/// The error for a lock another session holds, naming that session.
+async fn held_elsewhere(session: &tokio_postgres::Client, control: &PgPool, key: &str) -> TransferError {
+    let holder: Option<String> = session
+        .query_opt(
+            "SELECT format('backend pid %s (%s, connected since %s)', a.pid, \
+             coalesce(nullif(a.client_addr::text, ''), 'local'), a.backend_start) \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted \
+             AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($1, 0)",
+            &[&lock_key(key)],
+        )
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| r.try_get(0).ok());
+    TransferError::State(format!(
+        "another run of this migration (target schema {}) is in progress on {}, held by {}; \
+         wait for it to finish or stop it",
+        literal_pg(key),
+        control.address(),
+        holder.unwrap_or_else(|| "another session".into())
+    ))
 }
