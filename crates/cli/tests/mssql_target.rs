@@ -411,6 +411,87 @@ async fn upsert_into_sql_server_writes_only_what_changed() {
         }
     }
     s.assert_same_as_source("after a sync with nothing changed").await;
+
+    // Incremental reads: a datetime2 change column (added at the source, so
+    // added to the copy too). Each sync has a state file of its own, as the
+    // guide's Airflow DAG does: the mark is kept in the copy's database.
+    execute_script(
+        &mut source,
+        "ALTER TABLE mt_up.skewed ADD modified datetime2(7) NULL\nGO\n\
+         UPDATE mt_up.skewed SET modified = '2020-01-01T00:00:00'\n\
+         UPDATE mt_up.skewed SET modified = '2021-01-01T00:00:00.1234567' WHERE id = 1\n\
+         UPDATE mt_up.skewed SET modified = NULL WHERE id = 2\nGO\n",
+    )
+    .await;
+    let incremental = s.dir.path().join("incremental.yaml");
+    let text = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("max_retries: 3", "max_retries: 3, change_columns: {skewed: modified}, change_lookback: 172800");
+    std::fs::write(&incremental, text).unwrap();
+    let sync_incremental = |n: &str| {
+        let mut cmd = binary(&incremental, Some(&state(n)), &["--output-json", "run"]);
+        cmd.env("SRC_PW", &s.server.password).env("DST_PW", &s.server.password);
+        let (code, stdout, stderr) = finish(&mut cmd);
+        assert_eq!(code, 0, "sync {n}:\n{stdout}\n{stderr}");
+        let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        doc["report"]["tables"].as_array().unwrap().iter().find(|t| t["source"] == "mt_up.skewed").unwrap().clone()
+    };
+    let first_incremental = sync_incremental("fourth");
+    assert_eq!(first_incremental["rows"], 4_103, "no mark yet: every row is read");
+    s.assert_same_as_source("after the first incremental sync").await;
+    execute_script(
+        &mut source,
+        "UPDATE mt_up.skewed SET v = 'changed', modified = '2022-01-01T00:00:00' WHERE id BETWEEN 10 AND 14\n\
+         INSERT INTO mt_up.skewed (id, v, modified) VALUES (9000, 'new', '2022-01-01T00:00:00')\nGO\n",
+    )
+    .await;
+    let second_incremental = sync_incremental("fifth");
+    // From two days and 100 ns before the last maximum (2021-01-01T00:00:00.1234567):
+    // row 1, the NULL row, 5 changed, 1 new.
+    assert_eq!(second_incremental["rows"], 8, "{second_incremental}");
+    let merged = &second_incremental["merged"];
+    assert_eq!((merged["inserted"].as_u64(), merged["updated"].as_u64()), (Some(1), Some(5)), "{merged}");
+    let since = merged["read_since"].as_str().unwrap();
+    assert!(since.starts_with("2020-12-30") && since.contains("00:00:00.12345"), "{since}");
+    s.assert_same_as_source("after an incremental sync").await;
+
+    // Deletes (delete_missing): rows gone from the source go from the copy,
+    // also when the sync is killed while it deletes, then resumed.
+    let deleting = s.dir.path().join("deleting.yaml");
+    let text = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("max_retries: 3", "max_retries: 3, delete_missing: [by_guid, composite, user]");
+    std::fs::write(&deleting, text).unwrap();
+    let gone = first_cell(&mut source, "SELECT COUNT(*) FROM mt_up.by_guid WHERE v % 7 = 0").await;
+    execute_script(
+        &mut source,
+        "DELETE FROM mt_up.by_guid WHERE v % 7 = 0\nGO\nDELETE FROM mt_up.composite WHERE region = 'zz'\nGO\n",
+    )
+    .await;
+    let delete_sync = |state_file: &Path, args: &[&str]| {
+        let mut cmd = binary(&deleting, Some(state_file), args);
+        cmd.env("SRC_PW", &s.server.password).env("DST_PW", &s.server.password);
+        cmd
+    };
+    let doc = {
+        let (code, stdout, stderr) = finish(&mut delete_sync(&state("sixth"), &["--output-json", "run"]));
+        assert_eq!(code, 0, "a sync with deletes:\n{stdout}\n{stderr}");
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()
+    };
+    let deleted = |doc: &serde_json::Value, table: &str| {
+        let t = doc["report"]["tables"].as_array().unwrap().iter().find(|t| t["source"] == table).unwrap();
+        t["merged"]["deleted"].as_u64().unwrap()
+    };
+    assert_eq!(format!("I32(Some({}))", deleted(&doc, "mt_up.by_guid")), gone);
+    assert_eq!((deleted(&doc, "mt_up.composite"), deleted(&doc, "mt_up.user")), (2, 0));
+    s.assert_same_as_source("after a sync with deletes").await;
+    execute_script(&mut source, "DELETE FROM mt_up.[user] WHERE id IN (SELECT MIN(id) FROM mt_up.[user])\nGO\n").await;
+    let mut running = start_until(&mut delete_sync(&state("seventh"), &["run"]), "finalize-step:2");
+    running.child.kill().unwrap();
+    running.child.wait().unwrap();
+    let (code, stdout, stderr) = finish(&mut delete_sync(&state("seventh"), &["resume"]));
+    assert_eq!(code, 0, "resume of a sync killed while deleting:\n{stdout}\n{stderr}");
+    s.assert_same_as_source("after a sync with deletes, killed and resumed").await;
     let mut admin = s.server.connect().await.unwrap();
     execute_script(&mut admin, &format!("DROP DATABASE {}\nGO\n", s.copy_database)).await;
 }

@@ -359,6 +359,20 @@ async fn a_change_column_reads_only_changed_rows_and_no_late_commit_is_lost() {
     assert_eq!(merged(&doc, "skewed"), [1, 5, 2]);
     assert_same_keyed_data(&s).await;
 
+    // delete_missing on a table read incrementally would delete every row
+    // the sync did not read: refused before anything is written.
+    let both = s.write_config(
+        "both.yaml",
+        &std::fs::read_to_string(&s.config)
+            .unwrap()
+            .replace("change_lookback: 172800", "change_lookback: 172800, delete_missing: true"),
+    );
+    let out = s.command_with(&both, None, &["run"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("table src.skewed also has change column \"modified\""), "{stderr}");
+    assert_same_keyed_data(&s).await;
+
     // A sync during which a row commits with a time just before the mark it took.
     let running = start_until(&mut s.command(None, &["run"]), "mid-copy:1:2000");
     src.batch_execute("UPDATE src.skewed SET v = 'late', modified = '2021-12-31 12:00:00+00' WHERE id = 20")

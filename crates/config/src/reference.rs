@@ -76,7 +76,7 @@ pub const KEYS: &[KeyDoc] = &[
         "target.type",
         "postgres (also postgresql), mssql (also sqlserver)",
         "postgres",
-        "The target database's kind. A SQL Server target takes a SQL Server source, in any mode (upsert without change_columns or delete_missing); the run state goes in a file (--state-file) or in the target database's schema mssql_pg_migrate, as on PostgreSQL.",
+        "The target database's kind. A SQL Server target takes a SQL Server source, in any mode; the run state goes in a file (--state-file) or in the target database's schema mssql_pg_migrate, as on PostgreSQL.",
     ),
     key("target.host", TEXT, "", "The target server's host name or address (required)."),
     key("target.port", "1-65535", "5432", "The target server's port (1433 for mssql)."),

@@ -820,16 +820,6 @@ impl Walker<'_> {
                      PostgreSQL (postgres)",
                 );
             }
-            if !m.change_columns.is_empty() {
-                self.report(
-                    "migration.change_columns",
-                    "incremental reads into a SQL Server target are not available in this version; \
-                     an upsert into SQL Server reads every row and writes only the changed ones",
-                );
-            }
-            if m.delete_missing.any() {
-                self.report("migration.delete_missing", "is not available for a SQL Server target in this version");
-            }
             if m.use_unlogged_tables {
                 self.report(
                     "migration.use_unlogged_tables",

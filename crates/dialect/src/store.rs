@@ -77,3 +77,35 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// Keeps a table's mark for the next run.
     fn keep_mark<'a>(&'a self, migration: &'a str, mark: &'a KeptMark) -> StoreFuture<'a, ()>;
 }
+
+/// A tag for table `schema.name` that stays the same across runs and
+/// builds (FNV-1a: std's hasher is seeded per process), for the names of
+/// the helper tables a target keeps per table.
+pub fn table_tag(schema: &str, name: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in schema.bytes().chain([0]).chain(name.bytes()) {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// The table, in [`STATE_SCHEMA`], that collects the keys an upsert with
+/// `delete_missing` read from the source for target table `schema.name`:
+/// filled in each chunk's transaction (it must survive a crash as the
+/// merged rows do), and dropped once the rows it lacks are deleted.
+pub fn seen_keys_table(schema: &str, name: &str) -> String {
+    format!("mssql_pg_migrate_seen_{}", table_tag(schema, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tables_tag_is_stable_and_tells_schema_from_name() {
+        // Fixed, since stores of earlier runs are found by these names.
+        assert_eq!(seen_keys_table("public", "orders"), "mssql_pg_migrate_seen_9890a9a460f15b91");
+        assert_ne!(table_tag("ab", "c"), table_tag("a", "bc"));
+        assert_eq!(table_tag("", "").len(), 16);
+    }
+}

@@ -36,6 +36,7 @@
 use std::fmt::Write as _;
 
 use mssql_pg_migrate_dialect::TransferError;
+use mssql_pg_migrate_dialect::store::{STATE_SCHEMA, seen_keys_table};
 use mssql_pg_migrate_schema::ident::{literal_mssql, qualified_mssql, quote_mssql};
 use mssql_pg_migrate_schema::{CheckConstraint, Column, ColumnType, ForeignKey, Index, Key, ReferentialAction, Table};
 use mssql_pg_migrate_typemap::MssqlType;
@@ -320,6 +321,58 @@ pub fn reseed_identity(schema: &str, table: &Table) -> Option<String> {
     })
 }
 
+/// Drops and creates, in [`STATE_SCHEMA`], the table that collects the
+/// keys an upsert with `delete_missing` reads for `table`'s copy in
+/// `schema` ([`seen_keys_table`]): the key columns with their types and
+/// collations, so they compare with the copy's exactly.
+///
+/// # Errors
+/// As [`create_table`], and [`TransferError::Incompatible`] for a key
+/// column the table does not have.
+pub fn create_seen_keys(schema: &str, table: &Table, key_columns: &[&str]) -> Result<String, TransferError> {
+    let seen = qualified_mssql(STATE_SCHEMA, &seen_keys_table(schema, &table.name));
+    let columns = key_columns
+        .iter()
+        .map(|name| {
+            let mut column = table.column(name).cloned().ok_or_else(|| TransferError::Incompatible {
+                table: format!("{}.{}", table.schema, table.name),
+                message: format!("key column {name} is not a column of the table"),
+            })?;
+            column.nullable = false;
+            column.identity = None;
+            column.default = None;
+            column.computed = None;
+            column_definition(table, &column)
+        })
+        .collect::<Result<Vec<_>, _>>()?
+        .join(", ");
+    Ok(format!(
+        "{}; DROP TABLE IF EXISTS {seen}; CREATE TABLE {seen} ({columns})",
+        crate::target::create_schema(STATE_SCHEMA)
+    ))
+}
+
+/// The name of [`create_seen_keys`]'s table, quoted.
+pub fn seen_keys(schema: &str, table: &str) -> String {
+    qualified_mssql(STATE_SCHEMA, &seen_keys_table(schema, table))
+}
+
+/// Deletes the rows of `table`'s copy in `schema` whose key the sync did
+/// not read (is not in [`create_seen_keys`]'s table), answers how many,
+/// and drops that table: run in one transaction, and redone after a kill
+/// only while that table is there.
+pub fn delete_unseen(schema: &str, table: &str, key_columns: &[&str]) -> String {
+    let seen = seen_keys(schema, table);
+    let matches =
+        key_columns.iter().map(|k| format!("s.{0} = t.{0}", quote_mssql(k))).collect::<Vec<_>>().join(" AND ");
+    format!(
+        "DECLARE @mpm_deleted bigint; \
+         DELETE t FROM {} AS t WHERE NOT EXISTS (SELECT 1 FROM {seen} AS s WHERE {matches}); \
+         SET @mpm_deleted = @@ROWCOUNT; DROP TABLE {seen}; SELECT @mpm_deleted",
+        qualified_mssql(schema, table)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use mssql_pg_migrate_schema::{CheckConstraint, Computed, ForeignKey, Identity, Index, IndexColumn, Key};
@@ -382,6 +435,32 @@ mod tests {
             },
         ];
         table
+    }
+
+    #[test]
+    fn the_keys_a_sync_read_are_kept_with_the_keys_types_and_collations_and_unseen_rows_deleted_by_them() {
+        let seen = format!("[mssql_pg_migrate].[{}]", seen_keys_table("copy", "Orders"));
+        assert_eq!(seen_keys("copy", "Orders"), seen);
+        let sql = create_seen_keys("copy", &orders(), &["Id", "Note]s"]).unwrap();
+        assert_eq!(
+            sql,
+            format!(
+                "IF SCHEMA_ID(N'mssql_pg_migrate') IS NULL EXEC(N'CREATE SCHEMA [mssql_pg_migrate]'); \
+                 DROP TABLE IF EXISTS {seen}; \
+                 CREATE TABLE {seen} ([Id] bigint NOT NULL, [Note]]s] nvarchar(max) COLLATE Latin1_General_CI_AS NOT NULL)"
+            ),
+            "no identity, no default, never NULL"
+        );
+        let missing = create_seen_keys("copy", &orders(), &["Nope"]).unwrap_err();
+        assert!(missing.to_string().contains("key column Nope"), "{missing}");
+        assert_eq!(
+            delete_unseen("copy", "Orders", &["Id", "Note]s"]),
+            format!(
+                "DECLARE @mpm_deleted bigint; DELETE t FROM [copy].[Orders] AS t WHERE NOT EXISTS \
+                 (SELECT 1 FROM {seen} AS s WHERE s.[Id] = t.[Id] AND s.[Note]]s] = t.[Note]]s]); \
+                 SET @mpm_deleted = @@ROWCOUNT; DROP TABLE {seen}; SELECT @mpm_deleted"
+            )
+        );
     }
 
     #[test]

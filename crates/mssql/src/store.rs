@@ -9,7 +9,7 @@ use mssql_pg_migrate_dialect::store::{ChunkRecord, KeptMark, SavedRun, StateStor
 
 use crate::error::target_error;
 use crate::reader::{MssqlClient, MssqlSource};
-use crate::target::{bound_rows as rows, execute};
+use crate::target::{bound_rows as rows, execute, table_exists};
 
 /// T-SQL has no `CREATE … IF NOT EXISTS`, and `CREATE SCHEMA` must begin
 /// its batch, hence `EXEC`.
@@ -121,11 +121,6 @@ impl MssqlStateStore {
     pub fn new(server: MssqlSource) -> MssqlStateStore {
         MssqlStateStore { server }
     }
-
-    async fn exists(&self, session: &mut MssqlClient, table: &str, context: &str) -> Result<bool, TransferError> {
-        let found = rows(session, "SELECT OBJECT_ID(@P1, N'U')", &[&table], context).await?;
-        Ok(found.first().and_then(|r| r.get::<i32, _>(0)).is_some())
-    }
 }
 
 impl StateStore for MssqlStateStore {
@@ -137,7 +132,7 @@ impl StateStore for MssqlStateStore {
         Box::pin(async move {
             let mut session = self.server.session().await?;
             let context = "reading the saved run state";
-            if !self.exists(&mut session, "[mssql_pg_migrate].[runs]", context).await? {
+            if !table_exists(&mut session, "[mssql_pg_migrate].[runs]", context).await? {
                 return Ok(None);
             }
             let found = rows(
@@ -199,7 +194,7 @@ impl StateStore for MssqlStateStore {
         Box::pin(async move {
             let mut session = self.server.session().await?;
             let context = "reading the incremental marks";
-            if !self.exists(&mut session, "[mssql_pg_migrate].[marks]", context).await? {
+            if !table_exists(&mut session, "[mssql_pg_migrate].[marks]", context).await? {
                 return Ok(Vec::new());
             }
             rows(

@@ -21,6 +21,18 @@ pub async fn execute<S>(client: &mut Client<Compat<S>>, sql: &str, context: &str
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    results(client, sql, context).await.map(|_| ())
+}
+
+/// Runs a batch of statements and answers every result's rows.
+async fn results<S>(
+    client: &mut Client<Compat<S>>,
+    sql: &str,
+    context: &str,
+) -> Result<Vec<Vec<tiberius::Row>>, TransferError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     tracing::debug!(sql, "target");
     client
         .simple_query(sql)
@@ -28,8 +40,7 @@ where
         .map_err(|e| target_error(context, &e))?
         .into_results()
         .await
-        .map_err(|e| target_error(context, &e))?;
-    Ok(())
+        .map_err(|e| target_error(context, &e))
 }
 
 /// Runs a finalization statement once; an object that already exists (built
@@ -85,6 +96,30 @@ pub(crate) async fn bound_rows(
         .into_first_result()
         .await
         .map_err(|e| target_error(context, &e))
+}
+
+/// Whether the table `qualified` (a quoted `[schema].[name]`) exists.
+///
+/// # Errors
+/// [`TransferError::Server`] with `context`.
+pub async fn table_exists(client: &mut MssqlClient, qualified: &str, context: &str) -> Result<bool, TransferError> {
+    let found = bound_rows(client, "SELECT OBJECT_ID(@P1, N'U')", &[&qualified], context).await?;
+    Ok(found.first().and_then(|r| r.get::<i32, _>(0)).is_some())
+}
+
+/// Runs a batch whose last result is one `bigint` count, and answers it.
+///
+/// # Errors
+/// [`TransferError::Server`] with `context`, also when no count comes back.
+pub async fn single_count(client: &mut MssqlClient, sql: &str, context: &str) -> Result<u64, TransferError> {
+    results(client, sql, context)
+        .await?
+        .iter()
+        .flatten()
+        .last()
+        .and_then(|row| row.get::<i64, _>(0))
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| TransferError::State(format!("{context}: the server answered no count")))
 }
 
 /// `IF … CREATE SCHEMA`: T-SQL has no `IF NOT EXISTS` for schemas.

@@ -222,6 +222,8 @@ pub struct TableLoad {
     xml_at: Vec<usize>,
     scales: Vec<Option<u8>>,
     deferred: Vec<Deferred>,
+    /// Where a merge also records the keys it staged (`delete_missing`).
+    seen_keys: Option<String>,
 }
 
 impl TableLoad {
@@ -282,7 +284,15 @@ impl TableLoad {
             mode,
             scales,
             deferred: Vec::new(),
+            seen_keys: None,
         })
+    }
+
+    /// Makes a merge also add the keys it staged to `seen` (a quoted table
+    /// with the key's columns, [`crate::ddl::create_seen_keys`]), in the
+    /// same transaction, for the deletes of `delete_missing`.
+    pub fn record_keys_into(&mut self, seen: String) {
+        self.seen_keys = Some(seen);
     }
 
     /// "bulk-loading [schema].[table]", for errors about this load.
@@ -472,6 +482,10 @@ impl TableLoad {
                 sql.push_str(&with_identity(format!("{}; SET @mpm_inserted = @@ROWCOUNT", insert(&new_keys))));
             }
         }
+        if let (LoadMode::Merge, Some(seen)) = (self.mode, &self.seen_keys) {
+            let keys = self.key.iter().map(|&k| self.columns[k].as_str()).collect::<Vec<_>>().join(", ");
+            let _ = write!(sql, "INSERT INTO {seen} ({keys}) SELECT {keys} FROM {STAGE_TABLE}; ");
+        }
         let _ = write!(sql, "DROP TABLE {STAGE_TABLE}");
         if self.mode == LoadMode::Merge {
             sql.push_str("; SELECT @mpm_inserted, @mpm_updated");
@@ -549,6 +563,7 @@ mod tests {
             xml_at: vec![2],
             scales: Vec::new(),
             deferred: Vec::new(),
+            seen_keys: None,
         }
     }
 
@@ -568,6 +583,17 @@ mod tests {
             staged(LoadMode::Replace, false).unstage_sql(),
             "DELETE t FROM [c].[t] AS t WHERE EXISTS (SELECT 1 FROM #mpm_stage AS s WHERE t.[id] = s.[id]); \
              INSERT INTO [c].[t] ([id], [v], [x]) SELECT [id], [v], [x] FROM #mpm_stage AS s; DROP TABLE #mpm_stage"
+        );
+        // delete_missing: the staged keys are recorded before the stage goes.
+        let mut recording = staged(LoadMode::Merge, false);
+        recording.record_keys_into("[mssql_pg_migrate].[seen]".into());
+        let sql = recording.unstage_sql();
+        assert!(
+            sql.ends_with(
+                "SET @mpm_inserted = @@ROWCOUNT; INSERT INTO [mssql_pg_migrate].[seen] ([id]) SELECT [id] FROM #mpm_stage; \
+                 DROP TABLE #mpm_stage; SELECT @mpm_inserted, @mpm_updated"
+            ),
+            "{sql}"
         );
     }
 

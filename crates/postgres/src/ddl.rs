@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use mssql_pg_migrate_dialect::store::{seen_keys_table, table_tag};
 use mssql_pg_migrate_schema::ReferentialAction;
 use mssql_pg_migrate_schema::ident::{qualified_pg, quote_pg};
 use mssql_pg_migrate_schema::target::{TargetColumn, TargetForeignKey, TargetIndex, TargetKey, TargetTable};
@@ -227,20 +228,14 @@ pub fn replace_from_stage(table: &TargetTable, key_columns: &[&str]) -> String {
 /// left behind even after a kill. Named per target table, since one session
 /// merges into several.
 pub fn merge_stage_name(table: &TargetTable) -> String {
-    // FNV-1a: stable across runs and builds, unlike std's hasher.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in table.schema.bytes().chain([0]).chain(table.name.bytes()) {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("mssql_pg_migrate_merge_{hash:016x}")
+    format!("mssql_pg_migrate_merge_{}", table_tag(&table.schema, &table.name))
 }
 
 /// The table that collects the keys an upsert with `delete_missing` read
-/// from the source, in schema `state_schema`: a logged table (it must
-/// survive a crash as the merged batches do), filled in each batch's
-/// transaction, and dropped once the rows it lacks are deleted.
+/// from the source, in schema `state_schema` ([`seen_keys_table`]): a
+/// logged table, since it must survive a crash as the merged batches do.
 pub fn seen_keys_name(table: &TargetTable) -> String {
-    merge_stage_name(table).replace("_merge_", "_seen_")
+    seen_keys_table(&table.schema, &table.name)
 }
 
 /// Drops and creates the [`seen_keys_name`] table with the key's columns.

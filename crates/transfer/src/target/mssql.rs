@@ -316,6 +316,12 @@ impl Target for MssqlTarget {
                     drops.extend(mssql::target::drop_referencing_keys(&mut session, &name).await?);
                     empty.push(mssql::ddl::drop_table(target_schema, &source.name));
                 }
+                TargetMode::Upsert if !p.created && m.delete_missing.covers(&source.schema, &source.name) => {
+                    let key = source.primary_key.as_ref().map(|k| k.columns.clone()).unwrap_or_default();
+                    let key: Vec<&str> = key.iter().map(String::as_str).collect();
+                    let sql = mssql::ddl::create_seen_keys(target_schema, source, &key)?;
+                    execute(&mut session, &sql, &format!("preparing the deletes of {}", source.name)).await?;
+                }
                 TargetMode::Truncate if !p.created => {
                     // Dropped for the load and put back afterwards exactly as they were.
                     if let Some(current) = found {
@@ -404,15 +410,13 @@ impl Target for MssqlTarget {
             }
             // Merging again what may have been merged is harmless, so a
             // chunk in doubt is simply merged again.
-            WriteMode::Merge { record_keys: false, .. } => LoadMode::Merge,
-            WriteMode::Merge { record_keys: true, .. } => {
-                return Err(TransferError::Config(
-                    "delete_missing is not available for a SQL Server target in this version".into(),
-                ));
-            }
+            WriteMode::Merge { .. } => LoadMode::Merge,
         };
         let babelfish = self.server.is_babelfish();
         let mut load = TableLoad::prepare(&mut session, &target.schema, source, babelfish, load_mode).await?;
+        if let WriteMode::Merge { record_keys: true, .. } = mode {
+            load.record_keys_into(mssql::ddl::seen_keys(&target.schema, &source.name));
+        }
         let (into, columns) = load.destination();
         let names: Vec<&str> = columns.iter().map(String::as_str).collect();
         let done = {
@@ -494,12 +498,19 @@ impl Target for MssqlTarget {
         }
     }
 
-    async fn delete_missing_rows(
-        &self,
-        _target: &TargetTable,
-        _keys: &[&str],
-        what: &str,
-    ) -> Result<u64, TransferError> {
-        Err(TransferError::Config(format!("{what}: upsert into a SQL Server target is not available")))
+    async fn delete_missing_rows(&self, target: &TargetTable, keys: &[&str], what: &str) -> Result<u64, TransferError> {
+        let mut session = self.server.session().await?;
+        let seen = mssql::ddl::seen_keys(&target.schema, &target.name);
+        // Without the keys' table (a redo after that commit) there is nothing left to do.
+        if !mssql::target::table_exists(&mut session, &seen, what).await? {
+            tracing::info!(table = %target.name, "deletes already done");
+            return Ok(0);
+        }
+        let sql = format!(
+            "SET XACT_ABORT ON; BEGIN TRANSACTION; {}; COMMIT TRANSACTION",
+            mssql::ddl::delete_unseen(&target.schema, &target.name, keys)
+        );
+        let deleted = mssql::target::single_count(&mut session, &sql, what).await?;
+        Ok(deleted)
     }
 }
