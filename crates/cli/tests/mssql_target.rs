@@ -458,14 +458,17 @@ async fn upsert_into_sql_server_writes_only_what_changed() {
     // Deletes (delete_missing): rows gone from the source go from the copy,
     // also when the sync is killed while it deletes, then resumed.
     let deleting = s.dir.path().join("deleting.yaml");
-    let text = std::fs::read_to_string(&s.config)
-        .unwrap()
-        .replace("max_retries: 3", "max_retries: 3, delete_missing: [by_guid, composite, user]");
+    let text = std::fs::read_to_string(&s.config).unwrap().replace(
+        "max_retries: 3",
+        "max_retries: 3, change_columns: {skewed: modified}, change_lookback: 172800, \
+             delete_missing: [by_guid, composite, user, skewed]",
+    );
     std::fs::write(&deleting, text).unwrap();
     let gone = first_cell(&mut source, "SELECT COUNT(*) FROM mt_up.by_guid WHERE v % 7 = 0").await;
     execute_script(
         &mut source,
-        "DELETE FROM mt_up.by_guid WHERE v % 7 = 0\nGO\nDELETE FROM mt_up.composite WHERE region = 'zz'\nGO\n",
+        "DELETE FROM mt_up.by_guid WHERE v % 7 = 0\nGO\nDELETE FROM mt_up.composite WHERE region = 'zz'\nGO\n\
+         DELETE FROM mt_up.skewed WHERE id IN (3, 4, 9000)\nGO\n",
     )
     .await;
     let delete_sync = |state_file: &Path, args: &[&str]| {
@@ -484,6 +487,9 @@ async fn upsert_into_sql_server_writes_only_what_changed() {
     };
     assert_eq!(format!("I32(Some({}))", deleted(&doc, "mt_up.by_guid")), gone);
     assert_eq!((deleted(&doc, "mt_up.composite"), deleted(&doc, "mt_up.user")), (2, 0));
+    // skewed is read incrementally (nothing changed since the last mark),
+    // and its deletes still see every key: only the 3 gone are deleted.
+    assert_eq!(deleted(&doc, "mt_up.skewed"), 3);
     s.assert_same_as_source("after a sync with deletes").await;
     execute_script(&mut source, "DELETE FROM mt_up.[user] WHERE id IN (SELECT MIN(id) FROM mt_up.[user])\nGO\n").await;
     let mut running = start_until(&mut delete_sync(&state("seventh"), &["run"]), "finalize-step:2");
@@ -492,6 +498,14 @@ async fn upsert_into_sql_server_writes_only_what_changed() {
     let (code, stdout, stderr) = finish(&mut delete_sync(&state("seventh"), &["resume"]));
     assert_eq!(code, 0, "resume of a sync killed while deleting:\n{stdout}\n{stderr}");
     s.assert_same_as_source("after a sync with deletes, killed and resumed").await;
+    // Killed while it collects skewed's keys for the deletes, then resumed.
+    execute_script(&mut source, "DELETE FROM mt_up.skewed WHERE id IN (5, 6)\nGO\n").await;
+    let mut running = start_until(&mut delete_sync(&state("eighth"), &["run"]), "collecting-keys:1");
+    running.child.kill().unwrap();
+    running.child.wait().unwrap();
+    let (code, stdout, stderr) = finish(&mut delete_sync(&state("eighth"), &["resume"]));
+    assert_eq!(code, 0, "resume of a sync killed while collecting keys:\n{stdout}\n{stderr}");
+    s.assert_same_as_source("after a sync killed while collecting keys, resumed").await;
     let mut admin = s.server.connect().await.unwrap();
     execute_script(&mut admin, &format!("DROP DATABASE {}\nGO\n", s.copy_database)).await;
 }

@@ -359,19 +359,33 @@ async fn a_change_column_reads_only_changed_rows_and_no_late_commit_is_lost() {
     assert_eq!(merged(&doc, "skewed"), [1, 5, 2]);
     assert_same_keyed_data(&s).await;
 
-    // delete_missing on a table read incrementally would delete every row
-    // the sync did not read: refused before anything is written.
+    // With deletes too: the sync reads only the changed rows, then every
+    // key (keys only) for the deletes; a row deleted at the source goes,
+    // the unchanged ones stay.
     let both = s.write_config(
         "both.yaml",
         &std::fs::read_to_string(&s.config)
             .unwrap()
-            .replace("change_lookback: 172800", "change_lookback: 172800, delete_missing: true"),
+            .replace("change_lookback: 172800", "change_lookback: 172800, delete_missing: [skewed]"),
     );
-    let out = s.command_with(&both, None, &["run"]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("table src.skewed also has change column \"modified\""), "{stderr}");
+    src.batch_execute("DELETE FROM src.skewed WHERE id IN (3, 4, 9000)").await.unwrap();
+    let out = s.command_with(&both, None, &["--output-json", "run"]).output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{doc}");
+    let skewed = doc["report"]["tables"].as_array().unwrap().iter().find(|t| t["source"] == "src.skewed").unwrap();
+    // Read: the 5 changed rows and the NULL one; deleted: the 3 gone.
+    assert_eq!((skewed["rows"].as_u64(), skewed["merged"]["deleted"].as_u64()), (Some(6), Some(3)), "{skewed}");
     assert_same_keyed_data(&s).await;
+    // Killed while it collects the keys (their transaction open), then resumed.
+    src.batch_execute("DELETE FROM src.skewed WHERE id IN (5, 6)").await.unwrap();
+    let state = s.dir.path().join("both.state");
+    let mut running = start_until(&mut s.command_with(&both, Some(&state), &["run"]), "collecting-keys:1");
+    running.child.kill().unwrap();
+    running.child.wait().unwrap();
+    let out = s.command_with(&both, Some(&state), &["resume"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_same_keyed_data(&s).await;
+    assert_eq!(s.target_scalar("SELECT count(*)::text FROM copy.skewed WHERE id IN (5, 6)").await, "0");
 
     // A sync during which a row commits with a time just before the mark it took.
     let running = start_until(&mut s.command(None, &["run"]), "mid-copy:1:2000");

@@ -120,6 +120,19 @@ impl ReadSpec {
         }
     }
 
+    /// The spec of a pass over every row that reads only the key (the
+    /// deletes of an incremental sync need every key the source has).
+    pub fn keys_only(&self) -> ReadSpec {
+        ReadSpec {
+            columns: self.key.iter().filter_map(|&k| self.columns.get(k).cloned()).collect(),
+            key: (0..self.key.len()).collect(),
+            widest_row: std::sync::Arc::default(),
+            changed_since: None,
+            within_buckets: None,
+            ..self.clone()
+        }
+    }
+
     /// Appends the page query's ` WHERE` clause: `keyset` (the key bounds
     /// the reader wrote in its dialect), then the spec's own filters (the
     /// change mark as `changed` renders it, and the buckets), joined by AND.
@@ -351,4 +364,39 @@ pub fn unhex(text: &str) -> Result<Vec<u8>, String> {
                 .ok_or_else(|| format!("{text:?} is not hexadecimal"))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use mssql_pg_migrate_typemap::{MssqlType, PgType};
+
+    use super::*;
+
+    fn column(name: &str, target: PgType) -> ReadColumn {
+        ReadColumn { source_name: name.into(), source_type: ColumnType::Mssql(MssqlType::Int), target }
+    }
+
+    #[test]
+    fn a_key_only_pass_reads_the_key_columns_in_key_order_from_every_row() {
+        let spec = ReadSpec {
+            schema: "dbo".into(),
+            table: "Lines".into(),
+            columns: vec![column("v", PgType::Text), column("region", PgType::Text), column("seq", PgType::Integer)],
+            key: vec![1, 2],
+            label: "dbo.Lines".into(),
+            widest_row: std::sync::Arc::default(),
+            changed_since: Some(ChangedSince {
+                column: "v".into(),
+                source_type: ColumnType::Mssql(MssqlType::Int),
+                kind: ChangeKind::Integer,
+                mark: "7".into(),
+            }),
+            within_buckets: Some("bucket = 1".into()),
+        };
+        let keys = spec.keys_only();
+        let names: Vec<&str> = keys.columns.iter().map(|c| c.source_name.as_str()).collect();
+        assert_eq!((names, keys.key.clone()), (vec!["region", "seq"], vec![0, 1]));
+        assert_eq!((keys.changed_since, keys.within_buckets), (None, None), "every row");
+        assert_eq!((keys.schema.as_str(), keys.table.as_str(), keys.label.as_str()), ("dbo", "Lines", "dbo.Lines"));
+    }
 }

@@ -255,6 +255,21 @@ pub fn record_seen_keys(table: &TargetTable, key_columns: &[&str], state_schema:
     )
 }
 
+/// Empties the [`seen_keys_name`] table, for a pass that collects every
+/// key again.
+pub fn empty_seen_keys(table: &TargetTable, state_schema: &str) -> String {
+    format!("TRUNCATE {}", qualified_pg(state_schema, &seen_keys_name(table)))
+}
+
+/// The binary COPY of every key into the [`seen_keys_name`] table.
+pub fn copy_into_seen_keys(table: &TargetTable, key_columns: &[&str], state_schema: &str) -> String {
+    format!(
+        "COPY {} ({}) FROM STDIN (FORMAT binary)",
+        qualified_pg(state_schema, &seen_keys_name(table)),
+        key_columns.iter().map(|k| quote_pg(k)).collect::<Vec<_>>().join(", ")
+    )
+}
+
 /// Deletes the rows of `table` whose key the source no longer has (is not
 /// in the [`seen_keys_name`] table), answering how many, then drops that
 /// table. Redone after a kill, it deletes nothing more.

@@ -967,6 +967,13 @@ async fn transfer_all<S: Source, T: Target>(
                     }
                 }
                 if table.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    if table.failure().is_none()
+                        && !stop.is_cancelled()
+                        && let Err(e) = collect_keys_for_deletes(source.as_ref(), &target, table, &context, &stop).await
+                    {
+                        tracing::error!(table = %table.label(), error = %e, "cannot collect the source's keys");
+                        table.fail(e.to_string());
+                    }
                     finish_table(table, &context).await;
                     if table.failure().is_none() && !table.cancelled.load(Ordering::Relaxed) && !stop.is_cancelled() {
                         context.finalizing.start(Arc::clone(table));
@@ -1039,6 +1046,54 @@ async fn finish_table<K, T>(table: &TableWork<K>, context: &CopyContext<T>) {
     });
 }
 
+/// An incremental sync with `delete_missing` read only the changed rows,
+/// so before its deletes it collects every key the source has, keys only,
+/// into the table the deletes compare with (one transaction, redone whole
+/// after a kill; skipped once the deletes are done). Runs when the table's
+/// partitions are all committed, before its mark moves.
+async fn collect_keys_for_deletes<S: Source, T: Target>(
+    source: &S,
+    target: &T,
+    table: &TableWork<S::Key>,
+    context: &CopyContext<T>,
+    stop: &CancellationToken,
+) -> Result<(), TransferError> {
+    let incremental = table.spec.changed_since.is_some();
+    let deletes = context.upsert.as_ref().is_some_and(|d| d.covers(&table.spec.schema, &table.spec.table));
+    if !incremental || !deletes || table.created {
+        return Ok(());
+    }
+    let what = format!("collecting the keys of {} for its deletes", table.label());
+    let keys: Vec<&str> = table.key_columns.iter().map(String::as_str).collect();
+    let spec = table.spec.keys_only();
+    let tuning = context.tuning;
+    with_retries(&context.backoff, &what, stop, |_| async {
+        if !target.keys_pending(&table.target, &what).await? {
+            return Ok(());
+        }
+        let (pieces_tx, pieces_rx) = mpsc::channel::<T::Piece>(tuning.read_ahead_buffers);
+        let (end_tx, end_rx) = oneshot::channel::<u64>();
+        let reader = async {
+            let mut sink = target.sink(&spec, &table.source, pieces_tx, tuning.piece_bytes);
+            let page = source.read_page(&spec, None, None, None, &mut sink).await?;
+            T::finish_sink(sink).await.map_err(|_| TransferError::Cancelled)?;
+            failpoint::reached("collecting-keys").await;
+            let _ = end_tx.send(page.rows);
+            Ok::<_, TransferError>(page.rows)
+        };
+        let writer = target.collect_keys(&table.target, &table.source, &keys, pieces_rx, end_rx, &what);
+        // The writer gives up (Cancelled) when the read fails: the read's error is the cause then.
+        let written = match tokio::join!(reader, writer) {
+            (_, Err(e)) if !matches!(e, TransferError::Cancelled) => return Err(e),
+            (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
+            (Ok(_), Ok(written)) => written,
+        };
+        tracing::info!(table = %table.label(), keys = written, "every source key collected for the deletes");
+        Ok(())
+    })
+    .await
+}
+
 /// One chunk's read: keys in `(after, upto]`, at most `limit` rows.
 struct ChunkRead<'a, K> {
     after: Option<&'a K>,
@@ -1094,7 +1149,9 @@ async fn copy_partition<S: Source, T: Target>(
     // A table this run created starts empty: upsert fills it as a full load
     // does (COPY, keys after), which is the fastest way and as safe.
     let merge = context.upsert.is_some() && !table.created;
-    let record_keys = context.upsert.as_ref().is_some_and(|d| d.covers(&table.spec.schema, &table.spec.table));
+    // An incremental read's keys are collected whole before the deletes instead.
+    let record_keys = context.upsert.as_ref().is_some_and(|d| d.covers(&table.spec.schema, &table.spec.table))
+        && table.spec.changed_since.is_none();
     let uncertain = &uncertain;
     let decode = &decode;
     let mut after = match saved.last_pk.as_deref() {

@@ -173,25 +173,13 @@ pub fn change_column<'t>(
     Ok(Some((column, kind)))
 }
 
-/// Checks every table's change column ([`change_column`]) before anything
-/// runs, and that no table has both a change column and `delete_missing`:
-/// the deletes remove every row whose key the sync did not read, and an
-/// incremental sync reads only the rows changed since its mark.
+/// Checks every table's change column ([`change_column`]) before anything runs.
 ///
 /// # Errors
 /// The first table's problem.
 pub fn require_change_columns(tables: &[(Table, TargetTable)], m: &MigrationConfig) -> Result<(), TransferError> {
     for (table, _) in tables {
-        if let Some((column, _)) = change_column(table, m)?
-            && m.delete_missing.covers(&table.schema, &table.name)
-        {
-            return Err(TransferError::Config(format!(
-                "migration.delete_missing: table {}.{} also has change column \"{}\" (migration.change_columns); \
-                 its syncs read only the rows changed since the last one, so the rows they do not read would be \
-                 deleted; leave the table out of delete_missing (a list of table patterns) or out of change_columns",
-                table.schema, table.name, column.name
-            )));
-        }
+        change_column(table, m)?;
     }
     Ok(())
 }
@@ -297,25 +285,6 @@ mod tests {
 
     fn bad() -> ColumnType {
         ColumnType::Unsupported { type_name: "geometry".into(), reason: "no mapping".into() }
-    }
-
-    #[test]
-    fn a_table_with_a_change_column_cannot_also_have_its_missing_rows_deleted() {
-        let tables = || {
-            let mut orders = table("Orders", int(), None);
-            orders.columns.push(column("Modified", ColumnType::Postgres(PgType::TimestampTz(None))));
-            let plan = plan_targets(vec![orders, table("Lines", int(), None)], &migration(""), "t", Dialect::Postgres);
-            plan.unwrap().tables
-        };
-        let upsert = "target_mode: upsert, change_columns: {Orders: Modified}";
-        let err = require_change_columns(&tables(), &migration(&format!("{upsert}, delete_missing: true")))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("migration.delete_missing: table s.Orders also has change column \"Modified\""), "{err}");
-        // The deletes of another table, or incremental reads alone, are fine.
-        for fine in [format!("{upsert}, delete_missing: [Lines]"), upsert.to_owned()] {
-            require_change_columns(&tables(), &migration(&fine)).unwrap();
-        }
     }
 
     #[test]

@@ -192,6 +192,31 @@ pub(crate) trait Target: Clone + Send + Sync + 'static {
         what: &str,
     ) -> impl Future<Output = Result<(), TransferError>> + Send;
 
+    /// Upsert with `delete_missing`: whether the keys the deletes compare
+    /// with are still kept (`false`: the deletes are done already).
+    fn keys_pending(
+        &self,
+        target: &TargetTable,
+        what: &str,
+    ) -> impl Future<Output = Result<bool, TransferError>> + Send;
+
+    /// Upsert with `delete_missing` on a table read incrementally: replaces
+    /// the keys kept for the deletes with every key the source has, which
+    /// a key-only read ([`ReadSpec::keys_only`]) streams into `pieces`, in
+    /// one transaction, committed only once `end` brings the count of keys
+    /// read and it matches (a read that failed halfway must not leave a
+    /// partial set, which would delete rows still in the source). Returns
+    /// the keys written.
+    fn collect_keys(
+        &self,
+        target: &TargetTable,
+        source: &Table,
+        keys: &[&str],
+        pieces: mpsc::Receiver<Self::Piece>,
+        end: oneshot::Receiver<u64>,
+        what: &str,
+    ) -> impl Future<Output = Result<u64, TransferError>> + Send;
+
     /// Upsert with `delete_missing`: deletes the rows the sync did not read.
     fn delete_missing_rows(
         &self,
@@ -229,4 +254,12 @@ pub(crate) fn check_merge_key(planned: &TargetTable, existing: &Table, key: &[St
             key.join(", ")
         ),
     })
+}
+
+/// A key pass may commit only the keys of a read that ended, all of them.
+pub(crate) fn keys_all_there(read: u64, written: u64, what: &str) -> Result<(), TransferError> {
+    if read == written {
+        return Ok(());
+    }
+    Err(TransferError::State(format!("{what}: {read} keys read but {written} written; nothing is deleted")))
 }

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use mssql_pg_migrate_config::{Config, TargetMode};
-use mssql_pg_migrate_dialect::store::StateStore;
+use mssql_pg_migrate_dialect::store::{STATE_SCHEMA, StateStore, seen_keys_table};
 use mssql_pg_migrate_mssql as mssql;
 use mssql_pg_migrate_mssql::reader::MssqlClient;
 use mssql_pg_migrate_mssql::sink::{Batch, LoadType, Slot, TdsSink};
@@ -496,6 +496,58 @@ impl Target for MssqlTarget {
             Some(sql) => self.statement(&sql, what).await,
             None => Ok(()),
         }
+    }
+
+    async fn keys_pending(&self, target: &TargetTable, what: &str) -> Result<bool, TransferError> {
+        let mut session = self.server.session().await?;
+        mssql::target::table_exists(&mut session, &mssql::ddl::seen_keys(&target.schema, &target.name), what).await
+    }
+
+    async fn collect_keys(
+        &self,
+        target: &TargetTable,
+        source: &Table,
+        keys: &[&str],
+        mut pieces: mpsc::Receiver<Batch>,
+        end: oneshot::Receiver<u64>,
+        what: &str,
+    ) -> Result<u64, TransferError> {
+        // The keys' table, as a table of its own to bulk-load.
+        let columns = keys
+            .iter()
+            .filter_map(|k| source.column(k))
+            .map(|c| Column { nullable: false, identity: None, default: None, computed: None, ..c.clone() })
+            .collect();
+        let seen = Table::new(STATE_SCHEMA, seen_keys_table(&target.schema, &target.name), columns);
+        // A session of its own: one a failed load used is closed, not reused.
+        let mut session = self.server.endpoint().connect().await?;
+        let empty = format!(
+            "SET XACT_ABORT ON; BEGIN TRANSACTION; TRUNCATE TABLE {}",
+            mssql::ddl::seen_keys(&target.schema, &target.name)
+        );
+        execute(&mut session, &empty, what).await?;
+        let babelfish = self.server.is_babelfish();
+        let mut load = TableLoad::prepare(&mut session, STATE_SCHEMA, &seen, babelfish, LoadMode::Insert).await?;
+        let (into, columns) = load.destination();
+        let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+        let rows = {
+            let mut bulk = TableLoad::begin(&mut session, &into, &names).await?;
+            while let Some(batch) = pieces.recv().await {
+                for row in batch {
+                    load.send(&mut bulk, row).await?;
+                }
+            }
+            let Ok(read) = end.await else {
+                // The read failed: the session is dropped mid-load, and the server rolls back.
+                return Err(TransferError::Cancelled);
+            };
+            let rows = bulk.finalize().await.map_err(|e| mssql::error::target_error(load.context(), &e))?.total();
+            super::keys_all_there(read, rows, what)?;
+            rows
+        };
+        load.complete(&mut session).await?;
+        execute(&mut session, "COMMIT TRANSACTION", what).await?;
+        Ok(rows)
     }
 
     async fn delete_missing_rows(&self, target: &TargetTable, keys: &[&str], what: &str) -> Result<u64, TransferError> {

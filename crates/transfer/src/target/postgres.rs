@@ -141,6 +141,42 @@ impl Target for PgTarget {
         restart_identity(&client, target, column, what).await
     }
 
+    async fn keys_pending(&self, target: &TargetTable, what: &str) -> Result<bool, TransferError> {
+        let client = self.pool.get(Side::Target).await?;
+        let seen = mssql_pg_migrate_schema::ident::qualified_pg(progress::STATE_SCHEMA, &ddl::seen_keys_name(target));
+        relation_exists(&client, &seen, what).await
+    }
+
+    async fn collect_keys(
+        &self,
+        target: &TargetTable,
+        _source: &Table,
+        keys: &[&str],
+        mut pieces: mpsc::Receiver<Bytes>,
+        end: oneshot::Receiver<u64>,
+        what: &str,
+    ) -> Result<u64, TransferError> {
+        let failed = |e: tokio_postgres::Error| pg_error(Side::Target, what, &e);
+        let mut client = self.pool.get(Side::Target).await?;
+        let tx = client.transaction().await.map_err(failed)?;
+        tx.batch_execute(&ddl::empty_seen_keys(target, progress::STATE_SCHEMA)).await.map_err(failed)?;
+        let sink = tx.copy_in(&ddl::copy_into_seen_keys(target, keys, progress::STATE_SCHEMA)).await.map_err(failed)?;
+        pin_mut!(sink);
+        while let Some(piece) = pieces.recv().await {
+            for part in parts(piece) {
+                sink.feed(part).await.map_err(failed)?;
+            }
+        }
+        let Ok(read) = end.await else {
+            // The read failed: dropping the sink aborts the COPY, and the transaction rolls back.
+            return Err(TransferError::Cancelled);
+        };
+        let rows = sink.as_mut().finish().await.map_err(failed)?;
+        super::keys_all_there(read, rows, what)?;
+        tx.commit().await.map_err(failed)?;
+        Ok(rows)
+    }
+
     async fn delete_missing_rows(&self, target: &TargetTable, keys: &[&str], what: &str) -> Result<u64, TransferError> {
         delete_unseen_rows(&self.pool, target, keys, what).await
     }
