@@ -357,6 +357,16 @@ async fn upsert_into_sql_server_writes_only_what_changed() {
         assert_eq!(code, 0, "sync {n}:\n{stdout}\n{stderr}");
         serde_json::from_str::<serde_json::Value>(&stdout).unwrap()
     };
+    // The dry run shows the T-SQL merge a SQL Server target runs.
+    let (code, stdout, stderr) = finish(&mut s.command(Some(&state("dry")), &["run", "--dry-run"]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout
+            .contains("UPDATE t SET [v] = s.[v] FROM [mt_copy].[skewed] AS t JOIN #mpm_stage AS s ON t.[id] = s.[id]")
+            && stdout.contains("EXCEPT SELECT t.[v]")
+            && !stdout.contains("ON CONFLICT"),
+        "{stdout}"
+    );
     // The first sync creates and loads every table.
     let first = merged(&sync("first"));
     assert_eq!(first["mt_up.skewed"], (4_103, 0));

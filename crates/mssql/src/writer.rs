@@ -242,14 +242,29 @@ impl TableLoad {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
+        let mut load = TableLoad::plan(schema, table, babelfish, mode)?;
+        let loaded: Vec<&Column> = loaded_columns(table).collect();
+        if load.staged {
+            execute(client, &stage_table(&loaded, load.numbers_as_text), &load.context).await?;
+        }
+        let quoted: Vec<&str> = load.columns.iter().map(String::as_str).collect();
+        let load_into = if load.staged { STAGE_TABLE } else { load.target.as_str() };
+        load.scales = time_scales(client, load_into, &quoted).await.map_err(|e| target_error(&load.context, &e))?;
+        Ok(load)
+    }
+
+    /// The load [`TableLoad::prepare`] makes, before it asks the server
+    /// anything: which columns go, by which key, through a stage or not.
+    ///
+    /// # Errors
+    /// [`TransferError::Incompatible`] when rows must be replaced or merged
+    /// and the table has no primary key among its loaded columns.
+    pub fn plan(schema: &str, table: &Table, babelfish: bool, mode: LoadMode) -> Result<TableLoad, TransferError> {
         let target = qualified_mssql(schema, &table.name);
         let context = format!("bulk-loading {target}");
         let loaded: Vec<&Column> = loaded_columns(table).collect();
         let numbers_as_text = babelfish && loaded.iter().any(|c| as_text_in_stage(&c.data_type));
         let staged = numbers_as_text || mode != LoadMode::Insert;
-        if staged {
-            execute(client, &stage_table(&loaded, numbers_as_text), &context).await?;
-        }
         let key: Vec<usize> = table
             .primary_key
             .iter()
@@ -263,10 +278,6 @@ impl TableLoad {
                 message: "rows can be replaced or merged only by a primary key, and the table has none".into(),
             });
         }
-        let columns: Vec<String> = loaded.iter().map(|c| quote_mssql(&c.name)).collect();
-        let quoted: Vec<&str> = columns.iter().map(String::as_str).collect();
-        let load_into = if staged { STAGE_TABLE } else { target.as_str() };
-        let scales = time_scales(client, load_into, &quoted).await.map_err(|e| target_error(&context, &e))?;
         Ok(TableLoad {
             identity: loaded.iter().any(|c| c.identity.is_some()),
             identity_at: loaded.iter().position(|c| c.identity.is_some()),
@@ -275,14 +286,14 @@ impl TableLoad {
                 .collect(),
             target,
             context,
-            columns,
+            columns: loaded.iter().map(|c| quote_mssql(&c.name)).collect(),
             names: loaded.iter().map(|c| c.name.clone()).collect(),
             key,
             keyed,
             staged,
             numbers_as_text,
             mode,
-            scales,
+            scales: Vec::new(),
             deferred: Vec::new(),
             seen_keys: None,
         })
@@ -418,7 +429,7 @@ impl TableLoad {
     /// stage: an insert; a delete of the rows with the stage's keys first
     /// (replace); or an update of the rows whose values differ and an insert
     /// of the new keys, answering how many of each (merge).
-    fn unstage_sql(&self) -> String {
+    pub fn unstage_sql(&self) -> String {
         let target = &self.target;
         let list = self.columns.join(", ");
         let matches =

@@ -116,7 +116,6 @@ async fn the_run_state_round_trips_through_a_sql_server_database() {
     kept.sort_by(|a, b| a.table.cmp(&b.table));
     assert_eq!(kept, [moved, marks[1].clone()]);
     assert_eq!(store.load_marks("other").await.unwrap(), Vec::new());
-
-    drop((store, target));
-    execute_script(&mut admin, &format!("DROP DATABASE {DATABASE}\nGO\n")).await;
+    // The database stays: the pool's sessions close in the background, and
+    // a DROP DATABASE now could find one still open. The next run drops it.
 }

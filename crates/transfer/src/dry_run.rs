@@ -189,12 +189,14 @@ impl SourceJob for DryRunJob<'_> {
                 let key = spec.key_target_names(target);
                 let key_refs: Vec<&str> = key.iter().map(String::as_str).collect();
                 let change = change_column(table, m)?.map(|(column, _)| column.name.clone());
-                table_plan.merge = Some(MergePlan {
-                    statement: ddl::merge_from_stage(target, &key_refs),
-                    key,
-                    incremental: change.is_some(),
-                    change_column: change,
-                });
+                let statement = if self.config.target.kind == TargetKind::Mssql {
+                    use mssql_pg_migrate_mssql::writer::{LoadMode, TableLoad};
+                    TableLoad::plan(&target_schema, table, false, LoadMode::Merge)?.unstage_sql()
+                } else {
+                    ddl::merge_from_stage(target, &key_refs)
+                };
+                table_plan.merge =
+                    Some(MergePlan { statement, key, incremental: change.is_some(), change_column: change });
             }
             planned.push(table_plan);
         }
