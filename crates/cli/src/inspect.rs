@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use mssql_pg_migrate::transfer::deep::{CompareMethod, DeepOptions, DeepReport, DifferenceKind};
-use mssql_pg_migrate::transfer::dry_run::{Chunking, DryRunPlan};
+use mssql_pg_migrate::transfer::dry_run::{Chunking, DeletesPlan, DryRunPlan};
 use mssql_pg_migrate::transfer::health::{Check, EndpointHealth};
 use mssql_pg_migrate::transfer::{
     self, DryRunOptions, Health, HealthOptions, HealthReport, StateLocation, ValidateOptions, ValidationReport,
@@ -278,6 +278,19 @@ fn plan_text(plan: &DryRunPlan) -> String {
                 None => "every row, compared by the merge".to_owned(),
             };
             let _ = writeln!(text, "  merge:    on ({}), reading {reads}; per batch:", merge.key.join(", "));
+            match merge.deletes {
+                Some(DeletesPlan::KeysMerged) => {
+                    let _ = writeln!(text, "  deletes:  rows whose key no batch merged, once the table is complete");
+                }
+                Some(DeletesPlan::EveryKeyRead) => {
+                    let _ = writeln!(
+                        text,
+                        "  deletes:  rows whose key the source no longer has: every key is read (keys only) \
+                         once the table's batches are in"
+                    );
+                }
+                None => {}
+            }
             let _ = writeln!(text, "    {};", merge.statement);
         }
         let _ = writeln!(text, "  {};", table.create_table);

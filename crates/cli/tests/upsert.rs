@@ -368,6 +368,19 @@ async fn a_change_column_reads_only_changed_rows_and_no_late_commit_is_lost() {
             .unwrap()
             .replace("change_lookback: 172800", "change_lookback: 172800, delete_missing: [skewed]"),
     );
+    let out = s.command_with(&both, None, &["run", "--dry-run"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("deletes:  rows whose key the source no longer has: every key is read (keys only)"),
+        "{text}"
+    );
+    let out = s.command_with(&both, None, &["--output-json", "run", "--dry-run"]).output().unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    common::assert_matches_schema("output.schema.json", &plan);
+    let planned = plan["report"]["tables"].as_array().unwrap().iter().find(|t| t["source"] == "src.skewed").unwrap();
+    assert_eq!(planned["merge"]["deletes"], "every_key_read", "{planned}");
+    let other = plan["report"]["tables"].as_array().unwrap().iter().find(|t| t["source"] == "src.composite").unwrap();
+    assert!(other["merge"].get("deletes").is_none(), "delete_missing names skewed only: {other}");
     src.batch_execute("DELETE FROM src.skewed WHERE id IN (3, 4, 9000)").await.unwrap();
     let out = s.command_with(&both, None, &["--output-json", "run"]).output().unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

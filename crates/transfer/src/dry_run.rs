@@ -106,8 +106,22 @@ pub struct MergePlan {
     /// last sync left in the run state (or NULL) are read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub change_column: Option<String>,
+    /// `delete_missing`: how the rows gone from the source are found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletes: Option<DeletesPlan>,
     /// Per batch, after its COPY into the session's staging table.
     pub statement: String,
+}
+
+/// How an upsert with `delete_missing` finds the rows gone from the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeletesPlan {
+    /// Every row is read, and each merged batch records its keys.
+    KeysMerged,
+    /// Only changed rows are read, so every key is read again, keys only,
+    /// once the table's batches are all in.
+    EveryKeyRead,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -195,8 +209,13 @@ impl SourceJob for DryRunJob<'_> {
                 } else {
                     ddl::merge_from_stage(target, &key_refs)
                 };
+                let deletes = m.delete_missing.covers(&table.schema, &table.name).then_some(if change.is_some() {
+                    DeletesPlan::EveryKeyRead
+                } else {
+                    DeletesPlan::KeysMerged
+                });
                 table_plan.merge =
-                    Some(MergePlan { statement, key, incremental: change.is_some(), change_column: change });
+                    Some(MergePlan { statement, key, incremental: change.is_some(), change_column: change, deletes });
             }
             planned.push(table_plan);
         }
