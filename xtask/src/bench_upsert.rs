@@ -10,6 +10,8 @@
 //!   hundredth row of each scaled table, one column each, and its
 //!   `Modified` time), reading only changed rows (`change_columns`);
 //! - (u3c) a re-sync with nothing changed, reading only changed rows;
+//! - (u3cd) the same with `delete_missing: true`: every key is read too
+//!   (keys only), which is what deletes cost an incremental sync;
 //! - (u2) and (u3): the same without change columns, every row read and
 //!   compared by the merge.
 //!
@@ -58,9 +60,18 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
         format!("{base}migration: {{target_mode: upsert, change_columns: {{'*': Modified}}, change_lookback: 0}}\n"),
     )
     .map_err(|e| e.to_string())?;
+    let incremental_deletes = dir.path().join("incremental_deletes.yaml");
+    std::fs::write(
+        &incremental_deletes,
+        format!(
+            "{base}migration: {{target_mode: upsert, change_columns: {{'*': Modified}}, change_lookback: 0, \
+             delete_missing: true}}\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
 
-    let mut samples: [Vec<Sample>; 6] = Default::default();
-    let [d, u1, u2c, u3c, u2, u3] = &mut samples;
+    let mut samples: [Vec<Sample>; 7] = Default::default();
+    let [d, u1, u2c, u3c, u3cd, u2, u3] = &mut samples;
     for run in 1..=args.runs {
         eprintln!("round {run} of {}", args.runs);
         runtime.block_on(reset(target))?;
@@ -77,6 +88,10 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
         let (sample, doc) = run_tool_doc(binary, &incremental, None)?;
         check_merged(&doc, "u3c", Some(0), Some(0))?;
         u3c.push(sample);
+        let (sample, doc) = run_tool_doc(binary, &incremental_deletes, None)?;
+        check_merged(&doc, "u3cd", Some(0), Some(0))?;
+        check_deleted(&doc, "u3cd", 0)?;
+        u3cd.push(sample);
         let changed = runtime.block_on(change_one_percent(&source, 2 * run + 1))?;
         let (sample, doc) = run_tool_doc(binary, &upsert, Some(rows))?;
         check_merged(&doc, "u2", Some(0), Some(changed))?;
@@ -86,7 +101,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
         u3.push(sample);
     }
     let peak = samples[1..].iter().flatten().filter_map(|s| s.peak_rss_bytes).max().unwrap_or(0);
-    let [d, u1, u2c, u3c, u2, u3] = &samples;
+    let [d, u1, u2c, u3c, u3cd, u2, u3] = &samples;
     println!("source: {}; data: scale {}, {rows} rows in 9 tables", args.source, args.scale);
     let line = |label: &str, samples: &[Sample]| {
         let m = median(samples);
@@ -98,14 +113,16 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     let first = line("(u1) upsert into an empty target", u1);
     let changed_c = line("(u2c) after 1% changed, change columns", u2c);
     let unchanged_c = line("(u3c) nothing changed, change columns", u3c);
+    let unchanged_cd = line("(u3cd) the same, with delete_missing", u3cd);
     let changed = line("(u2) after 1% changed, every row", u2);
     let unchanged = line("(u3) nothing changed, every row", u3);
     println!("peak RSS of the upserts: {:.1} MB", peak as f64 / 1e6);
     println!(
-        "ratios to (d): (u1) {:.2}   (u2c) {:.3}   (u3c) {:.3}   (u2) {:.2}   (u3) {:.2}",
+        "ratios to (d): (u1) {:.2}   (u2c) {:.3}   (u3c) {:.3}   (u3cd) {:.3}   (u2) {:.2}   (u3) {:.2}",
         first / full_load,
         changed_c / full_load,
         unchanged_c / full_load,
+        unchanged_cd / full_load,
         changed / full_load,
         unchanged / full_load
     );
@@ -189,6 +206,16 @@ async fn change_one_percent(source: &Changing<'_>, round: usize) -> Result<u64, 
 }
 
 /// Checks the report's merge counts summed over the tables.
+/// Every table's report says `deleted` rows were deleted, in all.
+fn check_deleted(doc: &serde_json::Value, label: &str, deleted: u64) -> Result<(), String> {
+    let tables = doc["report"]["tables"].as_array().ok_or("the report has no tables")?;
+    let got: u64 = tables.iter().map(|t| t["merged"]["deleted"].as_u64().unwrap_or(0)).sum();
+    if got != deleted {
+        return Err(format!("{label}: {got} rows deleted, expected {deleted}"));
+    }
+    Ok(())
+}
+
 fn check_merged(
     doc: &serde_json::Value,
     label: &str,
