@@ -515,9 +515,14 @@ impl Target for MssqlTarget {
         // The keys' table, as a table of its own to bulk-load.
         let columns = keys
             .iter()
-            .filter_map(|k| source.column(k))
-            .map(|c| Column { nullable: false, identity: None, default: None, computed: None, ..c.clone() })
-            .collect();
+            .map(|k| {
+                let column = source.column(k).ok_or_else(|| TransferError::Incompatible {
+                    table: format!("{}.{}", source.schema, source.name),
+                    message: format!("key column {k} is not a column of the table"),
+                })?;
+                Ok(Column { nullable: false, identity: None, default: None, computed: None, ..column.clone() })
+            })
+            .collect::<Result<Vec<_>, TransferError>>()?;
         let seen = Table::new(STATE_SCHEMA, seen_keys_table(&target.schema, &target.name), columns);
         // A session of its own: one a failed load used is closed, not reused.
         let mut session = self.server.endpoint().connect().await?;
