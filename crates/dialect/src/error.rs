@@ -99,6 +99,7 @@ impl TransferError {
     pub fn transience(&self) -> Transience {
         match self {
             TransferError::Connect { transience, .. } | TransferError::Server { transience, .. } => *transience,
+            TransferError::Schema(SchemaError::Catalog { transient: true, .. }) => Transience::Retry,
             _ => Transience::Permanent,
         }
     }

@@ -200,7 +200,13 @@ pub fn referential_action(code: i32) -> ReferentialAction {
 }
 
 fn bad(what: &'static str, message: String) -> SchemaError {
-    SchemaError::Catalog { server: SERVER, what, message }
+    SchemaError::Catalog { server: SERVER, what, message, transient: false }
+}
+
+/// A catalog query that failed, and whether it may pass.
+fn failed(what: &'static str, e: &tiberius::error::Error) -> SchemaError {
+    let transient = crate::error::tiberius_transience(e) != mssql_pg_migrate_dialect::Transience::Permanent;
+    SchemaError::Catalog { server: SERVER, what, message: e.to_string(), transient }
 }
 
 fn opt<'a, T: tiberius::FromSql<'a>>(row: &'a Row, idx: usize, what: &'static str) -> Result<Option<T>, SchemaError> {
@@ -221,8 +227,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let started = std::time::Instant::now();
-    let stream = client.query(sql, params).await.map_err(|e| bad(what, e.to_string()))?;
-    let rows = stream.into_first_result().await.map_err(|e| bad(what, e.to_string()))?;
+    let stream = client.query(sql, params).await.map_err(|e| failed(what, &e))?;
+    let rows = stream.into_first_result().await.map_err(|e| failed(what, &e))?;
     tracing::debug!(rows = rows.len(), ms = started.elapsed().as_millis(), "catalog: {what}");
     Ok(rows)
 }
@@ -587,6 +593,16 @@ mod tests {
     use mssql_pg_migrate_typemap::Length;
 
     use super::*;
+
+    #[test]
+    fn a_catalog_query_cut_off_may_pass_and_an_unreadable_value_may_not() {
+        let reset = tiberius::error::Error::Io { kind: std::io::ErrorKind::ConnectionReset, message: "reset".into() };
+        let SchemaError::Catalog { transient, what, .. } = failed("columns", &reset) else { panic!() };
+        assert_eq!((transient, what), (true, "columns"));
+        let refused = tiberius::error::Error::Protocol("unexpected token".into());
+        assert!(matches!(failed("columns", &refused), SchemaError::Catalog { transient: false, .. }));
+        assert!(matches!(bad("columns", "column 3 is NULL".into()), SchemaError::Catalog { transient: false, .. }));
+    }
     use mssql_pg_migrate_schema::catalog::{
         ColumnRow, ForeignKeyColumnRow, IndexColumnRow, KeyColumnRow, KeyKind, TableRow,
     };

@@ -93,7 +93,7 @@ const SERVER: &str = "PostgreSQL";
 fn get<'a, T: FromSql<'a>>(row: &'a Row, idx: usize, what: &'static str) -> Result<T, SchemaError> {
     row.try_get(idx).map_err(|e| {
         let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
-        SchemaError::Catalog { server: SERVER, what, message: format!("{e}{cause}") }
+        SchemaError::Catalog { server: SERVER, what, message: format!("{e}{cause}"), transient: false }
     })
 }
 
@@ -107,6 +107,7 @@ async fn query(
         server: SERVER,
         what,
         message: e.as_db_error().map_or_else(|| e.to_string(), |db| db.message().to_owned()),
+        transient: crate::error::pg_transience(&e) != mssql_pg_migrate_dialect::Transience::Permanent,
     })
 }
 

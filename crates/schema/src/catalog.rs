@@ -220,6 +220,7 @@ pub fn parse_i128(
             server,
             what,
             message: format!("'{t}' is not an integer"),
+            transient: false,
         }),
     }
 }

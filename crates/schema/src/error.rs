@@ -17,9 +17,11 @@ pub enum SchemaError {
              choose another identifier_case or rename one of them"
     )]
     NameCollision { scope: String, first: String, second: String, target: String },
-    /// A catalog query failed on the source or target server.
+    /// A catalog query failed on the source or target server. `transient`:
+    /// the failure may pass (a dropped connection, a deadlock), so reading
+    /// the catalog again may succeed.
     #[error("reading the {server} catalog ({what}) failed: {message}")]
-    Catalog { server: &'static str, what: &'static str, message: String },
+    Catalog { server: &'static str, what: &'static str, message: String, transient: bool },
     /// The catalog holds something this tool cannot represent.
     #[error("table {table}: {message}")]
     Unsupported { table: String, message: String },

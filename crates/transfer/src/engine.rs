@@ -591,7 +591,12 @@ pub(crate) async fn read_selected_tables<S: Source>(
         }
         m.selects_table(schema, table)
     };
-    let tables = source.read_schema(schema, &select).await?;
+    // A catalog read that fails in a way that may pass (a dropped session, a
+    // deadlock, a failover) is read again, as a chunk would be.
+    let backoff = Backoff::for_migration(m);
+    let never = CancellationToken::new();
+    let tables =
+        with_retries(&backoff, "reading the source catalog", &never, |_| source.read_schema(schema, &select)).await?;
     let seen = included.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     let missing: Vec<&str> = m
         .include_tables

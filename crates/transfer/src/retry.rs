@@ -198,6 +198,35 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_catalog_read_that_may_pass_is_read_again_and_a_bad_catalog_is_not() {
+        let catalog = |transient: bool| {
+            TransferError::Schema(mssql_pg_migrate_schema::SchemaError::Catalog {
+                server: "SQL Server",
+                what: "columns",
+                message: "connection reset".into(),
+                transient,
+            })
+        };
+        let stop = CancellationToken::new();
+        let calls = AtomicU32::new(0);
+        let result = with_retries(&Backoff::new(3, NO_OUTAGES), "reading the source catalog", &stop, |_| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move { if n == 0 { Err(catalog(true)) } else { Ok(n) } }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 1, "read again once");
+        calls.store(0, Ordering::SeqCst);
+        let result: Result<(), _> =
+            with_retries(&Backoff::new(3, NO_OUTAGES), "reading the source catalog", &stop, |_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err(catalog(false)) }
+            })
+            .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "a catalog the tool cannot read fails at once");
+        assert!(result.unwrap_err().to_string().contains("reading the SQL Server catalog (columns) failed"));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn transient_errors_are_retried_and_others_fail_fast() {
         let stop = CancellationToken::new();
         let calls = AtomicU32::new(0);
