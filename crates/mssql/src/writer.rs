@@ -306,7 +306,7 @@ impl TableLoad {
         self.seen_keys = Some(seen);
     }
 
-    /// "bulk-loading [schema].[table]", for errors about this load.
+    /// `bulk-loading [schema].[table]`, for errors about this load.
     pub fn context(&self) -> &str {
         &self.context
     }

@@ -6,12 +6,14 @@
 //!   writer thread, in the order the changes were made. A chunk records its
 //!   end key as `pending_pk` *before* it commits and as `last_pk` after, so
 //!   a crash between the two is visible: resume replaces that range.
-//! - the **target database** (schema [`STATE_SCHEMA`]): the run document is
-//!   saved at phase changes, and each chunk's progress row is written in the
-//!   chunk's own transaction, so data and progress commit together.
+//! - the **target database** (schema [`STATE_SCHEMA`], through the
+//!   target's [`StateStore`]): the run document is saved at phase changes,
+//!   and each chunk's progress row ([`ChunkRecord`], from
+//!   `Progress::before_commit`) is written by the target in the chunk's
+//!   own transaction, so data and progress commit together.
 //!
-//! Either way one session holds an advisory lock on the migration for the
-//! whole run, so two runs of the same migration cannot overlap.
+//! Either way the target holds a lock on the migration for the whole run
+//! (`Target::lock`), so two runs of the same migration cannot overlap.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
