@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+mod abandoned;
 mod binaries;
 pub mod compare;
 pub mod mssql;
@@ -163,10 +164,16 @@ impl PgCluster {
     pub fn start() -> Result<PgCluster, HarnessError> {
         let bindir = find_server_binaries()?;
         let run_as = OsUser::for_server()?;
+        let reaped = abandoned::reap(&std::env::temp_dir());
+        if reaped > 0 {
+            eprintln!("stopped and removed {reaped} test cluster(s) whose process had died");
+        }
         let dir = tempfile::Builder::new()
             .prefix("mpm-pg-")
             .tempdir()
             .map_err(io_error("creating the cluster's temporary folder"))?;
+        std::fs::write(dir.path().join(abandoned::OWNER_FILE), std::process::id().to_string())
+            .map_err(io_error("recording the cluster's owner"))?;
         if let Some(user) = &run_as {
             user.give(dir.path())?;
         }
