@@ -501,21 +501,20 @@ async fn upsert_into_sql_server_writes_only_what_changed() {
     // and its deletes still see every key: only the 3 gone are deleted.
     assert_eq!(deleted(&doc, "mt_up.skewed"), 3);
     s.assert_same_as_source("after a sync with deletes").await;
-    execute_script(&mut source, "DELETE FROM mt_up.[user] WHERE id IN (SELECT MIN(id) FROM mt_up.[user])\nGO\n").await;
-    let mut running = start_until(&mut delete_sync(&state("seventh"), &["run"]), "finalize-step:2");
-    running.child.kill().unwrap();
-    running.child.wait().unwrap();
-    let (code, stdout, stderr) = finish(&mut delete_sync(&state("seventh"), &["resume"]));
-    assert_eq!(code, 0, "resume of a sync killed while deleting:\n{stdout}\n{stderr}");
-    s.assert_same_as_source("after a sync with deletes, killed and resumed").await;
-    // Killed while it collects skewed's keys for the deletes, then resumed.
-    execute_script(&mut source, "DELETE FROM mt_up.skewed WHERE id IN (5, 6)\nGO\n").await;
-    let mut running = start_until(&mut delete_sync(&state("eighth"), &["run"]), "collecting-keys:1");
-    running.child.kill().unwrap();
-    running.child.wait().unwrap();
-    let (code, stdout, stderr) = finish(&mut delete_sync(&state("eighth"), &["resume"]));
-    assert_eq!(code, 0, "resume of a sync killed while collecting keys:\n{stdout}\n{stderr}");
-    s.assert_same_as_source("after a sync killed while collecting keys, resumed").await;
+    // Killed while it deletes, and while it collects skewed's keys for the
+    // deletes; each time resumed, and the copy equals the source.
+    for (gone_now, state_name, point) in [
+        ("DELETE FROM mt_up.[user] WHERE id IN (SELECT MIN(id) FROM mt_up.[user])", "seventh", "finalize-step:2"),
+        ("DELETE FROM mt_up.skewed WHERE id IN (5, 6)", "eighth", "collecting-keys:1"),
+    ] {
+        execute_script(&mut source, &format!("{gone_now}\nGO\n")).await;
+        let mut running = start_until(&mut delete_sync(&state(state_name), &["run"]), point);
+        running.child.kill().unwrap();
+        running.child.wait().unwrap();
+        let (code, stdout, stderr) = finish(&mut delete_sync(&state(state_name), &["resume"]));
+        assert_eq!(code, 0, "resume of a sync with deletes killed at {point}:\n{stdout}\n{stderr}");
+        s.assert_same_as_source(&format!("a sync with deletes killed at {point}, resumed")).await;
+    }
     let mut admin = s.server.connect().await.unwrap();
     execute_script(&mut admin, &format!("DROP DATABASE {}\nGO\n", s.copy_database)).await;
 }

@@ -330,26 +330,33 @@ pub fn reseed_identity(schema: &str, table: &Table) -> Option<String> {
 /// As [`create_table`], and [`TransferError::Incompatible`] for a key
 /// column the table does not have.
 pub fn create_seen_keys(schema: &str, table: &Table, key_columns: &[&str]) -> Result<String, TransferError> {
-    let seen = qualified_mssql(STATE_SCHEMA, &seen_keys_table(schema, &table.name));
+    let model = seen_keys_model(schema, table, key_columns)?;
+    Ok(format!(
+        "{}; DROP TABLE IF EXISTS {}; {}",
+        crate::target::create_schema(STATE_SCHEMA),
+        seen_keys(schema, &table.name),
+        create_table(STATE_SCHEMA, &model)?
+    ))
+}
+
+/// The table [`create_seen_keys`] makes, as a table a load can fill: the
+/// key columns with their types and collations, never NULL, without
+/// identity, default or computation.
+///
+/// # Errors
+/// [`TransferError::Incompatible`] for a key column the table does not have.
+pub fn seen_keys_model(schema: &str, table: &Table, key_columns: &[&str]) -> Result<Table, TransferError> {
     let columns = key_columns
         .iter()
         .map(|name| {
-            let mut column = table.column(name).cloned().ok_or_else(|| TransferError::Incompatible {
+            let column = table.column(name).ok_or_else(|| TransferError::Incompatible {
                 table: format!("{}.{}", table.schema, table.name),
                 message: format!("key column {name} is not a column of the table"),
             })?;
-            column.nullable = false;
-            column.identity = None;
-            column.default = None;
-            column.computed = None;
-            column_definition(table, &column)
+            Ok(Column { nullable: false, identity: None, default: None, computed: None, ..column.clone() })
         })
-        .collect::<Result<Vec<_>, _>>()?
-        .join(", ");
-    Ok(format!(
-        "{}; DROP TABLE IF EXISTS {seen}; CREATE TABLE {seen} ({columns})",
-        crate::target::create_schema(STATE_SCHEMA)
-    ))
+        .collect::<Result<Vec<_>, TransferError>>()?;
+    Ok(Table::new(STATE_SCHEMA, seen_keys_table(schema, &table.name), columns))
 }
 
 /// The name of [`create_seen_keys`]'s table, quoted.

@@ -73,13 +73,7 @@ async fn first_row(
     params: &[&dyn tiberius::ToSql],
     context: &str,
 ) -> Result<Option<tiberius::Row>, TransferError> {
-    client
-        .query(sql, params)
-        .await
-        .map_err(|e| target_error(context, &e))?
-        .into_row()
-        .await
-        .map_err(|e| target_error(context, &e))
+    Ok(bound_rows(client, sql, params, context).await?.into_iter().next())
 }
 
 /// Every row of the first result of a bound query.

@@ -80,17 +80,26 @@ enum Counted {
 }
 
 impl Counted {
-    /// The tables a SQL Server target has, as lower-case `(schema, name)`
-    /// (`None` for PostgreSQL, whose count says when a table is missing).
-    /// Babelfish lists names folded to lower case; the count itself names
-    /// the table as it is spelled.
+    /// The tables a SQL Server target has, as `(schema, name)` in
+    /// [`Counted::listed_as`]'s spelling (`None` for PostgreSQL, whose
+    /// count says when a table is missing).
     async fn tables(&self) -> Result<Option<HashSet<(String, String)>>, TransferError> {
         match self {
             Counted::Postgres(_) => Ok(None),
             Counted::Mssql(server) => {
                 let listed = server.list_tables().await?;
-                Ok(Some(listed.into_iter().map(|t| (t.schema.to_lowercase(), t.name.to_lowercase())).collect()))
+                Ok(Some(listed.into_iter().map(|t| self.listed_as(&t.schema, &t.name)).collect()))
             }
+        }
+    }
+
+    /// A table name as the target's catalog lists it: as it is on SQL
+    /// Server; folded to lower case on Babelfish, whose `sys.tables` does
+    /// so (the count itself names the table as it is spelled).
+    fn listed_as(&self, schema: &str, name: &str) -> (String, String) {
+        match self {
+            Counted::Mssql(server) if server.is_babelfish() => (schema.to_lowercase(), name.to_lowercase()),
+            _ => (schema.to_owned(), name.to_owned()),
         }
     }
 
@@ -117,7 +126,7 @@ impl Counted {
             }
             Counted::Mssql(server) => {
                 // The copy keeps the source's table names.
-                let key = (target.schema.to_lowercase(), spec.table.to_lowercase());
+                let key = self.listed_as(&target.schema, &spec.table);
                 if !present.is_some_and(|p| p.contains(&key)) {
                     return Ok(None);
                 }

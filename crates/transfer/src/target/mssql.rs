@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use mssql_pg_migrate_config::{Config, TargetMode};
-use mssql_pg_migrate_dialect::store::{STATE_SCHEMA, StateStore, seen_keys_table};
+use mssql_pg_migrate_dialect::store::{STATE_SCHEMA, StateStore};
 use mssql_pg_migrate_mssql as mssql;
 use mssql_pg_migrate_mssql::reader::MssqlClient;
 use mssql_pg_migrate_mssql::sink::{Batch, LoadType, Slot, TdsSink};
@@ -257,8 +257,10 @@ impl Target for MssqlTarget {
         let mut restore = Vec::new();
         let mut drops = Vec::new();
         let mut empty = Vec::new();
-        for (source, _) in planned {
+        for (source, planned_target) in planned {
             let mut p = Prepared { created: true, failed: None, notes: Vec::new() };
+            // The copy's rows are found again (merged, deleted) by the source's primary key.
+            let key: Vec<String> = source.primary_key.as_ref().map(|k| k.columns.clone()).unwrap_or_default();
             let mut problem = unloadable(source);
             let found = existing.iter().find(|e| e.name == source.name).filter(|_| problem.is_none());
             if found.is_some() {
@@ -266,11 +268,6 @@ impl Target for MssqlTarget {
             }
             problem = problem.or(match found {
                 Some(current) => {
-                    let merge_key = || {
-                        let key = source.primary_key.as_ref().map(|k| k.columns.clone()).unwrap_or_default();
-                        let planned = planned.iter().find(|(s, _)| s.name == source.name).map(|(_, t)| t);
-                        planned.map_or(Ok(()), |t| super::check_merge_key(t, current, &key))
-                    };
                     let upsert = m.target_mode == TargetMode::Upsert;
                     match check_compatible(source, current, upsert) {
                         Ok(missing) => {
@@ -294,7 +291,7 @@ impl Target for MssqlTarget {
                                     "no longer in the source: kept in the target with its values",
                                 ));
                             }
-                            if upsert { merge_key().err() } else { None }
+                            if upsert { super::check_merge_key(planned_target, current, &key).err() } else { None }
                         }
                         Err(e) => Some(e),
                     }
@@ -317,7 +314,6 @@ impl Target for MssqlTarget {
                     empty.push(mssql::ddl::drop_table(target_schema, &source.name));
                 }
                 TargetMode::Upsert if !p.created && m.delete_missing.covers(&source.schema, &source.name) => {
-                    let key = source.primary_key.as_ref().map(|k| k.columns.clone()).unwrap_or_default();
                     let key: Vec<&str> = key.iter().map(String::as_str).collect();
                     let sql = mssql::ddl::create_seen_keys(target_schema, source, &key)?;
                     execute(&mut session, &sql, &format!("preparing the deletes of {}", source.name)).await?;
@@ -512,18 +508,7 @@ impl Target for MssqlTarget {
         end: oneshot::Receiver<u64>,
         what: &str,
     ) -> Result<u64, TransferError> {
-        // The keys' table, as a table of its own to bulk-load.
-        let columns = keys
-            .iter()
-            .map(|k| {
-                let column = source.column(k).ok_or_else(|| TransferError::Incompatible {
-                    table: format!("{}.{}", source.schema, source.name),
-                    message: format!("key column {k} is not a column of the table"),
-                })?;
-                Ok(Column { nullable: false, identity: None, default: None, computed: None, ..column.clone() })
-            })
-            .collect::<Result<Vec<_>, TransferError>>()?;
-        let seen = Table::new(STATE_SCHEMA, seen_keys_table(&target.schema, &target.name), columns);
+        let seen = mssql::ddl::seen_keys_model(&target.schema, source, keys)?;
         // A session of its own: one a failed load used is closed, not reused.
         let mut session = self.server.endpoint().connect().await?;
         let empty = format!(
@@ -556,13 +541,12 @@ impl Target for MssqlTarget {
     }
 
     async fn delete_missing_rows(&self, target: &TargetTable, keys: &[&str], what: &str) -> Result<u64, TransferError> {
-        let mut session = self.server.session().await?;
-        let seen = mssql::ddl::seen_keys(&target.schema, &target.name);
         // Without the keys' table (a redo after that commit) there is nothing left to do.
-        if !mssql::target::table_exists(&mut session, &seen, what).await? {
+        if !self.keys_pending(target, what).await? {
             tracing::info!(table = %target.name, "deletes already done");
             return Ok(0);
         }
+        let mut session = self.server.session().await?;
         let sql = format!(
             "SET XACT_ABORT ON; BEGIN TRANSACTION; {}; COMMIT TRANSACTION",
             mssql::ddl::delete_unseen(&target.schema, &target.name, keys)

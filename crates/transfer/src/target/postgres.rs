@@ -143,8 +143,7 @@ impl Target for PgTarget {
 
     async fn keys_pending(&self, target: &TargetTable, what: &str) -> Result<bool, TransferError> {
         let client = self.pool.get(Side::Target).await?;
-        let seen = mssql_pg_migrate_schema::ident::qualified_pg(progress::STATE_SCHEMA, &ddl::seen_keys_name(target));
-        relation_exists(&client, &seen, what).await
+        seen_keys_exist(&client, target, what).await
     }
 
     async fn collect_keys(
@@ -491,6 +490,16 @@ fn parts(piece: Bytes) -> impl Iterator<Item = Bytes> {
 /// Deletes the rows of `table` the sync did not read from the source and
 /// drops the keys it read, in one transaction; returns the rows deleted.
 /// Without the keys' table (a redo after that commit) there is nothing left to do.
+/// Whether `table`'s keys table for the deletes is there (gone: the deletes are done).
+async fn seen_keys_exist(
+    client: &tokio_postgres::Client,
+    table: &TargetTable,
+    what: &str,
+) -> Result<bool, TransferError> {
+    let seen = mssql_pg_migrate_schema::ident::qualified_pg(progress::STATE_SCHEMA, &ddl::seen_keys_name(table));
+    relation_exists(client, &seen, what).await
+}
+
 async fn delete_unseen_rows(
     target: &PgPool,
     table: &TargetTable,
@@ -499,8 +508,7 @@ async fn delete_unseen_rows(
 ) -> Result<u64, TransferError> {
     let failed = |e: tokio_postgres::Error| pg_error(Side::Target, what, &e);
     let mut client = target.get(Side::Target).await?;
-    let seen = mssql_pg_migrate_schema::ident::qualified_pg(progress::STATE_SCHEMA, &ddl::seen_keys_name(table));
-    if !relation_exists(&client, &seen, what).await? {
+    if !seen_keys_exist(&client, table, what).await? {
         tracing::info!(table = %table.name, "deletes already done");
         return Ok(0);
     }
