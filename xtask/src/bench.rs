@@ -133,7 +133,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     let servers_cpu = || server_users.iter().map(|&u| cpu_of_user(u)).sum::<f64>();
     let (mut servers_a, mut servers_b) = (Vec::new(), Vec::new());
     let (mut tool, mut raw, mut dump, mut copydb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut tool_unanalyzed = Vec::new();
+    let (mut tool_unanalyzed, mut raw_analyzed) = (Vec::new(), Vec::new());
     for run in 1..=args.runs {
         eprintln!("run {run} of {}", args.runs);
         runtime.block_on(reset(&target))?;
@@ -144,8 +144,10 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
         tool_unanalyzed.push(run_tool(&binary, &unanalyzed, rows)?);
         runtime.block_on(reset(&target))?;
         let before = servers_cpu();
-        raw.push(runtime.block_on(raw_copy(&source, &target))?);
+        raw.push(runtime.block_on(raw_copy(&source, &target, false))?);
         servers_b.push(servers_cpu() - before);
+        runtime.block_on(reset(&target))?;
+        raw_analyzed.push(runtime.block_on(raw_copy(&source, &target, true))?);
         runtime.block_on(reset(&target))?;
         dump.push(dump_restore(&source, &target)?);
         if let Some(program) = &pgcopydb {
@@ -169,6 +171,8 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
     let a2 = median(&tool_unanalyzed);
     line("(a2) the same without ANALYZE", a2, &tool_unanalyzed);
     line("(b) raw binary COPY + keys", b, &raw);
+    let b2 = median(&raw_analyzed);
+    line("(b2) the same + ANALYZE", b2, &raw_analyzed);
     line("(c) pg_dump -Fc -Z0 | pg_restore", c, &dump);
     let e = (!copydb.is_empty()).then(|| median(&copydb));
     if let Some(e) = e {
@@ -192,7 +196,7 @@ pub fn bench(args: &BenchArgs) -> Result<(), String> {
         Some(e) => println!("ratios: (a)/(b) = {:.2}   (a)/(c) = {:.2}   (a)/(d) = {:.2}", a / b, a / c, a / e),
         None => println!("ratios: (a)/(b) = {:.2}   (a)/(c) = {:.2}", a / b, a / c),
     }
-    println!("without ANALYZE: (a2)/(b) = {:.2}", a2 / b);
+    println!("like for like: (a)/(b2) = {:.2} (both ANALYZE)   (a2)/(b) = {:.2} (neither)", a / b2, a2 / b);
     Ok(())
 }
 
@@ -426,7 +430,9 @@ pub fn run_command(binary: &Path, config: &Path, command: &[&str]) -> Result<(Sa
 /// The bytes go between two `psql` processes (C, as the server ships them),
 /// so the limit measured is PostgreSQL's and the pipe's, not this crate's
 /// debug build.
-async fn raw_copy(source: &PgCluster, target: &PgCluster) -> Result<Sample, String> {
+/// The raw pipe; with `analyze`, then `ANALYZE` of each table, two at a
+/// time, as the tool does by default (`analyze_after_load`).
+async fn raw_copy(source: &PgCluster, target: &PgCluster, analyze: bool) -> Result<Sample, String> {
     let started = Instant::now();
     let (create, keys) = sodata::pg_tables(SCHEMA);
     let client = target.connect("so_dst").await.map_err(|e| e.to_string())?;
@@ -441,6 +447,18 @@ async fn raw_copy(source: &PgCluster, target: &PgCluster) -> Result<Sample, Stri
     .await;
     for k in key_steps {
         k?;
+    }
+    if analyze {
+        let analyses = futures_util::stream::iter(TABLES.iter().map(|t| async move {
+            let c = target.connect("so_dst").await.map_err(|e| e.to_string())?;
+            c.batch_execute(&format!("ANALYZE {SCHEMA}.\"{}\"", t.name)).await.map_err(|e| e.to_string())
+        }))
+        .buffer_unordered(2)
+        .collect::<Vec<_>>()
+        .await;
+        for a in analyses {
+            a?;
+        }
     }
     Ok(Sample { seconds: started.elapsed().as_secs_f64(), peak_rss_bytes: None, cpu_seconds: None })
 }

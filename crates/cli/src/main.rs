@@ -312,10 +312,26 @@ fn tui(cli: &Cli, args: &TuiArgs, logs: mssql_pg_migrate_tui::LogBuffer) -> Resu
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::new(Exit::Io, format!("cannot start the async runtime: {e}")))
+    runtime_with(None)
+}
+
+/// The runtime of a copy: as many threads as its tuning leaves the tool
+/// (fewer when a server shares this machine), unless `TOKIO_WORKER_THREADS`
+/// says otherwise.
+fn copy_runtime(config: &Config, workers: Option<u32>) -> Result<tokio::runtime::Runtime, CliError> {
+    use mssql_pg_migrate::transfer::tuning::{Machine, Tuning};
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
+        return runtime_with(None);
+    }
+    runtime_with(Some(Tuning::resolve(&config.migration, Machine::for_run(config), workers).runtime_threads))
+}
+
+fn runtime_with(threads: Option<usize>) -> Result<tokio::runtime::Runtime, CliError> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = threads {
+        builder.worker_threads(threads.max(1));
+    }
+    builder.enable_all().build().map_err(|e| CliError::new(Exit::Io, format!("cannot start the async runtime: {e}")))
 }
 
 /// Runs `future` to completion on a fresh runtime; the library's error

@@ -87,7 +87,7 @@ pub fn execute(
         Some(path) => StateLocation::File(path.clone()),
         None => StateLocation::Target,
     };
-    let runtime = crate::runtime()?;
+    let runtime = crate::copy_runtime(config, options.workers)?;
     // The run id is known once the state is saved; a failure after that
     // point names it, so the orchestrator knows what `resume` continues.
     let live = Live::new();

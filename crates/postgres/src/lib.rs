@@ -37,6 +37,7 @@ pub mod error;
 pub mod pool;
 pub mod reader;
 pub mod sink;
+pub mod socket;
 pub mod store;
 pub mod tls;
 

@@ -8,6 +8,7 @@ use mssql_pg_migrate_dialect::{Side, TransferError, Transience};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::pg_transience;
+use crate::socket::BufferedConnect;
 use crate::tls::{self, TlsFiles};
 
 /// Where and how to connect to a PostgreSQL server.
@@ -28,6 +29,11 @@ impl PgEndpoint {
         format!("{}:{}/{}", self.host, self.port, self.database)
     }
 }
+
+/// What every target session runs first (see [`PgPool::new`]).
+const TARGET_SESSION_SETUP: &str = "SET synchronous_commit = on; \
+     SELECT set_config('maintenance_work_mem', \
+       (GREATEST(pg_size_bytes(current_setting('maintenance_work_mem')), 256 * 1024 * 1024) / 1024)::text || 'kB', false)";
 
 /// A pool of PostgreSQL connections that reports failures with the server's address.
 #[derive(Clone)]
@@ -67,9 +73,9 @@ impl PgPool {
         });
         let tls =
             tls::client_config(endpoint.ssl_mode, &endpoint.tls, &side.to_string()).map_err(TransferError::Config)?;
-        let manager = Manager::from_config(
+        let manager = Manager::from_connect(
             config,
-            MakeRustlsConnect::new(tls),
+            BufferedConnect { tls: MakeRustlsConnect::new(tls) },
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
         let mut builder = Pool::builder(manager).max_size(max_size.max(1));
@@ -79,12 +85,13 @@ impl PgPool {
             // still undo, and a run riding through that restart would go on
             // past rows that are gone; our sessions wait for the flush. Set
             // by a statement, not a startup option, which PgBouncer refuses.
+            // Key and index builds sort in memory up to maintenance_work_mem;
+            // below 256 MB (the default is 64) the keys of a few million rows
+            // spill to disk: at 256 MB the SO2010 set's keys cost the server
+            // a quarter less CPU (docs/BENCHMARKS.md). A higher setting stays.
             builder = builder.post_create(deadpool_postgres::Hook::async_fn(|client, _| {
                 Box::pin(async move {
-                    client
-                        .batch_execute("SET synchronous_commit = on")
-                        .await
-                        .map_err(deadpool_postgres::HookError::Backend)
+                    client.batch_execute(TARGET_SESSION_SETUP).await.map_err(deadpool_postgres::HookError::Backend)
                 })
             }));
         }

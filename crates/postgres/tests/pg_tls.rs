@@ -203,19 +203,33 @@ async fn a_server_that_demands_a_client_certificate_gets_one() {
     assert!(words.ends_with("certificate and host name verified"), "{words}");
 }
 
+/// What a `side` session of the pool at `e` shows for `setting`.
+async fn session_setting(e: &PgEndpoint, side: Side, setting: &str) -> String {
+    let pool = PgPool::new(e, side, 1).unwrap();
+    let client = pool.get(side).await.unwrap();
+    client.query_one(&format!("SHOW {setting}"), &[]).await.unwrap().get::<_, String>(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_sessions_commit_durably_even_where_the_server_does_not() {
     // The test clusters run with synchronous_commit = off.
     let cluster = PgCluster::start().unwrap();
     let e = endpoint(&cluster, "127.0.0.1", SslMode::Disable, TlsFiles::default());
-    let setting = |side: Side| {
-        let e = e.clone();
-        async move {
-            let pool = PgPool::new(&e, side, 1).unwrap();
-            let client = pool.get(side).await.unwrap();
-            client.query_one("SHOW synchronous_commit", &[]).await.unwrap().get::<_, String>(0)
-        }
-    };
-    assert_eq!(setting(Side::Target).await, "on");
-    assert_eq!(setting(Side::Source).await, "off", "a source is only read: left as the server has it");
+    assert_eq!(session_setting(&e, Side::Target, "synchronous_commit").await, "on");
+    let source = session_setting(&e, Side::Source, "synchronous_commit").await;
+    assert_eq!(source, "off", "a source is only read: left as the server has it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_sessions_sort_key_builds_in_at_least_256_mb() {
+    let cluster = PgCluster::start().unwrap();
+    let e = endpoint(&cluster, "127.0.0.1", SslMode::Disable, TlsFiles::default());
+    let memory = "maintenance_work_mem";
+    assert_eq!(session_setting(&e, Side::Target, memory).await, "256MB", "raised from the server's 64MB");
+    assert_eq!(session_setting(&e, Side::Source, memory).await, "64MB", "a source is only read");
+    let admin = cluster.connect("postgres").await.unwrap();
+    admin.batch_execute("ALTER SYSTEM SET maintenance_work_mem = '1GB'").await.unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(session_setting(&e, Side::Target, memory).await, "1GB", "a server set higher keeps its setting");
 }

@@ -156,7 +156,7 @@ pub struct DryRunPlan {
 /// As `run` would fail while planning: an unreachable source, no selected
 /// tables, a table that cannot be planned (without `continue_on_error`).
 pub async fn dry_run(config: &Config, options: &DryRunOptions) -> Result<DryRunPlan, TransferError> {
-    let tuning = Tuning::resolve(&config.migration, Machine::detect(), options.workers);
+    let tuning = Tuning::resolve(&config.migration, Machine::for_run(config), options.workers);
     let job = DryRunJob { config, options, tuning };
     with_source(&config.source, tuning.parallel_readers.min(4), job).await
 }
@@ -414,7 +414,8 @@ mod tests {
     }
 
     fn tuning(readers: usize, writers: usize) -> Tuning {
-        let mut t = Tuning::resolve(&config("").migration, Machine { cores: 2, memory_bytes: 1 << 34 }, None);
+        let mut t =
+            Tuning::resolve(&config("").migration, Machine { cores: 2, memory_bytes: 1 << 34, local_servers: 0 }, None);
         t.parallel_readers = readers;
         t.write_ahead_writers = writers;
         t

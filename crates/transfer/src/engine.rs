@@ -92,7 +92,7 @@ impl RunOptions {
 /// The first error that stops the run. Errors confined to one table are in
 /// the report instead when `continue_on_error` is set.
 pub async fn run(config: &Config, options: &RunOptions) -> Result<RunReport, TransferError> {
-    let tuning = Tuning::resolve(&config.migration, Machine::detect(), options.workers);
+    let tuning = Tuning::resolve(&config.migration, Machine::for_run(config), options.workers);
     tracing::debug!(?tuning, "tuning");
     let max_target = tuning.max_target_connections;
     match config.target.kind {
@@ -831,7 +831,12 @@ enum Next {
     Finished,
 }
 
-/// Hands out partitions so that at most `workers` tables are in flight.
+/// Hands out partitions, largest tables first, so that at most `workers`
+/// tables are in flight, and a reader takes a table no other reader is
+/// loading while one is left: two writers loading one table cost the
+/// target about 15% more CPU than one (concurrent extension of the same
+/// heap; docs/BENCHMARKS.md, issue 18). Readers meet in one table only when
+/// nothing else is left or the `workers` limit leaves no other choice.
 #[derive(Debug)]
 struct Scheduler {
     jobs: VecDeque<Job>,
@@ -844,8 +849,11 @@ impl Scheduler {
         if self.jobs.is_empty() {
             return Next::Finished;
         }
-        let eligible = |j: &Job| self.active.contains_key(&j.table) || self.active.len() < self.workers;
-        let Some(job) = self.jobs.iter().position(eligible).and_then(|pos| self.jobs.remove(pos)) else {
+        let room = self.active.len() < self.workers;
+        let untouched = |j: &Job| room && !self.active.contains_key(&j.table);
+        let shared = |j: &Job| self.active.contains_key(&j.table);
+        let position = self.jobs.iter().position(untouched).or_else(|| self.jobs.iter().position(shared));
+        let Some(job) = position.and_then(|pos| self.jobs.remove(pos)) else {
             return Next::Wait;
         };
         *self.active.entry(job.table).or_insert(0) += 1;
@@ -1487,6 +1495,18 @@ mod tests {
         assert_eq!(finalizer.slots.available_permits(), 3, "never wider than the pool serves");
         finalizer.grow(3);
         assert_eq!(finalizer.slots.available_permits(), 3);
+    }
+
+    #[test]
+    fn readers_keep_to_tables_of_their_own_while_one_is_left() {
+        let mut s = scheduler(&[(0, 0), (0, 1), (0, 2), (1, 0), (2, 0)], 3);
+        assert_eq!(s.next(), Next::Copy(Job { table: 0, partition: 0 }));
+        assert_eq!(s.next(), Next::Copy(Job { table: 1, partition: 0 }), "not a second writer in table 0");
+        s.done(0);
+        assert_eq!(s.next(), Next::Copy(Job { table: 0, partition: 1 }), "table 0 is free again, and largest");
+        assert_eq!(s.next(), Next::Copy(Job { table: 2, partition: 0 }));
+        assert_eq!(s.next(), Next::Copy(Job { table: 0, partition: 2 }), "nothing else left: readers meet");
+        assert_eq!(s.next(), Next::Finished);
     }
 
     #[test]

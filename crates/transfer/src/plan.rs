@@ -45,6 +45,10 @@ pub struct TableSize {
     pub run_bytes: u64,
 }
 
+/// Partitions per reader's share of the run's bytes, for a table split to
+/// balance the run (see [`partition_count`]).
+const BALANCE_PIECES_PER_SHARE: u64 = 8;
+
 /// How many partitions a table gets.
 ///
 /// By rows, as the guide defines it: one below `large_table_threshold`;
@@ -52,10 +56,14 @@ pub struct TableSize {
 /// `max_partitions`.
 ///
 /// And by balance: a table holding more than one reader's share of the
-/// run's bytes gets a partition per share it holds (each at least a
-/// chunk), up to `max_partitions`. Without this, a wide table below the row
-/// threshold (a few million posts with their bodies) is read by one reader
-/// at the end of the run while the others have nothing left to do.
+/// run's bytes gets a partition per eighth of a share it holds (each at
+/// least a chunk), up to `max_partitions`. Without this, a wide table
+/// below the row threshold (a few million posts with their bodies) is read
+/// by one reader at the end of the run while the others have nothing left
+/// to do. Eighths, not whole shares: readers keep to tables of their own
+/// while they can (two writers loading one table cost its server more
+/// than one), so the others join a large table only for its last
+/// partitions, and those must be small to even out the end.
 pub fn partition_count(size: TableSize, s: PlanSettings) -> u32 {
     let max = s.max_partitions.max(1);
     let by_rows = if size.rows < s.large_table_threshold || size.rows == 0 {
@@ -67,7 +75,8 @@ pub fn partition_count(size: TableSize, s: PlanSettings) -> u32 {
     if s.readers <= 1 || share == 0 || size.bytes <= share {
         return by_rows;
     }
-    let by_share = size.bytes.div_ceil(share).min(size.rows.div_ceil(s.chunk_rows.max(1)));
+    let piece = share.div_ceil(BALANCE_PIECES_PER_SHARE);
+    let by_share = size.bytes.div_ceil(piece).min(size.rows.div_ceil(s.chunk_rows.max(1)));
     by_rows.max(u32::try_from(by_share).unwrap_or(u32::MAX).min(max))
 }
 
@@ -131,7 +140,9 @@ mod tests {
         let two = PlanSettings { readers: 2, ..S };
         // 900 rows (below the threshold of 1000) holding 80% of the run.
         let wide = TableSize { rows: 900, bytes: 800, run_bytes: 1000 };
-        assert_eq!(partition_count(wide, two), 2);
+        let fine = PlanSettings { max_partitions: 16, chunk_rows: 10, ..two };
+        assert_eq!(partition_count(wide, fine), 13, "an eighth of a share (63 bytes) each");
+        assert_eq!(partition_count(wide, two), 4, "max_partitions still bounds it");
         // No share to balance with one reader; the row rule alone applies.
         assert_eq!(partition_count(wide, S), 1);
         // Within its share it stays whole.
@@ -141,6 +152,8 @@ mod tests {
         assert_eq!(partition_count(TableSize { rows: 900, bytes: 800, run_bytes: 800 }, four), 4);
         // ...but never into partitions of less than a chunk...
         assert_eq!(partition_count(TableSize { rows: 150, bytes: 800, run_bytes: 800 }, four), 2);
+        // ...and just above its share, into eighths of one.
+        assert_eq!(partition_count(TableSize { rows: 900, bytes: 510, run_bytes: 1000 }, fine), 9);
         // ...nor beyond max_partitions.
         let many = PlanSettings { readers: 16, ..S };
         assert_eq!(partition_count(TableSize { rows: 9000, bytes: 800, run_bytes: 800 }, many), 4);

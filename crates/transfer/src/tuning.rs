@@ -23,6 +23,10 @@ pub struct Tuning {
     pub max_target_connections: usize,
     /// The memory budget for buffered rows, in bytes.
     pub memory_budget_bytes: u64,
+    /// Threads of the async runtime that runs the copy: the cores, or
+    /// fewer when a server shares them (see [`Machine::local_servers`]).
+    /// The CLI builds its runtime so; an embedder builds its own.
+    pub runtime_threads: usize,
 }
 
 /// Facts about the machine the tuner uses.
@@ -30,6 +34,10 @@ pub struct Tuning {
 pub struct Machine {
     pub cores: usize,
     pub memory_bytes: u64,
+    /// How many of the run's two servers are on this machine, competing
+    /// with the tool for its cores (judged by their host: a loopback
+    /// address or `localhost`, or a Unix socket's folder).
+    pub local_servers: usize,
 }
 
 impl Machine {
@@ -44,8 +52,24 @@ impl Machine {
                     .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).map(|kb| kb * 1024))
             })
             .unwrap_or(4 << 30);
-        Machine { cores, memory_bytes }
+        Machine { cores, memory_bytes, local_servers: 0 }
     }
+
+    /// [`Machine::detect`], counting which of `config`'s servers run here.
+    pub fn for_run(config: &mssql_pg_migrate_config::Config) -> Machine {
+        let hosts = [config.source.host.as_str(), config.target.host.as_str()];
+        Machine { local_servers: hosts.into_iter().filter(|h| is_local_host(h)).count(), ..Machine::detect() }
+    }
+}
+
+/// Whether `host` names this machine: `localhost`, a loopback address, or
+/// a Unix socket's folder (PostgreSQL's `host` may be one).
+pub fn is_local_host(host: &str) -> bool {
+    let host = host.trim();
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    host.starts_with('/')
+        || bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Largest piece handed from a reader to a writer.
@@ -82,6 +106,13 @@ impl Tuning {
             usize::try_from(memory_budget_bytes / 4 / slots as u64).unwrap_or(MAX_PIECE).clamp(MIN_PIECE, MAX_PIECE);
         let max_source_connections = pick(m.max_mssql_connections, parallel_readers + 2);
         let max_target_connections = pick(m.max_pg_connections, write_ahead_writers.max(workers) + 2);
+        // A server on this machine spends about a core of it on each copy
+        // stream (measured with both servers local: the target's COPY a
+        // core, the source and the tool a third of one each). The tool's
+        // threads then only contend with the servers for the same cores:
+        // with one thread instead of two on two cores, the tool spent 17%
+        // less CPU for the same copy (docs/BENCHMARKS.md, issue 18).
+        let runtime_threads = (cores / (machine.local_servers + 1)).max(1);
         Tuning {
             workers,
             parallel_readers,
@@ -92,6 +123,7 @@ impl Tuning {
             max_source_connections,
             max_target_connections,
             memory_budget_bytes,
+            runtime_threads,
         }
     }
 
@@ -111,7 +143,7 @@ mod tests {
 
     #[test]
     fn auto_settings_follow_the_machine_and_explicit_values_win() {
-        let small = Machine { cores: 2, memory_bytes: 24 << 30 };
+        let small = Machine { cores: 2, memory_bytes: 24 << 30, local_servers: 0 };
         let t = Tuning::resolve(&migration(""), small, None);
         assert_eq!((t.workers, t.parallel_readers, t.write_ahead_writers), (2, 2, 2));
         assert_eq!(t.piece_bytes, 1 << 20);
@@ -123,7 +155,7 @@ mod tests {
 
     #[test]
     fn in_upsert_mode_batches_and_parallel_tasks_set_chunks_and_writers() {
-        let small = Machine { cores: 2, memory_bytes: 24 << 30 };
+        let small = Machine { cores: 2, memory_bytes: 24 << 30, local_servers: 0 };
         let upsert = "target_mode: upsert, upsert_batch_size: 2000, upsert_parallel_tasks: 4";
         let t = Tuning::resolve(&migration(upsert), small, None);
         assert_eq!((t.chunk_size, t.write_ahead_writers), (2000, 4));
@@ -137,9 +169,30 @@ mod tests {
 
     #[test]
     fn pieces_shrink_to_fit_a_small_budget() {
-        let tiny = Machine { cores: 16, memory_bytes: 256 << 20 };
+        let tiny = Machine { cores: 16, memory_bytes: 256 << 20, local_servers: 0 };
         let t = Tuning::resolve(&migration("memory_budget_percent: 10"), tiny, None);
         assert!(t.piece_bytes < 1 << 20, "{}", t.piece_bytes);
         assert!(t.buffered_bytes_bound() <= t.memory_budget_bytes / 2, "{t:?}");
+    }
+
+    #[test]
+    fn servers_on_this_machine_leave_the_tool_fewer_threads() {
+        let remote = Machine { cores: 8, memory_bytes: 24 << 30, local_servers: 0 };
+        let threads = |m: Machine| Tuning::resolve(&migration(""), m, None).runtime_threads;
+        assert_eq!(threads(remote), 8);
+        assert_eq!(threads(Machine { local_servers: 1, ..remote }), 4);
+        assert_eq!(threads(Machine { local_servers: 2, ..remote }), 2);
+        assert_eq!(threads(Machine { cores: 2, local_servers: 2, ..remote }), 1);
+        assert_eq!(threads(Machine { cores: 1, local_servers: 0, ..remote }), 1);
+    }
+
+    #[test]
+    fn local_hosts_are_loopback_names_addresses_and_socket_folders() {
+        for host in ["localhost", "LOCALHOST", "127.0.0.1", "127.0.1.1", "::1", "[::1]", "/var/run/postgresql"] {
+            assert!(is_local_host(host), "{host}");
+        }
+        for host in ["db.example.com", "10.0.0.5", "localhost.example.com", "", "::2"] {
+            assert!(!is_local_host(host), "{host}");
+        }
     }
 }

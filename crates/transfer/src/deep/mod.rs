@@ -199,7 +199,7 @@ impl DeepReport {
 pub async fn validate_deep(config: &Config, options: &DeepOptions) -> Result<DeepReport, TransferError> {
     // Tables are compared `workers` at a time, as a run copies them; each
     // holds a source connection and two target sessions.
-    let workers = Tuning::resolve(&config.migration, Machine::detect(), None).workers.max(1);
+    let workers = Tuning::resolve(&config.migration, Machine::for_run(config), None).workers.max(1);
     let target = PgPool::new(&postgres_target(&config.target, "validate --deep")?, Side::Target, 2 * workers)?;
     let job = |options| DeepJob { config, options, target: target.clone(), workers };
     let first = with_source(&config.source, workers + 1, job(options)).await?;

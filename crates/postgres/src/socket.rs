@@ -1,0 +1,188 @@
+//! Connections whose socket is read through a large buffer.
+//!
+//! tokio-postgres frames the server's messages in an 8 KiB buffer and asks
+//! the socket for at most what is free in it, so a reader of narrow rows
+//! makes one `recvfrom` per 8 KiB: about 200,000 system calls for 1.7 GB,
+//! and a wake-up of the row reader after each. Under the driver we put a
+//! [`BufReader`] of [`READ_BUFFER_BYTES`]: one system call fetches what the
+//! kernel holds (up to that size), and the driver's small reads are copies
+//! from memory. Writes pass straight through.
+//!
+//! tokio-postgres opens its own sockets, so the pool connects through
+//! [`BufferedConnect`]: it opens the TCP socket as tokio-postgres would
+//! (no delay, keep-alives, the connect timeout) and hands it to
+//! `Config::connect_raw`, which does TLS and the startup on it. What it does
+//! not do itself (Unix sockets, several hosts) it leaves to
+//! `Config::connect`, which reports those cases as it always has.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use deadpool_postgres::Connect;
+use futures_util::future::BoxFuture;
+use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_postgres::config::Host;
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Config};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// Bytes read from the socket at once, at most. 256 KiB is what a loaded
+/// local socket holds between two reads; more only costs memory.
+pub const READ_BUFFER_BYTES: usize = 256 << 10;
+
+/// A [`deadpool_postgres::Connect`] whose connections read through [`BufferedSocket`].
+#[derive(Clone)]
+pub struct BufferedConnect {
+    pub tls: MakeRustlsConnect,
+}
+
+impl std::fmt::Debug for BufferedConnect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BufferedConnect")
+    }
+}
+
+impl Connect for BufferedConnect {
+    fn connect(&self, config: &Config) -> BoxFuture<'_, Result<(Client, JoinHandle<()>), tokio_postgres::Error>> {
+        let config = config.clone();
+        let mut tls = self.tls.clone();
+        Box::pin(async move {
+            let tcp = match (config.get_hosts(), config.get_ports()) {
+                ([Host::Tcp(host)], [port]) => Some((host.clone(), *port)),
+                _ => None,
+            };
+            let Some((host, port)) = tcp else {
+                return spawn_connection(config.connect(tls).await?);
+            };
+            // Infallible: rustls checks the name during the handshake.
+            let Ok(tls_connect) = MakeTlsConnect::<BufferedSocket>::make_tls_connect(&mut tls, &host);
+            let socket = match open_tcp(&host, port, &config).await {
+                Ok(stream) => BufferedSocket::Open(BufReader::with_capacity(READ_BUFFER_BYTES, stream)),
+                // The driver reports it as it reports any socket failure,
+                // keeping the error kind that says the server is unreachable.
+                Err(e) => BufferedSocket::Failed(Some(io::Error::new(
+                    e.kind(),
+                    format!("could not connect to {host}:{port}: {e}"),
+                ))),
+            };
+            spawn_connection(config.connect_raw(socket, tls_connect).await?)
+        })
+    }
+}
+
+fn spawn_connection<S, T>(
+    (client, connection): (Client, tokio_postgres::Connection<S, T>),
+) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // A connection that ends in error fails its client's next call, which
+    // reports it; the task has no one else to tell.
+    let task = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok((client, task))
+}
+
+/// Connects to the first address of `host` that accepts, as tokio-postgres does.
+async fn open_tcp(host: &str, port: u16, config: &Config) -> io::Result<TcpStream> {
+    let attempt = async {
+        let mut last = None;
+        for address in tokio::net::lookup_host((host, port)).await? {
+            match TcpStream::connect(address).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the host name resolved to no address")))
+    };
+    let stream = match config.get_connect_timeout() {
+        Some(&limit) => tokio::time::timeout(limit, attempt)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("no answer within {}s", limit.as_secs())))??,
+        None => attempt.await?,
+    };
+    stream.set_nodelay(true)?;
+    if config.get_keepalives() {
+        let keepalive =
+            socket2::TcpKeepalive::new().with_time(config.get_keepalives_idle().max(Duration::from_secs(1)));
+        socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
+    }
+    Ok(stream)
+}
+
+/// The socket under the driver: open and read through a buffer, or a
+/// connect that failed, whose error the driver meets on its first write.
+#[derive(Debug)]
+pub enum BufferedSocket {
+    Open(BufReader<TcpStream>),
+    Failed(Option<io::Error>),
+}
+
+impl BufferedSocket {
+    fn failure(&mut self) -> io::Error {
+        match self {
+            BufferedSocket::Failed(e) => e.take().unwrap_or_else(|| io::ErrorKind::NotConnected.into()),
+            BufferedSocket::Open(_) => io::ErrorKind::Other.into(),
+        }
+    }
+}
+
+impl AsyncRead for BufferedSocket {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match this {
+            BufferedSocket::Open(s) => Pin::new(s).poll_read(cx, buf),
+            BufferedSocket::Failed(_) => Poll::Ready(Err(this.failure())),
+        }
+    }
+}
+
+impl AsyncWrite for BufferedSocket {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match this {
+            BufferedSocket::Open(s) => Pin::new(s).poll_write(cx, data),
+            BufferedSocket::Failed(_) => Poll::Ready(Err(this.failure())),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match this {
+            BufferedSocket::Open(s) => Pin::new(s).poll_write_vectored(cx, data),
+            BufferedSocket::Failed(_) => Poll::Ready(Err(this.failure())),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            BufferedSocket::Open(s) => s.is_write_vectored(),
+            BufferedSocket::Failed(_) => false,
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match this {
+            BufferedSocket::Open(s) => Pin::new(s).poll_flush(cx),
+            BufferedSocket::Failed(_) => Poll::Ready(Err(this.failure())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BufferedSocket::Open(s) => Pin::new(s).poll_shutdown(cx),
+            BufferedSocket::Failed(_) => Poll::Ready(Ok(())),
+        }
+    }
+}
