@@ -126,8 +126,9 @@ pub fn create_schema(schema: &str) -> String {
 }
 
 /// Takes the exclusive application lock `resource` for the life of
-/// `session` (`sp_getapplock` owned by the session, no wait). Returns
-/// whether it was granted.
+/// `session` (`sp_getapplock` owned by the session). Returns whether it
+/// was granted. It waits up to 3 s for it: a run that has just ended may
+/// hold it until the server has seen its session close.
 ///
 /// # Errors
 /// [`TransferError::Server`].
@@ -136,7 +137,7 @@ pub async fn take_app_lock(session: &mut MssqlClient, resource: &str) -> Result<
     // sp_getapplock returns 0 or 1 when granted, below 0 when not.
     let sql = "DECLARE @granted int; \
                EXEC @granted = sp_getapplock @Resource = @P1, @LockMode = 'Exclusive', \
-               @LockOwner = 'Session', @LockTimeout = 0; SELECT @granted";
+               @LockOwner = 'Session', @LockTimeout = 3000; SELECT @granted";
     let row = first_row(session, sql, &[&resource], context).await?;
     Ok(row.and_then(|r| r.get::<i32, _>(0)).is_some_and(|granted| granted >= 0))
 }

@@ -437,7 +437,7 @@ async fn migrate<S: Source, T: Target>(
                     mark,
                 });
             }
-            let parts = partition_count(table_size(&table, run_bytes), settings);
+            let parts = partition_count(read_size(&table, &spec, run_bytes), settings);
             let planned = match prepared.failed {
                 Some(e) => Err(e),
                 None => {
@@ -734,7 +734,7 @@ async fn resume_table<S: Source, T: Target>(
     }
     if partitions.is_empty() {
         // Planning failed for this table last time; plan it now.
-        let parts = partition_count(table_size(&table, run_bytes), settings);
+        let parts = partition_count(read_size(&table, &spec, run_bytes), settings);
         partitions = plan_partitions(source, &spec, parts, table.estimated_rows).await?;
         let states = partition_states::<S>(&partitions);
         progress
@@ -778,6 +778,16 @@ pub(crate) fn run_bytes<'a>(tables: impl Iterator<Item = &'a Table>) -> u64 {
 
 pub(crate) fn table_size(table: &Table, run_bytes: u64) -> TableSize {
     TableSize { rows: table.estimated_rows, bytes: table.size_for_scheduling(), run_bytes }
+}
+
+/// What the planner weighs a table's read by. An incremental read reads
+/// only the rows changed since its mark, a small part of the table, so it
+/// is not split to balance the run's bytes: each partition would be a
+/// range query walking its slice of the key for a few rows. The row rule
+/// (`large_table_threshold`) still applies.
+fn read_size(table: &Table, spec: &ReadSpec, run_bytes: u64) -> TableSize {
+    let size = table_size(table, run_bytes);
+    if spec.changed_since.is_some() { TableSize { bytes: 0, ..size } } else { size }
 }
 
 /// The inclusive upper bounds that split a table with a one-column integer

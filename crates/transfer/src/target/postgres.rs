@@ -574,17 +574,32 @@ pub(crate) struct MigrationLock {
     session: deadpool_postgres::Object,
 }
 
+/// How long a run waits for a lock that another run's session holds.
+const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// How often the keeper looks at the lock's session.
 const LOCK_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl MigrationLock {
     /// Takes the lock, or says which session holds it.
+    ///
+    /// A run that has just ended (a `resume` started by the orchestrator
+    /// the moment the last attempt exited) may still hold the lock for a
+    /// few milliseconds, until the server has seen its sessions close; so
+    /// the lock is asked for again for [`LOCK_GRACE`] before the run is
+    /// refused.
     pub(crate) async fn acquire(control: &PgPool, key: &str) -> Result<MigrationLock, TransferError> {
         let session = control.get(Side::Target).await?;
-        if take(&session, key).await? {
-            return Ok(MigrationLock { session });
+        let deadline = tokio::time::Instant::now() + LOCK_GRACE;
+        loop {
+            if take(&session, key).await? {
+                return Ok(MigrationLock { session });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(held_elsewhere(&session, control, key).await);
+            }
+            tokio::time::sleep(LOCK_GRACE / 30).await;
         }
-        Err(held_elsewhere(&session, control, key).await)
     }
 
     /// Keeps the lock for as long as the returned keeper lives: takes it
@@ -688,4 +703,56 @@ async fn held_elsewhere(session: &tokio_postgres::Client, control: &PgPool, key:
         control.address(),
         holder.unwrap_or_else(|| "another session".into())
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mssql_pg_migrate_config::{Secret, SslMode};
+    use mssql_pg_migrate_postgres::pool::PgEndpoint;
+    use mssql_pg_migrate_postgres::tls::TlsFiles;
+    use mssql_pg_migrate_testkit::{PgCluster, SUPERUSER};
+
+    fn pool(cluster: &PgCluster) -> PgPool {
+        let endpoint = PgEndpoint {
+            host: "127.0.0.1".into(),
+            port: cluster.port(),
+            database: "postgres".into(),
+            user: SUPERUSER.into(),
+            password: Secret::new(cluster.password()),
+            ssl_mode: SslMode::Disable,
+            tls: TlsFiles::default(),
+        };
+        PgPool::new(&endpoint, Side::Target, 2).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lock_let_go_within_the_grace_is_taken_and_one_kept_is_refused_naming_its_holder() {
+        let cluster = PgCluster::start().unwrap();
+        let holder = cluster.connect("postgres").await.unwrap();
+        let key = "\"so\"";
+        holder.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", &[&lock_key(key)]).await.unwrap();
+        let pid: i32 = holder.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+
+        // Kept: refused once the grace is over, naming the session.
+        let started = tokio::time::Instant::now();
+        let Err(refused) = MigrationLock::acquire(&pool(&cluster), key).await else {
+            panic!("the lock was taken twice")
+        };
+        assert!(started.elapsed() >= LOCK_GRACE, "refused after {:?}", started.elapsed());
+        let message = refused.to_string();
+        assert!(
+            message.contains("another run of this migration") && message.contains(&format!("pid {pid}")),
+            "{message}"
+        );
+
+        // Let go a moment after the attempt began (a run that just ended): taken.
+        let waiting = tokio::spawn({
+            let pool = pool(&cluster);
+            async move { MigrationLock::acquire(&pool, key).await.map(|_| ()) }
+        });
+        tokio::time::sleep(LOCK_GRACE / 6).await;
+        drop(holder);
+        waiting.await.unwrap().expect("the lock, once let go, is taken");
+    }
 }
