@@ -429,9 +429,8 @@ pub fn run_command(binary: &Path, config: &Path, command: &[&str]) -> Result<(Sa
 /// (b): the same tables and keys, by binary COPY out and in, two at a time.
 /// The bytes go between two `psql` processes (C, as the server ships them),
 /// so the limit measured is PostgreSQL's and the pipe's, not this crate's
-/// debug build.
-/// The raw pipe; with `analyze`, then `ANALYZE` of each table, two at a
-/// time, as the tool does by default (`analyze_after_load`).
+/// debug build. With `analyze`, then `ANALYZE` of each table, two at a
+/// time, as the tool does by default (`analyze_after_load`): (b2).
 async fn raw_copy(source: &PgCluster, target: &PgCluster, analyze: bool) -> Result<Sample, String> {
     let started = Instant::now();
     let (create, keys) = sodata::pg_tables(SCHEMA);
@@ -451,7 +450,9 @@ async fn raw_copy(source: &PgCluster, target: &PgCluster, analyze: bool) -> Resu
     if analyze {
         let analyses = futures_util::stream::iter(TABLES.iter().map(|t| async move {
             let c = target.connect("so_dst").await.map_err(|e| e.to_string())?;
-            c.batch_execute(&format!("ANALYZE {SCHEMA}.\"{}\"", t.name)).await.map_err(|e| e.to_string())
+            c.batch_execute(&format!("ANALYZE {}.{}", sodata::quote_pg(SCHEMA), sodata::quote_pg(t.name)))
+                .await
+                .map_err(|e| e.to_string())
         }))
         .buffer_unordered(2)
         .collect::<Vec<_>>()

@@ -451,7 +451,7 @@ pub fn row(index: usize, id: u64, sizes: Sizes, row: &mut Vec<Value>) {
     }
 }
 
-fn quote_pg(name: &str) -> String {
+pub fn quote_pg(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

@@ -21,6 +21,12 @@ use crate::TransferError;
 /// The schema of the target database that holds run states.
 pub const STATE_SCHEMA: &str = "mssql_pg_migrate";
 
+/// How long a run asks for its migration's lock while another session
+/// holds it, before it is refused: a run that has just ended (a `resume`
+/// started the moment the last attempt exited) may hold it until the
+/// server has seen its session close. Both targets' locks wait this long.
+pub const MIGRATION_LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A store's answer, boxed so that stores of every dialect fit behind one
 /// `dyn` (a store is called per run phase, never per row).
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, TransferError>> + Send + 'a>>;

@@ -593,6 +593,9 @@ mod tests {
     use mssql_pg_migrate_typemap::Length;
 
     use super::*;
+    use mssql_pg_migrate_schema::catalog::{
+        ColumnRow, ForeignKeyColumnRow, IndexColumnRow, KeyColumnRow, KeyKind, TableRow,
+    };
 
     #[test]
     fn a_catalog_query_cut_off_may_pass_and_an_unreadable_value_may_not() {
@@ -603,9 +606,6 @@ mod tests {
         assert!(matches!(failed("columns", &refused), SchemaError::Catalog { transient: false, .. }));
         assert!(matches!(bad("columns", "column 3 is NULL".into()), SchemaError::Catalog { transient: false, .. }));
     }
-    use mssql_pg_migrate_schema::catalog::{
-        ColumnRow, ForeignKeyColumnRow, IndexColumnRow, KeyColumnRow, KeyKind, TableRow,
-    };
 
     #[test]
     fn catalog_rows_decode_into_columns() {

@@ -4,6 +4,7 @@
 //! that accept finding their object built already.
 
 use mssql_pg_migrate_dialect::TransferError;
+use mssql_pg_migrate_dialect::store::MIGRATION_LOCK_GRACE;
 use mssql_pg_migrate_schema::ident::{literal_mssql, qualified_mssql, quote_mssql};
 
 use tiberius::Client;
@@ -126,9 +127,8 @@ pub fn create_schema(schema: &str) -> String {
 }
 
 /// Takes the exclusive application lock `resource` for the life of
-/// `session` (`sp_getapplock` owned by the session). Returns whether it
-/// was granted. It waits up to 3 s for it: a run that has just ended may
-/// hold it until the server has seen its session close.
+/// `session` (`sp_getapplock` owned by the session), waiting for it up to
+/// [`MIGRATION_LOCK_GRACE`]. Returns whether it was granted.
 ///
 /// # Errors
 /// [`TransferError::Server`].
@@ -137,8 +137,9 @@ pub async fn take_app_lock(session: &mut MssqlClient, resource: &str) -> Result<
     // sp_getapplock returns 0 or 1 when granted, below 0 when not.
     let sql = "DECLARE @granted int; \
                EXEC @granted = sp_getapplock @Resource = @P1, @LockMode = 'Exclusive', \
-               @LockOwner = 'Session', @LockTimeout = 3000; SELECT @granted";
-    let row = first_row(session, sql, &[&resource], context).await?;
+               @LockOwner = 'Session', @LockTimeout = @P2; SELECT @granted";
+    let wait_ms = i32::try_from(MIGRATION_LOCK_GRACE.as_millis()).unwrap_or(i32::MAX);
+    let row = first_row(session, sql, &[&resource, &wait_ms], context).await?;
     Ok(row.and_then(|r| r.get::<i32, _>(0)).is_some_and(|granted| granted >= 0))
 }
 

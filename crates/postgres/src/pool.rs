@@ -30,7 +30,11 @@ impl PgEndpoint {
     }
 }
 
-/// What every target session runs first (see [`PgPool::new`]).
+/// What every target session runs first (see [`PgPool::new`]). Key and
+/// index builds sort in memory up to `maintenance_work_mem`; below 256 MB
+/// (the default is 64) the keys of a few million rows spill to disk, and
+/// at 256 MB the SO2010 set's keys cost the server a quarter less CPU
+/// (docs/BENCHMARKS.md). A server set higher keeps its setting.
 const TARGET_SESSION_SETUP: &str = "SET synchronous_commit = on; \
      SELECT set_config('maintenance_work_mem', \
        (GREATEST(pg_size_bytes(current_setting('maintenance_work_mem')), 256 * 1024 * 1024) / 1024)::text || 'kB', false)";
@@ -85,10 +89,6 @@ impl PgPool {
             // still undo, and a run riding through that restart would go on
             // past rows that are gone; our sessions wait for the flush. Set
             // by a statement, not a startup option, which PgBouncer refuses.
-            // Key and index builds sort in memory up to maintenance_work_mem;
-            // below 256 MB (the default is 64) the keys of a few million rows
-            // spill to disk: at 256 MB the SO2010 set's keys cost the server
-            // a quarter less CPU (docs/BENCHMARKS.md). A higher setting stays.
             builder = builder.post_create(deadpool_postgres::Hook::async_fn(|client, _| {
                 Box::pin(async move {
                     client.batch_execute(TARGET_SESSION_SETUP).await.map_err(deadpool_postgres::HookError::Backend)

@@ -119,36 +119,30 @@ async fn open_tcp(host: &str, port: u16, config: &Config) -> io::Result<TcpStrea
 /// The socket under the driver: open and read through a buffer, or a
 /// connect that failed, whose error the driver meets on its first write.
 #[derive(Debug)]
-pub enum BufferedSocket {
+enum BufferedSocket {
     Open(BufReader<TcpStream>),
     Failed(Option<io::Error>),
 }
 
-impl BufferedSocket {
-    fn failure(&mut self) -> io::Error {
-        match self {
-            BufferedSocket::Failed(e) => e.take().unwrap_or_else(|| io::ErrorKind::NotConnected.into()),
-            BufferedSocket::Open(_) => io::ErrorKind::Other.into(),
-        }
-    }
+/// The failed connect's error, once; any later call finds the socket not connected.
+fn failure(error: &mut Option<io::Error>) -> io::Error {
+    error.take().unwrap_or_else(|| io::ErrorKind::NotConnected.into())
 }
 
 impl AsyncRead for BufferedSocket {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        match this {
+        match self.get_mut() {
             BufferedSocket::Open(s) => Pin::new(s).poll_read(cx, buf),
-            BufferedSocket::Failed(_) => Poll::Ready(Err(this.failure())),
+            BufferedSocket::Failed(e) => Poll::Ready(Err(failure(e))),
         }
     }
 }
 
 impl AsyncWrite for BufferedSocket {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        match this {
+        match self.get_mut() {
             BufferedSocket::Open(s) => Pin::new(s).poll_write(cx, data),
-            BufferedSocket::Failed(_) => Poll::Ready(Err(this.failure())),
+            BufferedSocket::Failed(e) => Poll::Ready(Err(failure(e))),
         }
     }
 
@@ -157,10 +151,9 @@ impl AsyncWrite for BufferedSocket {
         cx: &mut Context<'_>,
         data: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        match this {
+        match self.get_mut() {
             BufferedSocket::Open(s) => Pin::new(s).poll_write_vectored(cx, data),
-            BufferedSocket::Failed(_) => Poll::Ready(Err(this.failure())),
+            BufferedSocket::Failed(e) => Poll::Ready(Err(failure(e))),
         }
     }
 
@@ -172,10 +165,9 @@ impl AsyncWrite for BufferedSocket {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        match this {
+        match self.get_mut() {
             BufferedSocket::Open(s) => Pin::new(s).poll_flush(cx),
-            BufferedSocket::Failed(_) => Poll::Ready(Err(this.failure())),
+            BufferedSocket::Failed(e) => Poll::Ready(Err(failure(e))),
         }
     }
 

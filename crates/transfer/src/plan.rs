@@ -143,6 +143,8 @@ mod tests {
         let fine = PlanSettings { max_partitions: 16, chunk_rows: 10, ..two };
         assert_eq!(partition_count(wide, fine), 13, "an eighth of a share (63 bytes) each");
         assert_eq!(partition_count(wide, two), 4, "max_partitions still bounds it");
+        // Just above its share, into eighths of one.
+        assert_eq!(partition_count(TableSize { bytes: 510, ..wide }, fine), 9);
         // No share to balance with one reader; the row rule alone applies.
         assert_eq!(partition_count(wide, S), 1);
         // Within its share it stays whole.
@@ -152,8 +154,6 @@ mod tests {
         assert_eq!(partition_count(TableSize { rows: 900, bytes: 800, run_bytes: 800 }, four), 4);
         // ...but never into partitions of less than a chunk...
         assert_eq!(partition_count(TableSize { rows: 150, bytes: 800, run_bytes: 800 }, four), 2);
-        // ...and just above its share, into eighths of one.
-        assert_eq!(partition_count(TableSize { rows: 900, bytes: 510, run_bytes: 1000 }, fine), 9);
         // ...nor beyond max_partitions.
         let many = PlanSettings { readers: 16, ..S };
         assert_eq!(partition_count(TableSize { rows: 9000, bytes: 800, run_bytes: 800 }, many), 4);

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures_util::{SinkExt, pin_mut};
 use mssql_pg_migrate_config::{Config, TargetMode};
-use mssql_pg_migrate_dialect::store::StateStore;
+use mssql_pg_migrate_dialect::store::{MIGRATION_LOCK_GRACE, StateStore};
 use mssql_pg_migrate_postgres::store::{PgStateStore, record_chunk, relation_exists};
 use mssql_pg_migrate_postgres::{ddl, pg_error};
 use mssql_pg_migrate_schema::ident::literal_pg;
@@ -487,9 +487,6 @@ fn parts(piece: Bytes) -> impl Iterator<Item = Bytes> {
     (0..len.max(1)).step_by(MAX_COPY_MESSAGE).map(move |start| piece.slice(start..(start + MAX_COPY_MESSAGE).min(len)))
 }
 
-/// Deletes the rows of `table` the sync did not read from the source and
-/// drops the keys it read, in one transaction; returns the rows deleted.
-/// Without the keys' table (a redo after that commit) there is nothing left to do.
 /// Whether `table`'s keys table for the deletes is there (gone: the deletes are done).
 async fn seen_keys_exist(
     client: &tokio_postgres::Client,
@@ -500,6 +497,9 @@ async fn seen_keys_exist(
     relation_exists(client, &seen, what).await
 }
 
+/// Deletes the rows of `table` the sync did not read from the source and
+/// drops the keys it read, in one transaction; returns the rows deleted.
+/// Without the keys' table (a redo after that commit) there is nothing left to do.
 async fn delete_unseen_rows(
     target: &PgPool,
     table: &TargetTable,
@@ -574,23 +574,15 @@ pub(crate) struct MigrationLock {
     session: deadpool_postgres::Object,
 }
 
-/// How long a run waits for a lock that another run's session holds.
-const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
-
 /// How often the keeper looks at the lock's session.
 const LOCK_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl MigrationLock {
-    /// Takes the lock, or says which session holds it.
-    ///
-    /// A run that has just ended (a `resume` started by the orchestrator
-    /// the moment the last attempt exited) may still hold the lock for a
-    /// few milliseconds, until the server has seen its sessions close; so
-    /// the lock is asked for again for [`LOCK_GRACE`] before the run is
-    /// refused.
+    /// Takes the lock, asking again for [`MIGRATION_LOCK_GRACE`] while
+    /// another session holds it, or says which session holds it.
     pub(crate) async fn acquire(control: &PgPool, key: &str) -> Result<MigrationLock, TransferError> {
         let session = control.get(Side::Target).await?;
-        let deadline = tokio::time::Instant::now() + LOCK_GRACE;
+        let deadline = tokio::time::Instant::now() + MIGRATION_LOCK_GRACE;
         loop {
             if take(&session, key).await? {
                 return Ok(MigrationLock { session });
@@ -598,7 +590,7 @@ impl MigrationLock {
             if tokio::time::Instant::now() >= deadline {
                 return Err(held_elsewhere(&session, control, key).await);
             }
-            tokio::time::sleep(LOCK_GRACE / 30).await;
+            tokio::time::sleep(MIGRATION_LOCK_GRACE / 30).await;
         }
     }
 
@@ -739,7 +731,7 @@ mod tests {
         let Err(refused) = MigrationLock::acquire(&pool(&cluster), key).await else {
             panic!("the lock was taken twice")
         };
-        assert!(started.elapsed() >= LOCK_GRACE, "refused after {:?}", started.elapsed());
+        assert!(started.elapsed() >= MIGRATION_LOCK_GRACE, "refused after {:?}", started.elapsed());
         let message = refused.to_string();
         assert!(
             message.contains("another run of this migration") && message.contains(&format!("pid {pid}")),
@@ -751,7 +743,7 @@ mod tests {
             let pool = pool(&cluster);
             async move { MigrationLock::acquire(&pool, key).await.map(|_| ()) }
         });
-        tokio::time::sleep(LOCK_GRACE / 6).await;
+        tokio::time::sleep(MIGRATION_LOCK_GRACE / 6).await;
         drop(holder);
         waiting.await.unwrap().expect("the lock, once let go, is taken");
     }
