@@ -416,6 +416,42 @@ async fn a_change_column_reads_only_changed_rows_and_no_late_commit_is_lost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_read_is_split_over_the_changed_keys_not_the_table() {
+    // The row rule of `setup` (split above 1,000 rows, 400 a partition, at
+    // most 4): the table's 4,103 rows are four key ranges over its whole key.
+    let s = setup(&format!("{UPSERT}, change_columns: {{skewed: modified}}, change_lookback: 0")).await;
+    let src = s.source.connect("src").await.unwrap();
+    src.batch_execute(
+        "ALTER TABLE src.skewed ADD COLUMN modified timestamptz NOT NULL DEFAULT '2020-01-01 00:00:00+00';
+         UPDATE src.skewed SET modified = '2020-06-01 00:00:00+00' WHERE id = 2501;",
+    )
+    .await
+    .unwrap();
+    assert_eq!(merged(&sync(&s, None), "skewed"), [4103, 0, 0], "created: loaded whole");
+
+    // A change at the end of the key, as new and recent rows are.
+    src.batch_execute(
+        "UPDATE src.skewed SET v = 'changed ' || id, modified = '2022-01-01 00:00:00+00' WHERE id BETWEEN 2501 AND 4000",
+    )
+    .await
+    .unwrap();
+    let doc = sync(&s, None);
+    let skewed = doc["report"]["tables"].as_array().unwrap().iter().find(|t| t["source"] == "src.skewed").unwrap();
+    // 1,500 changed rows: three partitions of 500, bounded within 2501..4000.
+    assert_eq!((skewed["rows"].as_u64(), skewed["partitions"].as_u64()), (Some(1500), Some(3)), "{skewed}");
+    assert_eq!(merged(&doc, "skewed"), [0, 1500, 0]);
+    let partitions: serde_json::Value = serde_json::from_str(
+        &s.target_scalar("SELECT (state -> 'tables' -> 'src.skewed' -> 'partitions')::text FROM mssql_pg_migrate.runs")
+            .await,
+    )
+    .unwrap();
+    let bounds: Vec<(Option<&str>, Option<&str>)> =
+        partitions.as_array().unwrap().iter().map(|p| (p["start_pk"].as_str(), p["end_pk"].as_str())).collect();
+    assert_eq!(bounds, [(None, Some("3000")), (Some("3000"), Some("3500")), (Some("3500"), None)]);
+    assert_same_keyed_data(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keyless_table_merges_on_the_unique_index_upsert_keys_names() {
     let s = setup(&format!("{UPSERT}, upsert_keys: {{logs: ux_logs_ref, loose: ux_loose}}")).await;
     let src = s.source.connect("src").await.unwrap();

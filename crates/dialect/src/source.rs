@@ -6,7 +6,7 @@ use std::fmt;
 use std::future::Future;
 
 use mssql_pg_migrate_schema::target::{Dialect, TargetTable};
-use mssql_pg_migrate_schema::{ColumnType, Table};
+use mssql_pg_migrate_schema::{Column, ColumnType, Table};
 use mssql_pg_migrate_typemap::{MssqlType, PgType};
 
 use crate::checksum::{BucketSum, Buckets, ChecksumDialect};
@@ -87,6 +87,24 @@ pub struct ChangedSince {
     pub kind: ChangeKind,
     /// In the text form the source's mark query gave.
     pub mark: String,
+    /// Whether the column can hold NULL. Only then does the read ask for
+    /// NULLs too: `OR column IS NULL` keeps PostgreSQL's planner off the
+    /// column's index (a 1% change of a 10M-row table was read by walking
+    /// each key range whole, 84 ms a range against 13 ms through the index).
+    pub nullable: bool,
+}
+
+impl ChangedSince {
+    /// The read of `column`'s rows at or after `mark`.
+    pub fn new(column: &Column, kind: ChangeKind, mark: String) -> ChangedSince {
+        ChangedSince {
+            column: column.name.clone(),
+            source_type: column.data_type.clone(),
+            kind,
+            mark,
+            nullable: column.nullable,
+        }
+    }
 }
 impl ReadSpec {
     /// Builds the spec from the source table and its target plan. The key is
@@ -150,6 +168,13 @@ impl ReadSpec {
     pub fn key_target_names(&self, target: &TargetTable) -> Vec<String> {
         let copied: Vec<&str> = target.copied_columns().map(|c| c.name.as_str()).collect();
         self.key.iter().filter_map(|&k| copied.get(k).map(|n| (*n).to_owned())).collect()
+    }
+
+    /// ` WHERE` and the incremental read's condition (`changed`, the
+    /// dialect's), or nothing for a full read: what planning queries count
+    /// and split.
+    pub fn changed_filter(&self, changed: impl Fn(&ChangedSince) -> String) -> String {
+        self.changed_since.as_ref().map(|c| format!(" WHERE {}", changed(c))).unwrap_or_default()
     }
 
     /// Whether the key is one integer column, which the planner splits by value.
@@ -234,7 +259,8 @@ pub trait Source: Send + Sync + 'static {
     /// Every user table the login can see, in every schema, by schema and name.
     fn list_tables(&self) -> impl Future<Output = Result<Vec<TableName>, TransferError>> + Send;
 
-    /// The exact number of rows in the table.
+    /// The exact number of rows a read of `spec` returns: the table's, or
+    /// for an incremental read the rows changed since its mark.
     fn count_rows(&self, spec: &ReadSpec) -> impl Future<Output = Result<u64, TransferError>> + Send;
 
     /// Reads the catalog of `schema`, keeping the tables `select` accepts.
@@ -244,13 +270,15 @@ pub trait Source: Send + Sync + 'static {
         select: &(dyn Fn(&str, &str) -> bool + Sync),
     ) -> impl Future<Output = Result<Vec<Table>, TransferError>> + Send;
 
-    /// The smallest and largest value of a one-column integer key; `None` for an empty table.
+    /// The smallest and largest value of a one-column integer key among the
+    /// rows a read of `spec` returns; `None` when there are none.
     fn integer_range(&self, spec: &ReadSpec) -> impl Future<Output = Result<Option<(i64, i64)>, TransferError>> + Send;
 
     /// A key value for an integer bound, in the key column's own type.
     fn integer_key(&self, spec: &ReadSpec, value: i64) -> Self::Key;
 
-    /// The key of every `every`-th row in key order, computed by the server.
+    /// The key of every `every`-th row a read of `spec` returns, in key
+    /// order, computed by the server.
     fn boundaries(
         &self,
         spec: &ReadSpec,
@@ -390,6 +418,7 @@ mod tests {
                 source_type: ColumnType::Mssql(MssqlType::Int),
                 kind: ChangeKind::Integer,
                 mark: "7".into(),
+                nullable: true,
             }),
             within_buckets: Some("bucket = 1".into()),
         };

@@ -566,16 +566,17 @@ pub fn page_sql(
 }
 
 /// The incremental read's condition: the column at or after the mark, or
-/// NULL (which no mark can place, so such rows are read every time). A
-/// rowversion compares as the 8 bytes it is, from the mark's decimal form.
+/// NULL where it can be (no mark can place a NULL, so such rows are read
+/// every time). A rowversion compares as the 8 bytes it is, from the mark's decimal form.
 pub fn changed_condition(changed: &ChangedSince) -> String {
     let q = quote_mssql(&changed.column);
     let mark = literal_mssql(&changed.mark);
-    match changed.kind {
-        ChangeKind::RowVersion => format!("({q} >= CAST(CAST({mark} AS bigint) AS binary(8)))"),
-        ChangeKind::Time => format!("({q} >= CAST({mark} AS {}) OR {q} IS NULL)", changed.source_type),
-        ChangeKind::Integer => format!("({q} >= CAST({mark} AS bigint) OR {q} IS NULL)"),
-    }
+    let at_or_after = match changed.kind {
+        ChangeKind::RowVersion => return format!("({q} >= CAST(CAST({mark} AS bigint) AS binary(8)))"),
+        ChangeKind::Time => format!("{q} >= CAST({mark} AS {})", changed.source_type),
+        ChangeKind::Integer => format!("{q} >= CAST({mark} AS bigint)"),
+    };
+    if changed.nullable { format!("({at_or_after} OR {q} IS NULL)") } else { format!("({at_or_after})") }
 }
 
 /// Why one cell could not be written.
@@ -1079,7 +1080,11 @@ impl Source for MssqlSource {
     }
 
     async fn count_rows(&self, spec: &ReadSpec) -> Result<u64, TransferError> {
-        let sql = format!("SELECT COUNT_BIG(*) FROM {}", qualified_mssql(&spec.schema, &spec.table));
+        let sql = format!(
+            "SELECT COUNT_BIG(*) FROM {}{}",
+            qualified_mssql(&spec.schema, &spec.table),
+            spec.changed_filter(changed_condition)
+        );
         let context = format!("counting the rows of {}", spec.label);
         let row = self.single_row(sql, &context).await?;
         let count: Option<i64> = match row {
@@ -1108,8 +1113,9 @@ impl Source for MssqlSource {
         let Some(key) = spec.integer_key() else { return Ok(None) };
         let k = quote_mssql(&key.source_name);
         let sql = format!(
-            "SELECT CAST(MIN({k}) AS bigint), CAST(MAX({k}) AS bigint) FROM {}",
-            qualified_mssql(&spec.schema, &spec.table)
+            "SELECT CAST(MIN({k}) AS bigint), CAST(MAX({k}) AS bigint) FROM {}{}",
+            qualified_mssql(&spec.schema, &spec.table),
+            spec.changed_filter(changed_condition)
         );
         let context = format!("reading the key range of {}", spec.label);
         let Some(row) = self.single_row(sql, &context).await? else { return Ok(None) };
@@ -1132,9 +1138,10 @@ impl Source for MssqlSource {
         let keys = spec.key.iter().map(|&k| select_expression(&spec.columns[k])).collect::<Vec<_>>().join(", ");
         let order = spec.key.iter().map(|&k| quote_mssql(&spec.columns[k].source_name)).collect::<Vec<_>>().join(", ");
         let sql = format!(
-            "SELECT {keys} FROM (SELECT {order}, ROW_NUMBER() OVER (ORDER BY {order}) AS mpm_rn FROM {}) s \
+            "SELECT {keys} FROM (SELECT {order}, ROW_NUMBER() OVER (ORDER BY {order}) AS mpm_rn FROM {}{}) s \
              WHERE s.mpm_rn % @P1 = 0 ORDER BY {order}",
-            qualified_mssql(&spec.schema, &spec.table)
+            qualified_mssql(&spec.schema, &spec.table),
+            spec.changed_filter(changed_condition)
         );
         let context = format!("computing chunk boundaries of {}", spec.label);
         let mut query = Query::new(sql);
@@ -1604,6 +1611,7 @@ mod tests {
                 source_type: ColumnType::Mssql(MssqlType::DateTimeOffset { scale: 7 }),
                 kind: ChangeKind::Time,
                 mark: "2026-11-30T01:00:00.1234567+01:00".into(),
+                nullable: true,
             }),
             ..spec.clone()
         };
@@ -1617,8 +1625,28 @@ mod tests {
             source_type: ColumnType::Mssql(MssqlType::RowVersion),
             kind: ChangeKind::RowVersion,
             mark: "2001".into(),
+            nullable: false,
         };
         assert_eq!(changed_condition(&rowversion), "([RowVer] >= CAST(CAST(N'2001' AS bigint) AS binary(8)))");
+        let never_null = |kind, source_type| ChangedSince {
+            column: "Seq".into(),
+            source_type,
+            kind,
+            mark: "41".into(),
+            nullable: false,
+        };
+        assert_eq!(
+            changed_condition(&never_null(ChangeKind::Integer, ColumnType::Mssql(MssqlType::BigInt))),
+            "([Seq] >= CAST(N'41' AS bigint))",
+            "a NOT NULL column is compared alone, so its index can serve the read"
+        );
+        assert_eq!(
+            changed_condition(&ChangedSince {
+                nullable: true,
+                ..never_null(ChangeKind::Integer, ColumnType::Mssql(MssqlType::BigInt))
+            }),
+            "([Seq] >= CAST(N'41' AS bigint) OR [Seq] IS NULL)"
+        );
         let keyless = ReadSpec { key: vec![], ..spec };
         assert_eq!(
             page_sql(&keyless, &sliced_columns(&keyless), false, false, false),

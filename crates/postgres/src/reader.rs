@@ -117,10 +117,12 @@ pub fn page_sql(spec: &ReadSpec, has_after: bool, has_upto: bool, has_limit: boo
 }
 
 /// The incremental read's condition: the column at or after the mark, or
-/// NULL (which no mark can place, so such rows are read every time).
+/// NULL where it can be (no mark can place a NULL, so such rows are read
+/// every time).
 pub fn changed_condition(changed: &ChangedSince) -> String {
     let q = quote_pg(&changed.column);
-    format!("({q} >= {}::{} OR {q} IS NULL)", literal_pg(&changed.mark), changed.source_type)
+    let at_or_after = format!("{q} >= {}::{}", literal_pg(&changed.mark), changed.source_type);
+    if changed.nullable { format!("({at_or_after} OR {q} IS NULL)") } else { format!("({at_or_after})") }
 }
 
 impl Source for PgSource {
@@ -205,7 +207,7 @@ impl Source for PgSource {
 
     async fn count_rows(&self, spec: &ReadSpec) -> Result<u64, TransferError> {
         let client = self.pool.get(Side::Source).await?;
-        let sql = format!("SELECT count(*) FROM {}", table_sql(spec));
+        let sql = format!("SELECT count(*) FROM {}{}", table_sql(spec), spec.changed_filter(changed_condition));
         let row = client.query_one(&sql, &[]).await.map_err(|e| Self::err("counting the rows of", spec, &e))?;
         let count: i64 = row.try_get(0).map_err(|e| Self::err("counting the rows of", spec, &e))?;
         Ok(u64::try_from(count).unwrap_or(0))
@@ -223,7 +225,11 @@ impl Source for PgSource {
     async fn integer_range(&self, spec: &ReadSpec) -> Result<Option<(i64, i64)>, TransferError> {
         let client = self.pool.get(Side::Source).await?;
         let key = key_list(spec);
-        let sql = format!("SELECT min({key})::int8, max({key})::int8 FROM {}", table_sql(spec));
+        let sql = format!(
+            "SELECT min({key})::int8, max({key})::int8 FROM {}{}",
+            table_sql(spec),
+            spec.changed_filter(changed_condition)
+        );
         let row = client.query_one(&sql, &[]).await.map_err(|e| Self::err("reading the key range of", spec, &e))?;
         let min: Option<i64> = row.try_get(0).map_err(|e| Self::err("reading the key range of", spec, &e))?;
         let max: Option<i64> = row.try_get(1).map_err(|e| Self::err("reading the key range of", spec, &e))?;
@@ -244,9 +250,10 @@ impl Source for PgSource {
         let client = self.pool.get(Side::Source).await?;
         let keys = key_list(spec);
         let sql = format!(
-            "SELECT {keys} FROM (SELECT {keys}, row_number() OVER (ORDER BY {keys}) AS mpm_rn FROM {}) s \
+            "SELECT {keys} FROM (SELECT {keys}, row_number() OVER (ORDER BY {keys}) AS mpm_rn FROM {}{}) s \
              WHERE mpm_rn % $1 = 0 ORDER BY {keys}",
-            table_sql(spec)
+            table_sql(spec),
+            spec.changed_filter(changed_condition)
         );
         let every = i64::try_from(every.max(1)).unwrap_or(i64::MAX);
         let rows =
@@ -557,6 +564,7 @@ mod tests {
                 source_type: ColumnType::Postgres(PgType::TimestampTz(Some(6))),
                 kind: ChangeKind::Time,
                 mark: "2026-11-30 01:00:00+00".into(),
+                nullable: true,
             }),
             ..spec(vec![0])
         };
@@ -565,6 +573,12 @@ mod tests {
             "SELECT \"a\", \"b c\", \"d\" FROM \"s\"\"x\".\"T\" WHERE (\"a\") > ($1) \
              AND (\"mod'ified\" >= '2026-11-30 01:00:00+00'::timestamptz(6) OR \"mod'ified\" IS NULL) \
              ORDER BY \"a\" LIMIT $2"
+        );
+        let never_null = ChangedSince { nullable: false, ..changed.changed_since.clone().expect("set above") };
+        assert_eq!(
+            changed_condition(&never_null),
+            "(\"mod'ified\" >= '2026-11-30 01:00:00+00'::timestamptz(6))",
+            "a NOT NULL column is compared alone, so its index can serve the read"
         );
     }
 

@@ -30,7 +30,9 @@ use crate::error::{Side, TransferError};
 use crate::events::{Event, EventSink, PlannedTable, emit};
 use crate::failpoint;
 use crate::pause::PauseSwitch;
-use crate::plan::{Partition, PlanSettings, TableSize, integer_bounds, partition_count, partitions_from_bounds};
+use crate::plan::{
+    Partition, PlanSettings, TableSize, integer_bounds, partition_count, partitions_from_bounds, read_weight,
+};
 use crate::planning::{
     Step, apply_upsert_keys, change_column, plan_targets, require_change_columns, require_upsert_keys,
 };
@@ -297,7 +299,7 @@ struct TableWork<K> {
     source: Table,
     spec: ReadSpec,
     estimated_rows: u64,
-    /// [`Table::size_for_scheduling`]: larger tables start first.
+    /// [`read_weight`]: heavier reads start first.
     scheduling_size: u64,
     /// The partitions' key bounds, as planned (or as the resumed state has them).
     partitions: Vec<Partition<K>>,
@@ -430,25 +432,20 @@ async fn migrate<S: Source, T: Target>(
                     spec.label.clone(),
                     ChangeMark { column: column.name.clone(), mark: previous.clone(), next },
                 );
-                spec.changed_since = previous.filter(|_| !is_new).map(|mark| ChangedSince {
-                    column: column.name.clone(),
-                    source_type: column.data_type.clone(),
-                    kind,
-                    mark,
-                });
+                spec.changed_since = previous.filter(|_| !is_new).map(|mark| ChangedSince::new(column, kind, mark));
             }
-            let parts = partition_count(read_size(&table, &spec, run_bytes), settings);
             let planned = match prepared.failed {
                 Some(e) => Err(e),
                 None => {
                     with_retries(&backoff, &spec.label, &options.cancel, |_| {
-                        plan_partitions(source.as_ref(), &spec, parts, table.estimated_rows)
+                        plan_read(source.as_ref(), &spec, &table, settings, run_bytes)
                     })
                     .await
                 }
             };
-            let partitions = match planned {
-                Ok(p) => p,
+            let merged = m.target_mode == TargetMode::Upsert && !is_new;
+            let (partitions, weight) = match planned {
+                Ok(read) => (read.partitions, read_weight(table_size(&table, run_bytes), read.rows, merged)),
                 Err(e) if m.continue_on_error => {
                     tracing::error!(table = %spec.label, error = %e, "cannot load the table");
                     let state = TableState {
@@ -456,7 +453,7 @@ async fn migrate<S: Source, T: Target>(
                         ..TableState::new(ddl_label(&target_table), is_new, table.estimated_rows, Vec::new())
                     };
                     states.insert(spec.label.clone(), state);
-                    let w = new_work(spec, target_table, &table, Vec::new(), is_new);
+                    let w = new_work(spec, target_table, &table, Vec::new(), is_new, 0);
                     w.fail(e.to_string());
                     work.push(w);
                     continue;
@@ -469,7 +466,7 @@ async fn migrate<S: Source, T: Target>(
                 spec.label.clone(),
                 TableState::new(ddl_label(&target_table), is_new, table.estimated_rows, partition_states),
             );
-            work.push(new_work(spec, target_table, &table, partitions, is_new));
+            work.push(new_work(spec, target_table, &table, partitions, is_new, weight));
         }
         for r in &reports {
             states.insert(
@@ -641,6 +638,7 @@ fn new_work<K>(
     table: &Table,
     partitions: Vec<Partition<K>>,
     created: bool,
+    weight: u64,
 ) -> TableWork<K> {
     let key_columns = spec.key_target_names(&target);
     TableWork {
@@ -650,7 +648,7 @@ fn new_work<K>(
         source: table.clone(),
         spec,
         estimated_rows: table.estimated_rows,
-        scheduling_size: table.size_for_scheduling(),
+        scheduling_size: weight,
         created,
         key_columns,
         rows: AtomicU64::new(0),
@@ -719,8 +717,7 @@ async fn resume_table<S: Source, T: Target>(
         && let Some(mark) =
             progress.with(|s| s.marks.get(&label).filter(|mk| mk.column == column.name).and_then(|mk| mk.mark.clone()))
     {
-        spec.changed_since =
-            Some(ChangedSince { column: column.name.clone(), source_type: column.data_type.clone(), kind, mark });
+        spec.changed_since = Some(ChangedSince::new(column, kind, mark));
     }
     let damaged = |why: String| TransferError::State(format!("saved run state, table {label}: {why}"));
     let mut partitions = Vec::with_capacity(saved.partitions.len());
@@ -734,8 +731,7 @@ async fn resume_table<S: Source, T: Target>(
     }
     if partitions.is_empty() {
         // Planning failed for this table last time; plan it now.
-        let parts = partition_count(read_size(&table, &spec, run_bytes), settings);
-        partitions = plan_partitions(source, &spec, parts, table.estimated_rows).await?;
+        partitions = plan_read(source, &spec, &table, settings, run_bytes).await?.partitions;
         let states = partition_states::<S>(&partitions);
         progress
             .save_with(|s| {
@@ -763,7 +759,11 @@ async fn resume_table<S: Source, T: Target>(
                 .await?;
         }
     }
-    let work = new_work(spec, target_table, &table, partitions, saved.created);
+    // A resumed incremental read is not counted again: it weighs as much as
+    // the whole table would, which only moves it ahead in the order.
+    let merged = m.target_mode == TargetMode::Upsert && !saved.created;
+    let weight = read_weight(table_size(&table, run_bytes), table.estimated_rows, merged);
+    let work = new_work(spec, target_table, &table, partitions, saved.created, weight);
     work.rows.store(
         progress.with(|s| s.tables.get(&label).map(TableState::committed_rows).unwrap_or_default()),
         Ordering::Relaxed,
@@ -780,14 +780,39 @@ pub(crate) fn table_size(table: &Table, run_bytes: u64) -> TableSize {
     TableSize { rows: table.estimated_rows, bytes: table.size_for_scheduling(), run_bytes }
 }
 
-/// What the planner weighs a table's read by. An incremental read reads
-/// only the rows changed since its mark, a small part of the table, so it
-/// is not split to balance the run's bytes: each partition would be a
-/// range query walking its slice of the key for a few rows. The row rule
-/// (`large_table_threshold`) still applies.
-fn read_size(table: &Table, spec: &ReadSpec, run_bytes: u64) -> TableSize {
-    let size = table_size(table, run_bytes);
-    if spec.changed_since.is_some() { TableSize { bytes: 0, ..size } } else { size }
+/// Splits a table's read into partitions by its size ([`partition_count`]).
+/// An incremental read is weighed by the rows changed since its mark, which
+/// the source counts first, and its bounds are spread over the changed
+/// rows alone: a change sits anywhere in the key (often all at its end,
+/// where new rows go), and its rows, not the table's, are what the read
+/// costs. A change below `large_table_threshold` is one partition, read
+/// by one query through the change column's index where the source has
+/// one; split in key ranges, each range's query walks its slice of the
+/// key instead (docs/BENCHMARKS.md, upsert).
+async fn plan_read<S: Source>(
+    source: &S,
+    spec: &ReadSpec,
+    table: &Table,
+    settings: PlanSettings,
+    run_bytes: u64,
+) -> Result<PlannedRead<S::Key>, TransferError> {
+    let (size, rows) = if spec.changed_since.is_some() && !spec.key.is_empty() {
+        let changed = source.count_rows(spec).await?;
+        tracing::debug!(table = %spec.label, changed, "change counted");
+        (TableSize { rows: changed, bytes: 0, run_bytes }, changed)
+    } else {
+        (table_size(table, run_bytes), table.estimated_rows)
+    };
+    let partitions = plan_partitions(source, spec, partition_count(size, settings), rows).await?;
+    Ok(PlannedRead { partitions, rows })
+}
+
+/// [`plan_read`]'s plan.
+struct PlannedRead<K> {
+    partitions: Vec<Partition<K>>,
+    /// The rows the read is expected to return: the changed rows of an
+    /// incremental read (counted), the table's estimate otherwise.
+    rows: u64,
 }
 
 /// The inclusive upper bounds that split a table with a one-column integer
