@@ -38,6 +38,7 @@ mod fingerprint;
 mod glob;
 mod load;
 pub mod reference;
+mod repeated;
 mod secret;
 mod validate;
 

@@ -108,6 +108,27 @@ impl Loader {
             _ => return Err(ConfigError::UnknownFormat { path: shown_path }),
         };
         let syntax = |message: String| ConfigError::Syntax { path: shown_path.clone(), format: format_name, message };
+        // A syntax error here is the full parse's to report, below.
+        let repeated = match format_name {
+            "YAML" => crate::repeated::repeated_keys(serde_yaml::Deserializer::from_str(text)).unwrap_or_default(),
+            "JSON" => crate::repeated::repeated_keys(&mut serde_json::Deserializer::from_str(text)).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        if !repeated.is_empty() {
+            let origin = file.map(|f| f.display().to_string());
+            return Err(ConfigError::Invalid(Problems(
+                repeated
+                    .into_iter()
+                    .map(|key| Problem {
+                        key,
+                        message: "is given more than once in the same mapping; only one value can hold, \
+                                  so remove the others"
+                            .into(),
+                        origin: origin.clone(),
+                    })
+                    .collect(),
+            )));
+        }
         let mut root = match figment.find_value("") {
             Ok(Value::Dict(_, dict)) => dict,
             Ok(_) => return Err(syntax("the top level must be a mapping with source, target and migration".into())),

@@ -398,6 +398,33 @@ fn three_mistakes_yield_one_report_listing_all_three() {
 }
 
 #[test]
+fn a_key_given_twice_is_refused_by_name_not_resolved_silently() {
+    // A parser keeps the last value; which mode runs must not hang on that.
+    let yaml = format!("{BASE}migration: {{target_mode: upsert, workers: 2, target_mode: drop_recreate}}\n");
+    let p = problems(Loader::new().load_str(&yaml, "yaml"));
+    let keys: Vec<&str> = p.0.iter().map(|x| x.key.as_str()).collect();
+    assert_eq!(keys, ["migration.target_mode"], "{p}");
+    assert!(problem_for(&p, "migration.target_mode").contains("more than once in the same mapping"), "{p}");
+
+    let json = r#"{"source": {"type": "mssql", "host": "h", "database": "d", "user": "u", "password": "p",
+                   "host": "h2"},
+                   "target": {"type": "postgres", "host": "h2", "database": "d2", "user": "u2", "password": "p2"}}"#;
+    let p = problems(Loader::new().load_str(json, "json"));
+    assert_eq!(p.0.iter().map(|x| x.key.as_str()).collect::<Vec<_>>(), ["source.host"], "{p}");
+
+    let mut file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    write!(file, "{BASE}migration:\n  workers: 2\n  workers: 4\n").unwrap();
+    let p = problems(Loader::new().load_file(file.path()));
+    let problem = &p.0[0];
+    assert_eq!(problem.key, "migration.workers");
+    assert_eq!(problem.origin.as_deref(), Some(file.path().display().to_string().as_str()), "names the file");
+
+    // TOML refuses a repeated key itself, as a syntax error.
+    let toml = "[source]\ntype = 'mssql'\nhost = 'h'\nhost = 'h2'\n";
+    assert!(matches!(Loader::new().load_str(toml, "toml"), Err(ConfigError::Syntax { .. })));
+}
+
+#[test]
 fn secrets_never_appear_in_debug_display_or_json() {
     let config = Loader::new().load_str(YAML, "yaml").unwrap();
     let debug = format!("{config:?}");
