@@ -415,18 +415,25 @@ async fn a_change_column_reads_only_changed_rows_and_no_late_commit_is_lost() {
     assert_same_keyed_data(&s).await;
 }
 
+/// `skewed` synced by its `modified` column (NOT NULL): 2020-01-01 for
+/// every row but `latest`, whose later time is the first sync's mark.
+async fn skewed_with_change_column(latest: i64) -> (Setup, tokio_postgres::Client) {
+    let s = setup(&format!("{UPSERT}, change_columns: {{skewed: modified}}, change_lookback: 0")).await;
+    let src = s.source.connect("src").await.unwrap();
+    src.batch_execute(&format!(
+        "ALTER TABLE src.skewed ADD COLUMN modified timestamptz NOT NULL DEFAULT '2020-01-01 00:00:00+00';
+         UPDATE src.skewed SET modified = '2020-06-01 00:00:00+00' WHERE id = {latest};"
+    ))
+    .await
+    .unwrap();
+    (s, src)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incremental_read_is_split_over_the_changed_keys_not_the_table() {
     // The row rule of `setup` (split above 1,000 rows, 400 a partition, at
     // most 4): the table's 4,103 rows are four key ranges over its whole key.
-    let s = setup(&format!("{UPSERT}, change_columns: {{skewed: modified}}, change_lookback: 0")).await;
-    let src = s.source.connect("src").await.unwrap();
-    src.batch_execute(
-        "ALTER TABLE src.skewed ADD COLUMN modified timestamptz NOT NULL DEFAULT '2020-01-01 00:00:00+00';
-         UPDATE src.skewed SET modified = '2020-06-01 00:00:00+00' WHERE id = 2501;",
-    )
-    .await
-    .unwrap();
+    let (s, src) = skewed_with_change_column(2501).await;
     assert_eq!(merged(&sync(&s, None), "skewed"), [4103, 0, 0], "created: loaded whole");
 
     // A change at the end of the key, as new and recent rows are.
@@ -515,24 +522,17 @@ async fn delete_missing_can_name_the_tables_it_applies_to() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marks_outlive_per_run_state_files_as_in_the_guides_airflow_dag() {
-    let s = setup(&format!("{UPSERT}, change_columns: {{skewed: modified}}, change_lookback: 0")).await;
-    let src = s.source.connect("src").await.unwrap();
-    src.batch_execute(
-        "ALTER TABLE src.skewed ADD COLUMN modified timestamptz NOT NULL DEFAULT '2020-01-01 00:00:00+00';
-         UPDATE src.skewed SET modified = '2020-01-02 00:00:00+00' WHERE id = 1;",
-    )
-    .await
-    .unwrap();
+    let (s, src) = skewed_with_change_column(1).await;
     // `--state-file /tmp/{{ run_id }}.state`: a new file every hour.
     sync(&s, Some(&s.dir.path().join("run-1.state")));
     src.batch_execute(
-        "UPDATE src.skewed SET v = 'hour 2', modified = '2020-01-03 00:00:00+00' WHERE id BETWEEN 5 AND 7",
+        "UPDATE src.skewed SET v = 'hour 2', modified = '2020-07-01 00:00:00+00' WHERE id BETWEEN 5 AND 7",
     )
     .await
     .unwrap();
     let doc = sync(&s, Some(&s.dir.path().join("run-2.state")));
     let skewed = doc["report"]["tables"].as_array().unwrap().iter().find(|t| t["source"] == "src.skewed").unwrap();
-    assert_eq!(skewed["merged"]["read_since"], "2020-01-02 00:00:00+00", "{skewed}");
+    assert_eq!(skewed["merged"]["read_since"], "2020-06-01 00:00:00+00", "{skewed}");
     assert_eq!(skewed["rows"], 4, "row 1 at the mark and the 3 changed");
     assert_eq!(merged(&doc, "skewed"), [0, 3, 1]);
     assert_same_keyed_data(&s).await;
