@@ -455,7 +455,7 @@ pub fn quote_pg(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-fn quote_mssql(name: &str) -> String {
+pub fn quote_mssql(name: &str) -> String {
     format!("[{}]", name.replace(']', "]]"))
 }
 
