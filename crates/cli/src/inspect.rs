@@ -273,9 +273,17 @@ fn plan_text(plan: &DryRunPlan) -> String {
         };
         let _ = writeln!(text, "  chunks:   {chunking}");
         if let Some(merge) = &table.merge {
-            let reads = match &merge.change_column {
-                Some(column) => format!("rows changed since the last sync's mark of {column}"),
-                None => "every row, compared by the merge".to_owned(),
+            let reads = match (&merge.change_column, &merge.mark, merge.changed_rows) {
+                (Some(column), Some(mark), Some(rows)) => {
+                    format!("rows with {column} at or after the last sync's mark {mark} ({rows} now)")
+                }
+                (Some(column), Some(mark), None) => {
+                    format!("rows with {column} at or after the last sync's mark {mark}")
+                }
+                (Some(column), None, _) => {
+                    format!("every row: no mark of {column} was found in the target, so the sync reads the table whole")
+                }
+                (None, ..) => "every row, compared by the merge".to_owned(),
             };
             let _ = writeln!(text, "  merge:    on ({}), reading {reads}; per batch:", merge.key.join(", "));
             match merge.deletes {

@@ -341,7 +341,10 @@ async fn a_change_column_reads_only_changed_rows_and_no_late_commit_is_lost() {
     .unwrap();
     let (code, text, _) = s.finish(None, &["run", "--dry-run"]);
     assert_eq!(code, 0);
-    assert!(text.contains("merge:    on (id), reading rows changed since the last sync's mark of modified"), "{text}");
+    assert!(
+        text.contains("merge:    on (id), reading every row: no mark of modified was found in the target"),
+        "{text}"
+    );
     let doc = sync(&s, None);
     assert_eq!(merged(&doc, "skewed"), [4103, 0, 0], "created: loaded whole");
 
@@ -351,6 +354,38 @@ async fn a_change_column_reads_only_changed_rows_and_no_late_commit_is_lost() {
     )
     .await
     .unwrap();
+    // The dry run shows the mark the target keeps and counts what the sync will read.
+    let (code, text, _) = s.finish(None, &["run", "--dry-run"]);
+    assert_eq!(code, 0);
+    assert!(
+        text.contains(
+            "merge:    on (id), reading rows with modified at or after the last sync's mark \
+             2020-12-30 00:00:00+00 (8 now)"
+        ),
+        "{text}"
+    );
+    let out = s.command(None, &["--output-json", "run", "--dry-run"]).output().unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    common::assert_matches_schema("output.schema.json", &plan);
+    let planned = plan["report"]["tables"].as_array().unwrap().iter().find(|t| t["source"] == "src.skewed").unwrap();
+    assert_eq!(
+        (planned["merge"]["mark"].as_str(), planned["merge"]["changed_rows"].as_u64()),
+        (Some("2020-12-30 00:00:00+00"), Some(8)),
+        "{planned}"
+    );
+    // A target it cannot reach leaves the marks out, and says so.
+    let unreachable = s.write_config(
+        "unreachable.yaml",
+        &std::fs::read_to_string(&s.config).unwrap().replace(
+            &format!("port: {}, database: dst", s.target.port()),
+            &format!("port: {}, database: dst", common::pair::closed_port()),
+        ),
+    );
+    let out = s.command_with(&unreachable, None, &["run", "--dry-run"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("the marks the last sync left in the target could not be read"), "{text}");
+    assert!(text.contains("reading every row: no mark of modified was found in the target"), "{text}");
     let doc = sync(&s, None);
     let skewed = doc["report"]["tables"].as_array().unwrap().iter().find(|t| t["source"] == "src.skewed").unwrap();
     // From two days before the last mark: row 1, the NULL row, the 5 changed and the new one.

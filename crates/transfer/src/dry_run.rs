@@ -1,12 +1,15 @@
-//! `run --dry-run`: the plan of a run, without moving data or touching the
-//! target. Per table: the DDL, the chunk plan, row and byte estimates, and
-//! what will not land exactly; overall: an ETA.
+//! `run --dry-run`: the plan of a run, without moving data or writing to
+//! the target. Per table: the DDL, the chunk plan, row and byte estimates,
+//! and what will not land exactly; overall: an ETA.
 //!
 //! The source is only read: its catalog, and the smallest and largest key
 //! of tables split by integer key (an index seek each). Tables with other
 //! keys are split by a scan of their key at run time, which the plan does
-//! not pay for; it gives their partition count only.
+//! not pay for; it gives their partition count only. An upsert with change
+//! columns also reads the marks the target keeps, and counts the rows at
+//! or after each table's mark, as the sync will.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use mssql_pg_migrate_config::{Config, TargetKind, TargetMode};
@@ -14,17 +17,20 @@ use mssql_pg_migrate_postgres::ddl;
 use mssql_pg_migrate_schema::ident::qualified_mssql;
 use mssql_pg_migrate_schema::target::{Note, TargetTable};
 use mssql_pg_migrate_schema::{ColumnType, Table};
+use mssql_pg_migrate_state::ChangeMark;
 use mssql_pg_migrate_typemap::Verdict;
 use serde::Serialize;
 
-use crate::connect::{SourceJob, with_source};
+use crate::connect::{SourceJob, mssql_target_endpoint, target_endpoint, with_source};
 use crate::engine::{integer_split, read_selected_tables, run_bytes, table_size};
-use crate::error::TransferError;
-use crate::plan::{PlanSettings, partition_count};
+use crate::error::{Side, TransferError};
+use crate::plan::{PlanSettings, TableSize, partition_count};
 use crate::planning::{
     Step, apply_upsert_keys, change_column, foreign_key_steps, plan_targets, post_load_steps, require_upsert_keys,
 };
-use crate::source::{ReadSpec, Source};
+use crate::source::{ChangedSince, ReadSpec, Source};
+
+use crate::target::Target as _;
 use crate::tuning::{Machine, Tuning};
 
 /// Rows one reader moves per second, and COPY bytes one writer moves per
@@ -106,6 +112,14 @@ pub struct MergePlan {
     /// last sync left in the run state (or NULL) are read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub change_column: Option<String>,
+    /// The mark the next sync reads from, as the target keeps it; absent
+    /// before the first sync (which reads the table whole) or when the
+    /// target could not be read (the plan's warnings say why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mark: Option<String>,
+    /// The rows at or after `mark` now, counted by the source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed_rows: Option<u64>,
     /// `delete_missing`: how the rows gone from the source are found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deletes: Option<DeletesPlan>,
@@ -157,14 +171,43 @@ pub struct DryRunPlan {
 /// tables, a table that cannot be planned (without `continue_on_error`).
 pub async fn dry_run(config: &Config, options: &DryRunOptions) -> Result<DryRunPlan, TransferError> {
     let tuning = Tuning::resolve(&config.migration, Machine::for_run(config), options.workers);
-    let job = DryRunJob { config, options, tuning };
+    let marks = kept_marks(config).await;
+    let job = DryRunJob { config, options, tuning, marks };
     with_source(&config.source, tuning.parallel_readers.min(4), job).await
+}
+
+/// The marks the next sync starts from, as the target keeps them (in
+/// `mssql_pg_migrate.marks`, whatever the run state's location); none
+/// without change columns.
+async fn kept_marks(config: &Config) -> Result<BTreeMap<String, ChangeMark>, TransferError> {
+    let m = &config.migration;
+    if m.target_mode != TargetMode::Upsert || m.change_columns.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    // The run's key for its state and marks.
+    let key = &config.target.schema;
+    match config.target.kind {
+        TargetKind::Postgres => {
+            let pool = crate::pool::PgPool::new(&target_endpoint(&config.target), Side::Target, 1)?;
+            let store = mssql_pg_migrate_postgres::store::PgStateStore::new(pool);
+            crate::progress::load_marks(&store, key).await
+        }
+        TargetKind::Mssql => {
+            let target = crate::target::mssql::MssqlTarget::connect(mssql_target_endpoint(&config.target), 1).await?;
+            match target.state_store() {
+                Some(store) => crate::progress::load_marks(store.as_ref(), key).await,
+                None => Ok(BTreeMap::new()),
+            }
+        }
+    }
 }
 
 struct DryRunJob<'a> {
     config: &'a Config,
     options: &'a DryRunOptions,
     tuning: Tuning,
+    /// `Err`: the target could not be read; the plan shows no marks and says why.
+    marks: Result<BTreeMap<String, ChangeMark>, TransferError>,
 }
 
 impl SourceJob for DryRunJob<'_> {
@@ -181,9 +224,29 @@ impl SourceJob for DryRunJob<'_> {
         let settings = PlanSettings::new(m, &self.tuning);
         let run_bytes = run_bytes(plan.tables.iter().map(|(t, _)| t));
         let mut planned = Vec::with_capacity(plan.tables.len());
+        let no_marks = BTreeMap::new();
+        let marks = self.marks.as_ref().unwrap_or(&no_marks);
         for (table, target) in &plan.tables {
-            let spec = ReadSpec::new(table, target);
-            let parts = partition_count(table_size(table, run_bytes), settings);
+            let mut spec = ReadSpec::new(table, target);
+            let change = match change_column(table, m)? {
+                Some((column, kind)) if m.target_mode == TargetMode::Upsert => {
+                    let mark =
+                        marks.get(&spec.label).filter(|mk| mk.column == column.name).and_then(|mk| mk.mark.clone());
+                    spec.changed_since = mark.map(|mark| ChangedSince::new(column, kind, mark));
+                    Some(column.name.clone())
+                }
+                _ => None,
+            };
+            // As the sync plans it (`engine::plan_read`): by the rows changed since the mark.
+            let changed_rows = match &spec.changed_since {
+                Some(_) if !spec.key.is_empty() => Some(source.count_rows(&spec).await?),
+                _ => None,
+            };
+            let size = match changed_rows {
+                Some(rows) => TableSize { rows, bytes: 0, run_bytes },
+                None => table_size(table, run_bytes),
+            };
+            let parts = partition_count(size, settings);
             let chunking = if spec.key.is_empty() {
                 Chunking::Whole
             } else if let Some(key) = spec.integer_key() {
@@ -202,7 +265,7 @@ impl SourceJob for DryRunJob<'_> {
             if m.target_mode == TargetMode::Upsert {
                 let key = spec.key_target_names(target);
                 let key_refs: Vec<&str> = key.iter().map(String::as_str).collect();
-                let change = change_column(table, m)?.map(|(column, _)| column.name.clone());
+                let mark = spec.changed_since.as_ref().map(|c| c.mark.clone());
                 let statement = if self.config.target.kind == TargetKind::Mssql {
                     use mssql_pg_migrate_mssql::writer::{LoadMode, TableLoad};
                     TableLoad::plan(&target_schema, table, false, LoadMode::Merge)?.unstage_sql()
@@ -214,14 +277,27 @@ impl SourceJob for DryRunJob<'_> {
                 } else {
                     DeletesPlan::KeysMerged
                 });
-                table_plan.merge =
-                    Some(MergePlan { statement, key, incremental: change.is_some(), change_column: change, deletes });
+                table_plan.merge = Some(MergePlan {
+                    statement,
+                    key,
+                    incremental: change.is_some(),
+                    change_column: change,
+                    mark,
+                    changed_rows,
+                    deletes,
+                });
             }
             planned.push(table_plan);
         }
         let skipped = plan.skipped.into_iter().map(|(source, error)| SkippedTable { source, error }).collect();
         let targets: Vec<&TargetTable> = plan.tables.iter().map(|(_, t)| t).collect();
         let mut whole = assemble(source_schema, target_schema, self.config, self.tuning, &targets, planned, skipped);
+        if let Err(e) = &self.marks {
+            whole.warnings.push(format!(
+                "the marks the last sync left in the target could not be read ({e}); \
+                 tables with a change column are shown without them"
+            ));
+        }
         if self.config.target.kind == TargetKind::Mssql {
             whole.prepare = vec![mssql_pg_migrate_mssql::target::create_schema(&whole.target_schema)];
             let schema = &whole.target_schema;
