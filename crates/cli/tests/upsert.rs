@@ -333,6 +333,7 @@ async fn a_change_column_reads_only_changed_rows_and_no_late_commit_is_lost() {
     let src = s.source.connect("src").await.unwrap();
     src.batch_execute(
         "ALTER TABLE src.skewed ADD COLUMN modified timestamptz;
+         CREATE INDEX ON src.skewed (modified);
          UPDATE src.skewed SET modified = '2020-01-01 00:00:00+00';
          UPDATE src.skewed SET modified = '2021-01-01 00:00:00+00' WHERE id = 1;
          UPDATE src.skewed SET modified = NULL WHERE id = 2;",
@@ -470,17 +471,34 @@ async fn an_incremental_read_is_split_over_the_changed_keys_not_the_table() {
     // most 4): the table's 4,103 rows are four key ranges over its whole key.
     let (s, src) = skewed_with_change_column(2501).await;
     assert_eq!(merged(&sync(&s, None), "skewed"), [4103, 0, 0], "created: loaded whole");
+    let partitions_of_skewed = |doc: &serde_json::Value| {
+        let tables = doc["report"]["tables"].as_array().unwrap();
+        let skewed = tables.iter().find(|t| t["source"] == "src.skewed").unwrap();
+        (skewed["rows"].as_u64(), skewed["partitions"].as_u64())
+    };
 
-    // A change at the end of the key, as new and recent rows are.
+    // A change at the end of the key, as new and recent rows are. Without
+    // an index on the change column, counting it would be another scan of
+    // the table: the read keeps the table's four ranges, which share one.
     src.batch_execute(
         "UPDATE src.skewed SET v = 'changed ' || id, modified = '2022-01-01 00:00:00+00' WHERE id BETWEEN 2501 AND 4000",
     )
     .await
     .unwrap();
     let doc = sync(&s, None);
-    let skewed = doc["report"]["tables"].as_array().unwrap().iter().find(|t| t["source"] == "src.skewed").unwrap();
-    // 1,500 changed rows: three partitions of 500, bounded within 2501..4000.
-    assert_eq!((skewed["rows"].as_u64(), skewed["partitions"].as_u64()), (Some(1500), Some(3)), "{skewed}");
+    assert_eq!(partitions_of_skewed(&doc), (Some(1500), Some(4)));
+    assert_eq!(merged(&doc, "skewed"), [0, 1500, 0]);
+
+    // With the index the change is counted: 1,500 rows are three
+    // partitions of 500, bounded within 2501..4000.
+    src.batch_execute(
+        "CREATE INDEX ON src.skewed (modified);
+         UPDATE src.skewed SET v = 'again ' || id, modified = '2023-01-01 00:00:00+00' WHERE id BETWEEN 2501 AND 4000;",
+    )
+    .await
+    .unwrap();
+    let doc = sync(&s, None);
+    assert_eq!(partitions_of_skewed(&doc), (Some(1500), Some(3)));
     assert_eq!(merged(&doc, "skewed"), [0, 1500, 0]);
     let partitions: serde_json::Value = serde_json::from_str(
         &s.target_scalar("SELECT (state -> 'tables' -> 'src.skewed' -> 'partitions')::text FROM mssql_pg_migrate.runs")

@@ -234,6 +234,20 @@ impl Table {
         self.columns.iter().find(|c| c.name == name)
     }
 
+    /// Whether a btree on the whole table (the primary key, a unique
+    /// constraint, or an unfiltered index) has `column` first, so that a
+    /// range of `column` is found without reading the table.
+    pub fn leads_an_index(&self, column: &str) -> bool {
+        let first_of = |columns: &[String]| columns.first().is_some_and(|c| c == column);
+        self.primary_key.as_ref().is_some_and(|k| first_of(&k.columns))
+            || self.unique_constraints.iter().any(|k| first_of(&k.columns))
+            || self.indexes.iter().any(|ix| {
+                ix.method.is_none()
+                    && ix.filter.is_none()
+                    && ix.columns.first().is_some_and(|c| c.expression.is_none() && c.name == column)
+            })
+    }
+
     /// The table's size for ordering work (largest first, so no big table
     /// is left to run alone at the end): the catalog's estimate, or where
     /// the server keeps none (Babelfish), rows times the columns' typical
@@ -257,6 +271,33 @@ mod tests {
         assert_eq!(ColumnType::Mssql(MssqlType::DateTime).to_string(), "datetime");
         let odd = ColumnType::Unsupported { type_name: "geography".into(), reason: "no mapping".into() };
         assert_eq!(odd.to_string(), "geography");
+    }
+
+    #[test]
+    fn a_column_leads_an_index_only_as_the_first_column_of_an_unfiltered_btree() {
+        let index = |columns: &[&str], filter: Option<&str>, method: Option<&str>| Index {
+            name: "ix".into(),
+            columns: columns.iter().map(|c| IndexColumn { name: (*c).into(), ..IndexColumn::default() }).collect(),
+            included: Vec::new(),
+            unique: false,
+            filter: filter.map(Into::into),
+            method: method.map(Into::into),
+        };
+        let key = |columns: &[&str]| Key { name: "k".into(), columns: columns.iter().map(|c| (*c).into()).collect() };
+        let mut t = Table::new("s", "t", Vec::new());
+        assert!(!t.leads_an_index("modified"));
+        t.indexes = vec![index(&["region", "modified"], None, None)];
+        assert!(!t.leads_an_index("modified"), "second in the index");
+        t.indexes.push(index(&["modified"], Some("deleted = 0"), None));
+        assert!(!t.leads_an_index("modified"), "filtered");
+        t.indexes.push(index(&["modified"], None, Some("brin")));
+        assert!(!t.leads_an_index("modified"), "not a btree");
+        t.indexes.push(index(&["modified", "id"], None, None));
+        assert!(t.leads_an_index("modified"));
+        let mut keyed = Table::new("s", "t", Vec::new());
+        keyed.primary_key = Some(key(&["seq"]));
+        keyed.unique_constraints = vec![key(&["stamp", "seq"])];
+        assert!(keyed.leads_an_index("seq") && keyed.leads_an_index("stamp") && !keyed.leads_an_index("other"));
     }
 
     #[test]

@@ -22,9 +22,9 @@ use mssql_pg_migrate_typemap::Verdict;
 use serde::Serialize;
 
 use crate::connect::{SourceJob, mssql_target_endpoint, target_endpoint, with_source};
-use crate::engine::{integer_split, read_selected_tables, run_bytes, table_size};
+use crate::engine::{integer_split, read_selected_tables, read_size, run_bytes};
 use crate::error::{Side, TransferError};
-use crate::plan::{PlanSettings, TableSize, partition_count};
+use crate::plan::{PlanSettings, partition_count};
 use crate::planning::{
     Step, apply_upsert_keys, change_column, foreign_key_steps, plan_targets, post_load_steps, require_upsert_keys,
 };
@@ -237,15 +237,7 @@ impl SourceJob for DryRunJob<'_> {
                 }
                 _ => None,
             };
-            // As the sync plans it (`engine::plan_read`): by the rows changed since the mark.
-            let changed_rows = match &spec.changed_since {
-                Some(_) if !spec.key.is_empty() => Some(source.count_rows(&spec).await?),
-                _ => None,
-            };
-            let size = match changed_rows {
-                Some(rows) => TableSize { rows, bytes: 0, run_bytes },
-                None => table_size(table, run_bytes),
-            };
+            let (size, changed_rows) = read_size(source.as_ref(), &spec, table, run_bytes).await?;
             let parts = partition_count(size, settings);
             let chunking = if spec.key.is_empty() {
                 Chunking::Whole

@@ -780,15 +780,40 @@ pub(crate) fn table_size(table: &Table, run_bytes: u64) -> TableSize {
     TableSize { rows: table.estimated_rows, bytes: table.size_for_scheduling(), run_bytes }
 }
 
-/// Splits a table's read into partitions by its size ([`partition_count`]).
-/// An incremental read is weighed by the rows changed since its mark, which
-/// the source counts first, and its bounds are spread over the changed
-/// rows alone: a change sits anywhere in the key (often all at its end,
-/// where new rows go), and its rows, not the table's, are what the read
-/// costs. A change below `large_table_threshold` is one partition, read
-/// by one query through the change column's index where the source has
-/// one; split in key ranges, each range's query walks its slice of the
-/// key instead (docs/BENCHMARKS.md, upsert).
+/// What a read of `spec` weighs for planning, with the rows it is expected
+/// to return (`size.rows`), and for an incremental read whose rows were
+/// counted, that count.
+///
+/// A full read weighs its table. An incremental read weighs the rows
+/// changed since its mark, not the table: counted by the source where the
+/// change column leads an index (an index range, milliseconds), so that
+/// the row rule splits the change and its bounds are taken among the
+/// changed keys (`Source::integer_range` and `Source::boundaries` read
+/// under the read's condition). A change sits anywhere in the key, often
+/// all at its end where new rows go; split by the table instead, it is
+/// mostly ranges that hold nothing, each a query. Without such an index a
+/// count would be one more scan of the table, so the table's rows are
+/// weighed and its key ranges share the one pass the read makes. Neither
+/// is split for balance (no bytes): an incremental read is small next to
+/// the table's bytes.
+pub(crate) async fn read_size<S: Source>(
+    source: &S,
+    spec: &ReadSpec,
+    table: &Table,
+    run_bytes: u64,
+) -> Result<(TableSize, Option<u64>), TransferError> {
+    let Some(changed) = &spec.changed_since else {
+        return Ok((table_size(table, run_bytes), None));
+    };
+    if spec.key.is_empty() || !table.leads_an_index(&changed.column) {
+        return Ok((TableSize { bytes: 0, ..table_size(table, run_bytes) }, None));
+    }
+    let rows = source.count_rows(spec).await?;
+    tracing::debug!(table = %spec.label, changed = rows, "change counted");
+    Ok((TableSize { rows, bytes: 0, run_bytes }, Some(rows)))
+}
+
+/// Splits a table's read into partitions by [`read_size`].
 async fn plan_read<S: Source>(
     source: &S,
     spec: &ReadSpec,
@@ -796,22 +821,15 @@ async fn plan_read<S: Source>(
     settings: PlanSettings,
     run_bytes: u64,
 ) -> Result<PlannedRead<S::Key>, TransferError> {
-    let (size, rows) = if spec.changed_since.is_some() && !spec.key.is_empty() {
-        let changed = source.count_rows(spec).await?;
-        tracing::debug!(table = %spec.label, changed, "change counted");
-        (TableSize { rows: changed, bytes: 0, run_bytes }, changed)
-    } else {
-        (table_size(table, run_bytes), table.estimated_rows)
-    };
-    let partitions = plan_partitions(source, spec, partition_count(size, settings), rows).await?;
-    Ok(PlannedRead { partitions, rows })
+    let (size, _) = read_size(source, spec, table, run_bytes).await?;
+    let partitions = plan_partitions(source, spec, partition_count(size, settings), size.rows).await?;
+    Ok(PlannedRead { partitions, rows: size.rows })
 }
 
 /// [`plan_read`]'s plan.
 struct PlannedRead<K> {
     partitions: Vec<Partition<K>>,
-    /// The rows the read is expected to return: the changed rows of an
-    /// incremental read (counted), the table's estimate otherwise.
+    /// The rows the read is expected to return (see [`read_size`]).
     rows: u64,
 }
 
