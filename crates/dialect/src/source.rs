@@ -106,6 +106,7 @@ impl ChangedSince {
         }
     }
 }
+
 impl ReadSpec {
     /// Builds the spec from the source table and its target plan. The key is
     /// the primary key when all its columns are copied; otherwise the table

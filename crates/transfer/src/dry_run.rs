@@ -29,7 +29,6 @@ use crate::planning::{
     Step, apply_upsert_keys, change_column, foreign_key_steps, plan_targets, post_load_steps, require_upsert_keys,
 };
 use crate::source::{ChangedSince, ReadSpec, Source};
-
 use crate::target::Target as _;
 use crate::tuning::{Machine, Tuning};
 
