@@ -443,9 +443,8 @@ async fn migrate<S: Source, T: Target>(
                     .await
                 }
             };
-            let merged = m.target_mode == TargetMode::Upsert && !is_new;
             let (partitions, weight) = match planned {
-                Ok(read) => (read.partitions, read_weight(table_size(&table, run_bytes), read.rows, merged)),
+                Ok(read) => (read.partitions, weight_of(&table, run_bytes, read.rows, m, is_new)),
                 Err(e) if m.continue_on_error => {
                     tracing::error!(table = %spec.label, error = %e, "cannot load the table");
                     let state = TableState {
@@ -761,8 +760,7 @@ async fn resume_table<S: Source, T: Target>(
     }
     // A resumed incremental read is not counted again: it weighs as much as
     // the whole table would, which only moves it ahead in the order.
-    let merged = m.target_mode == TargetMode::Upsert && !saved.created;
-    let weight = read_weight(table_size(&table, run_bytes), table.estimated_rows, merged);
+    let weight = weight_of(&table, run_bytes, table.estimated_rows, m, saved.created);
     let work = new_work(spec, target_table, &table, partitions, saved.created, weight);
     work.rows.store(
         progress.with(|s| s.tables.get(&label).map(TableState::committed_rows).unwrap_or_default()),
@@ -811,6 +809,12 @@ pub(crate) async fn read_size<S: Source>(
     let rows = source.count_rows(spec).await?;
     tracing::debug!(table = %spec.label, changed = rows, "change counted");
     Ok((TableSize { rows, bytes: 0, run_bytes }, Some(rows)))
+}
+
+/// [`read_weight`] of reading `rows_read` rows of `table`: merged in upsert
+/// mode unless the run created the table.
+fn weight_of(table: &Table, run_bytes: u64, rows_read: u64, m: &MigrationConfig, created: bool) -> u64 {
+    read_weight(table_size(table, run_bytes), rows_read, m.target_mode == TargetMode::Upsert && !created)
 }
 
 /// Splits a table's read into partitions by [`read_size`].
@@ -884,7 +888,7 @@ enum Next {
     Finished,
 }
 
-/// Hands out partitions, largest tables first, so that at most `workers`
+/// Hands out partitions, heaviest reads first ([`read_weight`]), so that at most `workers`
 /// tables are in flight, and a reader takes a table no other reader is
 /// loading while one is left: two writers loading one table cost the
 /// target about 15% more CPU than one (concurrent extension of the same

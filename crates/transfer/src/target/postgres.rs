@@ -577,6 +577,9 @@ pub(crate) struct MigrationLock {
 /// How often the keeper looks at the lock's session.
 const LOCK_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// How often a run asks again for a lock held elsewhere, within [`MIGRATION_LOCK_GRACE`].
+const LOCK_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl MigrationLock {
     /// Takes the lock, asking again for [`MIGRATION_LOCK_GRACE`] while
     /// another session holds it, or says which session holds it.
@@ -590,7 +593,7 @@ impl MigrationLock {
             if tokio::time::Instant::now() >= deadline {
                 return Err(held_elsewhere(&session, control, key).await);
             }
-            tokio::time::sleep(MIGRATION_LOCK_GRACE / 30).await;
+            tokio::time::sleep(LOCK_RETRY_INTERVAL).await;
         }
     }
 
