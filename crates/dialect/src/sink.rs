@@ -135,4 +135,23 @@ pub trait RowSink: Send {
     /// # Errors
     /// [`FieldError::WriterGone`].
     fn field_part(&mut self, part: &[u8]) -> impl Future<Output = Result<(), FieldError>> + Send;
+
+    /// Whether [`RowSink::copy_rows`] takes rows: the target's rows are
+    /// PostgreSQL binary COPY rows, byte for byte.
+    fn takes_copy_rows(&self) -> bool {
+        false
+    }
+
+    /// Adds bytes of rows already in PostgreSQL's binary COPY row form (a
+    /// PostgreSQL source's own `COPY … TO STDOUT (FORMAT binary)` output,
+    /// without its header and trailer). A row may begin in one call and end
+    /// in the next; the calls' bytes together are whole rows.
+    ///
+    /// # Errors
+    /// [`FieldError::WriterGone`]; a sink that does not take such rows
+    /// ([`RowSink::takes_copy_rows`] is false) refuses them.
+    fn copy_rows(&mut self, bytes: &[u8]) -> impl Future<Output = Result<(), FieldError>> + Send {
+        let _ = bytes;
+        async { Err(FieldError::Encode(EncodeError::Unsupported("rows in PostgreSQL's binary COPY form"))) }
+    }
 }

@@ -32,6 +32,7 @@
 pub mod catalog;
 pub mod checksum;
 pub mod copy;
+pub mod copy_out;
 pub mod ddl;
 pub mod error;
 pub mod pool;

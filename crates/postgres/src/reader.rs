@@ -14,13 +14,14 @@ use mssql_pg_migrate_dialect::source::{
     ChangeKind, ChangedSince, KeyText, Page, ReadSpec, ServerProbe, Source, TableAccess, TableName, hex,
     join_key_parts, split_key_parts, unhex,
 };
-use mssql_pg_migrate_dialect::{Side, TransferError};
-use mssql_pg_migrate_schema::Table;
+use mssql_pg_migrate_dialect::{Side, TransferError, Transience};
 use mssql_pg_migrate_schema::ident::{literal_pg, qualified_pg, quote_pg};
 use mssql_pg_migrate_schema::target::Dialect;
+use mssql_pg_migrate_schema::{ColumnType, Table};
 use mssql_pg_migrate_typemap::PgType;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
+use crate::copy_out::{CopyOutScanner, KeyField};
 use crate::error::pg_error;
 use crate::pool::PgPool;
 
@@ -75,6 +76,56 @@ impl PgSource {
     fn err(context: &str, spec: &ReadSpec, e: &tokio_postgres::Error) -> TransferError {
         pg_error(Side::Source, format!("{context} {}", spec.label), e)
     }
+
+    /// Reads a page as the server's binary COPY output and hands its rows
+    /// to `sink` as they came, message by message: no row is parsed into
+    /// values, only scanned for its end and its key. Per row this saves the
+    /// driver's `Row` (an allocation) and the per-field calls of the portal
+    /// path: about a fifth of the tool's CPU on narrow rows.
+    async fn read_page_by_copy<S: RowSink>(
+        &self,
+        spec: &ReadSpec,
+        page: &CopyPage,
+        sink: &mut S,
+    ) -> Result<Page<Vec<RawValue>>, TransferError> {
+        let fail = |e: tokio_postgres::Error| Self::err("reading", spec, &e);
+        let broken = |message: String| TransferError::Server {
+            side: Side::Source,
+            context: format!("reading {}", spec.label),
+            message,
+            transience: Transience::Permanent,
+        };
+        let gone = |e: FieldError| match e {
+            FieldError::WriterGone => TransferError::Cancelled,
+            FieldError::Encode(e) => broken(e.to_string()),
+        };
+        let fields = u16::try_from(spec.columns.len())
+            .map_err(|_| TransferError::Config(format!("table {} has more than 65535 columns", spec.label)))?;
+        let client = self.pool.get(Side::Source).await?;
+        let stream = client.copy_out(page.sql.as_str()).await.map_err(fail)?;
+        pin_mut!(stream);
+        let mut scanner = CopyOutScanner::new(fields, page.key);
+        while let Some(message) = stream.try_next().await.map_err(fail)? {
+            let scanned = scanner.scan(&message).map_err(|e| broken(e.to_string()))?;
+            if let Some(byte) = scanned.held {
+                sink.copy_rows(&[byte]).await.map_err(gone)?;
+            }
+            sink.copy_rows(&message[scanned.rows]).await.map_err(gone)?;
+        }
+        spec.widest_row.fetch_max(scanner.widest_row(), std::sync::atomic::Ordering::Relaxed);
+        if !scanner.ended() {
+            return Err(broken("the COPY output ended before its trailer".into()));
+        }
+        let key_type = |width: usize| match width {
+            2 => Type::INT2,
+            4 => Type::INT4,
+            _ => Type::INT8,
+        };
+        let last_key = scanner
+            .last_key()
+            .map(|bytes| vec![RawValue { ty: key_type(bytes.len()), bytes: Bytes::copy_from_slice(bytes) }]);
+        Ok(Page { rows: scanner.rows(), last_key })
+    }
 }
 
 fn table_sql(spec: &ReadSpec) -> String {
@@ -92,28 +143,76 @@ fn placeholders(first: usize, count: usize) -> String {
 
 /// The page query: `SELECT cols FROM t WHERE (key) > (…) AND (key) <= (…) ORDER BY key LIMIT …`.
 pub fn page_sql(spec: &ReadSpec, has_after: bool, has_upto: bool, has_limit: bool) -> String {
+    let n = spec.key.len();
+    let after = has_after.then(|| format!("({})", placeholders(1, n)));
+    let first_after_bounds = 1 + if has_after { n } else { 0 };
+    let upto = has_upto.then(|| format!("({})", placeholders(first_after_bounds, n)));
+    let limit = has_limit.then(|| format!("${}", first_after_bounds + if has_upto { n } else { 0 }));
+    select_page(spec, after, upto, limit)
+}
+
+/// The page query with the bounds and limit given as SQL: placeholders,
+/// or literals where the query cannot take parameters (COPY).
+fn select_page(spec: &ReadSpec, after: Option<String>, upto: Option<String>, limit: Option<String>) -> String {
     let columns = spec.columns.iter().map(|c| quote_pg(&c.source_name)).collect::<Vec<_>>().join(", ");
     let mut sql = format!("SELECT {columns} FROM {}", table_sql(spec));
     let keys = key_list(spec);
-    let n = spec.key.len();
-    let mut next = 1;
     let mut conditions = Vec::new();
-    if has_after {
-        conditions.push(format!("({keys}) > ({})", placeholders(next, n)));
-        next += n;
+    if let Some(after) = after {
+        conditions.push(format!("({keys}) > {after}"));
     }
-    if has_upto {
-        conditions.push(format!("({keys}) <= ({})", placeholders(next, n)));
-        next += n;
+    if let Some(upto) = upto {
+        conditions.push(format!("({keys}) <= {upto}"));
     }
     spec.write_where(&mut sql, conditions, changed_condition);
     if !spec.key.is_empty() {
         let _ = write!(sql, " ORDER BY {keys}");
     }
-    if has_limit {
-        let _ = write!(sql, " LIMIT ${next}");
+    if let Some(limit) = limit {
+        let _ = write!(sql, " LIMIT {limit}");
     }
     sql
+}
+
+/// A page read as the server's binary COPY output, whose rows a PostgreSQL
+/// target takes as they are: the statement, and where each row's key is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyPage {
+    pub sql: String,
+    pub key: Option<KeyField>,
+}
+
+/// The page as `COPY (SELECT …) TO STDOUT (FORMAT binary)`, for a table
+/// without a key or with one integer key. COPY takes no parameters, so the
+/// bounds are written as integer literals; other keys are read through
+/// [`page_sql`].
+pub fn copy_page(
+    spec: &ReadSpec,
+    after: Option<&[RawValue]>,
+    upto: Option<&[RawValue]>,
+    limit: Option<u64>,
+) -> Option<CopyPage> {
+    let key = if spec.key.is_empty() {
+        None
+    } else {
+        let column = spec.integer_key()?;
+        let width = match column.source_type {
+            ColumnType::Postgres(PgType::SmallInt) => 2,
+            ColumnType::Postgres(PgType::Integer) => 4,
+            ColumnType::Postgres(PgType::BigInt) => 8,
+            _ => return None,
+        };
+        Some(KeyField { index: u16::try_from(spec.key[0]).ok()?, width })
+    };
+    let literal = |bound: Option<&[RawValue]>| -> Option<Option<String>> {
+        match bound {
+            None => Some(None),
+            Some([value]) => raw_integer(value).map(|v| Some(format!("({v})"))),
+            Some(_) => None,
+        }
+    };
+    let select = select_page(spec, literal(after)?, literal(upto)?, limit.map(|l| l.to_string()));
+    Some(CopyPage { sql: format!("COPY ({select}) TO STDOUT (FORMAT binary)"), key })
 }
 
 /// The incremental read's condition: the column at or after the mark, or
@@ -299,6 +398,13 @@ impl Source for PgSource {
         limit: Option<u64>,
         sink: &mut S,
     ) -> Result<Page<Self::Key>, TransferError> {
+        let widest = spec.widest_row.load(std::sync::atomic::Ordering::Relaxed);
+        if sink.takes_copy_rows()
+            && (1..COPY_ROWS_BELOW).contains(&widest)
+            && let Some(page) = copy_page(spec, after.map(Vec::as_slice), upto.map(Vec::as_slice), limit)
+        {
+            return self.read_page_by_copy(spec, &page, sink).await;
+        }
         let context = "reading";
         let fail = |e: tokio_postgres::Error| Self::err(context, spec, &e);
         let mut client = self.pool.get(Side::Source).await?;
@@ -467,6 +573,11 @@ pub async fn ping_pg(pool: &PgPool, side: Side) -> Result<(), TransferError> {
 /// the rows' size and the driver may read several fetched rows ahead.
 const FIRST_BATCH_ROWS: i32 = 1;
 /// Most rows per fetch, for narrow rows.
+/// A COPY streams without pausing and the driver reads a few messages
+/// ahead of the reader, so pages are read as COPY only while every row seen
+/// is narrower than this; the first page, and tables with wider rows, go
+/// through the portal, which fetches rows of 50 MB one at a time.
+const COPY_ROWS_BELOW: usize = 1 << 20;
 const MAX_BATCH_ROWS: i32 = 16_384;
 /// Bytes of rows a fetch aims at: what the driver holds at once.
 const BATCH_BYTES: usize = 4 << 20;
@@ -594,6 +705,33 @@ mod tests {
             "SELECT \"a\", \"b c\", \"d\" FROM \"s\"\"x\".\"T\" WHERE (\"a\") <= ($1) ORDER BY \"a\" LIMIT $2"
         );
         assert_eq!(page_sql(&spec(vec![]), false, false, false), "SELECT \"a\", \"b c\", \"d\" FROM \"s\"\"x\".\"T\"");
+    }
+
+    #[test]
+    fn integer_keyed_and_keyless_pages_are_read_as_copy_with_literal_bounds() {
+        let key = |v: i32| vec![RawValue { ty: Type::INT4, bytes: Bytes::copy_from_slice(&v.to_be_bytes()) }];
+        let (after, upto) = (key(-7), key(300));
+        let page = copy_page(&spec(vec![1]), Some(&after), Some(&upto), Some(100_000)).expect("an integer key");
+        assert_eq!(
+            page.sql,
+            "COPY (SELECT \"a\", \"b c\", \"d\" FROM \"s\"\"x\".\"T\" WHERE (\"b c\") > (-7) AND (\"b c\") <= (300) \
+             ORDER BY \"b c\" LIMIT 100000) TO STDOUT (FORMAT binary)"
+        );
+        assert_eq!(page.key, Some(KeyField { index: 1, width: 4 }));
+        let keyless = copy_page(&spec(vec![]), None, None, None).expect("no key");
+        assert_eq!(keyless.sql, "COPY (SELECT \"a\", \"b c\", \"d\" FROM \"s\"\"x\".\"T\") TO STDOUT (FORMAT binary)");
+        assert_eq!(keyless.key, None);
+    }
+
+    #[test]
+    fn pages_whose_bounds_cannot_be_integer_literals_keep_their_parameters() {
+        assert_eq!(copy_page(&spec(vec![0, 1]), None, None, Some(10)), None, "a key of two columns");
+        let mut text_key = spec(vec![0]);
+        text_key.columns[0].source_type = ColumnType::Postgres(PgType::Text);
+        assert_eq!(copy_page(&text_key, None, None, Some(10)), None, "a text key");
+        let mut bigint_key = spec(vec![0]);
+        bigint_key.columns[0].source_type = ColumnType::Postgres(PgType::BigInt);
+        assert_eq!(copy_page(&bigint_key, None, None, None).and_then(|p| p.key), Some(KeyField { index: 0, width: 8 }));
     }
 
     #[test]

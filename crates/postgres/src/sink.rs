@@ -83,6 +83,30 @@ impl RowSink for PieceSink {
         }
         Ok(())
     }
+
+    fn takes_copy_rows(&self) -> bool {
+        true
+    }
+
+    /// Copies `bytes` into the piece, passing each full piece on, so no
+    /// piece outgrows `piece_bytes` however large a row is.
+    #[inline]
+    async fn copy_rows(&mut self, mut bytes: &[u8]) -> Result<(), FieldError> {
+        loop {
+            let room = self.piece_bytes.saturating_sub(self.encoder.len());
+            if bytes.len() < room {
+                self.encoder.extend(bytes);
+                return Ok(());
+            }
+            let (filling, rest) = bytes.split_at(room);
+            self.encoder.extend(filling);
+            self.flush().await.map_err(|WriterGone| FieldError::WriterGone)?;
+            if rest.is_empty() {
+                return Ok(());
+            }
+            bytes = rest;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -142,6 +166,36 @@ mod tests {
         assert!(pieces.len() >= 10, "{} pieces", pieces.len());
         assert!(pieces.iter().all(|p| p.len() <= 2000), "{:?}", pieces.iter().map(|p| p.len()).collect::<Vec<_>>());
         assert_eq!(pieces.concat(), whole.into_bytes(), "the same COPY stream as one buffer would give");
+    }
+
+    #[tokio::test]
+    async fn copy_rows_pass_on_in_full_pieces_and_end_as_one_stream() {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let mut sink = PieceSink::new(tx, 1000);
+        let mut whole = CopyEncoder::new();
+        let mut rows = CopyEncoder::with_capacity(0);
+        rows.take();
+        for i in 0..40 {
+            for enc in [&mut whole, &mut rows] {
+                enc.begin_row(2);
+                enc.int4(i);
+                enc.text(&"y".repeat(i as usize * 10)).unwrap();
+            }
+        }
+        let rows = rows.into_bytes();
+        // In uneven parts, one of them larger than a piece.
+        for part in [&rows[..3], &rows[3..2500], &rows[2500..2600], &rows[2600..]] {
+            sink.copy_rows(part).await.unwrap();
+        }
+        sink.finish().await.unwrap();
+        whole.finish();
+        let mut pieces = Vec::new();
+        while let Some(p) = rx.recv().await {
+            pieces.push(p);
+        }
+        let lengths: Vec<usize> = pieces.iter().map(|p| p.len()).collect();
+        assert!(lengths[..lengths.len() - 1].iter().all(|&l| l == 1000), "{lengths:?}");
+        assert_eq!(pieces.concat(), whole.into_bytes());
     }
 
     #[tokio::test]
