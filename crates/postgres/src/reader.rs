@@ -1,7 +1,15 @@
-//! A PostgreSQL source. Rows are fetched in binary format and each field's
-//! bytes go to the row sink as they are ([`RowSink::field`]): PostgreSQL's
-//! binary send format is also binary COPY's field format, so no value is
-//! decoded.
+//! A PostgreSQL source. No value is decoded: PostgreSQL's binary send
+//! format is also binary COPY's field format. A page goes one of two ways:
+//!
+//! - As the server's own `COPY (SELECT …) TO STDOUT (FORMAT binary)`
+//!   output, whose rows a PostgreSQL target takes byte for byte
+//!   ([`RowSink::copy_rows`]); [`crate::copy_out`] only finds where rows
+//!   end and keeps the last key. This is the fast path: for a table with
+//!   one integer key or none (COPY takes no parameters, so the bounds are
+//!   written as integers) whose rows seen so far are narrow.
+//! - Otherwise through a portal fetched in batches, each field's bytes
+//!   handed to the sink ([`RowSink::field`]): any key, and rows of any size
+//!   one at a time.
 
 use std::error::Error;
 use std::fmt::Write as _;
