@@ -30,8 +30,8 @@ fn spec(columns: &[(&str, PgType)]) -> ReadSpec {
             .iter()
             .map(|(name, ty)| ReadColumn {
                 source_name: (*name).into(),
-                source_type: ColumnType::Postgres(ty.clone()),
-                target: ty.clone(),
+                source_type: ColumnType::Postgres(*ty),
+                target: *ty,
             })
             .collect(),
         key: vec![0],
