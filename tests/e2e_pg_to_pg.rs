@@ -135,6 +135,16 @@ async fn drop_recreate_copies_every_value_and_rebuilds_the_schema() {
     let columns_with_statistics =
         scalar(&t, "SELECT count(*)::text FROM pg_stats WHERE schemaname = 'copy' AND tablename = 'skewed'").await;
     assert_eq!(columns_with_statistics, "2", "id and v");
+    // Autovacuum, off while the tables loaded, is back on every table and its TOAST table.
+    let options = scalar(
+        &t,
+        "SELECT coalesce(string_agg(c.relname || '=' || array_to_string(c.reloptions || o.reloptions, ','), ' '), '') \
+         FROM pg_class c LEFT JOIN pg_class o ON o.oid = c.reltoastrelid \
+         WHERE c.relnamespace = 'copy'::regnamespace AND c.relkind = 'r' \
+         AND (c.reloptions IS NOT NULL OR o.reloptions IS NOT NULL)",
+    )
+    .await;
+    assert_eq!(options, "", "tables left with storage options");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,7 +31,8 @@ use crate::events::{Event, EventSink, PlannedTable, emit};
 use crate::failpoint;
 use crate::pause::PauseSwitch;
 use crate::plan::{
-    Partition, PlanSettings, TableSize, integer_bounds, partition_count, partitions_from_bounds, read_weight,
+    Partition, PlanSettings, TableSize, filler_count, integer_bounds, partition_count, partitions_from_bounds,
+    read_weight,
 };
 use crate::planning::{
     Step, apply_upsert_keys, change_column, plan_targets, require_change_columns, require_upsert_keys,
@@ -877,6 +878,8 @@ async fn plan_partitions<S: Source>(
 struct Job {
     table: usize,
     partition: usize,
+    /// One of the lightest tables, kept for the end ([`filler_count`]).
+    filler: bool,
 }
 
 /// What a reader task should do next.
@@ -893,7 +896,9 @@ enum Next {
 /// loading while one is left: two writers loading one table cost the
 /// target about 15% more CPU than one (concurrent extension of the same
 /// heap; docs/BENCHMARKS.md, issue 18). Readers meet in one table only when
-/// nothing else is left or the `workers` limit leaves no other choice.
+/// nothing else is left but the fillers (the lightest tables, copied last
+/// beside the larger tables' key builds, see [`filler_count`]) or the
+/// `workers` limit leaves no other choice.
 #[derive(Debug)]
 struct Scheduler {
     jobs: VecDeque<Job>,
@@ -909,7 +914,12 @@ impl Scheduler {
         let room = self.active.len() < self.workers;
         let untouched = |j: &Job| room && !self.active.contains_key(&j.table);
         let shared = |j: &Job| self.active.contains_key(&j.table);
-        let position = self.jobs.iter().position(untouched).or_else(|| self.jobs.iter().position(shared));
+        let position = self
+            .jobs
+            .iter()
+            .position(|j| !j.filler && untouched(j))
+            .or_else(|| self.jobs.iter().position(shared))
+            .or_else(|| self.jobs.iter().position(untouched));
         let Some(job) = position.and_then(|pos| self.jobs.remove(pos)) else {
             return Next::Wait;
         };
@@ -965,9 +975,14 @@ async fn transfer_all<S: Source, T: Target>(
     }
     let mut order: Vec<usize> = (0..work.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(work[i].scheduling_size));
+    let weights: Vec<u64> = order.iter().map(|&i| work[i].scheduling_size).collect();
+    let first_filler = order.len() - filler_count(&weights, u32::try_from(tuning.parallel_readers).unwrap_or(u32::MAX));
     let jobs = order
         .into_iter()
-        .flat_map(|t| (0..work[t].partitions.len()).map(move |p| Job { table: t, partition: p }))
+        .enumerate()
+        .flat_map(|(rank, t)| {
+            (0..work[t].partitions.len()).map(move |p| Job { table: t, partition: p, filler: rank >= first_filler })
+        })
         .collect();
     let scheduler = Arc::new(Mutex::new(Scheduler { jobs, active: HashMap::new(), workers: tuning.workers }));
     // Wakes readers waiting for a table to finish (see `Next::Wait`).
@@ -1535,8 +1550,12 @@ mod tests {
     use super::*;
 
     fn scheduler(jobs: &[(usize, usize)], workers: usize) -> Scheduler {
-        let jobs = jobs.iter().map(|&(table, partition)| Job { table, partition }).collect();
+        let jobs = jobs.iter().map(|&(table, partition)| Job { table, partition, filler: false }).collect();
         Scheduler { jobs, active: HashMap::new(), workers }
+    }
+
+    fn job(table: usize, partition: usize) -> Next {
+        Next::Copy(Job { table, partition, filler: false })
     }
 
     #[tokio::test]
@@ -1557,27 +1576,45 @@ mod tests {
     #[test]
     fn readers_keep_to_tables_of_their_own_while_one_is_left() {
         let mut s = scheduler(&[(0, 0), (0, 1), (0, 2), (1, 0), (2, 0)], 3);
-        assert_eq!(s.next(), Next::Copy(Job { table: 0, partition: 0 }));
-        assert_eq!(s.next(), Next::Copy(Job { table: 1, partition: 0 }), "not a second writer in table 0");
+        assert_eq!(s.next(), job(0, 0));
+        assert_eq!(s.next(), job(1, 0), "not a second writer in table 0");
         s.done(0);
-        assert_eq!(s.next(), Next::Copy(Job { table: 0, partition: 1 }), "table 0 is free again, and largest");
-        assert_eq!(s.next(), Next::Copy(Job { table: 2, partition: 0 }));
-        assert_eq!(s.next(), Next::Copy(Job { table: 0, partition: 2 }), "nothing else left: readers meet");
+        assert_eq!(s.next(), job(0, 1), "table 0 is free again, and largest");
+        assert_eq!(s.next(), job(2, 0));
+        assert_eq!(s.next(), job(0, 2), "nothing else left: readers meet");
+        assert_eq!(s.next(), Next::Finished);
+    }
+
+    #[test]
+    fn readers_meet_in_a_large_table_before_they_take_the_fillers() {
+        let mut s = scheduler(&[(0, 0), (0, 1), (0, 2), (1, 0), (2, 0), (3, 0)], 3);
+        for j in s.jobs.iter_mut().filter(|j| j.table >= 2) {
+            j.filler = true;
+        }
+        let filler = |table| Next::Copy(Job { table, partition: 0, filler: true });
+        assert_eq!(s.next(), job(0, 0));
+        assert_eq!(s.next(), job(1, 0));
+        assert_eq!(s.next(), job(0, 1), "a second writer in table 0 rather than a filler");
+        s.done(1);
+        assert_eq!(s.next(), job(0, 2));
+        s.done(0);
+        assert_eq!(s.next(), filler(2), "table 0 is all taken: the fillers end the run");
+        assert_eq!(s.next(), filler(3));
         assert_eq!(s.next(), Next::Finished);
     }
 
     #[test]
     fn no_more_tables_than_workers_are_in_flight() {
         let mut s = scheduler(&[(0, 0), (1, 0), (0, 1), (2, 0)], 2);
-        assert_eq!(s.next(), Next::Copy(Job { table: 0, partition: 0 }));
-        assert_eq!(s.next(), Next::Copy(Job { table: 1, partition: 0 }));
+        assert_eq!(s.next(), job(0, 0));
+        assert_eq!(s.next(), job(1, 0));
         // Table 2 would be a third table; table 0's second partition may go.
-        assert_eq!(s.next(), Next::Copy(Job { table: 0, partition: 1 }));
+        assert_eq!(s.next(), job(0, 1));
         assert_eq!(s.next(), Next::Wait);
         s.done(0);
         assert_eq!(s.next(), Next::Wait, "table 0 still has a partition in flight");
         s.done(0);
-        assert_eq!(s.next(), Next::Copy(Job { table: 2, partition: 0 }));
+        assert_eq!(s.next(), job(2, 0));
         assert_eq!(s.next(), Next::Finished);
     }
 }

@@ -192,7 +192,9 @@ pub struct Step {
 }
 
 /// The steps that complete a table created by the run, in order: primary
-/// key, unique constraints, indexes, checks, then `SET LOGGED`.
+/// key, unique constraints, indexes, checks, `SET LOGGED`, `ANALYZE`, and
+/// last autovacuum back on (off while the table loads, see
+/// [`ddl::create_table`]).
 pub fn post_load_steps(t: &TargetTable, m: &MigrationConfig) -> Vec<Step> {
     let mut steps = Vec::new();
     if let Some(pk) = &t.primary_key {
@@ -219,6 +221,7 @@ pub fn post_load_steps(t: &TargetTable, m: &MigrationConfig) -> Vec<Step> {
         steps.push(Step { sql: ddl::set_logged(t), what: format!("SET LOGGED on {}", t.name) });
     }
     steps.extend(analyze_step(t, m));
+    steps.push(Step { sql: ddl::enable_autovacuum(t), what: format!("autovacuum on {}", t.name) });
     steps
 }
 
@@ -308,18 +311,23 @@ mod tests {
         let child = &plan.tables.iter().find(|(s, _)| s.name == "Child").unwrap().1;
         let m = migration("");
         let steps = post_load_steps(child, &m);
-        assert_eq!(steps.len(), 2, "{steps:?}");
+        assert_eq!(steps.len(), 3, "{steps:?}");
         assert!(steps[0].sql.starts_with("ALTER TABLE \"t\".\"child\" ADD CONSTRAINT"), "{}", steps[0].sql);
         assert!(steps[0].sql.contains("PRIMARY KEY (\"id\")"), "{}", steps[0].sql);
-        assert_eq!(steps[1].sql, "ANALYZE \"t\".\"child\"", "statistics last, after the key");
+        assert_eq!(steps[1].sql, "ANALYZE \"t\".\"child\"", "statistics after the key");
+        assert_eq!(
+            steps[2].sql, "ALTER TABLE \"t\".\"child\" RESET (autovacuum_enabled, toast.autovacuum_enabled)",
+            "autovacuum back on last, once the table is complete"
+        );
         let unanalyzed = post_load_steps(child, &migration("analyze_after_load: false"));
-        assert_eq!(unanalyzed.len(), 1, "{unanalyzed:?}");
+        assert_eq!(unanalyzed.len(), 2, "{unanalyzed:?}");
+        assert!(unanalyzed[1].sql.contains("RESET (autovacuum_enabled"), "{}", unanalyzed[1].sql);
         let fks = foreign_key_steps(child, &m);
         assert_eq!(fks.len(), 1);
         assert!(fks[0].sql.contains("REFERENCES \"t\".\"parent\""), "{}", fks[0].sql);
         assert!(foreign_key_steps(child, &migration("create_foreign_keys: false")).is_empty());
         let unlogged = post_load_steps(child, &migration("use_unlogged_tables: true"));
-        let last_two: Vec<&str> = unlogged.iter().rev().take(2).map(|s| s.sql.as_str()).collect();
+        let last_two: Vec<&str> = unlogged.iter().rev().skip(1).take(2).map(|s| s.sql.as_str()).collect();
         assert_eq!(last_two, ["ANALYZE \"t\".\"child\"", "ALTER TABLE \"t\".\"child\" SET LOGGED"]);
 
         // A foreign key to a table outside the run is left out.
