@@ -24,6 +24,20 @@ pub struct PgEndpoint {
 }
 
 impl PgEndpoint {
+    /// A server on 127.0.0.1 reached without TLS: a throwaway cluster of
+    /// the tests, the demo or the benchmarks.
+    pub fn loopback(port: u16, database: &str, user: &str, password: Secret) -> PgEndpoint {
+        PgEndpoint {
+            host: "127.0.0.1".into(),
+            port,
+            database: database.into(),
+            user: user.into(),
+            password,
+            ssl_mode: SslMode::Disable,
+            tls: TlsFiles::default(),
+        }
+    }
+
     /// `host:port/database`, for messages (never the password).
     pub fn address(&self) -> String {
         format!("{}:{}/{}", self.host, self.port, self.database)

@@ -7,13 +7,12 @@
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use mssql_pg_migrate_config::{Secret, SslMode};
+use mssql_pg_migrate_config::Secret;
 use mssql_pg_migrate_dialect::Side;
 use mssql_pg_migrate_dialect::source::{ReadColumn, ReadSpec, Source};
 use mssql_pg_migrate_postgres::pool::{PgEndpoint, PgPool};
 use mssql_pg_migrate_postgres::reader::{PgSource, RawValue};
 use mssql_pg_migrate_postgres::sink::PieceSink;
-use mssql_pg_migrate_postgres::tls::TlsFiles;
 use mssql_pg_migrate_schema::ColumnType;
 use mssql_pg_migrate_testkit::{PgCluster, SUPERUSER};
 use mssql_pg_migrate_typemap::PgType;
@@ -44,15 +43,7 @@ fn spec(columns: &[(&str, PgType)]) -> ReadSpec {
 
 async fn source(sql: &str) -> (PgCluster, PgPool) {
     let cluster = PgCluster::start().unwrap();
-    let endpoint = PgEndpoint {
-        host: "127.0.0.1".into(),
-        port: cluster.port(),
-        database: "postgres".into(),
-        user: SUPERUSER.into(),
-        password: Secret::new(cluster.password()),
-        ssl_mode: SslMode::Disable,
-        tls: TlsFiles::default(),
-    };
+    let endpoint = PgEndpoint::loopback(cluster.port(), "postgres", SUPERUSER, Secret::new(cluster.password()));
     let pool = PgPool::new(&endpoint, Side::Source, 2).unwrap();
     pool.get(Side::Source).await.unwrap().batch_execute(sql).await.unwrap();
     (cluster, pool)

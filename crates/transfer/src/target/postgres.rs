@@ -703,21 +703,12 @@ async fn held_elsewhere(session: &tokio_postgres::Client, control: &PgPool, key:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mssql_pg_migrate_config::{Secret, SslMode};
+    use mssql_pg_migrate_config::Secret;
     use mssql_pg_migrate_postgres::pool::PgEndpoint;
-    use mssql_pg_migrate_postgres::tls::TlsFiles;
     use mssql_pg_migrate_testkit::{PgCluster, SUPERUSER};
 
     fn pool(cluster: &PgCluster) -> PgPool {
-        let endpoint = PgEndpoint {
-            host: "127.0.0.1".into(),
-            port: cluster.port(),
-            database: "postgres".into(),
-            user: SUPERUSER.into(),
-            password: Secret::new(cluster.password()),
-            ssl_mode: SslMode::Disable,
-            tls: TlsFiles::default(),
-        };
+        let endpoint = PgEndpoint::loopback(cluster.port(), "postgres", SUPERUSER, Secret::new(cluster.password()));
         PgPool::new(&endpoint, Side::Target, 2).unwrap()
     }
 
