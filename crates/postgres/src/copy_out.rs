@@ -224,14 +224,7 @@ impl CopyOutScanner {
                 State::FieldLength { field } => {
                     let Some(word) = self.word(message, &mut at, 4) else { break };
                     let length = word as i32;
-                    if let Some(key) = self.key_field.filter(|k| k.index == field) {
-                        if length == -1 {
-                            return Err(CopyOutError::NullKey);
-                        }
-                        if usize::try_from(length).ok() != Some(key.width) || key.width > MAX_KEY {
-                            return Err(CopyOutError::KeyWidth { expected: key.width, found: length });
-                        }
-                    }
+                    self.check_key(field, length)?;
                     self.state = match length {
                         -1 | 0 => self.next_field(field + 1, at),
                         n if n > 0 => State::FieldData { field, left: n as u32 },
@@ -281,13 +274,7 @@ impl CopyOutScanner {
         for field in 0..self.fields {
             let Some(length) = word(at) else { return Ok(None) };
             at += 4;
-            if let Some(k) = self.key_field.filter(|k| k.index == field) {
-                if length == -1 {
-                    return Err(CopyOutError::NullKey);
-                }
-                if usize::try_from(length).ok() != Some(k.width) || k.width > MAX_KEY {
-                    return Err(CopyOutError::KeyWidth { expected: k.width, found: length });
-                }
+            if self.check_key(field, length)? {
                 key = Some(at);
             }
             match length {
@@ -306,6 +293,20 @@ impl CopyOutScanner {
             self.last_key_len = Some(k.width);
         }
         Ok(Some(at))
+    }
+
+    /// Whether `field` is the key; an error when a key field's `length`
+    /// is NULL or not its type's width.
+    #[inline]
+    fn check_key(&self, field: u16, length: i32) -> Result<bool, CopyOutError> {
+        let Some(key) = self.key_field.filter(|k| k.index == field) else { return Ok(false) };
+        if length == -1 {
+            return Err(CopyOutError::NullKey);
+        }
+        if usize::try_from(length).ok() != Some(key.width) || key.width > MAX_KEY {
+            return Err(CopyOutError::KeyWidth { expected: key.width, found: length });
+        }
+        Ok(true)
     }
 
     /// The state after a field, ending the row after the last one at

@@ -124,14 +124,10 @@ impl PgSource {
         if !scanner.ended() {
             return Err(broken("the COPY output ended before its trailer".into()));
         }
-        let key_type = |width: usize| match width {
-            2 => Type::INT2,
-            4 => Type::INT4,
-            _ => Type::INT8,
-        };
         let last_key = scanner
             .last_key()
-            .map(|bytes| vec![RawValue { ty: key_type(bytes.len()), bytes: Bytes::copy_from_slice(bytes) }]);
+            .zip(page.key_type.clone())
+            .map(|(bytes, ty)| vec![RawValue { ty, bytes: Bytes::copy_from_slice(bytes) }]);
         Ok(Page { rows: scanner.rows(), last_key })
     }
 }
@@ -188,6 +184,8 @@ fn select_page(spec: &ReadSpec, after: Option<String>, upto: Option<String>, lim
 pub struct CopyPage {
     pub sql: String,
     pub key: Option<KeyField>,
+    /// The key's type, for the last key the page hands back.
+    pub key_type: Option<Type>,
 }
 
 /// The page as `COPY (SELECT …) TO STDOUT (FORMAT binary)`, for a table
@@ -200,17 +198,17 @@ pub fn copy_page(
     upto: Option<&[RawValue]>,
     limit: Option<u64>,
 ) -> Option<CopyPage> {
-    let key = if spec.key.is_empty() {
-        None
+    let (key, key_type) = if spec.key.is_empty() {
+        (None, None)
     } else {
         let column = spec.integer_key()?;
-        let width = match column.source_type {
-            ColumnType::Postgres(PgType::SmallInt) => 2,
-            ColumnType::Postgres(PgType::Integer) => 4,
-            ColumnType::Postgres(PgType::BigInt) => 8,
+        let (width, ty) = match column.source_type {
+            ColumnType::Postgres(PgType::SmallInt) => (2, Type::INT2),
+            ColumnType::Postgres(PgType::Integer) => (4, Type::INT4),
+            ColumnType::Postgres(PgType::BigInt) => (8, Type::INT8),
             _ => return None,
         };
-        Some(KeyField { index: u16::try_from(spec.key[0]).ok()?, width })
+        (Some(KeyField { index: u16::try_from(spec.key[0]).ok()?, width }), Some(ty))
     };
     let literal = |bound: Option<&[RawValue]>| -> Option<Option<String>> {
         match bound {
@@ -220,7 +218,7 @@ pub fn copy_page(
         }
     };
     let select = select_page(spec, literal(after)?, literal(upto)?, limit.map(|l| l.to_string()));
-    Some(CopyPage { sql: format!("COPY ({select}) TO STDOUT (FORMAT binary)"), key })
+    Some(CopyPage { sql: format!("COPY ({select}) TO STDOUT (FORMAT binary)"), key, key_type })
 }
 
 /// The incremental read's condition: the column at or after the mark, or
@@ -580,12 +578,12 @@ pub async fn ping_pg(pool: &PgPool, side: Side) -> Result<(), TransferError> {
 /// Rows in the first fetch of a page: one, since nothing is known yet of
 /// the rows' size and the driver may read several fetched rows ahead.
 const FIRST_BATCH_ROWS: i32 = 1;
-/// Most rows per fetch, for narrow rows.
 /// A COPY streams without pausing and the driver reads a few messages
 /// ahead of the reader, so pages are read as COPY only while every row seen
 /// is narrower than this; the first page, and tables with wider rows, go
 /// through the portal, which fetches rows of 50 MB one at a time.
 const COPY_ROWS_BELOW: usize = 1 << 20;
+/// Most rows per fetch, for narrow rows.
 const MAX_BATCH_ROWS: i32 = 16_384;
 /// Bytes of rows a fetch aims at: what the driver holds at once.
 const BATCH_BYTES: usize = 4 << 20;
@@ -725,10 +723,10 @@ mod tests {
             "COPY (SELECT \"a\", \"b c\", \"d\" FROM \"s\"\"x\".\"T\" WHERE (\"b c\") > (-7) AND (\"b c\") <= (300) \
              ORDER BY \"b c\" LIMIT 100000) TO STDOUT (FORMAT binary)"
         );
-        assert_eq!(page.key, Some(KeyField { index: 1, width: 4 }));
+        assert_eq!((page.key, page.key_type), (Some(KeyField { index: 1, width: 4 }), Some(Type::INT4)));
         let keyless = copy_page(&spec(vec![]), None, None, None).expect("no key");
         assert_eq!(keyless.sql, "COPY (SELECT \"a\", \"b c\", \"d\" FROM \"s\"\"x\".\"T\") TO STDOUT (FORMAT binary)");
-        assert_eq!(keyless.key, None);
+        assert_eq!((keyless.key, keyless.key_type), (None, None));
     }
 
     #[test]
@@ -739,7 +737,8 @@ mod tests {
         assert_eq!(copy_page(&text_key, None, None, Some(10)), None, "a text key");
         let mut bigint_key = spec(vec![0]);
         bigint_key.columns[0].source_type = ColumnType::Postgres(PgType::BigInt);
-        assert_eq!(copy_page(&bigint_key, None, None, None).and_then(|p| p.key), Some(KeyField { index: 0, width: 8 }));
+        let bigint_page = copy_page(&bigint_key, None, None, None).expect("a bigint key");
+        assert_eq!((bigint_page.key, bigint_page.key_type), (Some(KeyField { index: 0, width: 8 }), Some(Type::INT8)));
     }
 
     #[test]

@@ -83,6 +83,7 @@ async fn server_copy(pool: &PgPool, columns: &str, after: i64) -> Vec<u8> {
 
 fn int_of(key: &[RawValue]) -> i64 {
     let [value] = key else { panic!("one key part: {key:?}") };
+    assert_eq!(value.ty, tokio_postgres::types::Type::INT4, "the key column's type");
     i64::from(i32::from_be_bytes(value.bytes[..].try_into().unwrap()))
 }
 
