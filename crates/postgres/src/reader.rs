@@ -130,6 +130,93 @@ impl PgSource {
             .map(|(bytes, ty)| vec![RawValue { ty, bytes: Bytes::copy_from_slice(bytes) }]);
         Ok(Page { rows: scanner.rows(), last_key })
     }
+
+    /// Reads a page through a portal fetched in batches sized to the rows
+    /// seen so far: the driver buffers a whole batch, so rows of 50 MB come
+    /// one at a time while narrow rows come thousands at a time.
+    async fn read_page_by_portal<S: RowSink>(
+        &self,
+        spec: &ReadSpec,
+        after: Option<&Vec<RawValue>>,
+        upto: Option<&Vec<RawValue>>,
+        limit: Option<u64>,
+        sink: &mut S,
+    ) -> Result<Page<Vec<RawValue>>, TransferError> {
+        let context = "reading";
+        let fail = |e: tokio_postgres::Error| Self::err(context, spec, &e);
+        let mut client = self.pool.get(Side::Source).await?;
+        let sql = page_sql(spec, after.is_some(), upto.is_some(), limit.is_some());
+        let limit_param = limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(2 * spec.key.len() + 1);
+        for key in [after, upto].into_iter().flatten() {
+            params.extend(key.iter().map(|k| k as &(dyn ToSql + Sync)));
+        }
+        if let Some(l) = &limit_param {
+            params.push(l);
+        }
+        let fields = spec.columns.len();
+        let field_count = u16::try_from(fields)
+            .map_err(|_| TransferError::Config(format!("table {} has more than 65535 columns", spec.label)))?;
+        let tx = client.build_transaction().read_only(true).start().await.map_err(fail)?;
+        let statement = tx.prepare(&sql).await.map_err(fail)?;
+        let portal = tx.bind_raw(&statement, params).await.map_err(fail)?;
+        let mut widest = spec.widest_row.load(std::sync::atomic::Ordering::Relaxed);
+        let mut batch = if widest == 0 { FIRST_BATCH_ROWS } else { next_batch(MAX_BATCH_ROWS, widest) };
+        let mut rows = 0u64;
+        let mut last = None;
+        loop {
+            let stream = tx.query_portal_raw(&portal, batch).await.map_err(fail)?;
+            pin_mut!(stream);
+            let mut fetched = 0;
+            while let Some(row) = stream.try_next().await.map_err(fail)? {
+                sink.encoder().begin_row(field_count);
+                let mut row_bytes = 0;
+                for i in 0..fields {
+                    let field: RawField<'_> = row.try_get(i).map_err(fail)?;
+                    match field.0 {
+                        None => sink.encoder().null(),
+                        Some(bytes) => {
+                            row_bytes += bytes.len();
+                            sink.field(bytes).await.map_err(|e| match e {
+                                FieldError::WriterGone => TransferError::Cancelled,
+                                FieldError::Encode(e) => TransferError::Value {
+                                    table: spec.label.clone(),
+                                    column: spec.columns[i].source_name.clone(),
+                                    key: "(unknown)".into(),
+                                    message: e.to_string(),
+                                },
+                            })?;
+                        }
+                    }
+                }
+                widest = widest.max(row_bytes);
+                rows += 1;
+                fetched += 1;
+                // A wide row is not kept for its key: only the key is.
+                if !spec.key.is_empty() {
+                    last = Some(if row_bytes > KEEP_ROW_BYTES {
+                        LastRow::Key(key_of(spec, &row).map_err(fail)?)
+                    } else {
+                        LastRow::Row(row)
+                    });
+                }
+                sink.row_done().await.map_err(|_| TransferError::Cancelled)?;
+            }
+            spec.widest_row.fetch_max(widest, std::sync::atomic::Ordering::Relaxed);
+            if fetched < batch {
+                break;
+            }
+            batch = next_batch(batch, widest);
+        }
+        drop(portal);
+        tx.commit().await.map_err(fail)?;
+        let last_key = match last {
+            Some(LastRow::Row(row)) => Some(key_of(spec, &row).map_err(fail)?),
+            Some(LastRow::Key(key)) => Some(key),
+            None => None,
+        };
+        Ok(Page { rows, last_key })
+    }
 }
 
 fn table_sql(spec: &ReadSpec) -> String {
@@ -405,89 +492,39 @@ impl Source for PgSource {
         sink: &mut S,
     ) -> Result<Page<Self::Key>, TransferError> {
         let widest = spec.widest_row.load(std::sync::atomic::Ordering::Relaxed);
-        if sink.takes_copy_rows()
-            && (1..COPY_ROWS_BELOW).contains(&widest)
-            && let Some(page) = copy_page(spec, after.map(Vec::as_slice), upto.map(Vec::as_slice), limit)
-        {
-            return self.read_page_by_copy(spec, &page, sink).await;
-        }
-        let context = "reading";
-        let fail = |e: tokio_postgres::Error| Self::err(context, spec, &e);
-        let mut client = self.pool.get(Side::Source).await?;
-        let sql = page_sql(spec, after.is_some(), upto.is_some(), limit.is_some());
-        let limit_param = limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
-        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(2 * spec.key.len() + 1);
-        for key in [after, upto].into_iter().flatten() {
-            params.extend(key.iter().map(|k| k as &(dyn ToSql + Sync)));
-        }
-        if let Some(l) = &limit_param {
-            params.push(l);
-        }
-        let fields = spec.columns.len();
-        let field_count = u16::try_from(fields)
-            .map_err(|_| TransferError::Config(format!("table {} has more than 65535 columns", spec.label)))?;
-        // A portal fetched in batches sized to the rows seen so far: the
-        // driver buffers a whole batch, so rows of 50 MB come one at a time
-        // while narrow rows come thousands at a time.
-        let tx = client.build_transaction().read_only(true).start().await.map_err(fail)?;
-        let statement = tx.prepare(&sql).await.map_err(fail)?;
-        let portal = tx.bind_raw(&statement, params).await.map_err(fail)?;
-        let mut widest = spec.widest_row.load(std::sync::atomic::Ordering::Relaxed);
-        let mut batch = if widest == 0 { FIRST_BATCH_ROWS } else { next_batch(MAX_BATCH_ROWS, widest) };
-        let mut rows = 0u64;
-        let mut last = None;
-        loop {
-            let stream = tx.query_portal_raw(&portal, batch).await.map_err(fail)?;
-            pin_mut!(stream);
-            let mut fetched = 0;
-            while let Some(row) = stream.try_next().await.map_err(fail)? {
-                sink.encoder().begin_row(field_count);
-                let mut row_bytes = 0;
-                for i in 0..fields {
-                    let field: RawField<'_> = row.try_get(i).map_err(fail)?;
-                    match field.0 {
-                        None => sink.encoder().null(),
-                        Some(bytes) => {
-                            row_bytes += bytes.len();
-                            sink.field(bytes).await.map_err(|e| match e {
-                                FieldError::WriterGone => TransferError::Cancelled,
-                                FieldError::Encode(e) => TransferError::Value {
-                                    table: spec.label.clone(),
-                                    column: spec.columns[i].source_name.clone(),
-                                    key: "(unknown)".into(),
-                                    message: e.to_string(),
-                                },
-                            })?;
-                        }
-                    }
-                }
-                widest = widest.max(row_bytes);
-                rows += 1;
-                fetched += 1;
-                // A wide row is not kept for its key: only the key is.
-                if !spec.key.is_empty() {
-                    last = Some(if row_bytes > KEEP_ROW_BYTES {
-                        LastRow::Key(key_of(spec, &row).map_err(fail)?)
-                    } else {
-                        LastRow::Row(row)
-                    });
-                }
-                sink.row_done().await.map_err(|_| TransferError::Cancelled)?;
-            }
-            spec.widest_row.fetch_max(widest, std::sync::atomic::Ordering::Relaxed);
-            if fetched < batch {
-                break;
-            }
-            batch = next_batch(batch, widest);
-        }
-        drop(portal);
-        tx.commit().await.map_err(fail)?;
-        let last_key = match last {
-            Some(LastRow::Row(row)) => Some(key_of(spec, &row).map_err(fail)?),
-            Some(LastRow::Key(key)) => Some(key),
-            None => None,
+        let Some(copy) = copy_page(spec, after.map(Vec::as_slice), upto.map(Vec::as_slice), limit)
+            .filter(|_| sink.takes_copy_rows())
+        else {
+            return self.read_page_by_portal(spec, after, upto, limit, sink).await;
         };
-        Ok(Page { rows, last_key })
+        if (1..COPY_ROWS_BELOW).contains(&widest) {
+            return self.read_page_by_copy(spec, &copy, sink).await;
+        }
+        let Some(limit) = limit.filter(|&l| widest == 0 && l > PROBE_ROWS && !spec.key.is_empty()) else {
+            return self.read_page_by_portal(spec, after, upto, limit, sink).await;
+        };
+        // The table's first page: how wide its rows are is not known yet.
+        // Its first rows come through the portal, which learns that, and
+        // the rest of the page as COPY when they were narrow.
+        let probe = self.read_page_by_portal(spec, after, upto, Some(PROBE_ROWS), sink).await?;
+        if probe.rows < PROBE_ROWS {
+            return Ok(probe);
+        }
+        let Some(probe_end) = probe.last_key else {
+            return Err(TransferError::Server {
+                side: Side::Source,
+                context: format!("reading {}", spec.label),
+                message: format!("a page of {PROBE_ROWS} keyed rows came back without its last key"),
+                transience: Transience::Permanent,
+            });
+        };
+        let rest = Some(limit - PROBE_ROWS);
+        let narrow = (1..COPY_ROWS_BELOW).contains(&spec.widest_row.load(std::sync::atomic::Ordering::Relaxed));
+        let rest = match copy_page(spec, Some(&probe_end), upto.map(Vec::as_slice), rest).filter(|_| narrow) {
+            Some(page) => self.read_page_by_copy(spec, &page, sink).await?,
+            None => self.read_page_by_portal(spec, Some(&probe_end), upto, rest, sink).await?,
+        };
+        Ok(Page { rows: probe.rows + rest.rows, last_key: rest.last_key.or(Some(probe_end)) })
     }
 
     fn describe_key(key: &Self::Key) -> String {
@@ -580,9 +617,13 @@ pub async fn ping_pg(pool: &PgPool, side: Side) -> Result<(), TransferError> {
 const FIRST_BATCH_ROWS: i32 = 1;
 /// A COPY streams without pausing and the driver reads a few messages
 /// ahead of the reader, so pages are read as COPY only while every row seen
-/// is narrower than this; the first page, and tables with wider rows, go
-/// through the portal, which fetches rows of 50 MB one at a time.
+/// is narrower than this; the first [`PROBE_ROWS`] of a table, and tables
+/// with wider rows, go through the portal, which fetches rows of 50 MB one
+/// at a time.
 const COPY_ROWS_BELOW: usize = 1 << 20;
+/// Rows of a table's first page read through the portal, to learn how
+/// wide its rows are before the rest of the page is read as COPY.
+const PROBE_ROWS: u64 = 1024;
 /// Most rows per fetch, for narrow rows.
 const MAX_BATCH_ROWS: i32 = 16_384;
 /// Bytes of rows a fetch aims at: what the driver holds at once.

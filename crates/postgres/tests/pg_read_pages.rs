@@ -3,7 +3,9 @@
 //! server: a page passed on as the server's own COPY rows and a page read
 //! through the portal give the target the same bytes, which are exactly
 //! what the server's `COPY (…) TO STDOUT (FORMAT binary)` of that page
-//! sends; each page ends at its last key, and wide rows keep to the portal.
+//! sends; each page ends at its last key, a table's first page reads its
+//! first rows through the portal and the rest as COPY, and wide rows keep
+//! to the portal.
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -56,6 +58,15 @@ async fn read_page(
     spec: &ReadSpec,
     after: Option<&Vec<RawValue>>,
 ) -> (Vec<u8>, u64, Option<Vec<RawValue>>) {
+    read_page_of(reader, spec, after, PAGE_ROWS).await
+}
+
+async fn read_page_of(
+    reader: &PgSource,
+    spec: &ReadSpec,
+    after: Option<&Vec<RawValue>>,
+    limit: u64,
+) -> (Vec<u8>, u64, Option<Vec<RawValue>>) {
     let (tx, mut rx) = mpsc::channel::<Bytes>(4);
     let collect = tokio::spawn(async move {
         let mut stream = Vec::new();
@@ -65,16 +76,20 @@ async fn read_page(
         stream
     });
     let mut sink = PieceSink::new(tx, 64 << 10);
-    let page = reader.read_page(spec, after, None, Some(PAGE_ROWS), &mut sink).await.unwrap();
+    let page = reader.read_page(spec, after, None, Some(limit), &mut sink).await.unwrap();
     sink.finish().await.unwrap();
     (collect.await.unwrap(), page.rows, page.last_key)
 }
 
 /// What the server itself sends for the page after `after`.
 async fn server_copy(pool: &PgPool, columns: &str, after: i64) -> Vec<u8> {
+    server_copy_of(pool, columns, after, PAGE_ROWS).await
+}
+
+async fn server_copy_of(pool: &PgPool, columns: &str, after: i64, limit: u64) -> Vec<u8> {
     let client = pool.get(Side::Source).await.unwrap();
     let sql = format!(
-        "COPY (SELECT {columns} FROM s.t WHERE id > {after} ORDER BY id LIMIT {PAGE_ROWS}) TO STDOUT (FORMAT binary)"
+        "COPY (SELECT {columns} FROM s.t WHERE id > {after} ORDER BY id LIMIT {limit}) TO STDOUT (FORMAT binary)"
     );
     let stream = client.copy_out(sql.as_str()).await.unwrap();
     let parts: Vec<Bytes> = stream.map(|part| part.unwrap()).collect().await;
@@ -140,6 +155,31 @@ async fn copy_pages_and_portal_pages_give_the_target_the_servers_own_rows() {
     let (first, second) = (widest.get::<_, i32>(0) as usize, widest.get::<_, i32>(1) as usize);
     assert_eq!(pages[0].2, first, "the first page, through the portal");
     assert_eq!(pages[1].2, first.max(second + 2 + 5 * 4), "the second page, as COPY");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_page_learns_the_row_width_from_its_first_rows_then_reads_the_rest_as_copy() {
+    // Row i's text is i % 50 + 1 characters long, so the widest of the
+    // first 1,024 rows (51 characters) is narrower than the widest after
+    // them, when that is measured as a COPY row.
+    let (_cluster, pool) = source(
+        "CREATE SCHEMA s;
+         CREATE TABLE s.t (id int PRIMARY KEY, name text);
+         INSERT INTO s.t SELECT i * 2, repeat('y', i % 50 + 1) || CASE WHEN i > 1024 THEN 'zz' ELSE '' END
+         FROM generate_series(1, 5000) AS i;",
+    )
+    .await;
+    let reader = PgSource::new(pool.clone());
+    let spec = spec(&[("id", PgType::Integer), ("name", PgType::Text)]);
+    let (bytes, rows, last) = read_page_of(&reader, &spec, None, 3000).await;
+    assert_eq!(bytes, server_copy_of(&pool, "id, name", 0, 3000).await, "the first page");
+    assert_eq!((rows, last.as_deref().map(int_of)), (3000, Some(6000)));
+    // The portal measures 4 + 50 bytes for the widest of the first rows; a
+    // COPY row adds its field count and lengths (2 + 2 × 4 bytes).
+    assert_eq!(spec.widest_row.load(Ordering::Relaxed), 2 + 2 * 4 + 4 + 52, "the rest went as COPY");
+    let (bytes, rows, last) = read_page_of(&reader, &spec, last.as_ref(), 3000).await;
+    assert_eq!(bytes, server_copy_of(&pool, "id, name", 6000, 3000).await, "the second page");
+    assert_eq!((rows, last.as_deref().map(int_of)), (2000, Some(10000)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1459,6 +1459,60 @@ fn finalization_width(tuning: &Tuning) -> usize {
     tuning.max_target_connections.saturating_sub(1).max(1)
 }
 
+/// A table's finalization, waiting for a slot.
+type Finalization = std::pin::Pin<Box<dyn std::future::Future<Output = Vec<String>> + Send>>;
+
+/// Work waiting for a slot, taken heaviest first, and in arrival order
+/// among equals.
+struct HeaviestFirst<W> {
+    waiting: std::sync::Mutex<(u64, std::collections::BinaryHeap<Waiting<W>>)>,
+}
+
+/// Ordered by weight, then by arrival, earliest greatest.
+struct Waiting<W> {
+    weight: u64,
+    arrival: std::cmp::Reverse<u64>,
+    work: W,
+}
+
+impl<W> PartialEq for Waiting<W> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.weight, self.arrival) == (other.weight, other.arrival)
+    }
+}
+
+impl<W> Eq for Waiting<W> {}
+
+impl<W> PartialOrd for Waiting<W> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<W> Ord for Waiting<W> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.weight, self.arrival).cmp(&(other.weight, other.arrival))
+    }
+}
+
+impl<W> HeaviestFirst<W> {
+    fn new() -> Self {
+        HeaviestFirst { waiting: std::sync::Mutex::new((0, std::collections::BinaryHeap::new())) }
+    }
+
+    fn push(&self, weight: u64, work: W) {
+        if let Ok(mut guard) = self.waiting.lock() {
+            let (arrivals, heap) = &mut *guard;
+            *arrivals += 1;
+            heap.push(Waiting { weight, arrival: std::cmp::Reverse(*arrivals), work });
+        }
+    }
+
+    fn pop(&self) -> Option<W> {
+        self.waiting.lock().ok()?.1.pop().map(|w| w.work)
+    }
+}
+
 /// Finalizes each table as soon as its data is complete, one table at a
 /// time, while the others still load: index builds then use the target's
 /// CPU while the run's last tables would leave it idle, instead of all
@@ -1466,6 +1520,9 @@ fn finalization_width(tuning: &Tuning) -> usize {
 /// that the writers keep their connections (the pool has room for one more
 /// beside the state's); one more for each reader left without a copy, and
 /// as many as the pool serves once all are done ([`EarlyFinalizer::grow`]).
+/// A free slot takes the heaviest table waiting: its builds take longest,
+/// and started last they would end the run alone (the largest table is
+/// usually the last one copied).
 #[derive(Clone)]
 struct EarlyFinalizer<T> {
     target: T,
@@ -1474,6 +1531,7 @@ struct EarlyFinalizer<T> {
     events: Option<EventSink>,
     stop: CancellationToken,
     slots: Arc<Semaphore>,
+    waiting: Arc<HeaviestFirst<Finalization>>,
     /// Slots given so far, and the most there may be.
     granted: Arc<AtomicUsize>,
     widest: usize,
@@ -1489,6 +1547,7 @@ impl<T: Target> EarlyFinalizer<T> {
             events: options.events.clone(),
             stop: options.cancel.clone(),
             slots: Arc::new(Semaphore::new(1)),
+            waiting: Arc::new(HeaviestFirst::new()),
             granted: Arc::new(AtomicUsize::new(1)),
             widest: widest.max(1),
             tasks: Arc::default(),
@@ -1500,10 +1559,21 @@ impl<T: Target> EarlyFinalizer<T> {
         if table.finalized.swap(true, Ordering::AcqRel) {
             return;
         }
+        let weight = table.scheduling_size;
+        let this = self.clone();
+        let work: Finalization = Box::pin(async move {
+            finalize_table(&this.target, &table, &this.config, &this.backoff, this.events.as_ref(), &this.stop).await
+        });
+        self.waiting.push(weight, work);
+        // One taker per table queued, so every table is taken; not
+        // necessarily the one it was queued with.
         let this = self.clone();
         let task = async move {
             let Ok(_slot) = this.slots.acquire().await else { return Vec::new() };
-            finalize_table(&this.target, &table, &this.config, &this.backoff, this.events.as_ref(), &this.stop).await
+            match this.waiting.pop() {
+                Some(work) => work.await,
+                None => Vec::new(),
+            }
         };
         if let Ok(mut tasks) = self.tasks.lock() {
             tasks.spawn(tracing::Instrument::in_current_span(task));
@@ -1571,6 +1641,16 @@ mod tests {
         assert_eq!(finalizer.slots.available_permits(), 3, "never wider than the pool serves");
         finalizer.grow(3);
         assert_eq!(finalizer.slots.available_permits(), 3);
+    }
+
+    #[test]
+    fn a_free_slot_takes_the_heaviest_table_waiting_and_equals_in_turn() {
+        let waiting = HeaviestFirst::new();
+        for (weight, name) in [(10, "light"), (30, "heavy"), (20, "middle"), (30, "heavy too"), (10, "light too")] {
+            waiting.push(weight, name);
+        }
+        let order: Vec<_> = std::iter::from_fn(|| waiting.pop()).collect();
+        assert_eq!(order, ["heavy", "heavy too", "middle", "light", "light too"]);
     }
 
     #[test]
