@@ -1463,53 +1463,35 @@ fn finalization_width(tuning: &Tuning) -> usize {
 type Finalization = std::pin::Pin<Box<dyn std::future::Future<Output = Vec<String>> + Send>>;
 
 /// Work waiting for a slot, taken heaviest first, and in arrival order
-/// among equals.
+/// among equals: the heap orders `(weight, earliest arrival)`, and the
+/// arrival is the work's place in `works`.
 struct HeaviestFirst<W> {
-    waiting: std::sync::Mutex<(u64, std::collections::BinaryHeap<Waiting<W>>)>,
+    waiting: std::sync::Mutex<HeaviestFirstQueue<W>>,
 }
 
-/// Ordered by weight, then by arrival, earliest greatest.
-struct Waiting<W> {
-    weight: u64,
-    arrival: std::cmp::Reverse<u64>,
-    work: W,
-}
-
-impl<W> PartialEq for Waiting<W> {
-    fn eq(&self, other: &Self) -> bool {
-        (self.weight, self.arrival) == (other.weight, other.arrival)
-    }
-}
-
-impl<W> Eq for Waiting<W> {}
-
-impl<W> PartialOrd for Waiting<W> {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl<W> Ord for Waiting<W> {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.weight, self.arrival).cmp(&(other.weight, other.arrival))
-    }
+struct HeaviestFirstQueue<W> {
+    order: std::collections::BinaryHeap<(u64, std::cmp::Reverse<usize>)>,
+    works: Vec<Option<W>>,
 }
 
 impl<W> HeaviestFirst<W> {
     fn new() -> Self {
-        HeaviestFirst { waiting: std::sync::Mutex::new((0, std::collections::BinaryHeap::new())) }
+        let queue = HeaviestFirstQueue { order: std::collections::BinaryHeap::new(), works: Vec::new() };
+        HeaviestFirst { waiting: std::sync::Mutex::new(queue) }
     }
 
     fn push(&self, weight: u64, work: W) {
-        if let Ok(mut guard) = self.waiting.lock() {
-            let (arrivals, heap) = &mut *guard;
-            *arrivals += 1;
-            heap.push(Waiting { weight, arrival: std::cmp::Reverse(*arrivals), work });
+        if let Ok(mut queue) = self.waiting.lock() {
+            let arrival = queue.works.len();
+            queue.works.push(Some(work));
+            queue.order.push((weight, std::cmp::Reverse(arrival)));
         }
     }
 
     fn pop(&self) -> Option<W> {
-        self.waiting.lock().ok()?.1.pop().map(|w| w.work)
+        let mut queue = self.waiting.lock().ok()?;
+        let (_, std::cmp::Reverse(arrival)) = queue.order.pop()?;
+        queue.works.get_mut(arrival)?.take()
     }
 }
 
