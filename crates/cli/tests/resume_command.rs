@@ -167,6 +167,56 @@ async fn a_target_session_killed_mid_copy_is_retried_and_the_data_is_exact() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_changed_in_the_source_between_a_kill_and_resume_is_copied_again_whole() {
+    // A PostgreSQL 14+ source is read by storage blocks under the run's
+    // snapshot; a resume reads the rest under a new one, which joins the
+    // ranges read before only if the table did not change in between.
+    let s = setup("target_mode: drop_recreate").await;
+    let state_file = s.dir.path().join("migration.state");
+    sigkill(start_until(&mut s.command(Some(&state_file), &["run"]), "chunk-saved:6"));
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    let read_in_part: Vec<String> = saved["tables"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, t)| {
+            t["read_basis"].is_string()
+                && t["status"] != "completed"
+                && t["partitions"].as_array().unwrap().iter().any(|p| p["rows_transferred"].as_u64() > Some(0))
+        })
+        .map(|(label, _)| label.clone())
+        .collect();
+    assert!(!read_in_part.is_empty(), "no table was read in part at the kill:\n{saved:#}");
+    // Every row of those tables rewritten with the same values: the new
+    // versions lie in blocks not read yet, the old ones in blocks copied.
+    // Taken up without the check, the resume would copy rows twice.
+    let src = s.source.connect("src").await.unwrap();
+    for label in &read_in_part {
+        let table = format!("src.\"{}\"", label.strip_prefix("src.").unwrap().replace('"', "\"\""));
+        let first: String = src
+            .query_one(
+                &format!("SELECT attname::text FROM pg_attribute WHERE attrelid = '{table}'::regclass AND attnum = 1"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let column = format!("\"{}\"", first.replace('"', "\"\""));
+        src.batch_execute(&format!("UPDATE {table} SET {column} = {column}")).await.unwrap();
+    }
+
+    let (code, stdout, stderr) = s.finish(Some(&state_file), &["resume"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("copying it again"), "the changed tables were copied again: {stderr}");
+    s.assert_same_data().await;
+    assert_eq!(common::pair::key_counts(&s.target).await, "12 3");
+    let resumed: serde_json::Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    for label in &read_in_part {
+        assert_ne!(resumed["tables"][label]["read_basis"], saved["tables"][label]["read_basis"], "{label}: a new plan");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_state_files_and_changed_configs_are_refused_with_exit_6() {
     let s = setup("target_mode: drop_recreate").await;
     let state_file = s.dir.path().join("m.state");

@@ -197,8 +197,27 @@ impl ReadSpec {
 #[derive(Debug)]
 pub struct Page<K> {
     pub rows: u64,
-    /// The key of the page's last row (`None` for an empty page or a keyless table).
+    /// The key of the page's last row (`None` for an empty page or a keyless
+    /// table); for a page of block ranges, its last block.
     pub last_key: Option<K>,
+    /// Whether the page read its range to the end, where the source decides
+    /// that rather than the row count (a page of block ranges); `None`: a
+    /// page shorter than its limit is the range's last.
+    pub complete: Option<bool>,
+}
+
+/// A table's full read planned as ranges of its physical storage, all read
+/// under one snapshot that the source holds for the run
+/// ([`Source::block_plan`]).
+#[derive(Debug, Clone)]
+pub struct BlockPlan<K> {
+    /// The inclusive upper bound of every partition but the last, which
+    /// reads to the table's end.
+    pub bounds: Vec<K>,
+    /// What the source needs, after that snapshot is gone (a resume, a lost
+    /// connection), to tell whether the table still holds the rows it held
+    /// then at the same places; kept in the run state.
+    pub basis: String,
 }
 
 /// What a source server says about itself and the session the tool holds.
@@ -296,6 +315,32 @@ pub trait Source: Send + Sync + 'static {
         limit: Option<u64>,
         sink: &mut S,
     ) -> impl Future<Output = Result<Page<Self::Key>, TransferError>> + Send;
+
+    /// Plans the full read of `spec`'s table as `parts` ranges of its
+    /// physical storage, read in storage order under one snapshot the
+    /// source holds for the run: cheaper for the server than pages in key
+    /// order, and together exactly the table as of that snapshot however
+    /// its rows lie. `None`: this source, server or table is read by key.
+    fn block_plan(
+        &self,
+        _spec: &ReadSpec,
+        _parts: u32,
+    ) -> impl Future<Output = Result<Option<BlockPlan<Self::Key>>, TransferError>> + Send {
+        async { Ok(None) }
+    }
+
+    /// Takes up a block read of `spec` planned under `basis` (a
+    /// [`BlockPlan`]'s) by an earlier run: whether the table still holds
+    /// exactly the rows it held then, at the same places, so that ranges
+    /// read then and ranges read now join without a row twice or missing.
+    /// `false`: it may not; the table is copied again from a new plan.
+    fn resume_block_read(
+        &self,
+        _spec: &ReadSpec,
+        _basis: &str,
+    ) -> impl Future<Output = Result<bool, TransferError>> + Send {
+        async { Ok(false) }
+    }
 
     /// Where the next incremental read of `spec`'s table by `column` starts,
     /// taken now: for a rowversion the oldest version not yet committed,

@@ -1285,7 +1285,7 @@ impl Source for MssqlSource {
             }
             _ => None,
         };
-        Ok(Page { rows, last_key })
+        Ok(Page { rows, last_key, complete: None })
     }
 
     fn describe_key(key: &Self::Key) -> String {

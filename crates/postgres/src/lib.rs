@@ -3,7 +3,8 @@
 //! - [`catalog`]: reads a PostgreSQL catalog into the schema model;
 //! - [`reader`]: [`PgSource`], the engine's [`Source`](mssql_pg_migrate_dialect::source::Source)
 //!   for a PostgreSQL server: keyset pages fetched in binary, each field's
-//!   bytes passed on as they are;
+//!   bytes passed on as they are, or a full load's pages as ranges of
+//!   storage blocks under one held snapshot ([`blocks`]);
 //! - [`copy`]: the binary COPY encoder, pure and tested byte for byte
 //!   against a server, and [`sink::PieceSink`], which streams its buffers
 //!   to a writer;
@@ -29,6 +30,7 @@
 //! # Ok::<(), mssql_pg_migrate_postgres::copy::EncodeError>(())
 //! ```
 
+pub mod blocks;
 pub mod catalog;
 pub mod checksum;
 pub mod copy;

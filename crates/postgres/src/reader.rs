@@ -11,15 +11,17 @@
 //!   handed to the sink ([`RowSink::field`]): any key, and rows of any size
 //!   one at a time.
 
+use std::collections::HashMap;
 use std::error::Error;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{TryStreamExt, pin_mut};
 use mssql_pg_migrate_dialect::checksum::{BucketSum, Buckets, ChecksumDialect};
 use mssql_pg_migrate_dialect::sink::{CellEncoder as _, FieldError, RowSink};
 use mssql_pg_migrate_dialect::source::{
-    ChangeKind, ChangedSince, KeyText, Page, ReadSpec, ServerProbe, Source, TableAccess, TableName, hex,
+    BlockPlan, ChangeKind, ChangedSince, KeyText, Page, ReadSpec, ServerProbe, Source, TableAccess, TableName, hex,
     join_key_parts, split_key_parts, unhex,
 };
 use mssql_pg_migrate_dialect::{Side, TransferError, Transience};
@@ -29,6 +31,9 @@ use mssql_pg_migrate_schema::{ColumnType, Table};
 use mssql_pg_migrate_typemap::PgType;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
+use crate::blocks::{
+    Basis, block_from_state, block_to_state, blocks_for_rows, chunk_range, partition_bounds, range_condition,
+};
 use crate::copy_out::{CopyOutScanner, KeyField};
 use crate::error::pg_error;
 use crate::pool::PgPool;
@@ -74,11 +79,70 @@ impl<'a> FromSql<'a> for RawField<'a> {
 #[derive(Debug, Clone)]
 pub struct PgSource {
     pool: PgPool,
+    /// The snapshot held for block reads, and the tables read so.
+    blocks: Arc<BlockReads>,
+}
+
+/// Block reads ([`crate::blocks`]): the snapshot every page imports, held
+/// by one transaction on a connection of its own, and each table read
+/// this way.
+#[derive(Default)]
+struct BlockReads {
+    held: tokio::sync::Mutex<SnapshotHolder>,
+    tables: std::sync::Mutex<HashMap<String, BlockTable>>,
+}
+
+impl fmt::Debug for BlockReads {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockReads").finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+enum SnapshotHolder {
+    #[default]
+    NotYet,
+    /// The server cannot (older than 14, or a standby that refuses):
+    /// tables are read by key.
+    Unsupported,
+    Holding(Box<HeldSnapshot>),
+    /// The holding connection was lost after snapshot `epoch`.
+    Lost {
+        epoch: u64,
+    },
+}
+
+struct HeldSnapshot {
+    name: String,
+    xmin: u64,
+    /// Counts the snapshots held in this run: a table read under an
+    /// earlier one is checked before a later one reads it.
+    epoch: u64,
+    session: deadpool_postgres::Object,
+}
+
+/// A snapshot every page of the run imports.
+#[derive(Debug, Clone)]
+struct RunSnapshot {
+    name: String,
+    xmin: u64,
+    epoch: u64,
+}
+
+/// A table read as block ranges.
+#[derive(Debug, Clone, Copy)]
+struct BlockTable {
+    /// Its size when planned (or resumed), after the snapshot was taken.
+    blocks: u64,
+    rows_per_block: f64,
+    basis: Basis,
+    /// The snapshot its rows were last known to match.
+    checked_epoch: u64,
 }
 
 impl PgSource {
     pub fn new(pool: PgPool) -> Self {
-        PgSource { pool }
+        PgSource { pool, blocks: Arc::default() }
     }
 
     fn err(context: &str, spec: &ReadSpec, e: &tokio_postgres::Error) -> TransferError {
@@ -96,44 +160,13 @@ impl PgSource {
         page: &CopyPage,
         sink: &mut S,
     ) -> Result<Page<Vec<RawValue>>, TransferError> {
-        let fail = |e: tokio_postgres::Error| Self::err("reading", spec, &e);
-        let broken = |message: String| TransferError::Server {
-            side: Side::Source,
-            context: format!("reading {}", spec.label),
-            message,
-            transience: Transience::Permanent,
-        };
-        let gone = |e: FieldError| match e {
-            FieldError::WriterGone => TransferError::Cancelled,
-            FieldError::Encode(e) => broken(e.to_string()),
-        };
-        let fields = u16::try_from(spec.columns.len())
-            .map_err(|_| TransferError::Config(format!("table {} has more than 65535 columns", spec.label)))?;
         let client = self.pool.get(Side::Source).await?;
-        let stream = client.copy_out(page.sql.as_str()).await.map_err(fail)?;
-        pin_mut!(stream);
-        let mut scanner = CopyOutScanner::new(fields, page.key);
-        while let Some(message) = stream.try_next().await.map_err(fail)? {
-            let scanned = scanner.scan(&message).map_err(|e| broken(e.to_string()))?;
-            if let Some(byte) = scanned.held {
-                sink.copy_rows(&[byte]).await.map_err(gone)?;
-            }
-            sink.copy_rows(&message[scanned.rows]).await.map_err(gone)?;
-        }
-        spec.widest_row.fetch_max(scanner.widest_row(), std::sync::atomic::Ordering::Relaxed);
-        if !scanner.ended() {
-            return Err(broken("the COPY output ended before its trailer".into()));
-        }
-        let last_key = scanner
-            .last_key()
-            .zip(page.key_type.clone())
-            .map(|(bytes, ty)| vec![RawValue { ty, bytes: Bytes::copy_from_slice(bytes) }]);
-        Ok(Page { rows: scanner.rows(), last_key })
+        let stream = client.copy_out(page.sql.as_str()).await.map_err(|e| Self::err("reading", spec, &e))?;
+        scan_copy_out(spec, page, stream, sink).await
     }
 
     /// Reads a page through a portal fetched in batches sized to the rows
-    /// seen so far: the driver buffers a whole batch, so rows of 50 MB come
-    /// one at a time while narrow rows come thousands at a time.
+    /// seen so far (see [`portal_page`]).
     async fn read_page_by_portal<S: RowSink>(
         &self,
         spec: &ReadSpec,
@@ -142,8 +175,7 @@ impl PgSource {
         limit: Option<u64>,
         sink: &mut S,
     ) -> Result<Page<Vec<RawValue>>, TransferError> {
-        let context = "reading";
-        let fail = |e: tokio_postgres::Error| Self::err(context, spec, &e);
+        let fail = |e: tokio_postgres::Error| Self::err("reading", spec, &e);
         let mut client = self.pool.get(Side::Source).await?;
         let sql = page_sql(spec, after.is_some(), upto.is_some(), limit.is_some());
         let limit_param = limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
@@ -154,69 +186,416 @@ impl PgSource {
         if let Some(l) = &limit_param {
             params.push(l);
         }
-        let fields = spec.columns.len();
-        let field_count = u16::try_from(fields)
-            .map_err(|_| TransferError::Config(format!("table {} has more than 65535 columns", spec.label)))?;
         let tx = client.build_transaction().read_only(true).start().await.map_err(fail)?;
-        let statement = tx.prepare(&sql).await.map_err(fail)?;
-        let portal = tx.bind_raw(&statement, params).await.map_err(fail)?;
-        let mut widest = spec.widest_row.load(std::sync::atomic::Ordering::Relaxed);
-        let mut batch = if widest == 0 { FIRST_BATCH_ROWS } else { next_batch(MAX_BATCH_ROWS, widest) };
-        let mut rows = 0u64;
-        let mut last = None;
-        loop {
-            let stream = tx.query_portal_raw(&portal, batch).await.map_err(fail)?;
-            pin_mut!(stream);
-            let mut fetched = 0;
-            while let Some(row) = stream.try_next().await.map_err(fail)? {
-                sink.encoder().begin_row(field_count);
-                let mut row_bytes = 0;
-                for i in 0..fields {
-                    let field: RawField<'_> = row.try_get(i).map_err(fail)?;
-                    match field.0 {
-                        None => sink.encoder().null(),
-                        Some(bytes) => {
-                            row_bytes += bytes.len();
-                            sink.field(bytes).await.map_err(|e| match e {
-                                FieldError::WriterGone => TransferError::Cancelled,
-                                FieldError::Encode(e) => TransferError::Value {
-                                    table: spec.label.clone(),
-                                    column: spec.columns[i].source_name.clone(),
-                                    key: "(unknown)".into(),
-                                    message: e.to_string(),
-                                },
-                            })?;
-                        }
+        let page = portal_page(&tx, spec, &sql, params, sink).await?;
+        tx.commit().await.map_err(fail)?;
+        Ok(page)
+    }
+}
+
+/// The server version from which block reads are used: TID range scans.
+const BLOCK_READS_FROM_VERSION: i32 = 140_000;
+
+/// Where the table is stored now, for a table whose blocks hold all its
+/// rows: a plain table without inheritance children (a partitioned or
+/// inherited table's rows lie in other tables' blocks).
+const TABLE_STORAGE: &str = "\
+SELECT pg_relation_filenode(c.oid)::int8,
+       (pg_relation_size(c.oid) / current_setting('block_size')::int8)::int8,
+       c.reltuples::float8, c.relpages::int8
+FROM pg_class c WHERE c.oid = to_regclass($1) AND c.relkind = 'r' AND NOT c.relhassubclass";
+
+/// The density a table never analyzed is taken to have until its first
+/// chunk measures it: about the most rows an 8 kB block holds, so that the
+/// first chunk is not larger than meant.
+const UNKNOWN_ROWS_PER_BLOCK: f64 = 290.0;
+
+/// A table's storage as [`TABLE_STORAGE`] reads it.
+struct Storage {
+    filenode: i64,
+    blocks: u64,
+    rows_per_block: f64,
+}
+
+impl PgSource {
+    /// The snapshot pages import: the one held, or, when its connection
+    /// was lost (a restart, a failover), a new one exported now. `None`
+    /// when the server cannot export one for this use.
+    async fn run_snapshot(&self) -> Result<Option<RunSnapshot>, TransferError> {
+        let mut held = self.blocks.held.lock().await;
+        let epoch = match &*held {
+            SnapshotHolder::Unsupported => return Ok(None),
+            SnapshotHolder::Holding(h) if !h.session.is_closed() => {
+                return Ok(Some(RunSnapshot { name: h.name.clone(), xmin: h.xmin, epoch: h.epoch }));
+            }
+            SnapshotHolder::Holding(h) => h.epoch + 1,
+            SnapshotHolder::Lost { epoch } => epoch + 1,
+            SnapshotHolder::NotYet => 1,
+        };
+        let context = "exporting a snapshot for the run's reads";
+        let fail = |e: tokio_postgres::Error| pg_error(Side::Source, context, &e);
+        // Its own pool, so that the session it holds all run long takes
+        // nothing from the readers'.
+        let session = self.pool.sibling(1)?.get(Side::Source).await?;
+        let version: i32 = session
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(fail)?;
+        if version < BLOCK_READS_FROM_VERSION {
+            *held = SnapshotHolder::Unsupported;
+            return Ok(None);
+        }
+        // The transaction stays open, idle, for the run: a server limit on
+        // idle transactions would end it and force a new snapshot.
+        let exported = async {
+            session
+                .batch_execute(
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+                     SET LOCAL idle_in_transaction_session_timeout = 0",
+                )
+                .await?;
+            let row = session
+                .query_one("SELECT pg_export_snapshot(), pg_snapshot_xmin(pg_current_snapshot())::text", &[])
+                .await?;
+            Ok::<_, tokio_postgres::Error>((row.try_get::<_, String>(0)?, row.try_get::<_, String>(1)?))
+        };
+        let (name, xmin) = match exported.await {
+            Ok(exported) => exported,
+            // The server refused (a standby that cannot, a pooler): the
+            // first time, the run reads by key instead; later, a page
+            // cannot go on without one.
+            Err(e) if e.code().is_some() && epoch == 1 => {
+                tracing::info!(error = %e, "the source cannot export a snapshot; tables are read in key order");
+                *held = SnapshotHolder::Unsupported;
+                return Ok(None);
+            }
+            Err(e) => return Err(fail(e)),
+        };
+        let xmin = xmin.parse().map_err(|_| TransferError::Server {
+            side: Side::Source,
+            context: context.to_owned(),
+            message: format!("the snapshot's xmin {xmin:?} is not a transaction id"),
+            transience: Transience::Permanent,
+        })?;
+        if epoch > 1 {
+            tracing::warn!(snapshot = %name, "the source's snapshot was lost with its connection; holding a new one");
+        } else {
+            tracing::debug!(snapshot = %name, "holding a snapshot for the run's block reads");
+        }
+        let snapshot = RunSnapshot { name: name.clone(), xmin, epoch };
+        *held = SnapshotHolder::Holding(Box::new(HeldSnapshot { name, xmin, epoch, session }));
+        Ok(Some(snapshot))
+    }
+
+    /// Forgets snapshot `epoch` once a page found it gone, so that the
+    /// next page holds a new one.
+    async fn snapshot_lost(&self, epoch: u64) {
+        let mut held = self.blocks.held.lock().await;
+        if matches!(&*held, SnapshotHolder::Holding(h) if h.epoch == epoch) {
+            *held = SnapshotHolder::Lost { epoch };
+        }
+    }
+
+    /// Where `spec`'s table is stored, or `None` when its blocks do not
+    /// hold all its rows.
+    async fn storage(&self, spec: &ReadSpec) -> Result<Option<Storage>, TransferError> {
+        let client = self.pool.get(Side::Source).await?;
+        let fail = |e: tokio_postgres::Error| Self::err("reading where the rows are stored of", spec, &e);
+        let Some(row) = client.query_opt(TABLE_STORAGE, &[&table_sql(spec)]).await.map_err(fail)? else {
+            return Ok(None);
+        };
+        let filenode: Option<i64> = row.try_get(0).map_err(fail)?;
+        let blocks: i64 = row.try_get(1).map_err(fail)?;
+        let tuples: f64 = row.try_get(2).map_err(fail)?;
+        let pages: i64 = row.try_get(3).map_err(fail)?;
+        #[allow(clippy::cast_precision_loss)]
+        let rows_per_block = if tuples > 0.0 && pages > 0 { tuples / pages as f64 } else { UNKNOWN_ROWS_PER_BLOCK };
+        Ok(filenode.map(|filenode| Storage { filenode, blocks: u64::try_from(blocks).unwrap_or(0), rows_per_block }))
+    }
+
+    /// Whether `spec`'s table still holds exactly the rows that `basis`'s
+    /// snapshot saw, at the same places, as `snapshot` sees it: the same
+    /// storage file, and no row version written by a transaction that was
+    /// running when the basis was taken or began later. The check is
+    /// conservative (a version the old snapshot did see may count as new)
+    /// and costs one pass over the table's rows; it runs only when a
+    /// table's ranges were read under another snapshot.
+    async fn unchanged_since(
+        &self,
+        spec: &ReadSpec,
+        basis: Basis,
+        snapshot: &RunSnapshot,
+    ) -> Result<bool, TransferError> {
+        let fail = |e: tokio_postgres::Error| Self::err("checking for changes since the last snapshot", spec, &e);
+        let mut client = self.pool.get(Side::Source).await?;
+        let tx = self.import(&mut client, spec, snapshot).await?;
+        // Ages compare transaction ids across wraparound within 2^31 of
+        // now; a basis more than a billion transactions old counts as
+        // changed rather than risk that.
+        let sql = format!(
+            "SELECT pg_relation_filenode(to_regclass($1)) IS NOT DISTINCT FROM $2::text::oid \
+             AND pg_snapshot_xmin(pg_current_snapshot())::text::numeric - $3::text::numeric < 1000000000 \
+             AND NOT EXISTS (SELECT 1 FROM ONLY {} WHERE age(xmin) <= age(($3::text::numeric % 4294967296)::text::xid))",
+            table_sql(spec)
+        );
+        let (filenode, xmin) = (basis.filenode.to_string(), basis.xmin.to_string());
+        let unchanged: bool =
+            tx.query_one(&sql, &[&table_sql(spec), &filenode, &xmin]).await.and_then(|r| r.try_get(0)).map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        Ok(unchanged)
+    }
+
+    /// Starts a read-only transaction on `client` that sees `snapshot`.
+    async fn import<'c>(
+        &self,
+        client: &'c mut deadpool_postgres::Object,
+        spec: &ReadSpec,
+        snapshot: &RunSnapshot,
+    ) -> Result<deadpool_postgres::Transaction<'c>, TransferError> {
+        let fail = |e: tokio_postgres::Error| Self::err("reading", spec, &e);
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(fail)?;
+        let set = format!("SET TRANSACTION SNAPSHOT {}", literal_pg(&snapshot.name));
+        match tx.batch_execute(&set).await {
+            Ok(()) => Ok(tx),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_PARAMETER_VALUE) => {
+                // The holding transaction ended before its connection was
+                // seen closed: the next attempt holds a new snapshot.
+                self.snapshot_lost(snapshot.epoch).await;
+                Err(TransferError::Server {
+                    side: Side::Source,
+                    context: format!("reading {}", spec.label),
+                    message: format!("the run's snapshot is gone ({e}); holding a new one"),
+                    transience: Transience::Retry,
+                })
+            }
+            Err(e) => Err(fail(e)),
+        }
+    }
+
+    /// The block-read state of `spec`'s table, if it is read so.
+    fn block_table(&self, spec: &ReadSpec) -> Option<BlockTable> {
+        if spec.changed_since.is_some() || spec.within_buckets.is_some() {
+            return None;
+        }
+        self.blocks.tables.lock().ok()?.get(&spec.label).copied()
+    }
+
+    fn keep_block_table(&self, spec: &ReadSpec, table: BlockTable) {
+        if let Ok(mut tables) = self.blocks.tables.lock() {
+            tables.insert(spec.label.clone(), table);
+        }
+    }
+
+    /// Reads the chunk of blocks after `after` (up to `upto`, covering
+    /// about `limit` rows) under the run's snapshot: as COPY once the
+    /// table's rows are known to be narrow, otherwise through a portal;
+    /// a table's first chunk is only about [`PROBE_ROWS`] rows, which
+    /// learn how wide its rows are.
+    async fn read_blocks<S: RowSink>(
+        &self,
+        spec: &ReadSpec,
+        mut table: BlockTable,
+        (after, upto, limit): (Option<&Vec<RawValue>>, Option<&Vec<RawValue>>, Option<u64>),
+        sink: &mut S,
+    ) -> Result<Page<Vec<RawValue>>, TransferError> {
+        let not_a_block = |key: &Vec<RawValue>| {
+            TransferError::State(format!(
+                "table {} is read by storage blocks, but a chunk bound {} is not a block",
+                spec.label,
+                Self::describe_key(key)
+            ))
+        };
+        let after = after.map(|k| block_of(k).ok_or_else(|| not_a_block(k))).transpose()?;
+        let upto = upto.map(|k| block_of(k).ok_or_else(|| not_a_block(k))).transpose()?;
+        let Some(snapshot) = self.run_snapshot().await? else {
+            return Err(TransferError::Server {
+                side: Side::Source,
+                context: format!("reading {}", spec.label),
+                message: "the server no longer exports snapshots, which this table's read by storage blocks needs"
+                    .into(),
+                transience: Transience::Permanent,
+            });
+        };
+        if table.checked_epoch != snapshot.epoch {
+            if !self.unchanged_since(spec, table.basis, &snapshot).await? {
+                return Err(TransferError::Server {
+                    side: Side::Source,
+                    context: format!("reading {}", spec.label),
+                    message: "rows of the table changed after part of it was read under the run's snapshot, \
+                              which was lost with its connection; the parts cannot be joined exactly. \
+                              `resume` copies the table again"
+                        .into(),
+                    transience: Transience::Permanent,
+                });
+            }
+            tracing::info!(table = %spec.label, "unchanged since the lost snapshot; its reads go on under a new one");
+            table.checked_epoch = snapshot.epoch;
+            self.keep_block_table(spec, table);
+        }
+        let widest = spec.widest_row.load(std::sync::atomic::Ordering::Relaxed);
+        let rows = limit.map(|l| if widest == 0 { l.min(PROBE_ROWS) } else { l });
+        let range = chunk_range(after, upto, rows.map(|r| blocks_for_rows(r, table.rows_per_block)), table.blocks);
+        let columns = spec.columns.iter().map(|c| quote_pg(&c.source_name)).collect::<Vec<_>>().join(", ");
+        let select = format!("SELECT {columns} FROM ONLY {} WHERE {}", table_sql(spec), range_condition(&range));
+        let fail = |e: tokio_postgres::Error| Self::err("reading", spec, &e);
+        let mut client = self.pool.get(Side::Source).await?;
+        let tx = self.import(&mut client, spec, &snapshot).await?;
+        let page = if (1..COPY_ROWS_BELOW).contains(&widest) && sink.takes_copy_rows() {
+            let page =
+                CopyPage { sql: format!("COPY ({select}) TO STDOUT (FORMAT binary)"), key: None, key_type: None };
+            let stream = tx.copy_out(page.sql.as_str()).await.map_err(fail)?;
+            scan_copy_out(spec, &page, stream, sink).await?
+        } else {
+            portal_page(&tx, spec, &select, Vec::new(), sink).await?
+        };
+        tx.commit().await.map_err(fail)?;
+        // The next chunks are sized by the density met here: the catalog's
+        // is an estimate, and there is none for a table never analyzed.
+        if let Some(end) = range.end
+            && page.rows > 0
+        {
+            #[allow(clippy::cast_precision_loss)]
+            let density = page.rows as f64 / (end - range.first).max(1) as f64;
+            // Halving at most per chunk: a sparse stretch (rows deleted)
+            // must not size the next chunk for a dense one many times over.
+            table.rows_per_block = density.max(table.rows_per_block / 2.0);
+            self.keep_block_table(spec, table);
+        }
+        Ok(Page { rows: page.rows, last_key: Some(block_key(range.last)), complete: Some(range.complete) })
+    }
+}
+
+/// A block as a key: how partition bounds and progress carry it.
+fn block_key(block: u32) -> Vec<RawValue> {
+    vec![RawValue { ty: Type::TID, bytes: Bytes::copy_from_slice(&block.to_be_bytes()) }]
+}
+
+/// The block a key made by [`block_key`] holds.
+fn block_of(key: &[RawValue]) -> Option<u32> {
+    match key {
+        [one] if one.ty == Type::TID => Some(u32::from_be_bytes(one.bytes[..].try_into().ok()?)),
+        _ => None,
+    }
+}
+
+/// Scans a page's binary COPY output (see [`PgSource::read_page_by_copy`]).
+async fn scan_copy_out<S: RowSink>(
+    spec: &ReadSpec,
+    page: &CopyPage,
+    stream: tokio_postgres::CopyOutStream,
+    sink: &mut S,
+) -> Result<Page<Vec<RawValue>>, TransferError> {
+    let fail = |e: tokio_postgres::Error| PgSource::err("reading", spec, &e);
+    let broken = |message: String| TransferError::Server {
+        side: Side::Source,
+        context: format!("reading {}", spec.label),
+        message,
+        transience: Transience::Permanent,
+    };
+    let gone = |e: FieldError| match e {
+        FieldError::WriterGone => TransferError::Cancelled,
+        FieldError::Encode(e) => broken(e.to_string()),
+    };
+    let fields = u16::try_from(spec.columns.len())
+        .map_err(|_| TransferError::Config(format!("table {} has more than 65535 columns", spec.label)))?;
+    pin_mut!(stream);
+    let mut scanner = CopyOutScanner::new(fields, page.key);
+    while let Some(message) = stream.try_next().await.map_err(fail)? {
+        let scanned = scanner.scan(&message).map_err(|e| broken(e.to_string()))?;
+        if let Some(byte) = scanned.held {
+            sink.copy_rows(&[byte]).await.map_err(gone)?;
+        }
+        sink.copy_rows(&message[scanned.rows]).await.map_err(gone)?;
+    }
+    spec.widest_row.fetch_max(scanner.widest_row(), std::sync::atomic::Ordering::Relaxed);
+    if !scanner.ended() {
+        return Err(broken("the COPY output ended before its trailer".into()));
+    }
+    let last_key = scanner
+        .last_key()
+        .zip(page.key_type.clone())
+        .map(|(bytes, ty)| vec![RawValue { ty, bytes: Bytes::copy_from_slice(bytes) }]);
+    Ok(Page { rows: scanner.rows(), last_key, complete: None })
+}
+
+/// Reads `sql`'s rows through a portal of `tx` fetched in batches sized to
+/// the rows seen so far: the driver buffers a whole batch, so rows of 50 MB
+/// come one at a time while narrow rows come thousands at a time.
+async fn portal_page<S: RowSink>(
+    tx: &tokio_postgres::Transaction<'_>,
+    spec: &ReadSpec,
+    sql: &str,
+    params: Vec<&(dyn ToSql + Sync)>,
+    sink: &mut S,
+) -> Result<Page<Vec<RawValue>>, TransferError> {
+    let fail = |e: tokio_postgres::Error| PgSource::err("reading", spec, &e);
+    let fields = spec.columns.len();
+    let field_count = u16::try_from(fields)
+        .map_err(|_| TransferError::Config(format!("table {} has more than 65535 columns", spec.label)))?;
+    let statement = tx.prepare(sql).await.map_err(fail)?;
+    let portal = tx.bind_raw(&statement, params).await.map_err(fail)?;
+    let mut widest = spec.widest_row.load(std::sync::atomic::Ordering::Relaxed);
+    let mut batch = if widest == 0 { FIRST_BATCH_ROWS } else { next_batch(MAX_BATCH_ROWS, widest) };
+    let mut rows = 0u64;
+    let mut last = None;
+    loop {
+        let stream = tx.query_portal_raw(&portal, batch).await.map_err(fail)?;
+        pin_mut!(stream);
+        let mut fetched = 0;
+        while let Some(row) = stream.try_next().await.map_err(fail)? {
+            sink.encoder().begin_row(field_count);
+            let mut row_bytes = 0;
+            for i in 0..fields {
+                let field: RawField<'_> = row.try_get(i).map_err(fail)?;
+                match field.0 {
+                    None => sink.encoder().null(),
+                    Some(bytes) => {
+                        row_bytes += bytes.len();
+                        sink.field(bytes).await.map_err(|e| match e {
+                            FieldError::WriterGone => TransferError::Cancelled,
+                            FieldError::Encode(e) => TransferError::Value {
+                                table: spec.label.clone(),
+                                column: spec.columns[i].source_name.clone(),
+                                key: "(unknown)".into(),
+                                message: e.to_string(),
+                            },
+                        })?;
                     }
                 }
-                widest = widest.max(row_bytes);
-                rows += 1;
-                fetched += 1;
-                // A wide row is not kept for its key: only the key is.
-                if !spec.key.is_empty() {
-                    last = Some(if row_bytes > KEEP_ROW_BYTES {
-                        LastRow::Key(key_of(spec, &row).map_err(fail)?)
-                    } else {
-                        LastRow::Row(row)
-                    });
-                }
-                sink.row_done().await.map_err(|_| TransferError::Cancelled)?;
             }
-            spec.widest_row.fetch_max(widest, std::sync::atomic::Ordering::Relaxed);
-            if fetched < batch {
-                break;
+            widest = widest.max(row_bytes);
+            rows += 1;
+            fetched += 1;
+            // A wide row is not kept for its key: only the key is.
+            if !spec.key.is_empty() {
+                last = Some(if row_bytes > KEEP_ROW_BYTES {
+                    LastRow::Key(key_of(spec, &row).map_err(fail)?)
+                } else {
+                    LastRow::Row(row)
+                });
             }
-            batch = next_batch(batch, widest);
+            sink.row_done().await.map_err(|_| TransferError::Cancelled)?;
         }
-        drop(portal);
-        tx.commit().await.map_err(fail)?;
-        let last_key = match last {
-            Some(LastRow::Row(row)) => Some(key_of(spec, &row).map_err(fail)?),
-            Some(LastRow::Key(key)) => Some(key),
-            None => None,
-        };
-        Ok(Page { rows, last_key })
+        spec.widest_row.fetch_max(widest, std::sync::atomic::Ordering::Relaxed);
+        if fetched < batch {
+            break;
+        }
+        batch = next_batch(batch, widest);
     }
+    drop(portal);
+    let last_key = match last {
+        Some(LastRow::Row(row)) => Some(key_of(spec, &row).map_err(fail)?),
+        Some(LastRow::Key(key)) => Some(key),
+        None => None,
+    };
+    Ok(Page { rows, last_key, complete: None })
 }
 
 fn table_sql(spec: &ReadSpec) -> String {
@@ -483,6 +862,44 @@ impl Source for PgSource {
             .map_err(|e| Self::err("computing the checksums of", spec, &e))
     }
 
+    async fn block_plan(&self, spec: &ReadSpec, parts: u32) -> Result<Option<BlockPlan<Self::Key>>, TransferError> {
+        if spec.key.is_empty() || spec.changed_since.is_some() || spec.within_buckets.is_some() {
+            return Ok(None);
+        }
+        // Taken before the table's size is read: every row the snapshot
+        // sees lies in a block that already exists then.
+        let Some(snapshot) = self.run_snapshot().await? else { return Ok(None) };
+        let Some(storage) = self.storage(spec).await? else { return Ok(None) };
+        let basis = Basis { xmin: snapshot.xmin, filenode: storage.filenode };
+        let table = BlockTable {
+            blocks: storage.blocks,
+            rows_per_block: storage.rows_per_block,
+            basis,
+            checked_epoch: snapshot.epoch,
+        };
+        self.keep_block_table(spec, table);
+        let bounds = partition_bounds(storage.blocks, parts).into_iter().map(block_key).collect();
+        Ok(Some(BlockPlan { bounds, basis: basis.to_state() }))
+    }
+
+    async fn resume_block_read(&self, spec: &ReadSpec, basis: &str) -> Result<bool, TransferError> {
+        let basis = Basis::from_state(basis)
+            .map_err(|why| TransferError::State(format!("saved run state, table {}: {why}", spec.label)))?;
+        let Some(snapshot) = self.run_snapshot().await? else { return Ok(false) };
+        let Some(storage) = self.storage(spec).await? else { return Ok(false) };
+        if storage.filenode != basis.filenode || !self.unchanged_since(spec, basis, &snapshot).await? {
+            return Ok(false);
+        }
+        let table = BlockTable {
+            blocks: storage.blocks,
+            rows_per_block: storage.rows_per_block,
+            basis,
+            checked_epoch: snapshot.epoch,
+        };
+        self.keep_block_table(spec, table);
+        Ok(true)
+    }
+
     async fn read_page<S: RowSink>(
         &self,
         spec: &ReadSpec,
@@ -491,6 +908,9 @@ impl Source for PgSource {
         limit: Option<u64>,
         sink: &mut S,
     ) -> Result<Page<Self::Key>, TransferError> {
+        if let Some(table) = self.block_table(spec) {
+            return self.read_blocks(spec, table, (after, upto, limit), sink).await;
+        }
         let widest = spec.widest_row.load(std::sync::atomic::Ordering::Relaxed);
         let Some(copy) = copy_page(spec, after.map(Vec::as_slice), upto.map(Vec::as_slice), limit)
             .filter(|_| sink.takes_copy_rows())
@@ -524,15 +944,21 @@ impl Source for PgSource {
             Some(page) => self.read_page_by_copy(spec, &page, sink).await?,
             None => self.read_page_by_portal(spec, Some(&probe_end), upto, rest, sink).await?,
         };
-        Ok(Page { rows: probe.rows + rest.rows, last_key: rest.last_key.or(Some(probe_end)) })
+        Ok(Page { rows: probe.rows + rest.rows, last_key: rest.last_key.or(Some(probe_end)), complete: None })
     }
 
     fn describe_key(key: &Self::Key) -> String {
+        if let Some(block) = block_of(key) {
+            return block_to_state(block);
+        }
         let parts: Vec<String> = key.iter().map(describe_raw).collect();
         format!("({})", parts.join(", "))
     }
 
     fn key_to_state(key: &Self::Key) -> String {
+        if let Some(block) = block_of(key) {
+            return block_to_state(block);
+        }
         if let [one] = key.as_slice()
             && let Some(value) = raw_integer(one)
         {
@@ -542,6 +968,9 @@ impl Source for PgSource {
     }
 
     fn key_from_state(&self, spec: &ReadSpec, text: &str) -> Result<Self::Key, String> {
+        if let Some(block) = block_from_state(text) {
+            return Ok(block_key(block));
+        }
         match split_key_parts(spec, text)? {
             KeyText::Integer(value) => Ok(self.integer_key(spec, value)),
             KeyText::Parts(parts) => parts

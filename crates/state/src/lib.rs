@@ -124,6 +124,12 @@ pub struct TableState {
     /// its keys, indexes and constraints).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub created: bool,
+    /// For a table read as ranges of the source's storage under one
+    /// snapshot (its partitions' bounds are then blocks): what the source
+    /// checks on a resume, that the table still holds the rows those
+    /// ranges were read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_basis: Option<String>,
 }
 
 impl TableState {
@@ -138,6 +144,7 @@ impl TableState {
             last_pk: None,
             target: target.into(),
             created,
+            read_basis: None,
         }
     }
 

@@ -439,13 +439,13 @@ async fn migrate<S: Source, T: Target>(
                 Some(e) => Err(e),
                 None => {
                     with_retries(&backoff, &spec.label, &options.cancel, |_| {
-                        plan_read(source.as_ref(), &spec, &table, settings, run_bytes)
+                        plan_read(source.as_ref(), &spec, &table, (settings, run_bytes), appends(m, is_new))
                     })
                     .await
                 }
             };
-            let (partitions, weight) = match planned {
-                Ok(read) => (read.partitions, weight_of(&table, run_bytes, read.rows, m, is_new)),
+            let (partitions, weight, basis) = match planned {
+                Ok(read) => (read.partitions, weight_of(&table, run_bytes, read.rows, m, is_new), read.basis),
                 Err(e) if m.continue_on_error => {
                     tracing::error!(table = %spec.label, error = %e, "cannot load the table");
                     let state = TableState {
@@ -464,7 +464,10 @@ async fn migrate<S: Source, T: Target>(
             let partition_states = partition_states::<S>(&partitions);
             states.insert(
                 spec.label.clone(),
-                TableState::new(ddl_label(&target_table), is_new, table.estimated_rows, partition_states),
+                TableState {
+                    read_basis: basis,
+                    ..TableState::new(ddl_label(&target_table), is_new, table.estimated_rows, partition_states)
+                },
             );
             work.push(new_work(spec, target_table, &table, partitions, is_new, weight));
         }
@@ -729,14 +732,34 @@ async fn resume_table<S: Source, T: Target>(
         }
         partitions.push(Partition { id: p.partition_id, after, upto });
     }
-    if partitions.is_empty() {
-        // Planning failed for this table last time; plan it now.
-        partitions = plan_read(source, &spec, &table, settings, run_bytes).await?.partitions;
+    let appends = appends(m, saved.created);
+    // Ranges of storage blocks read under the interrupted run's snapshot
+    // join ranges read under this one's only if the table did not change
+    // in between; if it may have, the table is copied again, whole.
+    let mut replan = partitions.is_empty();
+    if !replan
+        && saved.status != WorkStatus::Completed
+        && let Some(basis) = &saved.read_basis
+        && !source.resume_block_read(&spec, basis).await?
+    {
+        tracing::warn!(
+            table = %label,
+            "the source table may have changed since the interrupted run read part of it by storage blocks;              copying it again"
+        );
+        target.empty_table(&target_table).await?;
+        replan = true;
+    }
+    if replan {
+        // Planning failed for this table last time, or it starts over.
+        let read = plan_read(source, &spec, &table, (settings, run_bytes), appends).await?;
+        partitions = read.partitions;
         let states = partition_states::<S>(&partitions);
         progress
             .save_with(|s| {
                 if let Some(t) = s.tables.get_mut(&label) {
                     t.partitions = states;
+                    t.read_basis = read.basis;
+                    t.transferred_rows = 0;
                     t.status = WorkStatus::Pending;
                 }
             })
@@ -819,16 +842,29 @@ fn weight_of(table: &Table, run_bytes: u64, rows_read: u64, m: &MigrationConfig,
 }
 
 /// Splits a table's read into partitions by [`read_size`].
+///
+/// A read whose chunks are appended to the target (`appends`) is planned
+/// as ranges of the source's storage where the source can
+/// ([`Source::block_plan`]); otherwise by key.
 async fn plan_read<S: Source>(
     source: &S,
     spec: &ReadSpec,
     table: &Table,
-    settings: PlanSettings,
-    run_bytes: u64,
+    (settings, run_bytes): (PlanSettings, u64),
+    appends: bool,
 ) -> Result<PlannedRead<S::Key>, TransferError> {
     let (size, _) = read_size(source, spec, table, run_bytes).await?;
-    let partitions = plan_partitions(source, spec, partition_count(size, settings), size.rows).await?;
-    Ok(PlannedRead { partitions, rows: size.rows })
+    let parts = partition_count(size, settings);
+    if appends && let Some(plan) = source.block_plan(spec, parts).await? {
+        tracing::debug!(table = %spec.label, partitions = plan.bounds.len() + 1, "read by storage blocks");
+        return Ok(PlannedRead {
+            partitions: partitions_from_bounds(plan.bounds),
+            rows: size.rows,
+            basis: Some(plan.basis),
+        });
+    }
+    let partitions = plan_partitions(source, spec, parts, size.rows).await?;
+    Ok(PlannedRead { partitions, rows: size.rows, basis: None })
 }
 
 /// [`plan_read`]'s plan.
@@ -836,6 +872,16 @@ struct PlannedRead<K> {
     partitions: Vec<Partition<K>>,
     /// The rows the read is expected to return (see [`read_size`]).
     rows: u64,
+    /// For a read by storage blocks, what a resume checks ([`BlockPlan::basis`](crate::source::BlockPlan)).
+    basis: Option<String>,
+}
+
+/// Whether the chunks of a table are appended to it (a full load, or an
+/// upsert into a table the run created), so that it may be read by
+/// storage blocks: a merge needs no order, but its batches must be key
+/// ranges to be merged again exactly after a doubt.
+fn appends(m: &MigrationConfig, created: bool) -> bool {
+    m.target_mode != TargetMode::Upsert || created
 }
 
 /// The inclusive upper bounds that split a table with a one-column integer
@@ -1309,10 +1355,11 @@ async fn copy_chunk<S: Source, T: Target>(
         let mut sink = target.sink(&table.spec, &table.source, pieces_tx, tuning.piece_bytes);
         let page = source.read_page(&table.spec, read.after, read.upto, read.limit, &mut sink).await?;
         let bytes = T::finish_sink(sink).await.map_err(|_| TransferError::Cancelled)?;
-        let completes = match (read.mode, read.limit) {
-            (WriteMode::Replace | WriteMode::Merge { redo: true, .. }, _) => false,
-            (_, Some(limit)) => page.rows < limit,
-            (_, None) => true,
+        let completes = match (read.mode, page.complete, read.limit) {
+            (WriteMode::Replace | WriteMode::Merge { redo: true, .. }, ..) => false,
+            (_, Some(complete), _) => complete,
+            (_, None, Some(limit)) => page.rows < limit,
+            (_, None, None) => true,
         };
         let _ =
             end_tx.send(ReadEnd { rows: page.rows, last_key: page.last_key.as_ref().map(S::key_to_state), completes });

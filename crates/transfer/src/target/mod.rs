@@ -150,6 +150,9 @@ pub(crate) trait Target: Clone + Send + Sync + 'static {
         async { Ok(false) }
     }
 
+    /// Empties a table the run is loading, to copy it again from the start.
+    fn empty_table(&self, table: &TargetTable) -> impl Future<Output = Result<(), TransferError>> + Send;
+
     /// The sink a reader fills for one chunk of `spec`.
     fn sink(
         &self,

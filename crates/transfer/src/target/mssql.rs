@@ -476,6 +476,11 @@ impl Target for MssqlTarget {
         foreign_key_steps(&target.schema, source, config)
     }
 
+    async fn empty_table(&self, table: &TargetTable) -> Result<(), TransferError> {
+        let name = qualified_mssql(&table.schema, &table.name);
+        self.statement(&format!("TRUNCATE TABLE {name}"), &format!("emptying {name}")).await
+    }
+
     async fn run_step(&self, sql: &str, what: &str) -> Result<(), TransferError> {
         let mut session = self.server.session().await?;
         mssql::target::execute_once(&mut session, sql, what).await

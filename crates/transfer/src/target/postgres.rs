@@ -125,6 +125,15 @@ impl Target for PgTarget {
         foreign_key_steps(target, &config.migration)
     }
 
+    async fn empty_table(&self, table: &TargetTable) -> Result<(), TransferError> {
+        let sql = ddl::truncate_tables(&[table]).unwrap_or_default();
+        let client = self.pool.get(Side::Target).await?;
+        client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| pg_error(Side::Target, format!("emptying {}.{}", table.schema, table.name), &e))
+    }
+
     async fn run_step(&self, sql: &str, what: &str) -> Result<(), TransferError> {
         let client = self.pool.get(Side::Target).await?;
         execute_once(&client, sql, what).await
