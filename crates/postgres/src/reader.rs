@@ -210,6 +210,18 @@ FROM pg_class c WHERE c.oid = to_regclass($1) AND c.relkind = 'r' AND NOT c.relh
 /// first chunk is not larger than meant.
 const UNKNOWN_ROWS_PER_BLOCK: f64 = 290.0;
 
+impl BlockTable {
+    /// A table stored as `storage` says, read under `snapshot` from `basis`.
+    fn new(storage: &Storage, basis: Basis, snapshot: &RunSnapshot) -> BlockTable {
+        BlockTable {
+            blocks: storage.blocks,
+            rows_per_block: storage.rows_per_block,
+            basis,
+            checked_epoch: snapshot.epoch,
+        }
+    }
+}
+
 /// A table's storage as [`TABLE_STORAGE`] reads it.
 struct Storage {
     filenode: i64,
@@ -863,21 +875,18 @@ impl Source for PgSource {
     }
 
     async fn block_plan(&self, spec: &ReadSpec, parts: u32) -> Result<Option<BlockPlan<Self::Key>>, TransferError> {
-        if spec.key.is_empty() || spec.changed_since.is_some() || spec.within_buckets.is_some() {
+        if spec.changed_since.is_some() || spec.within_buckets.is_some() {
             return Ok(None);
         }
+        // A table without a key is one chunk, emptied first when redone: one
+        // range, read under the run's snapshot like the others.
+        let parts = if spec.key.is_empty() { 1 } else { parts };
         // Taken before the table's size is read: every row the snapshot
         // sees lies in a block that already exists then.
         let Some(snapshot) = self.run_snapshot().await? else { return Ok(None) };
         let Some(storage) = self.storage(spec).await? else { return Ok(None) };
         let basis = Basis { xmin: snapshot.xmin, filenode: storage.filenode };
-        let table = BlockTable {
-            blocks: storage.blocks,
-            rows_per_block: storage.rows_per_block,
-            basis,
-            checked_epoch: snapshot.epoch,
-        };
-        self.keep_block_table(spec, table);
+        self.keep_block_table(spec, BlockTable::new(&storage, basis, &snapshot));
         let bounds = partition_bounds(storage.blocks, parts).into_iter().map(block_key).collect();
         Ok(Some(BlockPlan { bounds, basis: basis.to_state() }))
     }
@@ -890,13 +899,7 @@ impl Source for PgSource {
         if storage.filenode != basis.filenode || !self.unchanged_since(spec, basis, &snapshot).await? {
             return Ok(false);
         }
-        let table = BlockTable {
-            blocks: storage.blocks,
-            rows_per_block: storage.rows_per_block,
-            basis,
-            checked_epoch: snapshot.epoch,
-        };
-        self.keep_block_table(spec, table);
+        self.keep_block_table(spec, BlockTable::new(&storage, basis, &snapshot));
         Ok(true)
     }
 

@@ -5,6 +5,8 @@
 //! and whatever commits after it; a later snapshot takes up the ranges only
 //! while the table is unchanged (a resume, or the holding connection lost).
 
+mod common;
+
 use bytes::Bytes;
 use futures_util::SinkExt;
 use mssql_pg_migrate_config::Secret;
@@ -12,11 +14,9 @@ use mssql_pg_migrate_dialect::source::{ReadColumn, ReadSpec, Source};
 use mssql_pg_migrate_dialect::{Side, TransferError};
 use mssql_pg_migrate_postgres::pool::{PgEndpoint, PgPool};
 use mssql_pg_migrate_postgres::reader::{PgSource, RawValue};
-use mssql_pg_migrate_postgres::sink::PieceSink;
 use mssql_pg_migrate_schema::ColumnType;
 use mssql_pg_migrate_testkit::{PgCluster, SUPERUSER};
 use mssql_pg_migrate_typemap::PgType;
-use tokio::sync::mpsc;
 
 fn spec() -> ReadSpec {
     let column = |name: &str, ty: PgType| ReadColumn {
@@ -72,15 +72,7 @@ async fn read_chunk(
     limit: u64,
 ) -> Result<(u64, Vec<RawValue>, bool), TransferError> {
     let spec = spec();
-    let (tx, mut rx) = mpsc::channel::<Bytes>(4);
-    let collect = tokio::spawn(async move {
-        let mut stream = Vec::new();
-        while let Some(piece) = rx.recv().await {
-            stream.extend_from_slice(&piece);
-        }
-        stream
-    });
-    let mut sink = PieceSink::new(tx, 64 << 10);
+    let (mut sink, collect) = common::gathering_sink();
     let page = reader.read_page(&spec, after, upto, Some(limit), &mut sink).await;
     sink.finish().await.unwrap();
     let bytes = collect.await.unwrap();

@@ -7,6 +7,8 @@
 //! first rows through the portal and the rest as COPY, and wide rows keep
 //! to the portal.
 
+mod common;
+
 use bytes::Bytes;
 use futures_util::StreamExt;
 use mssql_pg_migrate_config::Secret;
@@ -14,12 +16,10 @@ use mssql_pg_migrate_dialect::Side;
 use mssql_pg_migrate_dialect::source::{ReadColumn, ReadSpec, Source};
 use mssql_pg_migrate_postgres::pool::{PgEndpoint, PgPool};
 use mssql_pg_migrate_postgres::reader::{PgSource, RawValue};
-use mssql_pg_migrate_postgres::sink::PieceSink;
 use mssql_pg_migrate_schema::ColumnType;
 use mssql_pg_migrate_testkit::{PgCluster, SUPERUSER};
 use mssql_pg_migrate_typemap::PgType;
 use std::sync::atomic::Ordering;
-use tokio::sync::mpsc;
 
 const PAGE_ROWS: u64 = 700;
 
@@ -67,15 +67,7 @@ async fn read_page_of(
     after: Option<&Vec<RawValue>>,
     limit: u64,
 ) -> (Vec<u8>, u64, Option<Vec<RawValue>>) {
-    let (tx, mut rx) = mpsc::channel::<Bytes>(4);
-    let collect = tokio::spawn(async move {
-        let mut stream = Vec::new();
-        while let Some(piece) = rx.recv().await {
-            stream.extend_from_slice(&piece);
-        }
-        stream
-    });
-    let mut sink = PieceSink::new(tx, 64 << 10);
+    let (mut sink, collect) = common::gathering_sink();
     let page = reader.read_page(spec, after, None, Some(limit), &mut sink).await.unwrap();
     sink.finish().await.unwrap();
     (collect.await.unwrap(), page.rows, page.last_key)
