@@ -74,6 +74,11 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// of `migration` than `run_id`.
     fn open<'a>(&'a self, migration: &'a str, run_id: &'a str) -> StoreFuture<'a, ()>;
 
+    /// Drops the chunk rows of `table` in run `run_id`: its progress starts
+    /// over (it is copied again), and rows of its old partitions must not
+    /// be taken for the new ones' on a later load.
+    fn forget_chunks<'a>(&'a self, run_id: &'a str, table: &'a str) -> StoreFuture<'a, ()>;
+
     /// Saves the run document of `migration`.
     fn save<'a>(&'a self, migration: &'a str, run_id: &'a str, document: &'a str) -> StoreFuture<'a, ()>;
 

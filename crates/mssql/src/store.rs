@@ -183,6 +183,19 @@ impl StateStore for MssqlStateStore {
         })
     }
 
+    fn forget_chunks<'a>(&'a self, run_id: &'a str, table: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut session = self.server.session().await?;
+            execute_bound(
+                &mut session,
+                "DELETE FROM [mssql_pg_migrate].[chunks] WHERE run_id = @P1 AND table_name = @P2",
+                &[&run_id, &table],
+                &format!("clearing the progress of {table}"),
+            )
+            .await
+        })
+    }
+
     fn save<'a>(&'a self, migration: &'a str, run_id: &'a str, document: &'a str) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let mut session = self.server.session().await?;

@@ -148,6 +148,20 @@ impl StateStore for PgStateStore {
         })
     }
 
+    fn forget_chunks<'a>(&'a self, run_id: &'a str, table: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let client = self.pool.get(Side::Target).await?;
+            client
+                .execute(
+                    "DELETE FROM mssql_pg_migrate.chunks WHERE run_id = $1 AND table_name = $2",
+                    &[&run_id, &table],
+                )
+                .await
+                .map_err(|e| target_error(&format!("clearing the progress of {table}"), &e))?;
+            Ok(())
+        })
+    }
+
     fn save<'a>(&'a self, migration: &'a str, run_id: &'a str, document: &'a str) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let client = self.pool.get(Side::Target).await?;

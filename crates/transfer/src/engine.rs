@@ -744,7 +744,8 @@ async fn resume_table<S: Source, T: Target>(
     {
         tracing::warn!(
             table = %label,
-            "the source table may have changed since the interrupted run read part of it by storage blocks;              copying it again"
+            "the source table may have changed since the interrupted run read part of it by storage blocks; \
+             copying it again"
         );
         target.empty_table(&target_table).await?;
         replan = true;
@@ -755,13 +756,10 @@ async fn resume_table<S: Source, T: Target>(
         partitions = read.partitions;
         let states = partition_states::<S>(&partitions);
         progress
-            .save_with(|s| {
-                if let Some(t) = s.tables.get_mut(&label) {
-                    t.partitions = states;
-                    t.read_basis = read.basis;
-                    t.transferred_rows = 0;
-                    t.status = WorkStatus::Pending;
-                }
+            .start_table_over(&label, |t| {
+                t.partitions = states;
+                t.read_basis = read.basis;
+                t.status = WorkStatus::Pending;
             })
             .await?;
     } else if unlogged && saved.created && saved.committed_rows() > 0 {
@@ -771,12 +769,9 @@ async fn resume_table<S: Source, T: Target>(
         if emptied {
             tracing::warn!(table = %label, "UNLOGGED target table was emptied by a server restart; copying it again");
             progress
-                .save_with(|s| {
-                    if let Some(t) = s.tables.get_mut(&label) {
-                        for p in &mut t.partitions {
-                            *p = PartitionState::new(p.partition_id, p.start_pk.take(), p.end_pk.take());
-                        }
-                        t.transferred_rows = 0;
+                .start_table_over(&label, |t| {
+                    for p in &mut t.partitions {
+                        *p = PartitionState::new(p.partition_id, p.start_pk.take(), p.end_pk.take());
                     }
                 })
                 .await?;

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use mssql_pg_migrate_dialect::store::{ChunkRecord, KeptMark, StateStore};
-use mssql_pg_migrate_state::{ChangeMark, RunState, StateError, WorkStatus, now_rfc3339, write_atomically};
+use mssql_pg_migrate_state::{ChangeMark, RunState, StateError, TableState, WorkStatus, now_rfc3339, write_atomically};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -272,6 +272,27 @@ impl Progress {
     }
 
     /// Saves the state as it is.
+    /// Starts `table`'s progress over (it is copied again): `reset` gives
+    /// it new partitions, and a state in the target first drops the chunk
+    /// rows of the old ones, which a later load would otherwise take for
+    /// the new ones' and skip rows never copied.
+    pub(crate) async fn start_table_over(
+        &self,
+        table: &str,
+        reset: impl FnOnce(&mut TableState),
+    ) -> Result<(), TransferError> {
+        if let Store::Target { store, .. } = &self.store {
+            store.forget_chunks(&self.run_id, table).await?;
+        }
+        self.save_with(|s| {
+            if let Some(t) = s.tables.get_mut(table) {
+                reset(t);
+                t.transferred_rows = t.committed_rows();
+            }
+        })
+        .await
+    }
+
     pub(crate) async fn save(&self) -> Result<(), TransferError> {
         self.save_with(|_| {}).await
     }
