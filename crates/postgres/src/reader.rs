@@ -113,11 +113,7 @@ enum SnapshotHolder {
 }
 
 struct HeldSnapshot {
-    name: String,
-    xmin: u64,
-    /// Counts the snapshots held in this run: a table read under an
-    /// earlier one is checked before a later one reads it.
-    epoch: u64,
+    snapshot: RunSnapshot,
     session: deadpool_postgres::Object,
 }
 
@@ -126,6 +122,8 @@ struct HeldSnapshot {
 struct RunSnapshot {
     name: String,
     xmin: u64,
+    /// Counts the snapshots held in this run: a table read under an
+    /// earlier one is checked before a later one reads it.
     epoch: u64,
 }
 
@@ -237,10 +235,8 @@ impl PgSource {
         let mut held = self.blocks.held.lock().await;
         let epoch = match &*held {
             SnapshotHolder::Unsupported => return Ok(None),
-            SnapshotHolder::Holding(h) if !h.session.is_closed() => {
-                return Ok(Some(RunSnapshot { name: h.name.clone(), xmin: h.xmin, epoch: h.epoch }));
-            }
-            SnapshotHolder::Holding(h) => h.epoch + 1,
+            SnapshotHolder::Holding(h) if !h.session.is_closed() => return Ok(Some(h.snapshot.clone())),
+            SnapshotHolder::Holding(h) => h.snapshot.epoch + 1,
             SnapshotHolder::Lost { epoch } => epoch + 1,
             SnapshotHolder::NotYet => 1,
         };
@@ -295,8 +291,8 @@ impl PgSource {
         } else {
             tracing::debug!(snapshot = %name, "holding a snapshot for the run's block reads");
         }
-        let snapshot = RunSnapshot { name: name.clone(), xmin, epoch };
-        *held = SnapshotHolder::Holding(Box::new(HeldSnapshot { name, xmin, epoch, session }));
+        let snapshot = RunSnapshot { name, xmin, epoch };
+        *held = SnapshotHolder::Holding(Box::new(HeldSnapshot { snapshot: snapshot.clone(), session }));
         Ok(Some(snapshot))
     }
 
@@ -304,7 +300,7 @@ impl PgSource {
     /// next page holds a new one.
     async fn snapshot_lost(&self, epoch: u64) {
         let mut held = self.blocks.held.lock().await;
-        if matches!(&*held, SnapshotHolder::Holding(h) if h.epoch == epoch) {
+        if matches!(&*held, SnapshotHolder::Holding(h) if h.snapshot.epoch == epoch) {
             *held = SnapshotHolder::Lost { epoch };
         }
     }
@@ -454,8 +450,8 @@ impl PgSource {
         let widest = spec.widest_row.load(std::sync::atomic::Ordering::Relaxed);
         let rows = limit.map(|l| if widest == 0 { l.min(PROBE_ROWS) } else { l });
         let range = chunk_range(after, upto, rows.map(|r| blocks_for_rows(r, table.rows_per_block)), table.blocks);
-        let columns = spec.columns.iter().map(|c| quote_pg(&c.source_name)).collect::<Vec<_>>().join(", ");
-        let select = format!("SELECT {columns} FROM ONLY {} WHERE {}", table_sql(spec), range_condition(&range));
+        let select =
+            format!("SELECT {} FROM ONLY {} WHERE {}", column_list(spec), table_sql(spec), range_condition(&range));
         let fail = |e: tokio_postgres::Error| Self::err("reading", spec, &e);
         let mut client = self.pool.get(Side::Source).await?;
         let tx = self.import(&mut client, spec, &snapshot).await?;
@@ -614,6 +610,11 @@ fn table_sql(spec: &ReadSpec) -> String {
     qualified_pg(&spec.schema, &spec.table)
 }
 
+/// The read columns, quoted, in the order the target takes them.
+fn column_list(spec: &ReadSpec) -> String {
+    spec.columns.iter().map(|c| quote_pg(&c.source_name)).collect::<Vec<_>>().join(", ")
+}
+
 fn key_list(spec: &ReadSpec) -> String {
     spec.key.iter().map(|&k| quote_pg(&spec.columns[k].source_name)).collect::<Vec<_>>().join(", ")
 }
@@ -636,8 +637,7 @@ pub fn page_sql(spec: &ReadSpec, has_after: bool, has_upto: bool, has_limit: boo
 /// The page query with the bounds and limit given as SQL: placeholders,
 /// or literals where the query cannot take parameters (COPY).
 fn select_page(spec: &ReadSpec, after: Option<String>, upto: Option<String>, limit: Option<String>) -> String {
-    let columns = spec.columns.iter().map(|c| quote_pg(&c.source_name)).collect::<Vec<_>>().join(", ");
-    let mut sql = format!("SELECT {columns} FROM {}", table_sql(spec));
+    let mut sql = format!("SELECT {} FROM {}", column_list(spec), table_sql(spec));
     let keys = key_list(spec);
     let mut conditions = Vec::new();
     if let Some(after) = after {
@@ -896,7 +896,7 @@ impl Source for PgSource {
             .map_err(|why| TransferError::State(format!("saved run state, table {}: {why}", spec.label)))?;
         let Some(snapshot) = self.run_snapshot().await? else { return Ok(false) };
         let Some(storage) = self.storage(spec).await? else { return Ok(false) };
-        if storage.filenode != basis.filenode || !self.unchanged_since(spec, basis, &snapshot).await? {
+        if !self.unchanged_since(spec, basis, &snapshot).await? {
             return Ok(false);
         }
         self.keep_block_table(spec, BlockTable::new(&storage, basis, &snapshot));

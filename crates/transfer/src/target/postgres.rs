@@ -127,11 +127,7 @@ impl Target for PgTarget {
 
     async fn empty_table(&self, table: &TargetTable) -> Result<(), TransferError> {
         let sql = ddl::truncate_tables(&[table]).unwrap_or_default();
-        let client = self.pool.get(Side::Target).await?;
-        client
-            .batch_execute(&sql)
-            .await
-            .map_err(|e| pg_error(Side::Target, format!("emptying {}.{}", table.schema, table.name), &e))
+        self.run_step(&sql, &format!("emptying {}.{}", table.schema, table.name)).await
     }
 
     async fn run_step(&self, sql: &str, what: &str) -> Result<(), TransferError> {
