@@ -282,6 +282,15 @@ async fn expression_indexes_access_methods_and_operator_classes_are_carried_over
          CREATE UNIQUE INDEX docs_email_ci ON docs USING btree (lower(email))\n\
          CREATE INDEX docs_mixed ON docs USING btree (n DESC, ((code || 'x'::text)) text_pattern_ops) INCLUDE (email) WHERE (n > 0)"
     );
+    // ANALYZE ran after the expression indexes were built: it keeps
+    // statistics of their expressions under the index's name.
+    let expression_statistics = scalar(
+        &t,
+        "SELECT string_agg(tablename || '.' || attname, ', ' ORDER BY tablename, attname) FROM pg_stats \
+         WHERE schemaname = 'copy' AND tablename IN ('docs_email_ci', 'docs_mixed')",
+    )
+    .await;
+    assert_eq!(expression_statistics, "docs_email_ci.lower, docs_mixed.expr");
     // The unique expression index holds in the target too.
     let duplicate = t.execute("INSERT INTO copy.docs (id, email) VALUES (3, 'a@X.ORG')", &[]).await;
     let refused = duplicate.unwrap_err();

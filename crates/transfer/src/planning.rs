@@ -192,11 +192,23 @@ pub struct Step {
 }
 
 /// The steps that complete a table created by the run, in order: primary
-/// key, unique constraints, indexes, checks, `SET LOGGED`, `ANALYZE`, and
-/// last autovacuum back on (off while the table loads, see
-/// [`ddl::create_table`]).
+/// key, unique constraints, indexes, checks, `SET LOGGED`, and last
+/// autovacuum back on (off while the table loads, see
+/// [`ddl::create_table`]). `ANALYZE` comes first, unless an index has an
+/// expression (whose statistics it gathers once the index exists) or the
+/// table is rewritten by `SET LOGGED`: it samples rows on one core, so
+/// before the keys it runs beside other tables' work, and the key builds,
+/// which the server spreads over its parallel workers, end the table.
+/// Otherwise the last table's `ANALYZE` ran alone after its key build,
+/// leaving a core idle (docs/BENCHMARKS.md, issue 18).
 pub fn post_load_steps(t: &TargetTable, m: &MigrationConfig) -> Vec<Step> {
     let mut steps = Vec::new();
+    let index_expressions =
+        m.create_indexes && t.indexes.iter().any(|i| i.columns.iter().any(|c| c.expression.is_some()));
+    let analyze_first = !index_expressions && !m.use_unlogged_tables;
+    if analyze_first {
+        steps.extend(analyze_step(t, m));
+    }
     if let Some(pk) = &t.primary_key {
         steps.push(Step { sql: ddl::add_primary_key(t, pk), what: format!("primary key {} on {}", pk.name, t.name) });
     }
@@ -220,13 +232,14 @@ pub fn post_load_steps(t: &TargetTable, m: &MigrationConfig) -> Vec<Step> {
     if m.use_unlogged_tables {
         steps.push(Step { sql: ddl::set_logged(t), what: format!("SET LOGGED on {}", t.name) });
     }
-    steps.extend(analyze_step(t, m));
+    if !analyze_first {
+        steps.extend(analyze_step(t, m));
+    }
     steps.push(Step { sql: ddl::enable_autovacuum(t), what: format!("autovacuum on {}", t.name) });
     steps
 }
 
-/// The planner's statistics of a table just loaded (last, so they see its
-/// indexes), unless switched off.
+/// The planner's statistics of a table just loaded, unless switched off.
 pub fn analyze_step(t: &TargetTable, m: &MigrationConfig) -> Option<Step> {
     m.analyze_after_load.then(|| Step { sql: ddl::analyze(t), what: format!("analyzing {}", t.name) })
 }
@@ -312,15 +325,16 @@ mod tests {
         let m = migration("");
         let steps = post_load_steps(child, &m);
         assert_eq!(steps.len(), 3, "{steps:?}");
-        assert!(steps[0].sql.starts_with("ALTER TABLE \"t\".\"child\" ADD CONSTRAINT"), "{}", steps[0].sql);
-        assert!(steps[0].sql.contains("PRIMARY KEY (\"id\")"), "{}", steps[0].sql);
-        assert_eq!(steps[1].sql, "ANALYZE \"t\".\"child\"", "statistics after the key");
+        assert_eq!(steps[0].sql, "ANALYZE \"t\".\"child\"", "statistics first: no index expression to wait for");
+        assert!(steps[1].sql.starts_with("ALTER TABLE \"t\".\"child\" ADD CONSTRAINT"), "{}", steps[1].sql);
+        assert!(steps[1].sql.contains("PRIMARY KEY (\"id\")"), "{}", steps[1].sql);
         assert_eq!(
             steps[2].sql, "ALTER TABLE \"t\".\"child\" RESET (autovacuum_enabled, toast.autovacuum_enabled)",
             "autovacuum back on last, once the table is complete"
         );
         let unanalyzed = post_load_steps(child, &migration("analyze_after_load: false"));
         assert_eq!(unanalyzed.len(), 2, "{unanalyzed:?}");
+        assert!(unanalyzed[0].sql.contains("PRIMARY KEY"), "{}", unanalyzed[0].sql);
         assert!(unanalyzed[1].sql.contains("RESET (autovacuum_enabled"), "{}", unanalyzed[1].sql);
         let fks = foreign_key_steps(child, &m);
         assert_eq!(fks.len(), 1);
@@ -329,6 +343,26 @@ mod tests {
         let unlogged = post_load_steps(child, &migration("use_unlogged_tables: true"));
         let last_two: Vec<&str> = unlogged.iter().rev().skip(1).take(2).map(|s| s.sql.as_str()).collect();
         assert_eq!(last_two, ["ANALYZE \"t\".\"child\"", "ALTER TABLE \"t\".\"child\" SET LOGGED"]);
+
+        // An index on an expression: ANALYZE gathers its statistics only once it exists.
+        let mut with_expression = child.clone();
+        with_expression.indexes.push(mssql_pg_migrate_schema::target::TargetIndex {
+            name: "ix_lower".into(),
+            columns: vec![mssql_pg_migrate_schema::target::TargetIndexColumn {
+                expression: Some("lower(name)".into()),
+                ..Default::default()
+            }],
+            included: vec![],
+            unique: false,
+            filter: None,
+            method: None,
+        });
+        let steps = post_load_steps(&with_expression, &m);
+        let order: Vec<&str> = steps.iter().map(|s| s.sql.split_whitespace().next().unwrap_or("")).collect();
+        assert_eq!(order, ["ALTER", "CREATE", "ANALYZE", "ALTER"], "{steps:?}");
+        assert!(steps[1].sql.contains("lower(name)"), "{}", steps[1].sql);
+        let unindexed = post_load_steps(&with_expression, &migration("create_indexes: false"));
+        assert_eq!(unindexed[0].sql, "ANALYZE \"t\".\"child\"", "no index built, nothing to wait for");
 
         // A foreign key to a table outside the run is left out.
         let alone = plan_targets(vec![table("Child", int(), Some("Parent"))], &m, "t", Dialect::Postgres).unwrap();
