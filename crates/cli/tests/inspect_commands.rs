@@ -149,7 +149,8 @@ async fn dry_run_prints_the_plan_and_changes_nothing() {
     );
     assert_eq!(skewed["partitions"], 4);
     assert!(skewed["create_table"].as_str().unwrap().starts_with("CREATE TABLE \"copy\".\"skewed\""));
-    assert!(skewed["after_load"][0]["sql"].as_str().unwrap().contains("PRIMARY KEY (\"id\")"));
+    assert_eq!(skewed["after_load"][0]["sql"], "ANALYZE \"copy\".\"skewed\"", "statistics first, then keys");
+    assert!(skewed["after_load"][1]["sql"].as_str().unwrap().contains("PRIMARY KEY (\"id\")"));
     assert!(skewed["estimated_bytes"].as_u64().unwrap() > 0);
 
     let composite = table(&plan["tables"], "src.composite");

@@ -43,6 +43,12 @@ pub struct ReadSpec {
     /// SQL by the engine's `deep::checksum::bucket_filter_sql`: a deep
     /// validation reading the buckets whose checksums differ.
     pub within_buckets: Option<String>,
+    /// The least storage, in bytes, a chunk covers where the source reads
+    /// ranges of its storage (a PostgreSQL table read by blocks), whatever
+    /// the row limit; 0 lets the row limit alone decide. A chunk of narrow
+    /// rows would otherwise cover a few megabytes, each a transaction on
+    /// both servers and a pipeline drained and refilled.
+    pub min_chunk_bytes: u64,
 }
 
 /// How a change column's values rise, which decides how a mark is taken.
@@ -136,6 +142,7 @@ impl ReadSpec {
             widest_row: std::sync::Arc::default(),
             changed_since: None,
             within_buckets: None,
+            min_chunk_bytes: 0,
         }
     }
 
@@ -467,6 +474,7 @@ mod tests {
                 nullable: true,
             }),
             within_buckets: Some("bucket = 1".into()),
+            min_chunk_bytes: 0,
         };
         let keys = spec.keys_only();
         let names: Vec<&str> = keys.columns.iter().map(|c| c.source_name.as_str()).collect();

@@ -1596,6 +1596,7 @@ mod tests {
             widest_row: Default::default(),
             changed_since: None,
             within_buckets: None,
+            min_chunk_bytes: 0,
         };
         assert_eq!(
             page_sql(&spec, &sliced_columns(&spec), true, true, true),
@@ -1672,6 +1673,7 @@ mod tests {
             widest_row: Default::default(),
             changed_since: None,
             within_buckets: None,
+            min_chunk_bytes: 0,
         };
         let sliced = sliced_columns(&spec);
         assert_eq!(sliced, [(1, LobKind::Text), (2, LobKind::Binary), (4, LobKind::Text)]);

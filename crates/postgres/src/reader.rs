@@ -133,6 +133,8 @@ struct BlockTable {
     /// Its size when planned (or resumed), after the snapshot was taken.
     blocks: u64,
     rows_per_block: f64,
+    /// The server's block size in bytes.
+    block_bytes: u64,
     basis: Basis,
     /// The snapshot its rows were last known to match.
     checked_epoch: u64,
@@ -200,7 +202,7 @@ const BLOCK_READS_FROM_VERSION: i32 = 140_000;
 const TABLE_STORAGE: &str = "\
 SELECT pg_relation_filenode(c.oid)::int8,
        (pg_relation_size(c.oid) / current_setting('block_size')::int8)::int8,
-       c.reltuples::float8, c.relpages::int8
+       c.reltuples::float8, c.relpages::int8, current_setting('block_size')::int8
 FROM pg_class c WHERE c.oid = to_regclass($1) AND c.relkind = 'r' AND NOT c.relhassubclass";
 
 /// The density a table never analyzed is taken to have until its first
@@ -214,6 +216,7 @@ impl BlockTable {
         BlockTable {
             blocks: storage.blocks,
             rows_per_block: storage.rows_per_block,
+            block_bytes: storage.block_bytes,
             basis,
             checked_epoch: snapshot.epoch,
         }
@@ -225,6 +228,7 @@ struct Storage {
     filenode: i64,
     blocks: u64,
     rows_per_block: f64,
+    block_bytes: u64,
 }
 
 impl PgSource {
@@ -317,9 +321,15 @@ impl PgSource {
         let blocks: i64 = row.try_get(1).map_err(fail)?;
         let tuples: f64 = row.try_get(2).map_err(fail)?;
         let pages: i64 = row.try_get(3).map_err(fail)?;
+        let block_bytes: i64 = row.try_get(4).map_err(fail)?;
         #[allow(clippy::cast_precision_loss)]
         let rows_per_block = if tuples > 0.0 && pages > 0 { tuples / pages as f64 } else { UNKNOWN_ROWS_PER_BLOCK };
-        Ok(filenode.map(|filenode| Storage { filenode, blocks: u64::try_from(blocks).unwrap_or(0), rows_per_block }))
+        Ok(filenode.map(|filenode| Storage {
+            filenode,
+            blocks: u64::try_from(blocks).unwrap_or(0),
+            rows_per_block,
+            block_bytes: u64::try_from(block_bytes).unwrap_or(0).max(1),
+        }))
     }
 
     /// Whether `spec`'s table still holds exactly the rows that `basis`'s
@@ -448,8 +458,15 @@ impl PgSource {
             self.keep_block_table(spec, table);
         }
         let widest = spec.widest_row.load(std::sync::atomic::Ordering::Relaxed);
-        let rows = limit.map(|l| if widest == 0 { l.min(PROBE_ROWS) } else { l });
-        let range = chunk_range(after, upto, rows.map(|r| blocks_for_rows(r, table.rows_per_block)), table.blocks);
+        let blocks = limit.map(|l| {
+            if widest == 0 {
+                // The probe that learns the rows' width stays small.
+                blocks_for_rows(l.min(PROBE_ROWS), table.rows_per_block)
+            } else {
+                blocks_for_rows(l, table.rows_per_block).max(spec.min_chunk_bytes / table.block_bytes)
+            }
+        });
+        let range = chunk_range(after, upto, blocks, table.blocks);
         let select =
             format!("SELECT {} FROM ONLY {} WHERE {}", column_list(spec), table_sql(spec), range_condition(&range));
         let fail = |e: tokio_postgres::Error| Self::err("reading", spec, &e);
@@ -1133,6 +1150,7 @@ mod tests {
             widest_row: Default::default(),
             changed_since: None,
             within_buckets: None,
+            min_chunk_bytes: 0,
         }
     }
 

@@ -33,6 +33,7 @@ fn spec() -> ReadSpec {
         widest_row: Default::default(),
         changed_since: None,
         within_buckets: None,
+        min_chunk_bytes: 0,
     }
 }
 
@@ -71,9 +72,20 @@ async fn read_chunk(
     upto: Option<&Vec<RawValue>>,
     limit: u64,
 ) -> Result<(u64, Vec<RawValue>, bool), TransferError> {
-    let spec = spec();
+    read_chunk_of(&spec(), reader, pool, after, upto, limit).await
+}
+
+/// [`read_chunk`] with a spec of one's own.
+async fn read_chunk_of(
+    spec: &ReadSpec,
+    reader: &PgSource,
+    pool: &PgPool,
+    after: Option<&Vec<RawValue>>,
+    upto: Option<&Vec<RawValue>>,
+    limit: u64,
+) -> Result<(u64, Vec<RawValue>, bool), TransferError> {
     let (mut sink, collect) = common::gathering_sink();
-    let page = reader.read_page(&spec, after, upto, Some(limit), &mut sink).await;
+    let page = reader.read_page(spec, after, upto, Some(limit), &mut sink).await;
     sink.finish().await.unwrap();
     let bytes = collect.await.unwrap();
     let page = page?;
@@ -224,4 +236,39 @@ async fn a_lost_snapshot_is_replaced_while_the_table_is_unchanged_and_a_change_s
     assert!(plan.bounds.is_empty());
     read_partition(&again, &pool, None, None, 300).await;
     assert_eq!(differences(&pool).await, 0);
+}
+
+/// The block a chunk ended at, from its key as the state writes it.
+fn last_block(key: &[RawValue]) -> i64 {
+    let text = PgSource::key_to_state(&key.to_vec());
+    text.strip_prefix("block ").and_then(|b| b.parse().ok()).unwrap_or_else(|| panic!("{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_of_narrow_rows_cover_at_least_the_minimum_storage() {
+    let (_cluster, pool) = source().await;
+    let block_bytes = scalar(&pool, "SELECT current_setting('block_size')::int8").await;
+    let blocks = scalar(&pool, "SELECT pg_relation_size('s.t') / current_setting('block_size')::int8").await;
+    assert!(blocks > 12, "the table spans {blocks} blocks, enough for a few chunks of 4");
+    let reader = PgSource::new(pool.clone());
+    reader.block_plan(&spec(), 1).await.unwrap().expect("PostgreSQL 14 or later reads by blocks");
+    let floor = ReadSpec { min_chunk_bytes: u64::try_from(4 * block_bytes).unwrap(), ..spec() };
+    // 20 rows are a fraction of a block: the floor decides, after the
+    // first chunk, which probes the rows' width with the row limit alone.
+    let mut after: Option<Vec<RawValue>> = None;
+    let mut spans = Vec::new();
+    loop {
+        let (rows, last, complete) = read_chunk_of(&floor, &reader, &pool, after.as_ref(), None, 20).await.unwrap();
+        assert!(rows > 0);
+        if complete {
+            break;
+        }
+        let first = after.as_deref().map_or(0, |a| last_block(a) + 1);
+        spans.push(last_block(&last) - first + 1);
+        after = Some(last);
+    }
+    assert_eq!(spans.first(), Some(&1), "the probe reads the first block alone: {spans:?}");
+    assert!(spans.iter().skip(1).all(|&s| s == 4), "four blocks a chunk after the probe: {spans:?}");
+    assert!(spans.len() >= 3, "{spans:?}");
+    assert_eq!(differences(&pool).await, 0, "every row once");
 }

@@ -40,6 +40,7 @@ fn spec(columns: &[(&str, PgType)]) -> ReadSpec {
         widest_row: Default::default(),
         changed_since: None,
         within_buckets: None,
+        min_chunk_bytes: 0,
     }
 }
 

@@ -502,8 +502,8 @@ mod tests {
         // 5250 rows per partition in chunks of 1000: 6 each.
         assert_eq!(t.estimated_chunks, 12);
         assert_eq!(t.after_load.len(), 3);
-        assert!(t.after_load[0].sql.contains("PRIMARY KEY (\"order_id\")"), "{}", t.after_load[0].sql);
-        assert_eq!(t.after_load[1].sql, "ANALYZE \"t\".\"orders\"");
+        assert_eq!(t.after_load[0].sql, "ANALYZE \"t\".\"orders\"");
+        assert!(t.after_load[1].sql.contains("PRIMARY KEY (\"order_id\")"), "{}", t.after_load[1].sql);
         assert_eq!(t.after_load[2].what, "autovacuum on orders");
         let placed = t.columns.iter().find(|c| c.source == "PlacedAt").unwrap();
         assert_eq!((placed.target.as_str(), placed.source_type.as_str()), ("placed_at", "datetime"));

@@ -416,6 +416,7 @@ async fn migrate<S: Source, T: Target>(
             let is_new = prepared.created;
             target_table.notes.extend(prepared.notes);
             let mut spec = ReadSpec::new(&table, &target_table);
+            spec.min_chunk_bytes = tuning.min_chunk_bytes;
             if prepared.failed.is_none()
                 && let Some((column, kind)) = change_column(&table, m)?
             {
@@ -710,6 +711,7 @@ async fn resume_table<S: Source, T: Target>(
 ) -> Result<TableWork<S::Key>, TransferError> {
     let unlogged = m.use_unlogged_tables;
     let mut spec = ReadSpec::new(&table, &target_table);
+    spec.min_chunk_bytes = settings.min_chunk_bytes;
     let label = spec.label.clone();
     let saved = progress
         .with(|s| s.tables.get(&label).cloned())

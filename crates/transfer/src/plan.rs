@@ -21,6 +21,8 @@ pub struct PlanSettings {
     pub readers: u32,
     /// Rows per chunk: no partition is planned smaller than one.
     pub chunk_rows: u64,
+    /// [`crate::tuning::Tuning::min_chunk_bytes`], for the read specs.
+    pub min_chunk_bytes: u64,
 }
 
 impl PlanSettings {
@@ -31,6 +33,7 @@ impl PlanSettings {
             min_rows_per_partition: m.min_rows_per_partition,
             readers: u32::try_from(tuning.parallel_readers).unwrap_or(u32::MAX),
             chunk_rows: tuning.chunk_size,
+            min_chunk_bytes: tuning.min_chunk_bytes,
         }
     }
 }
@@ -163,6 +166,7 @@ mod tests {
         min_rows_per_partition: 300,
         readers: 1,
         chunk_rows: 100,
+        min_chunk_bytes: 0,
     };
 
     /// A table that is the whole run's work, so balance never splits it

@@ -15,6 +15,9 @@ pub struct Tuning {
     pub write_ahead_writers: usize,
     /// Rows per chunk: one page read, one target transaction.
     pub chunk_size: u64,
+    /// The least storage a chunk covers where the source reads storage
+    /// ranges ([`MIN_STORAGE_CHUNK_BYTES`] unless `chunk_size` is set).
+    pub min_chunk_bytes: u64,
     /// Pieces buffered between one reader and its writer.
     pub read_ahead_buffers: usize,
     /// Bytes per piece handed from reader to writer.
@@ -74,6 +77,13 @@ pub fn is_local_host(host: &str) -> bool {
 
 /// Largest piece handed from a reader to a writer.
 const MAX_PIECE: usize = 1 << 20;
+
+/// The least heap a chunk read by storage blocks covers when `chunk_size`
+/// is not set. 100,000 narrow rows are a few megabytes (Votes: 5 MB), and
+/// each chunk costs a transaction on both servers, a state write, and its
+/// reader idle while the writer drains the queued pieces and commits; a
+/// chunk of 64 MiB is still redone in well under a second after a crash.
+pub const MIN_STORAGE_CHUNK_BYTES: u64 = 64 << 20;
 const MIN_PIECE: usize = 64 << 10;
 
 impl Tuning {
@@ -97,7 +107,10 @@ impl Tuning {
         let write_ahead_writers =
             pick(m.upsert_parallel_tasks.filter(|_| upsert).or(m.write_ahead_writers), cores.clamp(2, 12));
         let read_ahead_buffers = pick(m.read_ahead_buffers, 4);
-        let chunk_size = m.upsert_batch_size.filter(|_| upsert).or(m.chunk_size).map_or(100_000, u64::from).max(1);
+        let chunk_rows = m.upsert_batch_size.filter(|_| upsert).or(m.chunk_size);
+        let chunk_size = chunk_rows.map_or(100_000, u64::from).max(1);
+        // A chunk size set by hand is kept to (tests rely on small chunks).
+        let min_chunk_bytes = if chunk_rows.is_some() { 0 } else { MIN_STORAGE_CHUNK_BYTES };
         let memory_budget_bytes = machine.memory_bytes / 100 * u64::from(m.memory_budget_percent);
         // Each reader holds its encoder's buffer plus `read_ahead_buffers`
         // queued pieces, and its writer one more in flight.
@@ -118,6 +131,7 @@ impl Tuning {
             parallel_readers,
             write_ahead_writers,
             chunk_size,
+            min_chunk_bytes,
             read_ahead_buffers,
             piece_bytes,
             max_source_connections,
@@ -147,9 +161,10 @@ mod tests {
         let t = Tuning::resolve(&migration(""), small, None);
         assert_eq!((t.workers, t.parallel_readers, t.write_ahead_writers), (2, 2, 2));
         assert_eq!(t.piece_bytes, 1 << 20);
-        assert_eq!(t.chunk_size, 100_000);
+        assert_eq!((t.chunk_size, t.min_chunk_bytes), (100_000, 64 << 20));
         let t = Tuning::resolve(&migration("workers: 3, chunk_size: 500, parallel_readers: 5"), small, Some(7));
         assert_eq!((t.workers, t.parallel_readers, t.chunk_size), (7, 5, 500));
+        assert_eq!(t.min_chunk_bytes, 0, "a chunk size set by hand is kept to");
         assert_eq!(t.max_source_connections, 7);
     }
 
