@@ -110,7 +110,13 @@ pub const KEYS: &[KeyDoc] = &[
         "How existing target tables are treated (see the modes table in the README).",
     ),
     key("migration.workers", COUNT, "auto", "Tables and partitions copied at once (auto: the cores, 2 to 8)."),
-    key("migration.chunk_size", COUNT, "auto", "Rows per chunk (one read, one COPY, one commit; auto: 100000)."),
+    key(
+        "migration.chunk_size",
+        COUNT,
+        "auto",
+        "Rows per chunk (one read, one COPY, one commit; auto: 100000, and a PostgreSQL source's table read by \
+         storage blocks takes at least 64 MiB of them a chunk).",
+    ),
     key("migration.parallel_readers", COUNT, "auto", "Concurrent reads from the source (auto: the cores, 2 to 16)."),
     key(
         "migration.write_ahead_writers",

@@ -63,20 +63,9 @@ async fn scalar(pool: &PgPool, sql: &str) -> i64 {
     pool.get(Side::Source).await.unwrap().query_one(sql, &[]).await.unwrap().get(0)
 }
 
-/// One chunk's read, its COPY stream loaded into `s.got`: (rows, last block
+/// One chunk's read of `spec`, its COPY stream loaded into `s.got`: (rows, last block
 /// as the state writes it, whether the partition is complete).
 async fn read_chunk(
-    reader: &PgSource,
-    pool: &PgPool,
-    after: Option<&Vec<RawValue>>,
-    upto: Option<&Vec<RawValue>>,
-    limit: u64,
-) -> Result<(u64, Vec<RawValue>, bool), TransferError> {
-    read_chunk_of(&spec(), reader, pool, after, upto, limit).await
-}
-
-/// [`read_chunk`] with a spec of one's own.
-async fn read_chunk_of(
     spec: &ReadSpec,
     reader: &PgSource,
     pool: &PgPool,
@@ -109,7 +98,7 @@ async fn read_partition(
     let mut after = after;
     let mut chunks = Vec::new();
     loop {
-        let (rows, last, complete) = read_chunk(reader, pool, after.as_ref(), upto, limit).await.unwrap();
+        let (rows, last, complete) = read_chunk(&spec(), reader, pool, after.as_ref(), upto, limit).await.unwrap();
         chunks.push(rows);
         if complete {
             return chunks;
@@ -168,7 +157,7 @@ async fn a_later_snapshot_takes_up_the_ranges_only_of_an_unchanged_table() {
     let (_cluster, pool) = source().await;
     let first = PgSource::new(pool.clone());
     let plan = first.block_plan(&spec(), 2).await.unwrap().unwrap();
-    let (rows, last, complete) = read_chunk(&first, &pool, None, Some(&plan.bounds[0]), 500).await.unwrap();
+    let (rows, last, complete) = read_chunk(&spec(), &first, &pool, None, Some(&plan.bounds[0]), 500).await.unwrap();
     assert!(rows > 0 && !complete);
     drop(first); // its snapshot goes with it, as with a killed run
 
@@ -216,16 +205,16 @@ async fn a_lost_snapshot_is_replaced_while_the_table_is_unchanged_and_a_change_s
     let reader = PgSource::new(pool.clone());
     let plan = reader.block_plan(&spec(), 1).await.unwrap().unwrap();
     assert!(plan.bounds.is_empty());
-    let (_, mut after, _) = read_chunk(&reader, &pool, None, None, 300).await.unwrap();
+    let (_, mut after, _) = read_chunk(&spec(), &reader, &pool, None, None, 300).await.unwrap();
 
     end_the_holding_session(&pool).await;
-    let (_, last, complete) = read_chunk(&reader, &pool, Some(&after), None, 300).await.unwrap();
+    let (_, last, complete) = read_chunk(&spec(), &reader, &pool, Some(&after), None, 300).await.unwrap();
     assert!(!complete);
     after = last;
 
     end_the_holding_session(&pool).await;
     execute(&pool, "INSERT INTO s.t VALUES (9001, 'late')").await;
-    let err = read_chunk(&reader, &pool, Some(&after), None, 300).await.unwrap_err();
+    let err = read_chunk(&spec(), &reader, &pool, Some(&after), None, 300).await.unwrap_err();
     let message = err.to_string();
     assert!(message.contains("s.t") && message.contains("`resume` copies the table again"), "{message}");
 
@@ -258,7 +247,7 @@ async fn chunks_of_narrow_rows_cover_at_least_the_minimum_storage() {
     let mut after: Option<Vec<RawValue>> = None;
     let mut spans = Vec::new();
     loop {
-        let (rows, last, complete) = read_chunk_of(&floor, &reader, &pool, after.as_ref(), None, 20).await.unwrap();
+        let (rows, last, complete) = read_chunk(&floor, &reader, &pool, after.as_ref(), None, 20).await.unwrap();
         assert!(rows > 0);
         if complete {
             break;
