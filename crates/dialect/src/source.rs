@@ -45,9 +45,8 @@ pub struct ReadSpec {
     pub within_buckets: Option<String>,
     /// The least storage, in bytes, a chunk covers where the source reads
     /// ranges of its storage (a PostgreSQL table read by blocks), whatever
-    /// the row limit; 0 lets the row limit alone decide. A chunk of narrow
-    /// rows would otherwise cover a few megabytes, each a transaction on
-    /// both servers and a pipeline drained and refilled.
+    /// the row limit; 0 lets the row limit alone decide (the engine's
+    /// tuning says why it is set).
     pub min_chunk_bytes: u64,
 }
 

@@ -77,6 +77,7 @@ pub fn is_local_host(host: &str) -> bool {
 
 /// Largest piece handed from a reader to a writer.
 const MAX_PIECE: usize = 1 << 20;
+const MIN_PIECE: usize = 64 << 10;
 
 /// The least heap a chunk read by storage blocks covers when `chunk_size`
 /// is not set. 100,000 narrow rows are a few megabytes (Votes: 5 MB), and
@@ -84,7 +85,6 @@ const MAX_PIECE: usize = 1 << 20;
 /// reader idle while the writer drains the queued pieces and commits; a
 /// chunk of 64 MiB is still redone in well under a second after a crash.
 pub const MIN_STORAGE_CHUNK_BYTES: u64 = 64 << 20;
-const MIN_PIECE: usize = 64 << 10;
 
 impl Tuning {
     /// Tables worked on at once when `workers` is auto: one per core, at
@@ -109,7 +109,7 @@ impl Tuning {
         let read_ahead_buffers = pick(m.read_ahead_buffers, 4);
         let chunk_rows = m.upsert_batch_size.filter(|_| upsert).or(m.chunk_size);
         let chunk_size = chunk_rows.map_or(100_000, u64::from).max(1);
-        // A chunk size set by hand is kept to (tests rely on small chunks).
+        // A chunk size set by hand is the user's bound on a transaction: kept to.
         let min_chunk_bytes = if chunk_rows.is_some() { 0 } else { MIN_STORAGE_CHUNK_BYTES };
         let memory_budget_bytes = machine.memory_bytes / 100 * u64::from(m.memory_budget_percent);
         // Each reader holds its encoder's buffer plus `read_ahead_buffers`
