@@ -60,8 +60,19 @@ async fn scalar(client: &tokio_postgres::Client, sql: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_recreate_copies_every_value_and_rebuilds_the_schema() {
     let (source, target) = setup().await;
-    let report =
-        transfer::run(&config(&source, &target, "target_mode: drop_recreate"), &RunOptions::default()).await.unwrap();
+    // What the run did, in order: the chunks it committed and the steps it ran.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = std::sync::Arc::clone(&seen);
+    let events: transfer::EventSink = std::sync::Arc::new(move |event: &transfer::Event| {
+        let line = match event {
+            transfer::Event::ChunkCommitted { table, .. } => format!("chunk of {table}"),
+            transfer::Event::Finalizing { step } => step.clone(),
+            _ => return,
+        };
+        record.lock().unwrap().push(line);
+    });
+    let options = RunOptions { events: Some(events), ..RunOptions::default() };
+    let report = transfer::run(&config(&source, &target, "target_mode: drop_recreate"), &options).await.unwrap();
     assert!(report.is_success(), "{report:#?}");
     assert_same_data(&source, &target).await;
 
@@ -145,6 +156,17 @@ async fn drop_recreate_copies_every_value_and_rebuilds_the_schema() {
     )
     .await;
     assert_eq!(options, "", "tables left with storage options");
+    // ... and only once every table was complete: after every chunk, key, index and foreign key.
+    let seen = seen.lock().unwrap().clone();
+    let given_back: Vec<usize> =
+        seen.iter().enumerate().filter(|(_, s)| s.starts_with("autovacuum on ")).map(|(i, _)| i).collect();
+    assert_eq!(given_back.len(), TABLES.len(), "{seen:#?}");
+    assert_eq!(
+        given_back[0],
+        seen.len() - TABLES.len(),
+        "autovacuum given back before the run was complete: {seen:#?}"
+    );
+    assert!(seen.iter().any(|s| s.starts_with("foreign key ")), "{seen:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,4 +445,49 @@ async fn a_table_dropped_mid_run_fails_by_name_and_is_not_recorded_as_done() {
     assert_eq!(run_status, "failed", "a run with a failed table is not completed");
     let s = source.connect("src").await.unwrap();
     assert_eq!(rows(&t, "copy", "composite").await, rows(&s, "src", "composite").await, "other tables complete");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stopped_early_gives_autovacuum_back_to_the_tables_it_finalized() {
+    let (source, target) = setup().await;
+    let mut options = RunOptions::default();
+    // Stops the run as soon as the first table's finalization starts.
+    let first_finalized = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let (stop, record) = (options.cancel.clone(), std::sync::Arc::clone(&first_finalized));
+    options.events = Some(std::sync::Arc::new(move |event: &transfer::Event| {
+        if let transfer::Event::Finalizing { step } = event
+            && let Some(table) = step.strip_prefix("analyzing ")
+        {
+            record.lock().unwrap().get_or_insert_with(|| table.to_owned());
+            stop.cancel();
+        }
+    }));
+    let stopped = transfer::run(&config(&source, &target, "target_mode: drop_recreate"), &options).await;
+    assert!(matches!(stopped, Err(TransferError::Cancelled)), "{stopped:?}");
+    let finalized = first_finalized.lock().unwrap().clone().expect("a table was finalized before the stop");
+
+    let t = target.connect("dst").await.unwrap();
+    let options_of = |table: String| {
+        let t = &t;
+        async move {
+            let row = t
+                .query_one(
+                    "SELECT coalesce(array_to_string(reloptions, ','), '') FROM pg_class \
+                     WHERE relnamespace = 'copy'::regnamespace AND relname = $1",
+                    &[&table],
+                )
+                .await
+                .unwrap();
+            row.get::<_, String>(0)
+        }
+    };
+    assert_eq!(options_of(finalized.clone()).await, "", "{finalized} was finalized: autovacuum is back on");
+    // The tables the stop left incomplete keep autovacuum off until the resume completes them.
+    let still_off = scalar(
+        &t,
+        "SELECT count(*)::text FROM pg_class WHERE relnamespace = 'copy'::regnamespace AND relkind = 'r' \
+         AND reloptions @> ARRAY['autovacuum_enabled=false']",
+    )
+    .await;
+    assert_ne!(still_off, "0", "the stop came before every table was complete");
 }

@@ -37,7 +37,7 @@ pub fn drop_tables(tables: &[&TargetTable]) -> Option<String> {
 }
 
 /// `CREATE TABLE` with columns only: keys, indexes and constraints come
-/// after the data. Autovacuum is off until the table is complete
+/// after the data. Autovacuum is off until the run is complete
 /// ([`enable_autovacuum`]): a vacuum started while the rows load is
 /// cancelled by the key build's lock a `deadlock_timeout` later (1 s by
 /// default, during which the build waits), its scan wasted.
@@ -57,7 +57,7 @@ pub fn create_table(table: &TargetTable, unlogged: bool) -> String {
 }
 
 /// Gives a table created by [`create_table`] back to autovacuum, once its
-/// keys, indexes and statistics are built.
+/// keys, indexes and statistics are built and the other tables' too.
 pub fn enable_autovacuum(table: &TargetTable) -> String {
     format!("ALTER TABLE {} RESET (autovacuum_enabled, toast.autovacuum_enabled)", table_name(table))
 }

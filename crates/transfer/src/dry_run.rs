@@ -26,7 +26,8 @@ use crate::engine::{integer_split, read_selected_tables, read_size, run_bytes};
 use crate::error::{Side, TransferError};
 use crate::plan::{PlanSettings, partition_count};
 use crate::planning::{
-    Step, apply_upsert_keys, change_column, foreign_key_steps, plan_targets, post_load_steps, require_upsert_keys,
+    Step, apply_upsert_keys, change_column, closing_steps, foreign_key_steps, plan_targets, post_load_steps,
+    require_upsert_keys,
 };
 use crate::source::{ChangedSince, ReadSpec, Source};
 use crate::target::Target as _;
@@ -87,7 +88,8 @@ pub struct TablePlan {
     /// Chunks of at most `chunk_size` rows, from the row estimate.
     pub estimated_chunks: u64,
     pub create_table: String,
-    /// Keys, indexes, checks (and SET LOGGED), after the data.
+    /// Keys, indexes, checks (and SET LOGGED), after the data; for
+    /// PostgreSQL the last, autovacuum back on, once every table is complete.
     pub after_load: Vec<Step>,
     /// Foreign keys, after every table's data.
     pub foreign_keys: Vec<Step>,
@@ -352,7 +354,7 @@ fn table_plan(
         partitions,
         estimated_chunks,
         create_table: ddl::create_table(target, m.use_unlogged_tables),
-        after_load: post_load_steps(target, m),
+        after_load: post_load_steps(target, m).into_iter().chain(closing_steps(target)).collect(),
         foreign_keys: foreign_key_steps(target, m),
         columns: target
             .columns

@@ -524,6 +524,14 @@ async fn migrate<S: Source, T: Target>(
     context.finalizing.grow(parallel);
     let early_errors = context.finalizing.finish(&options.abort).await;
     if let Some(e) = fatal {
+        // The tables finalized before the stop are given what a finished
+        // run gives them; the rest get it when the run is resumed.
+        if !options.abort.is_cancelled() {
+            let finalized = work.iter().filter(|w| w.finalized.load(Ordering::Acquire) && w.failure().is_none());
+            for error in close_tables(target, finalized, parallel, &backoff, options, &options.abort).await {
+                tracing::warn!(%error, "stopping");
+            }
+        }
         return Err(e);
     }
 
@@ -1392,7 +1400,8 @@ async fn copy_chunk<S: Source, T: Target>(
 }
 
 /// Builds keys, indexes, constraints and identities after the data, in
-/// parallel across tables, then the foreign keys. Every step tolerates
+/// parallel across tables, then the foreign keys, then runs the tables'
+/// closing steps ([`Target::closing_steps`]). Every step tolerates
 /// finding its object already there, so a resumed run can redo them all.
 /// Returns what failed.
 async fn finalize<K: Send + Sync + 'static, T: Target>(
@@ -1427,17 +1436,43 @@ async fn finalize<K: Send + Sync + 'static, T: Target>(
     // Foreign keys lock both tables they join, so circular ones built in
     // parallel can deadlock; the server picks a victim, which is retried.
     let quick = &Backoff { first_delay: std::time::Duration::from_millis(50), ..backoff.clone() };
-    let fk_errors = futures_util::stream::iter(fk_steps.into_iter().map(|Step { sql, what }| async move {
+    errors.extend(run_steps(target, fk_steps, parallel, quick, options, &options.cancel).await);
+    errors.extend(close_tables(target, complete.into_iter(), parallel, backoff, options, &options.cancel).await);
+    errors
+}
+
+/// Runs the closing steps ([`Target::closing_steps`]) of `tables`; returns
+/// what failed.
+async fn close_tables<'a, K: 'a, T: Target>(
+    target: &T,
+    tables: impl Iterator<Item = &'a Arc<TableWork<K>>>,
+    parallel: usize,
+    backoff: &Backoff,
+    options: &RunOptions,
+    stop: &CancellationToken,
+) -> Vec<String> {
+    let steps: Vec<Step> = tables.flat_map(|w| target.closing_steps(&w.target, w.created)).collect();
+    run_steps(target, steps, parallel, backoff, options, stop).await
+}
+
+/// Runs independent steps, `parallel` at a time; returns what failed.
+async fn run_steps<T: Target>(
+    target: &T,
+    steps: Vec<Step>,
+    parallel: usize,
+    backoff: &Backoff,
+    options: &RunOptions,
+    stop: &CancellationToken,
+) -> Vec<String> {
+    futures_util::stream::iter(steps.into_iter().map(|Step { sql, what }| async move {
         options.emit(Event::Finalizing { step: what.clone() });
         failpoint::reached("finalize-step").await;
-        run_step(target, &sql, &what, quick, &options.cancel).await.map_err(|e| e.to_string())
+        run_step(target, &sql, &what, backoff, stop).await.map_err(|e| e.to_string())
     }))
     .buffer_unordered(parallel)
     .filter_map(|r| async move { r.err() })
     .collect::<Vec<_>>()
-    .await;
-    errors.extend(fk_errors);
-    errors
+    .await
 }
 
 /// Builds one table's keys, indexes and checks (when the run created it)

@@ -182,6 +182,14 @@ pub(crate) trait Target: Clone + Send + Sync + 'static {
     /// The foreign keys of a table the run created, built after every table's data.
     fn foreign_key_steps(&self, target: &TargetTable, source: &Table, config: &Config) -> Vec<Step>;
 
+    /// Statements for a complete table, run once the whole run is complete
+    /// (after the foreign keys), or when it stops early for the tables
+    /// already finalized; none unless the dialect needs them.
+    fn closing_steps(&self, target: &TargetTable, created: bool) -> Vec<Step> {
+        let _ = (target, created);
+        Vec::new()
+    }
+
     /// Runs one finalization statement once; an object that already
     /// exists counts as done.
     fn run_step(&self, sql: &str, what: &str) -> impl Future<Output = Result<(), TransferError>> + Send;

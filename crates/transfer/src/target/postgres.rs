@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::{ChunkWrite, Prepared, ReadEnd, RunLock, Target, WriteMode, Written};
 use crate::error::{Side, TransferError};
 use crate::failpoint;
-use crate::planning::{Step, analyze_step, foreign_key_steps, post_load_steps};
+use crate::planning::{Step, analyze_step, closing_steps, foreign_key_steps, post_load_steps};
 use crate::pool::PgPool;
 use crate::progress::{self, ChunkEnd, Progress};
 use crate::retry::{Backoff, with_retries};
@@ -123,6 +123,11 @@ impl Target for PgTarget {
 
     fn foreign_key_steps(&self, target: &TargetTable, _source: &Table, config: &Config) -> Vec<Step> {
         foreign_key_steps(target, &config.migration)
+    }
+
+    fn closing_steps(&self, target: &TargetTable, created: bool) -> Vec<Step> {
+        // Only a table the run created had autovacuum switched off.
+        if created { closing_steps(target) } else { Vec::new() }
     }
 
     async fn empty_table(&self, table: &TargetTable) -> Result<(), TransferError> {
