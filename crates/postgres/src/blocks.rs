@@ -18,7 +18,7 @@
 //!
 //! // Blocks 100 to 199 of a 1,000-block table, the 200 rows at most that a
 //! // chunk of 100 rows at 2 rows a block covers, within a partition up to 149.
-//! let range = chunk_range(Some(99), Some(149), Some(100), 1000);
+//! let range = chunk_range(Some(99), Some(149), Some(100), 1000).unwrap();
 //! assert_eq!(range, BlockRange { first: 100, end: Some(150), last: 149, complete: true });
 //! assert_eq!(range_condition(&range), "ctid >= '(100,0)'::tid AND ctid < '(150,0)'::tid");
 //! ```
@@ -46,7 +46,19 @@ pub struct BlockRange {
 /// of the partition when `None`. `table_blocks` is the table's size when
 /// its read was planned: a chunk reaching it reads to the end, which takes
 /// in every row the snapshot sees, since the table only grew since.
-pub fn chunk_range(after: Option<u32>, upto: Option<u32>, blocks: Option<u64>, table_blocks: u64) -> BlockRange {
+///
+/// `None` after [`TO_THE_END`]: a chunk read to the end leaves no block
+/// after it. The engine asks when it has redone such a chunk, whose commit
+/// was in doubt, since a redone chunk never closes its partition itself.
+pub fn chunk_range(
+    after: Option<u32>,
+    upto: Option<u32>,
+    blocks: Option<u64>,
+    table_blocks: u64,
+) -> Option<BlockRange> {
+    if after == Some(TO_THE_END) {
+        return None;
+    }
     let first = after.map_or(0, |a| u64::from(a) + 1);
     let partition_end = upto.filter(|&u| u != TO_THE_END).map(|u| u64::from(u) + 1);
     let wanted_end = blocks.map(|b| first + b.max(1));
@@ -64,7 +76,7 @@ pub fn chunk_range(after: Option<u32>, upto: Option<u32>, blocks: Option<u64>, t
         (Some(e), Some(p)) => e >= p,
         (Some(_), None) => false,
     };
-    BlockRange { first, end, last, complete }
+    Some(BlockRange { first, end, last, complete })
 }
 
 /// The condition on `ctid` that selects `range`'s rows: literals, since a
@@ -149,41 +161,49 @@ mod tests {
 
     #[test]
     fn chunks_advance_through_a_bounded_partition_and_stop_at_its_end() {
-        let first = chunk_range(None, Some(249), Some(100), 1000);
+        let first = chunk_range(None, Some(249), Some(100), 1000).unwrap();
         assert_eq!(first, BlockRange { first: 0, end: Some(100), last: 99, complete: false });
-        let second = chunk_range(Some(first.last), Some(249), Some(100), 1000);
+        let second = chunk_range(Some(first.last), Some(249), Some(100), 1000).unwrap();
         assert_eq!(second, BlockRange { first: 100, end: Some(200), last: 199, complete: false });
-        let third = chunk_range(Some(second.last), Some(249), Some(100), 1000);
+        let third = chunk_range(Some(second.last), Some(249), Some(100), 1000).unwrap();
         assert_eq!(third, BlockRange { first: 200, end: Some(250), last: 249, complete: true });
     }
 
     #[test]
     fn the_last_partition_reads_to_the_end_once_a_chunk_reaches_the_planned_size() {
-        let middle = chunk_range(Some(249), None, Some(100), 400);
+        let middle = chunk_range(Some(249), None, Some(100), 400).unwrap();
         assert_eq!(middle, BlockRange { first: 250, end: Some(350), last: 349, complete: false });
-        let last = chunk_range(Some(349), None, Some(100), 400);
+        let last = chunk_range(Some(349), None, Some(100), 400).unwrap();
         assert_eq!(last, BlockRange { first: 350, end: None, last: TO_THE_END, complete: true });
         assert_eq!(range_condition(&last), "ctid >= '(350,0)'::tid");
-        assert_eq!(chunk_range(None, None, Some(100), 0).end, None, "an empty table: one read to the end");
+        assert_eq!(chunk_range(None, None, Some(100), 0).unwrap().end, None, "an empty table: one read to the end");
     }
 
     #[test]
     fn a_chunk_in_doubt_is_read_again_up_to_its_recorded_last_block() {
         assert_eq!(
             chunk_range(Some(99), Some(199), None, 1000),
-            BlockRange { first: 100, end: Some(200), last: 199, complete: true }
+            Some(BlockRange { first: 100, end: Some(200), last: 199, complete: true })
         );
         assert_eq!(
             chunk_range(Some(349), Some(TO_THE_END), None, 400),
-            BlockRange { first: 350, end: None, last: TO_THE_END, complete: true },
+            Some(BlockRange { first: 350, end: None, last: TO_THE_END, complete: true }),
             "a chunk that read to the end is read to the end again"
         );
-        assert_eq!(chunk_range(None, None, None, 10).end, None);
+        assert_eq!(chunk_range(None, None, None, 10).unwrap().end, None);
+    }
+
+    #[test]
+    fn nothing_is_left_after_a_chunk_read_to_the_end() {
+        let to_the_end = chunk_range(Some(349), Some(TO_THE_END), None, 400).unwrap();
+        assert_eq!(to_the_end.last, TO_THE_END);
+        assert_eq!(chunk_range(Some(to_the_end.last), None, Some(100), 400), None);
+        assert_eq!(chunk_range(Some(TO_THE_END), Some(TO_THE_END), None, 400), None);
     }
 
     #[test]
     fn block_numbers_past_a_tids_reach_read_to_the_end() {
-        let range = chunk_range(Some(u32::MAX - 2), Some(u32::MAX - 1), Some(100), u64::MAX);
+        let range = chunk_range(Some(u32::MAX - 2), Some(u32::MAX - 1), Some(100), u64::MAX).unwrap();
         assert_eq!((range.end, range.last, range.complete), (None, TO_THE_END, true));
     }
 

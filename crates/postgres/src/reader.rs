@@ -32,7 +32,8 @@ use mssql_pg_migrate_typemap::PgType;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
 use crate::blocks::{
-    Basis, block_from_state, block_to_state, blocks_for_rows, chunk_range, partition_bounds, range_condition,
+    Basis, TO_THE_END, block_from_state, block_to_state, blocks_for_rows, chunk_range, partition_bounds,
+    range_condition,
 };
 use crate::copy_out::{CopyOutScanner, KeyField};
 use crate::error::pg_error;
@@ -466,7 +467,9 @@ impl PgSource {
                 blocks_for_rows(l, table.rows_per_block).max(spec.min_chunk_bytes / table.block_bytes)
             }
         });
-        let range = chunk_range(after, upto, blocks, table.blocks);
+        let Some(range) = chunk_range(after, upto, blocks, table.blocks) else {
+            return Ok(Page { rows: 0, last_key: Some(block_key(TO_THE_END)), complete: Some(true) });
+        };
         let select =
             format!("SELECT {} FROM ONLY {} WHERE {}", column_list(spec), table_sql(spec), range_condition(&range));
         let fail = |e: tokio_postgres::Error| Self::err("reading", spec, &e);

@@ -261,3 +261,28 @@ async fn chunks_of_narrow_rows_cover_at_least_the_minimum_storage() {
     assert!(spans.len() >= 3, "{spans:?}");
     assert_eq!(differences(&pool).await, 0, "every row once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_redone_to_the_end_leaves_nothing_after_it() {
+    let (_cluster, pool) = source().await;
+    let reader = PgSource::new(pool.clone());
+    reader.block_plan(&spec(), 1).await.unwrap().expect("PostgreSQL 14 or later reads by blocks");
+    // The table to its end (a probe chunk, then the rest), then the read
+    // the engine makes after redoing the last chunk (its commit in doubt),
+    // which never closes the partition itself.
+    let (mut after, mut total) = (None, 0);
+    let last = loop {
+        let (rows, last, complete) =
+            read_chunk(&spec(), &reader, &pool, after.as_ref(), None, 1_000_000).await.unwrap();
+        total += rows;
+        if complete {
+            break last;
+        }
+        after = Some(last);
+    };
+    assert_eq!(total, 3000);
+    let (rows, after_last, complete) = read_chunk(&spec(), &reader, &pool, Some(&last), None, 1_000_000).await.unwrap();
+    assert_eq!((rows, complete), (0, true), "nothing after the table's end, and the partition is done");
+    assert_eq!(after_last, last);
+    assert_eq!(differences(&pool).await, 0, "every row once");
+}
