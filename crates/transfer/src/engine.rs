@@ -529,7 +529,7 @@ async fn migrate<S: Source, T: Target>(
         if !options.abort.is_cancelled() {
             let finalized = work.iter().filter(|w| w.finalized.load(Ordering::Acquire) && w.failure().is_none());
             for error in close_tables(target, finalized, parallel, &backoff, options, &options.abort).await {
-                tracing::warn!(%error, "stopping");
+                tracing::warn!(%error, "a closing step failed as the run stopped");
             }
         }
         return Err(e);
