@@ -467,21 +467,16 @@ async fn a_run_stopped_early_gives_autovacuum_back_to_the_tables_it_finalized() 
     let finalized = first_finalized.lock().unwrap().clone().expect("a table was finalized before the stop");
 
     let t = target.connect("dst").await.unwrap();
-    let options_of = |table: String| {
-        let t = &t;
-        async move {
-            let row = t
-                .query_one(
-                    "SELECT coalesce(array_to_string(reloptions, ','), '') FROM pg_class \
-                     WHERE relnamespace = 'copy'::regnamespace AND relname = $1",
-                    &[&table],
-                )
-                .await
-                .unwrap();
-            row.get::<_, String>(0)
-        }
-    };
-    assert_eq!(options_of(finalized.clone()).await, "", "{finalized} was finalized: autovacuum is back on");
+    let reloptions: String = t
+        .query_one(
+            "SELECT coalesce(array_to_string(reloptions, ','), '') FROM pg_class \
+             WHERE relnamespace = 'copy'::regnamespace AND relname = $1",
+            &[&finalized],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(reloptions, "", "{finalized} was finalized: autovacuum is back on");
     // The tables the stop left incomplete keep autovacuum off until the resume completes them.
     let still_off = scalar(
         &t,
