@@ -27,12 +27,31 @@ fn server_error_on(side: Side, context: &str, e: &tiberius::error::Error) -> Tra
 /// 233/64/10053/10054/10060 (the session or network dropped). 1205 (deadlock
 /// victim) is retried. Anything else, a refused login or TLS among them,
 /// is permanent.
+///
+/// Babelfish sends PostgreSQL errors it has no T-SQL number for as
+/// [`BABELFISH_UNMAPPED_ERROR`]; of those only PostgreSQL's "the database
+/// system is starting up / not yet accepting connections / shutting down /
+/// in recovery mode" (SQLSTATE 57P03, which a restarted server answers
+/// until recovery ends) is an outage.
 pub fn tiberius_transience(e: &tiberius::error::Error) -> Transience {
     match e {
-        tiberius::error::Error::Server(token) => error_number_transience(token.code()),
+        tiberius::error::Error::Server(token) => server_message_transience(token.code(), token.message()),
         tiberius::error::Error::Io { .. } => Transience::Outage,
         _ => Transience::Permanent,
     }
+}
+
+/// The error number Babelfish gives every PostgreSQL error that has no
+/// SQL Server equivalent; SQL Server's own numbers stay below 2^25.
+pub const BABELFISH_UNMAPPED_ERROR: u32 = 33_557_097;
+
+/// How a server error may pass, by number and, for Babelfish's unmapped
+/// errors only, by message (see [`tiberius_transience`]).
+pub fn server_message_transience(number: u32, message: &str) -> Transience {
+    if number == BABELFISH_UNMAPPED_ERROR && message.starts_with("the database system is ") {
+        return Transience::Outage;
+    }
+    error_number_transience(number)
 }
 
 /// How a SQL Server error number may pass (see [`tiberius_transience`]).
@@ -65,6 +84,17 @@ mod tests {
             message: "connection reset by peer".into(),
         };
         assert_eq!(tiberius_transience(&reset), Transience::Outage);
+        let starting = "the database system is not yet accepting connections";
+        assert_eq!(server_message_transience(BABELFISH_UNMAPPED_ERROR, starting), Transience::Outage);
+        assert_eq!(
+            server_message_transience(
+                BABELFISH_UNMAPPED_ERROR,
+                "duplicate key value violates unique constraint \"pk\""
+            ),
+            Transience::Permanent,
+            "only a server that is starting or stopping is waited for"
+        );
+        assert_eq!(server_message_transience(18456, starting), Transience::Permanent, "the text alone proves nothing");
         let tls = tiberius::error::Error::Tls("invalid peer certificate: UnknownIssuer".into());
         assert_eq!(tiberius_transience(&tls), Transience::Permanent);
     }
