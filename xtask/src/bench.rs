@@ -363,7 +363,10 @@ pub fn tool_config(source: &PgCluster, target: &PgCluster) -> String {
     )
 }
 
-/// Empties the target and writes out dirty pages, so each run starts alike.
+/// Empties the target and writes out dirty pages, the server's and then
+/// the kernel's, so each run starts alike: without `sync`, the kernel
+/// writes the last run's WAL, or the freshly loaded source, back to disk
+/// during the next run, on the same two cores.
 pub async fn reset(target: &PgCluster) -> Result<(), String> {
     let client = target.connect("so_dst").await.map_err(|e| e.to_string())?;
     client
@@ -371,7 +374,12 @@ pub async fn reset(target: &PgCluster) -> Result<(), String> {
             "DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; DROP SCHEMA IF EXISTS mssql_pg_migrate CASCADE; CHECKPOINT"
         ))
         .await
-        .map_err(|e| format!("resetting the target: {e}"))
+        .map_err(|e| format!("resetting the target: {e}"))?;
+    let synced = Command::new("sync").status().map_err(|e| format!("cannot run sync: {e}"))?;
+    if !synced.success() {
+        return Err(format!("sync failed: {synced}"));
+    }
+    Ok(())
 }
 
 pub fn run_tool(binary: &Path, config: &Path, expected_rows: u64) -> Result<Sample, String> {

@@ -9,7 +9,9 @@
 //!   against a server, and [`sink::PieceSink`], which streams its buffers
 //!   to a writer;
 //! - [`ddl`]: the target's DDL, generated from a target plan;
-//! - [`pool`] and [`tls`]: pooled sessions over rustls;
+//! - [`pool`] and [`tls`]: pooled sessions over rustls, on a socket
+//!   ([`socket`]) that reads in large buffers and joins COPY OUT rows into
+//!   fewer messages ([`copy_join`]);
 //! - [`checksum`]: the PostgreSQL side of a checksummed comparison;
 //! - [`store`]: the run state kept in the target database;
 //! - [`error`]: failures classified by SQLSTATE into the engine's
@@ -34,6 +36,7 @@ pub mod blocks;
 pub mod catalog;
 pub mod checksum;
 pub mod copy;
+pub mod copy_join;
 pub mod copy_out;
 pub mod ddl;
 pub mod error;

@@ -4,9 +4,11 @@
 //! the socket for at most what is free in it, so a reader of narrow rows
 //! makes one `recvfrom` per 8 KiB: about 200,000 system calls for 1.7 GB,
 //! and a wake-up of the row reader after each. Under the driver we put a
-//! [`BufReader`] of [`READ_BUFFER_BYTES`]: one system call fetches what the
-//! kernel holds (up to that size), and the driver's small reads are copies
-//! from memory. Writes pass straight through.
+//! buffer of [`READ_BUFFER_BYTES`]: one system call fetches what the kernel
+//! holds (up to that size), and the driver's small reads are copies from
+//! memory. On their way out of the buffer, the rows of a COPY OUT are
+//! joined into fewer messages ([`crate::copy_join`]), in the same copy.
+//! Writes pass straight through.
 //!
 //! tokio-postgres opens its own sockets, so the pool connects through
 //! [`BufferedConnect`]: it opens the TCP socket as tokio-postgres would
@@ -22,13 +24,15 @@ use std::time::Duration;
 
 use deadpool_postgres::Connect;
 use futures_util::future::BoxFuture;
-use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_postgres::config::Host;
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::copy_join::CopyJoiner;
 
 /// Bytes read from the socket at once, at most. 256 KiB is what a loaded
 /// local socket holds between two reads; more only costs memory.
@@ -61,7 +65,7 @@ impl Connect for BufferedConnect {
             // Infallible: rustls checks the name during the handshake.
             let Ok(tls_connect) = MakeTlsConnect::<BufferedSocket>::make_tls_connect(&mut tls, &host);
             let socket = match open_tcp(&host, port, &config).await {
-                Ok(stream) => BufferedSocket::Open(BufReader::with_capacity(READ_BUFFER_BYTES, stream)),
+                Ok(stream) => BufferedSocket::Open(Box::new(JoiningReader::new(stream))),
                 // The driver reports it as it reports any socket failure,
                 // keeping the error kind that says the server is unreachable.
                 Err(e) => BufferedSocket::Failed(Some(io::Error::new(
@@ -120,8 +124,84 @@ async fn open_tcp(host: &str, port: u16, config: &Config) -> io::Result<TcpStrea
 /// connect that failed, whose error the driver meets on its first write.
 #[derive(Debug)]
 enum BufferedSocket {
-    Open(BufReader<TcpStream>),
+    Open(Box<JoiningReader>),
     Failed(Option<io::Error>),
+}
+
+/// A TCP stream read through a buffer of [`READ_BUFFER_BYTES`], whose
+/// bytes reach the reader through a [`CopyJoiner`].
+struct JoiningReader {
+    tcp: TcpStream,
+    buffer: Box<[u8]>,
+    /// The bytes read and not yet passed on: `buffer[start..end]`.
+    start: usize,
+    end: usize,
+    joiner: CopyJoiner,
+}
+
+impl std::fmt::Debug for JoiningReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoiningReader").field("tcp", &self.tcp).field("buffered", &(self.end - self.start)).finish()
+    }
+}
+
+impl JoiningReader {
+    fn new(tcp: TcpStream) -> JoiningReader {
+        JoiningReader {
+            tcp,
+            buffer: vec![0; READ_BUFFER_BYTES].into(),
+            start: 0,
+            end: 0,
+            joiner: CopyJoiner::default(),
+        }
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if out.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if self.start < self.end {
+                let room = out.remaining();
+                let step = self.joiner.step(&self.buffer[self.start..self.end], room, |bytes| out.put_slice(bytes));
+                self.start += step.consumed;
+                if step.produced > 0 {
+                    return Poll::Ready(Ok(()));
+                }
+                if step.consumed > 0 {
+                    continue;
+                }
+            }
+            // Nothing to pass on without more bytes: at most a cut header is left.
+            if self.start > 0 {
+                self.buffer.copy_within(self.start..self.end, 0);
+                (self.start, self.end) = (0, self.end - self.start);
+            }
+            if self.end == self.buffer.len() {
+                // Cannot happen (a header is 5 bytes); if it did, the
+                // driver gets the bytes as they came.
+                self.joiner.input_ended();
+                continue;
+            }
+            let mut read = ReadBuf::new(&mut self.buffer[self.end..]);
+            std::task::ready!(Pin::new(&mut self.tcp).poll_read(cx, &mut read))?;
+            let n = read.filled().len();
+            if n == 0 {
+                if self.start == self.end {
+                    return Poll::Ready(Ok(()));
+                }
+                // The server closed mid-message: the driver reports it.
+                self.joiner.input_ended();
+                continue;
+            }
+            self.end += n;
+        }
+    }
+
+    /// The first bytes the client writes tell the joiner how to frame.
+    fn note_write(&mut self, data: &[u8]) {
+        self.joiner.client_wrote(data);
+    }
 }
 
 /// The failed connect's error, once; any later call finds the socket not connected.
@@ -132,7 +212,7 @@ fn failure(error: &mut Option<io::Error>) -> io::Error {
 impl AsyncRead for BufferedSocket {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            BufferedSocket::Open(s) => Pin::new(s).poll_read(cx, buf),
+            BufferedSocket::Open(s) => s.poll_read(cx, buf),
             BufferedSocket::Failed(e) => Poll::Ready(Err(failure(e))),
         }
     }
@@ -141,7 +221,10 @@ impl AsyncRead for BufferedSocket {
 impl AsyncWrite for BufferedSocket {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            BufferedSocket::Open(s) => Pin::new(s).poll_write(cx, data),
+            BufferedSocket::Open(s) => {
+                s.note_write(data);
+                Pin::new(&mut s.tcp).poll_write(cx, data)
+            }
             BufferedSocket::Failed(e) => Poll::Ready(Err(failure(e))),
         }
     }
@@ -152,28 +235,33 @@ impl AsyncWrite for BufferedSocket {
         data: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            BufferedSocket::Open(s) => Pin::new(s).poll_write_vectored(cx, data),
+            BufferedSocket::Open(s) => {
+                if let Some(first) = data.iter().find(|d| !d.is_empty()) {
+                    s.note_write(first);
+                }
+                Pin::new(&mut s.tcp).poll_write_vectored(cx, data)
+            }
             BufferedSocket::Failed(e) => Poll::Ready(Err(failure(e))),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
-            BufferedSocket::Open(s) => s.is_write_vectored(),
+            BufferedSocket::Open(s) => s.tcp.is_write_vectored(),
             BufferedSocket::Failed(_) => false,
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            BufferedSocket::Open(s) => Pin::new(s).poll_flush(cx),
+            BufferedSocket::Open(s) => Pin::new(&mut s.tcp).poll_flush(cx),
             BufferedSocket::Failed(e) => Poll::Ready(Err(failure(e))),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            BufferedSocket::Open(s) => Pin::new(s).poll_shutdown(cx),
+            BufferedSocket::Open(s) => Pin::new(&mut s.tcp).poll_shutdown(cx),
             BufferedSocket::Failed(_) => Poll::Ready(Ok(())),
         }
     }

@@ -1,8 +1,13 @@
 //! The pool's own socket (`socket::BufferedConnect`): rows narrower and
-//! wider than its read buffer arrive whole and in order, a host name
+//! wider than its read buffer arrive whole and in order, a COPY OUT's rows
+//! arrive joined into fewer messages with the server's bytes, a host name
 //! resolves, and a server that is not there is reported by address as an
 //! outage (a retry may find it back).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is the failure report.
+
+use bytes::Bytes;
+use futures_util::TryStreamExt as _;
 use mssql_pg_migrate_config::{Secret, SslMode};
 use mssql_pg_migrate_dialect::{Side, TransferError, Transience};
 use mssql_pg_migrate_postgres::pool::{PgEndpoint, PgPool};
@@ -19,6 +24,48 @@ fn endpoint(host: &str, port: u16, password: &str) -> PgEndpoint {
         password: Secret::new(password),
         ssl_mode: SslMode::Prefer,
         tls: TlsFiles::default(),
+    }
+}
+
+/// The messages of a COPY OUT, as the driver hands them out.
+async fn copy_messages(client: &tokio_postgres::Client, sql: &str) -> Vec<Bytes> {
+    client.copy_out(sql).await.unwrap().try_collect().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_out_rows_arrive_joined_with_the_servers_bytes_in_order() {
+    let cluster = PgCluster::start().unwrap();
+    // Rows of 0 to 2,000 bytes, and a few of 100 KB, larger than a joined message.
+    let sql = "COPY (SELECT i, repeat(chr(97 + i % 26), CASE WHEN i % 9973 = 0 THEN 100000 ELSE i % 2000 END) \
+               FROM generate_series(1, 60000) AS i ORDER BY i) TO STDOUT (FORMAT binary)";
+    // The reference: the driver on its own socket, one message per row.
+    let (plain, connection) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user={SUPERUSER} password={} dbname=postgres",
+            cluster.port(),
+            cluster.password()
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let reference = copy_messages(&plain, sql).await;
+    assert!(reference.len() >= 60_000, "one message per row: {}", reference.len());
+    let reference = reference.concat();
+
+    // Framed from the first byte (disable) and after the server's refusal of TLS (prefer).
+    for ssl_mode in [SslMode::Disable, SslMode::Prefer] {
+        let endpoint = PgEndpoint { ssl_mode, ..endpoint("127.0.0.1", cluster.port(), cluster.password()) };
+        let pool = PgPool::new(&endpoint, Side::Source, 1).unwrap();
+        let client = pool.get(Side::Source).await.unwrap();
+        let joined = copy_messages(&client, sql).await;
+        assert!(joined.len() < 6_000, "{ssl_mode:?}: rows joined, {} messages for 60,000 rows", joined.len());
+        assert!(joined.iter().all(|m| m.len() <= 100_000 + 64 * 1024), "{ssl_mode:?}: no message beyond the limit");
+        assert!(joined.concat() == reference, "{ssl_mode:?}: the server's bytes, in order");
+        // The session goes on as before: the next statement's answer is framed right.
+        let one: i32 = client.query_one("SELECT 41 + 1", &[]).await.unwrap().get(0);
+        assert_eq!(one, 42, "{ssl_mode:?}");
     }
 }
 

@@ -233,3 +233,28 @@ async fn target_sessions_sort_key_builds_in_at_least_256_mb() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(session_setting(&e, Side::Target, memory).await, "1GB", "a server set higher keeps its setting");
 }
+
+/// A COPY OUT's bytes through a pool session at `e`, all messages joined.
+async fn copy_bytes(e: &PgEndpoint, sql: &str) -> (Vec<u8>, usize) {
+    use futures_util::TryStreamExt as _;
+    let pool = PgPool::new(e, Side::Source, 1).unwrap();
+    let client = pool.get(Side::Source).await.unwrap();
+    let messages: Vec<bytes::Bytes> = client.copy_out(sql).await.unwrap().try_collect().await.unwrap();
+    (messages.concat(), messages.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_out_over_tls_is_left_as_the_server_sent_it() {
+    // The socket joins COPY rows only where it can frame the protocol; TLS
+    // records pass through it untouched.
+    let Fixture { cluster, ca, ca_pem, .. } = Fixture::new();
+    serve(&cluster, "good", &issue(&ca, "server", &["127.0.0.1"], false), &ca_pem).await;
+    let sql = "COPY (SELECT i, md5(i::text) FROM generate_series(1, 20000) AS i ORDER BY i) TO STDOUT (FORMAT binary)";
+    let (clear, clear_messages) =
+        copy_bytes(&endpoint(&cluster, "127.0.0.1", SslMode::Disable, TlsFiles::default()), sql).await;
+    let (encrypted, tls_messages) =
+        copy_bytes(&endpoint(&cluster, "127.0.0.1", SslMode::Require, TlsFiles::default()), sql).await;
+    assert!(encrypted == clear, "the same bytes either way");
+    assert!(clear_messages < 2_000, "in clear, rows joined: {clear_messages} messages");
+    assert!(tls_messages >= 20_000, "under TLS, one message per row: {tls_messages}");
+}
