@@ -126,17 +126,6 @@ impl CopyJoiner {
         self.mode = Mode::Passthrough;
     }
 
-    /// Whether a step that consumed nothing needs more input to go on
-    /// (a message header cut by the end of what was read).
-    #[must_use]
-    pub fn needs_more(&self, buffered: usize) -> bool {
-        self.mode == Mode::Framing && self.at_boundary() && buffered < HEADER
-    }
-
-    fn at_boundary(&self) -> bool {
-        self.verbatim == 0 && self.header_emitted == HEADER && self.part_left == 0 && self.parts_after == 0
-    }
-
     /// Turns the start of `input` (the server's bytes read and not yet
     /// consumed) into at most `room` bytes, handed to `emit` in order.
     /// Consumes nothing when a message header is cut short: read more and
@@ -394,8 +383,10 @@ mod tests {
         joiner.client_wrote(&STARTUP);
         let mut out = Vec::new();
         let step = joiner.step(b"Z\0\0", usize::MAX, |b| out.extend_from_slice(b));
-        assert_eq!(step, Step { consumed: 0, produced: 0 });
-        assert!(joiner.needs_more(3));
+        assert_eq!(step, Step { consumed: 0, produced: 0 }, "nothing until the header is whole");
+        let step = joiner.step(b"Z\0\0\0\x05I", usize::MAX, |b| out.extend_from_slice(b));
+        assert_eq!((step.consumed, out.as_slice()), (6, &b"Z\0\0\0\x05I"[..]));
+        out.clear();
         // A negative length is not a message: the driver gets it as it came.
         let garbage = b"d\xff\xff\xff\xffrest";
         let step = joiner.step(garbage, usize::MAX, |b| out.extend_from_slice(b));
