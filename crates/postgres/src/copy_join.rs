@@ -37,6 +37,8 @@
 //! assert_eq!(out, b"H\0\0\0\x07\0\0\0d\0\0\0\x08a\nb\nc\0\0\0\x04");
 //! ```
 
+use postgres_protocol::message::backend::Header;
+
 /// The most payload one joined message carries. The driver grows its read
 /// buffer to hold a whole message; 64 KiB already makes the per-message
 /// cost small even for rows of a few hundred bytes.
@@ -205,10 +207,10 @@ impl CopyJoiner {
 }
 
 /// The whole length (tag included) of the message `bytes` starts with, if
-/// its header is there and declares a valid length.
+/// its header is there and declares a valid length, as the driver frames it.
 fn message_len(bytes: &[u8]) -> Option<usize> {
-    let declared = i32::from_be_bytes(bytes.get(1..HEADER)?.try_into().ok()?);
-    usize::try_from(declared).ok().filter(|&d| d >= 4).map(|d| d + 1)
+    let header = Header::parse(bytes).ok()??;
+    usize::try_from(header.len()).ok().map(|declared| declared + 1)
 }
 
 /// The payload length of the `CopyData` message `bytes` starts with.

@@ -197,11 +197,6 @@ impl JoiningReader {
             self.end += n;
         }
     }
-
-    /// The first bytes the client writes tell the joiner how to frame.
-    fn note_write(&mut self, data: &[u8]) {
-        self.joiner.client_wrote(data);
-    }
 }
 
 /// The failed connect's error, once; any later call finds the socket not connected.
@@ -222,7 +217,7 @@ impl AsyncWrite for BufferedSocket {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             BufferedSocket::Open(s) => {
-                s.note_write(data);
+                s.joiner.client_wrote(data);
                 Pin::new(&mut s.tcp).poll_write(cx, data)
             }
             BufferedSocket::Failed(e) => Poll::Ready(Err(failure(e))),
@@ -237,7 +232,7 @@ impl AsyncWrite for BufferedSocket {
         match self.get_mut() {
             BufferedSocket::Open(s) => {
                 if let Some(first) = data.iter().find(|d| !d.is_empty()) {
-                    s.note_write(first);
+                    s.joiner.client_wrote(first);
                 }
                 Pin::new(&mut s.tcp).poll_write_vectored(cx, data)
             }
