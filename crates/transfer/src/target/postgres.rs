@@ -486,11 +486,15 @@ async fn write_copy(
     Ok(Written { rows, inserted: merged.0, updated: merged.1 })
 }
 
-/// Largest COPY message sent to the target. The driver copies each message
-/// into its write buffer, so a piece holding one huge value (a SQL Server
-/// `nvarchar(max)` cell is encoded whole) goes out in slices of this size,
-/// which share the piece's memory.
-const MAX_COPY_MESSAGE: usize = 1 << 20;
+/// Largest COPY message sent to the target: a piece (up to 1 MiB) goes out
+/// in slices of this size, which share the piece's memory. The server
+/// copies each whole message into a buffer of its own before its COPY
+/// reads it 64 KiB at a time (`RAW_BUF_SIZE`); a 1 MiB message no longer
+/// fits a core's L2 cache by then, and the second copy read it from
+/// memory: at 0.25 the target's `memmove` took 3,500 to 4,200 samples a run
+/// with 1 MiB messages against 2,500 to 3,100 with 64 KiB, as many as `psql`'s
+/// 8 KiB messages cost it (docs/BENCHMARKS.md, issue 18).
+const MAX_COPY_MESSAGE: usize = 64 << 10;
 
 fn parts(piece: Bytes) -> impl Iterator<Item = Bytes> {
     let len = piece.len();
@@ -720,6 +724,17 @@ mod tests {
     fn pool(cluster: &PgCluster) -> PgPool {
         let endpoint = PgEndpoint::loopback(cluster.port(), "postgres", SUPERUSER, Secret::new(cluster.password()));
         PgPool::new(&endpoint, Side::Target, 2).unwrap()
+    }
+
+    #[test]
+    fn pieces_go_out_in_messages_of_at_most_64_kib_that_rejoin_to_the_piece() {
+        let piece: Vec<u8> = (0..3 * MAX_COPY_MESSAGE + 5).map(|i| (i % 251) as u8).collect();
+        let sent: Vec<Bytes> = parts(Bytes::from(piece.clone())).collect();
+        let sizes: Vec<usize> = sent.iter().map(Bytes::len).collect();
+        assert_eq!(sizes, [65_536, 65_536, 65_536, 5]);
+        assert_eq!(sent.concat(), piece);
+        let whole: Vec<usize> = parts(Bytes::from(vec![7u8; 100])).map(|b| b.len()).collect();
+        assert_eq!(whole, [100], "a small piece is one message");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
