@@ -486,9 +486,10 @@ async fn write_copy(
     Ok(Written { rows, inserted: merged.0, updated: merged.1 })
 }
 
-/// Largest COPY message sent to the target: a piece (1 MiB, or one huge
-/// value encoded whole) goes out in slices of this size, which share the
-/// piece's memory; the driver copies each into its write buffer. The server
+/// Largest COPY message sent to the target: a piece (about 1 MiB; a row of
+/// several large fields can overrun one) goes out in slices of this size,
+/// which share the piece's memory; the driver copies each into its write
+/// buffer. The server
 /// copies each whole message into a buffer of its own before its COPY
 /// reads it 64 KiB at a time (`RAW_BUF_SIZE`); a 1 MiB message no longer
 /// fits a core's L2 cache by then, and the second copy read it from
